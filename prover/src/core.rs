@@ -1,0 +1,403 @@
+//! The proving core: task in, proof out; proof in, verdict out. The CLI, the daemon, the coordinator's
+//! verifier and the C ABI all go through this one type.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
+use halo2_base::gates::circuit::{BaseCircuitParams, CircuitBuilderStage};
+use halo2_proofs::plonk::{keygen_pk, keygen_vk};
+use group::Group;
+use halo2curves::bn256::{Bn256, Fq, Fr, G1Affine};
+use halo2curves::pairing::{MillerLoopResult, MultiMillerLoop};
+use halo2curves::CurveAffine;
+use rand_core::RngCore;
+use snark_verifier_sdk::halo2::aggregation::AggregationConfigParams;
+use snark_verifier_sdk::halo2::gen_dummy_snark_from_protocol;
+use snark_verifier_sdk::snark_verifier::system::halo2::{compile, Config};
+use snark_verifier_sdk::snark_verifier::util::arithmetic::fe_from_limbs;
+use snark_verifier_sdk::{Snark, BITS, LIMBS, SHPLONK};
+
+use crate::circuits::{batch, chunk};
+use crate::engine::{self, EngineError, EngineKind};
+use crate::keys::{CircuitKeys, Generated, KeyError, KeyStore};
+use crate::rollup::{check_chunk, check_shape, ChunkError};
+use crate::wire::{
+    Base64Bytes, BatchConfig, BatchTaskData, ChunkConfig, ChunkTaskData, CircuitSpec, FrHex, ProofMeta,
+    ProofPayload, Task, TaskPayload, WireError, PROOF_VERSION,
+};
+
+/// Rows halo2 reserves at the bottom of every circuit (blinding and the last rows).
+const MINIMUM_ROWS: usize = 20;
+/// Most chunks one batch may aggregate.
+pub const MAX_CHUNKS_PER_BATCH: usize = 16;
+
+/// Errors of the proving core. Each says which input was at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("invalid chunk: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error("invalid batch: {0}")]
+    Batch(String),
+    #[error("parameters: {0}")]
+    Params(#[from] params::ParamsError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("proof is for a verifying key with digest {found}, this prover's key for that circuit is {expected}")]
+    VkMismatch { expected: String, found: String },
+    #[error("proof carries {found} public inputs, the {circuit} circuit has {expected}")]
+    InstanceCount { circuit: &'static str, expected: usize, found: usize },
+    #[error("the accumulator in the batch public inputs is not a valid pair of curve points")]
+    BadAccumulator,
+    #[error("proof rejected: the KZG accumulator pairing check of the batch failed")]
+    AccumulatorPairing,
+}
+
+/// Where the core finds parameters and keeps keys.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Directory of `kzg_bn254_{k}.srs` files.
+    pub params_dir: PathBuf,
+    /// Directory of the proving-key cache.
+    pub keys_dir: PathBuf,
+}
+
+/// A verified proof's statement.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub spec: CircuitSpec,
+    /// Public inputs after the accumulator (for a batch) or all of them (for a chunk).
+    pub statement: Vec<FrHex>,
+}
+
+/// The proving core. Cheap to share (`Arc`); loads parameters and keys lazily and keeps them.
+pub struct ProvingCore {
+    config: CoreConfig,
+    keys: KeyStore,
+    srs: Mutex<HashMap<u32, Arc<params::Srs>>>,
+}
+
+impl ProvingCore {
+    pub fn new(config: CoreConfig) -> Self {
+        let keys = KeyStore::new(config.keys_dir.clone());
+        Self { config, keys, srs: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The SRS for `k` (an exact file, or a larger one downsized), loaded once.
+    pub fn srs(&self, k: u32) -> Result<Arc<params::Srs>, CoreError> {
+        if let Some(p) = self.srs_lock().get(&k) {
+            return Ok(p.clone());
+        }
+        let loaded = Arc::new(params::load(&self.config.params_dir, k)?);
+        self.srs_lock().insert(k, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn srs_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<params::Srs>>> {
+        self.srs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Proving key of the chunk circuit for `config`.
+    pub fn chunk_keys(&self, config: ChunkConfig) -> Result<Arc<CircuitKeys>, CoreError> {
+        crate::rollup::check_config(&config)?;
+        let srs = self.srs(config.k)?;
+        let spec = CircuitSpec::Chunk { config };
+        Ok(self.keys.get_or_generate(&spec, &srs, || {
+            let mut builder = chunk_builder(CircuitBuilderStage::Keygen, config, None);
+            chunk::synthesize(&mut builder, &chunk::keygen_payload(config));
+            let circuit_params = builder.calculate_params(Some(MINIMUM_ROWS));
+            let pk = keygen(&srs, &builder, "chunk")?;
+            Ok(Generated { pk, circuit_params, break_points: builder.break_points() })
+        })?)
+    }
+
+    /// Proving key of the batch circuit for `config` (generates the chunk keys too if needed).
+    pub fn batch_keys(&self, config: BatchConfig) -> Result<Arc<CircuitKeys>, CoreError> {
+        check_batch_config(&config)?;
+        let chunk_keys = self.chunk_keys(config.chunk)?;
+        let chunk_srs = self.srs(config.chunk.k)?;
+        let srs = self.srs(config.k)?;
+        let spec = CircuitSpec::Batch { config };
+        Ok(self.keys.get_or_generate(&spec, &srs, || {
+            let protocol = chunk_protocol(&chunk_srs, &chunk_keys);
+            let dummies: Vec<Snark> =
+                (0..config.num_chunks).map(|_| gen_dummy_snark_from_protocol::<SHPLONK>(protocol.clone())).collect();
+            let agg_config =
+                AggregationConfigParams { degree: config.k, lookup_bits: config.k as usize - 1, ..Default::default() };
+            let mut circuit = batch::build(CircuitBuilderStage::Keygen, agg_config, &srs, dummies);
+            let circuit_params = circuit.builder.calculate_params(Some(MINIMUM_ROWS));
+            let pk = keygen(&srs, &circuit, "batch")?;
+            Ok(Generated { pk, circuit_params, break_points: circuit.break_points() })
+        })?)
+    }
+
+    /// Keys for whatever circuit `spec` names.
+    pub fn keys_for(&self, spec: &CircuitSpec) -> Result<Arc<CircuitKeys>, CoreError> {
+        match spec {
+            CircuitSpec::Chunk { config } => self.chunk_keys(*config),
+            CircuitSpec::Batch { config } => self.batch_keys(*config),
+        }
+    }
+
+    /// Proves a task as the coordinator hands it out.
+    pub fn prove_task(&self, task: &Task, rng: impl RngCore) -> Result<ProofPayload, CoreError> {
+        match task.payload()? {
+            TaskPayload::Chunk(data) => self.prove_chunk(&task.task_id, &data, rng),
+            TaskPayload::Batch(data) => self.prove_batch(&task.task_id, &data, rng),
+        }
+    }
+
+    /// Proves a chunk after checking it natively (a bad chunk is refused with its reason).
+    pub fn prove_chunk(&self, task_id: &str, data: &ChunkTaskData, rng: impl RngCore) -> Result<ProofPayload, CoreError> {
+        check_chunk(data)?;
+        self.prove_chunk_unchecked(task_id, data, rng)
+    }
+
+    /// Proves a chunk whose shape is valid but whose values are NOT checked natively: a dishonest
+    /// witness gives a failed proving run or a proof that does not verify. For soundness tests.
+    pub fn prove_chunk_unchecked(
+        &self,
+        task_id: &str,
+        data: &ChunkTaskData,
+        rng: impl RngCore,
+    ) -> Result<ProofPayload, CoreError> {
+        check_shape(data)?;
+        let started = Instant::now();
+        let keys = self.chunk_keys(data.config)?;
+        let srs = self.srs(data.config.k)?;
+        let mut builder = chunk_builder(
+            CircuitBuilderStage::Prover,
+            data.config,
+            Some((keys.meta.circuit_params.clone(), keys.meta.break_points.clone())),
+        );
+        chunk::synthesize(&mut builder, data);
+        let instances: Vec<Fr> = builder.assigned_instances[0].iter().map(|v| *v.value()).collect();
+        let proof = engine::prove(&srs, &keys.pk, builder, &instances, rng)?;
+        Ok(payload(task_id, CircuitSpec::Chunk { config: data.config }, &keys, instances, proof, started))
+    }
+
+    /// Aggregates the chunk proofs of a batch task, after verifying each and checking that they chain.
+    pub fn prove_batch(&self, task_id: &str, data: &BatchTaskData, rng: impl RngCore) -> Result<ProofPayload, CoreError> {
+        let config = data.config;
+        check_batch_config(&config)?;
+        if data.chunk_proofs.len() != config.num_chunks {
+            return Err(CoreError::Batch(format!(
+                "{} chunk proofs for a batch of {} chunks",
+                data.chunk_proofs.len(),
+                config.num_chunks
+            )));
+        }
+        let mut statements = Vec::with_capacity(config.num_chunks);
+        for (i, p) in data.chunk_proofs.iter().enumerate() {
+            if p.spec != (CircuitSpec::Chunk { config: config.chunk }) {
+                return Err(CoreError::Batch(format!("chunk proof {i} is not for the batch's chunk circuit {:?}", config.chunk)));
+            }
+            self.verify(p).map_err(|e| CoreError::Batch(format!("chunk proof {i} does not verify: {e}")))?;
+            statements.push(chunk_statement(p)?);
+        }
+        check_chain(&statements)?;
+        self.prove_batch_unchecked(task_id, data, rng)
+    }
+
+    /// Aggregation without the native chain check (the circuit must then reject a broken chain).
+    /// The chunk proofs must still be valid proofs: snark-verifier panics on unparsable ones.
+    pub fn prove_batch_unchecked(
+        &self,
+        task_id: &str,
+        data: &BatchTaskData,
+        rng: impl RngCore,
+    ) -> Result<ProofPayload, CoreError> {
+        let config = data.config;
+        check_batch_config(&config)?;
+        let started = Instant::now();
+        let keys = self.batch_keys(config)?;
+        let chunk_keys = self.chunk_keys(config.chunk)?;
+        let chunk_srs = self.srs(config.chunk.k)?;
+        let srs = self.srs(config.k)?;
+        let protocol = chunk_protocol(&chunk_srs, &chunk_keys);
+        let snarks = data
+            .chunk_proofs
+            .iter()
+            .map(|p| Snark::new(protocol.clone(), vec![p.instances.iter().map(|x| x.0).collect()], p.proof.0.clone()))
+            .collect();
+        let agg_config = AggregationConfigParams::try_from(&keys.meta.circuit_params)
+            .map_err(|e| CoreError::Batch(format!("cached batch configuration is unusable: {e}")))?;
+        let circuit = batch::build(CircuitBuilderStage::Prover, agg_config, &srs, snarks)
+            .use_break_points(keys.meta.break_points.clone());
+        let instances: Vec<Fr> = circuit.builder.assigned_instances[0].iter().map(|v| *v.value()).collect();
+        let proof = engine::prove(&srs, &keys.pk, circuit, &instances, rng)?;
+        Ok(payload(task_id, CircuitSpec::Batch { config }, &keys, instances, proof, started))
+    }
+
+    /// Verifies a proof: the verifying key it names is this prover's key for its circuit, the halo2
+    /// proof is valid for its public inputs, and for a batch the deferred KZG pairing holds.
+    pub fn verify(&self, proof: &ProofPayload) -> Result<Verified, CoreError> {
+        let (circuit, expected) = match &proof.spec {
+            CircuitSpec::Chunk { .. } => ("chunk", chunk::NUM_INSTANCES),
+            CircuitSpec::Batch { .. } => ("batch", batch::NUM_INSTANCES),
+        };
+        if proof.instances.len() != expected {
+            return Err(CoreError::InstanceCount { circuit, expected, found: proof.instances.len() });
+        }
+        let keys = self.keys_for(&proof.spec)?;
+        if keys.meta.vk_digest != proof.vk_digest {
+            return Err(CoreError::VkMismatch { expected: keys.meta.vk_digest.clone(), found: proof.vk_digest.clone() });
+        }
+        let srs = self.srs(proof.spec.k())?;
+        let instances: Vec<Fr> = proof.instances.iter().map(|x| x.0).collect();
+        engine::verify(&srs, keys.vk(), &instances, &proof.proof.0)?;
+        let statement = match proof.spec {
+            CircuitSpec::Chunk { .. } => proof.instances.clone(),
+            CircuitSpec::Batch { .. } => {
+                check_accumulator(&srs, &instances[..batch::ACCUMULATOR_LIMBS])?;
+                proof.instances[batch::ACCUMULATOR_LIMBS..].to_vec()
+            }
+        };
+        Ok(Verified { spec: proof.spec.clone(), statement })
+    }
+
+    /// The verifying-key digest for a circuit (what a prover lists in its login `vks`).
+    pub fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, CoreError> {
+        Ok(self.keys_for(spec)?.meta.vk_digest.clone())
+    }
+}
+
+/// The statement (public inputs, after the accumulator for a batch) a correct proof of this task
+/// must carry: what a verifier compares a valid proof's statement against.
+pub fn expected_statement(payload: &TaskPayload) -> Result<Vec<FrHex>, CoreError> {
+    match payload {
+        TaskPayload::Chunk(data) => {
+            check_shape(data)?;
+            Ok(chunk::public_inputs(data).into_iter().map(FrHex).collect())
+        }
+        TaskPayload::Batch(data) => {
+            let statements = data.chunk_proofs.iter().map(chunk_statement).collect::<Result<Vec<_>, _>>()?;
+            let s = batch::public_inputs(&statements).ok_or_else(|| CoreError::Batch("a batch without chunks".into()))?;
+            Ok(s.into_iter().map(FrHex).collect())
+        }
+    }
+}
+
+fn check_batch_config(config: &BatchConfig) -> Result<(), CoreError> {
+    crate::rollup::check_config(&config.chunk)?;
+    if !(1..=MAX_CHUNKS_PER_BATCH).contains(&config.num_chunks) {
+        return Err(CoreError::Batch(format!("num_chunks {} is outside 1..={MAX_CHUNKS_PER_BATCH}", config.num_chunks)));
+    }
+    if !(16..=26).contains(&config.k) {
+        return Err(CoreError::Batch(format!("batch k {} is outside 16..=26", config.k)));
+    }
+    Ok(())
+}
+
+fn chunk_statement(p: &ProofPayload) -> Result<[Fr; chunk::NUM_INSTANCES], CoreError> {
+    let v: Vec<Fr> = p.instances.iter().map(|x| x.0).collect();
+    v.try_into().map_err(|v: Vec<Fr>| CoreError::InstanceCount {
+        circuit: "chunk",
+        expected: chunk::NUM_INSTANCES,
+        found: v.len(),
+    })
+}
+
+/// Chunk i's new root must be chunk i+1's old root.
+pub fn check_chain(statements: &[[Fr; chunk::NUM_INSTANCES]]) -> Result<(), CoreError> {
+    for (i, pair) in statements.windows(2).enumerate() {
+        if pair[0][1] != pair[1][0] {
+            return Err(CoreError::Batch(format!(
+                "chunks do not chain: chunk {i} ends at root {} but chunk {} starts at {}",
+                FrHex(pair[0][1]),
+                i + 1,
+                FrHex(pair[1][0])
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn chunk_builder(
+    stage: CircuitBuilderStage,
+    config: ChunkConfig,
+    prover: Option<(BaseCircuitParams, halo2_base::gates::flex_gate::MultiPhaseThreadBreakPoints)>,
+) -> BaseCircuitBuilder<Fr> {
+    match prover {
+        Some((params, break_points)) => BaseCircuitBuilder::prover(params, break_points),
+        None => BaseCircuitBuilder::from_stage(stage)
+            .use_k(config.k as usize)
+            .use_lookup_bits(config.k as usize - 1)
+            .use_instance_columns(1),
+    }
+}
+
+fn keygen<C: halo2_proofs::plonk::Circuit<Fr>>(
+    srs: &params::Srs,
+    circuit: &C,
+    name: &'static str,
+) -> Result<halo2_proofs::plonk::ProvingKey<G1Affine>, KeyError> {
+    let vk = keygen_vk(srs, circuit).map_err(|e| KeyError::Keygen { circuit: name, reason: format!("{e:?}") })?;
+    keygen_pk(srs, vk, circuit).map_err(|e| KeyError::Keygen { circuit: name, reason: format!("{e:?}") })
+}
+
+fn chunk_protocol(
+    chunk_srs: &params::Srs,
+    chunk_keys: &CircuitKeys,
+) -> snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol<G1Affine> {
+    compile(chunk_srs, chunk_keys.vk(), Config::kzg().with_num_instance(vec![chunk::NUM_INSTANCES]))
+}
+
+fn payload(
+    task_id: &str,
+    spec: CircuitSpec,
+    keys: &CircuitKeys,
+    instances: Vec<Fr>,
+    proof: Vec<u8>,
+    started: Instant,
+) -> ProofPayload {
+    ProofPayload {
+        version: PROOF_VERSION,
+        task_id: task_id.to_string(),
+        spec,
+        vk_digest: keys.meta.vk_digest.clone(),
+        instances: instances.into_iter().map(FrHex).collect(),
+        proof: Base64Bytes(proof),
+        meta: ProofMeta {
+            engine: EngineKind::Reference.name().into(),
+            backend: "cpu".into(),
+            prove_ms: started.elapsed().as_millis() as u64,
+        },
+    }
+}
+
+/// The deferred pairing of an aggregation proof: e(lhs, g2) == e(rhs, s·g2), with lhs and rhs
+/// decoded from the 12 limbs (3 × 88 bits per coordinate) of the public inputs.
+fn check_accumulator(srs: &params::Srs, limbs: &[Fr]) -> Result<(), CoreError> {
+    let coord = |i: usize| -> Result<Fq, CoreError> {
+        let l: [Fr; LIMBS] = limbs[i * LIMBS..(i + 1) * LIMBS].try_into().map_err(|_| CoreError::BadAccumulator)?;
+        if l.iter().any(|x| x.to_bytes()[11..].iter().any(|b| *b != 0)) {
+            return Err(CoreError::BadAccumulator); // a limb wider than 88 bits
+        }
+        Ok(fe_from_limbs::<Fr, Fq, LIMBS, BITS>(l))
+    };
+    let point = |x: Fq, y: Fq| Option::<G1Affine>::from(G1Affine::from_xy(x, y)).ok_or(CoreError::BadAccumulator);
+    let lhs = point(coord(0)?, coord(1)?)?;
+    let rhs = point(coord(2)?, coord(3)?)?;
+    let g2 = halo2curves::bn256::G2Prepared::from(srs.g2());
+    let minus_s_g2 = halo2curves::bn256::G2Prepared::from(-srs.s_g2());
+    let ok: bool = Bn256::multi_miller_loop(&[(&lhs, &g2), (&rhs, &minus_s_g2)])
+        .final_exponentiation()
+        .is_identity()
+        .into();
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::AccumulatorPairing)
+    }
+}

@@ -1,0 +1,78 @@
+//! Proving and verification with halo2-axiom's own prover (the "reference engine"): KZG over BN254,
+//! SHPLONK multi-open, Poseidon transcript (the one snark-verifier reads, so proofs aggregate).
+
+use halo2_proofs::plonk::{create_proof, verify_proof, Circuit, ProvingKey, VerifyingKey};
+use halo2_proofs::poly::commitment::ParamsProver;
+use halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
+use halo2_proofs::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
+use halo2_proofs::poly::kzg::strategy::SingleStrategy;
+use halo2_proofs::transcript::TranscriptWriterBuffer;
+use halo2curves::bn256::{Bn256, Fr, G1Affine};
+use rand_core::RngCore;
+use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
+use snark_verifier_sdk::NativeLoader;
+
+/// Which prover implementation produced a proof.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// halo2-axiom's `create_proof`.
+    Reference,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Reference => "reference",
+        }
+    }
+}
+
+/// Errors of the proving engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("halo2 proving failed (a constraint the witness violates, such as a range check, or a malformed circuit): {0}")]
+    Prove(halo2_proofs::plonk::Error),
+    #[error("proof rejected: {0}")]
+    Rejected(String),
+}
+
+/// Creates a proof of `circuit` with public inputs `instances` (one instance column).
+pub fn prove<C: Circuit<Fr>>(
+    params: &params::Srs,
+    pk: &ProvingKey<G1Affine>,
+    circuit: C,
+    instances: &[Fr],
+    rng: impl RngCore,
+) -> Result<Vec<u8>, EngineError> {
+    let mut transcript = PoseidonTranscript::<NativeLoader, Vec<u8>>::init(Vec::new());
+    create_proof::<KZGCommitmentScheme<Bn256>, ProverSHPLONK<'_, Bn256>, _, _, _, _>(
+        params,
+        pk,
+        &[circuit],
+        &[&[instances]],
+        rng,
+        &mut transcript,
+    )
+    .map_err(EngineError::Prove)?;
+    Ok(transcript.finalize())
+}
+
+/// Verifies `proof` against `vk` and `instances`, including the final pairing check.
+pub fn verify(
+    params: &params::Srs,
+    vk: &VerifyingKey<G1Affine>,
+    instances: &[Fr],
+    proof: &[u8],
+) -> Result<(), EngineError> {
+    let mut transcript = PoseidonTranscript::<NativeLoader, &[u8]>::from_spec(proof, POSEIDON_SPEC.clone());
+    let strategy = SingleStrategy::new(params.verifier_params());
+    verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
+        params.verifier_params(),
+        vk,
+        strategy,
+        &[&[instances]],
+        &mut transcript,
+    )
+    .map_err(|e| EngineError::Rejected(format!("{e:?}")))?;
+    Ok(())
+}

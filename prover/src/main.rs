@@ -1,0 +1,408 @@
+//! `prover`: the node's command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use prover::rollup::RollupState;
+use prover::wire::{
+    BatchConfig, BatchTaskData, ChunkConfig, ProofPayload, Task, TaskType, Transfer, HARD_FORK_NAME,
+    TASK_DATA_VERSION,
+};
+use prover::{CoreConfig, ProvingCore};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+#[derive(Parser)]
+#[command(name = "prover", version, about = "GPU-accelerated halo2 prover node (BN254, KZG, SHPLONK)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Dirs {
+    /// Directory of KZG parameter files `kzg_bn254_{k}.srs`.
+    #[arg(long, default_value = "data/params", env = "PROVER_PARAMS_DIR")]
+    params_dir: PathBuf,
+    /// Directory of the proving-key cache.
+    #[arg(long, default_value = "data/keys", env = "PROVER_KEYS_DIR")]
+    keys_dir: PathBuf,
+}
+
+impl Dirs {
+    fn core(&self) -> ProvingCore {
+        ProvingCore::new(CoreConfig { params_dir: self.params_dir.clone(), keys_dir: self.keys_dir.clone() })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// KZG parameters: generate (development), verify, downsize.
+    #[command(subcommand)]
+    Params(ParamsCmd),
+    /// Make task files (what a coordinator would hand out) for local proving.
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Prove a task file and write the proof JSON.
+    Prove {
+        #[arg(long)]
+        task: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// Verify a proof JSON; exit 0 if valid, non-zero with the reason otherwise.
+    Verify {
+        #[arg(long)]
+        proof: PathBuf,
+        /// Also check that the proof's public inputs are the ones this task expects.
+        #[arg(long)]
+        task: Option<PathBuf>,
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// End to end on this machine: dev params, chained chunk tasks, their proofs, the batch proof
+    /// that aggregates them, verification of everything, and a summary.
+    Demo(DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum ParamsCmd {
+    /// Generate parameters. Only insecure development parameters can be generated (`--dev`):
+    /// production parameters come from a ceremony and are downsized with `params downsize`.
+    Gen {
+        #[arg(long)]
+        k: u32,
+        /// Acknowledge that the secret is public: for development and tests only.
+        #[arg(long)]
+        dev: bool,
+        #[arg(long, default_value_t = params::DEV_SEED_DEFAULT)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a parameter file: structure, points on the curve, pairing consistency, Lagrange basis.
+    Verify { file: PathBuf },
+    /// Cut a parameter file down to 2^k points (recomputing the Lagrange basis).
+    Downsize {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        k: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ChunkShape {
+    /// log2 rows of the chunk circuit.
+    #[arg(long, default_value_t = ChunkConfig::default().k)]
+    chunk_k: u32,
+    /// Depth of the account tree.
+    #[arg(long, default_value_t = ChunkConfig::default().tree_depth)]
+    tree_depth: usize,
+    /// Transfer slots per chunk.
+    #[arg(long, default_value_t = ChunkConfig::default().max_txs)]
+    max_txs: usize,
+}
+
+impl ChunkShape {
+    fn config(&self) -> ChunkConfig {
+        ChunkConfig { k: self.chunk_k, tree_depth: self.tree_depth, max_txs: self.max_txs }
+    }
+}
+
+#[derive(Subcommand)]
+enum TaskCmd {
+    /// Chained chunk tasks of random transfers from a development genesis (`chunk-{i}.json`).
+    Chunks {
+        #[arg(long, default_value_t = 2)]
+        chunks: usize,
+        /// Transfers per chunk (at most max_txs).
+        #[arg(long, default_value_t = 3)]
+        txs: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        shape: ChunkShape,
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// A batch task aggregating chunk proof files, in chain order.
+    Batch {
+        /// log2 rows of the batch circuit.
+        #[arg(long, default_value_t = 20)]
+        k: u32,
+        #[arg(long, required = true, num_args = 1..)]
+        proofs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[arg(long, default_value_t = 2)]
+    chunks: usize,
+    #[arg(long, default_value_t = 3)]
+    txs: usize,
+    #[command(flatten)]
+    shape: ChunkShape,
+    /// log2 rows of the batch circuit.
+    #[arg(long, default_value_t = 20)]
+    batch_k: u32,
+    /// Prove the chunks only.
+    #[arg(long)]
+    no_batch: bool,
+    /// Where task and proof files are written.
+    #[arg(long, default_value = "data/demo")]
+    work_dir: PathBuf,
+    #[command(flatten)]
+    dirs: Dirs,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Params(cmd) => params_cmd(cmd),
+        Command::Task(cmd) => task_cmd(cmd),
+        Command::Prove { task, out, dirs } => {
+            let task = read_task(&task)?;
+            let core = dirs.core();
+            let proof = core.prove_task(&task, ChaCha20Rng::from_entropy()).context("proving failed")?;
+            write_json(&out, &proof)?;
+            println!("proved {} task {} in {} ms -> {}", task.kind()?, task.task_id, proof.meta.prove_ms, out.display());
+            Ok(())
+        }
+        Command::Verify { proof, task, dirs } => {
+            let text = std::fs::read_to_string(&proof).with_context(|| format!("reading {}", proof.display()))?;
+            let payload = ProofPayload::from_json_str(&text)?;
+            let core = dirs.core();
+            let verified = core.verify(&payload).context("proof is INVALID")?;
+            if let Some(task) = task {
+                let task = read_task(&task)?;
+                let expected = prover::core::expected_statement(&task.payload()?)?;
+                if expected != verified.statement {
+                    bail!("proof is valid but proves a different statement than the task expects");
+                }
+            }
+            println!("proof is VALID: {} (task {})", verified.spec.task_type(), payload.task_id);
+            for (i, x) in verified.statement.iter().enumerate() {
+                println!("  public input {i}: {x}");
+            }
+            Ok(())
+        }
+        Command::Demo(args) => demo(args),
+    }
+}
+
+fn params_cmd(cmd: ParamsCmd) -> Result<()> {
+    match cmd {
+        ParamsCmd::Gen { k, dev, seed, out } => {
+            if !dev {
+                bail!("only insecure development parameters can be generated; pass --dev to acknowledge that their secret is public (production parameters come from a ceremony; see `prover params downsize`)");
+            }
+            eprintln!("WARNING: generating an INSECURE development SRS (k={k}, seed={seed}): its secret is public. Never use it in production.");
+            let started = Instant::now();
+            let srs = params::dev_setup(k, seed, true)?;
+            params::write_file(&srs, &out)?;
+            println!("wrote insecure development SRS k={k} to {} in {:.2} s", out.display(), started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        ParamsCmd::Verify { file } => {
+            let report = params::verify_file(&file).with_context(|| format!("{} is NOT a valid SRS", file.display()))?;
+            println!("{}: valid KZG BN254 parameters, k={}", file.display(), report.k);
+            println!("sha256 {}", report.sha256_hex);
+            if let Some(seed) = report.insecure_dev_seed {
+                println!("WARNING: this is the INSECURE development SRS (seed {seed}); its secret is public");
+            }
+            Ok(())
+        }
+        ParamsCmd::Downsize { from, k, out } => {
+            params::downsize_file(&from, k, &out)?;
+            println!("wrote k={k} parameters from {} to {}", from.display(), out.display());
+            Ok(())
+        }
+    }
+}
+
+fn task_cmd(cmd: TaskCmd) -> Result<()> {
+    match cmd {
+        TaskCmd::Chunks { chunks, txs, seed, shape, out_dir } => {
+            let tasks = chunk_tasks(shape.config(), chunks, txs, seed)?;
+            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            for (i, task) in tasks.iter().enumerate() {
+                let path = out_dir.join(format!("chunk-{i}.json"));
+                write_json(&path, task)?;
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        TaskCmd::Batch { k, proofs, out } => {
+            let proofs = proofs
+                .iter()
+                .map(|p| {
+                    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                    Ok(ProofPayload::from_json_str(&text)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let task = batch_task(k, proofs)?;
+            write_json(&out, &task)?;
+            println!("{}", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// `n` chained chunk tasks of random valid transfers from a development genesis.
+fn chunk_tasks(config: ChunkConfig, n: usize, txs: usize, seed: u64) -> Result<Vec<Task>> {
+    if txs > config.max_txs {
+        bail!("--txs {txs} exceeds --max-txs {}", config.max_txs);
+    }
+    let accounts = 8u64.min(1u64 << config.tree_depth.min(63));
+    let mut state = RollupState::genesis(config.tree_depth, accounts, 1_000_000)?;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut tasks = vec![];
+    for i in 0..n {
+        let mut transfers = vec![];
+        let mut nonces: std::collections::HashMap<u64, u64> = Default::default();
+        for _ in 0..txs {
+            let from = rng.gen_range(0..accounts);
+            let to = rng.gen_range(0..accounts);
+            let nonce = *nonces.entry(from).or_insert_with(|| state.account(from).map(|a| a.nonce).unwrap_or(0));
+            nonces.insert(from, nonce + 1);
+            transfers.push(Transfer { from, to, amount: rng.gen_range(1..1000), nonce });
+        }
+        let data = state.apply_chunk(config, &transfers)?;
+        tasks.push(Task {
+            uuid: format!("local-{seed}-{i}"),
+            task_id: format!("chunk-{seed}-{i}"),
+            task_type: TaskType::Chunk.as_u8(),
+            task_data: serde_json::to_string(&data)?,
+            hard_fork_name: HARD_FORK_NAME.into(),
+        });
+    }
+    Ok(tasks)
+}
+
+fn batch_task(k: u32, proofs: Vec<ProofPayload>) -> Result<Task> {
+    let chunk = match proofs.first().map(|p| &p.spec) {
+        Some(prover::wire::CircuitSpec::Chunk { config }) => *config,
+        _ => bail!("a batch needs at least one chunk proof, and the first proof is not a chunk proof"),
+    };
+    let id = proofs.iter().map(|p| p.task_id.as_str()).collect::<Vec<_>>().join("+");
+    let data = BatchTaskData {
+        version: TASK_DATA_VERSION,
+        config: BatchConfig { k, num_chunks: proofs.len(), chunk },
+        chunk_proofs: proofs,
+    };
+    Ok(Task {
+        uuid: format!("local-batch-{id}"),
+        task_id: format!("batch-{id}"),
+        task_type: TaskType::Batch.as_u8(),
+        task_data: serde_json::to_string(&data)?,
+        hard_fork_name: HARD_FORK_NAME.into(),
+    })
+}
+
+fn read_task(path: &Path) -> Result<Task> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading task {}", path.display()))?;
+    let task: Task = prover::wire::from_json("task", &text)?;
+    Ok(task)
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+struct Row {
+    task: String,
+    kind: TaskType,
+    prove_ms: u64,
+    verify_ms: u128,
+    verdict: String,
+}
+
+fn demo(args: DemoArgs) -> Result<()> {
+    let config = args.shape.config();
+    let started = Instant::now();
+    let mut ks = vec![config.k];
+    if !args.no_batch {
+        ks.push(args.batch_k);
+    }
+    for k in ks {
+        let path = params::ensure_dev(&args.dirs.params_dir, k, true)?;
+        println!("params k={k}: {}", path.display());
+    }
+    let core = args.dirs.core();
+    let tasks = chunk_tasks(config, args.chunks, args.txs, 1)?;
+    let mut rows = vec![];
+    let mut proofs = vec![];
+    for task in &tasks {
+        write_json(&args.work_dir.join(format!("{}.task.json", task.task_id)), task)?;
+        let (proof, row) = prove_and_verify(&core, task)?;
+        write_json(&args.work_dir.join(format!("{}.proof.json", task.task_id)), &proof)?;
+        proofs.push(proof);
+        rows.push(row);
+    }
+    if !args.no_batch {
+        let task = batch_task(args.batch_k, proofs)?;
+        write_json(&args.work_dir.join(format!("{}.task.json", task.task_id)), &task)?;
+        let (proof, row) = prove_and_verify(&core, &task)?;
+        write_json(&args.work_dir.join(format!("{}.proof.json", task.task_id)), &proof)?;
+        rows.push(row);
+    }
+    println!();
+    println!("{:<28} {:<6} {:>10} {:>10}  verification", "task", "type", "prove ms", "verify ms");
+    for r in &rows {
+        println!("{:<28} {:<6} {:>10} {:>10}  {}", r.task, r.kind.name(), r.prove_ms, r.verify_ms, r.verdict);
+    }
+    println!(
+        "engine: reference (halo2-axiom) | backend: cpu | chunk k={} depth={} max_txs={} | total {:.1} s (includes one-time key generation)",
+        config.k,
+        config.tree_depth,
+        config.max_txs,
+        started.elapsed().as_secs_f64()
+    );
+    println!("files: {}", args.work_dir.display());
+    Ok(())
+}
+
+fn prove_and_verify(core: &ProvingCore, task: &Task) -> Result<(ProofPayload, Row)> {
+    let kind = task.kind()?;
+    println!("proving {kind} task {} ...", task.task_id);
+    let proof = core.prove_task(task, ChaCha20Rng::from_entropy()).with_context(|| format!("proving {}", task.task_id))?;
+    let t = Instant::now();
+    let verified = core.verify(&proof).with_context(|| format!("verifying {}", task.task_id))?;
+    let expected = prover::core::expected_statement(&task.payload()?)?;
+    if expected != verified.statement {
+        bail!("proof of {} verifies but proves a different statement", task.task_id);
+    }
+    let verdict = "valid, statement matches task".to_string();
+    let row = Row { task: task.task_id.clone(), kind, prove_ms: proof.meta.prove_ms, verify_ms: t.elapsed().as_millis(), verdict };
+    Ok((proof, row))
+}
