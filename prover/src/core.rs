@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use group::Group;
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::gates::circuit::{BaseCircuitParams, CircuitBuilderStage};
 use halo2_proofs::plonk::{keygen_pk, keygen_vk};
-use group::Group;
 use halo2curves::bn256::{Bn256, Fq, Fr, G1Affine};
 use halo2curves::pairing::{MillerLoopResult, MultiMillerLoop};
 use halo2curves::CurveAffine;
@@ -25,8 +25,8 @@ use crate::engine::{self, EngineError, EngineKind};
 use crate::keys::{CircuitKeys, Generated, KeyError, KeyStore};
 use crate::rollup::{check_chunk, check_shape, ChunkError};
 use crate::wire::{
-    Base64Bytes, BatchConfig, BatchTaskData, ChunkConfig, ChunkTaskData, CircuitSpec, FrHex, ProofMeta,
-    ProofPayload, Task, TaskPayload, WireError, PROOF_VERSION,
+    Base64Bytes, BatchConfig, BatchTaskData, ChunkConfig, ChunkTaskData, CircuitSpec, FrHex,
+    ProofMeta, ProofPayload, Task, TaskPayload, WireError, PROOF_VERSION,
 };
 
 /// Rows halo2 reserves at the bottom of every circuit (blinding and the last rows).
@@ -52,7 +52,11 @@ pub enum CoreError {
     #[error("proof is for a verifying key with digest {found}, this prover's key for that circuit is {expected}")]
     VkMismatch { expected: String, found: String },
     #[error("proof carries {found} public inputs, the {circuit} circuit has {expected}")]
-    InstanceCount { circuit: &'static str, expected: usize, found: usize },
+    InstanceCount {
+        circuit: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("the accumulator in the batch public inputs is not a valid pair of curve points")]
     BadAccumulator,
     #[error("proof rejected: the KZG accumulator pairing check of the batch failed")]
@@ -86,7 +90,11 @@ pub struct ProvingCore {
 impl ProvingCore {
     pub fn new(config: CoreConfig) -> Self {
         let keys = KeyStore::new(config.keys_dir.clone());
-        Self { config, keys, srs: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            keys,
+            srs: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -117,7 +125,11 @@ impl ProvingCore {
             chunk::synthesize(&mut builder, &chunk::keygen_payload(config));
             let circuit_params = builder.calculate_params(Some(MINIMUM_ROWS));
             let pk = keygen(&srs, &builder, "chunk")?;
-            Ok(Generated { pk, circuit_params, break_points: builder.break_points() })
+            Ok(Generated {
+                pk,
+                circuit_params,
+                break_points: builder.break_points(),
+            })
         })?)
     }
 
@@ -130,14 +142,22 @@ impl ProvingCore {
         let spec = CircuitSpec::Batch { config };
         Ok(self.keys.get_or_generate(&spec, &srs, || {
             let protocol = chunk_protocol(&chunk_srs, &chunk_keys);
-            let dummies: Vec<Snark> =
-                (0..config.num_chunks).map(|_| gen_dummy_snark_from_protocol::<SHPLONK>(protocol.clone())).collect();
-            let agg_config =
-                AggregationConfigParams { degree: config.k, lookup_bits: config.k as usize - 1, ..Default::default() };
+            let dummies: Vec<Snark> = (0..config.num_chunks)
+                .map(|_| gen_dummy_snark_from_protocol::<SHPLONK>(protocol.clone()))
+                .collect();
+            let agg_config = AggregationConfigParams {
+                degree: config.k,
+                lookup_bits: config.k as usize - 1,
+                ..Default::default()
+            };
             let mut circuit = batch::build(CircuitBuilderStage::Keygen, agg_config, &srs, dummies);
             let circuit_params = circuit.builder.calculate_params(Some(MINIMUM_ROWS));
             let pk = keygen(&srs, &circuit, "batch")?;
-            Ok(Generated { pk, circuit_params, break_points: circuit.break_points() })
+            Ok(Generated {
+                pk,
+                circuit_params,
+                break_points: circuit.break_points(),
+            })
         })?)
     }
 
@@ -158,7 +178,12 @@ impl ProvingCore {
     }
 
     /// Proves a chunk after checking it natively (a bad chunk is refused with its reason).
-    pub fn prove_chunk(&self, task_id: &str, data: &ChunkTaskData, rng: impl RngCore) -> Result<ProofPayload, CoreError> {
+    pub fn prove_chunk(
+        &self,
+        task_id: &str,
+        data: &ChunkTaskData,
+        rng: impl RngCore,
+    ) -> Result<ProofPayload, CoreError> {
         check_chunk(data)?;
         self.prove_chunk_unchecked(task_id, data, rng)
     }
@@ -178,16 +203,36 @@ impl ProvingCore {
         let mut builder = chunk_builder(
             CircuitBuilderStage::Prover,
             data.config,
-            Some((keys.meta.circuit_params.clone(), keys.meta.break_points.clone())),
+            Some((
+                keys.meta.circuit_params.clone(),
+                keys.meta.break_points.clone(),
+            )),
         );
         chunk::synthesize(&mut builder, data);
-        let instances: Vec<Fr> = builder.assigned_instances[0].iter().map(|v| *v.value()).collect();
+        let instances: Vec<Fr> = builder.assigned_instances[0]
+            .iter()
+            .map(|v| *v.value())
+            .collect();
         let proof = engine::prove(&srs, &keys.pk, builder, &instances, rng)?;
-        Ok(payload(task_id, CircuitSpec::Chunk { config: data.config }, &keys, instances, proof, started))
+        Ok(payload(
+            task_id,
+            CircuitSpec::Chunk {
+                config: data.config,
+            },
+            &keys,
+            instances,
+            proof,
+            started,
+        ))
     }
 
     /// Aggregates the chunk proofs of a batch task, after verifying each and checking that they chain.
-    pub fn prove_batch(&self, task_id: &str, data: &BatchTaskData, rng: impl RngCore) -> Result<ProofPayload, CoreError> {
+    pub fn prove_batch(
+        &self,
+        task_id: &str,
+        data: &BatchTaskData,
+        rng: impl RngCore,
+    ) -> Result<ProofPayload, CoreError> {
         let config = data.config;
         check_batch_config(&config)?;
         if data.chunk_proofs.len() != config.num_chunks {
@@ -199,10 +244,18 @@ impl ProvingCore {
         }
         let mut statements = Vec::with_capacity(config.num_chunks);
         for (i, p) in data.chunk_proofs.iter().enumerate() {
-            if p.spec != (CircuitSpec::Chunk { config: config.chunk }) {
-                return Err(CoreError::Batch(format!("chunk proof {i} is not for the batch's chunk circuit {:?}", config.chunk)));
+            if p.spec
+                != (CircuitSpec::Chunk {
+                    config: config.chunk,
+                })
+            {
+                return Err(CoreError::Batch(format!(
+                    "chunk proof {i} is not for the batch's chunk circuit {:?}",
+                    config.chunk
+                )));
             }
-            self.verify(p).map_err(|e| CoreError::Batch(format!("chunk proof {i} does not verify: {e}")))?;
+            self.verify(p)
+                .map_err(|e| CoreError::Batch(format!("chunk proof {i} does not verify: {e}")))?;
             statements.push(chunk_statement(p)?);
         }
         check_chain(&statements)?;
@@ -228,15 +281,33 @@ impl ProvingCore {
         let snarks = data
             .chunk_proofs
             .iter()
-            .map(|p| Snark::new(protocol.clone(), vec![p.instances.iter().map(|x| x.0).collect()], p.proof.0.clone()))
+            .map(|p| {
+                Snark::new(
+                    protocol.clone(),
+                    vec![p.instances.iter().map(|x| x.0).collect()],
+                    p.proof.0.clone(),
+                )
+            })
             .collect();
-        let agg_config = AggregationConfigParams::try_from(&keys.meta.circuit_params)
-            .map_err(|e| CoreError::Batch(format!("cached batch configuration is unusable: {e}")))?;
+        let agg_config =
+            AggregationConfigParams::try_from(&keys.meta.circuit_params).map_err(|e| {
+                CoreError::Batch(format!("cached batch configuration is unusable: {e}"))
+            })?;
         let circuit = batch::build(CircuitBuilderStage::Prover, agg_config, &srs, snarks)
             .use_break_points(keys.meta.break_points.clone());
-        let instances: Vec<Fr> = circuit.builder.assigned_instances[0].iter().map(|v| *v.value()).collect();
+        let instances: Vec<Fr> = circuit.builder.assigned_instances[0]
+            .iter()
+            .map(|v| *v.value())
+            .collect();
         let proof = engine::prove(&srs, &keys.pk, circuit, &instances, rng)?;
-        Ok(payload(task_id, CircuitSpec::Batch { config }, &keys, instances, proof, started))
+        Ok(payload(
+            task_id,
+            CircuitSpec::Batch { config },
+            &keys,
+            instances,
+            proof,
+            started,
+        ))
     }
 
     /// Verifies a proof: the verifying key it names is this prover's key for its circuit, the halo2
@@ -247,11 +318,18 @@ impl ProvingCore {
             CircuitSpec::Batch { .. } => ("batch", batch::NUM_INSTANCES),
         };
         if proof.instances.len() != expected {
-            return Err(CoreError::InstanceCount { circuit, expected, found: proof.instances.len() });
+            return Err(CoreError::InstanceCount {
+                circuit,
+                expected,
+                found: proof.instances.len(),
+            });
         }
         let keys = self.keys_for(&proof.spec)?;
         if keys.meta.vk_digest != proof.vk_digest {
-            return Err(CoreError::VkMismatch { expected: keys.meta.vk_digest.clone(), found: proof.vk_digest.clone() });
+            return Err(CoreError::VkMismatch {
+                expected: keys.meta.vk_digest.clone(),
+                found: proof.vk_digest.clone(),
+            });
         }
         let srs = self.srs(proof.spec.k())?;
         let instances: Vec<Fr> = proof.instances.iter().map(|x| x.0).collect();
@@ -263,7 +341,10 @@ impl ProvingCore {
                 proof.instances[batch::ACCUMULATOR_LIMBS..].to_vec()
             }
         };
-        Ok(Verified { spec: proof.spec.clone(), statement })
+        Ok(Verified {
+            spec: proof.spec.clone(),
+            statement,
+        })
     }
 
     /// The verifying-key digest for a circuit (what a prover lists in its login `vks`).
@@ -281,8 +362,13 @@ pub fn expected_statement(payload: &TaskPayload) -> Result<Vec<FrHex>, CoreError
             Ok(chunk::public_inputs(data).into_iter().map(FrHex).collect())
         }
         TaskPayload::Batch(data) => {
-            let statements = data.chunk_proofs.iter().map(chunk_statement).collect::<Result<Vec<_>, _>>()?;
-            let s = batch::public_inputs(&statements).ok_or_else(|| CoreError::Batch("a batch without chunks".into()))?;
+            let statements = data
+                .chunk_proofs
+                .iter()
+                .map(chunk_statement)
+                .collect::<Result<Vec<_>, _>>()?;
+            let s = batch::public_inputs(&statements)
+                .ok_or_else(|| CoreError::Batch("a batch without chunks".into()))?;
             Ok(s.into_iter().map(FrHex).collect())
         }
     }
@@ -291,10 +377,16 @@ pub fn expected_statement(payload: &TaskPayload) -> Result<Vec<FrHex>, CoreError
 fn check_batch_config(config: &BatchConfig) -> Result<(), CoreError> {
     crate::rollup::check_config(&config.chunk)?;
     if !(1..=MAX_CHUNKS_PER_BATCH).contains(&config.num_chunks) {
-        return Err(CoreError::Batch(format!("num_chunks {} is outside 1..={MAX_CHUNKS_PER_BATCH}", config.num_chunks)));
+        return Err(CoreError::Batch(format!(
+            "num_chunks {} is outside 1..={MAX_CHUNKS_PER_BATCH}",
+            config.num_chunks
+        )));
     }
     if !(16..=26).contains(&config.k) {
-        return Err(CoreError::Batch(format!("batch k {} is outside 16..=26", config.k)));
+        return Err(CoreError::Batch(format!(
+            "batch k {} is outside 16..=26",
+            config.k
+        )));
     }
     Ok(())
 }
@@ -326,7 +418,10 @@ pub fn check_chain(statements: &[[Fr; chunk::NUM_INSTANCES]]) -> Result<(), Core
 fn chunk_builder(
     stage: CircuitBuilderStage,
     config: ChunkConfig,
-    prover: Option<(BaseCircuitParams, halo2_base::gates::flex_gate::MultiPhaseThreadBreakPoints)>,
+    prover: Option<(
+        BaseCircuitParams,
+        halo2_base::gates::flex_gate::MultiPhaseThreadBreakPoints,
+    )>,
 ) -> BaseCircuitBuilder<Fr> {
     match prover {
         Some((params, break_points)) => BaseCircuitBuilder::prover(params, break_points),
@@ -342,15 +437,25 @@ fn keygen<C: halo2_proofs::plonk::Circuit<Fr>>(
     circuit: &C,
     name: &'static str,
 ) -> Result<halo2_proofs::plonk::ProvingKey<G1Affine>, KeyError> {
-    let vk = keygen_vk(srs, circuit).map_err(|e| KeyError::Keygen { circuit: name, reason: format!("{e:?}") })?;
-    keygen_pk(srs, vk, circuit).map_err(|e| KeyError::Keygen { circuit: name, reason: format!("{e:?}") })
+    let vk = keygen_vk(srs, circuit).map_err(|e| KeyError::Keygen {
+        circuit: name,
+        reason: format!("{e:?}"),
+    })?;
+    keygen_pk(srs, vk, circuit).map_err(|e| KeyError::Keygen {
+        circuit: name,
+        reason: format!("{e:?}"),
+    })
 }
 
 fn chunk_protocol(
     chunk_srs: &params::Srs,
     chunk_keys: &CircuitKeys,
 ) -> snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol<G1Affine> {
-    compile(chunk_srs, chunk_keys.vk(), Config::kzg().with_num_instance(vec![chunk::NUM_INSTANCES]))
+    compile(
+        chunk_srs,
+        chunk_keys.vk(),
+        Config::kzg().with_num_instance(vec![chunk::NUM_INSTANCES]),
+    )
 }
 
 fn payload(
@@ -380,13 +485,17 @@ fn payload(
 /// decoded from the 12 limbs (3 × 88 bits per coordinate) of the public inputs.
 fn check_accumulator(srs: &params::Srs, limbs: &[Fr]) -> Result<(), CoreError> {
     let coord = |i: usize| -> Result<Fq, CoreError> {
-        let l: [Fr; LIMBS] = limbs[i * LIMBS..(i + 1) * LIMBS].try_into().map_err(|_| CoreError::BadAccumulator)?;
+        let l: [Fr; LIMBS] = limbs[i * LIMBS..(i + 1) * LIMBS]
+            .try_into()
+            .map_err(|_| CoreError::BadAccumulator)?;
         if l.iter().any(|x| x.to_bytes()[11..].iter().any(|b| *b != 0)) {
             return Err(CoreError::BadAccumulator); // a limb wider than 88 bits
         }
         Ok(fe_from_limbs::<Fr, Fq, LIMBS, BITS>(l))
     };
-    let point = |x: Fq, y: Fq| Option::<G1Affine>::from(G1Affine::from_xy(x, y)).ok_or(CoreError::BadAccumulator);
+    let point = |x: Fq, y: Fq| {
+        Option::<G1Affine>::from(G1Affine::from_xy(x, y)).ok_or(CoreError::BadAccumulator)
+    };
     let lhs = point(coord(0)?, coord(1)?)?;
     let rhs = point(coord(2)?, coord(3)?)?;
     let g2 = halo2curves::bn256::G2Prepared::from(srs.g2());

@@ -1,6 +1,8 @@
 //! Proving and verification with halo2-axiom's own prover (the "reference engine"): KZG over BN254,
 //! SHPLONK multi-open, Poseidon transcript (the one snark-verifier reads, so proofs aggregate).
 
+use std::io::Cursor;
+
 use halo2_proofs::plonk::{create_proof, verify_proof, Circuit, ProvingKey, VerifyingKey};
 use halo2_proofs::poly::commitment::ParamsProver;
 use halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
@@ -57,14 +59,19 @@ pub fn prove<C: Circuit<Fr>>(
     Ok(transcript.finalize())
 }
 
-/// Verifies `proof` against `vk` and `instances`, including the final pairing check.
+/// Verifies `proof` against `vk` and `instances`, including the final pairing check. The proof must
+/// be read to its last byte: trailing bytes would make one proof have many encodings.
 pub fn verify(
     params: &params::Srs,
     vk: &VerifyingKey<G1Affine>,
     instances: &[Fr],
     proof: &[u8],
 ) -> Result<(), EngineError> {
-    let mut transcript = PoseidonTranscript::<NativeLoader, &[u8]>::from_spec(proof, POSEIDON_SPEC.clone());
+    let mut reader = Cursor::new(proof);
+    let mut transcript = PoseidonTranscript::<NativeLoader, &mut Cursor<&[u8]>>::from_spec(
+        &mut reader,
+        POSEIDON_SPEC.clone(),
+    );
     let strategy = SingleStrategy::new(params.verifier_params());
     verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
         params.verifier_params(),
@@ -74,5 +81,13 @@ pub fn verify(
         &mut transcript,
     )
     .map_err(|e| EngineError::Rejected(format!("{e:?}")))?;
+    drop(transcript);
+    let read = reader.position();
+    if read != proof.len() as u64 {
+        return Err(EngineError::Rejected(format!(
+            "{} trailing bytes after the proof",
+            proof.len() as u64 - read
+        )));
+    }
     Ok(())
 }

@@ -33,13 +33,22 @@ const KEY_FORMAT: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("key cache {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("key generation for {circuit} failed: {reason}")]
-    Keygen { circuit: &'static str, reason: String },
+    Keygen {
+        circuit: &'static str,
+        reason: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io { path: path.to_path_buf(), source }
+    move |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What a cache entry records beside the proving key.
@@ -99,7 +108,10 @@ pub struct KeyStore {
 
 impl KeyStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), loaded: Mutex::new(HashMap::new()) }
+        Self {
+            dir: dir.into(),
+            loaded: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -143,10 +155,16 @@ impl KeyStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CircuitKeys>>> {
         // A panic while holding this lock cannot leave the map half-updated (single insert).
-        self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.loaded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn read_entry(&self, name: &str, params: &params::Srs) -> Result<Option<CircuitKeys>, KeyError> {
+    fn read_entry(
+        &self,
+        name: &str,
+        params: &params::Srs,
+    ) -> Result<Option<CircuitKeys>, KeyError> {
         let meta_path = self.dir.join(format!("{name}.json"));
         let pk_path = self.dir.join(format!("{name}.pk"));
         let meta_text = match fs::read_to_string(&meta_path) {
@@ -168,7 +186,10 @@ impl KeyStore {
         let bytes = fs::read(&pk_path).map_err(io_err(&pk_path))?;
         let sha = hex::encode(Sha256::digest(&bytes));
         if sha != meta.pk_sha256 {
-            return Err(bad(format!("sha256 {sha} differs from the recorded {}", meta.pk_sha256)));
+            return Err(bad(format!(
+                "sha256 {sha} differs from the recorded {}",
+                meta.pk_sha256
+            )));
         }
         let pk = ProvingKey::<G1Affine>::read::<_, BaseCircuitBuilder<Fr>>(
             &mut BufReader::new(&bytes[..]),
@@ -177,7 +198,9 @@ impl KeyStore {
         )
         .map_err(io_err(&pk_path))?;
         if vk_digest(pk.get_vk()) != meta.vk_digest {
-            return Err(bad("verifying key digest differs from the recorded one".into()));
+            return Err(bad(
+                "verifying key digest differs from the recorded one".into()
+            ));
         }
         tracing::info!(entry = %name, "loaded proving key from cache");
         Ok(Some(CircuitKeys { pk, meta }))
@@ -196,7 +219,10 @@ impl KeyStore {
         tracing::info!(entry = %name, secs = started.elapsed().as_secs_f64(), "proving key generated");
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let mut bytes = Vec::new();
-        generated.pk.write(&mut bytes, SerdeFormat::RawBytes).map_err(io_err(&self.dir))?;
+        generated
+            .pk
+            .write(&mut bytes, SerdeFormat::RawBytes)
+            .map_err(io_err(&self.dir))?;
         let meta = KeyMeta {
             format: KEY_FORMAT,
             spec: spec.clone(),
@@ -212,7 +238,10 @@ impl KeyStore {
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
         write_atomic(&self.dir.join(format!("{name}.json")), &meta_json)?;
-        Ok(CircuitKeys { pk: generated.pk, meta })
+        Ok(CircuitKeys {
+            pk: generated.pk,
+            meta,
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod circuits;
+pub mod config;
 pub mod core;
 pub mod engine;
 pub mod keys;

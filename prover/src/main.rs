@@ -6,17 +6,22 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use prover::config::NodeConfig;
 use prover::rollup::RollupState;
 use prover::wire::{
-    BatchConfig, BatchTaskData, ChunkConfig, ProofPayload, Task, TaskType, Transfer, HARD_FORK_NAME,
-    TASK_DATA_VERSION,
+    BatchConfig, BatchTaskData, ChunkConfig, ProofPayload, Task, TaskType, Transfer,
+    HARD_FORK_NAME, TASK_DATA_VERSION,
 };
 use prover::{CoreConfig, ProvingCore};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 #[derive(Parser)]
-#[command(name = "prover", version, about = "GPU-accelerated halo2 prover node (BN254, KZG, SHPLONK)")]
+#[command(
+    name = "prover",
+    version,
+    about = "GPU-accelerated halo2 prover node (BN254, KZG, SHPLONK)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,17 +29,38 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Dirs {
-    /// Directory of KZG parameter files `kzg_bn254_{k}.srs`.
-    #[arg(long, default_value = "data/params", env = "PROVER_PARAMS_DIR")]
-    params_dir: PathBuf,
-    /// Directory of the proving-key cache.
-    #[arg(long, default_value = "data/keys", env = "PROVER_KEYS_DIR")]
-    keys_dir: PathBuf,
+    /// Configuration file (see config.json); flags and environment variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of KZG parameter files `kzg_bn254_{k}.srs` [default: data/params].
+    #[arg(long, env = "PROVER_PARAMS_DIR")]
+    params_dir: Option<PathBuf>,
+    /// Directory of the proving-key cache [default: data/keys].
+    #[arg(long, env = "PROVER_KEYS_DIR")]
+    keys_dir: Option<PathBuf>,
 }
 
 impl Dirs {
-    fn core(&self) -> ProvingCore {
-        ProvingCore::new(CoreConfig { params_dir: self.params_dir.clone(), keys_dir: self.keys_dir.clone() })
+    /// Flag or environment variable, else the config file, else the default.
+    fn resolve(&self) -> Result<CoreConfig> {
+        let file = self.config.as_deref().map(NodeConfig::read).transpose()?;
+        let from_file = |f: fn(&NodeConfig) -> &PathBuf| file.as_ref().map(|c| f(c).clone());
+        Ok(CoreConfig {
+            params_dir: self
+                .params_dir
+                .clone()
+                .or_else(|| from_file(|c| &c.prover.params_dir))
+                .unwrap_or_else(|| "data/params".into()),
+            keys_dir: self
+                .keys_dir
+                .clone()
+                .or_else(|| from_file(|c| &c.prover.keys_dir))
+                .unwrap_or_else(|| "data/keys".into()),
+        })
+    }
+
+    fn core(&self) -> Result<ProvingCore> {
+        Ok(ProvingCore::new(self.resolve()?))
     }
 }
 
@@ -113,7 +139,11 @@ struct ChunkShape {
 
 impl ChunkShape {
     fn config(&self) -> ChunkConfig {
-        ChunkConfig { k: self.chunk_k, tree_depth: self.tree_depth, max_txs: self.max_txs }
+        ChunkConfig {
+            k: self.chunk_k,
+            tree_depth: self.tree_depth,
+            max_txs: self.max_txs,
+        }
     }
 }
 
@@ -188,16 +218,25 @@ fn run(cli: Cli) -> Result<()> {
         Command::Task(cmd) => task_cmd(cmd),
         Command::Prove { task, out, dirs } => {
             let task = read_task(&task)?;
-            let core = dirs.core();
-            let proof = core.prove_task(&task, ChaCha20Rng::from_entropy()).context("proving failed")?;
+            let core = dirs.core()?;
+            let proof = core
+                .prove_task(&task, ChaCha20Rng::from_entropy())
+                .context("proving failed")?;
             write_json(&out, &proof)?;
-            println!("proved {} task {} in {} ms -> {}", task.kind()?, task.task_id, proof.meta.prove_ms, out.display());
+            println!(
+                "proved {} task {} in {} ms -> {}",
+                task.kind()?,
+                task.task_id,
+                proof.meta.prove_ms,
+                out.display()
+            );
             Ok(())
         }
         Command::Verify { proof, task, dirs } => {
-            let text = std::fs::read_to_string(&proof).with_context(|| format!("reading {}", proof.display()))?;
+            let text = std::fs::read_to_string(&proof)
+                .with_context(|| format!("reading {}", proof.display()))?;
             let payload = ProofPayload::from_json_str(&text)?;
-            let core = dirs.core();
+            let core = dirs.core()?;
             let verified = core.verify(&payload).context("proof is INVALID")?;
             if let Some(task) = task {
                 let task = read_task(&task)?;
@@ -206,7 +245,11 @@ fn run(cli: Cli) -> Result<()> {
                     bail!("proof is valid but proves a different statement than the task expects");
                 }
             }
-            println!("proof is VALID: {} (task {})", verified.spec.task_type(), payload.task_id);
+            println!(
+                "proof is VALID: {} (task {})",
+                verified.spec.task_type(),
+                payload.task_id
+            );
             for (i, x) in verified.statement.iter().enumerate() {
                 println!("  public input {i}: {x}");
             }
@@ -226,12 +269,21 @@ fn params_cmd(cmd: ParamsCmd) -> Result<()> {
             let started = Instant::now();
             let srs = params::dev_setup(k, seed, true)?;
             params::write_file(&srs, &out)?;
-            println!("wrote insecure development SRS k={k} to {} in {:.2} s", out.display(), started.elapsed().as_secs_f64());
+            println!(
+                "wrote insecure development SRS k={k} to {} in {:.2} s",
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
         ParamsCmd::Verify { file } => {
-            let report = params::verify_file(&file).with_context(|| format!("{} is NOT a valid SRS", file.display()))?;
-            println!("{}: valid KZG BN254 parameters, k={}", file.display(), report.k);
+            let report = params::verify_file(&file)
+                .with_context(|| format!("{} is NOT a valid SRS", file.display()))?;
+            println!(
+                "{}: valid KZG BN254 parameters, k={}",
+                file.display(),
+                report.k
+            );
             println!("sha256 {}", report.sha256_hex);
             if let Some(seed) = report.insecure_dev_seed {
                 println!("WARNING: this is the INSECURE development SRS (seed {seed}); its secret is public");
@@ -240,7 +292,11 @@ fn params_cmd(cmd: ParamsCmd) -> Result<()> {
         }
         ParamsCmd::Downsize { from, k, out } => {
             params::downsize_file(&from, k, &out)?;
-            println!("wrote k={k} parameters from {} to {}", from.display(), out.display());
+            println!(
+                "wrote k={k} parameters from {} to {}",
+                from.display(),
+                out.display()
+            );
             Ok(())
         }
     }
@@ -248,9 +304,16 @@ fn params_cmd(cmd: ParamsCmd) -> Result<()> {
 
 fn task_cmd(cmd: TaskCmd) -> Result<()> {
     match cmd {
-        TaskCmd::Chunks { chunks, txs, seed, shape, out_dir } => {
+        TaskCmd::Chunks {
+            chunks,
+            txs,
+            seed,
+            shape,
+            out_dir,
+        } => {
             let tasks = chunk_tasks(shape.config(), chunks, txs, seed)?;
-            std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("creating {}", out_dir.display()))?;
             for (i, task) in tasks.iter().enumerate() {
                 let path = out_dir.join(format!("chunk-{i}.json"));
                 write_json(&path, task)?;
@@ -262,7 +325,8 @@ fn task_cmd(cmd: TaskCmd) -> Result<()> {
             let proofs = proofs
                 .iter()
                 .map(|p| {
-                    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?;
                     Ok(ProofPayload::from_json_str(&text)?)
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -289,9 +353,16 @@ fn chunk_tasks(config: ChunkConfig, n: usize, txs: usize, seed: u64) -> Result<V
         for _ in 0..txs {
             let from = rng.gen_range(0..accounts);
             let to = rng.gen_range(0..accounts);
-            let nonce = *nonces.entry(from).or_insert_with(|| state.account(from).map(|a| a.nonce).unwrap_or(0));
+            let nonce = *nonces
+                .entry(from)
+                .or_insert_with(|| state.account(from).map(|a| a.nonce).unwrap_or(0));
             nonces.insert(from, nonce + 1);
-            transfers.push(Transfer { from, to, amount: rng.gen_range(1..1000), nonce });
+            transfers.push(Transfer {
+                from,
+                to,
+                amount: rng.gen_range(1..1000),
+                nonce,
+            });
         }
         let data = state.apply_chunk(config, &transfers)?;
         tasks.push(Task {
@@ -308,12 +379,22 @@ fn chunk_tasks(config: ChunkConfig, n: usize, txs: usize, seed: u64) -> Result<V
 fn batch_task(k: u32, proofs: Vec<ProofPayload>) -> Result<Task> {
     let chunk = match proofs.first().map(|p| &p.spec) {
         Some(prover::wire::CircuitSpec::Chunk { config }) => *config,
-        _ => bail!("a batch needs at least one chunk proof, and the first proof is not a chunk proof"),
+        _ => bail!(
+            "a batch needs at least one chunk proof, and the first proof is not a chunk proof"
+        ),
     };
-    let id = proofs.iter().map(|p| p.task_id.as_str()).collect::<Vec<_>>().join("+");
+    let id = proofs
+        .iter()
+        .map(|p| p.task_id.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
     let data = BatchTaskData {
         version: TASK_DATA_VERSION,
-        config: BatchConfig { k, num_chunks: proofs.len(), chunk },
+        config: BatchConfig {
+            k,
+            num_chunks: proofs.len(),
+            chunk,
+        },
         chunk_proofs: proofs,
     };
     Ok(Task {
@@ -326,7 +407,8 @@ fn batch_task(k: u32, proofs: Vec<ProofPayload>) -> Result<Task> {
 }
 
 fn read_task(path: &Path) -> Result<Task> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading task {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading task {}", path.display()))?;
     let task: Task = prover::wire::from_json("task", &text)?;
     Ok(task)
 }
@@ -354,32 +436,54 @@ fn demo(args: DemoArgs) -> Result<()> {
     if !args.no_batch {
         ks.push(args.batch_k);
     }
+    let core = args.dirs.core()?;
     for k in ks {
-        let path = params::ensure_dev(&args.dirs.params_dir, k, true)?;
+        let path = params::ensure_dev(&core.config().params_dir, k, true)?;
         println!("params k={k}: {}", path.display());
     }
-    let core = args.dirs.core();
     let tasks = chunk_tasks(config, args.chunks, args.txs, 1)?;
     let mut rows = vec![];
     let mut proofs = vec![];
     for task in &tasks {
-        write_json(&args.work_dir.join(format!("{}.task.json", task.task_id)), task)?;
+        write_json(
+            &args.work_dir.join(format!("{}.task.json", task.task_id)),
+            task,
+        )?;
         let (proof, row) = prove_and_verify(&core, task)?;
-        write_json(&args.work_dir.join(format!("{}.proof.json", task.task_id)), &proof)?;
+        write_json(
+            &args.work_dir.join(format!("{}.proof.json", task.task_id)),
+            &proof,
+        )?;
         proofs.push(proof);
         rows.push(row);
     }
     if !args.no_batch {
         let task = batch_task(args.batch_k, proofs)?;
-        write_json(&args.work_dir.join(format!("{}.task.json", task.task_id)), &task)?;
+        write_json(
+            &args.work_dir.join(format!("{}.task.json", task.task_id)),
+            &task,
+        )?;
         let (proof, row) = prove_and_verify(&core, &task)?;
-        write_json(&args.work_dir.join(format!("{}.proof.json", task.task_id)), &proof)?;
+        write_json(
+            &args.work_dir.join(format!("{}.proof.json", task.task_id)),
+            &proof,
+        )?;
         rows.push(row);
     }
     println!();
-    println!("{:<28} {:<6} {:>10} {:>10}  verification", "task", "type", "prove ms", "verify ms");
+    println!(
+        "{:<28} {:<6} {:>10} {:>10}  verification",
+        "task", "type", "prove ms", "verify ms"
+    );
     for r in &rows {
-        println!("{:<28} {:<6} {:>10} {:>10}  {}", r.task, r.kind.name(), r.prove_ms, r.verify_ms, r.verdict);
+        println!(
+            "{:<28} {:<6} {:>10} {:>10}  {}",
+            r.task,
+            r.kind.name(),
+            r.prove_ms,
+            r.verify_ms,
+            r.verdict
+        );
     }
     println!(
         "engine: reference (halo2-axiom) | backend: cpu | chunk k={} depth={} max_txs={} | total {:.1} s (includes one-time key generation)",
@@ -395,14 +499,27 @@ fn demo(args: DemoArgs) -> Result<()> {
 fn prove_and_verify(core: &ProvingCore, task: &Task) -> Result<(ProofPayload, Row)> {
     let kind = task.kind()?;
     println!("proving {kind} task {} ...", task.task_id);
-    let proof = core.prove_task(task, ChaCha20Rng::from_entropy()).with_context(|| format!("proving {}", task.task_id))?;
+    let proof = core
+        .prove_task(task, ChaCha20Rng::from_entropy())
+        .with_context(|| format!("proving {}", task.task_id))?;
     let t = Instant::now();
-    let verified = core.verify(&proof).with_context(|| format!("verifying {}", task.task_id))?;
+    let verified = core
+        .verify(&proof)
+        .with_context(|| format!("verifying {}", task.task_id))?;
     let expected = prover::core::expected_statement(&task.payload()?)?;
     if expected != verified.statement {
-        bail!("proof of {} verifies but proves a different statement", task.task_id);
+        bail!(
+            "proof of {} verifies but proves a different statement",
+            task.task_id
+        );
     }
     let verdict = "valid, statement matches task".to_string();
-    let row = Row { task: task.task_id.clone(), kind, prove_ms: proof.meta.prove_ms, verify_ms: t.elapsed().as_millis(), verdict };
+    let row = Row {
+        task: task.task_id.clone(),
+        kind,
+        prove_ms: proof.meta.prove_ms,
+        verify_ms: t.elapsed().as_millis(),
+        verdict,
+    };
     Ok((proof, row))
 }

@@ -27,13 +27,25 @@ pub const HARD_FORK_NAME: &str = "pnode-v1";
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("malformed {what} JSON: {source}")]
-    Json { what: &'static str, source: serde_json::Error },
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
     #[error("unsupported {what} version {found} (this build reads version {supported})")]
-    Version { what: &'static str, found: u32, supported: u32 },
-    #[error("unknown task type {0} (known: 1 chunk, 2 batch; 3 bundle is not supported by this prover)")]
+    Version {
+        what: &'static str,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "unknown task type {0} (known: 1 chunk, 2 batch; 3 bundle is not supported by this prover)"
+    )]
     UnknownTaskType(u8),
     #[error("unsupported hard_fork_name {found:?} (this prover proves {supported:?})")]
-    HardFork { found: String, supported: &'static str },
+    HardFork {
+        found: String,
+        supported: &'static str,
+    },
     #[error("task_type {envelope} in the envelope disagrees with the payload's circuit {payload}")]
     TypeMismatch { envelope: u8, payload: u8 },
 }
@@ -144,7 +156,11 @@ fn check_version(what: &'static str, found: u32, supported: u32) -> Result<(), W
     if found == supported {
         Ok(())
     } else {
-        Err(WireError::Version { what, found, supported })
+        Err(WireError::Version {
+            what,
+            found,
+            supported,
+        })
     }
 }
 
@@ -162,7 +178,11 @@ pub struct ChunkConfig {
 
 impl Default for ChunkConfig {
     fn default() -> Self {
-        Self { k: 15, tree_depth: 20, max_txs: 4 }
+        Self {
+            k: 18,
+            tree_depth: 20,
+            max_txs: 4,
+        }
     }
 }
 
@@ -308,9 +328,14 @@ impl fmt::Display for FrHex {
 impl std::str::FromStr for FrHex {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let digits = s.strip_prefix("0x").ok_or_else(|| format!("field element {s:?} must start with 0x"))?;
+        let digits = s
+            .strip_prefix("0x")
+            .ok_or_else(|| format!("field element {s:?} must start with 0x"))?;
         if digits.len() != 64 {
-            return Err(format!("field element {s:?} must have 64 hex digits, has {}", digits.len()));
+            return Err(format!(
+                "field element {s:?} must have 64 hex digits, has {}",
+                digits.len()
+            ));
         }
         let mut bytes = hex::decode(digits).map_err(|e| format!("field element {s:?}: {e}"))?;
         bytes.reverse();

@@ -10,7 +10,9 @@ use halo2_base::gates::circuit::CircuitBuilderStage;
 use halo2_base::gates::RangeInstructions;
 use halo2_base::poseidon::hasher::{spec::OptimizedPoseidonSpec, PoseidonHasher};
 use halo2curves::bn256::Fr;
-use snark_verifier_sdk::halo2::aggregation::{AggregationCircuit, AggregationConfigParams, VerifierUniversality};
+use snark_verifier_sdk::halo2::aggregation::{
+    AggregationCircuit, AggregationConfigParams, VerifierUniversality,
+};
 use snark_verifier_sdk::{Snark, SHPLONK};
 
 use crate::rollup::hash::{poseidon, RATE, R_F, R_P, T};
@@ -41,10 +43,17 @@ pub fn build(
     params: &params::Srs,
     snarks: Vec<Snark>,
 ) -> AggregationCircuit {
-    let mut circuit = AggregationCircuit::new::<SHPLONK>(stage, config, params, snarks, VerifierUniversality::None);
+    let mut circuit = AggregationCircuit::new::<SHPLONK>(
+        stage,
+        config,
+        params,
+        snarks,
+        VerifierUniversality::None,
+    );
     let prev = circuit.previous_instances().clone();
     let range = circuit.builder.range_chip();
-    let mut hasher = PoseidonHasher::<Fr, T, RATE>::new(OptimizedPoseidonSpec::new::<R_F, R_P, 0>());
+    let mut hasher =
+        PoseidonHasher::<Fr, T, RATE>::new(OptimizedPoseidonSpec::new::<R_F, R_P, 0>());
     let ctx = circuit.builder.main(0);
     hasher.initialize_consts(ctx, range.gate());
     for pair in prev.windows(2) {

@@ -14,11 +14,11 @@
 //! Public inputs (one instance column): `[old_root, new_root, transfers_commitment]` where the
 //! commitment is Poseidon(n_real, from_0, to_0, amount_0, nonce_0, …) over all `max_txs` slots.
 
+use ff::PrimeField;
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::gates::{GateChip, GateInstructions, RangeChip, RangeInstructions};
 use halo2_base::poseidon::hasher::{spec::OptimizedPoseidonSpec, PoseidonHasher};
 use halo2_base::{AssignedValue, Context, QuantumCell::Constant};
-use ff::PrimeField;
 use halo2curves::bn256::Fr;
 
 use crate::rollup::hash::{poseidon, RATE, R_F, R_P, T};
@@ -31,15 +31,29 @@ pub const NUM_INSTANCES: usize = 3;
 
 /// The public inputs a chunk proof carries: `[old_root, new_root, transfers_commitment]`.
 pub fn public_inputs(data: &ChunkTaskData) -> [Fr; NUM_INSTANCES] {
-    [data.old_root.0, data.new_root.0, transfers_commitment(&data.config, &data.transfers)]
+    [
+        data.old_root.0,
+        data.new_root.0,
+        transfers_commitment(&data.config, &data.transfers),
+    ]
 }
 
 /// Poseidon(n_real, then from, to, amount, nonce of every slot, padding slots zero).
 pub fn transfers_commitment(config: &ChunkConfig, transfers: &[Transfer]) -> Fr {
     let mut inputs = vec![Fr::from(transfers.len() as u64)];
     for i in 0..config.max_txs {
-        let t = transfers.get(i).copied().unwrap_or(Transfer { from: 0, to: 0, amount: 0, nonce: 0 });
-        inputs.extend([Fr::from(t.from), Fr::from(t.to), Fr::from(t.amount), Fr::from(t.nonce)]);
+        let t = transfers.get(i).copied().unwrap_or(Transfer {
+            from: 0,
+            to: 0,
+            amount: 0,
+            nonce: 0,
+        });
+        inputs.extend([
+            Fr::from(t.from),
+            Fr::from(t.to),
+            Fr::from(t.amount),
+            Fr::from(t.nonce),
+        ]);
     }
     poseidon(&inputs)
 }
@@ -79,7 +93,9 @@ impl Chips<'_> {
         balance: AssignedValue<Fr>,
         nonce: AssignedValue<Fr>,
     ) -> AssignedValue<Fr> {
-        let packed = self.gate().mul_add(ctx, nonce, Constant(Fr::from_u128(1u128 << 64)), balance);
+        let packed = self
+            .gate()
+            .mul_add(ctx, nonce, Constant(Fr::from_u128(1u128 << 64)), balance);
         self.hash(ctx, &[owner, packed])
     }
 
@@ -101,7 +117,13 @@ impl Chips<'_> {
     }
 
     /// Constrains `a == b` when `enabled` is 1.
-    fn gated_eq(&self, ctx: &mut Context<Fr>, a: AssignedValue<Fr>, b: AssignedValue<Fr>, enabled: AssignedValue<Fr>) {
+    fn gated_eq(
+        &self,
+        ctx: &mut Context<Fr>,
+        a: AssignedValue<Fr>,
+        b: AssignedValue<Fr>,
+        enabled: AssignedValue<Fr>,
+    ) {
         let diff = self.gate().sub(ctx, a, b);
         let gated = self.gate().mul(ctx, diff, enabled);
         self.gate().assert_is_const(ctx, &gated, &Fr::zero());
@@ -122,7 +144,12 @@ fn load_account(ctx: &mut Context<Fr>, chips: &Chips, w: &AccountWitness) -> Loa
     chips.range.range_check(ctx, balance, VALUE_BITS);
     chips.range.range_check(ctx, nonce, VALUE_BITS);
     let siblings = w.siblings.iter().map(|s| ctx.load_witness(s.0)).collect();
-    LoadedAccount { owner, balance, nonce, siblings }
+    LoadedAccount {
+        owner,
+        balance,
+        nonce,
+        siblings,
+    }
 }
 
 /// Lays out the chunk circuit in `builder` (whose k and lookup bits are already set) and exposes its
@@ -131,10 +158,14 @@ fn load_account(ctx: &mut Context<Fr>, chips: &Chips, w: &AccountWitness) -> Loa
 pub fn synthesize(builder: &mut BaseCircuitBuilder<Fr>, data: &ChunkTaskData) {
     let c = data.config;
     let range = builder.range_chip();
-    let mut hasher = PoseidonHasher::<Fr, T, RATE>::new(OptimizedPoseidonSpec::new::<R_F, R_P, 0>());
+    let mut hasher =
+        PoseidonHasher::<Fr, T, RATE>::new(OptimizedPoseidonSpec::new::<R_F, R_P, 0>());
     let ctx = builder.main(0);
     hasher.initialize_consts(ctx, range.gate());
-    let chips = Chips { range: &range, hasher: &hasher };
+    let chips = Chips {
+        range: &range,
+        hasher: &hasher,
+    };
     let gate = chips.gate();
 
     let zero_account = AccountWitness {
@@ -143,7 +174,10 @@ pub fn synthesize(builder: &mut BaseCircuitBuilder<Fr>, data: &ChunkTaskData) {
         nonce: 0,
         siblings: vec![FrHex::default(); c.tree_depth],
     };
-    let padding = TxWitness { sender: zero_account.clone(), receiver: zero_account };
+    let padding = TxWitness {
+        sender: zero_account.clone(),
+        receiver: zero_account,
+    };
 
     let old_root = ctx.load_witness(data.old_root.0);
     let mut root = old_root;
@@ -153,7 +187,15 @@ pub fn synthesize(builder: &mut BaseCircuitBuilder<Fr>, data: &ChunkTaskData) {
     for slot in 0..c.max_txs {
         let (t, w) = match (data.transfers.get(slot), data.witness.get(slot)) {
             (Some(t), Some(w)) => (*t, w),
-            _ => (Transfer { from: 0, to: 0, amount: 0, nonce: 0 }, &padding),
+            _ => (
+                Transfer {
+                    from: 0,
+                    to: 0,
+                    amount: 0,
+                    nonce: 0,
+                },
+                &padding,
+            ),
         };
         let is_real = ctx.load_witness(Fr::from(slot < data.transfers.len()));
         gate.assert_bit(ctx, is_real);

@@ -19,13 +19,20 @@ pub struct SparseMerkleTree {
 impl SparseMerkleTree {
     /// An empty tree of `depth` levels (2^depth leaves). `depth` must be in 1..=63.
     pub fn new(depth: usize) -> Self {
-        assert!((1..=63).contains(&depth), "tree depth {depth} out of range 1..=63");
+        assert!(
+            (1..=63).contains(&depth),
+            "tree depth {depth} out of range 1..=63"
+        );
         let mut empty = Vec::with_capacity(depth + 1);
         empty.push(Fr::zero());
         for l in 0..depth {
             empty.push(node_hash(empty[l], empty[l]));
         }
-        Self { depth, levels: vec![HashMap::new(); depth + 1], empty }
+        Self {
+            depth,
+            levels: vec![HashMap::new(); depth + 1],
+            empty,
+        }
     }
 
     pub fn depth(&self) -> usize {
@@ -33,7 +40,10 @@ impl SparseMerkleTree {
     }
 
     fn node(&self, level: usize, index: u64) -> Fr {
-        self.levels[level].get(&index).copied().unwrap_or(self.empty[level])
+        self.levels[level]
+            .get(&index)
+            .copied()
+            .unwrap_or(self.empty[level])
     }
 
     /// The root.
@@ -48,7 +58,9 @@ impl SparseMerkleTree {
 
     /// Siblings of the path from leaf `index` to the root, leaf level first.
     pub fn siblings(&self, index: u64) -> Vec<Fr> {
-        (0..self.depth).map(|l| self.node(l, (index >> l) ^ 1)).collect()
+        (0..self.depth)
+            .map(|l| self.node(l, (index >> l) ^ 1))
+            .collect()
     }
 
     /// Sets leaf `index` and recomputes its path. `index` must be below 2^depth.
@@ -59,7 +71,11 @@ impl SparseMerkleTree {
         for l in 0..self.depth {
             let idx = index >> l;
             let sib = self.node(l, idx ^ 1);
-            cur = if idx & 1 == 0 { node_hash(cur, sib) } else { node_hash(sib, cur) };
+            cur = if idx & 1 == 0 {
+                node_hash(cur, sib)
+            } else {
+                node_hash(sib, cur)
+            };
             self.levels[l + 1].insert(idx >> 1, cur);
         }
     }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::hash::{leaf_hash, poseidon};
 use super::smt::{root_from_path, SparseMerkleTree};
-use crate::wire::{AccountWitness, ChunkConfig, ChunkTaskData, FrHex, Transfer, TxWitness, TASK_DATA_VERSION};
+use crate::wire::{
+    AccountWitness, ChunkConfig, ChunkTaskData, FrHex, Transfer, TxWitness, TASK_DATA_VERSION,
+};
 
 /// Why a chunk cannot be built or is not internally consistent. Every variant names the transaction.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,13 +27,26 @@ pub enum ChunkError {
     #[error("tx {tx}: nonce {got} does not match the sender's nonce {expected}")]
     WrongNonce { tx: usize, expected: u64, got: u64 },
     #[error("tx {tx}: amount {amount} exceeds the sender's balance {balance}")]
-    Overdrawn { tx: usize, balance: u64, amount: u64 },
+    Overdrawn {
+        tx: usize,
+        balance: u64,
+        amount: u64,
+    },
     #[error("tx {tx}: receiver balance {balance} + {amount} overflows 64 bits")]
-    Overflow { tx: usize, balance: u64, amount: u64 },
+    Overflow {
+        tx: usize,
+        balance: u64,
+        amount: u64,
+    },
     #[error("tx {tx}: sender nonce would overflow")]
     NonceOverflow { tx: usize },
     #[error("tx {tx}: {who} path has {got} siblings, the tree depth is {depth}")]
-    PathLength { tx: usize, who: &'static str, got: usize, depth: usize },
+    PathLength {
+        tx: usize,
+        who: &'static str,
+        got: usize,
+        depth: usize,
+    },
     #[error("tx {tx}: {who} Merkle path does not lead to the current root")]
     BadPath { tx: usize, who: &'static str },
     #[error("transfers lead to root {computed}, the task claims new root {claimed}")]
@@ -55,13 +70,22 @@ impl Account {
 /// Check that a chunk configuration is one the circuit supports.
 pub fn check_config(config: &ChunkConfig) -> Result<(), ChunkError> {
     if !(1..=32).contains(&config.tree_depth) {
-        return Err(ChunkError::Config(format!("tree_depth {} is outside 1..=32", config.tree_depth)));
+        return Err(ChunkError::Config(format!(
+            "tree_depth {} is outside 1..=32",
+            config.tree_depth
+        )));
     }
     if !(1..=256).contains(&config.max_txs) {
-        return Err(ChunkError::Config(format!("max_txs {} is outside 1..=256", config.max_txs)));
+        return Err(ChunkError::Config(format!(
+            "max_txs {} is outside 1..=256",
+            config.max_txs
+        )));
     }
     if !(9..=26).contains(&config.k) {
-        return Err(ChunkError::Config(format!("k {} is outside 9..=26", config.k)));
+        return Err(ChunkError::Config(format!(
+            "k {} is outside 9..=26",
+            config.k
+        )));
     }
     Ok(())
 }
@@ -77,9 +101,14 @@ impl RollupState {
     /// An empty state with a tree of `depth` levels.
     pub fn new(depth: usize) -> Result<Self, ChunkError> {
         if !(1..=32).contains(&depth) {
-            return Err(ChunkError::Config(format!("tree_depth {depth} is outside 1..=32")));
+            return Err(ChunkError::Config(format!(
+                "tree_depth {depth} is outside 1..=32"
+            )));
         }
-        Ok(Self { tree: SparseMerkleTree::new(depth), accounts: BTreeMap::new() })
+        Ok(Self {
+            tree: SparseMerkleTree::new(depth),
+            accounts: BTreeMap::new(),
+        })
     }
 
     /// A development genesis: accounts `0..n` with `balance` each and owners derived from their index.
@@ -87,7 +116,14 @@ impl RollupState {
         let mut state = Self::new(depth)?;
         for i in 0..n {
             let owner = FrHex(poseidon(&[Fr::from(0x6f776e6572u64), Fr::from(i)]));
-            state.insert(i, Account { owner, balance, nonce: 0 })?;
+            state.insert(
+                i,
+                Account {
+                    owner,
+                    balance,
+                    nonce: 0,
+                },
+            )?;
         }
         Ok(state)
     }
@@ -96,7 +132,11 @@ impl RollupState {
     pub fn insert(&mut self, index: u64, account: Account) -> Result<(), ChunkError> {
         let depth = self.tree.depth();
         if index >> depth != 0 {
-            return Err(ChunkError::IndexOutOfRange { tx: 0, index, depth });
+            return Err(ChunkError::IndexOutOfRange {
+                tx: 0,
+                index,
+                depth,
+            });
         }
         self.tree.set(index, account.leaf());
         self.accounts.insert(index, account);
@@ -121,7 +161,11 @@ impl RollupState {
 
     /// Applies `transfers` and returns the chunk task payload proving it. On error the state is
     /// unchanged.
-    pub fn apply_chunk(&mut self, config: ChunkConfig, transfers: &[Transfer]) -> Result<ChunkTaskData, ChunkError> {
+    pub fn apply_chunk(
+        &mut self,
+        config: ChunkConfig,
+        transfers: &[Transfer],
+    ) -> Result<ChunkTaskData, ChunkError> {
         check_config(&config)?;
         if config.tree_depth != self.depth() {
             return Err(ChunkError::Config(format!(
@@ -131,7 +175,10 @@ impl RollupState {
             )));
         }
         if transfers.len() > config.max_txs {
-            return Err(ChunkError::TooManyTransfers { count: transfers.len(), max: config.max_txs });
+            return Err(ChunkError::TooManyTransfers {
+                count: transfers.len(),
+                max: config.max_txs,
+            });
         }
         let mut next = self.clone();
         let old_root = next.root();
@@ -167,33 +214,62 @@ impl RollupState {
                 return Err(ChunkError::IndexOutOfRange { tx, index, depth });
             }
         }
-        let sender = *self.accounts.get(&t.from).ok_or(ChunkError::NoSuchAccount { tx, index: t.from })?;
+        let sender = *self
+            .accounts
+            .get(&t.from)
+            .ok_or(ChunkError::NoSuchAccount { tx, index: t.from })?;
         if !self.accounts.contains_key(&t.to) {
             return Err(ChunkError::NoSuchAccount { tx, index: t.to });
         }
         if t.nonce != sender.nonce {
-            return Err(ChunkError::WrongNonce { tx, expected: sender.nonce, got: t.nonce });
+            return Err(ChunkError::WrongNonce {
+                tx,
+                expected: sender.nonce,
+                got: t.nonce,
+            });
         }
         let new_balance = sender
             .balance
             .checked_sub(t.amount)
-            .ok_or(ChunkError::Overdrawn { tx, balance: sender.balance, amount: t.amount })?;
-        let new_nonce = sender.nonce.checked_add(1).ok_or(ChunkError::NonceOverflow { tx })?;
+            .ok_or(ChunkError::Overdrawn {
+                tx,
+                balance: sender.balance,
+                amount: t.amount,
+            })?;
+        let new_nonce = sender
+            .nonce
+            .checked_add(1)
+            .ok_or(ChunkError::NonceOverflow { tx })?;
         let sender_w = self.witness_of(t.from, &sender);
-        let updated = Account { balance: new_balance, nonce: new_nonce, ..sender };
+        let updated = Account {
+            balance: new_balance,
+            nonce: new_nonce,
+            ..sender
+        };
         self.tree.set(t.from, updated.leaf());
         self.accounts.insert(t.from, updated);
 
         let receiver = self.accounts[&t.to];
-        let receiver_balance = receiver
-            .balance
-            .checked_add(t.amount)
-            .ok_or(ChunkError::Overflow { tx, balance: receiver.balance, amount: t.amount })?;
+        let receiver_balance =
+            receiver
+                .balance
+                .checked_add(t.amount)
+                .ok_or(ChunkError::Overflow {
+                    tx,
+                    balance: receiver.balance,
+                    amount: t.amount,
+                })?;
         let receiver_w = self.witness_of(t.to, &receiver);
-        let credited = Account { balance: receiver_balance, ..receiver };
+        let credited = Account {
+            balance: receiver_balance,
+            ..receiver
+        };
         self.tree.set(t.to, credited.leaf());
         self.accounts.insert(t.to, credited);
-        Ok(TxWitness { sender: sender_w, receiver: receiver_w })
+        Ok(TxWitness {
+            sender: sender_w,
+            receiver: receiver_w,
+        })
     }
 }
 
@@ -202,15 +278,26 @@ pub fn check_shape(data: &ChunkTaskData) -> Result<(), ChunkError> {
     check_config(&data.config)?;
     let c = &data.config;
     if data.transfers.len() > c.max_txs {
-        return Err(ChunkError::TooManyTransfers { count: data.transfers.len(), max: c.max_txs });
+        return Err(ChunkError::TooManyTransfers {
+            count: data.transfers.len(),
+            max: c.max_txs,
+        });
     }
     if data.transfers.len() != data.witness.len() {
-        return Err(ChunkError::WitnessCount { transfers: data.transfers.len(), witnesses: data.witness.len() });
+        return Err(ChunkError::WitnessCount {
+            transfers: data.transfers.len(),
+            witnesses: data.witness.len(),
+        });
     }
     for (tx, w) in data.witness.iter().enumerate() {
         for (who, acc) in [("sender", &w.sender), ("receiver", &w.receiver)] {
             if acc.siblings.len() != c.tree_depth {
-                return Err(ChunkError::PathLength { tx, who, got: acc.siblings.len(), depth: c.tree_depth });
+                return Err(ChunkError::PathLength {
+                    tx,
+                    who,
+                    got: acc.siblings.len(),
+                    depth: c.tree_depth,
+                });
             }
         }
     }
@@ -236,23 +323,48 @@ pub fn check_chunk(data: &ChunkTaskData) -> Result<(), ChunkError> {
             return Err(ChunkError::BadPath { tx, who: "sender" });
         }
         if t.nonce != s.nonce {
-            return Err(ChunkError::WrongNonce { tx, expected: s.nonce, got: t.nonce });
+            return Err(ChunkError::WrongNonce {
+                tx,
+                expected: s.nonce,
+                got: t.nonce,
+            });
         }
-        let new_balance =
-            s.balance.checked_sub(t.amount).ok_or(ChunkError::Overdrawn { tx, balance: s.balance, amount: t.amount })?;
-        let new_nonce = s.nonce.checked_add(1).ok_or(ChunkError::NonceOverflow { tx })?;
+        let new_balance = s
+            .balance
+            .checked_sub(t.amount)
+            .ok_or(ChunkError::Overdrawn {
+                tx,
+                balance: s.balance,
+                amount: t.amount,
+            })?;
+        let new_nonce = s
+            .nonce
+            .checked_add(1)
+            .ok_or(ChunkError::NonceOverflow { tx })?;
         let mid = root_from_path(leaf_hash(s.owner.0, new_balance, new_nonce), t.from, &s_sib);
         let r = &w.receiver;
         let r_sib: Vec<Fr> = r.siblings.iter().map(|x| x.0).collect();
         if root_from_path(leaf_hash(r.owner.0, r.balance, r.nonce), t.to, &r_sib) != mid {
-            return Err(ChunkError::BadPath { tx, who: "receiver" });
+            return Err(ChunkError::BadPath {
+                tx,
+                who: "receiver",
+            });
         }
-        let credited =
-            r.balance.checked_add(t.amount).ok_or(ChunkError::Overflow { tx, balance: r.balance, amount: t.amount })?;
+        let credited = r
+            .balance
+            .checked_add(t.amount)
+            .ok_or(ChunkError::Overflow {
+                tx,
+                balance: r.balance,
+                amount: t.amount,
+            })?;
         root = root_from_path(leaf_hash(r.owner.0, credited, r.nonce), t.to, &r_sib);
     }
     if root != data.new_root.0 {
-        return Err(ChunkError::WrongNewRoot { computed: root.into(), claimed: data.new_root });
+        return Err(ChunkError::WrongNewRoot {
+            computed: root.into(),
+            claimed: data.new_root,
+        });
     }
     Ok(())
 }

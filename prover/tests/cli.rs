@@ -1,0 +1,199 @@
+//! The `prover` binary as an operator uses it: params, tasks, prove, verify, and clear errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn prover(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prover"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run prover")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !err.contains("panicked"),
+        "panic instead of an error: {err}"
+    );
+    err
+}
+
+#[test]
+fn params_gen_verify_downsize_and_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let err = fails(&prover(
+        d,
+        &["params", "gen", "--k", "10", "--out", "p10.srs"],
+    ));
+    assert!(err.contains("--dev"), "{err}");
+    ok(&prover(
+        d,
+        &["params", "gen", "--k", "12", "--dev", "--out", "p12.srs"],
+    ));
+    let out = ok(&prover(d, &["params", "verify", "p12.srs"]));
+    assert!(
+        out.contains("k=12") && out.contains("sha256") && out.contains("INSECURE"),
+        "{out}"
+    );
+    ok(&prover(
+        d,
+        &[
+            "params", "downsize", "--from", "p12.srs", "--k", "10", "--out", "p10.srs",
+        ],
+    ));
+    let out = ok(&prover(d, &["params", "verify", "p10.srs"]));
+    assert!(out.contains("k=10"), "{out}");
+    fails(&prover(
+        d,
+        &[
+            "params", "downsize", "--from", "p10.srs", "--k", "12", "--out", "x.srs",
+        ],
+    ));
+
+    let bytes = std::fs::read(d.join("p12.srs")).unwrap();
+    std::fs::write(d.join("trunc.srs"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&prover(d, &["params", "verify", "trunc.srs"]));
+    assert!(err.contains("NOT a valid SRS"), "{err}");
+    let mut flipped = bytes.clone();
+    flipped[4 + 64 * 5 + 10] ^= 0xff;
+    std::fs::write(d.join("flip.srs"), &flipped).unwrap();
+    let err = fails(&prover(d, &["params", "verify", "flip.srs"]));
+    assert!(err.contains("NOT a valid SRS"), "{err}");
+    let err = fails(&prover(d, &["params", "verify", "missing.srs"]));
+    assert!(err.contains("missing.srs"), "{err}");
+}
+
+#[test]
+fn prove_and_verify_a_sample_chunk_and_reject_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&prover(
+        d,
+        &[
+            "params",
+            "gen",
+            "--k",
+            "13",
+            "--dev",
+            "--out",
+            "data/params/kzg_bn254_13.srs",
+        ],
+    ));
+    let shape = ["--chunk-k", "13", "--tree-depth", "4", "--max-txs", "2"];
+    let mut args = vec![
+        "task",
+        "chunks",
+        "--chunks",
+        "2",
+        "--txs",
+        "2",
+        "--out-dir",
+        "tasks",
+    ];
+    args.extend(shape);
+    ok(&prover(d, &args));
+    let out = ok(&prover(
+        d,
+        &[
+            "prove",
+            "--task",
+            "tasks/chunk-0.json",
+            "--out",
+            "proof.json",
+        ],
+    ));
+    assert!(out.contains("proved chunk task"), "{out}");
+    let out = ok(&prover(
+        d,
+        &[
+            "verify",
+            "--proof",
+            "proof.json",
+            "--task",
+            "tasks/chunk-0.json",
+        ],
+    ));
+    assert!(out.contains("VALID"), "{out}");
+
+    // The proof of chunk 0 is not a proof of chunk 1.
+    let err = fails(&prover(
+        d,
+        &[
+            "verify",
+            "--proof",
+            "proof.json",
+            "--task",
+            "tasks/chunk-1.json",
+        ],
+    ));
+    assert!(err.contains("different statement"), "{err}");
+
+    // Flip one bit of the proof bytes inside the JSON.
+    let mut proof: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("proof.json")).unwrap()).unwrap();
+    let b64 = proof["proof"].as_str().unwrap().to_string();
+    let mut raw = base64_decode(&b64);
+    raw[100] ^= 1;
+    proof["proof"] = serde_json::Value::String(base64_encode(&raw));
+    std::fs::write(d.join("bad.json"), proof.to_string()).unwrap();
+    let err = fails(&prover(d, &["verify", "--proof", "bad.json"]));
+    assert!(err.contains("INVALID"), "{err}");
+
+    std::fs::write(d.join("garbage.json"), "{not json").unwrap();
+    let err = fails(&prover(d, &["verify", "--proof", "garbage.json"]));
+    assert!(err.contains("malformed proof JSON"), "{err}");
+}
+
+#[test]
+fn malformed_and_unknown_tasks_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("bad.json"), "{\"uuid\": 1").unwrap();
+    let err = fails(&prover(
+        d,
+        &["prove", "--task", "bad.json", "--out", "p.json"],
+    ));
+    assert!(err.contains("malformed task JSON"), "{err}");
+    let task =
+        r#"{"uuid":"u","task_id":"t","task_type":7,"task_data":"{}","hard_fork_name":"pnode-v1"}"#;
+    std::fs::write(d.join("t7.json"), task).unwrap();
+    let err = fails(&prover(
+        d,
+        &["prove", "--task", "t7.json", "--out", "p.json"],
+    ));
+    assert!(err.contains("unknown task type 7"), "{err}");
+    let err = fails(&prover(
+        d,
+        &["prove", "--task", "nope.json", "--out", "p.json"],
+    ));
+    assert!(err.contains("nope.json"), "{err}");
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}

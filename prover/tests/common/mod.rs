@@ -1,0 +1,75 @@
+//! Shared setup of the prover's integration tests: a temporary params/keys directory with development
+//! parameters, one proving core per test binary, and task builders.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use prover::rollup::RollupState;
+use prover::wire::{ChunkConfig, ChunkTaskData, Task, TaskType, Transfer, HARD_FORK_NAME};
+use prover::{CoreConfig, ProvingCore};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// Small chunk circuit used by most tests (k ≤ 14 keeps CI fast).
+pub const SMALL: ChunkConfig = ChunkConfig {
+    k: 13,
+    tree_depth: 4,
+    max_txs: 2,
+};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub core: ProvingCore,
+}
+
+impl Env {
+    pub fn params_dir(&self) -> PathBuf {
+        self.dir.path().join("params")
+    }
+}
+
+/// One environment per test binary, with dev params for every k in `ks`.
+pub fn env(ks: &[u32]) -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let params_dir = dir.path().join("params");
+        for &k in ks {
+            params::ensure_dev(&params_dir, k, false).expect("dev params");
+        }
+        let core = ProvingCore::new(CoreConfig {
+            params_dir,
+            keys_dir: dir.path().join("keys"),
+        });
+        Env { dir, core }
+    })
+}
+
+pub fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::from_entropy()
+}
+
+/// A genesis state of 4 accounts with 1000 each.
+pub fn genesis(config: ChunkConfig) -> RollupState {
+    RollupState::genesis(config.tree_depth, 4, 1000).expect("genesis")
+}
+
+pub fn transfer(from: u64, to: u64, amount: u64, nonce: u64) -> Transfer {
+    Transfer {
+        from,
+        to,
+        amount,
+        nonce,
+    }
+}
+
+pub fn chunk_task(id: &str, data: &ChunkTaskData) -> Task {
+    Task {
+        uuid: format!("u-{id}"),
+        task_id: id.to_string(),
+        task_type: TaskType::Chunk.as_u8(),
+        task_data: serde_json::to_string(data).expect("serialize"),
+        hard_fork_name: HARD_FORK_NAME.to_string(),
+    }
+}
