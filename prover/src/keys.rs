@@ -104,6 +104,10 @@ pub fn params_id(params: &params::Srs) -> String {
 pub struct KeyStore {
     dir: PathBuf,
     loaded: Mutex<HashMap<String, Arc<CircuitKeys>>>,
+    /// One lock per entry, held while it is read or generated: concurrent callers for the same
+    /// circuit wait for one keygen instead of each running their own (minutes for the batch
+    /// circuit), while other circuits are not held up.
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl KeyStore {
@@ -111,6 +115,7 @@ impl KeyStore {
         Self {
             dir: dir.into(),
             loaded: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
         }
     }
 
@@ -137,6 +142,20 @@ impl KeyStore {
         keygen: impl FnOnce() -> Result<Generated, KeyError>,
     ) -> Result<Arc<CircuitKeys>, KeyError> {
         let name = Self::entry_name(spec, params);
+        if let Some(keys) = self.lock().get(&name) {
+            return Ok(keys.clone());
+        }
+        let entry_lock = {
+            let mut locks = self
+                .loading
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            locks.entry(name.clone()).or_default().clone()
+        };
+        // `keygen` never asks for this same entry, so one thread never takes this lock twice.
+        let _loading = entry_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(keys) = self.lock().get(&name) {
             return Ok(keys.clone());
         }

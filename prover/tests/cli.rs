@@ -158,6 +158,31 @@ fn prove_and_verify_a_sample_chunk_and_reject_tampering() {
     let err = fails(&prover(d, &["verify", "--proof", "bad.json"]));
     assert!(err.contains("INVALID"), "{err}");
 
+    // The committed sample task (same circuit configuration) stays provable.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/chunk-k13.task.json");
+    std::fs::copy(sample, d.join("sample.json")).unwrap();
+    ok(&prover(
+        d,
+        &[
+            "prove",
+            "--task",
+            "sample.json",
+            "--out",
+            "sample.proof.json",
+        ],
+    ));
+    let out = ok(&prover(
+        d,
+        &[
+            "verify",
+            "--proof",
+            "sample.proof.json",
+            "--task",
+            "sample.json",
+        ],
+    ));
+    assert!(out.contains("VALID"), "{out}");
+
     std::fs::write(d.join("garbage.json"), "{not json").unwrap();
     let err = fails(&prover(d, &["verify", "--proof", "garbage.json"]));
     assert!(err.contains("malformed proof JSON"), "{err}");

@@ -53,6 +53,46 @@ pub enum ChunkError {
     WrongNewRoot { computed: FrHex, claimed: FrHex },
 }
 
+/// Both accounts of a transfer index the tree.
+fn check_indices(tx: usize, t: &Transfer, depth: usize) -> Result<(), ChunkError> {
+    for index in [t.from, t.to] {
+        if index >> depth != 0 {
+            return Err(ChunkError::IndexOutOfRange { tx, index, depth });
+        }
+    }
+    Ok(())
+}
+
+/// The sender's side of a transfer, as the circuit enforces it: the nonce matches, the balance
+/// covers the amount. Returns the sender's new (balance, nonce).
+fn debit(tx: usize, t: &Transfer, balance: u64, nonce: u64) -> Result<(u64, u64), ChunkError> {
+    if t.nonce != nonce {
+        return Err(ChunkError::WrongNonce {
+            tx,
+            expected: nonce,
+            got: t.nonce,
+        });
+    }
+    let new_balance = balance.checked_sub(t.amount).ok_or(ChunkError::Overdrawn {
+        tx,
+        balance,
+        amount: t.amount,
+    })?;
+    let new_nonce = nonce
+        .checked_add(1)
+        .ok_or(ChunkError::NonceOverflow { tx })?;
+    Ok((new_balance, new_nonce))
+}
+
+/// The receiver's side: the balance must not overflow 64 bits. Returns the new balance.
+fn credit(tx: usize, t: &Transfer, balance: u64) -> Result<u64, ChunkError> {
+    balance.checked_add(t.amount).ok_or(ChunkError::Overflow {
+        tx,
+        balance,
+        amount: t.amount,
+    })
+}
+
 /// One account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -208,12 +248,7 @@ impl RollupState {
     }
 
     fn apply_transfer(&mut self, tx: usize, t: &Transfer) -> Result<TxWitness, ChunkError> {
-        let depth = self.depth();
-        for index in [t.from, t.to] {
-            if index >> depth != 0 {
-                return Err(ChunkError::IndexOutOfRange { tx, index, depth });
-            }
-        }
+        check_indices(tx, t, self.depth())?;
         let sender = *self
             .accounts
             .get(&t.from)
@@ -221,47 +256,22 @@ impl RollupState {
         if !self.accounts.contains_key(&t.to) {
             return Err(ChunkError::NoSuchAccount { tx, index: t.to });
         }
-        if t.nonce != sender.nonce {
-            return Err(ChunkError::WrongNonce {
-                tx,
-                expected: sender.nonce,
-                got: t.nonce,
-            });
-        }
-        let new_balance = sender
-            .balance
-            .checked_sub(t.amount)
-            .ok_or(ChunkError::Overdrawn {
-                tx,
-                balance: sender.balance,
-                amount: t.amount,
-            })?;
-        let new_nonce = sender
-            .nonce
-            .checked_add(1)
-            .ok_or(ChunkError::NonceOverflow { tx })?;
+        let (balance, nonce) = debit(tx, t, sender.balance, sender.nonce)?;
         let sender_w = self.witness_of(t.from, &sender);
         let updated = Account {
-            balance: new_balance,
-            nonce: new_nonce,
+            balance,
+            nonce,
             ..sender
         };
         self.tree.set(t.from, updated.leaf());
         self.accounts.insert(t.from, updated);
 
+        // Read after the debit: a transfer to oneself credits the debited account.
         let receiver = self.accounts[&t.to];
-        let receiver_balance =
-            receiver
-                .balance
-                .checked_add(t.amount)
-                .ok_or(ChunkError::Overflow {
-                    tx,
-                    balance: receiver.balance,
-                    amount: t.amount,
-                })?;
+        let balance = credit(tx, t, receiver.balance)?;
         let receiver_w = self.witness_of(t.to, &receiver);
         let credited = Account {
-            balance: receiver_balance,
+            balance,
             ..receiver
         };
         self.tree.set(t.to, credited.leaf());
@@ -312,37 +322,14 @@ pub fn check_chunk(data: &ChunkTaskData) -> Result<(), ChunkError> {
     let depth = data.config.tree_depth;
     let mut root = data.old_root.0;
     for (tx, (t, w)) in data.transfers.iter().zip(&data.witness).enumerate() {
-        for index in [t.from, t.to] {
-            if index >> depth != 0 {
-                return Err(ChunkError::IndexOutOfRange { tx, index, depth });
-            }
-        }
-        let s = &w.sender;
+        check_indices(tx, t, depth)?;
+        let (s, r) = (&w.sender, &w.receiver);
         let s_sib: Vec<Fr> = s.siblings.iter().map(|x| x.0).collect();
         if root_from_path(leaf_hash(s.owner.0, s.balance, s.nonce), t.from, &s_sib) != root {
             return Err(ChunkError::BadPath { tx, who: "sender" });
         }
-        if t.nonce != s.nonce {
-            return Err(ChunkError::WrongNonce {
-                tx,
-                expected: s.nonce,
-                got: t.nonce,
-            });
-        }
-        let new_balance = s
-            .balance
-            .checked_sub(t.amount)
-            .ok_or(ChunkError::Overdrawn {
-                tx,
-                balance: s.balance,
-                amount: t.amount,
-            })?;
-        let new_nonce = s
-            .nonce
-            .checked_add(1)
-            .ok_or(ChunkError::NonceOverflow { tx })?;
-        let mid = root_from_path(leaf_hash(s.owner.0, new_balance, new_nonce), t.from, &s_sib);
-        let r = &w.receiver;
+        let (balance, nonce) = debit(tx, t, s.balance, s.nonce)?;
+        let mid = root_from_path(leaf_hash(s.owner.0, balance, nonce), t.from, &s_sib);
         let r_sib: Vec<Fr> = r.siblings.iter().map(|x| x.0).collect();
         if root_from_path(leaf_hash(r.owner.0, r.balance, r.nonce), t.to, &r_sib) != mid {
             return Err(ChunkError::BadPath {
@@ -350,15 +337,11 @@ pub fn check_chunk(data: &ChunkTaskData) -> Result<(), ChunkError> {
                 who: "receiver",
             });
         }
-        let credited = r
-            .balance
-            .checked_add(t.amount)
-            .ok_or(ChunkError::Overflow {
-                tx,
-                balance: r.balance,
-                amount: t.amount,
-            })?;
-        root = root_from_path(leaf_hash(r.owner.0, credited, r.nonce), t.to, &r_sib);
+        root = root_from_path(
+            leaf_hash(r.owner.0, credit(tx, t, r.balance)?, r.nonce),
+            t.to,
+            &r_sib,
+        );
     }
     if root != data.new_root.0 {
         return Err(ChunkError::WrongNewRoot {
