@@ -1,1 +1,34 @@
+//! Compute backends for the prover node: multi-scalar multiplication (MSM) over BN254 G1 and
+//! number-theoretic transforms (NTT) over the BN254 scalar field `Fr`.
+//!
+//! - [`ComputeBackend`] is the integration point; the engine holds an `Arc<dyn ComputeBackend>`
+//!   chosen once at start by [`select`].
+//! - [`CpuBackend`] runs on rayon and is the oracle every other backend is compared against;
+//!   [`CheckedBackend`] runs two backends on every call and fails on any disagreement.
+//! - The CUDA kernel sources live in `gpu/kernels/` ([`kernels::HEADERS`], [`kernels::UNITS`]).
+//!   They are checked on the host (the arithmetic headers compiled with the host C++ compiler and
+//!   compared with halo2curves, `tests/host_arith.rs`) and compiled with NVRTC for
+//!   `compute_80`/`compute_90`/`sm_90` (`tests/nvrtc_compile.rs`). None of them has run on a GPU
+//!   yet, and there is no CUDA backend that launches them: `select(BackendChoice::Cuda)` says so.
+//!
+//! Conventions (shared by every backend):
+//! - Field elements are halo2curves' `bn256::Fr` (4×u64 little-endian limbs, Montgomery form).
+//! - NTTs take and return values in natural order. See [`Domain`] for the exact definitions of
+//!   forward, inverse and coset transforms.
+#![deny(unsafe_code)]
 
+mod backend;
+mod checked;
+mod cpu;
+pub mod kernels;
+mod select;
+
+pub use backend::{BackendError, BackendName, Bases, ComputeBackend, Direction, Domain};
+pub use checked::CheckedBackend;
+pub use cpu::CpuBackend;
+pub use select::{
+    cuda_driver_probe, select, BackendChoice, DriverProbe, Selection, CUDA_DRIVER_LIB,
+};
+
+/// Curve and field types used by every backend (re-exported from `halo2curves::bn256`).
+pub use halo2curves::bn256::{Fr, G1Affine, G1};

@@ -1,0 +1,308 @@
+//! The backend trait and the argument types shared by all backends.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use ff::{Field, PrimeField};
+use halo2curves::bn256::{Fr, G1Affine, G1};
+
+/// Which backend is running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendName {
+    /// The rayon CPU backend.
+    Cpu,
+    /// A CUDA device.
+    Cuda {
+        /// CUDA device ordinal.
+        ordinal: usize,
+        /// Device name as reported by the driver.
+        device_name: String,
+    },
+}
+
+impl fmt::Display for BackendName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendName::Cpu => write!(f, "cpu"),
+            BackendName::Cuda {
+                ordinal,
+                device_name,
+            } => write!(f, "cuda:{ordinal} ({device_name})"),
+        }
+    }
+}
+
+/// Errors of every backend operation. Arguments are validated before any work starts.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// More scalars than bases were given to an MSM.
+    #[error("msm: {scalars} scalars but only {bases} bases")]
+    TooManyScalars {
+        /// Number of scalars passed.
+        scalars: usize,
+        /// Number of bases available.
+        bases: usize,
+    },
+    /// A domain size outside `0..=Fr::S` (28 for BN254) was requested.
+    #[error("domain: log_n = {log_n} is larger than the two-adicity {max} of the scalar field")]
+    DomainTooLarge {
+        /// Requested log2 size.
+        log_n: u32,
+        /// Largest supported log2 size.
+        max: u32,
+    },
+    /// The vector handed to an NTT does not have the domain's size.
+    #[error("ntt: {len} values but the domain has size 2^{log_n} = {}", 1u64 << log_n)]
+    LengthMismatch {
+        /// Length of the vector passed.
+        len: usize,
+        /// The domain's log2 size.
+        log_n: u32,
+    },
+    /// The requested backend cannot be used (no driver, no device, not built in).
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// A device, driver or compiler call failed.
+    #[error("device error: {0}")]
+    Device(String),
+    /// A [`crate::CheckedBackend`] saw its two backends disagree.
+    #[error("{op}: {primary} and {reference} disagree: {detail}")]
+    Mismatch {
+        /// The operation (`msm`, `ntt forward`, ...).
+        op: String,
+        /// The backend under test.
+        primary: String,
+        /// The reference backend.
+        reference: String,
+        /// Where they differ.
+        detail: String,
+    },
+}
+
+/// Direction of a transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Coefficients → evaluations.
+    Forward,
+    /// Evaluations → coefficients (includes the division by n).
+    Inverse,
+}
+
+static NEXT_BASES_ID: AtomicU64 = AtomicU64::new(1);
+
+/// MSM bases (an SRS or a slice of it) with a stable identity.
+///
+/// The id is drawn from a process-wide counter when the value is created and is shared by clones,
+/// so a device backend can upload a given set of bases once and recognise it on later calls.
+/// The points themselves are immutable behind the `Arc`, which is what makes caching by id sound.
+#[derive(Clone)]
+pub struct Bases {
+    id: u64,
+    points: Arc<Vec<G1Affine>>,
+    /// Whether any point is the identity; computed on first use, shared by clones.
+    has_identity: Arc<OnceLock<bool>>,
+}
+
+impl Bases {
+    /// Wraps `points` and assigns a fresh id.
+    pub fn new(points: Vec<G1Affine>) -> Self {
+        Self::from_arc(Arc::new(points))
+    }
+
+    /// Wraps shared `points` and assigns a fresh id (two `Bases` made from the same `Arc` get
+    /// different ids; clone a `Bases` to share its id).
+    pub fn from_arc(points: Arc<Vec<G1Affine>>) -> Self {
+        let id = NEXT_BASES_ID.fetch_add(1, Ordering::Relaxed);
+        Self {
+            id,
+            points,
+            has_identity: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Whether any point is the identity (scanned once per `Bases`, then cached).
+    pub fn has_identity(&self) -> bool {
+        *self.has_identity.get_or_init(|| {
+            use group::prime::PrimeCurveAffine;
+            use rayon::prelude::*;
+            self.points.par_iter().any(|p| bool::from(p.is_identity()))
+        })
+    }
+
+    /// The stable id (unique in this process).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The points.
+    pub fn points(&self) -> &[G1Affine] {
+        &self.points
+    }
+
+    /// The shared vector of points.
+    pub fn shared(&self) -> &Arc<Vec<G1Affine>> {
+        &self.points
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// Whether there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+}
+
+impl fmt::Debug for Bases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bases")
+            .field("id", &self.id)
+            .field("len", &self.points.len())
+            .finish()
+    }
+}
+
+/// A radix-2 evaluation domain of size `n = 2^log_n` in `Fr`.
+///
+/// Conventions (identical to halo2-axiom 0.5.3's `EvaluationDomain` for the same `k = log_n`):
+/// - `omega` is `Fr::ROOT_OF_UNITY^(2^(Fr::S - log_n))`, a primitive n-th root of unity; it equals
+///   `EvaluationDomain::new(_, log_n).get_omega()`.
+/// - `coset_gen` is `g = Fr::ZETA` (a cube root of unity), halo2's `g_coset`; `coset_gen_inv` is
+///   `g^-1 = ZETA^2`, halo2's `g_coset_inv`.
+/// - All vectors are in **natural order** in and out (no bit-reversed outputs).
+/// - `ntt(Forward)`: `a` (coefficients of p) → `p(ω^i)` for `i = 0..n`, i.e.
+///   `out[i] = Σ_j a[j]·ω^(ij)`.
+/// - `ntt(Inverse)`: the exact inverse, `out[j] = n^-1 · Σ_i a[i]·ω^(-ij)`.
+/// - `coset_ntt(Forward)`: `a` (coefficients of p) → `p(g·ω^i)`; equals halo2's
+///   `coeff_to_extended_part(a, 1)` (and `coeff_to_extended` when the extended domain is the domain).
+/// - `coset_ntt(Inverse)`: the exact inverse of that: evaluations on `g·⟨ω⟩` → coefficients,
+///   i.e. an inverse NTT followed by multiplying `a[j]` by `g^-j` (halo2's `extended_to_coeff`
+///   before truncation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    log_n: u32,
+    omega: Fr,
+    omega_inv: Fr,
+    n_inv: Fr,
+    coset_gen: Fr,
+    coset_gen_inv: Fr,
+}
+
+impl Domain {
+    /// The domain of size `2^log_n`; `log_n` must be at most `Fr::S` (28).
+    pub fn new(log_n: u32) -> Result<Self, BackendError> {
+        if log_n > Fr::S {
+            return Err(BackendError::DomainTooLarge { log_n, max: Fr::S });
+        }
+        let mut omega = Fr::ROOT_OF_UNITY;
+        for _ in log_n..Fr::S {
+            omega = omega.square();
+        }
+        let mut omega_inv = Fr::ROOT_OF_UNITY_INV;
+        for _ in log_n..Fr::S {
+            omega_inv = omega_inv.square();
+        }
+        // 2^-log_n = TWO_INV^log_n.
+        let n_inv = Fr::TWO_INV.pow_vartime([u64::from(log_n)]);
+        let coset_gen = <Fr as ff::WithSmallOrderMulGroup<3>>::ZETA;
+        let coset_gen_inv = coset_gen.square();
+        Ok(Self {
+            log_n,
+            omega,
+            omega_inv,
+            n_inv,
+            coset_gen,
+            coset_gen_inv,
+        })
+    }
+
+    /// log2 of the size.
+    pub fn log_n(&self) -> u32 {
+        self.log_n
+    }
+
+    /// The size `n = 2^log_n`.
+    pub fn size(&self) -> usize {
+        1usize << self.log_n
+    }
+
+    /// ω, a primitive n-th root of unity.
+    pub fn omega(&self) -> Fr {
+        self.omega
+    }
+
+    /// ω^-1.
+    pub fn omega_inv(&self) -> Fr {
+        self.omega_inv
+    }
+
+    /// n^-1.
+    pub fn n_inv(&self) -> Fr {
+        self.n_inv
+    }
+
+    /// The coset shift g (= `Fr::ZETA`, halo2's `g_coset`).
+    pub fn coset_gen(&self) -> Fr {
+        self.coset_gen
+    }
+
+    /// g^-1 (= `ZETA^2`, halo2's `g_coset_inv`).
+    pub fn coset_gen_inv(&self) -> Fr {
+        self.coset_gen_inv
+    }
+
+    /// Checks that `len` is this domain's size.
+    pub fn check_len(&self, len: usize) -> Result<(), BackendError> {
+        if len == self.size() {
+            Ok(())
+        } else {
+            Err(BackendError::LengthMismatch {
+                len,
+                log_n: self.log_n,
+            })
+        }
+    }
+}
+
+/// Checks MSM arguments: at most as many scalars as bases.
+pub(crate) fn check_msm_args(bases: &Bases, scalars: &[Fr]) -> Result<(), BackendError> {
+    if scalars.len() > bases.len() {
+        return Err(BackendError::TooManyScalars {
+            scalars: scalars.len(),
+            bases: bases.len(),
+        });
+    }
+    Ok(())
+}
+
+/// A compute backend: MSM and NTTs over BN254. Small, explicit and fallible; implementations
+/// validate their arguments and return errors instead of panicking.
+pub trait ComputeBackend: Send + Sync {
+    /// Which backend this is.
+    fn name(&self) -> BackendName;
+
+    /// `Σ scalars[i] · bases[i]` over the first `scalars.len()` bases.
+    /// Errors if there are more scalars than bases. An empty MSM is the identity.
+    fn msm(&self, bases: &Bases, scalars: &[Fr]) -> Result<G1, BackendError>;
+
+    /// In-place NTT over `domain` (see [`Domain`] for the conventions).
+    /// `values.len()` must equal `domain.size()`.
+    fn ntt(
+        &self,
+        values: &mut [Fr],
+        domain: &Domain,
+        direction: Direction,
+    ) -> Result<(), BackendError>;
+
+    /// In-place coset NTT over `coset_gen · ⟨ω⟩` (see [`Domain`]).
+    /// `values.len()` must equal `domain.size()`.
+    fn coset_ntt(
+        &self,
+        values: &mut [Fr],
+        domain: &Domain,
+        direction: Direction,
+    ) -> Result<(), BackendError>;
+}

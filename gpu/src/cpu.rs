@@ -1,0 +1,172 @@
+//! The CPU backend: rayon, delegating the heavy lifting to the exact code the reference prover uses.
+//!
+//! - MSM: `halo2curves::msm::msm_best` (what halo2-axiom's `best_multiexp` calls). Its batch-affine
+//!   path (n ≳ 8k) panics when a base is the identity ("Some edge case has not been handled
+//!   properly"); identities are therefore filtered out first (whether a `Bases` has any is scanned
+//!   once and cached), and any other panic from it falls back to `msm_parallel`.
+//! - NTT: halo2-axiom 0.5.3's `fft::parallel::fft`, which is what `best_fft` dispatches to on x86_64
+//!   (the version is pinned exactly in the workspace). That function ignores its `FFTData` argument,
+//!   so an empty one is passed and no O(n) twiddle tables are built per call; on other
+//!   architectures halo2 would use its recursive FFT, which needs the tables, so there we use
+//!   halo2curves' `best_fft`, which needs none. The coset shift and the 1/n scaling are applied
+//!   here with rayon.
+//!
+//! Measured against halo2 on the same machine by `benches/cpu.rs` (`msm/halo2/*`,
+//! `ntt/halo2/forward/*`).
+
+use std::panic::AssertUnwindSafe;
+
+use ff::Field;
+use group::prime::PrimeCurveAffine;
+use group::Group;
+use halo2curves::bn256::{Fr, G1Affine, G1};
+use rayon::prelude::*;
+
+use crate::backend::{
+    check_msm_args, BackendError, BackendName, Bases, ComputeBackend, Direction, Domain,
+};
+
+/// Elements per rayon task for the element-wise passes (coset shift, 1/n scaling).
+const CHUNK: usize = 1 << 12;
+
+/// The rayon CPU backend (stateless; uses the global rayon pool).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    /// A CPU backend.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+/// In-place radix-2 transform with root `omega` (no scaling), natural order in and out.
+fn raw_fft(values: &mut [Fr], omega: Fr, log_n: u32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let data = halo2_proofs::fft::recursive::FFTData::<Fr>::default();
+        halo2_proofs::fft::parallel::fft(values, omega, log_n, &data, false);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        halo2curves::fft::best_fft(values, omega, log_n);
+    }
+}
+
+/// `values[i] *= c^i`.
+fn distribute_powers(values: &mut [Fr], c: Fr) {
+    values
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk_idx, chunk)| {
+            let mut power = c.pow_vartime([(chunk_idx * CHUNK) as u64]);
+            for v in chunk {
+                *v *= power;
+                power *= c;
+            }
+        });
+}
+
+/// `values[i] *= c`.
+fn scale(values: &mut [Fr], c: Fr) {
+    values
+        .par_chunks_mut(CHUNK)
+        .for_each(|chunk| chunk.iter_mut().for_each(|v| *v *= c));
+}
+
+/// `values[i] *= s · c^i` (the inverse-coset pass fused with the 1/n scaling).
+fn distribute_scaled_powers(values: &mut [Fr], s: Fr, c: Fr) {
+    values
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk_idx, chunk)| {
+            let mut power = s * c.pow_vartime([(chunk_idx * CHUNK) as u64]);
+            for v in chunk {
+                *v *= power;
+                power *= c;
+            }
+        });
+}
+
+/// `msm_best`, with `msm_parallel` (projective buckets, no edge cases) as a fallback should
+/// `msm_best`'s batch-affine addition hit a case it does not handle (it panics then).
+fn msm_checked(scalars: &[Fr], points: &[G1Affine]) -> G1 {
+    if scalars.is_empty() {
+        return G1::identity();
+    }
+    match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        halo2curves::msm::msm_best(scalars, points)
+    })) {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                n = scalars.len(),
+                "msm_best failed on an edge case; recomputing with msm_parallel"
+            );
+            halo2curves::msm::msm_parallel(scalars, points)
+        }
+    }
+}
+
+impl ComputeBackend for CpuBackend {
+    fn name(&self) -> BackendName {
+        BackendName::Cpu
+    }
+
+    fn msm(&self, bases: &Bases, scalars: &[Fr]) -> Result<G1, BackendError> {
+        check_msm_args(bases, scalars)?;
+        if scalars.is_empty() {
+            return Ok(G1::identity());
+        }
+        let points = &bases.points()[..scalars.len()];
+        if bases.has_identity() {
+            // msm_best's batch-affine path assumes no base is the identity (it panics on one);
+            // identities contribute nothing, so drop them with their scalars.
+            let (pts, sc): (Vec<G1Affine>, Vec<Fr>) = points
+                .par_iter()
+                .zip(scalars.par_iter())
+                .filter(|(p, _)| !bool::from(p.is_identity()))
+                .map(|(p, s)| (*p, *s))
+                .unzip();
+            return Ok(msm_checked(&sc, &pts));
+        }
+        Ok(msm_checked(scalars, points))
+    }
+
+    fn ntt(
+        &self,
+        values: &mut [Fr],
+        domain: &Domain,
+        direction: Direction,
+    ) -> Result<(), BackendError> {
+        domain.check_len(values.len())?;
+        match direction {
+            Direction::Forward => raw_fft(values, domain.omega(), domain.log_n()),
+            Direction::Inverse => {
+                raw_fft(values, domain.omega_inv(), domain.log_n());
+                scale(values, domain.n_inv());
+            }
+        }
+        Ok(())
+    }
+
+    fn coset_ntt(
+        &self,
+        values: &mut [Fr],
+        domain: &Domain,
+        direction: Direction,
+    ) -> Result<(), BackendError> {
+        domain.check_len(values.len())?;
+        match direction {
+            Direction::Forward => {
+                distribute_powers(values, domain.coset_gen());
+                raw_fft(values, domain.omega(), domain.log_n());
+            }
+            Direction::Inverse => {
+                raw_fft(values, domain.omega_inv(), domain.log_n());
+                distribute_scaled_powers(values, domain.n_inv(), domain.coset_gen_inv());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+//! The CUDA C++ kernel sources in `gpu/kernels/`, embedded in the binary.
+//!
+//! Headers (`*.cuh`) are `__host__ __device__` so the same arithmetic also compiles with the host
+//! C++ compiler (see `tests/host_arith.rs`). Every source here is compiled with NVRTC for
+//! `compute_80` and `compute_90` by `tests/nvrtc_compile.rs`.
+
+/// A kernel source file: its name (as used in `#include "..."`) and its text.
+#[derive(Clone, Copy, Debug)]
+pub struct Source {
+    /// File name relative to `gpu/kernels/`.
+    pub name: &'static str,
+    /// File contents.
+    pub text: &'static str,
+}
+
+/// Headers, included by name from the translation units.
+pub const HEADERS: &[Source] = &[
+    Source {
+        name: "field.cuh",
+        text: include_str!("../kernels/field.cuh"),
+    },
+    Source {
+        name: "curve.cuh",
+        text: include_str!("../kernels/curve.cuh"),
+    },
+];
+
+/// Translation units (`*.cu`).
+pub const UNITS: &[Source] = &[Source {
+    name: "arith_check.cu",
+    text: include_str!("../kernels/arith_check.cu"),
+}];

@@ -1,0 +1,115 @@
+//! `CheckedBackend`: agreeing backends pass results through; a faulty one is caught; argument
+//! errors propagate.
+
+use std::sync::Arc;
+
+use ff::Field;
+use gpu::{
+    BackendError, BackendName, Bases, CheckedBackend, ComputeBackend, CpuBackend, Direction,
+    Domain, Fr, G1Affine, G1,
+};
+use group::{Curve, Group};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// The CPU backend with one deliberate fault per operation.
+struct Faulty;
+
+impl ComputeBackend for Faulty {
+    fn name(&self) -> BackendName {
+        BackendName::Cuda {
+            ordinal: 0,
+            device_name: "faulty test double".into(),
+        }
+    }
+    fn msm(&self, bases: &Bases, scalars: &[Fr]) -> Result<G1, BackendError> {
+        Ok(CpuBackend.msm(bases, scalars)? + G1::generator())
+    }
+    fn ntt(&self, v: &mut [Fr], d: &Domain, dir: Direction) -> Result<(), BackendError> {
+        CpuBackend.ntt(v, d, dir)?;
+        if let Some(last) = v.last_mut() {
+            *last += Fr::ONE;
+        }
+        Ok(())
+    }
+    fn coset_ntt(&self, v: &mut [Fr], d: &Domain, dir: Direction) -> Result<(), BackendError> {
+        CpuBackend.coset_ntt(v, d, dir)?;
+        v[0] = Fr::ZERO;
+        Ok(())
+    }
+}
+
+fn inputs() -> (Bases, Vec<Fr>, Vec<Fr>) {
+    let mut r = ChaCha20Rng::seed_from_u64(9);
+    let proj: Vec<G1> = (0..64).map(|_| G1::random(&mut r)).collect();
+    let mut pts = vec![G1Affine::default(); 64];
+    G1::batch_normalize(&proj, &mut pts);
+    let sc: Vec<Fr> = (0..64).map(|_| Fr::random(&mut r)).collect();
+    let v: Vec<Fr> = (0..256).map(|_| Fr::random(&mut r)).collect();
+    (Bases::new(pts), sc, v)
+}
+
+#[test]
+fn agreeing_backends_pass_through() {
+    let checked = CheckedBackend::new(Arc::new(CpuBackend), Arc::new(CpuBackend));
+    let (bases, sc, v) = inputs();
+    let d = Domain::new(8).unwrap();
+    assert_eq!(
+        checked.msm(&bases, &sc).unwrap().to_affine(),
+        CpuBackend.msm(&bases, &sc).unwrap().to_affine()
+    );
+    for dir in [Direction::Forward, Direction::Inverse] {
+        let mut a = v.clone();
+        let mut b = v.clone();
+        checked.ntt(&mut a, &d, dir).unwrap();
+        CpuBackend.ntt(&mut b, &d, dir).unwrap();
+        assert_eq!(a, b);
+        checked.coset_ntt(&mut a, &d, dir).unwrap();
+        CpuBackend.coset_ntt(&mut b, &d, dir).unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn faults_are_reported() {
+    let checked = CheckedBackend::new(Arc::new(Faulty), Arc::new(CpuBackend));
+    let (bases, sc, v) = inputs();
+    let d = Domain::new(8).unwrap();
+    let e = checked.msm(&bases, &sc).unwrap_err();
+    assert!(
+        matches!(e, BackendError::Mismatch { ref op, .. } if op == "msm"),
+        "{e}"
+    );
+    let mut a = v.clone();
+    let e = checked.ntt(&mut a, &d, Direction::Forward).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("ntt forward 2^8"), "{msg}");
+    assert!(
+        msg.contains("1 of 256 elements differ (first at indices 255)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("faulty test double") && msg.contains("cpu"),
+        "{msg}"
+    );
+    let mut a = v.clone();
+    let e = checked
+        .coset_ntt(&mut a, &d, Direction::Inverse)
+        .unwrap_err();
+    assert!(e.to_string().contains("coset_ntt inverse"), "{e}");
+}
+
+#[test]
+fn argument_errors_propagate() {
+    let checked = CheckedBackend::new(Arc::new(CpuBackend), Arc::new(CpuBackend));
+    let (bases, _, _) = inputs();
+    assert!(matches!(
+        checked.msm(&bases, &[Fr::ONE; 65]),
+        Err(BackendError::TooManyScalars { .. })
+    ));
+    let mut v = vec![Fr::ONE; 3];
+    assert!(matches!(
+        checked.ntt(&mut v, &Domain::new(2).unwrap(), Direction::Forward),
+        Err(BackendError::LengthMismatch { .. })
+    ));
+}

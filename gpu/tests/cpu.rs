@@ -1,0 +1,307 @@
+//! The CPU backend against naive references: MSM vs a plain sum of scalar multiplications,
+//! NTT vs the O(n²) DFT, coset NTT vs direct evaluation at g·ω^i, round trips, halo2 conventions,
+//! and argument validation.
+
+use ff::{Field, PrimeField};
+use gpu::{BackendError, Bases, ComputeBackend, CpuBackend, Direction, Domain, Fr, G1Affine, G1};
+use group::prime::PrimeCurveAffine;
+use group::{Curve, Group};
+use halo2_proofs::poly::EvaluationDomain;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// Random affine points with injected identities and duplicates.
+fn points(n: usize, r: &mut ChaCha20Rng) -> Vec<G1Affine> {
+    let mut proj: Vec<G1> = (0..n).map(|_| G1::random(&mut *r)).collect();
+    for i in 0..n {
+        match i % 7 {
+            3 => proj[i] = G1::identity(),
+            5 if i > 0 => proj[i] = proj[i - 1],
+            6 if i > 1 => proj[i] = -proj[i - 2],
+            _ => {}
+        }
+    }
+    let mut out = vec![G1Affine::identity(); n];
+    G1::batch_normalize(&proj, &mut out);
+    out
+}
+
+/// Random scalars with injected 0, 1, −1, r−1 (= −1), small, and 64-bit values.
+fn scalars(n: usize, r: &mut ChaCha20Rng) -> Vec<Fr> {
+    (0..n)
+        .map(|i| match i % 9 {
+            0 => Fr::ZERO,
+            1 => Fr::ONE,
+            2 => -Fr::ONE,
+            3 => Fr::from(r.gen_range(0u64..16)),
+            4 => Fr::from(r.gen::<u64>()),
+            5 => -Fr::from(r.gen_range(0u64..1000)),
+            _ => Fr::random(&mut *r),
+        })
+        .collect()
+}
+
+fn naive_msm(points: &[G1Affine], scalars: &[Fr]) -> G1 {
+    points
+        .iter()
+        .zip(scalars)
+        .fold(G1::identity(), |acc, (p, s)| acc + G1::from(*p) * s)
+}
+
+#[test]
+fn msm_matches_naive_sum() {
+    let cpu = CpuBackend::new();
+    let mut r = rng(1);
+    // Sizes cover msm_best's serial/parallel paths (c < 10) and its bucketed path (n ≥ 8104).
+    for &n in &[1usize, 2, 3, 4, 5, 31, 32, 33, 100, 1023, 1024, 1025, 8200] {
+        let pts = points(n, &mut r);
+        let sc = scalars(n, &mut r);
+        let bases = Bases::new(pts.clone());
+        let got = cpu.msm(&bases, &sc).expect("msm");
+        assert_eq!(got.to_affine(), naive_msm(&pts, &sc).to_affine(), "n = {n}");
+    }
+}
+
+#[test]
+fn msm_large_without_identities() {
+    // msm_best's batch-affine path itself (no identity filtering): duplicates and negations of
+    // points, all kinds of scalars.
+    let cpu = CpuBackend::new();
+    let mut r = rng(7);
+    let n = 9000;
+    let distinct: Vec<G1> = (0..64).map(|_| G1::random(&mut r)).collect();
+    let proj: Vec<G1> = (0..n)
+        .map(|i| {
+            let p = distinct[i % distinct.len()];
+            if i % 3 == 0 {
+                -p
+            } else {
+                p
+            }
+        })
+        .collect();
+    let mut pts = vec![G1Affine::identity(); n];
+    G1::batch_normalize(&proj, &mut pts);
+    let sc = scalars(n, &mut r);
+    let bases = Bases::new(pts.clone());
+    assert!(!bases.has_identity());
+    let got = cpu.msm(&bases, &sc).expect("msm");
+    assert_eq!(got.to_affine(), naive_msm(&pts, &sc).to_affine());
+}
+
+#[test]
+fn msm_edge_cases() {
+    let cpu = CpuBackend::new();
+    let mut r = rng(2);
+    let p = G1::random(&mut r).to_affine();
+    // All identity points.
+    let bases = Bases::new(vec![G1Affine::identity(); 64]);
+    let sc: Vec<Fr> = (0..64).map(|_| Fr::random(&mut r)).collect();
+    assert_eq!(cpu.msm(&bases, &sc).unwrap(), G1::identity());
+    // All the same point: Σ s_i · P = (Σ s_i) · P.
+    let bases = Bases::new(vec![p; 300]);
+    let sc: Vec<Fr> = (0..300).map(|_| Fr::random(&mut r)).collect();
+    let sum: Fr = sc.iter().sum();
+    assert_eq!(
+        cpu.msm(&bases, &sc).unwrap().to_affine(),
+        (p * sum).to_affine()
+    );
+    // P and −P with equal scalars cancel.
+    let bases = Bases::new(vec![p, -p]);
+    let s = Fr::random(&mut r);
+    assert_eq!(cpu.msm(&bases, &[s, s]).unwrap(), G1::identity());
+    // All-zero scalars, all-one scalars, all −1.
+    let pts = points(1000, &mut r);
+    let bases = Bases::new(pts.clone());
+    assert_eq!(
+        cpu.msm(&bases, &vec![Fr::ZERO; 1000]).unwrap(),
+        G1::identity()
+    );
+    let ones = vec![Fr::ONE; 1000];
+    let sum_pts = pts.iter().fold(G1::identity(), |a, p| a + p);
+    assert_eq!(
+        cpu.msm(&bases, &ones).unwrap().to_affine(),
+        sum_pts.to_affine()
+    );
+    let minus = vec![-Fr::ONE; 1000];
+    assert_eq!(
+        cpu.msm(&bases, &minus).unwrap().to_affine(),
+        (-sum_pts).to_affine()
+    );
+    // Fewer scalars than bases uses a prefix; none gives the identity.
+    let sc = scalars(10, &mut r);
+    assert_eq!(
+        cpu.msm(&bases, &sc).unwrap().to_affine(),
+        naive_msm(&pts[..10], &sc).to_affine()
+    );
+    assert_eq!(cpu.msm(&bases, &[]).unwrap(), G1::identity());
+    assert_eq!(cpu.msm(&Bases::new(vec![]), &[]).unwrap(), G1::identity());
+}
+
+#[test]
+fn bases_ids_are_stable_and_unique() {
+    let a = Bases::new(vec![G1Affine::identity(); 3]);
+    let b = Bases::new(vec![G1Affine::identity(); 3]);
+    assert_ne!(a.id(), b.id());
+    let a2 = a.clone();
+    assert_eq!(a.id(), a2.id());
+    let c = Bases::from_arc(a.shared().clone());
+    assert_ne!(a.id(), c.id());
+    assert_eq!(a.len(), 3);
+}
+
+fn naive_dft(a: &[Fr], root: Fr) -> Vec<Fr> {
+    let n = a.len();
+    (0..n)
+        .map(|i| {
+            let x = root.pow_vartime([i as u64]);
+            a.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c)
+        })
+        .collect()
+}
+
+fn random_vec(n: usize, r: &mut ChaCha20Rng) -> Vec<Fr> {
+    (0..n).map(|_| Fr::random(&mut *r)).collect()
+}
+
+#[test]
+fn domain_matches_halo2() {
+    for k in 1..=20u32 {
+        let d = Domain::new(k).unwrap();
+        let h = EvaluationDomain::<Fr>::new(1, k);
+        assert_eq!(d.omega(), h.get_omega(), "k = {k}");
+        assert_eq!(d.omega_inv(), h.get_omega_inv(), "k = {k}");
+        assert_eq!(d.coset_gen(), h.g_coset);
+        assert_eq!(d.coset_gen_inv(), h.g_coset_inv);
+        assert_eq!(d.n_inv() * Fr::from(1u64 << k), Fr::ONE);
+        assert_eq!(d.omega().pow_vartime([1u64 << k]), Fr::ONE);
+        if k > 0 {
+            assert_ne!(d.omega().pow_vartime([1u64 << (k - 1)]), Fr::ONE);
+        }
+    }
+    assert_eq!(Domain::new(0).unwrap().omega(), Fr::ONE);
+    assert_eq!(Domain::new(Fr::S).unwrap().size(), 1 << 28);
+}
+
+#[test]
+fn ntt_matches_naive_dft() {
+    let cpu = CpuBackend::new();
+    let mut r = rng(3);
+    for log_n in 0..=8u32 {
+        let d = Domain::new(log_n).unwrap();
+        let a = random_vec(d.size(), &mut r);
+        let mut got = a.clone();
+        cpu.ntt(&mut got, &d, Direction::Forward).unwrap();
+        assert_eq!(got, naive_dft(&a, d.omega()), "forward log_n = {log_n}");
+
+        let mut inv = a.clone();
+        cpu.ntt(&mut inv, &d, Direction::Inverse).unwrap();
+        let expect: Vec<Fr> = naive_dft(&a, d.omega_inv())
+            .into_iter()
+            .map(|v| v * d.n_inv())
+            .collect();
+        assert_eq!(inv, expect, "inverse log_n = {log_n}");
+    }
+}
+
+#[test]
+fn ntt_round_trips() {
+    let cpu = CpuBackend::new();
+    let mut r = rng(4);
+    for log_n in [0u32, 1, 2, 5, 10, 12, 16] {
+        let d = Domain::new(log_n).unwrap();
+        let a = random_vec(d.size(), &mut r);
+        let mut b = a.clone();
+        cpu.ntt(&mut b, &d, Direction::Forward).unwrap();
+        cpu.ntt(&mut b, &d, Direction::Inverse).unwrap();
+        assert_eq!(a, b, "ntt round trip log_n = {log_n}");
+        cpu.coset_ntt(&mut b, &d, Direction::Forward).unwrap();
+        cpu.coset_ntt(&mut b, &d, Direction::Inverse).unwrap();
+        assert_eq!(a, b, "coset round trip log_n = {log_n}");
+    }
+}
+
+#[test]
+fn coset_ntt_matches_direct_evaluation() {
+    let cpu = CpuBackend::new();
+    let mut r = rng(5);
+    for log_n in 0..=7u32 {
+        let d = Domain::new(log_n).unwrap();
+        let a = random_vec(d.size(), &mut r);
+        let mut got = a.clone();
+        cpu.coset_ntt(&mut got, &d, Direction::Forward).unwrap();
+        let expect: Vec<Fr> = (0..d.size())
+            .map(|i| {
+                let x = d.coset_gen() * d.omega().pow_vartime([i as u64]);
+                a.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c)
+            })
+            .collect();
+        assert_eq!(got, expect, "coset forward log_n = {log_n}");
+        // Inverse recovers the coefficients from the evaluations.
+        cpu.coset_ntt(&mut got, &d, Direction::Inverse).unwrap();
+        assert_eq!(got, a, "coset inverse log_n = {log_n}");
+    }
+}
+
+#[test]
+fn coset_ntt_matches_halo2_domain() {
+    use halo2_proofs::poly::{Coeff, Polynomial};
+    let cpu = CpuBackend::new();
+    let mut r = rng(6);
+    for k in [3u32, 10, 14] {
+        // j = 1: the extended domain equals the domain, so coeff_to_extended is a size-n coset FFT.
+        let h = EvaluationDomain::<Fr>::new(1, k);
+        assert_eq!(h.extended_k(), k);
+        let d = Domain::new(k).unwrap();
+        let a = random_vec(d.size(), &mut r);
+        let mut poly: Polynomial<Fr, Coeff> = h.empty_coeff();
+        poly.values_mut().copy_from_slice(&a);
+        let ext = h.coeff_to_extended(&poly);
+        let mut got = a.clone();
+        cpu.coset_ntt(&mut got, &d, Direction::Forward).unwrap();
+        assert_eq!(&got[..], ext.values(), "coeff_to_extended k = {k}");
+        let back = h.extended_to_coeff(ext);
+        cpu.coset_ntt(&mut got, &d, Direction::Inverse).unwrap();
+        assert_eq!(&got[..back.len()], &back[..], "extended_to_coeff k = {k}");
+
+        let mut lag = h.empty_lagrange();
+        lag.values_mut().copy_from_slice(&a);
+        let coeffs = h.lagrange_to_coeff(lag);
+        let mut got = a.clone();
+        cpu.ntt(&mut got, &d, Direction::Inverse).unwrap();
+        assert_eq!(&got[..], coeffs.values(), "lagrange_to_coeff k = {k}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let cpu = CpuBackend::new();
+    let bases = Bases::new(vec![G1Affine::identity(); 4]);
+    match cpu.msm(&bases, &[Fr::ONE; 5]) {
+        Err(BackendError::TooManyScalars {
+            scalars: 5,
+            bases: 4,
+        }) => {}
+        other => panic!("expected TooManyScalars, got {other:?}"),
+    }
+    assert!(matches!(
+        Domain::new(29),
+        Err(BackendError::DomainTooLarge { log_n: 29, max: 28 })
+    ));
+    let d = Domain::new(3).unwrap();
+    for len in [0usize, 1, 7, 9, 16] {
+        let mut v = vec![Fr::ONE; len];
+        for dir in [Direction::Forward, Direction::Inverse] {
+            let e = cpu.ntt(&mut v, &d, dir).unwrap_err();
+            assert!(matches!(e, BackendError::LengthMismatch { len: l, log_n: 3 } if l == len));
+            let e = cpu.coset_ntt(&mut v, &d, dir).unwrap_err();
+            assert!(matches!(e, BackendError::LengthMismatch { .. }));
+            assert!(e.to_string().contains("2^3 = 8"), "{e}");
+        }
+        assert!(v.iter().all(|x| *x == Fr::ONE), "input untouched on error");
+    }
+}

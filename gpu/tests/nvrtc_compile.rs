@@ -1,0 +1,299 @@
+//! Compiles every kernel source in `gpu/kernels/` with NVRTC (no GPU needed) for `compute_80` and
+//! `compute_90` (PTX), for `sm_90` (CUBIN, which also runs ptxas over the inline PTX assembly),
+//! and the portable variant (`-DFIELD_PORTABLE`) for `compute_90`; `GPU_NVRTC_FULL=1` adds sm_80
+//! and the portable CUBINs. Headers are passed through
+//! `nvrtcCreateProgram`'s header arrays, so no include path is needed.
+//!
+//! NVRTC comes from the `nvidia-cuda-nvrtc-cu12` wheel installed by `scripts/ensure-nvrtc` into
+//! `<repo>/.tools/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12`; `GPU_NVRTC_LIB` overrides the path.
+//! If the library is missing the test prints why and passes, unless `GPU_REQUIRE_NVRTC=1`.
+//!
+//! The NVRTC binding is a tiny `libloading` wrapper local to this test (cudarc's loader panics when
+//! the library is missing).
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use gpu::kernels::{HEADERS, UNITS};
+use libloading::{Library, Symbol};
+
+type NvrtcProgram = *mut std::ffi::c_void;
+type NvrtcResult = c_int;
+
+struct Nvrtc {
+    lib: Library,
+}
+
+impl Nvrtc {
+    fn load(path: &PathBuf) -> Result<Self, String> {
+        // SAFETY: loading libnvrtc runs its initialisers, which have no preconditions; the library
+        // stays loaded for the lifetime of `Nvrtc`, which outlives every symbol we take from it.
+        let lib = unsafe { Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self { lib })
+    }
+
+    fn sym<T>(&self, name: &[u8]) -> Result<Symbol<'_, T>, String> {
+        // SAFETY: every call site names an NVRTC C function and gives `T` its exact C signature
+        // (from nvrtc.h, CUDA 12).
+        unsafe { self.lib.get::<T>(name) }.map_err(|e| format!("symbol: {e}"))
+    }
+
+    fn error_string(&self, code: NvrtcResult) -> String {
+        type F = unsafe extern "C" fn(NvrtcResult) -> *const c_char;
+        match self.sym::<F>(b"nvrtcGetErrorString\0") {
+            // SAFETY: nvrtcGetErrorString returns a pointer to a static NUL-terminated string.
+            Ok(f) => unsafe { CStr::from_ptr(f(code)) }
+                .to_string_lossy()
+                .into_owned(),
+            Err(_) => format!("nvrtc error {code}"),
+        }
+    }
+
+    fn version(&self) -> Result<(i32, i32), String> {
+        type F = unsafe extern "C" fn(*mut c_int, *mut c_int) -> NvrtcResult;
+        let f = self.sym::<F>(b"nvrtcVersion\0")?;
+        let (mut major, mut minor) = (0, 0);
+        // SAFETY: both out-pointers are valid for writes.
+        let rc = unsafe { f(&mut major, &mut minor) };
+        if rc != 0 {
+            return Err(self.error_string(rc));
+        }
+        Ok((major, minor))
+    }
+
+    /// Compiles `source` (with `headers` available by name). Returns the output size in bytes
+    /// (PTX, or CUBIN when `cubin`) or the error with the compiler log.
+    fn compile(
+        &self,
+        name: &str,
+        source: &str,
+        headers: &[(&str, &str)],
+        options: &[String],
+        cubin: bool,
+    ) -> Result<usize, String> {
+        type Create = unsafe extern "C" fn(
+            *mut NvrtcProgram,
+            *const c_char,
+            *const c_char,
+            c_int,
+            *const *const c_char,
+            *const *const c_char,
+        ) -> NvrtcResult;
+        type Compile =
+            unsafe extern "C" fn(NvrtcProgram, c_int, *const *const c_char) -> NvrtcResult;
+        type Size = unsafe extern "C" fn(NvrtcProgram, *mut usize) -> NvrtcResult;
+        type Get = unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> NvrtcResult;
+        type Destroy = unsafe extern "C" fn(*mut NvrtcProgram) -> NvrtcResult;
+
+        let create = self.sym::<Create>(b"nvrtcCreateProgram\0")?;
+        let compile = self.sym::<Compile>(b"nvrtcCompileProgram\0")?;
+        let log_size = self.sym::<Size>(b"nvrtcGetProgramLogSize\0")?;
+        let get_log = self.sym::<Get>(b"nvrtcGetProgramLog\0")?;
+        let out_size = if cubin {
+            self.sym::<Size>(b"nvrtcGetCUBINSize\0")?
+        } else {
+            self.sym::<Size>(b"nvrtcGetPTXSize\0")?
+        };
+        let destroy = self.sym::<Destroy>(b"nvrtcDestroyProgram\0")?;
+
+        let cstr = |s: &str| CString::new(s).map_err(|e| format!("NUL in input: {e}"));
+        let c_source = cstr(source)?;
+        let c_name = cstr(name)?;
+        let c_header_texts = headers
+            .iter()
+            .map(|(_, t)| cstr(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let c_header_names = headers
+            .iter()
+            .map(|(n, _)| cstr(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let header_text_ptrs: Vec<*const c_char> =
+            c_header_texts.iter().map(|c| c.as_ptr()).collect();
+        let header_name_ptrs: Vec<*const c_char> =
+            c_header_names.iter().map(|c| c.as_ptr()).collect();
+        let c_options = options
+            .iter()
+            .map(|o| cstr(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let option_ptrs: Vec<*const c_char> = c_options.iter().map(|c| c.as_ptr()).collect();
+
+        let mut prog: NvrtcProgram = std::ptr::null_mut();
+        // SAFETY: all strings are NUL-terminated and outlive the call; the header arrays both have
+        // `headers.len()` entries; `prog` is a valid out-pointer.
+        let rc = unsafe {
+            create(
+                &mut prog,
+                c_source.as_ptr(),
+                c_name.as_ptr(),
+                headers.len() as c_int,
+                header_text_ptrs.as_ptr(),
+                header_name_ptrs.as_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(format!("nvrtcCreateProgram: {}", self.error_string(rc)));
+        }
+        // SAFETY: `prog` was created above; the option pointers are valid NUL-terminated strings.
+        let rc = unsafe { compile(prog, option_ptrs.len() as c_int, option_ptrs.as_ptr()) };
+        let mut size = 0usize;
+        // SAFETY: `prog` is valid; `size` is a valid out-pointer.
+        let log = if unsafe { log_size(prog, &mut size) } == 0 && size > 1 {
+            let mut buf = vec![0u8; size];
+            // SAFETY: `buf` has the `size` bytes NVRTC asked for.
+            if unsafe { get_log(prog, buf.as_mut_ptr().cast()) } == 0 {
+                String::from_utf8_lossy(&buf[..size - 1]).into_owned()
+            } else {
+                String::new()
+            }
+        } else {
+            String::new()
+        };
+        let result = if rc != 0 {
+            Err(format!(
+                "nvrtcCompileProgram({name}, {options:?}): {}\n{log}",
+                self.error_string(rc)
+            ))
+        } else {
+            let mut n = 0usize;
+            // SAFETY: `prog` compiled successfully; `n` is a valid out-pointer.
+            let rc = unsafe { out_size(prog, &mut n) };
+            if rc != 0 {
+                Err(format!("output size: {}", self.error_string(rc)))
+            } else if n == 0 {
+                Err(format!("{name}: empty output"))
+            } else {
+                if !log.trim().is_empty() {
+                    eprintln!("{name} {options:?} log:\n{log}");
+                }
+                Ok(n)
+            }
+        };
+        // SAFETY: `prog` is valid and destroyed exactly once.
+        unsafe { destroy(&mut prog) };
+        result
+    }
+}
+
+fn nvrtc_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("GPU_NVRTC_LIB") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.tools/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12")
+}
+
+/// Loads NVRTC, or says why the check is skipped (panics instead under `GPU_REQUIRE_NVRTC=1`).
+fn load_nvrtc() -> Option<Nvrtc> {
+    let path = nvrtc_path();
+    let required = std::env::var("GPU_REQUIRE_NVRTC").is_ok_and(|v| v == "1");
+    if !path.is_file() {
+        let msg = format!(
+            "NVRTC not found at {} (run scripts/ensure-nvrtc); kernel compile check SKIPPED",
+            path.display()
+        );
+        assert!(!required, "{msg}");
+        eprintln!("{msg}");
+        return None;
+    }
+    match Nvrtc::load(&path) {
+        Ok(n) => {
+            let (major, minor) = n.version().expect("nvrtcVersion");
+            eprintln!("NVRTC {major}.{minor} from {}", path.display());
+            Some(n)
+        }
+        Err(e) => {
+            assert!(!required, "cannot load NVRTC: {e}");
+            eprintln!("cannot load NVRTC ({e}); kernel compile check SKIPPED");
+            None
+        }
+    }
+}
+
+/// Every translation unit, plus each header on its own (a header that only compiles after another
+/// one is a bug).
+fn units() -> Vec<(String, String)> {
+    let mut units: Vec<(String, String)> = UNITS
+        .iter()
+        .map(|u| (u.name.to_string(), u.text.to_string()))
+        .collect();
+    for h in HEADERS {
+        units.push((
+            format!("{}.cu", h.name),
+            format!("#include \"{}\"\n", h.name),
+        ));
+    }
+    units
+}
+
+/// Compiles every unit for `target` (`compute_XX` gives PTX, `sm_XX` a CUBIN, which also runs
+/// ptxas over the inline assembly); `portable` adds `-DFIELD_PORTABLE`.
+fn compile_all(target: &str, portable: bool) {
+    let Some(nvrtc) = load_nvrtc() else {
+        return;
+    };
+    let headers: Vec<(&str, &str)> = HEADERS.iter().map(|h| (h.name, h.text)).collect();
+    let cubin = target.starts_with("sm_");
+    let mut failures = Vec::new();
+    for (name, text) in &units() {
+        let mut options = vec![
+            format!("--gpu-architecture={target}"),
+            "-std=c++17".to_string(),
+        ];
+        if portable {
+            options.push("-DFIELD_PORTABLE".to_string());
+        }
+        let t = Instant::now();
+        match nvrtc.compile(name, text, &headers, &options, cubin) {
+            Ok(bytes) => eprintln!(
+                "ok   {name:<18} {:<50} {bytes:>8} bytes {:>6.2} s",
+                options.join(" "),
+                t.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("FAIL {name} {options:?}\n{e}");
+                failures.push(format!("{name} {options:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "NVRTC failures: {failures:#?}");
+}
+
+/// The slower combinations (CUBIN for sm_80 and of the portable variant) run only with
+/// `GPU_NVRTC_FULL=1`.
+fn full() -> bool {
+    std::env::var("GPU_NVRTC_FULL").is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn ptx_compute_80() {
+    compile_all("compute_80", false);
+}
+
+#[test]
+fn ptx_compute_90() {
+    compile_all("compute_90", false);
+}
+
+#[test]
+fn ptx_compute_90_portable() {
+    compile_all("compute_90", true);
+}
+
+#[test]
+fn cubin_sm_90() {
+    compile_all("sm_90", false);
+}
+
+#[test]
+fn cubin_full_matrix() {
+    if !full() {
+        eprintln!("set GPU_NVRTC_FULL=1 for sm_80 and portable CUBINs");
+        return;
+    }
+    compile_all("sm_80", false);
+    compile_all("sm_80", true);
+    compile_all("sm_90", true);
+    compile_all("compute_80", true);
+}
