@@ -1,0 +1,3 @@
+module example.com/prover-ffi-host
+
+go 1.19
