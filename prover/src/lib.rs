@@ -7,6 +7,7 @@ pub mod config;
 pub mod core;
 pub mod engine;
 pub mod keys;
+pub mod login;
 pub mod rollup;
 pub mod wire;
 

@@ -91,6 +91,28 @@ enum Command {
         #[command(flatten)]
         dirs: Dirs,
     },
+    /// Print the coordinator login request body (message, public_key, signature) exactly as the
+    /// daemon sends it: an operator's tool to debug logins.
+    SignLogin {
+        /// The worker's secp256k1 secret key, 32 bytes hex.
+        #[arg(long)]
+        key_hex: String,
+        #[arg(long)]
+        challenge: String,
+        #[arg(long)]
+        prover_name: String,
+        #[arg(long)]
+        prover_version: String,
+        /// Task types, comma-separated (1 chunk, 2 batch).
+        #[arg(long, value_delimiter = ',', required = true)]
+        prover_types: Vec<u8>,
+        /// Verifying-key digests, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        vks: Vec<String>,
+        /// 1 internal, 2 external.
+        #[arg(long, default_value_t = 1)]
+        provider_type: u8,
+    },
     /// End to end on this machine: dev params, chained chunk tasks, their proofs, the batch proof
     /// that aggregates them, verification of everything, and a summary.
     Demo(DemoArgs),
@@ -253,6 +275,28 @@ fn run(cli: Cli) -> Result<()> {
             for (i, x) in verified.statement.iter().enumerate() {
                 println!("  public input {i}: {x}");
             }
+            Ok(())
+        }
+        Command::SignLogin {
+            key_hex,
+            challenge,
+            prover_name,
+            prover_version,
+            prover_types,
+            vks,
+            provider_type,
+        } => {
+            let key = prover::login::key_from_hex(&key_hex)?;
+            let message = prover::wire::LoginMessage {
+                challenge,
+                prover_version,
+                prover_name,
+                prover_provider_type: provider_type,
+                prover_types,
+                vks,
+            };
+            let request = prover::login::sign_login(&key, message)?;
+            println!("{}", serde_json::to_string_pretty(&request)?);
             Ok(())
         }
         Command::Demo(args) => demo(args),

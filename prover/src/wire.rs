@@ -385,3 +385,30 @@ impl<'de> Deserialize<'de> for Base64Bytes {
             .map_err(|e| de::Error::custom(format!("invalid base64: {e}")))
     }
 }
+
+/// The signed part of a coordinator login (`login` request `message`), Scroll coordinator API v1.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LoginMessage {
+    /// The challenge JWT from `GET /coordinator/v1/challenge`.
+    pub challenge: String,
+    pub prover_version: String,
+    pub prover_name: String,
+    /// 1 internal, 2 external.
+    pub prover_provider_type: u8,
+    /// Task types this prover takes (1 chunk, 2 batch).
+    pub prover_types: Vec<u8>,
+    /// base64 verifying-key digests, one per circuit this prover proves.
+    pub vks: Vec<String>,
+}
+
+/// The body of `POST /coordinator/v1/login`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub message: LoginMessage,
+    /// 33-byte compressed secp256k1 public key, lowercase hex without `0x`.
+    pub public_key: String,
+    /// `0x` + hex of 65 bytes `r || s || v`, v ∈ {0, 1}.
+    pub signature: String,
+}
