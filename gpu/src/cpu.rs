@@ -55,16 +55,7 @@ fn raw_fft(values: &mut [Fr], omega: Fr, log_n: u32) {
 
 /// `values[i] *= c^i`.
 fn distribute_powers(values: &mut [Fr], c: Fr) {
-    values
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(chunk_idx, chunk)| {
-            let mut power = c.pow_vartime([(chunk_idx * CHUNK) as u64]);
-            for v in chunk {
-                *v *= power;
-                power *= c;
-            }
-        });
+    distribute_scaled_powers(values, Fr::ONE, c);
 }
 
 /// `values[i] *= c`.

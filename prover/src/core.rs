@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use group::Group;
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
-use halo2_base::gates::circuit::{BaseCircuitParams, CircuitBuilderStage};
+use halo2_base::gates::circuit::CircuitBuilderStage;
 use halo2_proofs::plonk::{keygen_pk, keygen_vk};
 use halo2curves::bn256::{Bn256, Fq, Fr, G1Affine};
 use halo2curves::pairing::{MillerLoopResult, MultiMillerLoop};
@@ -121,7 +121,7 @@ impl ProvingCore {
         let srs = self.srs(config.k)?;
         let spec = CircuitSpec::Chunk { config };
         Ok(self.keys.get_or_generate(&spec, &srs, || {
-            let mut builder = chunk_builder(CircuitBuilderStage::Keygen, config, None);
+            let mut builder = chunk_keygen_builder(config);
             chunk::synthesize(&mut builder, &chunk::keygen_payload(config));
             let circuit_params = builder.calculate_params(Some(MINIMUM_ROWS));
             let pk = keygen(&srs, &builder, "chunk")?;
@@ -200,13 +200,9 @@ impl ProvingCore {
         let started = Instant::now();
         let keys = self.chunk_keys(data.config)?;
         let srs = self.srs(data.config.k)?;
-        let mut builder = chunk_builder(
-            CircuitBuilderStage::Prover,
-            data.config,
-            Some((
-                keys.meta.circuit_params.clone(),
-                keys.meta.break_points.clone(),
-            )),
+        let mut builder = BaseCircuitBuilder::prover(
+            keys.meta.circuit_params.clone(),
+            keys.meta.break_points.clone(),
         );
         chunk::synthesize(&mut builder, data);
         let instances: Vec<Fr> = builder.assigned_instances[0]
@@ -415,21 +411,13 @@ pub fn check_chain(statements: &[[Fr; chunk::NUM_INSTANCES]]) -> Result<(), Core
     Ok(())
 }
 
-fn chunk_builder(
-    stage: CircuitBuilderStage,
-    config: ChunkConfig,
-    prover: Option<(
-        BaseCircuitParams,
-        halo2_base::gates::flex_gate::MultiPhaseThreadBreakPoints,
-    )>,
-) -> BaseCircuitBuilder<Fr> {
-    match prover {
-        Some((params, break_points)) => BaseCircuitBuilder::prover(params, break_points),
-        None => BaseCircuitBuilder::from_stage(stage)
-            .use_k(config.k as usize)
-            .use_lookup_bits(config.k as usize - 1)
-            .use_instance_columns(1),
-    }
+/// A chunk circuit builder for key generation: size and lookup bits from the config, one instance
+/// column; the column counts are computed after synthesis.
+fn chunk_keygen_builder(config: ChunkConfig) -> BaseCircuitBuilder<Fr> {
+    BaseCircuitBuilder::from_stage(CircuitBuilderStage::Keygen)
+        .use_k(config.k as usize)
+        .use_lookup_bits(config.k as usize - 1)
+        .use_instance_columns(1)
 }
 
 fn keygen<C: halo2_proofs::plonk::Circuit<Fr>>(

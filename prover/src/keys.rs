@@ -119,10 +119,6 @@ impl KeyStore {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn entry_name(spec: &CircuitSpec, params: &params::Srs) -> String {
         let spec_json = serde_json::to_string(spec).unwrap_or_default();
         let mut h = Sha256::new();

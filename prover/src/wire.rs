@@ -85,19 +85,6 @@ impl fmt::Display for TaskType {
     }
 }
 
-impl Serialize for TaskType {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u8(self.as_u8())
-    }
-}
-
-impl<'de> Deserialize<'de> for TaskType {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = u8::deserialize(d)?;
-        TaskType::from_u8(v).map_err(de::Error::custom)
-    }
-}
-
 /// A task as the coordinator hands it out (`get_task` reply `data`), and as `prover prove --task` reads it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
