@@ -17,9 +17,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use prover::config::ProverSection;
-use prover::wire::{self, ProofPayload, Task, WireError};
-use prover::{CoreConfig, CoreError, ProvingCore};
+use prover_core::wire::{self, ProofPayload, Task, WireError};
+use prover_core::{CoreConfig, CoreError, ProvingCore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -261,11 +260,10 @@ pub unsafe extern "C" fn prover_init(config_json: *const c_char, out: *mut *mut 
         if out.is_null() {
             return Err(FfiError::Null("out"));
         }
-        let section: ProverSection =
-            serde_json::from_str(text).map_err(|source| FfiError::Json {
-                what: "config",
-                source,
-            })?;
+        let section: CoreConfig = serde_json::from_str(text).map_err(|source| FfiError::Json {
+            what: "config",
+            source,
+        })?;
         if !section.params_dir.is_dir() {
             return Err(FfiError::Config(format!(
                 "params_dir {} is not a directory",

@@ -364,7 +364,7 @@ fn prove_verify_and_concurrent_proofs() {
     let proof = proof.unwrap();
     eprintln!("first proof (with keygen): {:?}", started.elapsed());
     // The proof is what `prover prove --out` writes: the wire ProofPayload.
-    let payload = prover::wire::ProofPayload::from_json_str(&proof).unwrap();
+    let payload = prover_core::wire::ProofPayload::from_json_str(&proof).unwrap();
     assert_eq!(payload.task_id, "chunk-7-0");
 
     let (code, valid) = api.verify(p, proof.as_bytes());
@@ -430,7 +430,7 @@ fn prove_verify_and_concurrent_proofs() {
     assert!(code == OK || code == INVALID_HANDLE, "status {code}");
     eprintln!("proof racing prover_free: status {code}");
     if code == OK {
-        prover::wire::ProofPayload::from_json_str(&proof_during_free.unwrap()).unwrap();
+        prover_core::wire::ProofPayload::from_json_str(&proof_during_free.unwrap()).unwrap();
     }
     let (code, _) = api.verify(p, proof.as_bytes());
     api.assert_err(code, INVALID_HANDLE, "handle");

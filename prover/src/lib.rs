@@ -1,14 +1,10 @@
-//! The prover node: circuits (`chunk`, `batch`), the rollup witness generator, the proving core
-//! (keys, parameters, the reference engine), and the wire types shared with the coordinator.
+//! The prover node: the daemon and its configuration, on top of the proving core
+//! (`prover-core`, re-exported here so `prover::wire`, `prover::core`, … keep one path).
 #![forbid(unsafe_code)]
 
-pub mod circuits;
 pub mod config;
-pub mod core;
-pub mod engine;
-pub mod keys;
-pub mod login;
-pub mod rollup;
-pub mod wire;
 
-pub use crate::core::{CoreConfig, CoreError, ProvingCore, Verified};
+/// The proving core (`prover_core::core`).
+pub use prover_core::core;
+pub use prover_core::{circuits, engine, keys, login, rollup, wire};
+pub use prover_core::{CoreConfig, CoreError, ProvingCore, Verified};

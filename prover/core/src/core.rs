@@ -63,8 +63,9 @@ pub enum CoreError {
     AccumulatorPairing,
 }
 
-/// Where the core finds parameters and keeps keys.
-#[derive(Clone, Debug)]
+/// Where the core finds parameters and keeps keys. Also the JSON shape the C ABI takes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CoreConfig {
     /// Directory of `kzg_bn254_{k}.srs` files.
     pub params_dir: PathBuf,

@@ -399,3 +399,104 @@ pub struct LoginRequest {
     /// `0x` + hex of 65 bytes `r || s || v`, v ∈ {0, 1}.
     pub signature: String,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Coordinator HTTP API v1 (see the README, "Coordinator protocol"): envelope, error codes, bodies.
+// Request bodies accept unknown fields (clients of the Scroll family send extra ones); replies are
+// decoded leniently for the same reason. Missing required fields are an error (errcode 20001).
+// ---------------------------------------------------------------------------------------------
+
+/// Base path of every API route.
+pub const API_BASE: &str = "/coordinator/v1";
+
+/// `errcode` values of the reply envelope.
+pub mod errcode {
+    pub const SUCCESS: i32 = 0;
+    pub const INTERNAL: i32 = 500;
+    pub const INVALID_PARAMETER: i32 = 20001;
+    /// get_task failure: already assigned another task, blocked, internal.
+    pub const GET_TASK_FAILURE: i32 = 20002;
+    /// Proof handling failure: validation or verification failed.
+    pub const PROOF_FAILURE: i32 = 20003;
+    /// No task available: normal, poll again later.
+    pub const NO_TASK: i32 = 20004;
+    pub const JWT: i32 = 50000;
+    /// The login token expired: log in again (once), then retry the call.
+    pub const JWT_EXPIRED: i32 = 50001;
+}
+
+/// Every reply: HTTP 200 with `{"errcode", "errmsg", "data"}`; `data` is `null` on error.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Envelope<T> {
+    pub errcode: i32,
+    pub errmsg: String,
+    pub data: Option<T>,
+}
+
+impl<T> Envelope<T> {
+    pub fn ok(data: T) -> Self {
+        Self {
+            errcode: errcode::SUCCESS,
+            errmsg: String::new(),
+            data: Some(data),
+        }
+    }
+    pub fn err(code: i32, msg: impl Into<String>) -> Self {
+        Self {
+            errcode: code,
+            errmsg: msg.into(),
+            data: None,
+        }
+    }
+}
+
+/// `data` of the challenge and login replies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenReply {
+    /// Expiry of `token`, RFC 3339.
+    pub time: String,
+    /// The JWT (challenge token, or login token to send as `Authorization: Bearer`).
+    pub token: String,
+}
+
+/// Body of `POST /coordinator/v1/get_task`. The reply's `data` is a [`Task`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GetTaskRequest {
+    pub task_types: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prover_height: Option<u64>,
+}
+
+/// `status` of a submission.
+pub mod proof_status {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+}
+
+/// `failure_type` of a failed submission.
+pub mod failure_type {
+    pub const UNDEFINED: u8 = 0;
+    /// The prover gave up on the task after its attempt cap (it crashed or hung every time).
+    pub const PANIC: u8 = 1;
+    /// An ordinary proving error (invalid task payload, unsatisfiable witness, ...).
+    pub const NO_PANIC: u8 = 2;
+}
+
+/// Body of `POST /coordinator/v1/submit_proof`. The reply's `data` is `null`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubmitProofRequest {
+    /// Assignment id from the task.
+    pub uuid: String,
+    pub task_id: String,
+    pub task_type: u8,
+    /// [`proof_status::OK`] or [`proof_status::ERROR`].
+    pub status: u8,
+    /// JSON text of a [`ProofPayload`] (empty when `status` is error).
+    #[serde(default)]
+    pub proof: String,
+    /// One of [`failure_type`]; 0 when `status` is ok.
+    #[serde(default)]
+    pub failure_type: u8,
+    #[serde(default)]
+    pub failure_msg: String,
+}

@@ -1,0 +1,17 @@
+//! The proving core of the prover node: circuits (`chunk`, `batch`), the rollup witness generator,
+//! the key cache, the reference engine, the coordinator login signature, and the one wire-types
+//! module shared by the prover daemon and the coordinator.
+//!
+//! It is a crate of its own so that both the node (`prover`) and the coordinator depend on it, and
+//! the node can embed a coordinator for `prover demo` without a dependency cycle.
+#![forbid(unsafe_code)]
+
+pub mod circuits;
+pub mod core;
+pub mod engine;
+pub mod keys;
+pub mod login;
+pub mod rollup;
+pub mod wire;
+
+pub use crate::core::{CoreConfig, CoreError, ProvingCore, Verified};
