@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 
 /// The proving core (`prover_core::core`).
 pub use prover_core::core;

@@ -113,6 +113,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         provider_type: u8,
     },
+    /// Run the prover daemon: log in to the coordinator, pull tasks, prove, submit (until SIGINT or
+    /// SIGTERM; exits 0 after a graceful stop). Every key of the file can be overridden by an
+    /// environment variable PROVER_<SECTION>_<KEY>.
+    Run {
+        /// Configuration file (see config.json and the README's configuration table).
+        #[arg(long, default_value = "config.json")]
+        config: PathBuf,
+    },
     /// End to end on this machine: dev params, chained chunk tasks, their proofs, the batch proof
     /// that aggregates them, verification of everything, and a summary.
     Demo(DemoArgs),
@@ -299,8 +307,61 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&request)?);
             Ok(())
         }
+        Command::Run { config } => run_daemon(&config),
         Command::Demo(args) => demo(args),
     }
+}
+
+/// `prover run`: a tokio runtime, SIGINT/SIGTERM → the daemon's cancellation token.
+fn run_daemon(path: &Path) -> Result<()> {
+    let config = NodeConfig::load(path, std::env::vars())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let result = runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            match wait_for_signal().await {
+                Ok(name) => tracing::info!(signal = name, "stopping: no new tasks; draining"),
+                Err(e) => tracing::error!(error = %e, "cannot listen for signals; stopping"),
+            }
+            signals.cancel();
+            // A second signal does not wait for the drain. The stack is consistent at every
+            // commit, so the next start resumes from it.
+            if let Ok(name) = wait_for_signal().await {
+                eprintln!("{name} again: exiting without waiting for the drain");
+                std::process::exit(130);
+            }
+        });
+        let core = std::sync::Arc::new(ProvingCore::new(config.core_config()));
+        prover::daemon::run(config, core, shutdown).await
+    });
+    // A proof still running after the drain timeout is abandoned (its task stays in the stack).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    let summary = result?;
+    println!(
+        "stopped: pulled {}, proved {}, failed {}, accepted {}, refused {}, left in stack {} (backend {})",
+        summary.tasks_pulled,
+        summary.tasks_proved,
+        summary.tasks_failed,
+        summary.submissions_accepted,
+        summary.submissions_refused,
+        summary.left_in_stack,
+        summary.backend
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }
 
 fn params_cmd(cmd: ParamsCmd) -> Result<()> {

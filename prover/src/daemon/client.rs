@@ -1,0 +1,298 @@
+//! The coordinator client (HTTP API v1, see `protocol.md`): challenge → login, `get_task`,
+//! `submit_proof`. Authenticated calls log in on first use and, on errcode 50001 (login token
+//! expired) or 50000 (token refused, e.g. the coordinator's secret changed), log in again once and
+//! retry the call.
+//!
+//! Errors are classified for the worker: [`ClientError::is_transient`] (the coordinator could not be
+//! reached or answered garbage: retry with backoff, never drop anything) versus refusals with an
+//! errcode. [`SubmitOutcome`] separates an accepted submission from a definitive refusal.
+
+use std::time::Duration;
+
+use k256::ecdsa::SigningKey;
+use prover_core::wire::{
+    errcode, Envelope, GetTaskRequest, LoginMessage, SubmitProofRequest, Task, TokenReply, API_BASE,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+/// Errors of one coordinator call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("coordinator {url} unreachable: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    #[error("coordinator {url} answered HTTP {status}")]
+    Http { url: String, status: u16 },
+    #[error("coordinator {url} sent a reply that is not an API v1 envelope: {reason}")]
+    Decode { url: String, reason: String },
+    #[error("coordinator refused the login (errcode {errcode}): {errmsg}{hint}")]
+    Login {
+        errcode: i32,
+        errmsg: String,
+        hint: &'static str,
+    },
+    #[error("coordinator refused {call} (errcode {errcode}): {errmsg}")]
+    Refused {
+        call: &'static str,
+        errcode: i32,
+        errmsg: String,
+    },
+    #[error("signing the login: {0}")]
+    Sign(#[from] prover_core::login::LoginError),
+}
+
+impl ClientError {
+    /// True when the coordinator could not be reached or did not answer properly: worth retrying
+    /// later with the same request.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Transport { .. } | ClientError::Http { .. } | ClientError::Decode { .. }
+        ) || matches!(self, ClientError::Refused { errcode, .. } if *errcode == errcode::INTERNAL)
+    }
+}
+
+/// What the coordinator said to a submission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// errcode 0.
+    Accepted,
+    /// The coordinator handled this submission and will never accept it (errcode 20003: already
+    /// submitted, task already verified, unknown assignment, invalid proof; or 20001: malformed).
+    /// Sending the same body again cannot succeed: the worker deletes it.
+    Refused { errcode: i32, errmsg: String },
+}
+
+/// Who logs in and what it announces.
+#[derive(Clone)]
+pub struct LoginInfo {
+    pub key: SigningKey,
+    pub prover_name: String,
+    pub prover_version: String,
+    pub provider_type: u8,
+    pub prover_types: Vec<u8>,
+    pub vks: Vec<String>,
+}
+
+/// One worker's connection to the coordinator.
+pub struct CoordinatorClient {
+    http: reqwest::Client,
+    base: String,
+    login: LoginInfo,
+    token: Mutex<Option<String>>,
+}
+
+impl CoordinatorClient {
+    /// `base_url` without `/coordinator/v1`.
+    pub fn new(
+        base_url: &str,
+        request_timeout: Duration,
+        login: LoginInfo,
+    ) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout)
+            .build()
+            .map_err(|source| ClientError::Transport {
+                url: base_url.into(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            base: format!("{}{API_BASE}", base_url.trim_end_matches('/')),
+            login,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The task types this client asks for.
+    pub fn task_types(&self) -> &[u8] {
+        &self.login.prover_types
+    }
+
+    /// Challenge, then a signed login; keeps the login token.
+    pub async fn login(&self) -> Result<(), ClientError> {
+        let url = format!("{}/challenge", self.base);
+        let challenge: Envelope<TokenReply> =
+            decode(&url, self.http.get(&url).send().await)?.await?;
+        let challenge = match (challenge.errcode, challenge.data) {
+            (errcode::SUCCESS, Some(data)) => data.token,
+            (code, _) => {
+                return Err(ClientError::Refused {
+                    call: "challenge",
+                    errcode: code,
+                    errmsg: challenge.errmsg,
+                })
+            }
+        };
+        let message = LoginMessage {
+            challenge: challenge.clone(),
+            prover_version: self.login.prover_version.clone(),
+            prover_name: self.login.prover_name.clone(),
+            prover_provider_type: self.login.provider_type,
+            prover_types: self.login.prover_types.clone(),
+            vks: self.login.vks.clone(),
+        };
+        let body = prover_core::login::sign_login(&self.login.key, message)?;
+        let url = format!("{}/login", self.base);
+        let reply: Envelope<TokenReply> = decode(
+            &url,
+            self.http
+                .post(&url)
+                .bearer_auth(&challenge)
+                .json(&body)
+                .send()
+                .await,
+        )?
+        .await?;
+        match (reply.errcode, reply.data) {
+            (errcode::SUCCESS, Some(data)) => {
+                *self.token.lock().await = Some(data.token);
+                Ok(())
+            }
+            (errcode::INTERNAL, _) => Err(ClientError::Refused {
+                call: "login",
+                errcode: errcode::INTERNAL,
+                errmsg: reply.errmsg,
+            }),
+            (code, _) => {
+                let lower = reply.errmsg.to_ascii_lowercase();
+                let hint = if lower.contains("version") {
+                    " (this prover's version is refused: set coordinator.prover_version or upgrade the prover)"
+                } else if lower.contains("vk") {
+                    " (the coordinator does not accept this node's verifying keys: check the circuits section and the key cache)"
+                } else {
+                    ""
+                };
+                Err(ClientError::Login {
+                    errcode: code,
+                    errmsg: reply.errmsg,
+                    hint,
+                })
+            }
+        }
+    }
+
+    /// Pulls one task; `None` when the coordinator has no work (errcode 20004).
+    pub async fn get_task(&self) -> Result<Option<Task>, ClientError> {
+        let body = GetTaskRequest {
+            task_types: self.login.prover_types.clone(),
+            prover_height: None,
+        };
+        let reply: Envelope<Task> = self.call("get_task", &body).await?;
+        match (reply.errcode, reply.data) {
+            (errcode::SUCCESS, Some(task)) => Ok(Some(task)),
+            (errcode::NO_TASK, _) => Ok(None),
+            (errcode::SUCCESS, None) => Err(ClientError::Decode {
+                url: format!("{}/get_task", self.base),
+                reason: "errcode 0 without a task".into(),
+            }),
+            (code, _) => Err(ClientError::Refused {
+                call: "get_task",
+                errcode: code,
+                errmsg: reply.errmsg,
+            }),
+        }
+    }
+
+    /// Submits a proof or a failure report.
+    pub async fn submit_proof(
+        &self,
+        body: &SubmitProofRequest,
+    ) -> Result<SubmitOutcome, ClientError> {
+        let reply: Envelope<serde_json::Value> = self.call("submit_proof", body).await?;
+        match reply.errcode {
+            errcode::SUCCESS => Ok(SubmitOutcome::Accepted),
+            code @ (errcode::PROOF_FAILURE | errcode::INVALID_PARAMETER) => {
+                Ok(SubmitOutcome::Refused {
+                    errcode: code,
+                    errmsg: reply.errmsg,
+                })
+            }
+            code => Err(ClientError::Refused {
+                call: "submit_proof",
+                errcode: code,
+                errmsg: reply.errmsg,
+            }),
+        }
+    }
+
+    /// An authenticated POST: logs in if needed; on 50001/50000 logs in again once and retries.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        route: &'static str,
+        body: &Req,
+    ) -> Result<Envelope<Resp>, ClientError> {
+        let mut relogged = false;
+        loop {
+            let token = self.token().await?;
+            let url = format!("{}/{route}", self.base);
+            let reply: Envelope<Resp> = decode(
+                &url,
+                self.http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(body)
+                    .send()
+                    .await,
+            )?
+            .await?;
+            if (reply.errcode == errcode::JWT_EXPIRED || reply.errcode == errcode::JWT) && !relogged
+            {
+                tracing::info!(route, errcode = reply.errcode, errmsg = %reply.errmsg, "login token refused; logging in again");
+                relogged = true;
+                *self.token.lock().await = None;
+                continue;
+            }
+            return Ok(reply);
+        }
+    }
+
+    async fn token(&self) -> Result<String, ClientError> {
+        if let Some(t) = self.token.lock().await.clone() {
+            return Ok(t);
+        }
+        self.login().await?;
+        self.token
+            .lock()
+            .await
+            .clone()
+            .ok_or_else(|| ClientError::Decode {
+                url: format!("{}/login", self.base),
+                reason: "login succeeded without a token".into(),
+            })
+    }
+}
+
+/// Checks the transport result and HTTP status; returns the body decoder.
+fn decode<T: DeserializeOwned>(
+    url: &str,
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<impl std::future::Future<Output = Result<Envelope<T>, ClientError>>, ClientError> {
+    let response = sent.map_err(|source| ClientError::Transport {
+        url: url.into(),
+        source,
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ClientError::Http {
+            url: url.into(),
+            status: status.as_u16(),
+        });
+    }
+    let url = url.to_string();
+    Ok(async move {
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    })
+}

@@ -1,0 +1,337 @@
+//! The prover daemon (`prover run`): worker loops that log in to a coordinator, pull tasks, keep
+//! them in a crash-safe redb stack, prove them, and deliver the proofs — plus `/health` and
+//! `/metrics`.
+//!
+//! Entry points:
+//! - [`run`]: start and wait until `shutdown` is cancelled and the workers drained;
+//! - [`start`]: start and return a [`RunningDaemon`] (bound health address, `stop`, `wait`), with
+//!   any [`TaskProver`] (the [`ProvingCore`] in production; tests may pass a stand-in).
+//!
+//! Files: [`client`] (coordinator HTTP API), [`stack`] (redb task stack), [`worker`] (one worker
+//! loop), [`identity`] (key files), [`metrics`] and [`server`] (`/metrics`, `/health`).
+
+pub mod client;
+pub mod identity;
+pub mod metrics;
+pub mod server;
+pub mod stack;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prover_core::wire::{CircuitSpec, ProofPayload, Task};
+use prover_core::ProvingCore;
+use rand_chacha::ChaCha20Rng;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BackendChoice, ConfigError, NodeConfig};
+use client::{ClientError, CoordinatorClient, LoginInfo};
+use identity::IdentityError;
+use metrics::{Metrics, Total};
+use server::{Shared, WorkerState, WorkerStatus};
+use stack::{StackError, TaskStack};
+use worker::{Worker, WorkerError, WorkerSettings};
+
+/// A proving error, reported to the coordinator as failure_type 2.
+pub type ProveError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the daemon proves with. Blocking: called inside `spawn_blocking`.
+pub trait TaskProver: Send + Sync + 'static {
+    fn prove(&self, task: &Task, rng: ChaCha20Rng) -> Result<ProofPayload, ProveError>;
+    /// The verifying-key digest announced in the login for `spec` (may generate keys).
+    fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, ProveError>;
+}
+
+impl TaskProver for ProvingCore {
+    fn prove(&self, task: &Task, rng: ChaCha20Rng) -> Result<ProofPayload, ProveError> {
+        Ok(self.prove_task(task, rng)?)
+    }
+    fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, ProveError> {
+        Ok(ProvingCore::vk_digest(self, spec)?)
+    }
+}
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("backend {choice:?}: {reason}")]
+    Backend {
+        choice: &'static str,
+        reason: String,
+    },
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("verifying key of the {spec} circuit (login vks): {source}")]
+    Keys { spec: String, source: ProveError },
+    #[error("health/metrics server on {listen}: {source}")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("coordinator client: {0}")]
+    Client(#[from] ClientError),
+    #[error("worker {index}: {source}")]
+    Worker { index: usize, source: WorkerError },
+    #[error("daemon task: {0}")]
+    Join(String),
+}
+
+/// What the daemon did, returned after a graceful stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSummary {
+    pub workers: usize,
+    pub backend: String,
+    pub tasks_pulled: u64,
+    pub tasks_proved: u64,
+    pub tasks_failed: u64,
+    pub submissions_accepted: u64,
+    pub submissions_refused: u64,
+    /// Entries left in the task stack (delivered or resumed at the next start).
+    pub left_in_stack: u64,
+}
+
+/// A started daemon.
+pub struct RunningDaemon {
+    health_addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<DaemonSummary, DaemonError>>,
+}
+
+impl RunningDaemon {
+    /// The bound address of `/health` and `/metrics`.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health_addr
+    }
+
+    /// Cancels the daemon's shutdown token and waits for the drain.
+    pub async fn stop(self) -> Result<DaemonSummary, DaemonError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the daemon stops (its token cancelled, or a fatal error).
+    pub async fn wait(self) -> Result<DaemonSummary, DaemonError> {
+        self.handle
+            .await
+            .map_err(|e| DaemonError::Join(e.to_string()))?
+    }
+}
+
+/// Runs the daemon until `shutdown` is cancelled and the workers drained.
+pub async fn run(
+    config: NodeConfig,
+    core: Arc<ProvingCore>,
+    shutdown: CancellationToken,
+) -> Result<DaemonSummary, DaemonError> {
+    start(config, core, shutdown).await?.wait().await
+}
+
+/// Validates, opens the stack, loads identities and binds `/health` before returning; key
+/// preparation (login vks), login and the workers run in the background.
+pub async fn start(
+    config: NodeConfig,
+    prover: Arc<dyn TaskProver>,
+    shutdown: CancellationToken,
+) -> Result<RunningDaemon, DaemonError> {
+    config.validate()?;
+    let backend = select_backend(config.node.backend)?;
+    let db_path = config.node.db_path.clone();
+    let stack = blocking(move || TaskStack::open(&db_path)).await??;
+    let dir = config.node.identity_dir.clone();
+    let n = config.node.n_workers;
+    let identities = blocking(move || {
+        (0..n)
+            .map(|i| identity::load_or_create(&dir, i))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await??;
+    let shared = Arc::new(Shared {
+        backend: backend.to_string(),
+        workers: identities
+            .iter()
+            .map(|id| {
+                Mutex::new(WorkerStatus {
+                    index: id.index,
+                    public_key: id.public_key.clone(),
+                    state: WorkerState::Idle,
+                    task_id: None,
+                    attempt: None,
+                })
+            })
+            .collect(),
+        status: Mutex::new("starting"),
+        metrics: Metrics::new(backend, "reference"),
+        stack: stack.clone(),
+    });
+    let server_stop = CancellationToken::new();
+    let (health_addr, server) =
+        server::serve(&config.metrics.listen, shared.clone(), server_stop.clone())
+            .await
+            .map_err(|source| DaemonError::Listen {
+                listen: config.metrics.listen.clone(),
+                source,
+            })?;
+    tracing::info!(%health_addr, backend, workers = n, stack = %stack.path().display(), "health and metrics listening");
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        let result = supervise(config, prover, identities, stack, shared.clone(), token).await;
+        shared.set_status("stopping");
+        server_stop.cancel();
+        if let Ok(Err(e)) = server.await {
+            tracing::warn!(error = %e, "health server stopped with an error");
+        }
+        result
+    });
+    Ok(RunningDaemon {
+        health_addr,
+        shutdown,
+        handle,
+    })
+}
+
+async fn supervise(
+    config: NodeConfig,
+    prover: Arc<dyn TaskProver>,
+    identities: Vec<identity::Identity>,
+    stack: TaskStack,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Result<DaemonSummary, DaemonError> {
+    // Login vks: the verifying keys of the configured circuits (keygen on first start, cached).
+    let mut vks = vec![];
+    for t in &config.node.task_types {
+        let Some(spec) = config.circuits.spec_for(*t) else {
+            continue;
+        };
+        let p = prover.clone();
+        let name = format!("{} ({})", spec.task_type(), spec_k(&spec));
+        tracing::info!(circuit = %name, "preparing the verifying key for the login");
+        let job = tokio::task::spawn_blocking(move || p.vk_digest(&spec));
+        let digest = tokio::select! {
+            r = job => r.map_err(|e| DaemonError::Join(e.to_string()))?
+                .map_err(|source| DaemonError::Keys { spec: name, source })?,
+            _ = shutdown.cancelled() => return summary(&config, &shared, &stack).await,
+        };
+        vks.push(digest);
+    }
+    shared.set_status("ok");
+    {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            shared.set_status("stopping");
+        });
+    }
+    let settings = WorkerSettings {
+        max_attempts: config.node.max_attempts,
+        poll_interval: Duration::from_millis(config.coordinator.poll_interval_ms),
+        poll_jitter: Duration::from_millis(config.coordinator.poll_jitter_ms),
+        retry_initial: Duration::from_millis(config.coordinator.retry_initial_ms),
+        retry_max: Duration::from_millis(config.coordinator.retry_max_ms),
+        drain_timeout: Duration::from_secs(config.node.drain_timeout_sec),
+        backend: shared.backend.clone(),
+    };
+    // Workers stop on the daemon's token, or when one of them hits a storage error.
+    let stop = shutdown.child_token();
+    let mut handles = vec![];
+    for id in identities {
+        let login = LoginInfo {
+            key: id.key.clone(),
+            prover_name: format!("{}-{}", config.node.name, id.index),
+            prover_version: config.prover_version(),
+            provider_type: config.node.provider_type,
+            prover_types: config.node.task_types.clone(),
+            vks: vks.clone(),
+        };
+        let client = CoordinatorClient::new(
+            &config.coordinator.base_url,
+            Duration::from_secs(config.coordinator.request_timeout_sec),
+            login,
+        )?;
+        let index = id.index;
+        let worker = Worker {
+            identity: id,
+            client,
+            stack: stack.clone(),
+            prover: prover.clone(),
+            shared: shared.clone(),
+            settings: settings.clone(),
+            shutdown: stop.clone(),
+        };
+        let stop_all = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let r = worker.run().await;
+            if let Err(e) = &r {
+                tracing::error!(worker = index, error = %e, "worker stopped on a storage error; stopping the daemon");
+                stop_all.cancel();
+            }
+            r.map_err(|source| DaemonError::Worker { index, source })
+        }));
+    }
+    let mut first_error = None;
+    for h in handles {
+        let r = h.await.map_err(|e| DaemonError::Join(e.to_string()));
+        if let Err(e) = r.and_then(|r| r) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    summary(&config, &shared, &stack).await
+}
+
+async fn summary(
+    config: &NodeConfig,
+    shared: &Shared,
+    stack: &TaskStack,
+) -> Result<DaemonSummary, DaemonError> {
+    let s = stack.clone();
+    let left_in_stack = blocking(move || s.len()).await??;
+    let m = &shared.metrics;
+    Ok(DaemonSummary {
+        workers: config.node.n_workers,
+        backend: shared.backend.clone(),
+        tasks_pulled: m.total(Total::Pulled),
+        tasks_proved: m.total(Total::Proved),
+        tasks_failed: m.total(Total::Failed),
+        submissions_accepted: m.total(Total::Submitted),
+        submissions_refused: m.total(Total::Refused),
+        left_in_stack,
+    })
+}
+
+/// The backend that proves. Only the CPU proves today.
+pub fn select_backend(choice: BackendChoice) -> Result<&'static str, DaemonError> {
+    match choice {
+        BackendChoice::Cpu => Ok("cpu"),
+        BackendChoice::Auto => {
+            tracing::warn!("backend auto: the CUDA proving engine is not available in this build yet; proving on the CPU");
+            Ok("cpu")
+        }
+        BackendChoice::Cuda => Err(DaemonError::Backend {
+            choice: "cuda",
+            reason: "the CUDA proving engine is not available in this build yet (the kernels are not driven by the prover); use \"cpu\" or \"auto\"".into(),
+        }),
+    }
+}
+
+fn spec_k(spec: &CircuitSpec) -> String {
+    format!("k={}", spec.k())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DaemonError::Join(e.to_string()))
+}
