@@ -63,9 +63,30 @@ pub enum BackendError {
     /// The requested backend cannot be used (no driver, no device, not built in).
     #[error("backend unavailable: {0}")]
     Unavailable(String),
-    /// A device, driver or compiler call failed.
+    /// A device-side operation failed outside the driver (bad sizes, host-side conversion, I/O).
     #[error("device error: {0}")]
     Device(String),
+    /// A CUDA driver call failed (out of memory, launch failure, a kernel fault surfacing at
+    /// synchronisation, ...).
+    #[error("CUDA driver: {step}: {message}")]
+    Driver {
+        /// The step that failed (e.g. `launching msm_accumulate`).
+        step: String,
+        /// The driver's error.
+        message: String,
+    },
+    /// NVRTC could not compile a kernel; `log` is the compiler's log.
+    #[error("NVRTC: compiling {unit} with {options:?}: {message}\n{log}")]
+    Compile {
+        /// The translation unit (`msm.cu`, ...).
+        unit: String,
+        /// The options passed to NVRTC.
+        options: Vec<String>,
+        /// NVRTC's error.
+        message: String,
+        /// The compiler log.
+        log: String,
+    },
     /// A [`crate::CheckedBackend`] saw its two backends disagree.
     #[error("{op}: {primary} and {reference} disagree: {detail}")]
     Mismatch {

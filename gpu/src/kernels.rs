@@ -23,10 +23,29 @@ pub const HEADERS: &[Source] = &[
         name: "curve.cuh",
         text: include_str!("../kernels/curve.cuh"),
     },
+    Source {
+        name: "msm.cuh",
+        text: include_str!("../kernels/msm.cuh"),
+    },
 ];
 
 /// Translation units (`*.cu`).
-pub const UNITS: &[Source] = &[Source {
+pub const UNITS: &[Source] = &[ARITH_CHECK, MSM, NTT];
+
+/// Element-wise field and curve kernels (device arithmetic checks).
+pub const ARITH_CHECK: Source = Source {
     name: "arith_check.cu",
     text: include_str!("../kernels/arith_check.cu"),
-}];
+};
+
+/// The Pippenger MSM kernels (launched by the CUDA backend).
+pub const MSM: Source = Source {
+    name: "msm.cu",
+    text: include_str!("../kernels/msm.cu"),
+};
+
+/// The NTT kernels (launched by the CUDA backend).
+pub const NTT: Source = Source {
+    name: "ntt.cu",
+    text: include_str!("../kernels/ntt.cu"),
+};

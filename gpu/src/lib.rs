@@ -8,8 +8,10 @@
 //! - The CUDA kernel sources live in `gpu/kernels/` ([`kernels::HEADERS`], [`kernels::UNITS`]).
 //!   They are checked on the host (the arithmetic headers compiled with the host C++ compiler and
 //!   compared with halo2curves, `tests/host_arith.rs`) and compiled with NVRTC for
-//!   `compute_80`/`compute_90`/`sm_90` (`tests/nvrtc_compile.rs`). None of them has run on a GPU
-//!   yet, and there is no CUDA backend that launches them: `select(BackendChoice::Cuda)` says so.
+//!   `compute_80`/`compute_90`/`sm_90` (`tests/nvrtc_compile.rs`).
+//! - [`CudaBackend`] (module [`cuda`]) launches `msm.cu` and `ntt.cu` through cudarc, compiling
+//!   them with NVRTC at first use. It has not run on a GPU yet: `tests/cuda.rs` compares it with
+//!   the CPU backend when a device is present (required with `PROVER_REQUIRE_GPU=1`).
 //!
 //! Conventions (shared by every backend):
 //! - Field elements are halo2curves' `bn256::Fr` (4×u64 little-endian limbs, Montgomery form).
@@ -20,12 +22,14 @@
 mod backend;
 mod checked;
 mod cpu;
+pub mod cuda;
 pub mod kernels;
 mod select;
 
 pub use backend::{BackendError, BackendName, Bases, ComputeBackend, Direction, Domain};
 pub use checked::CheckedBackend;
 pub use cpu::CpuBackend;
+pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues};
 pub use select::{
     cuda_driver_probe, select, BackendChoice, DriverProbe, Selection, CUDA_DRIVER_LIB,
 };

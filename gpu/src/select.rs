@@ -5,10 +5,11 @@
 //! dlopened here, so a machine without a driver never reaches code (e.g. cudarc's dynamic loader)
 //! that would panic on a missing library.
 //!
-//! - `Auto`: CUDA when it can be used, otherwise the CPU with a `tracing::warn!` and the reason in
-//!   [`Selection::fallback_reason`].
+//! - `Auto`: CUDA when the driver is found and [`CudaBackend::new`] succeeds, otherwise the CPU
+//!   with a `tracing::warn!` and the reason in [`Selection::fallback_reason`].
 //! - `Cpu`: the CPU.
-//! - `Cuda`: the CUDA backend or an error saying why not (no driver, or not built into this crate).
+//! - `Cuda`: the CUDA backend on device 0 or an error saying why not (no driver, no device, context
+//!   creation or kernel compilation failed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use crate::backend::{BackendError, ComputeBackend};
 use crate::cpu::CpuBackend;
+use crate::cuda::CudaBackend;
 
 /// The file name of the CUDA driver library.
 pub const CUDA_DRIVER_LIB: &str = "libcuda.so.1";
@@ -146,19 +148,18 @@ fn is_stub(path: &Path) -> bool {
     path.components().any(|c| c.as_os_str() == "stubs")
 }
 
-/// Why CUDA cannot be used on this machine with this build.
-fn cuda_unavailable_reason() -> String {
+/// Opens the CUDA backend on device 0, or says why it cannot be used.
+fn open_cuda() -> Result<CudaBackend, BackendError> {
     match cuda_driver_probe() {
-        DriverProbe::NotFound { searched } => format!(
+        DriverProbe::NotFound { searched } => Err(BackendError::Unavailable(format!(
             "CUDA driver library {CUDA_DRIVER_LIB} not found (searched {}); \
              install the NVIDIA driver or use the cpu backend",
             searched.join(", ")
-        ),
-        DriverProbe::Found(path) => format!(
-            "CUDA driver found at {}, but this build has no CUDA backend yet \
-             (kernels exist in gpu/kernels but are not launched); use the cpu backend",
-            path.display()
-        ),
+        ))),
+        DriverProbe::Found(path) => {
+            tracing::debug!(driver = %path.display(), "CUDA driver found");
+            CudaBackend::new(0)
+        }
     }
 }
 
@@ -169,14 +170,23 @@ pub fn select(choice: BackendChoice) -> Result<Selection, BackendError> {
             backend: Arc::new(CpuBackend::new()),
             fallback_reason: None,
         }),
-        BackendChoice::Cuda => Err(BackendError::Unavailable(cuda_unavailable_reason())),
-        BackendChoice::Auto => {
-            let reason = cuda_unavailable_reason();
-            tracing::warn!(reason = %reason, "compute backend: falling back to the CPU");
-            Ok(Selection {
-                backend: Arc::new(CpuBackend::new()),
-                fallback_reason: Some(reason),
-            })
-        }
+        BackendChoice::Cuda => Ok(Selection {
+            backend: Arc::new(open_cuda()?),
+            fallback_reason: None,
+        }),
+        BackendChoice::Auto => match open_cuda() {
+            Ok(b) => Ok(Selection {
+                backend: Arc::new(b),
+                fallback_reason: None,
+            }),
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(reason = %reason, "compute backend: falling back to the CPU");
+                Ok(Selection {
+                    backend: Arc::new(CpuBackend::new()),
+                    fallback_reason: Some(reason),
+                })
+            }
+        },
     }
 }

@@ -1,6 +1,7 @@
 //! The kernel headers (`gpu/kernels/field.cuh`, `curve.cuh`), compiled with the host C++ compiler
 //! (see `build.rs`), against halo2curves: Montgomery add/sub/mul/square/inverse/neg for Fq and Fr,
-//! and G1 XYZZ add, mixed add and doubling, on random and edge inputs.
+//! and G1 XYZZ add, mixed add and doubling, on random and edge inputs; and the device-independent
+//! MSM helpers of `msm.cuh` (signed-digit recoding, running-sum bucket reduction).
 #![cfg(gpu_host_shim)]
 #![allow(unsafe_code)]
 
@@ -23,6 +24,14 @@ extern "C" {
     fn gpu_host_g1_dbl_affine(a: *const u32, out: *mut u32);
     fn gpu_host_g1_to_affine(a: *const u32, out: *mut u32);
     fn gpu_host_g1_is_on_curve(a: *const u32) -> i32;
+    fn gpu_host_msm_recode(scalar: *const u32, c: u32, digits: *mut i32) -> u32;
+    fn gpu_host_msm_weighted_sum(
+        buckets: *const u32,
+        nb: u32,
+        lo: u32,
+        hi: u32,
+        out: *mut u32,
+    ) -> i32;
 }
 
 const ADD: i32 = 0;
@@ -287,5 +296,91 @@ fn g1_accumulation_chain() {
         acc = shim_add_affine(&acc, Fq::random(&mut rng), p);
         expect += p;
         assert_eq!(acc, expect.to_affine());
+    }
+}
+
+// ---- msm.cuh -------------------------------------------------------------------------------------
+
+fn edge_scalars(rng: &mut ChaCha20Rng) -> Vec<Fr> {
+    let mut v = edge_values::<Fr>();
+    v.push(-Fr::ONE - Fr::ONE); // r - 2
+    v.push(Fr::from(0x8000_0000u64));
+    v.push(Fr::from(u64::MAX) * Fr::from(u64::MAX));
+    v.extend((0..200).map(|_| Fr::random(&mut *rng)));
+    v.extend((0..50).map(|_| Fr::from(rand::Rng::gen::<u64>(rng))));
+    v
+}
+
+#[test]
+fn msm_recoding_matches_rust_and_recomposes() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let scalars = edge_scalars(&mut rng);
+    for c in gpu::cuda::plan::MIN_WINDOW_BITS..=gpu::cuda::plan::MAX_WINDOW_BITS {
+        let half = 1i32 << (c - 1);
+        let radix = Fr::from(1u64 << c);
+        for s in &scalars {
+            let l = gpu::cuda::plan::scalar_limbs(s);
+            let mut digits = [0i32; 64];
+            // SAFETY: an 8-limb scalar and room for ceil(255 / c) ≤ 26 digits.
+            let w = unsafe { gpu_host_msm_recode(l.as_ptr(), c, digits.as_mut_ptr()) };
+            let want = gpu::cuda::plan::signed_digits(&l, c);
+            assert_eq!(w as usize, want.len(), "c = {c}");
+            assert_eq!(&digits[..want.len()], &want[..], "c = {c}, scalar {s:?}");
+            // Σ d_w · 2^(c·w) recomposes the scalar; digits stay in range.
+            let mut acc = Fr::ZERO;
+            for d in want.iter().rev() {
+                assert!(
+                    *d > -half && *d <= half,
+                    "digit {d} out of range for c = {c}"
+                );
+                acc = acc * radix
+                    + if *d < 0 {
+                        -Fr::from((-*d) as u64)
+                    } else {
+                        Fr::from(*d as u64)
+                    };
+            }
+            assert_eq!(acc, *s, "c = {c}");
+        }
+    }
+}
+
+#[test]
+fn msm_weighted_sum_matches_halo2curves() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let nb = 40usize;
+    let buckets: Vec<G1Affine> = (0..nb)
+        .map(|i| match i % 7 {
+            0 => G1Affine::identity(),
+            3 => G1Affine::generator(),
+            _ => G1::random(&mut rng).to_affine(),
+        })
+        .collect();
+    let limbs: Vec<u32> = buckets.iter().flat_map(affine_limbs).collect();
+    for (lo, hi) in [
+        (0usize, 40usize),
+        (0, 1),
+        (5, 6),
+        (7, 33),
+        (20, 40),
+        (39, 40),
+        (3, 3),
+    ] {
+        let want: G1 = (lo..hi)
+            .map(|b| G1::from(buckets[b]) * Fr::from(b as u64 + 1))
+            .fold(G1::identity(), |a, p| a + p);
+        let mut out = [0u32; 16];
+        // SAFETY: `limbs` holds nb ≤ 64 affine points of 16 limbs; lo ≤ hi ≤ nb; 16-limb output.
+        let ok = unsafe {
+            gpu_host_msm_weighted_sum(
+                limbs.as_ptr(),
+                nb as u32,
+                lo as u32,
+                hi as u32,
+                out.as_mut_ptr(),
+            )
+        };
+        assert_eq!(ok, 1);
+        assert_eq!(affine_from(&out), want.to_affine(), "buckets {lo}..{hi}");
     }
 }

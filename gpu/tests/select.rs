@@ -15,13 +15,13 @@ fn cpu_is_always_available() {
 fn auto_and_cuda_without_driver() {
     let probe = cuda_driver_probe();
     let auto = select(BackendChoice::Auto).unwrap();
-    // No CUDA backend is built yet, so Auto is always the CPU, with a reason.
-    assert_eq!(auto.backend.name(), BackendName::Cpu);
-    let reason = auto.fallback_reason.clone().expect("fallback reason");
-    let err = select(BackendChoice::Cuda).unwrap_err();
-    assert!(matches!(err, BackendError::Unavailable(_)), "{err:?}");
     match probe {
         DriverProbe::NotFound { searched } => {
+            // No driver: Auto is the CPU with a reason, an explicit Cuda is an error naming it.
+            assert_eq!(auto.backend.name(), BackendName::Cpu);
+            let reason = auto.fallback_reason.clone().expect("fallback reason");
+            let err = select(BackendChoice::Cuda).unwrap_err();
+            assert!(matches!(err, BackendError::Unavailable(_)), "{err:?}");
             assert!(searched.iter().any(|s| s.contains("ldconfig")));
             assert!(reason.contains("libcuda.so.1"), "{reason}");
             assert!(reason.contains("not found"), "{reason}");
@@ -36,7 +36,20 @@ fn auto_and_cuda_without_driver() {
                 "driver present at {} — skipping the no-driver assertions",
                 path.display()
             );
-            assert!(reason.contains("no CUDA backend"), "{reason}");
+            // With a driver, Auto is CUDA, or the CPU with the reason CUDA could not be opened,
+            // and an explicit Cuda agrees with it.
+            let cuda = select(BackendChoice::Cuda);
+            match auto.backend.name() {
+                BackendName::Cuda { .. } => {
+                    assert!(auto.fallback_reason.is_none());
+                    assert!(cuda.is_ok(), "{:?}", cuda.err());
+                }
+                BackendName::Cpu => {
+                    let reason = auto.fallback_reason.clone().expect("fallback reason");
+                    let err = cuda.expect_err("auto fell back, so cuda must fail");
+                    assert_eq!(err.to_string(), reason);
+                }
+            }
         }
     }
 }

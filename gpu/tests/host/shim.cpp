@@ -1,6 +1,7 @@
 // Host build of the kernel headers (gpu/kernels/*.cuh) for tests/host_arith.rs.
 // Compiled by gpu/build.rs with the host C++ compiler; the portable (non-PTX) paths run here.
 #include "../../kernels/curve.cuh"
+#include "../../kernels/msm.cuh"
 
 template <class F>
 static void field_op(int op, const u32* a, const u32* b, u32* out) {
@@ -75,6 +76,26 @@ void gpu_host_g1_to_affine(const u32* a, u32* out) {
 
 int gpu_host_g1_is_on_curve(const u32* a) {
     return load_affine(a).is_on_curve() ? 1 : 0;
+}
+
+// Signed digits of a canonical scalar (8 limbs) for window size c: msm_num_windows(c) digits.
+u32 gpu_host_msm_recode(const u32* scalar, u32 c, int* digits) {
+    u32 windows = msm_num_windows(c);
+    u32 carry = 0;
+    for (u32 w = 0; w < windows; w++) digits[w] = msm_window_digit(scalar, c, w, &carry);
+    return windows;
+}
+
+// Σ_{b=lo}^{hi-1} (b+1)·B_b for buckets given as affine points (16 limbs each, nb <= 64 of
+// them; no allocation, since the shim is linked without the C++ runtime). Returns 0 if nb > 64.
+int gpu_host_msm_weighted_sum(const u32* buckets_affine, u32 nb, u32 lo, u32 hi, u32* out) {
+    u32 xyzz[64 * 32];
+    if (nb > 64u) return 0;
+    for (u32 b = 0; b < nb; b++) {
+        msm_store_xyzz(g1_xyzz_t::from_affine(load_affine(buckets_affine + 16u * b)), xyzz + 32u * b);
+    }
+    store_affine(msm_weighted_sum(xyzz, lo, hi).to_affine(), out);
+    return 1;
 }
 
 }  // extern "C"

@@ -1,0 +1,162 @@
+// Pippenger MSM over BN254 G1 with signed-digit windows and sort-based bucket accumulation.
+// Driven by gpu/src/cuda/mod.rs (CudaBackend::msm_device); the launch order is:
+//   1. msm_histogram   thread per scalar: recode into signed digits, count entries per bucket
+//                      (counts[w * B + bucket], B = 2^(c-1) buckets per window);
+//   2. scan_block/scan_add (exclusive prefix sum): counts -> offsets;
+//   3. msm_scatter     thread per scalar: recode again, write (point index | sign << 31) to
+//                      sorted[offset + atomic cursor] -- a counting sort of (bucket, point) pairs
+//                      by bucket (one radix-2^(c-1) pass per window; the order inside a bucket is
+//                      not fixed, which cannot change the sum);
+//   4. msm_segment_count + scan: every bucket is split into segments of at most `seg_len` entries
+//                      (oversized buckets -- many equal scalars, e.g. zeros or ones -- are spread
+//                      over many threads);
+//   5. msm_accumulate  thread per segment: XYZZ mixed additions of the segment's points;
+//   6. msm_bucket_sum  thread per bucket: adds its segments' partial sums;
+//   7. msm_window_reduce thread per (window, part): running-sum reduction of a contiguous range
+//                      of buckets (msm_weighted_sum), converted to affine.
+// The host adds the parts of each window and combines the windows (Horner, c doublings per
+// window) with halo2curves: a few thousand additions, negligible next to the kernels.
+// Scalars arrive in canonical (non-Montgomery) form, 8 little-endian u32 limbs; bases are affine,
+// x then y, each 8 limbs in Montgomery form (halo2curves' raw layout); the identity is (0, 0).
+// STATUS: compiled by NVRTC (tests/nvrtc_compile.rs); the recoding and the bucket reduction are
+// host-tested through msm.cuh; the kernels have not yet run on a GPU.
+#include "msm.cuh"
+
+#define MSM_SIGN_BIT 0x80000000u
+
+static __device__ __forceinline__ void msm_load_scalar(const u32* scalars, u32 i, u32 s[8]) {
+    for (int l = 0; l < 8; l++) s[l] = scalars[8u * i + l];
+}
+
+extern "C" __global__ void msm_histogram(const u32* scalars, u32 n, u32 c, u32 num_windows,
+                                         u32* counts) {
+    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    u32 s[8];
+    msm_load_scalar(scalars, i, s);
+    u32 buckets = 1u << (c - 1u);
+    u32 carry = 0;
+    for (u32 w = 0; w < num_windows; w++) {
+        int d = msm_window_digit(s, c, w, &carry);
+        if (d != 0) {
+            u32 b = (u32)(d < 0 ? -d : d) - 1u;
+            atomicAdd(&counts[w * buckets + b], 1u);
+        }
+    }
+}
+
+extern "C" __global__ void msm_scatter(const u32* scalars, u32 n, u32 c, u32 num_windows,
+                                       u32* cursor, u32* sorted) {
+    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    u32 s[8];
+    msm_load_scalar(scalars, i, s);
+    u32 buckets = 1u << (c - 1u);
+    u32 carry = 0;
+    for (u32 w = 0; w < num_windows; w++) {
+        int d = msm_window_digit(s, c, w, &carry);
+        if (d != 0) {
+            u32 b = (u32)(d < 0 ? -d : d) - 1u;
+            u32 pos = atomicAdd(&cursor[w * buckets + b], 1u);
+            sorted[pos] = i | (d < 0 ? MSM_SIGN_BIT : 0u);
+        }
+    }
+}
+
+// seg_counts[j] = ceil(counts[j] / seg_len) for every bucket j < total_buckets.
+extern "C" __global__ void msm_segment_count(const u32* counts, u32 total_buckets, u32 seg_len,
+                                             u32* seg_counts) {
+    u32 j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= total_buckets) return;
+    seg_counts[j] = (counts[j] + seg_len - 1u) / seg_len;
+}
+
+// Thread per segment: finds its bucket (the last j with seg_offsets[j] <= seg, by binary search)
+// and adds the segment's points into one XYZZ partial sum.
+extern "C" __global__ void msm_accumulate(const u32* bases, const u32* sorted, const u32* offsets,
+                                          const u32* counts, const u32* seg_offsets,
+                                          u32 total_buckets, u32 total_segments, u32 seg_len,
+                                          u32* seg_sums) {
+    u32 seg = blockIdx.x * blockDim.x + threadIdx.x;
+    if (seg >= total_segments) return;
+    u32 lo = 0, hi = total_buckets;  // invariant: seg_offsets[lo] <= seg < seg_offsets[hi]
+    while (hi - lo > 1u) {
+        u32 mid = lo + (hi - lo) / 2u;
+        if (seg_offsets[mid] <= seg) lo = mid;
+        else hi = mid;
+    }
+    u32 j = lo;
+    u32 k = seg - seg_offsets[j];
+    u32 begin = offsets[j] + k * seg_len;
+    u32 end = offsets[j] + counts[j];
+    if (end > begin + seg_len) end = begin + seg_len;
+    g1_xyzz_t acc = g1_xyzz_t::identity();
+    for (u32 p = begin; p < end; p++) {
+        u32 e = sorted[p];
+        u32 idx = e & ~MSM_SIGN_BIT;
+        g1_affine_t q;
+        q.x = fq_t::load(bases + 16u * idx);
+        q.y = fq_t::load(bases + 16u * idx + 8u);
+        if (e & MSM_SIGN_BIT) q = q.neg();
+        acc = acc.add_affine(q);
+    }
+    msm_store_xyzz(acc, seg_sums + 32u * seg);
+}
+
+extern "C" __global__ void msm_bucket_sum(const u32* counts, const u32* seg_offsets,
+                                          u32 total_buckets, u32 seg_len, const u32* seg_sums,
+                                          u32* bucket_sums) {
+    u32 j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= total_buckets) return;
+    u32 first = seg_offsets[j];
+    u32 nseg = (counts[j] + seg_len - 1u) / seg_len;
+    g1_xyzz_t acc = g1_xyzz_t::identity();
+    for (u32 s = 0; s < nseg; s++) acc = acc.add(msm_load_xyzz(seg_sums + 32u * (first + s)));
+    msm_store_xyzz(acc, bucket_sums + 32u * j);
+}
+
+// Thread per (window w, part t): Σ (b+1)·B_b over buckets [t*B/parts, (t+1)*B/parts) of window w,
+// as an affine point (16 limbs) at out[16 * (w * parts + t)].
+extern "C" __global__ void msm_window_reduce(const u32* bucket_sums, u32 c, u32 num_windows,
+                                             u32 parts, u32* out) {
+    u32 id = blockIdx.x * blockDim.x + threadIdx.x;
+    if (id >= num_windows * parts) return;
+    u32 w = id / parts;
+    u32 t = id % parts;
+    u32 buckets = 1u << (c - 1u);
+    u32 per = buckets / parts;  // parts divides buckets (both powers of two)
+    g1_xyzz_t r = msm_weighted_sum(bucket_sums + 32u * (w * buckets), t * per, (t + 1u) * per);
+    g1_affine_t a = r.to_affine();
+    a.x.store(out + 16u * id);
+    a.y.store(out + 16u * id + 8u);
+}
+
+// ---- exclusive prefix sum over u32, in place (1024 elements per block of 512 threads) -----------
+// block_sums[b] gets the total of block b; the host scans block_sums recursively and adds them
+// back with scan_add.
+extern "C" __global__ void scan_block(u32* data, u32* block_sums, u32 n) {
+    __shared__ u32 sh[512];
+    u32 t = threadIdx.x;
+    u32 base = blockIdx.x * 1024u + 2u * t;
+    u32 a = base < n ? data[base] : 0u;
+    u32 b = base + 1u < n ? data[base + 1u] : 0u;
+    u32 v = a + b;
+    sh[t] = v;
+    __syncthreads();
+    for (u32 off = 1; off < 512u; off <<= 1) {
+        u32 x = t >= off ? sh[t - off] : 0u;
+        __syncthreads();
+        sh[t] += x;
+        __syncthreads();
+    }
+    u32 excl = sh[t] - v;
+    if (base < n) data[base] = excl;
+    if (base + 1u < n) data[base + 1u] = excl + a;
+    if (t == 511u) block_sums[blockIdx.x] = sh[511];
+}
+
+extern "C" __global__ void scan_add(u32* data, const u32* block_offsets, u32 n) {
+    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    data[i] += block_offsets[i >> 10];
+}

@@ -1,0 +1,1029 @@
+//! The CUDA backend: cudarc 0.19 (driver API; dynamic loading, which resolves each driver symbol
+//! on first use, so a newer driver missing some old symbol still works; CUDA 12.6 bindings, which
+//! CUDA 12.6+ and 13 drivers serve) plus run-time NVRTC compilation of the kernels in
+//! `gpu/kernels/`.
+//!
+//! - Construction ([`CudaBackend::new`]) probes for `libcuda.so.1` without loading it (cudarc's
+//!   loader panics when the library is missing), creates the context (any panic inside cudarc is
+//!   caught and becomes an error), loads NVRTC (a small libloading binding in `cuda/nvrtc.rs`,
+//!   which also finds CUDA 13's `libnvrtc.so.13`), and compiles `msm.cu` and `ntt.cu` to CUBIN
+//!   for the device's own `sm_XY` (from its compute capability). CUBINs are cached on disk, keyed
+//!   by sha256 of source + headers + options + arch + NVRTC version (`$PNODE_KERNEL_CACHE`, else
+//!   `~/.cache/pnode-kernels`), and loaded from the cache file ([`precompile`] fills the cache
+//!   without a GPU). `GPU_KERNEL_PORTABLE=1` builds them with `-DFIELD_PORTABLE`.
+//! - MSM: bases are uploaded once per [`Bases::id`] and kept resident (the most recently used
+//!   [`MAX_RESIDENT_BASES`] sets; [`CudaBackend::release_bases`] drops one). The kernel pipeline is
+//!   described in `kernels/msm.cu`; the window combination runs on the host ([`plan`]).
+//! - NTT: described in `kernels/ntt.cu`; twiddles and the coset/scaling power tables are computed
+//!   on the host from the [`Domain`] and cached on the device per (size, direction); at 2^24 the
+//!   twiddles take 256 MiB per direction.
+//! - Every driver error (out of memory, launch failure, ...) comes back as
+//!   [`BackendError::Driver`] with the step that failed; compile errors as
+//!   [`BackendError::Compile`] with the NVRTC log and options. Operations synchronise the stream
+//!   before returning, so asynchronous kernel faults surface in the call that caused them.
+//! - Arguments are validated in safe Rust (lengths, sizes) before the launchers run.
+//!
+//! STATUS: compiled, and the pure-Rust parts, the host-compilable kernel helpers and the NVRTC
+//! compile path tested, on a machine without a GPU; none of this has run on a GPU yet
+//! (`tests/cuda.rs` runs when a device is present; `scripts/gpu-validate` stages a run).
+#![allow(unsafe_code)]
+
+pub(crate) mod nvrtc;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
+    PushKernelArg,
+};
+use group::Group;
+use halo2curves::bn256::{Fr, G1};
+
+use crate::backend::{
+    check_msm_args, BackendError, BackendName, Bases, ComputeBackend, Direction, Domain,
+};
+use crate::kernels::{Source, ARITH_CHECK, HEADERS, MSM, NTT};
+use crate::select::{cuda_driver_probe, DriverProbe, CUDA_DRIVER_LIB};
+
+/// How many distinct [`Bases`] stay resident on the device (least recently used evicted first).
+pub const MAX_RESIDENT_BASES: usize = 4;
+
+/// Largest MSM (and largest resident `Bases`) the kernels index: 32-bit offsets must hold
+/// `16 · n` limbs of points and the `num_windows · n` sorted bucket entries (at most 15 · 2^26).
+pub const MAX_MSM_LEN: usize = 1 << 26;
+
+/// Output scaling modes of the NTT kernels (`NTT_SCALE_*` in ntt.cu).
+const NTT_SCALE_NONE: u32 = 0;
+const NTT_SCALE_CONST: u32 = 1;
+const NTT_SCALE_POWERS: u32 = 2;
+
+fn drv(step: &str) -> impl FnOnce(DriverError) -> BackendError + '_ {
+    move |e| BackendError::Driver {
+        step: step.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn grid(n: usize, block: u32) -> Result<LaunchConfig, BackendError> {
+    let blocks = u32::try_from(n.div_ceil(block as usize).max(1))
+        .map_err(|_| BackendError::Device(format!("grid of {n} threads is too large")))?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+fn to_u32(n: usize, what: &str) -> Result<u32, BackendError> {
+    u32::try_from(n).map_err(|_| BackendError::Device(format!("{what} = {n} does not fit in u32")))
+}
+
+/// The kernels, looked up once.
+struct Kernels {
+    msm_histogram: CudaFunction,
+    msm_scatter: CudaFunction,
+    msm_segment_count: CudaFunction,
+    msm_accumulate: CudaFunction,
+    msm_bucket_sum: CudaFunction,
+    msm_window_reduce: CudaFunction,
+    scan_block: CudaFunction,
+    scan_add: CudaFunction,
+    ntt_bitrev: CudaFunction,
+    ntt_pass: CudaFunction,
+    _modules: Vec<Arc<CudaModule>>,
+}
+
+/// Per (log_n, direction) NTT tables on the device.
+struct NttTables {
+    /// `w^k`, k < n/2 (w = ω or ω^-1).
+    twiddles: CudaSlice<u32>,
+    /// Split power tables: `g^i` (forward) or `n^-1·g^-i` (inverse).
+    lo: CudaSlice<u32>,
+    hi: CudaSlice<u32>,
+    lo_bits: u32,
+    /// `n^-1` (inverse) or 1 (forward), 8 limbs.
+    scale: CudaSlice<u32>,
+}
+
+struct ResidentBases {
+    id: u64,
+    points: Arc<CudaSlice<u32>>,
+}
+
+struct Inner {
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    /// Most recently used last.
+    bases: Vec<ResidentBases>,
+    ntt_tables: HashMap<(u32, bool), Arc<NttTables>>,
+    /// For the lazily compiled arithmetic check kernels.
+    nvrtc: nvrtc::Nvrtc,
+    arith: Option<ArithKernels>,
+}
+
+struct ArithKernels {
+    fq_op: CudaFunction,
+    fr_op: CudaFunction,
+    g1_op: CudaFunction,
+    _module: Arc<CudaModule>,
+}
+
+/// The element-wise kernels of `kernels/arith_check.cu`, for checking the device arithmetic
+/// against halo2curves ([`CudaBackend::arith_check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithKernel {
+    /// `fq_op`: 8-limb Montgomery inputs and output; op 0 add, 1 sub, 2 mul, 3 sqr, 4 inverse,
+    /// 5 neg.
+    Fq,
+    /// `fr_op`: as `Fq` over the scalar field.
+    Fr,
+    /// `g1_op`: 32-limb XYZZ `a`; `b` XYZZ (op 0, add) or affine in its first 16 limbs (op 1,
+    /// mixed add); op 2 doubles `a`. Output: 16-limb affine.
+    G1,
+}
+
+/// Scalars uploaded to the device (canonical limbs), for [`CudaBackend::msm_device`].
+pub struct DeviceScalars {
+    limbs: CudaSlice<u32>,
+    len: usize,
+}
+
+impl DeviceScalars {
+    /// Number of scalars.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A vector of `Fr` resident on the device (Montgomery limbs), for [`CudaBackend::ntt_device`].
+pub struct DeviceValues {
+    data: CudaSlice<u32>,
+    scratch: CudaSlice<u32>,
+    len: usize,
+}
+
+impl DeviceValues {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The CUDA compute backend (one device, one stream; calls are serialised).
+pub struct CudaBackend {
+    ordinal: usize,
+    device_name: String,
+    arch: (i32, i32),
+    ctx: Arc<CudaContext>,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("ordinal", &self.ordinal)
+            .field("device_name", &self.device_name)
+            .field("arch", &self.arch)
+            .finish()
+    }
+}
+
+/// Compiles `unit` for `sm_{arch}` into `cache_dir` unless a CUBIN with the same key is there,
+/// and returns its path. An unwritable cache falls back to a per-process temporary directory.
+fn compile_cached(
+    nvrtc: &nvrtc::Nvrtc,
+    unit: Source,
+    arch: (i32, i32),
+    cache_dir: &Path,
+) -> Result<PathBuf, BackendError> {
+    let headers: Vec<(&str, &str)> = HEADERS.iter().map(|h| (h.name, h.text)).collect();
+    let mut options = vec![
+        format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
+        "-std=c++17".to_string(),
+    ];
+    if portable_kernels() {
+        options.push("-DFIELD_PORTABLE".to_string());
+    }
+    let key = nvrtc::cache_key((unit.name, unit.text), &headers, &options, nvrtc.version);
+    let file_name = format!("{}-{key}.cubin", unit.name.trim_end_matches(".cu"));
+    let path = cache_dir.join(&file_name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let t = std::time::Instant::now();
+    let cubin = nvrtc.compile(unit.name, unit.text, &headers, &options)?;
+    tracing::info!(
+        unit = unit.name,
+        arch = %format!("sm_{}{}", arch.0, arch.1),
+        ms = t.elapsed().as_millis() as u64,
+        "compiled CUDA kernels with NVRTC"
+    );
+    match nvrtc::write_atomic(&path, &cubin) {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let fallback: PathBuf = std::env::temp_dir()
+                .join(format!("pnode-kernels-{}", std::process::id()))
+                .join(&file_name);
+            tracing::warn!(
+                cache = %path.display(),
+                error = %e,
+                "kernel cache not writable; using a temporary file"
+            );
+            nvrtc::write_atomic(&fallback, &cubin).map_err(|e| {
+                BackendError::Device(format!(
+                    "writing the compiled kernel to {}: {e}",
+                    fallback.display()
+                ))
+            })?;
+            Ok(fallback)
+        }
+    }
+}
+
+/// Compiles every kernel unit the backend launches (`msm.cu`, `ntt.cu`, `arith_check.cu`) for
+/// `sm_{arch.0}{arch.1}` into `cache_dir` (skipping units already cached) and returns the CUBIN
+/// paths. Needs NVRTC but no GPU: it fills the cache ahead of the first run (e.g. at install
+/// time) and lets the run-time compile path be tested without a device.
+pub fn precompile(arch: (i32, i32), cache_dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
+    let nvrtc = nvrtc::Nvrtc::load()?;
+    [MSM, NTT, ARITH_CHECK]
+        .into_iter()
+        .map(|u| compile_cached(&nvrtc, u, arch, cache_dir))
+        .collect()
+}
+
+/// Compiles one source with the backend's NVRTC binding (`source` may include the kernel headers
+/// by name) for `sm_{arch}`; returns the CUBIN, or [`BackendError::Compile`] with the log and
+/// options. For diagnostics and tests.
+pub fn compile_source(name: &str, source: &str, arch: (i32, i32)) -> Result<Vec<u8>, BackendError> {
+    let nvrtc = nvrtc::Nvrtc::load()?;
+    let headers: Vec<(&str, &str)> = HEADERS.iter().map(|h| (h.name, h.text)).collect();
+    let options = vec![
+        format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
+        "-std=c++17".to_string(),
+    ];
+    nvrtc.compile(name, source, &headers, &options)
+}
+
+/// Compiles (or loads from the cache) one translation unit for `sm_{arch}` and loads it.
+fn load_unit(
+    ctx: &Arc<CudaContext>,
+    nvrtc: &nvrtc::Nvrtc,
+    unit: Source,
+    arch: (i32, i32),
+) -> Result<Arc<CudaModule>, BackendError> {
+    let path = compile_cached(nvrtc, unit, arch, &nvrtc::cache_dir())?;
+    if path.to_str().is_none() {
+        return Err(BackendError::Device(format!(
+            "kernel cache path {} is not valid UTF-8; set PNODE_KERNEL_CACHE",
+            path.display()
+        )));
+    }
+    // cuModuleLoad accepts a CUBIN file as well as PTX.
+    ctx.load_module(cudarc::nvrtc::Ptx::from_file(path.clone()))
+        .map_err(|e| BackendError::Driver {
+            step: format!("loading module {}", path.display()),
+            message: e.to_string(),
+        })
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else {
+        "no message".to_string()
+    }
+}
+
+/// Checks that the dynamic loader can open the driver library by name, as cudarc will, and that
+/// it exports `cuInit`: cudarc panics otherwise (the panic is caught too, but this gives a clean
+/// error and no panic message on stderr).
+fn driver_loadable() -> Result<(), BackendError> {
+    // SAFETY: opening the NVIDIA driver library runs its initialisers, which have no
+    // preconditions; it is closed again when `lib` drops (cudarc opens its own handle later).
+    let lib = unsafe { libloading::Library::new(CUDA_DRIVER_LIB) }.map_err(|e| {
+        BackendError::Unavailable(format!(
+            "CUDA driver library {CUDA_DRIVER_LIB} cannot be loaded: {e}"
+        ))
+    })?;
+    // SAFETY: only the symbol's presence is checked; it is never called through this type.
+    unsafe { lib.get::<unsafe extern "C" fn(u32) -> i32>(b"cuInit\0") }
+        .map(|_| ())
+        .map_err(|e| {
+            BackendError::Unavailable(format!(
+                "CUDA driver library {CUDA_DRIVER_LIB} has no cuInit: {e}"
+            ))
+        })
+}
+
+/// `GPU_KERNEL_PORTABLE=1` compiles the kernels with `-DFIELD_PORTABLE`: the field arithmetic's
+/// portable C++ carry chains (the host-tested ones) instead of the PTX ones, for A/B checks.
+fn portable_kernels() -> bool {
+    std::env::var("GPU_KERNEL_PORTABLE").is_ok_and(|v| v == "1")
+}
+
+fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction, BackendError> {
+    module
+        .load_function(name)
+        .map_err(|e| BackendError::Driver {
+            step: format!("looking up kernel {name}"),
+            message: e.to_string(),
+        })
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal`: probes the driver, creates the context, compiles (or loads from
+    /// the cache) the kernels. Every failure is an error, never a panic.
+    pub fn new(ordinal: usize) -> Result<Self, BackendError> {
+        if let DriverProbe::NotFound { searched } = cuda_driver_probe() {
+            return Err(BackendError::Unavailable(format!(
+                "CUDA driver library {CUDA_DRIVER_LIB} not found (searched {})",
+                searched.join(", ")
+            )));
+        }
+        driver_loadable()?;
+        let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
+            .map_err(|p| {
+                BackendError::Unavailable(format!(
+                    "the CUDA driver could not be used (cudarc panicked: {})",
+                    panic_message(p.as_ref())
+                ))
+            })?
+            .map_err(|e| {
+                BackendError::Unavailable(format!(
+                    "creating a CUDA context on device {ordinal}: {e}"
+                ))
+            })?;
+        let device_name = ctx.name().map_err(drv("device name"))?;
+        let major = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+            .map_err(drv("compute capability"))?;
+        let minor = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+            .map_err(drv("compute capability"))?;
+        let arch = (major, minor);
+        let nvrtc = nvrtc::Nvrtc::load()?;
+        tracing::info!(
+            device = %device_name,
+            arch = %format!("sm_{major}{minor}"),
+            nvrtc = %format!("{}.{} ({})", nvrtc.version.0, nvrtc.version.1, nvrtc.origin),
+            "CUDA backend"
+        );
+        let msm = load_unit(&ctx, &nvrtc, MSM, arch)?;
+        let ntt = load_unit(&ctx, &nvrtc, NTT, arch)?;
+        let kernels = Kernels {
+            msm_histogram: function(&msm, "msm_histogram")?,
+            msm_scatter: function(&msm, "msm_scatter")?,
+            msm_segment_count: function(&msm, "msm_segment_count")?,
+            msm_accumulate: function(&msm, "msm_accumulate")?,
+            msm_bucket_sum: function(&msm, "msm_bucket_sum")?,
+            msm_window_reduce: function(&msm, "msm_window_reduce")?,
+            scan_block: function(&msm, "scan_block")?,
+            scan_add: function(&msm, "scan_add")?,
+            ntt_bitrev: function(&ntt, "ntt_bitrev")?,
+            ntt_pass: function(&ntt, "ntt_pass")?,
+            _modules: vec![msm, ntt],
+        };
+        let stream = ctx.default_stream();
+        Ok(Self {
+            ordinal,
+            device_name,
+            arch,
+            ctx,
+            inner: Mutex::new(Inner {
+                stream,
+                kernels,
+                bases: Vec::new(),
+                ntt_tables: HashMap::new(),
+                nvrtc,
+                arith: None,
+            }),
+        })
+    }
+
+    /// The device's compute capability `(major, minor)`.
+    pub fn arch(&self) -> (i32, i32) {
+        self.arch
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, BackendError> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(drv("binding the context"))?;
+        self.inner
+            .lock()
+            .map_err(|_| BackendError::Device("CUDA backend state poisoned by a panic".into()))
+    }
+
+    /// Runs one of the element-wise arithmetic kernels of `arith_check.cu` on `a`, `b` (equal
+    /// lengths, a multiple of the kernel's input width: 8 limbs for fields, 32 for G1) and returns
+    /// the outputs (8 limbs per field element, 16 per affine point). Compiles that unit on first
+    /// use. A diagnostic for validation runs: it isolates the device arithmetic (PTX carry
+    /// chains) from the MSM/NTT algorithms.
+    pub fn arith_check(
+        &self,
+        kernel: ArithKernel,
+        op: i32,
+        a: &[u32],
+        b: &[u32],
+    ) -> Result<Vec<u32>, BackendError> {
+        let (in_w, out_w) = match kernel {
+            ArithKernel::Fq | ArithKernel::Fr => (8, 8),
+            ArithKernel::G1 => (32, 16),
+        };
+        if a.len() != b.len() || a.len().checked_rem(in_w) != Some(0) || a.is_empty() {
+            return Err(BackendError::Device(format!(
+                "arith_check: inputs of {} and {} limbs (need equal non-zero multiples of {in_w})",
+                a.len(),
+                b.len()
+            )));
+        }
+        let n = a.len() / in_w;
+        let n32 = to_u32(n, "arith_check length")?;
+        let mut inner = self.lock()?;
+        if inner.arith.is_none() {
+            let module = load_unit(&self.ctx, &inner.nvrtc, ARITH_CHECK, self.arch)?;
+            inner.arith = Some(ArithKernels {
+                fq_op: function(&module, "fq_op")?,
+                fr_op: function(&module, "fr_op")?,
+                g1_op: function(&module, "g1_op")?,
+                _module: module,
+            });
+        }
+        let inner = &*inner;
+        let arith = inner
+            .arith
+            .as_ref()
+            .ok_or_else(|| BackendError::Device("arith_check kernels not loaded".into()))?;
+        let f = match kernel {
+            ArithKernel::Fq => &arith.fq_op,
+            ArithKernel::Fr => &arith.fr_op,
+            ArithKernel::G1 => &arith.g1_op,
+        };
+        let s = &inner.stream;
+        let da = s
+            .clone_htod(a)
+            .map_err(drv("uploading arith_check inputs"))?;
+        let db = s
+            .clone_htod(b)
+            .map_err(drv("uploading arith_check inputs"))?;
+        let mut out = s
+            .alloc_zeros::<u32>(n * out_w)
+            .map_err(drv("allocating arith_check output"))?;
+        // SAFETY: fq_op/fr_op/g1_op(int op, const u32* a, const u32* b, u32* out, u32 n): `a` and
+        // `b` hold n inputs of in_w limbs, `out` n outputs of out_w limbs; thread i touches only
+        // element i.
+        unsafe {
+            s.launch_builder(f)
+                .arg(&op)
+                .arg(&da)
+                .arg(&db)
+                .arg(&mut out)
+                .arg(&n32)
+                .launch(grid(n, 128)?)
+        }
+        .map_err(drv("launching arith_check"))?;
+        let host = s
+            .clone_dtoh(&out)
+            .map_err(drv("reading arith_check output"))?;
+        s.synchronize().map_err(drv("arith_check kernels"))?;
+        Ok(host)
+    }
+
+    /// Drops the device copy of `bases`, if resident.
+    pub fn release_bases(&self, bases: &Bases) -> Result<(), BackendError> {
+        let mut inner = self.lock()?;
+        inner.bases.retain(|b| b.id != bases.id());
+        Ok(())
+    }
+
+    /// Uploads `bases` (once per id) and returns the device copy.
+    fn resident_bases(
+        inner: &mut Inner,
+        bases: &Bases,
+    ) -> Result<Arc<CudaSlice<u32>>, BackendError> {
+        if let Some(pos) = inner.bases.iter().position(|b| b.id == bases.id()) {
+            let entry = inner.bases.remove(pos);
+            let points = entry.points.clone();
+            inner.bases.push(entry);
+            return Ok(points);
+        }
+        if bases.len() > MAX_MSM_LEN {
+            return Err(BackendError::Device(format!(
+                "msm: {} bases exceed the supported {MAX_MSM_LEN}",
+                bases.len()
+            )));
+        }
+        while inner.bases.len() >= MAX_RESIDENT_BASES {
+            inner.bases.remove(0);
+        }
+        let limbs = plan::points_to_limbs(bases.points())?;
+        let points = Arc::new(
+            inner
+                .stream
+                .clone_htod(&limbs)
+                .map_err(drv("uploading bases"))?,
+        );
+        inner.bases.push(ResidentBases {
+            id: bases.id(),
+            points: points.clone(),
+        });
+        Ok(points)
+    }
+
+    /// Uploads scalars (canonical limbs) for [`Self::msm_device`].
+    pub fn upload_scalars(&self, scalars: &[Fr]) -> Result<DeviceScalars, BackendError> {
+        if scalars.len() > MAX_MSM_LEN {
+            return Err(BackendError::Device(format!(
+                "msm: {} scalars exceed the supported {MAX_MSM_LEN}",
+                scalars.len()
+            )));
+        }
+        let inner = self.lock()?;
+        let limbs = plan::scalars_to_limbs(scalars);
+        let limbs = if limbs.is_empty() {
+            inner.stream.alloc_zeros::<u32>(8)
+        } else {
+            inner.stream.clone_htod(&limbs)
+        }
+        .map_err(drv("uploading scalars"))?;
+        Ok(DeviceScalars {
+            limbs,
+            len: scalars.len(),
+        })
+    }
+
+    /// Makes `bases` resident now (otherwise done by the first MSM over them).
+    pub fn upload_bases(&self, bases: &Bases) -> Result<(), BackendError> {
+        let mut inner = self.lock()?;
+        Self::resident_bases(&mut inner, bases)?;
+        inner.stream.synchronize().map_err(drv("uploading bases"))
+    }
+
+    /// `Σ scalars[i]·bases[i]` with the scalars already on the device.
+    pub fn msm_device(&self, bases: &Bases, scalars: &DeviceScalars) -> Result<G1, BackendError> {
+        if scalars.len > bases.len() {
+            return Err(BackendError::TooManyScalars {
+                scalars: scalars.len,
+                bases: bases.len(),
+            });
+        }
+        if scalars.len == 0 {
+            return Ok(G1::identity());
+        }
+        let mut inner = self.lock()?;
+        let points = Self::resident_bases(&mut inner, bases)?;
+        let r = msm_launch(&inner, &points, scalars);
+        // Surface asynchronous faults of this call here, whatever happened above.
+        let sync = inner.stream.synchronize().map_err(drv("msm kernels"));
+        let r = r?;
+        sync?;
+        Ok(r)
+    }
+
+    /// Uploads values for [`Self::ntt_device`].
+    pub fn upload_values(&self, values: &[Fr]) -> Result<DeviceValues, BackendError> {
+        let inner = self.lock()?;
+        let limbs = plan::fr_to_limbs(values)?;
+        let len = values.len();
+        let n = (len * 8).max(8);
+        let data = if limbs.is_empty() {
+            inner.stream.alloc_zeros::<u32>(n)
+        } else {
+            inner.stream.clone_htod(&limbs)
+        }
+        .map_err(drv("uploading values"))?;
+        let scratch = inner
+            .stream
+            .alloc_zeros::<u32>(n)
+            .map_err(drv("allocating NTT scratch"))?;
+        Ok(DeviceValues { data, scratch, len })
+    }
+
+    /// Copies device values back into `out` (`out.len()` must equal `values.len()`).
+    pub fn download_values(
+        &self,
+        values: &DeviceValues,
+        out: &mut [Fr],
+    ) -> Result<(), BackendError> {
+        if out.len() != values.len {
+            return Err(BackendError::Device(format!(
+                "download: {} values on the device, {} slots on the host",
+                values.len,
+                out.len()
+            )));
+        }
+        let inner = self.lock()?;
+        let limbs = inner
+            .stream
+            .clone_dtoh(&values.data)
+            .map_err(drv("downloading values"))?;
+        plan::limbs_to_fr(&limbs[..values.len * 8], out);
+        Ok(())
+    }
+
+    /// Waits for all work on the backend's stream.
+    pub fn synchronize(&self) -> Result<(), BackendError> {
+        let inner = self.lock()?;
+        inner.stream.synchronize().map_err(drv("synchronize"))
+    }
+
+    /// In-place NTT of device-resident values (`coset` selects the coset transform).
+    pub fn ntt_device(
+        &self,
+        values: &mut DeviceValues,
+        domain: &Domain,
+        direction: Direction,
+        coset: bool,
+    ) -> Result<(), BackendError> {
+        domain.check_len(values.len)?;
+        if domain.log_n() == 0 {
+            // Every transform of size 1 is the identity (n^-1 = g^0 = 1).
+            return Ok(());
+        }
+        let mut inner = self.lock()?;
+        let forward = direction == Direction::Forward;
+        let tables = ntt_tables(&mut inner, domain, forward)?;
+        let r = ntt_launch(&inner, &tables, values, domain.log_n(), forward, coset);
+        let sync = inner.stream.synchronize().map_err(drv("ntt kernels"));
+        r?;
+        sync
+    }
+
+    fn ntt_host(
+        &self,
+        values: &mut [Fr],
+        domain: &Domain,
+        direction: Direction,
+        coset: bool,
+    ) -> Result<(), BackendError> {
+        domain.check_len(values.len())?;
+        if domain.log_n() == 0 {
+            return Ok(());
+        }
+        let mut dev = self.upload_values(values)?;
+        self.ntt_device(&mut dev, domain, direction, coset)?;
+        self.download_values(&dev, values)
+    }
+}
+
+fn upload_fr(
+    stream: &Arc<CudaStream>,
+    v: &[Fr],
+    what: &str,
+) -> Result<CudaSlice<u32>, BackendError> {
+    let limbs = plan::fr_to_limbs(v)?;
+    stream.clone_htod(&limbs).map_err(drv(what))
+}
+
+fn ntt_tables(
+    inner: &mut Inner,
+    domain: &Domain,
+    forward: bool,
+) -> Result<Arc<NttTables>, BackendError> {
+    let key = (domain.log_n(), forward);
+    if let Some(t) = inner.ntt_tables.get(&key) {
+        return Ok(t.clone());
+    }
+    let log_n = domain.log_n();
+    let w = if forward {
+        domain.omega()
+    } else {
+        domain.omega_inv()
+    };
+    let tw = plan::twiddles(w, log_n);
+    let split = plan::coset_tables(domain, forward);
+    let scale = if forward {
+        ff::Field::ONE
+    } else {
+        domain.n_inv()
+    };
+    let tables = Arc::new(NttTables {
+        twiddles: upload_fr(&inner.stream, &tw, "uploading twiddles")?,
+        lo: upload_fr(&inner.stream, &split.lo, "uploading coset tables")?,
+        hi: upload_fr(&inner.stream, &split.hi, "uploading coset tables")?,
+        lo_bits: split.lo_bits,
+        scale: upload_fr(&inner.stream, &[scale], "uploading n^-1")?,
+    });
+    inner.ntt_tables.insert(key, tables.clone());
+    Ok(tables)
+}
+
+fn ntt_launch(
+    inner: &Inner,
+    t: &NttTables,
+    values: &mut DeviceValues,
+    log_n: u32,
+    forward: bool,
+    coset: bool,
+) -> Result<(), BackendError> {
+    let k = &inner.kernels;
+    let s = &inner.stream;
+    let n = 1usize << log_n;
+    let pre = if forward && coset {
+        NTT_SCALE_POWERS
+    } else {
+        NTT_SCALE_NONE
+    };
+    let post = match (forward, coset) {
+        (true, _) => NTT_SCALE_NONE,
+        (false, false) => NTT_SCALE_CONST,
+        (false, true) => NTT_SCALE_POWERS,
+    };
+    // SAFETY: ntt_bitrev(const u32* in, u32* out, u32 log_n, u32 mode, const u32* scale,
+    // const u32* lo, const u32* hi, u32 lo_bits): `data` and `scratch` hold n·8 limbs (checked by
+    // check_len against the domain), the tables were built for this log_n and direction, and
+    // each of the n threads touches only element i of `data` and element bitrev(i) of `scratch`.
+    unsafe {
+        s.launch_builder(&k.ntt_bitrev)
+            .arg(&values.data)
+            .arg(&mut values.scratch)
+            .arg(&log_n)
+            .arg(&pre)
+            .arg(&t.scale)
+            .arg(&t.lo)
+            .arg(&t.hi)
+            .arg(&t.lo_bits)
+            .launch(grid(n, 256)?)
+    }
+    .map_err(drv("launching ntt_bitrev"))?;
+    let schedule = plan::pass_schedule(log_n);
+    let mut m = 0u32;
+    for (p, &stages) in schedule.iter().enumerate() {
+        let mode = if p + 1 == schedule.len() {
+            post
+        } else {
+            NTT_SCALE_NONE
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (1u32 << (log_n - stages), 1, 1),
+            block_dim: (1u32 << (stages - 1), 1, 1),
+            shared_mem_bytes: 32u32 << stages,
+        };
+        // SAFETY: ntt_pass(u32* data, u32 log_n, u32 m, u32 s, const u32* tw, u32 mode,
+        // const u32* scale, const u32* lo, const u32* hi, u32 lo_bits): stages m..m+s-1 of a
+        // transform of size 2^log_n over `scratch` (n·8 limbs); 2^(log_n - s) blocks of 2^(s-1)
+        // threads each own a disjoint group of 2^s elements; 2^s·32 bytes of shared memory
+        // (≤ 32 KiB since s ≤ 10); the twiddle table has n/2 entries.
+        unsafe {
+            s.launch_builder(&k.ntt_pass)
+                .arg(&mut values.scratch)
+                .arg(&log_n)
+                .arg(&m)
+                .arg(&stages)
+                .arg(&t.twiddles)
+                .arg(&mode)
+                .arg(&t.scale)
+                .arg(&t.lo)
+                .arg(&t.hi)
+                .arg(&t.lo_bits)
+                .launch(cfg)
+        }
+        .map_err(drv("launching ntt_pass"))?;
+        m += stages;
+    }
+    std::mem::swap(&mut values.data, &mut values.scratch);
+    Ok(())
+}
+
+/// Exclusive prefix sum of `data[..n]` in place; returns the total.
+fn scan_in_place(inner: &Inner, data: &mut CudaSlice<u32>, n: usize) -> Result<u32, BackendError> {
+    let k = &inner.kernels;
+    let s = &inner.stream;
+    let blocks = n.div_ceil(1024).max(1);
+    let mut sums = s
+        .alloc_zeros::<u32>(blocks)
+        .map_err(drv("allocating scan sums"))?;
+    let n32 = to_u32(n, "scan length")?;
+    let cfg = LaunchConfig {
+        grid_dim: (to_u32(blocks, "scan blocks")?, 1, 1),
+        block_dim: (512, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: scan_block(u32* data, u32* block_sums, u32 n): `data` has at least n elements,
+    // `sums` has one per block of 1024; each of the 512 threads of a block touches its own two
+    // elements of `data`.
+    unsafe {
+        s.launch_builder(&k.scan_block)
+            .arg(&mut *data)
+            .arg(&mut sums)
+            .arg(&n32)
+            .launch(cfg)
+    }
+    .map_err(drv("launching scan_block"))?;
+    if blocks == 1 {
+        let total = s.clone_dtoh(&sums).map_err(drv("reading scan total"))?;
+        return total
+            .first()
+            .copied()
+            .ok_or_else(|| BackendError::Device("scan: empty block sums".into()));
+    }
+    let total = scan_in_place(inner, &mut sums, blocks)?;
+    // SAFETY: scan_add(u32* data, const u32* block_offsets, u32 n): `sums` holds one offset per
+    // 1024 elements of `data[..n]`; one thread per element.
+    unsafe {
+        s.launch_builder(&k.scan_add)
+            .arg(&mut *data)
+            .arg(&sums)
+            .arg(&n32)
+            .launch(grid(n, 256)?)
+    }
+    .map_err(drv("launching scan_add"))?;
+    Ok(total)
+}
+
+fn msm_launch(
+    inner: &Inner,
+    points: &CudaSlice<u32>,
+    scalars: &DeviceScalars,
+) -> Result<G1, BackendError> {
+    let k = &inner.kernels;
+    let s = &inner.stream;
+    let n = scalars.len;
+    let n32 = to_u32(n, "msm length")?;
+    let c = plan::window_bits(n);
+    let windows = plan::num_windows(c);
+    let buckets = 1u32 << (c - 1);
+    let total_buckets = (windows * buckets) as usize;
+    let tb32 = to_u32(total_buckets, "buckets")?;
+
+    let mut counts = s
+        .alloc_zeros::<u32>(total_buckets)
+        .map_err(drv("allocating bucket counts"))?;
+    // SAFETY: msm_histogram(const u32* scalars, u32 n, u32 c, u32 num_windows, u32* counts):
+    // `scalars` holds n·8 limbs; every digit's bucket index is < windows·2^(c-1) = len(counts).
+    unsafe {
+        s.launch_builder(&k.msm_histogram)
+            .arg(&scalars.limbs)
+            .arg(&n32)
+            .arg(&c)
+            .arg(&windows)
+            .arg(&mut counts)
+            .launch(grid(n, 256)?)
+    }
+    .map_err(drv("launching msm_histogram"))?;
+
+    let mut offsets = s.clone_dtod(&counts).map_err(drv("copying counts"))?;
+    let entries = scan_in_place(inner, &mut offsets, total_buckets)?;
+    if entries == 0 {
+        return Ok(G1::identity()); // every scalar is zero
+    }
+    let mut cursor = s.clone_dtod(&offsets).map_err(drv("copying offsets"))?;
+    let mut sorted = s
+        .alloc_zeros::<u32>(entries as usize)
+        .map_err(drv("allocating sorted entries"))?;
+    // SAFETY: msm_scatter(const u32* scalars, u32 n, u32 c, u32 num_windows, u32* cursor,
+    // u32* sorted): the same recoding as msm_histogram, so each bucket receives exactly
+    // counts[bucket] entries starting at its exclusive offset, all < entries = len(sorted).
+    unsafe {
+        s.launch_builder(&k.msm_scatter)
+            .arg(&scalars.limbs)
+            .arg(&n32)
+            .arg(&c)
+            .arg(&windows)
+            .arg(&mut cursor)
+            .arg(&mut sorted)
+            .launch(grid(n, 256)?)
+    }
+    .map_err(drv("launching msm_scatter"))?;
+    drop(cursor);
+
+    // Segments of at most seg_len entries (see plan::segment_len).
+    let seg_len = plan::segment_len(n, windows);
+    let mut seg_offsets = s
+        .alloc_zeros::<u32>(total_buckets)
+        .map_err(drv("allocating segment offsets"))?;
+    // SAFETY: msm_segment_count(const u32* counts, u32 total_buckets, u32 seg_len,
+    // u32* seg_counts): both buffers have total_buckets elements.
+    unsafe {
+        s.launch_builder(&k.msm_segment_count)
+            .arg(&counts)
+            .arg(&tb32)
+            .arg(&seg_len)
+            .arg(&mut seg_offsets)
+            .launch(grid(total_buckets, 256)?)
+    }
+    .map_err(drv("launching msm_segment_count"))?;
+    let segments = scan_in_place(inner, &mut seg_offsets, total_buckets)?;
+    let mut seg_sums = s
+        .alloc_zeros::<u32>(segments as usize * 32)
+        .map_err(drv("allocating segment sums"))?;
+    // SAFETY: msm_accumulate(const u32* bases, const u32* sorted, const u32* offsets,
+    // const u32* counts, const u32* seg_offsets, u32 total_buckets, u32 total_segments,
+    // u32 seg_len, u32* seg_sums): point indices in `sorted` are < n ≤ number of bases
+    // (16 limbs each); offsets/counts/seg_offsets have total_buckets entries; seg_sums has 32
+    // limbs per segment and each thread writes only its own.
+    unsafe {
+        s.launch_builder(&k.msm_accumulate)
+            .arg(points)
+            .arg(&sorted)
+            .arg(&offsets)
+            .arg(&counts)
+            .arg(&seg_offsets)
+            .arg(&tb32)
+            .arg(&segments)
+            .arg(&seg_len)
+            .arg(&mut seg_sums)
+            .launch(grid(segments as usize, 128)?)
+    }
+    .map_err(drv("launching msm_accumulate"))?;
+    drop(sorted);
+
+    let mut bucket_sums = s
+        .alloc_zeros::<u32>(total_buckets * 32)
+        .map_err(drv("allocating bucket sums"))?;
+    // SAFETY: msm_bucket_sum(const u32* counts, const u32* seg_offsets, u32 total_buckets,
+    // u32 seg_len, const u32* seg_sums, u32* bucket_sums): bucket j reads its
+    // ceil(counts[j]/seg_len) segments starting at seg_offsets[j] (all < segments) and writes
+    // its own 32 limbs.
+    unsafe {
+        s.launch_builder(&k.msm_bucket_sum)
+            .arg(&counts)
+            .arg(&seg_offsets)
+            .arg(&tb32)
+            .arg(&seg_len)
+            .arg(&seg_sums)
+            .arg(&mut bucket_sums)
+            .launch(grid(total_buckets, 128)?)
+    }
+    .map_err(drv("launching msm_bucket_sum"))?;
+
+    let parts = plan::reduce_parts(buckets);
+    let outputs = (windows * parts) as usize;
+    let mut out = s
+        .alloc_zeros::<u32>(outputs * 16)
+        .map_err(drv("allocating window sums"))?;
+    // SAFETY: msm_window_reduce(const u32* bucket_sums, u32 c, u32 num_windows, u32 parts,
+    // u32* out): parts divides 2^(c-1) (both powers of two); thread (w, t) reads buckets of
+    // window w only and writes its own 16 limbs of `out` (windows·parts·16 limbs).
+    unsafe {
+        s.launch_builder(&k.msm_window_reduce)
+            .arg(&bucket_sums)
+            .arg(&c)
+            .arg(&windows)
+            .arg(&parts)
+            .arg(&mut out)
+            .launch(grid(outputs, 64)?)
+    }
+    .map_err(drv("launching msm_window_reduce"))?;
+    let host = s.clone_dtoh(&out).map_err(drv("reading window sums"))?;
+
+    let mut window_sums = vec![G1::identity(); windows as usize];
+    for (i, chunk) in host.chunks_exact(16).enumerate() {
+        let p = plan::limbs_to_point(chunk)?;
+        window_sums[i / parts as usize] += p;
+    }
+    Ok(plan::combine_windows(&window_sums, c))
+}
+
+impl ComputeBackend for CudaBackend {
+    fn name(&self) -> BackendName {
+        BackendName::Cuda {
+            ordinal: self.ordinal,
+            device_name: self.device_name.clone(),
+        }
+    }
+
+    fn msm(&self, bases: &Bases, scalars: &[Fr]) -> Result<G1, BackendError> {
+        check_msm_args(bases, scalars)?;
+        if scalars.is_empty() {
+            return Ok(G1::identity());
+        }
+        let dev = self.upload_scalars(scalars)?;
+        self.msm_device(bases, &dev)
+    }
+
+    fn ntt(
+        &self,
+        values: &mut [Fr],
+        domain: &Domain,
+        direction: Direction,
+    ) -> Result<(), BackendError> {
+        self.ntt_host(values, domain, direction, false)
+    }
+
+    fn coset_ntt(
+        &self,
+        values: &mut [Fr],
+        domain: &Domain,
+        direction: Direction,
+    ) -> Result<(), BackendError> {
+        self.ntt_host(values, domain, direction, true)
+    }
+}

@@ -1,0 +1,271 @@
+//! Pure-Rust parts of the CUDA backend, testable without a GPU: the MSM window size and the
+//! signed-digit recoding the kernels perform (a reference for `kernels/msm.cuh`), the host-side
+//! window combination, NTT twiddle and power tables computed from a [`Domain`], the NTT pass
+//! schedule, and the limb layouts shared with the kernels.
+
+#![forbid(unsafe_code)]
+
+use ff::Field;
+use group::prime::PrimeCurveAffine;
+use group::Group;
+use halo2curves::bn256::{Fq, Fr, G1Affine, G1};
+use halo2curves::serde::SerdeObject;
+use rayon::prelude::*;
+
+use crate::backend::{BackendError, Domain};
+
+/// Smallest and largest MSM window sizes (bits).
+pub const MIN_WINDOW_BITS: u32 = 10;
+/// See [`MIN_WINDOW_BITS`].
+pub const MAX_WINDOW_BITS: u32 = 20;
+
+/// Window size for an MSM of `n` points: `ceil(log2 n) - 8`, clamped to 10..=20 (2^(c-1) buckets
+/// per window).
+pub fn window_bits(n: usize) -> u32 {
+    let log_n = usize::BITS - n.saturating_sub(1).leading_zeros(); // ceil(log2 n), 0 for n <= 1
+    log_n
+        .saturating_sub(8)
+        .clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS)
+}
+
+/// Number of windows for window size `c`: `ceil(255 / c)` (as `msm_num_windows` in msm.cuh).
+pub fn num_windows(c: u32) -> u32 {
+    255u32.div_ceil(c)
+}
+
+/// Bucket segment length of the MSM accumulation (`msm_accumulate`, one thread per segment):
+/// the `windows · n` bucket entries spread over about 2^18 threads (enough to fill an H100),
+/// clamped to 32..=2^16. With uniform digits most buckets are one segment; a bucket holding a
+/// large share of the points (many equal scalars: zeros are skipped, but ones are not) is spread
+/// over many threads, and `msm_bucket_sum` adds its segments.
+pub fn segment_len(n: usize, windows: u32) -> u32 {
+    (n.saturating_mul(windows as usize).div_ceil(1 << 18)).clamp(32, 1 << 16) as u32
+}
+
+/// Parts per window of the running-sum reduction (`msm_window_reduce`): 256, or fewer buckets.
+pub fn reduce_parts(buckets: u32) -> u32 {
+    256.min(buckets)
+}
+
+/// The canonical (non-Montgomery) little-endian u32 limbs of a scalar, as the MSM kernels read
+/// them.
+pub fn scalar_limbs(s: &Fr) -> [u32; 8] {
+    let words: [u64; 4] = (*s).into();
+    let mut out = [0u32; 8];
+    for (i, w) in words.iter().enumerate() {
+        out[2 * i] = *w as u32;
+        out[2 * i + 1] = (*w >> 32) as u32;
+    }
+    out
+}
+
+/// Signed-digit recoding of canonical limbs with window size `c` (the reference for
+/// `msm_window_digit` in msm.cuh): `num_windows(c)` digits `d_w` in `[-(2^(c-1) - 1), 2^(c-1)]`
+/// with `Σ d_w · 2^(c·w)` equal to the scalar.
+pub fn signed_digits(limbs: &[u32; 8], c: u32) -> Vec<i32> {
+    let half = 1u32 << (c - 1);
+    let mut carry = 0u32;
+    (0..num_windows(c))
+        .map(|w| {
+            let bit = w * c;
+            let limb = (bit / 32) as usize;
+            let off = bit % 32;
+            let mut v = 0u32;
+            if limb < 8 {
+                v = limbs[limb] >> off;
+                if off + c > 32 && limb + 1 < 8 {
+                    v |= limbs[limb + 1] << (32 - off);
+                }
+                v &= (1u32 << c) - 1;
+            }
+            v += carry;
+            if v > half {
+                carry = 1;
+                v as i32 - (1i32 << c)
+            } else {
+                carry = 0;
+                v as i32
+            }
+        })
+        .collect()
+}
+
+/// `Σ_w windows[w] · 2^(c·w)` (Horner from the top window, `c` doublings per window): the
+/// host-side window combination of the MSM.
+pub fn combine_windows(windows: &[G1], c: u32) -> G1 {
+    let mut acc = G1::identity();
+    for w in windows.iter().rev() {
+        for _ in 0..c {
+            acc = acc.double();
+        }
+        acc += w;
+    }
+    acc
+}
+
+/// Montgomery limbs (halo2curves' raw layout) of an `Fq`/`Fr` element into `out[0..8]`.
+fn raw_limbs<F: SerdeObject>(f: &F, out: &mut [u32]) -> Result<(), BackendError> {
+    let mut bytes = [0u8; 32];
+    let mut writer: &mut [u8] = &mut bytes;
+    f.write_raw(&mut writer)
+        .map_err(|e| BackendError::Device(format!("serialising a field element: {e}")))?;
+    for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    Ok(())
+}
+
+fn from_raw_limbs<F: SerdeObject>(l: &[u32]) -> F {
+    let mut bytes = [0u8; 32];
+    for (c, x) in bytes.chunks_exact_mut(4).zip(l) {
+        c.copy_from_slice(&x.to_le_bytes());
+    }
+    F::from_raw_bytes_unchecked(&bytes)
+}
+
+/// Montgomery limbs of `values` (8 per element), in parallel.
+pub fn fr_to_limbs(values: &[Fr]) -> Result<Vec<u32>, BackendError> {
+    let mut out = vec![0u32; values.len() * 8];
+    out.par_chunks_mut(8 * 4096)
+        .zip(values.par_chunks(4096))
+        .try_for_each(|(o, v)| {
+            v.iter()
+                .zip(o.chunks_exact_mut(8))
+                .try_for_each(|(x, l)| raw_limbs(x, l))
+        })?;
+    Ok(out)
+}
+
+/// Inverse of [`fr_to_limbs`], writing into `values`. Limbs must be canonical Montgomery values
+/// (< p), which the kernels guarantee.
+pub fn limbs_to_fr(limbs: &[u32], values: &mut [Fr]) {
+    values
+        .par_chunks_mut(4096)
+        .zip(limbs.par_chunks(8 * 4096))
+        .for_each(|(v, l)| {
+            v.iter_mut()
+                .zip(l.chunks_exact(8))
+                .for_each(|(x, l)| *x = from_raw_limbs(l))
+        });
+}
+
+/// Canonical scalar limbs (8 per scalar), in parallel.
+pub fn scalars_to_limbs(scalars: &[Fr]) -> Vec<u32> {
+    let mut out = vec![0u32; scalars.len() * 8];
+    out.par_chunks_mut(8 * 4096)
+        .zip(scalars.par_chunks(4096))
+        .for_each(|(o, s)| {
+            s.iter()
+                .zip(o.chunks_exact_mut(8))
+                .for_each(|(x, l)| l.copy_from_slice(&scalar_limbs(x)))
+        });
+    out
+}
+
+/// Affine points as 16 limbs each (x then y, Montgomery; the identity is (0, 0)).
+pub fn points_to_limbs(points: &[G1Affine]) -> Result<Vec<u32>, BackendError> {
+    let mut out = vec![0u32; points.len() * 16];
+    out.par_chunks_mut(16 * 4096)
+        .zip(points.par_chunks(4096))
+        .try_for_each(|(o, p)| {
+            p.iter().zip(o.chunks_exact_mut(16)).try_for_each(|(p, l)| {
+                if bool::from(p.is_identity()) {
+                    l.fill(0);
+                    Ok(())
+                } else {
+                    raw_limbs(&p.x, &mut l[..8])?;
+                    raw_limbs(&p.y, &mut l[8..])
+                }
+            })
+        })?;
+    Ok(out)
+}
+
+/// An affine point from 16 limbs; (0, 0) is the identity; an off-curve point is an error.
+pub fn limbs_to_point(l: &[u32]) -> Result<G1Affine, BackendError> {
+    if l.iter().all(|x| *x == 0) {
+        return Ok(G1Affine::identity());
+    }
+    let x: Fq = from_raw_limbs(&l[..8]);
+    let y: Fq = from_raw_limbs(&l[8..16]);
+    Option::from(<G1Affine as halo2curves::CurveAffine>::from_xy(x, y)).ok_or_else(|| {
+        BackendError::Device("msm: the device returned a point that is not on the curve".into())
+    })
+}
+
+/// `[s·b^0, s·b^1, ..., s·b^(len-1)]`, in parallel chunks.
+pub fn powers(b: Fr, s: Fr, len: usize) -> Vec<Fr> {
+    const CHUNK: usize = 1 << 12;
+    let mut out = vec![Fr::ZERO; len];
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(ci, chunk)| {
+            let mut p = s * b.pow_vartime([(ci * CHUNK) as u64]);
+            for x in chunk {
+                *x = p;
+                p *= b;
+            }
+        });
+    out
+}
+
+/// Twiddles of a transform of size `2^log_n` with root `w`: `w^k` for `k < n/2` (one element for
+/// `log_n = 0`, unused).
+pub fn twiddles(w: Fr, log_n: u32) -> Vec<Fr> {
+    powers(w, Fr::ONE, (1usize << log_n).div_ceil(2).max(1))
+}
+
+/// Split power tables for `s·b^i`, `i < 2^log_n`: `lo[i] = s·b^i` for `i < 2^lo_bits` and
+/// `hi[j] = b^(j·2^lo_bits)` for `j < 2^(log_n - lo_bits)`, `lo_bits = log_n / 2`, so that
+/// `s·b^i = lo[i & (2^lo_bits - 1)] · hi[i >> lo_bits]` (`ntt_factor` in ntt.cu).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitPowers {
+    /// log2 of the low table's length.
+    pub lo_bits: u32,
+    /// `s·b^i`.
+    pub lo: Vec<Fr>,
+    /// `b^(j·2^lo_bits)`.
+    pub hi: Vec<Fr>,
+}
+
+impl SplitPowers {
+    /// The tables for `s·b^i` over a domain of size `2^log_n`.
+    pub fn new(b: Fr, s: Fr, log_n: u32) -> Self {
+        let lo_bits = log_n / 2;
+        let lo = powers(b, s, 1usize << lo_bits);
+        let step = b.pow_vartime([1u64 << lo_bits]);
+        let hi = powers(step, Fr::ONE, 1usize << (log_n - lo_bits));
+        Self { lo_bits, lo, hi }
+    }
+
+    /// `s·b^i` from the tables.
+    pub fn get(&self, i: usize) -> Fr {
+        self.lo[i & ((1usize << self.lo_bits) - 1)] * self.hi[i >> self.lo_bits]
+    }
+}
+
+/// The pre- and post-scaling tables of the four transforms over `domain`:
+/// forward coset multiplies the input by `g^i`; inverse scales the output by `n^-1`; inverse coset
+/// scales the output by `n^-1·g^-i`.
+pub fn coset_tables(domain: &Domain, forward: bool) -> SplitPowers {
+    if forward {
+        SplitPowers::new(domain.coset_gen(), Fr::ONE, domain.log_n())
+    } else {
+        SplitPowers::new(domain.coset_gen_inv(), domain.n_inv(), domain.log_n())
+    }
+}
+
+/// Stages per shared-memory pass at most (2^10 elements · 32 bytes = 32 KiB of shared memory).
+pub const MAX_PASS_STAGES: u32 = 10;
+
+/// How `log_n` radix-2 stages are split into shared-memory passes: as few passes as possible,
+/// with balanced sizes (e.g. 24 → [8, 8, 8], 20 → [10, 10], 11 → [6, 5]).
+pub fn pass_schedule(log_n: u32) -> Vec<u32> {
+    if log_n == 0 {
+        return Vec::new();
+    }
+    let passes = log_n.div_ceil(MAX_PASS_STAGES);
+    let base = log_n / passes;
+    let extra = log_n % passes;
+    (0..passes).map(|p| base + u32::from(p < extra)).collect()
+}

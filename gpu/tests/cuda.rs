@@ -1,0 +1,377 @@
+//! GPU equivalence suite: the CUDA backend against the CPU backend on random inputs with injected
+//! edge cases. Runs when a CUDA device can be opened; otherwise every test prints why and passes,
+//! unless `PROVER_REQUIRE_GPU=1`, which turns a missing or failing device into a failure.
+//!
+//! Sizes: MSM 1, 2, 3, 1023, 1024, 1025, 2^16, 2^20; NTT 2^0..2^11, 2^16, 2^20 in all four
+//! variants. Edge cases: identity bases, duplicate bases, scalars 0, 1, −1 and small (64-bit)
+//! scalars, all-equal scalars (one oversized bucket per window), all-zero scalars.
+
+use std::sync::{Arc, OnceLock};
+
+use ff::Field;
+use gpu::{
+    select, ArithKernel, BackendChoice, BackendError, BackendName, Bases, ComputeBackend,
+    CpuBackend, CudaBackend, Direction, Domain, Fr, G1Affine, G1,
+};
+use group::prime::PrimeCurveAffine;
+use group::{Curve, Group};
+use halo2curves::bn256::Fq;
+use halo2curves::serde::SerdeObject;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+fn required() -> bool {
+    std::env::var("PROVER_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+/// The shared CUDA backend, or `None` (with a message) when there is no usable device.
+fn cuda() -> Option<Arc<CudaBackend>> {
+    static BACKEND: OnceLock<Result<Arc<CudaBackend>, String>> = OnceLock::new();
+    let r = BACKEND.get_or_init(|| CudaBackend::new(0).map(Arc::new).map_err(|e| e.to_string()));
+    match r {
+        Ok(b) => Some(b.clone()),
+        Err(e) => {
+            assert!(
+                !required(),
+                "PROVER_REQUIRE_GPU=1 but the CUDA backend failed: {e}"
+            );
+            eprintln!("no usable CUDA device ({e}); GPU equivalence test SKIPPED");
+            None
+        }
+    }
+}
+
+/// `n` distinct points cheaply: a running sum of 64 random points (one projective addition each),
+/// batch-normalised.
+fn points(n: usize, rng: &mut ChaCha20Rng) -> Vec<G1Affine> {
+    let seeds: Vec<G1> = (0..64).map(|_| G1::random(&mut *rng)).collect();
+    let mut proj = Vec::with_capacity(n);
+    let mut acc = G1::random(&mut *rng);
+    for i in 0..n {
+        acc += seeds[i % 64];
+        proj.push(acc);
+    }
+    let mut out = vec![G1Affine::identity(); n];
+    G1::batch_normalize(&proj, &mut out);
+    out
+}
+
+/// Random scalars with edge cases injected at fixed positions.
+fn scalars(n: usize, rng: &mut ChaCha20Rng) -> Vec<Fr> {
+    let mut s: Vec<Fr> = (0..n).map(|_| Fr::random(&mut *rng)).collect();
+    let edges = [
+        Fr::ZERO,
+        Fr::ONE,
+        -Fr::ONE,
+        Fr::from(2),
+        -Fr::from(2),
+        Fr::from(u64::MAX),
+    ];
+    for (i, e) in edges.iter().enumerate() {
+        if i < n {
+            s[(i * 7919) % n] = *e;
+        }
+    }
+    // A sprinkling of small scalars.
+    for i in (0..n).step_by(13) {
+        s[i] = Fr::from(rng.gen::<u64>() >> (i % 60));
+    }
+    s
+}
+
+/// Points with identities and duplicates injected.
+fn edge_points(n: usize, rng: &mut ChaCha20Rng) -> Vec<G1Affine> {
+    let mut p = points(n, rng);
+    if n >= 2 {
+        p[n / 2] = G1Affine::identity();
+    }
+    if n >= 3 {
+        p[n - 1] = p[0];
+        p[1] = -p[0];
+    }
+    for i in (5..n).step_by(101) {
+        p[i] = G1Affine::identity();
+    }
+    p
+}
+
+fn check_msm(gpu: &CudaBackend, bases: &Bases, s: &[Fr], what: &str) {
+    let want = CpuBackend::new().msm(bases, s).expect("cpu msm");
+    let got = gpu
+        .msm(bases, s)
+        .unwrap_or_else(|e| panic!("{what}: cuda msm failed: {e}"));
+    assert_eq!(got.to_affine(), want.to_affine(), "{what}: msm differs");
+}
+
+#[test]
+fn msm_small_and_awkward_sizes() {
+    let Some(gpu) = cuda() else { return };
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    for n in [1usize, 2, 3, 1023, 1024, 1025] {
+        let bases = Bases::new(edge_points(n, &mut rng));
+        check_msm(&gpu, &bases, &scalars(n, &mut rng), &format!("n = {n}"));
+        // Fewer scalars than bases, on the now-resident bases.
+        if n > 1 {
+            check_msm(
+                &gpu,
+                &bases,
+                &scalars(n - 1, &mut rng),
+                &format!("n = {n}, prefix"),
+            );
+        }
+    }
+    // The identity and a single generator.
+    let g = Bases::new(vec![G1Affine::generator()]);
+    check_msm(&gpu, &g, &[Fr::ONE], "generator · 1");
+    check_msm(&gpu, &g, &[-Fr::ONE], "generator · −1");
+    check_msm(&gpu, &g, &[Fr::ZERO], "generator · 0");
+    let empty: [Fr; 0] = [];
+    assert_eq!(gpu.msm(&g, &empty).unwrap(), G1::identity());
+}
+
+#[test]
+fn msm_2_16_with_degenerate_scalars() {
+    let Some(gpu) = cuda() else { return };
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let n = 1 << 16;
+    let bases = Bases::new(edge_points(n, &mut rng));
+    check_msm(&gpu, &bases, &scalars(n, &mut rng), "2^16 random");
+    check_msm(&gpu, &bases, &vec![Fr::ONE; n], "2^16 all ones");
+    check_msm(&gpu, &bases, &vec![-Fr::ONE; n], "2^16 all minus ones");
+    check_msm(&gpu, &bases, &vec![Fr::ZERO; n], "2^16 all zeros");
+    let small: Vec<Fr> = (0..n).map(|_| Fr::from(rng.gen::<u64>())).collect();
+    check_msm(&gpu, &bases, &small, "2^16 small scalars");
+    let bits: Vec<Fr> = (0..n).map(|_| Fr::from(rng.gen::<bool>() as u64)).collect();
+    check_msm(&gpu, &bases, &bits, "2^16 bits");
+}
+
+#[test]
+fn msm_2_20_and_stable() {
+    let Some(gpu) = cuda() else { return };
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let n = 1 << 20;
+    let bases = Bases::new(edge_points(n, &mut rng));
+    let s = scalars(n, &mut rng);
+    check_msm(&gpu, &bases, &s, "2^20");
+    let a = gpu.msm(&bases, &s).unwrap();
+    let b = gpu.msm(&bases, &s).unwrap();
+    assert_eq!(a, b, "two runs on the same input differ");
+}
+
+#[test]
+fn msm_argument_errors() {
+    let Some(gpu) = cuda() else { return };
+    let bases = Bases::new(vec![G1Affine::generator(); 2]);
+    let err = gpu.msm(&bases, &[Fr::ONE; 3]).unwrap_err();
+    assert!(
+        matches!(err, BackendError::TooManyScalars { .. }),
+        "{err:?}"
+    );
+}
+
+fn cpu_transform(v: &mut [Fr], d: &Domain, dir: Direction, coset: bool) {
+    let cpu = CpuBackend::new();
+    if coset {
+        cpu.coset_ntt(v, d, dir).unwrap();
+    } else {
+        cpu.ntt(v, d, dir).unwrap();
+    }
+}
+
+fn gpu_transform(gpu: &CudaBackend, v: &mut [Fr], d: &Domain, dir: Direction, coset: bool) {
+    let r = if coset {
+        gpu.coset_ntt(v, d, dir)
+    } else {
+        gpu.ntt(v, d, dir)
+    };
+    r.unwrap_or_else(|e| panic!("cuda ntt 2^{} {dir:?} coset={coset}: {e}", d.log_n()));
+}
+
+fn check_ntt_sizes(log_ns: &[u32]) {
+    let Some(gpu) = cuda() else { return };
+    let mut rng = ChaCha20Rng::seed_from_u64(4 + log_ns[0] as u64);
+    for &log_n in log_ns {
+        let d = Domain::new(log_n).unwrap();
+        let mut x: Vec<Fr> = (0..d.size()).map(|_| Fr::random(&mut rng)).collect();
+        x[0] = Fr::ZERO;
+        if x.len() > 2 {
+            x[1] = Fr::ONE;
+            x[2] = -Fr::ONE;
+        }
+        for dir in [Direction::Forward, Direction::Inverse] {
+            for coset in [false, true] {
+                let mut want = x.clone();
+                cpu_transform(&mut want, &d, dir, coset);
+                let mut got = x.clone();
+                gpu_transform(&gpu, &mut got, &d, dir, coset);
+                assert!(
+                    got == want,
+                    "ntt 2^{log_n} {dir:?} coset={coset} differs from the CPU"
+                );
+                let mut again = x.clone();
+                gpu_transform(&gpu, &mut again, &d, dir, coset);
+                assert!(again == got, "ntt 2^{log_n} {dir:?} coset={coset} unstable");
+            }
+        }
+        // Round trips.
+        for coset in [false, true] {
+            let mut y = x.clone();
+            gpu_transform(&gpu, &mut y, &d, Direction::Forward, coset);
+            gpu_transform(&gpu, &mut y, &d, Direction::Inverse, coset);
+            assert!(y == x, "intt(ntt(x)) != x at 2^{log_n}, coset={coset}");
+        }
+    }
+}
+
+#[test]
+fn ntt_small_sizes() {
+    check_ntt_sizes(&[0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12]);
+}
+
+#[test]
+fn ntt_2_16() {
+    check_ntt_sizes(&[16]);
+}
+
+#[test]
+fn ntt_2_20() {
+    check_ntt_sizes(&[20]);
+}
+
+#[test]
+fn ntt_device_resident_round_trip() {
+    let Some(gpu) = cuda() else { return };
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let d = Domain::new(14).unwrap();
+    let x: Vec<Fr> = (0..d.size()).map(|_| Fr::random(&mut rng)).collect();
+    let mut dev = gpu.upload_values(&x).unwrap();
+    gpu.ntt_device(&mut dev, &d, Direction::Forward, true)
+        .unwrap();
+    let mut mid = vec![Fr::ZERO; x.len()];
+    gpu.download_values(&dev, &mut mid).unwrap();
+    let mut want = x.clone();
+    cpu_transform(&mut want, &d, Direction::Forward, true);
+    assert!(mid == want, "device-resident coset ntt differs");
+    gpu.ntt_device(&mut dev, &d, Direction::Inverse, true)
+        .unwrap();
+    let mut back = vec![Fr::ZERO; x.len()];
+    gpu.download_values(&dev, &mut back).unwrap();
+    assert!(back == x, "device-resident round trip");
+    // Length mismatch is an error, not a panic.
+    let wrong = Domain::new(13).unwrap();
+    assert!(matches!(
+        gpu.ntt_device(&mut dev, &wrong, Direction::Forward, false),
+        Err(BackendError::LengthMismatch { .. })
+    ));
+}
+
+#[test]
+fn auto_selects_cuda_when_present() {
+    let Some(_gpu) = cuda() else { return };
+    let s = select(BackendChoice::Auto).expect("auto");
+    assert!(
+        matches!(s.backend.name(), BackendName::Cuda { .. }),
+        "auto chose {} ({:?})",
+        s.backend.name(),
+        s.fallback_reason
+    );
+    let c = select(BackendChoice::Cuda).expect("cuda");
+    assert!(matches!(c.backend.name(), BackendName::Cuda { .. }));
+}
+
+// ---- device arithmetic (arith_check.cu) against halo2curves --------------------------------------
+
+fn limbs<F: SerdeObject>(f: &F) -> Vec<u32> {
+    f.to_raw_bytes()
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn from_limbs<F: SerdeObject>(l: &[u32]) -> F {
+    let bytes: Vec<u8> = l.iter().flat_map(|x| x.to_le_bytes()).collect();
+    F::from_raw_bytes(&bytes).expect("device returned a non-canonical field element")
+}
+
+fn check_field_ops<F: Field + SerdeObject>(gpu: &CudaBackend, kernel: ArithKernel, seed: u64) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut a: Vec<F> = vec![F::ZERO, F::ONE, -F::ONE, F::ONE.double(), -F::ONE.double()];
+    a.extend((0..507).map(|_| F::random(&mut rng)));
+    let mut b: Vec<F> = (0..a.len()).map(|_| F::random(&mut rng)).collect();
+    b[1] = F::ZERO;
+    b[2] = -F::ONE;
+    b[3] = a[3];
+    let la: Vec<u32> = a.iter().flat_map(limbs).collect();
+    let lb: Vec<u32> = b.iter().flat_map(limbs).collect();
+    for op in 0..6 {
+        let out = gpu
+            .arith_check(kernel, op, &la, &lb)
+            .unwrap_or_else(|e| panic!("{kernel:?} op {op}: {e}"));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let want = match op {
+                0 => *x + y,
+                1 => *x - y,
+                2 => *x * y,
+                3 => x.square(),
+                4 => Option::<F>::from(x.invert()).unwrap_or(F::ZERO),
+                _ => -*x,
+            };
+            let got: F = from_limbs(&out[8 * i..8 * i + 8]);
+            assert!(got == want, "{kernel:?} op {op} element {i} differs");
+        }
+    }
+}
+
+#[test]
+fn device_field_arithmetic_matches_halo2curves() {
+    let Some(gpu) = cuda() else { return };
+    check_field_ops::<Fq>(&gpu, ArithKernel::Fq, 21);
+    check_field_ops::<Fr>(&gpu, ArithKernel::Fr, 22);
+}
+
+#[test]
+fn device_curve_arithmetic_matches_halo2curves() {
+    let Some(gpu) = cuda() else { return };
+    let mut rng = ChaCha20Rng::seed_from_u64(23);
+    let n = 256;
+    let mut p = points(n, &mut rng);
+    let mut q = points(n, &mut rng);
+    p[0] = G1Affine::identity();
+    q[1] = G1Affine::identity();
+    q[2] = p[2];
+    q[3] = -p[3];
+    // XYZZ with Z = 1 (the identity has ZZ = ZZZ = 0); affine q in the first 16 of 32 limbs.
+    let xyzz = |a: &G1Affine| -> Vec<u32> {
+        let one = limbs(&Fq::ONE);
+        if bool::from(a.is_identity()) {
+            return [one.clone(), one, vec![0; 8], vec![0; 8]].concat();
+        }
+        [limbs(&a.x), limbs(&a.y), one.clone(), one].concat()
+    };
+    let affine32 = |a: &G1Affine| -> Vec<u32> { [limbs(&a.x), limbs(&a.y), vec![0; 16]].concat() };
+    let la: Vec<u32> = p.iter().flat_map(xyzz).collect();
+    let lb_xyzz: Vec<u32> = q.iter().flat_map(xyzz).collect();
+    let lb_aff: Vec<u32> = q.iter().flat_map(affine32).collect();
+    for (op, lb) in [(0, &lb_xyzz), (1, &lb_aff), (2, &lb_xyzz)] {
+        let out = gpu
+            .arith_check(ArithKernel::G1, op, &la, lb)
+            .expect("g1_op");
+        for i in 0..n {
+            let want = match op {
+                2 => G1::from(p[i]).double(),
+                _ => G1::from(p[i]) + q[i],
+            }
+            .to_affine();
+            let o = &out[16 * i..16 * i + 16];
+            let got = if o.iter().all(|x| *x == 0) {
+                G1Affine::identity()
+            } else {
+                G1Affine {
+                    x: from_limbs(&o[..8]),
+                    y: from_limbs(&o[8..]),
+                }
+            };
+            assert_eq!(got, want, "g1 op {op} element {i}");
+        }
+    }
+}
