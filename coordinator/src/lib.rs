@@ -1,1 +1,391 @@
+//! The coordinator of the prover node: the Scroll coordinator API v1 family (challenge, login,
+//! get_task, submit_proof) over HTTP, a redb store, the scheduler, the proof verifier, a task
+//! source (transfers → chunk tasks against the coordinator's own account state, and the chunk →
+//! batch pipeline), Prometheus metrics and an admin API.
+//!
+//! `Coordinator::start` runs it inside any tokio runtime (the `coordinator` binary, `prover demo`,
+//! tests); `RunningCoordinator::shutdown` stops it and releases the store file.
+#![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod config;
+mod error;
+mod http;
+pub mod metrics;
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prover_core::rollup::{Account, RollupState};
+use prover_core::wire::{CircuitSpec, Transfer};
+use prover_core::ProvingCore;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::auth::AcceptedVks;
+pub use crate::config::{AuthConfig, CoordinatorConfig, GenesisConfig};
+pub use crate::error::CoordinatorError;
+pub use crate::store::{Policy, StatusReport, TaskRow, TaskState};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Body of `POST /admin/v1/enqueue`: either explicit transfers or `random` transfers from `seed`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfers: Option<Vec<Transfer>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// `data` of the enqueue reply.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnqueueReply {
+    pub task_ids: Vec<String>,
+}
+
+/// Body of `POST /admin/v1/block` and `/admin/v1/unblock`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    pub public_key: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Shared state of a running coordinator.
+pub(crate) struct App {
+    pub config: CoordinatorConfig,
+    pub policy: Policy,
+    pub core: Arc<ProvingCore>,
+    pub store: store::Store,
+    pub tokens: auth::Tokens,
+    pub vks: AcceptedVks,
+    pub metrics: metrics::Metrics,
+    /// The rollup state after every enqueued chunk (persisted in the store).
+    pub rollup: Mutex<RollupState>,
+}
+
+/// Runs a blocking closure on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CoordinatorError> + Send + 'static,
+) -> Result<T, CoordinatorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoordinatorError::Join(e.to_string()))?
+}
+
+impl App {
+    fn enqueue(&self, transfers: Vec<Transfer>) -> Result<Vec<String>, CoordinatorError> {
+        if transfers.is_empty() {
+            return Err(CoordinatorError::InvalidTransfers("no transfers".into()));
+        }
+        let mut state = self.rollup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = state.clone();
+        let max = self.config.chunk.max_txs;
+        let mut chunks = Vec::new();
+        let mut touched = BTreeSet::new();
+        for (i, part) in transfers.chunks(max).enumerate() {
+            let data = next.apply_chunk(self.config.chunk, part).map_err(|e| {
+                CoordinatorError::InvalidTransfers(format!(
+                    "transfers {}..{} (chunk {i}): {e}",
+                    i * max,
+                    i * max + part.len()
+                ))
+            })?;
+            touched.extend(part.iter().flat_map(|t| [t.from, t.to]));
+            chunks.push(data);
+        }
+        let accounts: Vec<(u64, Account)> = touched
+            .into_iter()
+            .filter_map(|i| next.account(i).map(|a| (i, *a)))
+            .collect();
+        let ids = self.store.enqueue_chunks(&chunks, &accounts, now_ms())?;
+        *state = next;
+        Ok(ids)
+    }
+
+    fn random_transfers(&self, n: usize, seed: u64) -> Vec<Transfer> {
+        let state = self.rollup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sim: HashMap<u64, (u64, u64)> = state
+            .accounts()
+            .map(|(i, a)| (*i, (a.balance, a.nonce)))
+            .collect();
+        drop(state);
+        let indices: Vec<u64> = {
+            let mut v: Vec<u64> = sim.keys().copied().collect();
+            v.sort_unstable();
+            v
+        };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let mut out = Vec::with_capacity(n);
+        let mut tries = 0usize;
+        while out.len() < n && tries < n.saturating_mul(100).saturating_add(100) {
+            tries += 1;
+            let from = indices[rng.gen_range(0..indices.len())];
+            let to = indices[rng.gen_range(0..indices.len())];
+            let (balance, nonce) = sim[&from];
+            if balance == 0 {
+                continue;
+            }
+            let amount = rng.gen_range(1..=balance.min(999));
+            let to_balance = sim[&to].0;
+            if from != to && to_balance.checked_add(amount).is_none() {
+                continue;
+            }
+            sim.insert(from, (balance - amount, nonce + 1));
+            let (tb, tn) = sim[&to];
+            sim.insert(to, (tb + amount, tn));
+            out.push(Transfer {
+                from,
+                to,
+                amount,
+                nonce,
+            });
+        }
+        out
+    }
+}
+
+/// Entry point: see [`Coordinator::start`].
+pub struct Coordinator;
+
+/// A coordinator serving HTTP in the background.
+pub struct RunningCoordinator {
+    app: Arc<App>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    server: JoinHandle<Result<(), std::io::Error>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl Coordinator {
+    /// Validates the configuration, opens the store (restoring tasks, assignments and the account
+    /// state), computes the verifying-key digests of its circuits (key generation on first use; the
+    /// key cache makes it fast afterwards), binds the listener and starts serving.
+    pub async fn start(
+        config: CoordinatorConfig,
+        core: Arc<ProvingCore>,
+    ) -> Result<RunningCoordinator, CoordinatorError> {
+        config.validate()?;
+        let db_path = config.db_path.clone();
+        let genesis = config.genesis;
+        let depth = config.chunk.tree_depth;
+        let (store, rollup) = blocking(move || {
+            let store = store::Store::open(&db_path)?;
+            let saved = store.load_accounts()?;
+            let rollup = if saved.is_empty() {
+                let state = RollupState::genesis(depth, genesis.accounts, genesis.balance)
+                    .map_err(|e| CoordinatorError::Config(format!("genesis: {e}")))?;
+                let accounts: Vec<(u64, Account)> =
+                    state.accounts().map(|(i, a)| (*i, *a)).collect();
+                store.save_accounts(&accounts)?;
+                state
+            } else {
+                let mut state = RollupState::new(depth)
+                    .map_err(|e| CoordinatorError::Config(format!("account state: {e}")))?;
+                for (i, a) in saved {
+                    state.insert(i, a).map_err(|e| {
+                        CoordinatorError::Config(format!("stored account {i}: {e}"))
+                    })?;
+                }
+                state
+            };
+            Ok((store, rollup))
+        })
+        .await?;
+        let chunk_spec = CircuitSpec::Chunk {
+            config: config.chunk,
+        };
+        let batch_spec = config
+            .batch_enabled()
+            .map(|config| CircuitSpec::Batch { config });
+        let vk_core = core.clone();
+        let vks = blocking(move || {
+            let chunk = vk_core.vk_digest(&chunk_spec)?;
+            let batch = match batch_spec {
+                Some(spec) => Some(vk_core.vk_digest(&spec)?),
+                None => None,
+            };
+            Ok(AcceptedVks { chunk, batch })
+        })
+        .await?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| CoordinatorError::Io {
+                what: format!("binding {}", config.listen),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| CoordinatorError::Io {
+                what: "reading the bound address".into(),
+                source,
+            })?;
+        let app = Arc::new(App {
+            policy: Policy::from_config(&config),
+            tokens: auth::Tokens::new(&config.auth.secret),
+            config,
+            core,
+            store,
+            vks,
+            metrics: metrics::Metrics::new(),
+            rollup: Mutex::new(rollup),
+        });
+        let cancel = CancellationToken::new();
+        let router = http::router(app.clone());
+        let server = tokio::spawn(
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .into_future(),
+        );
+        let sweeper = tokio::spawn(sweep_loop(app.clone(), cancel.clone()));
+        tracing::info!(%addr, "coordinator listening");
+        Ok(RunningCoordinator {
+            app,
+            addr,
+            cancel,
+            server,
+            sweeper,
+        })
+    }
+}
+
+/// Returns timed-out assignments to the pool between `get_task` calls too.
+async fn sweep_loop(app: Arc<App>, cancel: CancellationToken) {
+    let min_timeout = app.policy.chunk_timeout_ms.min(app.policy.batch_timeout_ms);
+    let period = Duration::from_millis((min_timeout / 4).clamp(200, 10_000));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let a = app.clone();
+        match blocking(move || a.store.sweep(&a.policy, now_ms())).await {
+            Ok(effects) => {
+                if effects.timed_out > 0 {
+                    app.metrics.timeouts.inc_by(effects.timed_out);
+                    tracing::info!(
+                        timed_out = effects.timed_out,
+                        failed = effects.tasks_failed,
+                        "assignments timed out"
+                    );
+                }
+            }
+            Err(e) => tracing::error!("sweep failed: {e}"),
+        }
+    }
+}
+
+impl RunningCoordinator {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ip:port` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.app.config
+    }
+
+    /// The verifying-key digests a prover must present at login.
+    pub fn accepted_vks(&self) -> AcceptedVks {
+        self.app.vks.clone()
+    }
+
+    /// Turns transfers into chunk tasks (up to `chunk.max_txs` each) against the coordinator's
+    /// account state; all or nothing. Returns the new task ids in chain order.
+    pub async fn enqueue_transfers(
+        &self,
+        transfers: Vec<Transfer>,
+    ) -> Result<Vec<String>, CoordinatorError> {
+        let app = self.app.clone();
+        blocking(move || app.enqueue(transfers)).await
+    }
+
+    /// `n_transfers` valid random transfers between the existing accounts, deterministic in `seed`
+    /// and the current state, enqueued as chunk tasks.
+    pub async fn enqueue_random(
+        &self,
+        n_transfers: usize,
+        seed: u64,
+    ) -> Result<Vec<String>, CoordinatorError> {
+        let app = self.app.clone();
+        blocking(move || {
+            let transfers = app.random_transfers(n_transfers, seed);
+            app.enqueue(transfers)
+        })
+        .await
+    }
+
+    pub async fn status(&self) -> Result<StatusReport, CoordinatorError> {
+        let app = self.app.clone();
+        blocking(move || app.store.status()).await
+    }
+
+    /// Blocks a prover's public key: its `get_task` calls get errcode 20002.
+    pub async fn block(&self, public_key: &str) -> Result<(), CoordinatorError> {
+        let app = self.app.clone();
+        let key = public_key.to_string();
+        blocking(move || app.store.block(&key, "blocked by the operator")).await
+    }
+
+    /// Unblocks a key and resets its invalid-proof count; returns whether it was blocked.
+    pub async fn unblock(&self, public_key: &str) -> Result<bool, CoordinatorError> {
+        let app = self.app.clone();
+        let key = public_key.to_string();
+        blocking(move || app.store.unblock(&key)).await
+    }
+
+    /// The stored proof of a verified task.
+    pub async fn proof(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<prover_core::wire::ProofPayload>, CoordinatorError> {
+        let app = self.app.clone();
+        let id = task_id.to_string();
+        blocking(move || app.store.proof(&id)).await
+    }
+
+    /// Stops serving (open connections finish their requests), stops the sweeper and closes the
+    /// store, so the same file can be opened again at once.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("server stopped with an error: {e}"),
+            Err(e) => tracing::error!("server task failed: {e}"),
+        }
+        if let Err(e) = self.sweeper.await {
+            tracing::error!("sweeper task failed: {e}");
+        }
+        // Blocking work still running (a verification) holds the store until it ends.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while Arc::strong_count(&self.app) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(self.app);
+        tracing::info!(addr = %self.addr, "coordinator stopped");
+    }
+}

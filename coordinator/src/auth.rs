@@ -1,0 +1,163 @@
+//! Challenge and login tokens (HS256 JWTs) and the login checks that do not need the store.
+
+use base64::Engine as _;
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Claims of a challenge token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChallengeClaims {
+    /// 32 random bytes, base64url without padding.
+    pub random: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+/// Claims of a login token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoginClaims {
+    pub public_key: String,
+    pub prover_name: String,
+    pub prover_version: String,
+    /// Task types declared at login (our addition; the scheduler needs them).
+    #[serde(default)]
+    pub prover_types: Vec<u8>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+/// Why a token was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Issues and checks tokens with one secret.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl Tokens {
+    pub fn new(secret: &str) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        }
+    }
+
+    pub fn issue<C: Serialize>(&self, claims: &C) -> Result<String, TokenError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| TokenError::Invalid(format!("cannot sign token: {e}")))
+    }
+
+    pub fn check<C: DeserializeOwned>(&self, token: &str) -> Result<C, TokenError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        jsonwebtoken::decode::<C>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })
+    }
+
+    /// A fresh challenge token and its claims.
+    pub fn challenge(
+        &self,
+        now_sec: u64,
+        lifetime_sec: u64,
+    ) -> Result<(String, ChallengeClaims), TokenError> {
+        let mut b = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut b);
+        let claims = ChallengeClaims {
+            random: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b),
+            exp: now_sec + lifetime_sec,
+        };
+        Ok((self.issue(&claims)?, claims))
+    }
+}
+
+/// Leading numeric components of a version string: `v4.4.45-abc` → [4, 4, 45].
+fn version_numbers(v: &str) -> Vec<u64> {
+    let v = v.trim().trim_start_matches('v');
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    core.split('.')
+        .map(|part| {
+            let digits: String = part.chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().unwrap_or(0)
+        })
+        .collect()
+}
+
+/// True if `version` is not below `minimum` (an empty minimum accepts everything).
+pub fn version_ok(version: &str, minimum: &str) -> bool {
+    if minimum.trim().is_empty() {
+        return true;
+    }
+    let mut a = version_numbers(version);
+    let mut b = version_numbers(minimum);
+    let n = a.len().max(b.len());
+    a.resize(n, 0);
+    b.resize(n, 0);
+    a >= b
+}
+
+/// The verifying keys the coordinator accepts.
+#[derive(Clone, Debug)]
+pub struct AcceptedVks {
+    pub chunk: String,
+    /// None when batch creation is disabled.
+    pub batch: Option<String>,
+}
+
+/// The vk rule: every declared type the coordinator serves needs its digest among `vks`; a vk
+/// the coordinator does not know is refused unless the prover declared a type the coordinator
+/// does not serve (its vk cannot be checked here).
+pub fn check_vks(
+    accepted: &AcceptedVks,
+    prover_types: &[u8],
+    vks: &[String],
+) -> Result<(), String> {
+    if prover_types.is_empty() {
+        return Err("prover_types is empty".into());
+    }
+    let mut tolerate_unknown = false;
+    for t in prover_types {
+        let required = match (t, &accepted.batch) {
+            (1, _) => Some(&accepted.chunk),
+            (2, Some(b)) => Some(b),
+            (2, None) | (3, _) => {
+                tolerate_unknown = true;
+                None
+            }
+            (other, _) => {
+                return Err(format!(
+                    "unknown prover type {other} (1 chunk, 2 batch, 3 bundle)"
+                ))
+            }
+        };
+        if let Some(r) = required {
+            if !vks.contains(r) {
+                return Err(format!(
+                    "incompatible vk: no accepted vk for prover type {t}"
+                ));
+            }
+        }
+    }
+    if !tolerate_unknown {
+        if let Some(vk) = vks
+            .iter()
+            .find(|vk| **vk != accepted.chunk && Some(*vk) != accepted.batch.as_ref())
+        {
+            return Err(format!(
+                "incompatible vk: {vk} is not a verifying key of this coordinator"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The coordinator's configuration (`coordinator serve --config coordinator.json`).
+
+use std::path::{Path, PathBuf};
+
+use prover_core::wire::{BatchConfig, ChunkConfig};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// Token lifetimes and the JWT secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret for challenge and login tokens.
+    pub secret: String,
+    /// Lifetime of a challenge token, seconds.
+    #[serde(default = "default_expire_sec")]
+    pub challenge_expire_sec: u64,
+    /// Lifetime of a login token, seconds.
+    #[serde(default = "default_expire_sec")]
+    pub login_expire_sec: u64,
+}
+
+fn default_expire_sec() -> u64 {
+    3600
+}
+
+/// The development genesis of the coordinator's account state (used when the store is empty).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisConfig {
+    /// Accounts `0..accounts` are created.
+    pub accounts: u64,
+    /// Initial balance of each account.
+    pub balance: u64,
+}
+
+impl Default for GenesisConfig {
+    fn default() -> Self {
+        Self {
+            accounts: 8,
+            balance: 1_000_000,
+        }
+    }
+}
+
+/// Configuration of a coordinator.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8390` (port 0 picks a free port).
+    pub listen: String,
+    /// The redb file holding all state.
+    pub db_path: PathBuf,
+    /// Directory of `kzg_bn254_{k}.srs` files (for verification and vk digests).
+    pub params_dir: PathBuf,
+    /// Proving/verifying key cache directory.
+    pub keys_dir: PathBuf,
+    pub auth: AuthConfig,
+    /// Oldest prover version accepted at login (numeric dotted compare, a leading `v` and any
+    /// `-suffix` ignored); empty accepts every version.
+    #[serde(default)]
+    pub min_prover_version: String,
+    /// The chunk circuit of every chunk task this coordinator creates.
+    pub chunk: ChunkConfig,
+    /// The batch circuit; `null` (or `num_chunks` 0) disables batch creation.
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+    /// Assignment timeout of chunk tasks, seconds.
+    #[serde(default = "default_chunk_timeout")]
+    pub chunk_timeout_sec: u64,
+    /// Assignment timeout of batch tasks, seconds.
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout_sec: u64,
+    /// Failed or timed-out assignments after which a task is failed.
+    #[serde(default = "default_session_attempts")]
+    pub session_attempts: u32,
+    /// Invalid proofs from one public key after which the key is blocked.
+    #[serde(default = "default_max_invalid")]
+    pub max_invalid_proofs: u32,
+    /// A prover counts as "available" for the failed-prover rule if it asked for work this
+    /// recently, seconds.
+    #[serde(default = "default_prover_active")]
+    pub prover_active_sec: u64,
+    /// Largest accepted request body, bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Account state created when the store is empty.
+    #[serde(default)]
+    pub genesis: GenesisConfig,
+    /// Bearer token of the `/admin/v1` routes; empty disables them.
+    #[serde(default)]
+    pub admin_token: String,
+}
+
+fn default_chunk_timeout() -> u64 {
+    180
+}
+fn default_batch_timeout() -> u64 {
+    600
+}
+fn default_session_attempts() -> u32 {
+    5
+}
+fn default_max_invalid() -> u32 {
+    3
+}
+fn default_prover_active() -> u64 {
+    120
+}
+fn default_max_body() -> usize {
+    64 << 20
+}
+
+/// 32 random bytes as hex.
+pub fn random_secret() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+impl CoordinatorConfig {
+    /// A loopback coordinator with a random secret and admin token, port 0, its store in `dir`.
+    pub fn local(
+        dir: &Path,
+        params_dir: impl Into<PathBuf>,
+        keys_dir: impl Into<PathBuf>,
+        chunk: ChunkConfig,
+        batch: Option<BatchConfig>,
+    ) -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            db_path: dir.join("coordinator.redb"),
+            params_dir: params_dir.into(),
+            keys_dir: keys_dir.into(),
+            auth: AuthConfig {
+                secret: random_secret(),
+                challenge_expire_sec: default_expire_sec(),
+                login_expire_sec: default_expire_sec(),
+            },
+            min_prover_version: String::new(),
+            chunk,
+            batch,
+            chunk_timeout_sec: default_chunk_timeout(),
+            batch_timeout_sec: default_batch_timeout(),
+            session_attempts: default_session_attempts(),
+            max_invalid_proofs: default_max_invalid(),
+            prover_active_sec: default_prover_active(),
+            max_body_bytes: default_max_body(),
+            genesis: GenesisConfig::default(),
+            admin_token: random_secret(),
+        }
+    }
+
+    /// The batch configuration if batch creation is enabled.
+    pub fn batch_enabled(&self) -> Option<BatchConfig> {
+        self.batch.filter(|b| b.num_chunks > 0)
+    }
+
+    /// Reads a JSON config file (unknown keys are an error).
+    pub fn from_file(path: &Path) -> Result<Self, crate::CoordinatorError> {
+        let text = std::fs::read_to_string(path).map_err(|source| crate::CoordinatorError::Io {
+            what: format!("reading config {}", path.display()),
+            source,
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| crate::CoordinatorError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Rejects configurations that cannot work, before anything starts.
+    pub fn validate(&self) -> Result<(), crate::CoordinatorError> {
+        let bad = |m: String| Err(crate::CoordinatorError::Config(m));
+        if self.auth.secret.len() < 16 {
+            return bad("auth.secret must be at least 16 characters".into());
+        }
+        if let Err(e) = prover_core::rollup::check_config(&self.chunk) {
+            return bad(format!("chunk: {e}"));
+        }
+        if let Some(b) = self.batch_enabled() {
+            if b.chunk != self.chunk {
+                return bad("batch.chunk must equal chunk".into());
+            }
+        }
+        if self.session_attempts == 0 {
+            return bad("session_attempts must be at least 1".into());
+        }
+        if self.chunk_timeout_sec == 0 || self.batch_timeout_sec == 0 {
+            return bad("timeouts must be at least 1 second".into());
+        }
+        if self.genesis.accounts == 0 || (self.genesis.accounts - 1) >> self.chunk.tree_depth != 0 {
+            return bad(format!(
+                "genesis.accounts {} must be in 1..=2^tree_depth",
+                self.genesis.accounts
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,564 @@
+//! The HTTP API: `/coordinator/v1/*`, `/health`, `/metrics`, `/admin/v1/*`. Every reply is HTTP
+//! 200 with the envelope; bad input of any kind is an errcode with a clear errmsg.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prover_core::core::expected_statement;
+use prover_core::login::verify_login;
+use prover_core::wire::{
+    errcode, proof_status, CircuitSpec, Envelope, GetTaskRequest, LoginRequest, ProofPayload,
+    SubmitProofRequest, TaskPayload, TokenReply, API_BASE,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::auth::{version_ok, ChallengeClaims, LoginClaims, TokenError};
+use crate::metrics::Metrics;
+use crate::store::{type_name, AssignOutcome, ProverIdentity, SubmitError};
+use crate::{blocking, now_ms, App, BlockRequest, EnqueueReply, EnqueueRequest};
+
+type AppState = State<Arc<App>>;
+type Body = Result<Bytes, BytesRejection>;
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes;
+    Router::new()
+        .route(&format!("{API_BASE}/challenge"), get(challenge))
+        .route(&format!("{API_BASE}/login"), post(login))
+        .route(&format!("{API_BASE}/get_task"), post(get_task))
+        .route(&format!("{API_BASE}/submit_proof"), post(submit_proof))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/admin/v1/enqueue", post(admin_enqueue))
+        .route("/admin/v1/status", get(admin_status))
+        .route("/admin/v1/block", post(admin_block))
+        .route("/admin/v1/unblock", post(admin_unblock))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+fn ok<T: Serialize>(data: T) -> Response {
+    Json(Envelope::ok(data)).into_response()
+}
+
+fn err(code: i32, msg: impl Into<String>) -> Response {
+    Json(Envelope::<()>::err(code, msg)).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("internal error: {e}");
+    err(errcode::INTERNAL, format!("internal error: {e}"))
+}
+
+/// An error reply before a handler's real work (bad body, bad token).
+pub(crate) struct ApiError(i32, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        err(self.0, self.1)
+    }
+}
+
+impl From<ApiError> for Response {
+    fn from(e: ApiError) -> Self {
+        e.into_response()
+    }
+}
+
+async fn not_found() -> Response {
+    err(errcode::INVALID_PARAMETER, "no such route")
+}
+
+/// Decodes a JSON body; every failure (too large, unreadable, malformed, missing field) is 20001.
+fn parse<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(
+                errcode::INVALID_PARAMETER,
+                format!("request body too large (limit {limit} bytes)"),
+            )
+        } else {
+            ApiError(
+                errcode::INVALID_PARAMETER,
+                format!("cannot read request body: {}", rej.body_text()),
+            )
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError(
+            errcode::INVALID_PARAMETER,
+            format!("invalid request JSON: {e}"),
+        )
+    })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+fn token_error(what: &str, e: TokenError) -> ApiError {
+    match e {
+        TokenError::Expired => ApiError(errcode::JWT_EXPIRED, format!("{what} expired")),
+        TokenError::Invalid(m) => ApiError(errcode::JWT, format!("{what}: {m}")),
+    }
+}
+
+/// The login claims of the request's bearer token.
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<LoginClaims, ApiError> {
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError(
+            errcode::JWT,
+            "missing Authorization: Bearer <login token>".into(),
+        )
+    })?;
+    app.tokens
+        .check::<LoginClaims>(token)
+        .map_err(|e| token_error("login token", e))
+}
+
+fn rfc3339(sec: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(sec).unwrap_or(i64::MAX), 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}
+
+async fn challenge(State(app): AppState) -> Response {
+    let now = now_ms() / 1000;
+    match app
+        .tokens
+        .challenge(now, app.config.auth.challenge_expire_sec)
+    {
+        Ok((token, claims)) => ok(TokenReply {
+            time: rfc3339(claims.exp),
+            token,
+        }),
+        Err(e) => internal(e),
+    }
+}
+
+async fn login(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+    let r = login_inner(&app, &headers, body).await;
+    let result = if r.is_ok() { "ok" } else { "refused" };
+    Metrics::inc(&app.metrics.logins, &[("result", result)]);
+    r.unwrap_or_else(|e| e)
+}
+
+async fn login_inner(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Response> {
+    let req: LoginRequest = parse(body, app.config.max_body_bytes)?;
+    let m = &req.message;
+    if bearer(headers) != Some(m.challenge.as_str()) {
+        return Err(err(
+            errcode::JWT,
+            "the Authorization header must be \"Bearer \" + message.challenge",
+        ));
+    }
+    let claims: ChallengeClaims = app
+        .tokens
+        .check(&m.challenge)
+        .map_err(|e| token_error("challenge token", e))?;
+    verify_login(&req)
+        .map_err(|e| err(errcode::INVALID_PARAMETER, format!("login signature: {e}")))?;
+    if !version_ok(&m.prover_version, &app.config.min_prover_version) {
+        return Err(err(
+            errcode::INVALID_PARAMETER,
+            format!(
+                "incompatible prover version. please upgrade (minimum {}, got {})",
+                app.config.min_prover_version, m.prover_version
+            ),
+        ));
+    }
+    crate::auth::check_vks(&app.vks, &m.prover_types, &m.vks)
+        .map_err(|e| err(errcode::INVALID_PARAMETER, e))?;
+    let a = app.clone();
+    let nonce = claims.random.clone();
+    let fresh = blocking(move || a.store.use_challenge(&nonce, claims.exp * 1000, now_ms()))
+        .await
+        .map_err(internal)?;
+    if !fresh {
+        return Err(err(
+            errcode::JWT,
+            "challenge token already used; get a new challenge",
+        ));
+    }
+    let exp = now_ms() / 1000 + app.config.auth.login_expire_sec;
+    let login = LoginClaims {
+        // One identity per key, however the hex was cased.
+        public_key: req.public_key.to_ascii_lowercase(),
+        prover_name: m.prover_name.clone(),
+        prover_version: m.prover_version.clone(),
+        prover_types: m.prover_types.clone(),
+        exp,
+    };
+    let token = app.tokens.issue(&login).map_err(internal)?;
+    tracing::info!(prover = %m.prover_name, public_key = %req.public_key, "prover logged in");
+    Ok(ok(TokenReply {
+        time: rfc3339(exp),
+        token,
+    }))
+}
+
+async fn get_task(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+    let claims = match authenticate(&app, &headers) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let req: GetTaskRequest = match parse(body, app.config.max_body_bytes) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    if req.task_types.is_empty() {
+        return err(errcode::INVALID_PARAMETER, "task_types is empty");
+    }
+    let who = ProverIdentity {
+        public_key: claims.public_key,
+        prover_name: claims.prover_name,
+        prover_types: claims.prover_types,
+    };
+    let a = app.clone();
+    let r = blocking(move || a.store.assign(&who, &req.task_types, &a.policy, now_ms())).await;
+    let (outcome, effects) = match r {
+        Ok(v) => v,
+        Err(e) => return err(errcode::GET_TASK_FAILURE, format!("get_task failed: {e}")),
+    };
+    if effects.timed_out > 0 {
+        app.metrics.timeouts.inc_by(effects.timed_out);
+    }
+    match outcome {
+        AssignOutcome::Task { task, resent } => {
+            let kind = type_name(task.task_type);
+            let how = if resent { "resent" } else { "new" };
+            Metrics::inc(&app.metrics.assignments, &[("type", &kind), ("kind", how)]);
+            tracing::info!(task_id = %task.task_id, uuid = %task.uuid, task_type = %kind, resent, "task assigned");
+            ok(task)
+        }
+        AssignOutcome::NoTask => err(errcode::NO_TASK, "no task available"),
+        AssignOutcome::Blocked(m) | AssignOutcome::Busy(m) => err(errcode::GET_TASK_FAILURE, m),
+    }
+}
+
+fn submit_error(e: SubmitError) -> Response {
+    let code = match e {
+        SubmitError::Mismatch(_) => errcode::INVALID_PARAMETER,
+        _ => errcode::PROOF_FAILURE,
+    };
+    err(code, e.to_string())
+}
+
+async fn submit_proof(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+    let (result, response) = submit_inner(&app, &headers, body).await;
+    Metrics::inc(&app.metrics.submissions, &[("result", result)]);
+    response
+}
+
+async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'static str, Response) {
+    let claims = match authenticate(app, headers) {
+        Ok(c) => c,
+        Err(r) => return ("unauthorized", r.into_response()),
+    };
+    let req: SubmitProofRequest = match parse(body, app.config.max_body_bytes) {
+        Ok(r) => r,
+        Err(r) => return ("bad_request", r.into_response()),
+    };
+    if req.status != proof_status::OK && req.status != proof_status::ERROR {
+        return (
+            "bad_request",
+            err(
+                errcode::INVALID_PARAMETER,
+                format!("unknown status {}", req.status),
+            ),
+        );
+    }
+    let key = claims.public_key.clone();
+    let a = app.clone();
+    let (uuid, task_id, task_type) = (req.uuid.clone(), req.task_id.clone(), req.task_type);
+    let ctx = match blocking(move || a.store.submit_context(&key, &uuid, &task_id, task_type)).await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return ("refused", submit_error(e)),
+        Err(e) => return ("internal", internal(e)),
+    };
+    let policy = app.policy;
+    if req.status == proof_status::ERROR {
+        let a = app.clone();
+        let reason = format!(
+            "prover reported failure (type {}): {}",
+            req.failure_type, req.failure_msg
+        );
+        let key = claims.public_key.clone();
+        let r = blocking(move || {
+            a.store.record_failure(
+                &key,
+                &req.uuid,
+                &req.task_id,
+                req.task_type,
+                &reason,
+                false,
+                &policy,
+                now_ms(),
+            )
+        })
+        .await;
+        return match r {
+            Ok(Ok(_)) => {
+                tracing::warn!(task_id = %ctx.task.task_id, prover = %claims.prover_name, "prover reported a failure");
+                ("failure_recorded", ok(serde_json::Value::Null))
+            }
+            Ok(Err(e)) => ("refused", submit_error(e)),
+            Err(e) => ("internal", internal(e)),
+        };
+    }
+    let core = app.core.clone();
+    let proof_text = req.proof.clone();
+    let wire_task = ctx.wire_task.clone();
+    let kind = type_name(req.task_type);
+    let verdict = tokio::task::spawn_blocking(move || -> Result<(ProofPayload, u64), String> {
+        let proof = ProofPayload::from_json_str(&proof_text).map_err(|e| e.to_string())?;
+        if proof.task_id != wire_task.task_id {
+            return Err(format!(
+                "proof is for task {}, not {}",
+                proof.task_id, wire_task.task_id
+            ));
+        }
+        let payload = wire_task
+            .payload()
+            .map_err(|e| format!("stored task payload: {e}"))?;
+        let spec = match &payload {
+            TaskPayload::Chunk(d) => CircuitSpec::Chunk { config: d.config },
+            TaskPayload::Batch(d) => CircuitSpec::Batch { config: d.config },
+        };
+        if proof.spec != spec {
+            return Err(format!(
+                "proof is for circuit {:?}, the task needs {:?}",
+                proof.spec, spec
+            ));
+        }
+        let expected = expected_statement(&payload).map_err(|e| format!("task statement: {e}"))?;
+        let started = Instant::now();
+        let verified = core.verify(&proof).map_err(|e| e.to_string())?;
+        let verify_ms = started.elapsed().as_millis() as u64;
+        if verified.statement != expected {
+            return Err("the proof's public inputs are not the task's statement".into());
+        }
+        Ok((proof, verify_ms))
+    })
+    .await;
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(e) => Err(format!("verifier crashed: {e}")),
+    };
+    let key = claims.public_key.clone();
+    let a = app.clone();
+    match verdict {
+        Ok((proof, verify_ms)) => {
+            app.metrics
+                .verify_seconds
+                .observe(verify_ms as f64 / 1000.0);
+            Metrics::inc(
+                &app.metrics.verifications,
+                &[("type", &kind), ("result", "valid")],
+            );
+            let r = blocking(move || {
+                a.store.record_verified(
+                    &key,
+                    &req.uuid,
+                    &req.task_id,
+                    req.task_type,
+                    &proof,
+                    verify_ms,
+                    &policy,
+                    now_ms(),
+                )
+            })
+            .await;
+            match r {
+                Ok(Ok(effects)) => {
+                    tracing::info!(task_id = %ctx.task.task_id, prover = %claims.prover_name, verify_ms, "proof verified");
+                    if let Some(batch) = effects.batch_created {
+                        tracing::info!(task_id = %batch, "batch task created");
+                    }
+                    ("verified", ok(serde_json::Value::Null))
+                }
+                Ok(Err(e)) => ("refused", submit_error(e)),
+                Err(e) => ("internal", internal(e)),
+            }
+        }
+        Err(reason) => {
+            Metrics::inc(
+                &app.metrics.verifications,
+                &[("type", &kind), ("result", "invalid")],
+            );
+            let why = format!("invalid proof: {reason}");
+            let why2 = why.clone();
+            let r = blocking(move || {
+                a.store.record_failure(
+                    &key,
+                    &req.uuid,
+                    &req.task_id,
+                    req.task_type,
+                    &why2,
+                    true,
+                    &policy,
+                    now_ms(),
+                )
+            })
+            .await;
+            match r {
+                Ok(Ok(effects)) => {
+                    tracing::warn!(task_id = %ctx.task.task_id, prover = %claims.prover_name, "{why}");
+                    let msg = if effects.blocked {
+                        format!(
+                            "{why}; prover blocked after {} invalid proofs",
+                            policy.max_invalid_proofs
+                        )
+                    } else {
+                        why
+                    };
+                    ("invalid", err(errcode::PROOF_FAILURE, msg))
+                }
+                Ok(Err(e)) => ("refused", submit_error(e)),
+                Err(e) => ("internal", internal(e)),
+            }
+        }
+    }
+}
+
+async fn health(State(app): AppState) -> Response {
+    let a = app.clone();
+    match blocking(move || a.store.health()).await {
+        Ok(tasks) => ok(serde_json::json!({"status": "ok", "tasks": tasks})),
+        Err(e) => internal(e),
+    }
+}
+
+async fn metrics(State(app): AppState) -> Response {
+    let a = app.clone();
+    let status = match blocking(move || a.store.status()).await {
+        Ok(s) => s,
+        Err(e) => return internal(e),
+    };
+    match app.metrics.render(&status) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+fn admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    if app.config.admin_token.is_empty() {
+        return Err(ApiError(
+            errcode::JWT,
+            "the admin API is disabled (no admin_token configured)".into(),
+        ));
+    }
+    if bearer(headers) == Some(app.config.admin_token.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            errcode::JWT,
+            "admin routes need Authorization: Bearer <admin token>".into(),
+        ))
+    }
+}
+
+async fn admin_enqueue(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = admin(&app, &headers) {
+        return r.into_response();
+    }
+    let req: EnqueueRequest = match parse(body, app.config.max_body_bytes) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let a = app.clone();
+    let r = match (req.transfers, req.random) {
+        (Some(t), None) => blocking(move || a.enqueue(t)).await,
+        (None, Some(n)) => {
+            let seed = req.seed.unwrap_or_else(now_ms);
+            blocking(move || {
+                let t = a.random_transfers(n, seed);
+                a.enqueue(t)
+            })
+            .await
+        }
+        _ => {
+            return err(
+                errcode::INVALID_PARAMETER,
+                "give exactly one of \"transfers\" or \"random\"",
+            )
+        }
+    };
+    match r {
+        Ok(task_ids) => ok(EnqueueReply { task_ids }),
+        Err(e @ crate::CoordinatorError::InvalidTransfers(_)) => {
+            err(errcode::INVALID_PARAMETER, e.to_string())
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn admin_status(State(app): AppState, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&app, &headers) {
+        return r.into_response();
+    }
+    let a = app.clone();
+    match blocking(move || a.store.status()).await {
+        Ok(s) => ok(s),
+        Err(e) => internal(e),
+    }
+}
+
+async fn admin_block(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = admin(&app, &headers) {
+        return r.into_response();
+    }
+    let req: BlockRequest = match parse(body, app.config.max_body_bytes) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let reason = if req.reason.is_empty() {
+        "blocked by the operator".to_string()
+    } else {
+        req.reason
+    };
+    let a = app.clone();
+    match blocking(move || a.store.block(&req.public_key, &reason)).await {
+        Ok(()) => ok(serde_json::Value::Null),
+        Err(e) => internal(e),
+    }
+}
+
+async fn admin_unblock(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = admin(&app, &headers) {
+        return r.into_response();
+    }
+    let req: BlockRequest = match parse(body, app.config.max_body_bytes) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let a = app.clone();
+    match blocking(move || a.store.unblock(&req.public_key)).await {
+        Ok(was) => ok(serde_json::json!({"was_blocked": was})),
+        Err(e) => internal(e),
+    }
+}

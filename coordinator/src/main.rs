@@ -1,0 +1,282 @@
+//! `coordinator`: serve the coordinator API, or talk to a running one through its admin API.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use coordinator::{
+    BlockRequest, Coordinator, CoordinatorConfig, EnqueueReply, EnqueueRequest, StatusReport,
+};
+use prover_core::wire::{Envelope, Transfer};
+use prover_core::{CoreConfig, ProvingCore};
+
+#[derive(Parser)]
+#[command(
+    name = "coordinator",
+    about = "Coordinator of the prover node (Scroll coordinator API v1)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Admin {
+    /// Base URL of the coordinator, e.g. http://127.0.0.1:8390
+    #[arg(long, env = "COORDINATOR_URL", default_value = "http://127.0.0.1:8390")]
+    url: String,
+    /// The coordinator's admin_token.
+    #[arg(long, env = "COORDINATOR_ADMIN_TOKEN")]
+    admin_token: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the coordinator until SIGINT or SIGTERM.
+    Serve {
+        #[arg(long, default_value = "coordinator/coordinator.json")]
+        config: PathBuf,
+    },
+    /// Turn transfers into chunk tasks.
+    Enqueue {
+        #[command(flatten)]
+        admin: Admin,
+        /// JSON file with a list of transfers [{"from", "to", "amount", "nonce"}, …].
+        #[arg(long, conflicts_with = "random")]
+        transfers: Option<PathBuf>,
+        /// This many random valid transfers.
+        #[arg(long)]
+        random: Option<usize>,
+        /// Seed of --random (default: the time).
+        #[arg(long, requires = "random")]
+        seed: Option<u64>,
+    },
+    /// Task counts per type and state, and every task.
+    Status {
+        #[command(flatten)]
+        admin: Admin,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block a prover's public key.
+    Block {
+        #[command(flatten)]
+        admin: Admin,
+        public_key: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Unblock a prover's public key (and reset its invalid-proof count).
+    Unblock {
+        #[command(flatten)]
+        admin: Admin,
+        public_key: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Enqueue {
+            admin,
+            transfers,
+            random,
+            seed,
+        } => {
+            let req = match (transfers, random) {
+                (Some(path), None) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let t: Vec<Transfer> = serde_json::from_str(&text).with_context(|| {
+                        format!("{} is not a list of transfers", path.display())
+                    })?;
+                    EnqueueRequest {
+                        transfers: Some(t),
+                        ..Default::default()
+                    }
+                }
+                (None, Some(n)) => EnqueueRequest {
+                    random: Some(n),
+                    seed,
+                    ..Default::default()
+                },
+                _ => bail!("give --transfers FILE or --random N"),
+            };
+            let reply: EnqueueReply = call(&admin, "enqueue", Some(&req)).await?;
+            for id in reply.task_ids {
+                println!("{id}");
+            }
+            Ok(())
+        }
+        Command::Status { admin, json } => {
+            let report: StatusReport = call::<_, ()>(&admin, "status", None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_status(&report);
+            }
+            Ok(())
+        }
+        Command::Block {
+            admin,
+            public_key,
+            reason,
+        } => {
+            let req = BlockRequest { public_key, reason };
+            let _: serde_json::Value = call_nullable(&admin, "block", Some(&req)).await?;
+            println!("blocked {}", req.public_key);
+            Ok(())
+        }
+        Command::Unblock { admin, public_key } => {
+            let req = BlockRequest {
+                public_key,
+                reason: String::new(),
+            };
+            let v: serde_json::Value = call_nullable(&admin, "unblock", Some(&req)).await?;
+            let was = v
+                .get("was_blocked")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false);
+            println!(
+                "unblocked {}{}",
+                req.public_key,
+                if was { "" } else { " (it was not blocked)" }
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(path: PathBuf) -> Result<()> {
+    let config = CoordinatorConfig::from_file(&path)?;
+    let core = Arc::new(ProvingCore::new(CoreConfig {
+        params_dir: config.params_dir.clone(),
+        keys_dir: config.keys_dir.clone(),
+    }));
+    let running = Coordinator::start(config, core).await?;
+    println!("coordinator listening on {}", running.base_url());
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+async fn call_nullable<B: serde::Serialize>(
+    admin: &Admin,
+    route: &str,
+    body: Option<&B>,
+) -> Result<serde_json::Value> {
+    let env = request::<B, serde_json::Value>(admin, route, body).await?;
+    Ok(env.data.unwrap_or(serde_json::Value::Null))
+}
+
+async fn call<T: serde::de::DeserializeOwned, B: serde::Serialize>(
+    admin: &Admin,
+    route: &str,
+    body: Option<&B>,
+) -> Result<T> {
+    let env = request::<B, T>(admin, route, body).await?;
+    env.data
+        .with_context(|| format!("{route}: the coordinator replied without data"))
+}
+
+async fn request<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    admin: &Admin,
+    route: &str,
+    body: Option<&B>,
+) -> Result<Envelope<T>> {
+    let url = format!("{}/admin/v1/{route}", admin.url.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let req = match body {
+        Some(b) => client.post(&url).json(b),
+        None => client.get(&url),
+    };
+    let resp = req
+        .bearer_auth(&admin.admin_token)
+        .send()
+        .await
+        .with_context(|| format!("calling {url}"))?;
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the reply of {url}"))?;
+    let env: Envelope<T> = serde_json::from_str(&text)
+        .with_context(|| format!("{url} replied with something that is not an envelope: {text}"))?;
+    if env.errcode != 0 {
+        bail!("{route}: errcode {}: {}", env.errcode, env.errmsg);
+    }
+    Ok(env)
+}
+
+fn print_status(r: &StatusReport) {
+    println!(
+        "{:<8} {:>8} {:>8} {:>8} {:>8}",
+        "type", "pending", "assigned", "verified", "failed"
+    );
+    for (kind, states) in &r.counts {
+        let g = |s: &str| states.get(s).copied().unwrap_or(0);
+        println!(
+            "{:<8} {:>8} {:>8} {:>8} {:>8}",
+            kind,
+            g("pending"),
+            g("assigned"),
+            g("verified"),
+            g("failed")
+        );
+    }
+    println!();
+    println!(
+        "{:<14} {:<6} {:<9} {:>4} {:>4} {:<16} {:>9} {:>9}  result",
+        "task", "type", "state", "try", "fail", "prover", "prove_ms", "verify_ms"
+    );
+    let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+    for t in &r.tasks {
+        println!(
+            "{:<14} {:<6} {:<9} {:>4} {:>4} {:<16} {:>9} {:>9}  {}",
+            t.task_id,
+            t.task_type,
+            t.state.name(),
+            t.attempts,
+            t.failures,
+            t.prover_name.as_deref().unwrap_or("-"),
+            opt(t.prove_ms),
+            opt(t.verify_ms),
+            t.result.as_deref().unwrap_or("")
+        );
+    }
+    if !r.blocked.is_empty() {
+        println!();
+        println!("blocked keys:");
+        for k in &r.blocked {
+            println!("  {k}");
+        }
+    }
+}

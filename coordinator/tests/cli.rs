@@ -1,0 +1,150 @@
+//! The `coordinator` binary: admin subcommands against a running coordinator, and `serve` with a
+//! config file, stopped by SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{config, start};
+use coordinator::{StatusReport, TaskState};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_coordinator"))
+}
+
+async fn run(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || bin().args(&args).output().expect("run coordinator"))
+        .await
+        .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_subcommands_talk_to_a_running_coordinator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = start(config(dir.path())).await;
+    let url = c.base_url();
+    let token = c.config().admin_token.clone();
+    let admin = |cmd: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "--url".into(),
+            url.clone(),
+            "--admin-token".into(),
+            token.clone(),
+        ]);
+        v
+    };
+
+    let file = dir.path().join("transfers.json");
+    std::fs::write(&file, r#"[{"from": 5, "to": 6, "amount": 10, "nonce": 0}]"#).expect("write");
+    let out = run(admin(&[
+        "enqueue",
+        "--transfers",
+        file.to_str().expect("utf8"),
+    ]))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "chunk-0\n");
+
+    let out = run(admin(&["enqueue", "--random", "3", "--seed", "5"])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "chunk-1\nchunk-2\n");
+
+    let out = run(admin(&["status", "--json"])).await;
+    assert!(out.status.success());
+    let report: StatusReport = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(report.count("chunk", TaskState::Pending), 3);
+
+    let out = run(admin(&["status"])).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("pending") && table.contains("chunk-2"),
+        "{table}"
+    );
+
+    let out = run(admin(&["block", "02abcdef"])).await;
+    assert!(out.status.success());
+    assert_eq!(
+        c.status().await.expect("status").blocked,
+        vec!["02abcdef".to_string()]
+    );
+    let out = run(admin(&["unblock", "02abcdef"])).await;
+    assert!(out.status.success());
+    assert!(c.status().await.expect("status").blocked.is_empty());
+
+    // A wrong admin token: a one-line error and a non-zero exit.
+    let out = run(vec![
+        "status".into(),
+        "--url".into(),
+        url.clone(),
+        "--admin-token".into(),
+        "wrong".into(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("errcode 50000"), "{err}");
+    c.shutdown().await;
+}
+
+#[test]
+fn serve_runs_from_a_config_file_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let path = dir.path().join("coordinator.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&cfg).expect("json")).expect("write");
+    let mut child = bin()
+        .args(["serve", "--config", path.to_str().expect("utf8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    // halo2-base prints circuit statistics on stdout during key generation; skip them.
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its address before exiting")
+            .expect("read");
+        if let Some(url) = line.trim().strip_prefix("coordinator listening on ") {
+            break url.to_string();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let health: serde_json::Value = rt.block_on(async {
+        reqwest::get(format!("{url}/health"))
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json")
+    });
+    assert_eq!(health["errcode"], 0);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "serve exited with {exit}");
+    // The store was released: it opens again.
+    coordinator::store::Store::open(&cfg.db_path).expect("store reopens");
+}

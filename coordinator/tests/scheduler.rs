@@ -1,0 +1,429 @@
+//! The scheduler and the store, driven directly with explicit clocks (no HTTP, no proving).
+
+use coordinator::store::{AssignOutcome, Policy, ProverIdentity, Store, SubmitError};
+use coordinator::TaskState;
+use prover_core::rollup::RollupState;
+use prover_core::wire::{
+    Base64Bytes, BatchConfig, BatchTaskData, ChunkConfig, CircuitSpec, ProofMeta, ProofPayload,
+    Task, Transfer,
+};
+
+const SMALL: ChunkConfig = ChunkConfig {
+    k: 13,
+    tree_depth: 4,
+    max_txs: 2,
+};
+
+fn policy() -> Policy {
+    Policy {
+        chunk_timeout_ms: 1000,
+        batch_timeout_ms: 2000,
+        session_attempts: 3,
+        max_invalid_proofs: 2,
+        prover_active_ms: 10_000,
+        batch: None,
+    }
+}
+
+fn prover(name: &str, types: &[u8]) -> ProverIdentity {
+    ProverIdentity {
+        public_key: format!("key-{name}"),
+        prover_name: name.into(),
+        prover_types: types.to_vec(),
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Store,
+}
+
+/// A store with `n` chained chunk tasks (chunk-0 … chunk-{n-1}).
+fn fixture(n: usize) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.redb");
+    let store = Store::open(&path).expect("open");
+    let mut state = RollupState::genesis(SMALL.tree_depth, 4, 1000).expect("genesis");
+    let chunks: Vec<_> = (0..n as u64)
+        .map(|i| {
+            state
+                .apply_chunk(
+                    SMALL,
+                    &[Transfer {
+                        from: 0,
+                        to: 1,
+                        amount: 1,
+                        nonce: i,
+                    }],
+                )
+                .expect("chunk")
+        })
+        .collect();
+    let ids = store.enqueue_chunks(&chunks, &[], 0).expect("enqueue");
+    assert_eq!(
+        ids,
+        (0..n).map(|i| format!("chunk-{i}")).collect::<Vec<_>>()
+    );
+    Fixture {
+        _dir: dir,
+        path,
+        store,
+    }
+}
+
+fn assign(
+    store: &Store,
+    who: &ProverIdentity,
+    types: &[u8],
+    policy: &Policy,
+    now: u64,
+) -> AssignOutcome {
+    store.assign(who, types, policy, now).expect("assign").0
+}
+
+fn task(outcome: AssignOutcome) -> (Task, bool) {
+    match outcome {
+        AssignOutcome::Task { task, resent } => (task, resent),
+        other => panic!("expected a task, got {other:?}"),
+    }
+}
+
+fn fake_proof(task: &Task) -> ProofPayload {
+    ProofPayload {
+        version: 1,
+        task_id: task.task_id.clone(),
+        spec: CircuitSpec::Chunk { config: SMALL },
+        vk_digest: "vk".into(),
+        instances: vec![],
+        proof: Base64Bytes(vec![1, 2, 3]),
+        meta: ProofMeta {
+            engine: "reference".into(),
+            backend: "cpu".into(),
+            prove_ms: 42,
+        },
+    }
+}
+
+fn verify(
+    store: &Store,
+    who: &ProverIdentity,
+    t: &Task,
+    p: &Policy,
+    now: u64,
+) -> Result<coordinator::store::Effects, SubmitError> {
+    store
+        .record_verified(
+            &who.public_key,
+            &t.uuid,
+            &t.task_id,
+            t.task_type,
+            &fake_proof(t),
+            7,
+            p,
+            now,
+        )
+        .expect("store")
+}
+
+fn fail(
+    store: &Store,
+    who: &ProverIdentity,
+    t: &Task,
+    invalid: bool,
+    p: &Policy,
+    now: u64,
+) -> Result<coordinator::store::Effects, SubmitError> {
+    store
+        .record_failure(
+            &who.public_key,
+            &t.uuid,
+            &t.task_id,
+            t.task_type,
+            "bad",
+            invalid,
+            p,
+            now,
+        )
+        .expect("store")
+}
+
+#[test]
+fn one_task_per_prover_and_the_same_task_is_resent() {
+    let f = fixture(2);
+    let p = policy();
+    let (a, b, c) = (prover("a", &[1]), prover("b", &[1]), prover("c", &[1]));
+    let (t1, resent) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert_eq!((t1.task_id.as_str(), resent), ("chunk-0", false));
+    assert!(t1.task_data.contains("\"transfers\""));
+    let (again, resent) = task(assign(&f.store, &a, &[1], &p, 10));
+    assert!(resent);
+    assert_eq!(again, t1, "same task, same uuid");
+    let (t2, _) = task(assign(&f.store, &b, &[1, 2], &p, 20));
+    assert_eq!(t2.task_id, "chunk-1");
+    assert_eq!(assign(&f.store, &c, &[1], &p, 30), AssignOutcome::NoTask);
+    // Asking for another type while holding a chunk task is refused, not silently dropped.
+    assert!(matches!(
+        assign(&f.store, &a, &[2], &p, 40),
+        AssignOutcome::Busy(_)
+    ));
+    let s = f.store.status().expect("status");
+    assert_eq!(s.count("chunk", TaskState::Assigned), 2);
+    assert_eq!(s.task("chunk-0").expect("row").attempts, 1);
+}
+
+#[test]
+fn timeouts_reassign_and_the_attempt_cap_fails_the_task() {
+    let f = fixture(1);
+    let p = Policy {
+        session_attempts: 2,
+        ..policy()
+    };
+    let (a, b, c) = (prover("a", &[1]), prover("b", &[1]), prover("c", &[1]));
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert_eq!(f.store.sweep(&p, 999).expect("sweep").timed_out, 0);
+    // b asks after a's deadline: the sweep returns the task and b gets it with a new uuid.
+    let (outcome, effects) = f.store.assign(&b, &[1], &p, 1500).expect("assign");
+    assert_eq!(effects.timed_out, 1);
+    let (tb, _) = task(outcome);
+    assert_eq!(tb.task_id, ta.task_id);
+    assert_ne!(tb.uuid, ta.uuid);
+    // a's outstanding assignment is gone; it is not re-sent the timed-out uuid.
+    assert!(f.store.outstanding(&a.public_key).expect("read").is_none());
+    // b times out too: two failed sessions reach the cap.
+    let effects = f.store.sweep(&p, 3000).expect("sweep");
+    assert_eq!((effects.timed_out, effects.tasks_failed), (1, 1));
+    assert_eq!(assign(&f.store, &c, &[1], &p, 3001), AssignOutcome::NoTask);
+    let s = f.store.status().expect("status");
+    let row = s.task("chunk-0").expect("row");
+    assert_eq!(
+        (row.state, row.attempts, row.failures),
+        (TaskState::Failed, 2, 2)
+    );
+    // A late but valid proof of the failed task is still accepted.
+    verify(&f.store, &a, &ta, &p, 3500).expect("late proof accepted");
+    let row = f
+        .store
+        .status()
+        .expect("status")
+        .task("chunk-0")
+        .cloned()
+        .expect("row");
+    assert_eq!(row.state, TaskState::Verified);
+    assert_eq!(row.prover.as_deref(), Some("key-a"));
+    assert_eq!((row.prove_ms, row.verify_ms), (Some(42), Some(7)));
+    // b's late submission finds the task verified.
+    assert_eq!(
+        verify(&f.store, &b, &tb, &p, 3600),
+        Err(SubmitError::AlreadyVerified("chunk-0".into()))
+    );
+}
+
+#[test]
+fn a_failed_prover_does_not_get_the_task_back_while_another_can_take_it() {
+    let f = fixture(1);
+    let p = policy();
+    let (a, b) = (prover("a", &[1]), prover("b", &[1]));
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert_eq!(assign(&f.store, &b, &[1], &p, 10), AssignOutcome::NoTask);
+    fail(&f.store, &a, &ta, false, &p, 20).expect("failure recorded");
+    assert_eq!(
+        f.store
+            .status()
+            .expect("s")
+            .count("chunk", TaskState::Pending),
+        1
+    );
+    // b asked recently and has not failed on it: a is skipped.
+    assert_eq!(assign(&f.store, &a, &[1], &p, 30), AssignOutcome::NoTask);
+    let (tb, _) = task(assign(&f.store, &b, &[1], &p, 40));
+    assert_eq!(tb.task_id, "chunk-0");
+    fail(&f.store, &b, &tb, false, &p, 50).expect("failure recorded");
+    // Both failed on it: nobody else is available, so a may try again.
+    let (ta2, _) = task(assign(&f.store, &a, &[1], &p, 60));
+    assert_eq!(ta2.task_id, "chunk-0");
+    fail(&f.store, &a, &ta2, false, &p, 70).expect("failure recorded");
+    // Third failure reaches session_attempts = 3.
+    let row = f
+        .store
+        .status()
+        .expect("s")
+        .task("chunk-0")
+        .cloned()
+        .expect("row");
+    assert_eq!((row.state, row.failures), (TaskState::Failed, 3));
+}
+
+#[test]
+fn a_prover_not_seen_recently_does_not_hold_back_a_failed_task() {
+    let f = fixture(1);
+    let p = policy();
+    let (a, b) = (prover("a", &[1]), prover("b", &[1]));
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert_eq!(assign(&f.store, &b, &[1], &p, 1), AssignOutcome::NoTask);
+    fail(&f.store, &a, &ta, false, &p, 2).expect("failure recorded");
+    assert_eq!(assign(&f.store, &a, &[1], &p, 3), AssignOutcome::NoTask);
+    // b was last seen at 1; after prover_active_ms it no longer counts.
+    let (again, _) = task(assign(&f.store, &a, &[1], &p, 20_000));
+    assert_eq!(again.task_id, "chunk-0");
+}
+
+#[test]
+fn invalid_proofs_block_the_key_at_the_cap_and_unblock_resets() {
+    let f = fixture(3);
+    let p = policy();
+    let a = prover("a", &[1]);
+    let (t, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert!(!fail(&f.store, &a, &t, true, &p, 1).expect("ok").blocked);
+    let (t, _) = task(assign(&f.store, &a, &[1], &p, 2));
+    assert!(fail(&f.store, &a, &t, true, &p, 3).expect("ok").blocked);
+    match assign(&f.store, &a, &[1], &p, 4) {
+        AssignOutcome::Blocked(m) => assert!(m.contains("2 invalid proofs"), "{m}"),
+        other => panic!("expected blocked, got {other:?}"),
+    }
+    let s = f.store.status().expect("s");
+    assert_eq!(s.blocked, vec!["key-a".to_string()]);
+    assert_eq!(s.invalid_proofs.get("key-a"), Some(&2));
+    assert!(f.store.unblock(&a.public_key).expect("unblock"));
+    assert!(matches!(
+        assign(&f.store, &a, &[1], &p, 5),
+        AssignOutcome::Task { .. }
+    ));
+    f.store.block(&a.public_key, "manual").expect("block");
+    // The outstanding assignment is not re-sent to a blocked key either.
+    assert!(matches!(
+        assign(&f.store, &a, &[1], &p, 6),
+        AssignOutcome::Blocked(_)
+    ));
+}
+
+#[test]
+fn submissions_are_checked_before_anything_changes() {
+    let f = fixture(2);
+    let p = policy();
+    let (a, b) = (prover("a", &[1]), prover("b", &[1]));
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    let (tb, _) = task(assign(&f.store, &b, &[1], &p, 0));
+    let ctx = |key: &str, uuid: &str, id: &str, ty: u8| {
+        f.store
+            .submit_context(key, uuid, id, ty)
+            .expect("store")
+            .map(|_| ())
+    };
+    assert_eq!(
+        ctx("key-a", "nope", "chunk-0", 1),
+        Err(SubmitError::NoAssignment("nope".into()))
+    );
+    assert_eq!(
+        ctx("key-a", &tb.uuid, "chunk-1", 1),
+        Err(SubmitError::NotYours(tb.uuid.clone()))
+    );
+    assert!(matches!(
+        ctx("key-a", &ta.uuid, "chunk-1", 1),
+        Err(SubmitError::Mismatch(_))
+    ));
+    assert!(matches!(
+        ctx("key-a", &ta.uuid, "chunk-0", 2),
+        Err(SubmitError::Mismatch(_))
+    ));
+    assert_eq!(ctx("key-a", &ta.uuid, "chunk-0", 1), Ok(()));
+    verify(&f.store, &a, &ta, &p, 1).expect("verified");
+    assert_eq!(verify(&f.store, &a, &ta, &p, 2), Err(SubmitError::Twice));
+    assert_eq!(
+        fail(&f.store, &a, &ta, false, &p, 2),
+        Err(SubmitError::Twice)
+    );
+    // a is free again right after its proof was accepted.
+    assert_eq!(assign(&f.store, &a, &[1], &p, 3), AssignOutcome::NoTask);
+    assert!(f.store.proof("chunk-0").expect("read").is_some());
+    assert!(f.store.proof("chunk-1").expect("read").is_none());
+}
+
+#[test]
+fn consecutive_verified_chunks_become_a_batch_for_batch_provers_only() {
+    let f = fixture(3);
+    let batch = BatchConfig {
+        k: 16,
+        num_chunks: 2,
+        chunk: SMALL,
+    };
+    let p = Policy {
+        batch: Some(batch),
+        ..policy()
+    };
+    let (a, b, c) = (prover("a", &[1]), prover("b", &[1]), prover("c", &[1]));
+    let (t0, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    let (t1, _) = task(assign(&f.store, &b, &[1], &p, 0));
+    let (t2, _) = task(assign(&f.store, &c, &[1], &p, 0));
+    // Out of chain order: chunk-1 first does not make a batch.
+    assert_eq!(
+        verify(&f.store, &b, &t1, &p, 1).expect("ok").batch_created,
+        None
+    );
+    assert_eq!(
+        verify(&f.store, &a, &t0, &p, 2)
+            .expect("ok")
+            .batch_created
+            .as_deref(),
+        Some("batch-0")
+    );
+    assert_eq!(
+        verify(&f.store, &c, &t2, &p, 3).expect("ok").batch_created,
+        None
+    );
+    let s = f.store.status().expect("s");
+    assert_eq!(s.count("batch", TaskState::Pending), 1);
+    assert_eq!(s.count("chunk", TaskState::Verified), 3);
+    // A chunk-only prover never gets it, nor a batch prover asking only for chunks.
+    let chunk_only = prover("d", &[1]);
+    let batcher = prover("e", &[1, 2]);
+    assert_eq!(
+        assign(&f.store, &chunk_only, &[1, 2], &p, 10),
+        AssignOutcome::NoTask
+    );
+    assert_eq!(
+        assign(&f.store, &batcher, &[1], &p, 10),
+        AssignOutcome::NoTask
+    );
+    let (bt, _) = task(assign(&f.store, &batcher, &[2], &p, 11));
+    assert_eq!((bt.task_id.as_str(), bt.task_type), ("batch-0", 2));
+    let data: BatchTaskData = serde_json::from_str(&bt.task_data).expect("batch data");
+    assert_eq!(data.config, batch);
+    let ids: Vec<_> = data
+        .chunk_proofs
+        .iter()
+        .map(|p| p.task_id.as_str())
+        .collect();
+    assert_eq!(ids, ["chunk-0", "chunk-1"]);
+    // The batch timeout applies to batch tasks (2000 ms, not the chunk's 1000 ms).
+    assert_eq!(f.store.sweep(&p, 1500).expect("sweep").timed_out, 0);
+    assert_eq!(f.store.sweep(&p, 2100).expect("sweep").timed_out, 1);
+}
+
+#[test]
+fn the_store_survives_reopening() {
+    let f = fixture(2);
+    let p = policy();
+    let a = prover("a", &[1]);
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert!(f
+        .store
+        .use_challenge("nonce", 10_000, 0)
+        .expect("challenge"));
+    let before = f.store.status().expect("status");
+    let Fixture { _dir, path, store } = f;
+    drop(store);
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.status().expect("status"), before);
+    let (again, resent) = task(assign(&store, &a, &[1], &p, 10));
+    assert!(resent);
+    assert_eq!(again.uuid, ta.uuid);
+    assert!(
+        !store.use_challenge("nonce", 10_000, 20).expect("challenge"),
+        "used challenge remembered"
+    );
+    // Expired challenges are purged.
+    assert!(store
+        .use_challenge("nonce", 30_000, 20_000)
+        .expect("challenge"));
+}
