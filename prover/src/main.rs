@@ -121,8 +121,9 @@ enum Command {
         #[arg(long, default_value = "config.json")]
         config: PathBuf,
     },
-    /// End to end on this machine: dev params, chained chunk tasks, their proofs, the batch proof
-    /// that aggregates them, verification of everything, and a summary.
+    /// End to end on this machine over HTTP: an embedded coordinator and prover workers; dev
+    /// params, chained chunk tasks, their proofs, the batch proof that aggregates them, every
+    /// proof verified by the coordinator, and a summary table.
     Demo(DemoArgs),
 }
 
@@ -219,21 +220,41 @@ struct DemoArgs {
     /// Prove the chunks only.
     #[arg(long)]
     no_batch: bool,
-    /// Where task and proof files are written.
+    /// Prover workers (one identity each) in the embedded daemon.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Seed of the random transfers.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Give up if not every task is verified after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout_sec: u64,
+    /// Where the verified proofs are written.
     #[arg(long, default_value = "data/demo")]
     work_dir: PathBuf,
     #[command(flatten)]
     dirs: Dirs,
 }
 
+mod demo;
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own progress; the components' logs stay at warnings unless RUST_LOG says
+    // otherwise. Colour only on a terminal, so log files stay plain text.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -308,7 +329,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run { config } => run_daemon(&config),
-        Command::Demo(args) => demo(args),
+        Command::Demo(args) => demo::run(demo::DemoPlan {
+            core: args.dirs.resolve()?,
+            chunk: args.shape.config(),
+            chunks: args.chunks,
+            txs: args.txs,
+            batch_k: (!args.no_batch).then_some(args.batch_k),
+            workers: args.workers,
+            seed: args.seed,
+            timeout: std::time::Duration::from_secs(args.timeout_sec),
+            work_dir: args.work_dir,
+        }),
     }
 }
 
@@ -524,124 +555,4 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     }
     let text = serde_json::to_string_pretty(value)?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-struct Row {
-    task: String,
-    kind: TaskType,
-    prove_ms: u64,
-    verify_ms: u128,
-    verdict: String,
-}
-
-fn demo(args: DemoArgs) -> Result<()> {
-    let config = args.shape.config();
-    let started = Instant::now();
-    let mut ks = vec![config.k];
-    if !args.no_batch {
-        ks.push(args.batch_k);
-    }
-    let core = args.dirs.core()?;
-    for k in ks {
-        let path = params::ensure_dev(&core.config().params_dir, k, true)?;
-        println!("params k={k}: {}", path.display());
-    }
-    // Keys first, timed on their own: generated once per circuit configuration, then cached.
-    let t = Instant::now();
-    core.chunk_keys(config)?;
-    println!(
-        "chunk keys ready in {:.1} s (cached in {})",
-        t.elapsed().as_secs_f64(),
-        core.config().keys_dir.display()
-    );
-    if !args.no_batch {
-        let t = Instant::now();
-        core.batch_keys(BatchConfig {
-            k: args.batch_k,
-            num_chunks: args.chunks,
-            chunk: config,
-        })?;
-        println!("batch keys ready in {:.1} s", t.elapsed().as_secs_f64());
-    }
-    let tasks = chunk_tasks(config, args.chunks, args.txs, 1)?;
-    let mut rows = vec![];
-    let mut proofs = vec![];
-    for task in &tasks {
-        write_json(
-            &args.work_dir.join(format!("{}.task.json", task.task_id)),
-            task,
-        )?;
-        let (proof, row) = prove_and_verify(&core, task)?;
-        write_json(
-            &args.work_dir.join(format!("{}.proof.json", task.task_id)),
-            &proof,
-        )?;
-        proofs.push(proof);
-        rows.push(row);
-    }
-    if !args.no_batch {
-        let task = batch_task(args.batch_k, proofs)?;
-        write_json(
-            &args.work_dir.join(format!("{}.task.json", task.task_id)),
-            &task,
-        )?;
-        let (proof, row) = prove_and_verify(&core, &task)?;
-        write_json(
-            &args.work_dir.join(format!("{}.proof.json", task.task_id)),
-            &proof,
-        )?;
-        rows.push(row);
-    }
-    println!();
-    println!(
-        "{:<28} {:<6} {:>10} {:>10}  verification",
-        "task", "type", "prove ms", "verify ms"
-    );
-    for r in &rows {
-        println!(
-            "{:<28} {:<6} {:>10} {:>10}  {}",
-            r.task,
-            r.kind.name(),
-            r.prove_ms,
-            r.verify_ms,
-            r.verdict
-        );
-    }
-    println!(
-        "engine: reference (halo2-axiom) | backend: cpu | chunk k={} depth={} max_txs={} | total {:.1} s (including parameters and keys)",
-        config.k,
-        config.tree_depth,
-        config.max_txs,
-        started.elapsed().as_secs_f64()
-    );
-    println!("files: {}", args.work_dir.display());
-    Ok(())
-}
-
-fn prove_and_verify(core: &ProvingCore, task: &Task) -> Result<(ProofPayload, Row)> {
-    let kind = task.kind()?;
-    println!("proving {kind} task {} ...", task.task_id);
-    let proof = core
-        .prove_task(task, ChaCha20Rng::from_entropy())
-        .with_context(|| format!("proving {}", task.task_id))?;
-    let t = Instant::now();
-    let verified = core
-        .verify(&proof)
-        .with_context(|| format!("verifying {}", task.task_id))?;
-    let expected = prover::core::expected_statement(&task.payload()?)?;
-    if expected != verified.statement {
-        bail!(
-            "proof of {} verifies but proves a different statement",
-            task.task_id
-        );
-    }
-    let verdict = "valid, statement matches task".to_string();
-    let row = Row {
-        task: task.task_id.clone(),
-        kind,
-        prove_ms: proof.meta.prove_ms,
-        verify_ms: t.elapsed().as_millis(),
-        verdict,
-    };
-    Ok((proof, row))
 }

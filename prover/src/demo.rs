@@ -1,0 +1,280 @@
+//! `prover demo`: the whole system on one machine, over real HTTP on loopback.
+//!
+//! An embedded coordinator (temporary redb file, random secret, loopback port) and a prover daemon
+//! with `--workers` identities run in this process and talk the coordinator API v1 to each other.
+//! The coordinator turns random transfers into chained chunk tasks and, once the chunks are
+//! verified, a batch task aggregating them; the workers pull, prove and submit; the coordinator
+//! verifies every proof before accepting it. The demo prints each state change, then a summary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use coordinator::{Coordinator, CoordinatorConfig, StatusReport, TaskState};
+use prover::config::NodeConfig;
+use prover::daemon::{self, TaskProver};
+use prover::wire::{BatchConfig, ChunkConfig};
+use prover::{CoreConfig, ProvingCore};
+use tokio_util::sync::CancellationToken;
+
+/// What the demo runs.
+pub struct DemoPlan {
+    pub core: CoreConfig,
+    pub chunk: ChunkConfig,
+    pub chunks: usize,
+    pub txs: usize,
+    /// log2 rows of the batch circuit; `None` proves the chunks only.
+    pub batch_k: Option<u32>,
+    pub workers: usize,
+    pub seed: u64,
+    pub timeout: Duration,
+    /// Where the verified proofs are written.
+    pub work_dir: PathBuf,
+}
+
+pub fn run(plan: DemoPlan) -> Result<()> {
+    if plan.chunks == 0 || plan.txs == 0 {
+        bail!("--chunks and --txs must be at least 1");
+    }
+    if plan.txs > plan.chunk.max_txs {
+        bail!(
+            "--txs {} exceeds --max-txs {}",
+            plan.txs,
+            plan.chunk.max_txs
+        );
+    }
+    if plan.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let started = Instant::now();
+    let mut ks = vec![plan.chunk.k];
+    ks.extend(plan.batch_k);
+    for k in ks {
+        let path = params::ensure_dev(&plan.core.params_dir, k, true)
+            .with_context(|| format!("development parameters for k={k}"))?;
+        println!("params k={k}: {}", path.display());
+    }
+    let core = Arc::new(ProvingCore::new(plan.core.clone()));
+    // Keys first, timed on their own: generated once per circuit configuration, then cached on
+    // disk. The coordinator (vk digests) and the workers (login vks, proving) reuse them.
+    let t = Instant::now();
+    core.chunk_keys(plan.chunk)?;
+    println!(
+        "chunk keys ready in {:.1} s (cache: {})",
+        t.elapsed().as_secs_f64(),
+        plan.core.keys_dir.display()
+    );
+    let batch = plan.batch_k.map(|k| BatchConfig {
+        k,
+        num_chunks: plan.chunks,
+        chunk: plan.chunk,
+    });
+    if let Some(batch) = batch {
+        let t = Instant::now();
+        core.batch_keys(batch)?;
+        println!("batch keys ready in {:.1} s", t.elapsed().as_secs_f64());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let summary = runtime.block_on(run_system(&plan, core, batch))?;
+    print_summary(&plan, &summary, started.elapsed());
+    if summary.all_verified {
+        Ok(())
+    } else {
+        bail!("not every task was verified (see the table above)")
+    }
+}
+
+struct Outcome {
+    report: StatusReport,
+    all_verified: bool,
+    backend: String,
+    coordinator_url: String,
+    proofs_written: usize,
+}
+
+async fn run_system(
+    plan: &DemoPlan,
+    core: Arc<ProvingCore>,
+    batch: Option<BatchConfig>,
+) -> Result<Outcome> {
+    let tmp = tempfile::Builder::new()
+        .prefix("prover-demo-")
+        .tempdir()
+        .context("creating the demo's temporary directory")?;
+    let coord_config = CoordinatorConfig::local(
+        tmp.path(),
+        &plan.core.params_dir,
+        &plan.core.keys_dir,
+        plan.chunk,
+        batch,
+    );
+    let coordinator = Coordinator::start(coord_config, core.clone())
+        .await
+        .context("starting the embedded coordinator")?;
+    let url = coordinator.base_url();
+    println!("coordinator: {url} (store {})", tmp.path().display());
+
+    let node = node_config(plan, &url, tmp.path(), batch)?;
+    let shutdown = CancellationToken::new();
+    let prover: Arc<dyn TaskProver> = core.clone();
+    let daemon = daemon::start(node, prover, shutdown.clone())
+        .await
+        .context("starting the prover daemon")?;
+    println!(
+        "prover daemon: {} worker(s), health and metrics on http://{}",
+        plan.workers,
+        daemon.health_addr()
+    );
+
+    let mut ids = vec![];
+    for i in 0..plan.chunks {
+        let seed = plan.seed.wrapping_add(i as u64);
+        ids.extend(coordinator.enqueue_random(plan.txs, seed).await?);
+    }
+    println!("enqueued {} chunk task(s): {}", ids.len(), ids.join(", "));
+    let expected = ids.len() + usize::from(batch.is_some());
+
+    // Follow the coordinator's state until every task is verified, one fails, or time runs out.
+    let deadline = Instant::now() + plan.timeout;
+    let mut seen: BTreeMap<String, (TaskState, u32)> = BTreeMap::new();
+    let report = loop {
+        let report = coordinator.status().await?;
+        for row in &report.tasks {
+            let now = (row.state, row.attempts);
+            if seen.get(&row.task_id) != Some(&now) {
+                println!(
+                    "  [{:>6.1} s] {:<6} {:<24} {:<9} attempt {}{}",
+                    plan.timeout.as_secs_f64() - (deadline - Instant::now()).as_secs_f64(),
+                    row.task_type,
+                    row.task_id,
+                    row.state.name(),
+                    row.attempts,
+                    row.prover_name
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                );
+                seen.insert(row.task_id.clone(), now);
+            }
+        }
+        let verified = report
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Verified)
+            .count();
+        let failed = report.tasks.iter().any(|t| t.state == TaskState::Failed);
+        if verified >= expected || failed || Instant::now() >= deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let all_verified = report.tasks.len() == expected
+        && report.tasks.iter().all(|t| t.state == TaskState::Verified);
+
+    let mut proofs_written = 0;
+    std::fs::create_dir_all(&plan.work_dir)
+        .with_context(|| format!("creating {}", plan.work_dir.display()))?;
+    for row in &report.tasks {
+        if let Some(proof) = coordinator.proof(&row.task_id).await? {
+            let path = plan.work_dir.join(format!("{}.proof.json", row.task_id));
+            let text = serde_json::to_string_pretty(&proof)?;
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            proofs_written += 1;
+        }
+    }
+
+    let summary = daemon.stop().await.context("stopping the prover daemon")?;
+    coordinator.shutdown().await;
+    Ok(Outcome {
+        report,
+        all_verified,
+        backend: summary.backend,
+        coordinator_url: url,
+        proofs_written,
+    })
+}
+
+/// The daemon's configuration for the demo: defaults, pointed at the embedded coordinator, with
+/// its stack and identities in the temporary directory.
+fn node_config(
+    plan: &DemoPlan,
+    url: &str,
+    dir: &std::path::Path,
+    batch: Option<BatchConfig>,
+) -> Result<NodeConfig> {
+    let text = serde_json::json!({
+        "prover": {
+            "params_dir": plan.core.params_dir,
+            "keys_dir": plan.core.keys_dir,
+        }
+    })
+    .to_string();
+    let mut c = NodeConfig::from_json_str(&text, std::path::Path::new("<demo>"), [])?;
+    c.node.name = "demo".into();
+    c.node.n_workers = plan.workers;
+    c.node.identity_dir = dir.join("identity");
+    c.node.db_path = dir.join("prover-stack.redb");
+    c.node.task_types = if batch.is_some() { vec![1, 2] } else { vec![1] };
+    c.circuits.chunk_k = plan.chunk.k;
+    c.circuits.chunk_tree_depth = plan.chunk.tree_depth;
+    c.circuits.chunk_max_txs = plan.chunk.max_txs;
+    if let Some(b) = batch {
+        c.circuits.batch_k = b.k;
+        c.circuits.batch_num_chunks = b.num_chunks;
+    }
+    c.coordinator.base_url = url.to_string();
+    c.coordinator.poll_interval_ms = 200;
+    c.coordinator.poll_jitter_ms = 100;
+    c.metrics.listen = "127.0.0.1:0".into();
+    c.validate()?;
+    Ok(c)
+}
+
+fn print_summary(plan: &DemoPlan, o: &Outcome, elapsed: Duration) {
+    println!();
+    println!(
+        "{:<24} {:<6} {:<9} {:>8} {:>10} {:>10}  {:<8} result",
+        "task", "type", "state", "attempts", "prove ms", "verify ms", "prover"
+    );
+    for t in &o.report.tasks {
+        let ms = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<24} {:<6} {:<9} {:>8} {:>10} {:>10}  {:<8} {}",
+            t.task_id,
+            t.task_type,
+            t.state.name(),
+            t.attempts,
+            ms(t.prove_ms),
+            ms(t.verify_ms),
+            t.prover_name.as_deref().unwrap_or("-"),
+            t.result.as_deref().unwrap_or("-")
+        );
+    }
+    println!();
+    println!(
+        "coordinator {} | {} worker(s) | engine: reference (halo2-axiom) | backend: {} | chunk k={} depth={} max_txs={}{}",
+        o.coordinator_url,
+        plan.workers,
+        o.backend,
+        plan.chunk.k,
+        plan.chunk.tree_depth,
+        plan.chunk.max_txs,
+        plan.batch_k.map(|k| format!(" | batch k={k}")).unwrap_or_default()
+    );
+    println!(
+        "{} proof(s) written to {} | total {:.1} s (including parameters and keys) | {}",
+        o.proofs_written,
+        plan.work_dir.display(),
+        elapsed.as_secs_f64(),
+        if o.all_verified {
+            "every task verified"
+        } else {
+            "NOT every task verified"
+        }
+    );
+}
