@@ -180,6 +180,9 @@ impl CoordinatorConfig {
                 return bad("batch.chunk must equal chunk".into());
             }
         }
+        if self.max_invalid_proofs == 0 {
+            return bad("max_invalid_proofs must be at least 1".into());
+        }
         if self.session_attempts == 0 {
             return bad("session_attempts must be at least 1".into());
         }

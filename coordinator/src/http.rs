@@ -17,6 +17,7 @@ use prover_core::wire::{
     errcode, proof_status, CircuitSpec, Envelope, GetTaskRequest, LoginRequest, ProofPayload,
     SubmitProofRequest, TaskPayload, TokenReply, API_BASE,
 };
+use prover_core::CoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -52,6 +53,20 @@ fn ok<T: Serialize>(data: T) -> Response {
 
 fn err(code: i32, msg: impl Into<String>) -> Response {
     Json(Envelope::<()>::err(code, msg)).into_response()
+}
+
+/// Why a submitted proof was not accepted.
+enum Refusal {
+    /// The proof is at fault: counted against the prover, errcode 20003.
+    Invalid(String),
+    /// The coordinator is at fault: nothing recorded, errcode 500 (the prover retries).
+    Internal(String),
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal::Invalid(reason)
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -327,40 +342,50 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
     let proof_text = req.proof.clone();
     let wire_task = ctx.wire_task.clone();
     let kind = type_name(req.task_type);
-    let verdict = tokio::task::spawn_blocking(move || -> Result<(ProofPayload, u64), String> {
+    // `Refusal::Internal` is the coordinator's own fault (its stored task, parameters, key cache,
+    // a verifier panic): the prover is not blamed, keeps its proof and retries (errcode 500).
+    let verdict = tokio::task::spawn_blocking(move || -> Result<(ProofPayload, u64), Refusal> {
         let proof = ProofPayload::from_json_str(&proof_text).map_err(|e| e.to_string())?;
         if proof.task_id != wire_task.task_id {
-            return Err(format!(
+            return Err(Refusal::Invalid(format!(
                 "proof is for task {}, not {}",
                 proof.task_id, wire_task.task_id
-            ));
+            )));
         }
         let payload = wire_task
             .payload()
-            .map_err(|e| format!("stored task payload: {e}"))?;
+            .map_err(|e| Refusal::Internal(format!("stored task payload: {e}")))?;
         let spec = match &payload {
             TaskPayload::Chunk(d) => CircuitSpec::Chunk { config: d.config },
             TaskPayload::Batch(d) => CircuitSpec::Batch { config: d.config },
         };
         if proof.spec != spec {
-            return Err(format!(
+            return Err(Refusal::Invalid(format!(
                 "proof is for circuit {:?}, the task needs {:?}",
                 proof.spec, spec
-            ));
+            )));
         }
-        let expected = expected_statement(&payload).map_err(|e| format!("task statement: {e}"))?;
+        let expected = expected_statement(&payload)
+            .map_err(|e| Refusal::Internal(format!("task statement: {e}")))?;
         let started = Instant::now();
-        let verified = core.verify(&proof).map_err(|e| e.to_string())?;
+        let verified = core.verify(&proof).map_err(|e| match e {
+            CoreError::Params(_) | CoreError::Keys(_) => {
+                Refusal::Internal(format!("verifier setup: {e}"))
+            }
+            other => Refusal::Invalid(other.to_string()),
+        })?;
         let verify_ms = started.elapsed().as_millis() as u64;
         if verified.statement != expected {
-            return Err("the proof's public inputs are not the task's statement".into());
+            return Err(Refusal::Invalid(
+                "the proof's public inputs are not the task's statement".into(),
+            ));
         }
         Ok((proof, verify_ms))
     })
     .await;
     let verdict = match verdict {
         Ok(v) => v,
-        Err(e) => Err(format!("verifier crashed: {e}")),
+        Err(e) => Err(Refusal::Internal(format!("verifier crashed: {e}"))),
     };
     let key = claims.public_key.clone();
     let a = app.clone();
@@ -398,7 +423,14 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
                 Err(e) => ("internal", internal(e)),
             }
         }
-        Err(reason) => {
+        Err(Refusal::Internal(reason)) => {
+            Metrics::inc(
+                &app.metrics.verifications,
+                &[("type", &kind), ("result", "internal_error")],
+            );
+            ("internal", internal(reason))
+        }
+        Err(Refusal::Invalid(reason)) => {
             Metrics::inc(
                 &app.metrics.verifications,
                 &[("type", &kind), ("result", "invalid")],

@@ -340,6 +340,13 @@ fn all_tasks(txn: &WriteTransaction) -> Result<Vec<TaskRecord>, CoordinatorError
     Ok(out)
 }
 
+/// Whether `key` holds a live assignment (it is proving and will ask for work again).
+fn has_outstanding(txn: &WriteTransaction, key: &str) -> Result<bool, CoordinatorError> {
+    let t = txn.open_table(OUTSTANDING).ctx("open outstanding")?;
+    let found = t.get(key).ctx("read outstanding")?.is_some();
+    Ok(found)
+}
+
 fn is_blocked(txn: &WriteTransaction, key: &str) -> Result<Option<String>, CoordinatorError> {
     let t = txn.open_table(BLOCKED).ctx("open blocked")?;
     let v = t
@@ -931,12 +938,14 @@ fn assign_in(
         }
         if task.failed_provers.contains(&who.public_key) {
             // Our rule: not to the same failed prover while another prover that can take it
-            // (declared the type, asked for work recently, not blocked, not failed on it) exists.
+            // (declared the type, asked for work recently or is busy with a live assignment —
+            // it asks again when done —, not blocked, not failed on it) exists.
             let mut other_available = false;
             for (key, seen) in &provers {
                 if key != &who.public_key
                     && seen.prover_types.contains(&task.task_type)
-                    && seen.last_seen_ms.saturating_add(policy.prover_active_ms) >= now_ms
+                    && (seen.last_seen_ms.saturating_add(policy.prover_active_ms) >= now_ms
+                        || has_outstanding(txn, key)?)
                     && !task.failed_provers.contains(key)
                     && is_blocked(txn, key)?.is_none()
                 {

@@ -269,6 +269,32 @@ fn a_prover_not_seen_recently_does_not_hold_back_a_failed_task() {
 }
 
 #[test]
+fn a_busy_prover_counts_as_available_even_if_it_has_not_asked_recently() {
+    let f = fixture(2);
+    let p = Policy {
+        chunk_timeout_ms: 100_000,
+        ..policy()
+    };
+    let (a, b) = (prover("a", &[1]), prover("b", &[1]));
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    let (tb, _) = task(assign(&f.store, &b, &[1], &p, 1));
+    assert_eq!(
+        (ta.task_id.as_str(), tb.task_id.as_str()),
+        ("chunk-0", "chunk-1")
+    );
+    fail(&f.store, &a, &ta, false, &p, 2).expect("failure recorded");
+    // b last asked at 1, long before prover_active_ms, but it is proving chunk-1 and will ask
+    // again when done: a does not get chunk-0 back (nor is chunk-0 burnt by a fast-failing a).
+    assert_eq!(
+        assign(&f.store, &a, &[1], &p, 20_000),
+        AssignOutcome::NoTask
+    );
+    verify(&f.store, &b, &tb, &p, 20_001).expect("verified");
+    let (again, _) = task(assign(&f.store, &b, &[1], &p, 20_002));
+    assert_eq!(again.task_id, "chunk-0");
+}
+
+#[test]
 fn invalid_proofs_block_the_key_at_the_cap_and_unblock_resets() {
     let f = fixture(3);
     let p = policy();

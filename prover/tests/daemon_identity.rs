@@ -67,3 +67,14 @@ fn a_malformed_key_is_refused() {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), content);
     }
 }
+
+#[test]
+fn a_temporary_key_left_by_a_killed_start_does_not_block_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a kill between creating and linking the key leaves behind: an empty temporary file.
+    std::fs::write(dir.path().join("worker-0.key.tmp"), b"").unwrap();
+    let id = prover::daemon::identity::load_or_create(dir.path(), 0).expect("key created");
+    assert!(!dir.path().join("worker-0.key.tmp").exists());
+    let again = prover::daemon::identity::load_or_create(dir.path(), 0).expect("key re-read");
+    assert_eq!(id.public_key, again.public_key);
+}

@@ -458,3 +458,28 @@ async fn cuda_is_refused_clearly_and_nothing_starts() {
     assert!(err.to_string().contains("CUDA"), "{err}");
     assert!(!c.node.db_path.exists());
 }
+
+#[tokio::test]
+async fn work_stored_under_a_key_no_worker_owns_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "http://127.0.0.1:1");
+    {
+        let stack = TaskStack::open(&c.node.db_path).unwrap();
+        stack
+            .put_task(
+                "02deadbeef-a-key-of-a-removed-worker",
+                &task("orphan", "{}"),
+            )
+            .unwrap();
+    }
+    let err = daemon::start(c, Arc::new(StandIn::default()), CancellationToken::new())
+        .await
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("task orphan"), "{msg}");
+    assert!(
+        msg.contains("02deadbeef-a-key-of-a-removed-worker"),
+        "{msg}"
+    );
+}

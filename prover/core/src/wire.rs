@@ -86,8 +86,9 @@ impl fmt::Display for TaskType {
 }
 
 /// A task as the coordinator hands it out (`get_task` reply `data`), and as `prover prove --task` reads it.
+/// Unknown fields are ignored: coordinators of the Scroll family add fields to this reply, and a
+/// node that refused them would never store the task it was assigned.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct Task {
     /// Assignment id.
     pub uuid: String,

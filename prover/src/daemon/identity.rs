@@ -73,22 +73,40 @@ pub fn load_or_create(dir: &Path, index: usize) -> Result<Identity, IdentityErro
             action: "creating the directory",
             source,
         })?;
-    let key = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut file) => {
-            let key = random_key();
-            file.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())
-                .map_err(io("writing"))?;
-            file.sync_all().map_err(io("syncing"))?;
-            tracing::info!(path = %path.display(), "created a new worker key");
-            key
+    let key = if path.exists() {
+        read_key(&path)?
+    } else {
+        // Created atomically: written and synced under a temporary name, then linked to the final
+        // name (never overwriting), so a kill during creation leaves no empty or partial key.
+        let tmp = path.with_extension("key.tmp");
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("removing a stale temporary key")(e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(&path)?,
-        Err(e) => return Err(io("creating")(e)),
+        let key = random_key();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("creating"))?;
+        file.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())
+            .map_err(io("writing"))?;
+        file.sync_all().map_err(io("syncing"))?;
+        drop(file);
+        let linked = std::fs::hard_link(&tmp, &path);
+        std::fs::remove_file(&tmp).map_err(io("removing the temporary key"))?;
+        match linked {
+            Ok(()) => {
+                sync_dir(dir).map_err(io("syncing the directory"))?;
+                tracing::info!(path = %path.display(), "created a new worker key");
+                key
+            }
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(&path)?,
+            Err(e) => return Err(io("linking")(e)),
+        }
     };
     let public_key = prover_core::login::public_key_hex(&key);
     Ok(Identity {
@@ -97,6 +115,10 @@ pub fn load_or_create(dir: &Path, index: usize) -> Result<Identity, IdentityErro
         public_key,
         path,
     })
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn read_key(path: &Path) -> Result<SigningKey, IdentityError> {

@@ -79,6 +79,16 @@ pub enum DaemonError {
     Client(#[from] ClientError),
     #[error("worker {index}: {source}")]
     Worker { index: usize, source: WorkerError },
+    #[error(
+        "the task stack {stack} holds work of worker keys that are not among the {identity_dir} \
+         keys of the configured workers: {entries}; restore their key files or raise node.n_workers \
+         so that work is delivered"
+    )]
+    Orphans {
+        stack: std::path::PathBuf,
+        identity_dir: std::path::PathBuf,
+        entries: String,
+    },
     #[error("daemon task: {0}")]
     Join(String),
 }
@@ -152,6 +162,27 @@ pub async fn start(
             .collect::<Result<Vec<_>, _>>()
     })
     .await??;
+    // Work stored under a key that no configured worker owns would never be delivered: refuse to
+    // start rather than strand it (fewer workers or another identity_dir than last time).
+    let known: Vec<String> = identities.iter().map(|i| i.public_key.clone()).collect();
+    let stack_check = stack.clone();
+    let orphans: Vec<(String, String)> = blocking(move || stack_check.entries())
+        .await??
+        .into_iter()
+        .filter(|(worker, _)| !known.contains(worker))
+        .map(|(worker, entry)| (worker, entry.task.task_id))
+        .collect();
+    if !orphans.is_empty() {
+        return Err(DaemonError::Orphans {
+            stack: config.node.db_path.clone(),
+            identity_dir: config.node.identity_dir.clone(),
+            entries: orphans
+                .iter()
+                .map(|(w, t)| format!("task {t} of worker key {w}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
     let shared = Arc::new(Shared {
         backend: backend.to_string(),
         workers: identities
