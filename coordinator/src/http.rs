@@ -55,6 +55,33 @@ fn err(code: i32, msg: impl Into<String>) -> Response {
     Json(Envelope::<()>::err(code, msg)).into_response()
 }
 
+/// Marks an assignment's submission as in progress until dropped.
+struct InFlight<'a> {
+    app: &'a App,
+    uuid: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn claim(app: &'a App, uuid: &str) -> Option<Self> {
+        let mut set = app.submitting.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(uuid.to_string()).then(|| InFlight {
+            app,
+            uuid: uuid.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut set = self
+            .app
+            .submitting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.uuid);
+    }
+}
+
 /// Why a submitted proof was not accepted.
 enum Refusal {
     /// The proof is at fault: counted against the prover, errcode 20003.
@@ -308,6 +335,17 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         Ok(Err(e)) => return ("refused", submit_error(e)),
         Err(e) => return ("internal", internal(e)),
     };
+    // One submission per assignment at a time: a duplicate sent while the first is being verified
+    // gets errcode 500 (retry later: by then it is "cannot submit proof twice", or accepted).
+    let Some(_in_flight) = InFlight::claim(app, &req.uuid) else {
+        return (
+            "busy",
+            err(
+                errcode::INTERNAL,
+                "a submission for this assignment is already being processed; retry later",
+            ),
+        );
+    };
     let policy = app.policy;
     if req.status == proof_status::ERROR {
         let a = app.clone();
@@ -338,6 +376,10 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
             Err(e) => ("internal", internal(e)),
         };
     }
+    let _slot = match app.verify_slots.acquire().await {
+        Ok(permit) => permit,
+        Err(e) => return ("internal", internal(e)),
+    };
     let core = app.core.clone();
     let proof_text = req.proof.clone();
     let wire_task = ctx.wire_task.clone();

@@ -79,6 +79,11 @@ pub(crate) struct App {
     pub metrics: metrics::Metrics,
     /// The rollup state after every enqueued chunk (persisted in the store).
     pub rollup: Mutex<RollupState>,
+    /// Assignments whose submission is being processed: a concurrent duplicate is turned away
+    /// before it costs a verification.
+    pub submitting: Mutex<std::collections::HashSet<String>>,
+    /// Bounds concurrent proof verifications (CPU-bound) to the machine's parallelism.
+    pub verify_slots: tokio::sync::Semaphore,
 }
 
 /// Runs a blocking closure on the blocking pool.
@@ -246,6 +251,10 @@ impl Coordinator {
             vks,
             metrics: metrics::Metrics::new(),
             rollup: Mutex::new(rollup),
+            submitting: Mutex::new(Default::default()),
+            verify_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         });
         let cancel = CancellationToken::new();
         let router = http::router(app.clone());

@@ -52,10 +52,25 @@ async fn real_proofs_are_verified_and_state_survives_a_restart() {
     let t0 = a.get_task().await.expect("chunk-0");
     assert_eq!(t0.task_id, "chunk-0");
     let proof0 = prove(&t0).await;
-    let env = a
-        .submit_proof_text(&t0, serde_json::to_string(&proof0).expect("json"))
-        .await;
-    assert_eq!(env.errcode, 0, "{}", env.errmsg);
+    // The same proof sent twice at once: exactly one is accepted; the other is turned away while
+    // the first is verified (500, retry later) or after it (cannot submit twice).
+    let text = serde_json::to_string(&proof0).expect("json");
+    let (e1, e2) = tokio::join!(
+        a.submit_proof_text(&t0, text.clone()),
+        a.submit_proof_text(&t0, text.clone())
+    );
+    let mut codes = [e1.errcode, e2.errcode];
+    codes.sort();
+    assert_eq!(codes[0], 0, "{} / {}", e1.errmsg, e2.errmsg);
+    assert!(
+        codes[1] == errcode::INTERNAL || codes[1] == errcode::PROOF_FAILURE,
+        "{} / {}",
+        e1.errmsg,
+        e2.errmsg
+    );
+    let again = a.submit_proof_text(&t0, text).await;
+    assert_eq!(again.errcode, errcode::PROOF_FAILURE, "{}", again.errmsg);
+    assert!(again.errmsg.contains("twice"), "{}", again.errmsg);
     let row = c
         .status()
         .await
