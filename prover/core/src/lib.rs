@@ -11,6 +11,7 @@ pub mod core;
 pub mod engine;
 pub mod keys;
 pub mod login;
+pub mod native;
 pub mod rollup;
 pub mod wire;
 

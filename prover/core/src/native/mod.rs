@@ -1,0 +1,279 @@
+//! The native halo2 prover: our own `create_proof` over halo2-axiom 0.5.3 proving keys (KZG over
+//! BN254, SHPLONK multi-open), with every MSM and NTT going through a [`gpu::ComputeBackend`].
+//!
+//! It writes the transcript in exactly halo2-axiom's order, so halo2-axiom's `verify_proof`
+//! accepts its proofs, and it draws *all* randomness (blinding rows, commitment blinds, the
+//! vanishing argument's random polynomial) from the rng passed in, in a fixed order, so a fixed
+//! seed gives a byte-identical proof.
+//!
+//! Steps, one module each:
+//! - [`witness`]: runs the circuit's floor planner against our own `Assignment`, commits the
+//!   advice columns phase by phase and squeezes the challenges;
+//! - [`permutation`]: the permutation (copy-constraint) grand products;
+//! - [`vanishing`]: the random polynomial, the h pieces and their evaluation;
+//! - [`quotient`]: the numerator of h over the extended coset (gates + permutation);
+//! - [`open`]: SHPLONK multi-open;
+//! - [`commit`]: the backend helpers (commitments, NTTs, polynomial evaluation).
+//!
+//! Not supported yet: lookup arguments (a circuit with lookups is rejected with
+//! [`NativeError::Unsupported`]); instance queries (the SHPLONK prover never opens instances,
+//! exactly as halo2-axiom's `ProverSHPLONK`).
+
+pub mod commit;
+pub mod open;
+pub mod permutation;
+pub mod quotient;
+pub mod vanishing;
+pub mod witness;
+
+use ff::Field;
+use gpu::{BackendError, Bases, ComputeBackend, Domain};
+use halo2_proofs::plonk::{Circuit, ProvingKey};
+use halo2_proofs::poly::commitment::{Params, ParamsProver};
+use halo2_proofs::poly::Rotation;
+use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
+use halo2curves::bn256::{Fr, G1Affine};
+use rand_core::RngCore;
+
+use self::commit::eval_poly;
+use self::open::Query;
+
+/// Errors of the native engine.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeError {
+    #[error("compute backend: {0}")]
+    Backend(#[from] BackendError),
+    #[error("transcript: {0}")]
+    Transcript(#[from] std::io::Error),
+    #[error("circuit synthesis failed: {0}")]
+    Synthesis(String),
+    #[error("invalid instances: {0}")]
+    InvalidInstances(String),
+    #[error("not supported by the native engine yet: {0}")]
+    Unsupported(String),
+    #[error("the SRS bases hold {bases} points but the circuit needs {needed}")]
+    BasesTooShort { bases: usize, needed: usize },
+    #[error("the witness does not satisfy the circuit: {0}")]
+    Unsatisfied(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Everything the steps share: the backend, the SRS bases, the two domains.
+pub struct Ctx<'a> {
+    pub backend: &'a dyn ComputeBackend,
+    /// The SRS points `g` (monomial basis), at least `n` of them.
+    pub bases: &'a Bases,
+    /// The domain of size n.
+    pub domain: Domain,
+    /// The extended domain (size 2^extended_k) whose coset carries the quotient evaluation.
+    pub ext: Domain,
+    /// n.
+    pub n: usize,
+    /// Number of blinding rows (rows n - blinding_factors .. n are random).
+    pub blinding_factors: usize,
+    /// halo2's ω.
+    pub omega: Fr,
+    pub omega_inv: Fr,
+}
+
+impl Ctx<'_> {
+    /// `x · ω^rot`.
+    pub fn rotate(&self, x: Fr, rot: Rotation) -> Fr {
+        if rot.0 >= 0 {
+            x * self.omega.pow_vartime([rot.0 as u64])
+        } else {
+            x * self.omega_inv.pow_vartime([u64::from(rot.0.unsigned_abs())])
+        }
+    }
+
+    /// First row that is not usable (rows from here on hold the last-row marker and blinding).
+    pub fn unusable_start(&self) -> usize {
+        self.n - (self.blinding_factors + 1)
+    }
+}
+
+/// The SRS points as backend [`Bases`]. Build it once per SRS and reuse it: the id lets a
+/// device backend upload the points once.
+pub fn srs_bases(params: &params::Srs) -> Bases {
+    Bases::new(params.get_g().to_vec())
+}
+
+/// Creates a proof of `circuit` with public inputs `instances` (one slice per instance column)
+/// and writes it to `transcript`, in exactly the order of halo2-axiom 0.5.3's `create_proof` with
+/// `ProverSHPLONK`. `bases` must be [`srs_bases`] of the `params` the key was made with.
+#[allow(clippy::too_many_arguments)]
+pub fn create_proof<C, E, T>(
+    backend: &dyn ComputeBackend,
+    params: &params::Srs,
+    bases: &Bases,
+    pk: &ProvingKey<G1Affine>,
+    circuit: &C,
+    instances: &[&[Fr]],
+    rng: &mut dyn RngCore,
+    transcript: &mut T,
+) -> Result<(), NativeError>
+where
+    C: Circuit<Fr>,
+    E: EncodedChallenge<G1Affine>,
+    T: TranscriptWrite<G1Affine, E>,
+{
+    let vk = pk.get_vk();
+    let cs = vk.cs();
+    let hdomain = vk.get_domain();
+    let n = hdomain.n as usize;
+    if params.n() as usize != n {
+        return Err(NativeError::Internal(format!(
+            "params are for n = {} but the key for n = {n}",
+            params.n()
+        )));
+    }
+    if bases.len() < n {
+        return Err(NativeError::BasesTooShort {
+            bases: bases.len(),
+            needed: n,
+        });
+    }
+    if !cs.lookups().is_empty() {
+        return Err(NativeError::Unsupported(format!(
+            "{} lookup arguments",
+            cs.lookups().len()
+        )));
+    }
+    if instances.len() != cs.num_instance_columns() {
+        return Err(NativeError::InvalidInstances(format!(
+            "{} instance columns given, the circuit has {}",
+            instances.len(),
+            cs.num_instance_columns()
+        )));
+    }
+    let ctx = Ctx {
+        backend,
+        bases,
+        domain: Domain::new(hdomain.k)?,
+        ext: Domain::new(hdomain.extended_k)?,
+        n,
+        blinding_factors: cs.blinding_factors(),
+        omega: hdomain.get_omega(),
+        omega_inv: hdomain.get_omega_inv(),
+    };
+    for (i, col) in instances.iter().enumerate() {
+        if col.len() > ctx.unusable_start() {
+            return Err(NativeError::InvalidInstances(format!(
+                "instance column {i} has {} values, at most {} fit",
+                col.len(),
+                ctx.unusable_start()
+            )));
+        }
+    }
+
+    // The verifying key goes first.
+    vk.hash_into(transcript)?;
+
+    // Instance columns: Lagrange values (zero padded) and coefficients.
+    let mut instance_coeffs = Vec::with_capacity(instances.len());
+    let mut instance_values = Vec::with_capacity(instances.len());
+    for col in instances {
+        let mut values = vec![Fr::ZERO; n];
+        values[..col.len()].copy_from_slice(col);
+        instance_coeffs.push(commit::lagrange_to_coeff(&ctx, values.clone())?);
+        instance_values.push(values);
+    }
+
+    // Phases: synthesis, advice commitments, challenges.
+    let witness = witness::synthesize(&ctx, pk, circuit, instances, rng, transcript)?;
+
+    // theta is squeezed even without lookups (the verifier does the same).
+    let _theta = *transcript.squeeze_challenge_scalar::<()>();
+    let beta = *transcript.squeeze_challenge_scalar::<()>();
+    let gamma = *transcript.squeeze_challenge_scalar::<()>();
+
+    let perm = permutation::commit(
+        &ctx,
+        pk,
+        &witness.advice_values,
+        &instance_values,
+        beta,
+        gamma,
+        rng,
+        transcript,
+    )?;
+
+    let random = vanishing::commit_random(&ctx, rng, transcript)?;
+    let y = *transcript.squeeze_challenge_scalar::<()>();
+
+    let numerator = quotient::evaluate(
+        &ctx,
+        pk,
+        &witness.advice_coeffs,
+        &instance_coeffs,
+        &witness.challenges,
+        &perm,
+        beta,
+        gamma,
+        y,
+    )?;
+    let pieces = vanishing::construct(&ctx, hdomain.quotient_poly_degree as usize, numerator, rng, transcript)?;
+
+    let x = *transcript.squeeze_challenge_scalar::<()>();
+    let xn = x.pow_vartime([n as u64]);
+
+    // Evaluations, in halo2's order: advice, fixed, random, σ, permutation products.
+    for (column, rot) in cs.advice_queries() {
+        let eval = eval_poly(&witness.advice_coeffs[column.index()], ctx.rotate(x, *rot));
+        transcript.write_scalar(eval)?;
+    }
+    for (column, rot) in cs.fixed_queries() {
+        let eval = eval_poly(&pk.fixed_polys()[column.index()], ctx.rotate(x, *rot));
+        transcript.write_scalar(eval)?;
+    }
+    let h_poly = vanishing::combine(&pieces, xn, n);
+    transcript.write_scalar(eval_poly(&random, x))?;
+    for sigma in pk.permutation().polys() {
+        transcript.write_scalar(eval_poly(sigma, x))?;
+    }
+    permutation::evaluate(&ctx, &perm, x, transcript)?;
+
+    // Queries, in halo2's order (their order decides SHPLONK's grouping and challenge powers).
+    let mut polys: Vec<&[Fr]> = Vec::new();
+    let mut queries: Vec<Query> = Vec::new();
+    let advice_base = polys.len();
+    polys.extend(witness.advice_coeffs.iter().map(|p| p.as_slice()));
+    for (column, rot) in cs.advice_queries() {
+        queries.push(Query {
+            poly: advice_base + column.index(),
+            point: ctx.rotate(x, *rot),
+        });
+    }
+    let perm_base = polys.len();
+    polys.extend(perm.products.iter().map(|p| p.as_slice()));
+    let x_next = ctx.rotate(x, Rotation::next());
+    let x_last = ctx.rotate(x, Rotation(-((ctx.blinding_factors + 1) as i32)));
+    for i in 0..perm.products.len() {
+        queries.push(Query { poly: perm_base + i, point: x });
+        queries.push(Query { poly: perm_base + i, point: x_next });
+    }
+    for i in (0..perm.products.len()).rev().skip(1) {
+        queries.push(Query { poly: perm_base + i, point: x_last });
+    }
+    let fixed_base = polys.len();
+    polys.extend(pk.fixed_polys().iter().map(|p| &p[..]));
+    for (column, rot) in cs.fixed_queries() {
+        queries.push(Query {
+            poly: fixed_base + column.index(),
+            point: ctx.rotate(x, *rot),
+        });
+    }
+    let sigma_base = polys.len();
+    polys.extend(pk.permutation().polys().iter().map(|p| &p[..]));
+    for i in 0..pk.permutation().polys().len() {
+        queries.push(Query { poly: sigma_base + i, point: x });
+    }
+    let h_index = polys.len();
+    polys.push(&h_poly);
+    queries.push(Query { poly: h_index, point: x });
+    polys.push(&random);
+    queries.push(Query { poly: h_index + 1, point: x });
+
+    open::shplonk(&ctx, &polys, &queries, transcript)
+}

@@ -1,0 +1,297 @@
+//! Witness collection: our own `Assignment` that records advice values only, and the per-phase
+//! commit / challenge-squeeze sequence of halo2-axiom's prover.
+//!
+//! Per phase, in halo2's order: (phase 0 only) absorb the instance values; for the phase's
+//! advice columns in index order fill the blinding rows from the rng, column by column; draw one
+//! commitment blind per column (KZG ignores it, but it is drawn to keep halo2's rng order);
+//! commit and write the commitments; squeeze the phase's challenges.
+//!
+//! `assign_advice` must return a reference to the stored cell with an arbitrary lifetime, which
+//! cannot be expressed in safe Rust; it returns `Value::unknown()` instead. Circuits that read
+//! values back from the cells they assign (halo2-base does not: it keeps its own witness)
+//! would see unknown values; a cell assigned an unknown value is reported as an error.
+
+use std::collections::HashMap;
+
+use ff::Field;
+use halo2_proofs::circuit::Value;
+use halo2_proofs::plonk::{
+    Advice, Any, Assigned, Assignment, Challenge, Circuit, Column, ConstraintSystem, Error, Fixed,
+    FloorPlanner, Instance, ProvingKey, Selector,
+};
+use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
+use halo2curves::bn256::{Fr, G1Affine};
+use rand_core::RngCore;
+use rayon::prelude::*;
+
+use super::commit::commit_lagrange;
+use super::{Ctx, NativeError};
+
+/// The committed witness.
+pub struct Witness {
+    /// Advice columns as values on the domain (blinding rows included).
+    pub advice_values: Vec<Vec<Fr>>,
+    /// The same columns in coefficient form.
+    pub advice_coeffs: Vec<Vec<Fr>>,
+    /// Challenges by index.
+    pub challenges: Vec<Fr>,
+}
+
+struct Collector<'c, 'a, E, T>
+where
+    E: EncodedChallenge<G1Affine>,
+    T: TranscriptWrite<G1Affine, E>,
+{
+    ctx: &'c Ctx<'a>,
+    instances: &'c [&'c [Fr]],
+    advice: Vec<Vec<Assigned<Fr>>>,
+    advice_values: Vec<Vec<Fr>>,
+    advice_coeffs: Vec<Vec<Fr>>,
+    column_phase: Vec<u8>,
+    challenge_phase: Vec<u8>,
+    challenges: HashMap<usize, Fr>,
+    current_phase: u8,
+    rng: &'c mut dyn RngCore,
+    transcript: &'c mut T,
+    /// The first error met inside a callback that cannot return one.
+    error: Option<NativeError>,
+    _e: std::marker::PhantomData<E>,
+}
+
+impl<E, T> Collector<'_, '_, E, T>
+where
+    E: EncodedChallenge<G1Affine>,
+    T: TranscriptWrite<G1Affine, E>,
+{
+    fn fail(&mut self, e: NativeError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    fn commit_phase(&mut self) -> Result<(), NativeError> {
+        let phase = self.current_phase;
+        if phase == 0 {
+            for col in self.instances {
+                for v in col.iter() {
+                    self.transcript.common_scalar(*v)?;
+                }
+            }
+        }
+        let columns: Vec<usize> = (0..self.column_phase.len())
+            .filter(|&i| self.column_phase[i] == phase)
+            .collect();
+        let unusable = self.ctx.unusable_start();
+        let n = self.ctx.n;
+        let mut values: Vec<Vec<Fr>> = columns
+            .iter()
+            .map(|&i| {
+                self.advice[i]
+                    .par_iter()
+                    .map(|a| a.evaluate())
+                    .collect::<Vec<Fr>>()
+            })
+            .collect();
+        for col in values.iter_mut() {
+            for cell in &mut col[unusable..n] {
+                *cell = Fr::random(&mut *self.rng);
+            }
+        }
+        for _ in &columns {
+            let _blind = Fr::random(&mut *self.rng);
+        }
+        for (&i, vals) in columns.iter().zip(values) {
+            let (coeffs, c) = commit_lagrange(self.ctx, vals.clone())?;
+            self.transcript.write_point(c)?;
+            self.advice_values[i] = vals;
+            self.advice_coeffs[i] = coeffs;
+        }
+        for (index, &p) in self.challenge_phase.iter().enumerate() {
+            if p == phase {
+                let c = *self.transcript.squeeze_challenge_scalar::<()>();
+                self.challenges.insert(index, c);
+            }
+        }
+        self.current_phase += 1;
+        Ok(())
+    }
+}
+
+impl<E, T> Assignment<Fr> for Collector<'_, '_, E, T>
+where
+    E: EncodedChallenge<G1Affine>,
+    T: TranscriptWrite<G1Affine, E>,
+{
+    fn enter_region<NR, N>(&mut self, _: N)
+    where
+        NR: Into<String>,
+        N: FnOnce() -> NR,
+    {
+    }
+
+    fn exit_region(&mut self) {}
+
+    fn enable_selector<A, AR>(&mut self, _: A, _: &Selector, _: usize) -> Result<(), Error>
+    where
+        A: FnOnce() -> AR,
+        AR: Into<String>,
+    {
+        Ok(())
+    }
+
+    fn annotate_column<A, AR>(&mut self, _: A, _: Column<Any>)
+    where
+        A: FnOnce() -> AR,
+        AR: Into<String>,
+    {
+    }
+
+    fn query_instance(&self, column: Column<Instance>, row: usize) -> Result<Value<Fr>, Error> {
+        if row >= self.ctx.unusable_start() {
+            return Err(Error::NotEnoughRowsAvailable {
+                current_k: self.ctx.domain.log_n(),
+            });
+        }
+        self.instances
+            .get(column.index())
+            .and_then(|c| c.get(row))
+            .map(|v| Value::known(*v))
+            .ok_or(Error::BoundsFailure)
+    }
+
+    fn assign_advice<'v>(
+        &mut self,
+        column: Column<Advice>,
+        row: usize,
+        to: Value<Assigned<Fr>>,
+    ) -> Value<&'v Assigned<Fr>> {
+        if row >= self.ctx.unusable_start() {
+            self.fail(NativeError::Synthesis(format!(
+                "advice column {} row {row} is outside the usable rows",
+                column.index()
+            )));
+            return Value::unknown();
+        }
+        let mut got = None;
+        let _ = to.map(|v| got = Some(v));
+        match (got, self.advice.get_mut(column.index())) {
+            (Some(v), Some(col)) => col[row] = v,
+            (None, _) => self.fail(NativeError::Synthesis(format!(
+                "advice column {} row {row} assigned an unknown value",
+                column.index()
+            ))),
+            (_, None) => self.fail(NativeError::Synthesis(format!(
+                "advice column {} does not exist",
+                column.index()
+            ))),
+        }
+        Value::unknown()
+    }
+
+    fn assign_fixed(&mut self, _: Column<Fixed>, _: usize, _: Assigned<Fr>) {}
+
+    fn copy(&mut self, _: Column<Any>, _: usize, _: Column<Any>, _: usize) {}
+
+    fn fill_from_row(
+        &mut self,
+        _: Column<Fixed>,
+        _: usize,
+        _: Value<Assigned<Fr>>,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn get_challenge(&self, challenge: Challenge) -> Value<Fr> {
+        self.challenges
+            .get(&challenge.index())
+            .copied()
+            .map(Value::known)
+            .unwrap_or_else(Value::unknown)
+    }
+
+    fn push_namespace<NR, N>(&mut self, _: N)
+    where
+        NR: Into<String>,
+        N: FnOnce() -> NR,
+    {
+    }
+
+    fn pop_namespace(&mut self, _: Option<String>) {}
+
+    fn next_phase(&mut self) {
+        if self.error.is_some() {
+            self.current_phase += 1;
+            return;
+        }
+        if let Err(e) = self.commit_phase() {
+            self.fail(e);
+            self.current_phase += 1;
+        }
+    }
+}
+
+/// Runs the circuit's synthesis phase by phase, committing each phase's advice columns and
+/// squeezing its challenges into `transcript`.
+pub fn synthesize<C, E, T>(
+    ctx: &Ctx<'_>,
+    pk: &ProvingKey<G1Affine>,
+    circuit: &C,
+    instances: &[&[Fr]],
+    rng: &mut dyn RngCore,
+    transcript: &mut T,
+) -> Result<Witness, NativeError>
+where
+    C: Circuit<Fr>,
+    E: EncodedChallenge<G1Affine>,
+    T: TranscriptWrite<G1Affine, E>,
+{
+    let cs = pk.get_vk().cs();
+    let mut meta = ConstraintSystem::default();
+    let config = C::configure_with_params(&mut meta, circuit.params());
+    let column_phase = cs.advice_column_phase();
+    let challenge_phase = cs.challenge_phase();
+    let num_phases = column_phase.iter().copied().max().unwrap_or(0) + 1;
+    let num_advice = cs.num_advice_columns();
+    let n = ctx.n;
+    let mut w: Collector<'_, '_, E, T> = Collector {
+        ctx,
+        instances,
+        advice: vec![vec![Assigned::Zero; n]; num_advice],
+        advice_values: vec![Vec::new(); num_advice],
+        advice_coeffs: vec![Vec::new(); num_advice],
+        column_phase,
+        challenge_phase,
+        challenges: HashMap::new(),
+        current_phase: 0,
+        rng,
+        transcript,
+        error: None,
+        _e: std::marker::PhantomData,
+    };
+    while w.current_phase < num_phases {
+        C::FloorPlanner::synthesize(&mut w, circuit, config.clone(), cs.constants().clone())
+            .map_err(|e| NativeError::Synthesis(format!("{e:?}")))?;
+        if let Some(e) = w.error.take() {
+            return Err(e);
+        }
+        if w.current_phase < num_phases {
+            w.next_phase();
+            if let Some(e) = w.error.take() {
+                return Err(e);
+            }
+        }
+    }
+    let challenges = (0..cs.num_challenges())
+        .map(|i| {
+            w.challenges
+                .get(&i)
+                .copied()
+                .ok_or_else(|| NativeError::Internal(format!("challenge {i} was never squeezed")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Witness {
+        advice_values: w.advice_values,
+        advice_coeffs: w.advice_coeffs,
+        challenges,
+    })
+}
