@@ -141,3 +141,129 @@ fn native_gate_circuit_verifies_rejects_tampering_and_is_deterministic() {
     assert_ne!(proof, other);
     assert!(verify(&s, &instances, &other));
 }
+
+/// Counts the backend calls, delegating to the CPU backend.
+#[derive(Default)]
+struct Counting {
+    inner: CpuBackend,
+    msm: std::sync::atomic::AtomicUsize,
+    ntt: std::sync::atomic::AtomicUsize,
+    coset: std::sync::atomic::AtomicUsize,
+}
+
+impl gpu::ComputeBackend for Counting {
+    fn name(&self) -> gpu::BackendName {
+        self.inner.name()
+    }
+    fn msm(&self, bases: &gpu::Bases, scalars: &[Fr]) -> Result<halo2curves::bn256::G1, gpu::BackendError> {
+        self.msm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.msm(bases, scalars)
+    }
+    fn ntt(&self, v: &mut [Fr], d: &gpu::Domain, dir: gpu::Direction) -> Result<(), gpu::BackendError> {
+        self.ntt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.ntt(v, d, dir)
+    }
+    fn coset_ntt(&self, v: &mut [Fr], d: &gpu::Domain, dir: gpu::Direction) -> Result<(), gpu::BackendError> {
+        self.coset.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.coset_ntt(v, d, dir)
+    }
+}
+
+#[test]
+fn native_runs_every_msm_and_ntt_on_the_backend_and_poseidon_transcript_verifies() {
+    use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
+    use snark_verifier_sdk::NativeLoader;
+    let s = setup();
+    let bases = native::srs_bases(&s.params);
+    let (circuit, instances) = prover_circuit(&s, &[2, 7, 1, 8, 2, 8, 1, 8]);
+    let backend = Counting::default();
+    let mut transcript = PoseidonTranscript::<NativeLoader, Vec<u8>>::init(Vec::new());
+    native::create_proof(
+        &backend,
+        &s.params,
+        &bases,
+        &s.pk,
+        &circuit,
+        &[&instances],
+        &mut ChaCha20Rng::seed_from_u64(1),
+        &mut transcript,
+    )
+    .expect("native create_proof (Poseidon)");
+    let proof = transcript.finalize();
+    let load = |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(load(&backend.msm) > 0 && load(&backend.ntt) > 0 && load(&backend.coset) > 0);
+    eprintln!(
+        "backend calls: msm {}, ntt {}, coset_ntt {}",
+        load(&backend.msm),
+        load(&backend.ntt),
+        load(&backend.coset)
+    );
+
+    let mut reader = Cursor::new(proof.as_slice());
+    let mut t = PoseidonTranscript::<NativeLoader, &mut Cursor<&[u8]>>::from_spec(
+        &mut reader,
+        POSEIDON_SPEC.clone(),
+    );
+    let strategy = SingleStrategy::new(s.params.verifier_params());
+    verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
+        s.params.verifier_params(),
+        s.pk.get_vk(),
+        strategy,
+        &[&[&instances]],
+        &mut t,
+    )
+    .expect("Poseidon-transcript native proof rejected");
+}
+
+#[test]
+fn native_refuses_a_witness_that_violates_a_copy_constraint() {
+    let s = setup();
+    let bases = native::srs_bases(&s.params);
+    let (circuit, mut instances) = prover_circuit(&s, &[1, 1, 2, 3, 5, 8, 13, 21]);
+    instances[1] += Fr::from(1);
+    let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+    let err = native::create_proof(
+        &CpuBackend::new(),
+        &s.params,
+        &bases,
+        &s.pk,
+        &circuit,
+        &[&instances],
+        &mut ChaCha20Rng::seed_from_u64(5),
+        &mut transcript,
+    )
+    .expect_err("an unsatisfied witness must not be proved");
+    assert!(matches!(err, native::NativeError::Unsatisfied(_)), "{err}");
+}
+
+#[test]
+fn native_rejects_circuits_with_lookups_for_now() {
+    use halo2_base::gates::RangeChip;
+    use halo2_base::gates::RangeInstructions;
+    let params = ParamsKZG::<Bn256>::setup(K as u32, ChaCha20Rng::seed_from_u64(7));
+    let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Keygen)
+        .use_k(K)
+        .use_lookup_bits(K - 1)
+        .use_instance_columns(1);
+    let range: RangeChip<Fr> = builder.range_chip();
+    let ctx = builder.main(0);
+    let a = ctx.load_witness(Fr::from(100));
+    range.range_check(ctx, a, 8);
+    builder.calculate_params(Some(9));
+    let vk = keygen_vk(&params, &builder).expect("keygen_vk");
+    let pk = keygen_pk(&params, vk, &builder).expect("keygen_pk");
+    let bases = native::srs_bases(&params);
+    let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+    let err = native::create_proof(
+        &CpuBackend::new(),
+        &params,
+        &bases,
+        &pk,
+        &builder,
+        &[&[]],
+        &mut ChaCha20Rng::seed_from_u64(5),
+        &mut transcript,
+    )
+    .expect_err("lookups are not supported yet");
+    assert!(matches!(err, native::NativeError::Unsupported(_)), "{err}");
+}

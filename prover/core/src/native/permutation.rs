@@ -118,6 +118,14 @@ where
         transcript.write_point(c)?;
         products.push(coeffs);
     }
+    // The product over all usable rows must come back to 1 (the verifier checks
+    // l_last·(z² - z) = 0); anything else means a copy constraint fails, and the proof would be
+    // rejected. Refuse it here with a clear error instead.
+    if !products.is_empty() && last_z != Fr::ONE {
+        return Err(NativeError::Unsatisfied(
+            "a copy constraint (permutation argument) does not hold".into(),
+        ));
+    }
     Ok(Committed { products })
 }
 
