@@ -236,34 +236,66 @@ fn native_refuses_a_witness_that_violates_a_copy_constraint() {
     assert!(matches!(err, native::NativeError::Unsatisfied(_)), "{err}");
 }
 
-#[test]
-fn native_rejects_circuits_with_lookups_for_now() {
-    use halo2_base::gates::RangeChip;
+fn range_fill(builder: &mut BaseCircuitBuilder<Fr>, xs: &[u64]) {
     use halo2_base::gates::RangeInstructions;
+    let range = builder.range_chip();
+    let gate = GateChip::<Fr>::default();
+    let ctx = builder.main(0);
+    let cells: Vec<_> = xs.iter().map(|x| ctx.load_witness(Fr::from(*x))).collect();
+    for c in &cells {
+        range.range_check(ctx, *c, 16);
+    }
+    let s = gate.sum(ctx, cells.clone());
+    range.check_less_than_safe(ctx, s, 1 << 20);
+    builder.assigned_instances[0].push(s);
+}
+
+#[test]
+fn native_circuit_with_lookups_verifies_and_is_deterministic() {
     let params = ParamsKZG::<Bn256>::setup(K as u32, ChaCha20Rng::seed_from_u64(7));
     let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Keygen)
         .use_k(K)
         .use_lookup_bits(K - 1)
         .use_instance_columns(1);
-    let range: RangeChip<Fr> = builder.range_chip();
-    let ctx = builder.main(0);
-    let a = ctx.load_witness(Fr::from(100));
-    range.range_check(ctx, a, 8);
-    builder.calculate_params(Some(9));
+    range_fill(&mut builder, &[1, 2, 3, 4]);
+    let config = builder.calculate_params(Some(9));
     let vk = keygen_vk(&params, &builder).expect("keygen_vk");
     let pk = keygen_pk(&params, vk, &builder).expect("keygen_pk");
-    let bases = native::srs_bases(&params);
-    let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
-    let err = native::create_proof(
-        &CpuBackend::new(),
-        &params,
-        &bases,
-        &pk,
-        &builder,
-        &[&[]],
-        &mut ChaCha20Rng::seed_from_u64(5),
-        &mut transcript,
-    )
-    .expect_err("lookups are not supported yet");
-    assert!(matches!(err, native::NativeError::Unsupported(_)), "{err}");
+    assert!(!pk.get_vk().cs().lookups().is_empty());
+    let break_points = builder.break_points();
+    let s = Setup {
+        params,
+        pk,
+        config,
+        break_points,
+    };
+    let bases = native::srs_bases(&s.params);
+    let prove = |xs: &[u64], seed: u64| {
+        let mut circuit = BaseCircuitBuilder::prover(s.config.clone(), s.break_points.clone());
+        range_fill(&mut circuit, xs);
+        let instances: Vec<Fr> = circuit.assigned_instances[0].iter().map(|c| *c.value()).collect();
+        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+        native::create_proof(
+            &CpuBackend::new(),
+            &s.params,
+            &bases,
+            &s.pk,
+            &circuit,
+            &[&instances],
+            &mut ChaCha20Rng::seed_from_u64(seed),
+            &mut transcript,
+        )
+        .map(|()| (transcript.finalize(), instances))
+    };
+    let (proof, instances) = prove(&[1000, 2000, 65535, 7], 9).expect("native proof with lookups");
+    assert!(verify(&s, &instances, &proof), "native proof with lookups rejected");
+    let mut bad = proof.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    assert!(!verify(&s, &instances, &bad));
+    let (again, _) = prove(&[1000, 2000, 65535, 7], 9).expect("second proof");
+    assert_eq!(proof, again);
+    // A value outside the range: the lookup cannot be satisfied.
+    let err = prove(&[1000, 2000, 65536, 7], 9).expect_err("out-of-range value proved");
+    assert!(matches!(err, native::NativeError::Unsatisfied(_)), "{err}");
 }

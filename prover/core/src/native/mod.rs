@@ -15,11 +15,13 @@
 //! - [`open`]: SHPLONK multi-open;
 //! - [`commit`]: the backend helpers (commitments, NTTs, polynomial evaluation).
 //!
-//! Not supported yet: lookup arguments (a circuit with lookups is rejected with
-//! [`NativeError::Unsupported`]); instance queries (the SHPLONK prover never opens instances,
-//! exactly as halo2-axiom's `ProverSHPLONK`).
+//! - [`lookup`]: lookup arguments (permuted columns and grand products).
+//!
+//! Not supported: shuffle arguments; instance queries (the SHPLONK prover never opens
+//! instances, exactly as halo2-axiom's `ProverSHPLONK`); several circuits in one proof.
 
 pub mod commit;
+pub mod lookup;
 pub mod open;
 pub mod permutation;
 pub mod quotient;
@@ -134,12 +136,6 @@ where
             needed: n,
         });
     }
-    if !cs.lookups().is_empty() {
-        return Err(NativeError::Unsupported(format!(
-            "{} lookup arguments",
-            cs.lookups().len()
-        )));
-    }
     if instances.len() != cs.num_instance_columns() {
         return Err(NativeError::InvalidInstances(format!(
             "{} instance columns given, the circuit has {}",
@@ -184,7 +180,26 @@ where
     let witness = witness::synthesize(&ctx, pk, circuit, instances, rng, transcript)?;
 
     // theta is squeezed even without lookups (the verifier does the same).
-    let _theta = *transcript.squeeze_challenge_scalar::<()>();
+    let theta = *transcript.squeeze_challenge_scalar::<()>();
+    let fixed_values: Vec<Vec<Fr>> = pk.fixed_values().iter().map(|p| p.to_vec()).collect();
+    let columns = lookup::Columns {
+        fixed: &fixed_values,
+        advice: &witness.advice_values,
+        instance: &instance_values,
+        challenges: &witness.challenges,
+    };
+    let mut permuted = Vec::with_capacity(cs.lookups().len());
+    for argument in cs.lookups() {
+        permuted.push(lookup::commit_permuted(
+            &ctx,
+            argument.input_expressions(),
+            argument.table_expressions(),
+            theta,
+            &columns,
+            rng,
+            transcript,
+        )?);
+    }
     let beta = *transcript.squeeze_challenge_scalar::<()>();
     let gamma = *transcript.squeeze_challenge_scalar::<()>();
 
@@ -199,6 +214,11 @@ where
         transcript,
     )?;
 
+    let lookups = permuted
+        .into_iter()
+        .map(|p| lookup::commit_product(&ctx, p, beta, gamma, rng, transcript))
+        .collect::<Result<Vec<_>, _>>()?;
+
     let random = vanishing::commit_random(&ctx, rng, transcript)?;
     let y = *transcript.squeeze_challenge_scalar::<()>();
 
@@ -209,6 +229,8 @@ where
         &instance_coeffs,
         &witness.challenges,
         &perm,
+        &lookups,
+        theta,
         beta,
         gamma,
         y,
@@ -233,6 +255,9 @@ where
         transcript.write_scalar(eval_poly(sigma, x))?;
     }
     permutation::evaluate(&ctx, &perm, x, transcript)?;
+    for l in &lookups {
+        lookup::evaluate(&ctx, l, x, transcript)?;
+    }
 
     // Queries, in halo2's order (their order decides SHPLONK's grouping and challenge powers).
     let mut polys: Vec<&[Fr]> = Vec::new();
@@ -255,6 +280,18 @@ where
     }
     for i in (0..perm.products.len()).rev().skip(1) {
         queries.push(Query { poly: perm_base + i, point: x_last });
+    }
+    let x_prev = ctx.rotate(x, Rotation::prev());
+    for l in &lookups {
+        let base = polys.len();
+        polys.push(&l.product);
+        polys.push(&l.permuted_input);
+        polys.push(&l.permuted_table);
+        queries.push(Query { poly: base, point: x });
+        queries.push(Query { poly: base + 1, point: x });
+        queries.push(Query { poly: base + 2, point: x });
+        queries.push(Query { poly: base + 1, point: x_prev });
+        queries.push(Query { poly: base, point: x_next });
     }
     let fixed_base = polys.len();
     polys.extend(pk.fixed_polys().iter().map(|p| &p[..]));

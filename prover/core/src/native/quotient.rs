@@ -13,6 +13,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rayon::prelude::*;
 
 use super::commit::coeff_to_extended;
+use super::lookup;
 use super::permutation::{chunk_len, Committed};
 use super::{Ctx, NativeError};
 
@@ -40,8 +41,9 @@ fn to_ext_all(ctx: &Ctx<'_>, polys: &[&[Fr]]) -> Result<Vec<Vec<Fr>>, NativeErro
     polys.iter().map(|p| coeff_to_extended(ctx, p)).collect()
 }
 
-/// Evaluates one gate polynomial on the whole extended coset.
-fn evaluate_expression(
+/// Evaluates an expression on a whole domain of `size` points (`ratio` positions per row):
+/// the extended coset for gates, the domain itself (`ratio = 1`) for lookup compression.
+pub fn evaluate_expression(
     expr: &Expression<Fr>,
     size: usize,
     ratio: usize,
@@ -108,6 +110,8 @@ pub fn evaluate(
     instance_coeffs: &[Vec<Fr>],
     challenges: &[Fr],
     perm: &Committed,
+    lookups: &[lookup::Committed],
+    theta: Fr,
     beta: Fr,
     gamma: Fr,
     y: Fr,
@@ -135,13 +139,73 @@ pub fn evaluate(
         }
     }
 
-    // Permutation.
-    if perm.products.is_empty() {
+    if perm.products.is_empty() && lookups.is_empty() {
         return Ok(value);
     }
     let l0 = coeff_to_extended(ctx, &pk.l0()[..])?;
     let l_last = coeff_to_extended(ctx, &pk.l_last()[..])?;
     let l_active = coeff_to_extended(ctx, &pk.l_active_row()[..])?;
+    if !perm.products.is_empty() {
+        permutation_terms(
+            ctx, pk, &mut value, &fixed, &advice, &instance, &l0, &l_last, &l_active, perm, beta,
+            gamma, y,
+        )?;
+    }
+    for (argument, committed) in cs.lookups().iter().zip(lookups) {
+        let cols = lookup::Columns {
+            fixed: &fixed,
+            advice: &advice,
+            instance: &instance,
+            challenges,
+        };
+        let input = lookup::compress(argument.input_expressions(), theta, size, ratio, &cols)?;
+        let table = lookup::compress(argument.table_expressions(), theta, size, ratio, &cols)?;
+        let z = coeff_to_extended(ctx, &committed.product)?;
+        let a = coeff_to_extended(ctx, &committed.permuted_input)?;
+        let s = coeff_to_extended(ctx, &committed.permuted_table)?;
+        let isize = size as i64;
+        value
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| {
+                let i_next = (i as i64 + ratio as i64).rem_euclid(isize) as usize;
+                let i_prev = (i as i64 - ratio as i64).rem_euclid(isize) as usize;
+                let a_minus_s = a[i] - s[i];
+                let mut acc = *v;
+                acc = acc * y + (Fr::ONE - z[i]) * l0[i];
+                acc = acc * y + (z[i].square() - z[i]) * l_last[i];
+                acc = acc * y
+                    + (z[i_next] * (a[i] + beta) * (s[i] + gamma)
+                        - z[i] * (input[i] + beta) * (table[i] + gamma))
+                        * l_active[i];
+                acc = acc * y + a_minus_s * l0[i];
+                acc = acc * y + a_minus_s * (a[i] - a[i_prev]) * l_active[i];
+                *v = acc;
+            });
+    }
+    Ok(value)
+}
+
+/// The permutation argument's terms, folded into `value`.
+#[allow(clippy::too_many_arguments)]
+fn permutation_terms(
+    ctx: &Ctx<'_>,
+    pk: &ProvingKey<G1Affine>,
+    value: &mut [Fr],
+    fixed: &[Vec<Fr>],
+    advice: &[Vec<Fr>],
+    instance: &[Vec<Fr>],
+    l0: &[Fr],
+    l_last: &[Fr],
+    l_active: &[Fr],
+    perm: &Committed,
+    beta: Fr,
+    gamma: Fr,
+    y: Fr,
+) -> Result<(), NativeError> {
+    let cs = pk.get_vk().cs();
+    let size = ctx.ext.size();
+    let ratio = size / ctx.n;
     let product_refs: Vec<&[Fr]> = perm.products.iter().map(|p| p.as_slice()).collect();
     let products = to_ext_all(ctx, &product_refs)?;
     let sigma_refs: Vec<&[Fr]> = pk.permutation().polys().iter().map(|p| &p[..]).collect();
@@ -151,9 +215,9 @@ pub fn evaluate(
         .iter()
         .map(|c| {
             let set = match c.column_type() {
-                Any::Advice(_) => &advice,
-                Any::Fixed => &fixed,
-                Any::Instance => &instance,
+                Any::Advice(_) => advice,
+                Any::Fixed => fixed,
+                Any::Instance => instance,
             };
             set.get(c.index())
                 .map(|v| v.as_slice())
@@ -207,5 +271,5 @@ pub fn evaluate(
                 point *= w;
             }
         });
-    Ok(value)
+    Ok(())
 }
