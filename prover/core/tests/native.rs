@@ -125,10 +125,19 @@ fn native_gate_circuit_verifies_rejects_tampering_and_is_deterministic() {
     // Wrong public input → rejected.
     let mut wrong = instances.clone();
     wrong[1] += Fr::from(1);
-    assert!(!verify(&s, &wrong, &proof), "proof accepted for a wrong instance");
+    assert!(
+        !verify(&s, &wrong, &proof),
+        "proof accepted for a wrong instance"
+    );
 
     // One flipped byte anywhere → rejected (a few positions: commitments, evaluations, openings).
-    for pos in [0, proof.len() / 3, proof.len() / 2, proof.len() - 40, proof.len() - 1] {
+    for pos in [
+        0,
+        proof.len() / 3,
+        proof.len() / 2,
+        proof.len() - 40,
+        proof.len() - 1,
+    ] {
         let mut bad = proof.clone();
         bad[pos] ^= 1;
         assert!(!verify(&s, &instances, &bad), "flipped byte {pos} accepted");
@@ -155,16 +164,31 @@ impl gpu::ComputeBackend for Counting {
     fn name(&self) -> gpu::BackendName {
         self.inner.name()
     }
-    fn msm(&self, bases: &gpu::Bases, scalars: &[Fr]) -> Result<halo2curves::bn256::G1, gpu::BackendError> {
+    fn msm(
+        &self,
+        bases: &gpu::Bases,
+        scalars: &[Fr],
+    ) -> Result<halo2curves::bn256::G1, gpu::BackendError> {
         self.msm.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.msm(bases, scalars)
     }
-    fn ntt(&self, v: &mut [Fr], d: &gpu::Domain, dir: gpu::Direction) -> Result<(), gpu::BackendError> {
+    fn ntt(
+        &self,
+        v: &mut [Fr],
+        d: &gpu::Domain,
+        dir: gpu::Direction,
+    ) -> Result<(), gpu::BackendError> {
         self.ntt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.ntt(v, d, dir)
     }
-    fn coset_ntt(&self, v: &mut [Fr], d: &gpu::Domain, dir: gpu::Direction) -> Result<(), gpu::BackendError> {
-        self.coset.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn coset_ntt(
+        &self,
+        v: &mut [Fr],
+        d: &gpu::Domain,
+        dir: gpu::Direction,
+    ) -> Result<(), gpu::BackendError> {
+        self.coset
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.coset_ntt(v, d, dir)
     }
 }
@@ -273,7 +297,10 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
     let prove = |xs: &[u64], seed: u64| {
         let mut circuit = BaseCircuitBuilder::prover(s.config.clone(), s.break_points.clone());
         range_fill(&mut circuit, xs);
-        let instances: Vec<Fr> = circuit.assigned_instances[0].iter().map(|c| *c.value()).collect();
+        let instances: Vec<Fr> = circuit.assigned_instances[0]
+            .iter()
+            .map(|c| *c.value())
+            .collect();
         let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
         native::create_proof(
             &CpuBackend::new(),
@@ -288,7 +315,10 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
         .map(|()| (transcript.finalize(), instances))
     };
     let (proof, instances) = prove(&[1000, 2000, 65535, 7], 9).expect("native proof with lookups");
-    assert!(verify(&s, &instances, &proof), "native proof with lookups rejected");
+    assert!(
+        verify(&s, &instances, &proof),
+        "native proof with lookups rejected"
+    );
     let mut bad = proof.clone();
     let mid = bad.len() / 2;
     bad[mid] ^= 1;
@@ -298,4 +328,96 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
     // A value outside the range: the lookup cannot be satisfied.
     let err = prove(&[1000, 2000, 65536, 7], 9).expect_err("out-of-range value proved");
     assert!(matches!(err, native::NativeError::Unsatisfied(_)), "{err}");
+}
+
+/// The project's chunk circuit (k = 13, the test configuration): a native proof with the
+/// Poseidon transcript passes the production verifier (`engine::verify`: SHPLONK, Poseidon,
+/// no trailing bytes), and the same seed gives the same bytes.
+#[test]
+fn native_chunk_proof_passes_the_production_verifier() {
+    use prover_core::circuits::chunk;
+    use prover_core::rollup::RollupState;
+    use prover_core::wire::{ChunkConfig, Transfer};
+    use prover_core::{engine, CoreConfig, ProvingCore};
+    use snark_verifier_sdk::halo2::PoseidonTranscript;
+    use snark_verifier_sdk::NativeLoader;
+
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("native-chunk");
+    let params_dir = dir.join("params");
+    std::fs::create_dir_all(&params_dir).expect("params dir");
+    let config = ChunkConfig {
+        k: 13,
+        tree_depth: 4,
+        max_txs: 2,
+    };
+    params::ensure_dev(&params_dir, config.k, false).expect("dev params");
+    let core = ProvingCore::new(CoreConfig {
+        params_dir,
+        keys_dir: dir.join("keys"),
+    });
+    let keys = core.chunk_keys(config).expect("chunk keys");
+    let srs = core.srs(config.k).expect("srs");
+    let mut state = RollupState::genesis(config.tree_depth, 4, 1000).expect("genesis");
+    let transfer = |from, to, amount, nonce| Transfer {
+        from,
+        to,
+        amount,
+        nonce,
+    };
+    let data = state
+        .apply_chunk(config, &[transfer(0, 1, 5, 0), transfer(1, 2, 3, 0)])
+        .expect("chunk");
+    let bases = native::srs_bases(&srs);
+    let prove = |seed: u64| {
+        let mut builder = BaseCircuitBuilder::prover(
+            keys.meta.circuit_params.clone(),
+            keys.meta.break_points.clone(),
+        );
+        chunk::synthesize(&mut builder, &data);
+        let instances: Vec<Fr> = builder.assigned_instances[0]
+            .iter()
+            .map(|c| *c.value())
+            .collect();
+        let mut transcript = PoseidonTranscript::<NativeLoader, Vec<u8>>::init(Vec::new());
+        let started = std::time::Instant::now();
+        native::create_proof(
+            &CpuBackend::new(),
+            &srs,
+            &bases,
+            &keys.pk,
+            &builder,
+            &[&instances],
+            &mut ChaCha20Rng::seed_from_u64(seed),
+            &mut transcript,
+        )
+        .expect("native chunk proof");
+        eprintln!("native chunk proof (k=13): {:?}", started.elapsed());
+        (transcript.finalize(), instances)
+    };
+    let (proof, instances) = prove(11);
+    engine::verify(&srs, keys.vk(), &instances, &proof).expect("native chunk proof rejected");
+    let mut bad = proof.clone();
+    let pos = bad.len() / 3;
+    bad[pos] ^= 1;
+    assert!(engine::verify(&srs, keys.vk(), &instances, &bad).is_err());
+    let (again, _) = prove(11);
+    assert_eq!(proof, again);
+
+    // The reference engine on the same machine, for a rough ratio.
+    let mut builder = BaseCircuitBuilder::prover(
+        keys.meta.circuit_params.clone(),
+        keys.meta.break_points.clone(),
+    );
+    chunk::synthesize(&mut builder, &data);
+    let started = std::time::Instant::now();
+    let reference = engine::prove(
+        &srs,
+        &keys.pk,
+        builder,
+        &instances,
+        ChaCha20Rng::seed_from_u64(3),
+    )
+    .expect("reference proof");
+    eprintln!("reference chunk proof (k=13): {:?}", started.elapsed());
+    assert_eq!(reference.len(), proof.len(), "proof sizes differ");
 }

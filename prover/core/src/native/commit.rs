@@ -22,10 +22,7 @@ pub fn lagrange_to_coeff(ctx: &Ctx<'_>, mut values: Vec<Fr>) -> Result<Vec<Fr>, 
 
 /// Commits to Lagrange values: inverse NTT, then an MSM over the monomial SRS (the same group
 /// element as halo2's `commit_lagrange`). Returns the coefficients and the commitment.
-pub fn commit_lagrange(
-    ctx: &Ctx<'_>,
-    values: Vec<Fr>,
-) -> Result<(Vec<Fr>, G1Affine), NativeError> {
+pub fn commit_lagrange(ctx: &Ctx<'_>, values: Vec<Fr>) -> Result<(Vec<Fr>, G1Affine), NativeError> {
     let coeffs = lagrange_to_coeff(ctx, values)?;
     let c = commit_coeff(ctx, &coeffs)?;
     Ok((coeffs, c))
@@ -66,5 +63,8 @@ pub fn eval_poly(coeffs: &[Fr], x: Fr) -> Fr {
         .par_chunks(CHUNK)
         .map(|chunk| chunk.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c))
         .collect();
-    parts.iter().rev().fold(Fr::ZERO, |acc, p| acc * x_chunk + p)
+    parts
+        .iter()
+        .rev()
+        .fold(Fr::ZERO, |acc, p| acc * x_chunk + p)
 }

@@ -86,12 +86,10 @@ fn permute_pair(input: &[Fr], table: &[Fr]) -> Result<(Vec<Fr>, Vec<Fr>), Native
                     *c -= 1;
                     permuted_table[row] = Some(sorted[row]);
                 }
-                _ => {
-                    return Err(NativeError::Unsatisfied(format!(
-                        "lookup input value {:?} (row {row} of the sorted input) is not in the table",
-                        sorted[row]
-                    )))
-                }
+                _ => return Err(NativeError::Unsatisfied(format!(
+                    "lookup input value {:?} (row {row} of the sorted input) is not in the table",
+                    sorted[row]
+                ))),
             }
         }
     }

@@ -85,7 +85,9 @@ impl Ctx<'_> {
         if rot.0 >= 0 {
             x * self.omega.pow_vartime([rot.0 as u64])
         } else {
-            x * self.omega_inv.pow_vartime([u64::from(rot.0.unsigned_abs())])
+            x * self
+                .omega_inv
+                .pow_vartime([u64::from(rot.0.unsigned_abs())])
         }
     }
 
@@ -235,7 +237,13 @@ where
         gamma,
         y,
     )?;
-    let pieces = vanishing::construct(&ctx, hdomain.quotient_poly_degree as usize, numerator, rng, transcript)?;
+    let pieces = vanishing::construct(
+        &ctx,
+        hdomain.quotient_poly_degree as usize,
+        numerator,
+        rng,
+        transcript,
+    )?;
 
     let x = *transcript.squeeze_challenge_scalar::<()>();
     let xn = x.pow_vartime([n as u64]);
@@ -275,11 +283,20 @@ where
     let x_next = ctx.rotate(x, Rotation::next());
     let x_last = ctx.rotate(x, Rotation(-((ctx.blinding_factors + 1) as i32)));
     for i in 0..perm.products.len() {
-        queries.push(Query { poly: perm_base + i, point: x });
-        queries.push(Query { poly: perm_base + i, point: x_next });
+        queries.push(Query {
+            poly: perm_base + i,
+            point: x,
+        });
+        queries.push(Query {
+            poly: perm_base + i,
+            point: x_next,
+        });
     }
     for i in (0..perm.products.len()).rev().skip(1) {
-        queries.push(Query { poly: perm_base + i, point: x_last });
+        queries.push(Query {
+            poly: perm_base + i,
+            point: x_last,
+        });
     }
     let x_prev = ctx.rotate(x, Rotation::prev());
     for l in &lookups {
@@ -287,11 +304,26 @@ where
         polys.push(&l.product);
         polys.push(&l.permuted_input);
         polys.push(&l.permuted_table);
-        queries.push(Query { poly: base, point: x });
-        queries.push(Query { poly: base + 1, point: x });
-        queries.push(Query { poly: base + 2, point: x });
-        queries.push(Query { poly: base + 1, point: x_prev });
-        queries.push(Query { poly: base, point: x_next });
+        queries.push(Query {
+            poly: base,
+            point: x,
+        });
+        queries.push(Query {
+            poly: base + 1,
+            point: x,
+        });
+        queries.push(Query {
+            poly: base + 2,
+            point: x,
+        });
+        queries.push(Query {
+            poly: base + 1,
+            point: x_prev,
+        });
+        queries.push(Query {
+            poly: base,
+            point: x_next,
+        });
     }
     let fixed_base = polys.len();
     polys.extend(pk.fixed_polys().iter().map(|p| &p[..]));
@@ -304,13 +336,22 @@ where
     let sigma_base = polys.len();
     polys.extend(pk.permutation().polys().iter().map(|p| &p[..]));
     for i in 0..pk.permutation().polys().len() {
-        queries.push(Query { poly: sigma_base + i, point: x });
+        queries.push(Query {
+            poly: sigma_base + i,
+            point: x,
+        });
     }
     let h_index = polys.len();
     polys.push(&h_poly);
-    queries.push(Query { poly: h_index, point: x });
+    queries.push(Query {
+        poly: h_index,
+        point: x,
+    });
     polys.push(&random);
-    queries.push(Query { poly: h_index + 1, point: x });
+    queries.push(Query {
+        poly: h_index + 1,
+        point: x,
+    });
 
     open::shplonk(&ctx, &polys, &queries, transcript)
 }

@@ -97,7 +97,10 @@ where
     let mut super_set: Vec<Fr> = Vec::new();
     for q in queries {
         if q.poly >= polys.len() {
-            return Err(NativeError::Internal(format!("query of polynomial {}", q.poly)));
+            return Err(NativeError::Internal(format!(
+                "query of polynomial {}",
+                q.poly
+            )));
         }
         if !super_set.contains(&q.point) {
             super_set.push(q.point);

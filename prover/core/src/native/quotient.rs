@@ -65,7 +65,9 @@ pub fn evaluate_expression(
     let out = expr.evaluate(
         &|c| vec![c; size],
         &|s| {
-            bad.set(Some(format!("selector {s:?} left in the proving key's gates")));
+            bad.set(Some(format!(
+                "selector {s:?} left in the proving key's gates"
+            )));
             vec![Fr::ZERO; size]
         },
         &|q| column(fixed, "fixed", q.column_index(), q.rotation()),
@@ -83,11 +85,15 @@ pub fn evaluate_expression(
             a
         },
         &|mut a, b| {
-            a.par_iter_mut().zip(b.par_iter()).for_each(|(x, y)| *x += y);
+            a.par_iter_mut()
+                .zip(b.par_iter())
+                .for_each(|(x, y)| *x += y);
             a
         },
         &|mut a, b| {
-            a.par_iter_mut().zip(b.par_iter()).for_each(|(x, y)| *x *= y);
+            a.par_iter_mut()
+                .zip(b.par_iter())
+                .for_each(|(x, y)| *x *= y);
             a
         },
         &|mut a, s| {
@@ -164,24 +170,21 @@ pub fn evaluate(
         let a = coeff_to_extended(ctx, &committed.permuted_input)?;
         let s = coeff_to_extended(ctx, &committed.permuted_table)?;
         let isize = size as i64;
-        value
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| {
-                let i_next = (i as i64 + ratio as i64).rem_euclid(isize) as usize;
-                let i_prev = (i as i64 - ratio as i64).rem_euclid(isize) as usize;
-                let a_minus_s = a[i] - s[i];
-                let mut acc = *v;
-                acc = acc * y + (Fr::ONE - z[i]) * l0[i];
-                acc = acc * y + (z[i].square() - z[i]) * l_last[i];
-                acc = acc * y
-                    + (z[i_next] * (a[i] + beta) * (s[i] + gamma)
-                        - z[i] * (input[i] + beta) * (table[i] + gamma))
-                        * l_active[i];
-                acc = acc * y + a_minus_s * l0[i];
-                acc = acc * y + a_minus_s * (a[i] - a[i_prev]) * l_active[i];
-                *v = acc;
-            });
+        value.par_iter_mut().enumerate().for_each(|(i, v)| {
+            let i_next = (i as i64 + ratio as i64).rem_euclid(isize) as usize;
+            let i_prev = (i as i64 - ratio as i64).rem_euclid(isize) as usize;
+            let a_minus_s = a[i] - s[i];
+            let mut acc = *v;
+            acc = acc * y + (Fr::ONE - z[i]) * l0[i];
+            acc = acc * y + (z[i].square() - z[i]) * l_last[i];
+            acc = acc * y
+                + (z[i_next] * (a[i] + beta) * (s[i] + gamma)
+                    - z[i] * (input[i] + beta) * (table[i] + gamma))
+                    * l_active[i];
+            acc = acc * y + a_minus_s * l0[i];
+            acc = acc * y + a_minus_s * (a[i] - a[i_prev]) * l_active[i];
+            *v = acc;
+        });
     }
     Ok(value)
 }

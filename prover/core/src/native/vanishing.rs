@@ -55,7 +55,9 @@ where
     }
     for v in &inv {
         if bool::from(v.is_zero()) {
-            return Err(NativeError::Internal("X^n - 1 vanishes on the coset".into()));
+            return Err(NativeError::Internal(
+                "X^n - 1 vanishes on the coset".into(),
+            ));
         }
     }
     ff::BatchInvert::batch_invert(&mut inv[..]);
