@@ -19,12 +19,15 @@ use snark_verifier_sdk::NativeLoader;
 pub enum EngineKind {
     /// halo2-axiom's `create_proof`.
     Reference,
+    /// Our own prover ([`crate::native`]): every MSM and NTT on a `gpu::ComputeBackend`.
+    Native,
 }
 
 impl EngineKind {
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Reference => "reference",
+            EngineKind::Native => "native",
         }
     }
 }
@@ -36,6 +39,8 @@ pub enum EngineError {
     Prove(halo2_proofs::plonk::Error),
     #[error("proof rejected: {0}")]
     Rejected(String),
+    #[error("native engine: {0}")]
+    Native(#[from] crate::native::NativeError),
 }
 
 /// Creates a proof of `circuit` with public inputs `instances` (one instance column).
@@ -56,6 +61,32 @@ pub fn prove<C: Circuit<Fr>>(
         &mut transcript,
     )
     .map_err(EngineError::Prove)?;
+    Ok(transcript.finalize())
+}
+
+/// Creates the same kind of proof as [`prove`] (SHPLONK, Poseidon transcript) with the native
+/// engine on `backend`. `bases` must be [`crate::native::srs_bases`] of `params` (build it once
+/// per SRS so a device backend can keep the points resident).
+pub fn prove_native<C: Circuit<Fr>>(
+    backend: &dyn gpu::ComputeBackend,
+    params: &params::Srs,
+    bases: &gpu::Bases,
+    pk: &ProvingKey<G1Affine>,
+    circuit: &C,
+    instances: &[Fr],
+    mut rng: impl RngCore,
+) -> Result<Vec<u8>, EngineError> {
+    let mut transcript = PoseidonTranscript::<NativeLoader, Vec<u8>>::init(Vec::new());
+    crate::native::create_proof(
+        backend,
+        params,
+        bases,
+        pk,
+        circuit,
+        &[instances],
+        &mut rng,
+        &mut transcript,
+    )?;
     Ok(transcript.finalize())
 }
 

@@ -403,6 +403,24 @@ fn native_chunk_proof_passes_the_production_verifier() {
     let (again, _) = prove(11);
     assert_eq!(proof, again);
 
+    // The engine-level entry point gives the same bytes.
+    let mut builder = BaseCircuitBuilder::prover(
+        keys.meta.circuit_params.clone(),
+        keys.meta.break_points.clone(),
+    );
+    chunk::synthesize(&mut builder, &data);
+    let via_engine = engine::prove_native(
+        &CpuBackend::new(),
+        &srs,
+        &bases,
+        &keys.pk,
+        &builder,
+        &instances,
+        ChaCha20Rng::seed_from_u64(11),
+    )
+    .expect("engine::prove_native");
+    assert_eq!(via_engine, proof);
+
     // The reference engine on the same machine, for a rough ratio.
     let mut builder = BaseCircuitBuilder::prover(
         keys.meta.circuit_params.clone(),

@@ -86,16 +86,16 @@ fn permute_pair(input: &[Fr], table: &[Fr]) -> Result<(Vec<Fr>, Vec<Fr>), Native
                     *c -= 1;
                     permuted_table[row] = Some(sorted[row]);
                 }
-                _ => return Err(NativeError::Unsatisfied(format!(
+                _ => {
+                    return Err(NativeError::Unsatisfied(format!(
                     "lookup input value {:?} (row {row} of the sorted input) is not in the table",
                     sorted[row]
-                ))),
+                )))
+                }
             }
         }
     }
-    let mut leftover = counts
-        .into_iter()
-        .flat_map(|(v, c)| std::iter::repeat(v).take(c));
+    let mut leftover = counts.into_iter().flat_map(|(v, c)| (0..c).map(move |_| v));
     let mut table_out = Vec::with_capacity(sorted.len());
     for slot in permuted_table {
         match slot {
