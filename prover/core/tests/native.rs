@@ -439,3 +439,140 @@ fn native_chunk_proof_passes_the_production_verifier() {
     eprintln!("reference chunk proof (k=13): {:?}", started.elapsed());
     assert_eq!(reference.len(), proof.len(), "proof sizes differ");
 }
+
+/// A hand-written two-phase circuit with a challenge: phase 0 holds a_i, phase 1 holds the
+/// running random linear combination b_i = b_{i-1}·c + a_i under the challenge c squeezed after
+/// phase 0. (halo2-base 0.5.5's BaseCircuitBuilder assigns phase 0 only, hence a custom circuit.)
+mod rlc {
+    use halo2_proofs::circuit::{Layouter, SimpleFloorPlanner, Value};
+    use halo2_proofs::plonk::{
+        Advice, Challenge, Circuit, Column, ConstraintSystem, Error, FirstPhase, Instance,
+        SecondPhase, Selector,
+    };
+    use halo2_proofs::poly::Rotation;
+    use halo2curves::bn256::Fr;
+
+    #[derive(Clone, Debug)]
+    pub struct Config {
+        a: Column<Advice>,
+        b: Column<Advice>,
+        q: Selector,
+        c: Challenge,
+        inst: Column<Instance>,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct RlcCircuit {
+        pub xs: Vec<Fr>,
+    }
+
+    impl Circuit<Fr> for RlcCircuit {
+        type Config = Config;
+        type FloorPlanner = SimpleFloorPlanner;
+        type Params = ();
+
+        fn without_witnesses(&self) -> Self {
+            self.clone()
+        }
+
+        fn configure(cs: &mut ConstraintSystem<Fr>) -> Config {
+            let a = cs.advice_column();
+            let b = cs.advice_column_in(SecondPhase);
+            let q = cs.selector();
+            let c = cs.challenge_usable_after(FirstPhase);
+            let inst = cs.instance_column();
+            cs.enable_equality(a);
+            cs.enable_equality(inst);
+            cs.create_gate("b = b_prev * c + a", |meta| {
+                let q = meta.query_selector(q);
+                let a = meta.query_advice(a, Rotation::cur());
+                let b_cur = meta.query_advice(b, Rotation::cur());
+                let b_prev = meta.query_advice(b, Rotation::prev());
+                let c = meta.query_challenge(c);
+                vec![q * (b_cur - (b_prev * c + a))]
+            });
+            Config { a, b, q, c, inst }
+        }
+
+        fn synthesize(&self, config: Config, mut layouter: impl Layouter<Fr>) -> Result<(), Error> {
+            let first = layouter.assign_region(
+                || "phase 0",
+                |mut region| {
+                    let mut first = None;
+                    for (i, x) in self.xs.iter().enumerate() {
+                        let cell = region.assign_advice(config.a, i, Value::known(*x));
+                        if i == 0 {
+                            first = Some(cell.cell());
+                        }
+                    }
+                    first.ok_or(Error::Synthesis)
+                },
+            )?;
+            layouter.constrain_instance(first, config.inst, 0);
+            layouter.next_phase();
+            let c = layouter.get_challenge(config.c);
+            layouter.assign_region(
+                || "phase 1",
+                |mut region| {
+                    let mut acc = Value::known(Fr::zero());
+                    for (i, x) in self.xs.iter().enumerate() {
+                        if i > 0 {
+                            config.q.enable(&mut region, i)?;
+                        }
+                        acc = acc * c + Value::known(*x);
+                        if i == 0 {
+                            acc = Value::known(*x);
+                        }
+                        region.assign_advice(config.b, i, acc);
+                    }
+                    Ok(())
+                },
+            )
+        }
+    }
+}
+
+/// Advice in two phases with a challenge: each phase is committed in turn and the challenge
+/// squeezed in between (halo2's multi-phase order).
+#[test]
+fn native_two_phase_circuit_with_a_challenge_verifies() {
+    let params = ParamsKZG::<Bn256>::setup(K as u32, ChaCha20Rng::seed_from_u64(7));
+    let xs: Vec<Fr> = (1..20u64).map(Fr::from).collect();
+    let keygen_circuit = rlc::RlcCircuit { xs: xs.clone() };
+    let vk = keygen_vk(&params, &keygen_circuit).expect("keygen_vk");
+    let pk = keygen_pk(&params, vk, &keygen_circuit).expect("keygen_pk");
+    assert_eq!(pk.get_vk().cs().num_challenges(), 1);
+    let bases = native::srs_bases(&params);
+    let circuit = rlc::RlcCircuit {
+        xs: (5..24u64).map(Fr::from).collect(),
+    };
+    let instances = vec![Fr::from(5)];
+    let prove = |seed: u64| {
+        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+        native::create_proof(
+            &CpuBackend::new(),
+            &params,
+            &bases,
+            &pk,
+            &circuit,
+            &[&instances],
+            &mut ChaCha20Rng::seed_from_u64(seed),
+            &mut transcript,
+        )
+        .expect("native two-phase proof");
+        transcript.finalize()
+    };
+    let proof = prove(21);
+    let s = Setup {
+        params: params.clone(),
+        pk: pk.clone(),
+        config: BaseCircuitParams::default(),
+        break_points: Default::default(),
+    };
+    assert!(
+        verify(&s, &instances, &proof),
+        "two-phase native proof rejected"
+    );
+    assert!(!verify(&s, &[Fr::from(6)], &proof));
+    assert_eq!(proof, prove(21));
+}
