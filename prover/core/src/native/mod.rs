@@ -165,6 +165,18 @@ where
         }
     }
 
+    let started = std::time::Instant::now();
+    let mut last = started;
+    let mut step = |name: &'static str| {
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            step = name,
+            ms = (now - last).as_millis() as u64,
+            "native prover step"
+        );
+        last = now;
+    };
+
     // The verifying key goes first.
     vk.hash_into(transcript)?;
 
@@ -180,6 +192,7 @@ where
 
     // Phases: synthesis, advice commitments, challenges.
     let witness = witness::synthesize(&ctx, pk, circuit, instances, rng, transcript)?;
+    step("witness and advice commitments");
 
     // theta is squeezed even without lookups (the verifier does the same).
     let theta = *transcript.squeeze_challenge_scalar::<()>();
@@ -202,6 +215,7 @@ where
             transcript,
         )?);
     }
+    step("lookup permuted columns");
     let beta = *transcript.squeeze_challenge_scalar::<()>();
     let gamma = *transcript.squeeze_challenge_scalar::<()>();
 
@@ -216,11 +230,13 @@ where
         transcript,
     )?;
 
+    step("permutation products");
     let lookups = permuted
         .into_iter()
         .map(|p| lookup::commit_product(&ctx, p, beta, gamma, rng, transcript))
         .collect::<Result<Vec<_>, _>>()?;
 
+    step("lookup products");
     let random = vanishing::commit_random(&ctx, rng, transcript)?;
     let y = *transcript.squeeze_challenge_scalar::<()>();
 
@@ -237,6 +253,7 @@ where
         gamma,
         y,
     )?;
+    step("quotient numerator");
     let pieces = vanishing::construct(
         &ctx,
         hdomain.quotient_poly_degree as usize,
@@ -245,6 +262,7 @@ where
         transcript,
     )?;
 
+    step("h pieces");
     let x = *transcript.squeeze_challenge_scalar::<()>();
     let xn = x.pow_vartime([n as u64]);
 
@@ -353,5 +371,12 @@ where
         point: x,
     });
 
-    open::shplonk(&ctx, &polys, &queries, transcript)
+    step("evaluations");
+    open::shplonk(&ctx, &polys, &queries, transcript)?;
+    step("SHPLONK");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "native proof done"
+    );
+    Ok(())
 }
