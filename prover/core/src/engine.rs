@@ -82,6 +82,7 @@ pub fn prove_native<C: Circuit<Fr>>(
         params,
         bases,
         pk,
+        None,
         circuit,
         &[instances],
         &mut rng,

@@ -91,6 +91,7 @@ fn prove_native(s: &Setup, bases: &gpu::Bases, xs: &[u64], seed: u64) -> (Vec<u8
         &s.params,
         bases,
         &s.pk,
+        None,
         &circuit,
         &[&instances],
         &mut rng,
@@ -207,6 +208,7 @@ fn native_runs_every_msm_and_ntt_on_the_backend_and_poseidon_transcript_verifies
         &s.params,
         &bases,
         &s.pk,
+        None,
         &circuit,
         &[&instances],
         &mut ChaCha20Rng::seed_from_u64(1),
@@ -251,6 +253,7 @@ fn native_refuses_a_witness_that_violates_a_copy_constraint() {
         &s.params,
         &bases,
         &s.pk,
+        None,
         &circuit,
         &[&instances],
         &mut ChaCha20Rng::seed_from_u64(5),
@@ -294,7 +297,7 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
         break_points,
     };
     let bases = native::srs_bases(&s.params);
-    let prove = |xs: &[u64], seed: u64| {
+    let prove_with = |xs: &[u64], seed: u64, cache: Option<&native::KeyCache>| {
         let mut circuit = BaseCircuitBuilder::prover(s.config.clone(), s.break_points.clone());
         range_fill(&mut circuit, xs);
         let instances: Vec<Fr> = circuit.assigned_instances[0]
@@ -307,6 +310,7 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
             &s.params,
             &bases,
             &s.pk,
+            cache,
             &circuit,
             &[&instances],
             &mut ChaCha20Rng::seed_from_u64(seed),
@@ -314,6 +318,7 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
         )
         .map(|()| (transcript.finalize(), instances))
     };
+    let prove = |xs: &[u64], seed: u64| prove_with(xs, seed, None);
     let (proof, instances) = prove(&[1000, 2000, 65535, 7], 9).expect("native proof with lookups");
     assert!(
         verify(&s, &instances, &proof),
@@ -328,6 +333,19 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
     // A value outside the range: the lookup cannot be satisfied.
     let err = prove(&[1000, 2000, 65536, 7], 9).expect_err("out-of-range value proved");
     assert!(matches!(err, native::NativeError::Unsatisfied(_)), "{err}");
+
+    // The per-key cache of extended-coset columns changes nothing in the proof, and a cache
+    // built for another key is refused.
+    let cache = native::KeyCache::new(&CpuBackend::new(), &s.pk).expect("key cache");
+    assert!(cache.size_bytes() > 0);
+    let (cached, _) =
+        prove_with(&[1000, 2000, 65535, 7], 9, Some(&cache)).expect("proof with the key cache");
+    assert_eq!(proof, cached, "the key cache changed the proof");
+    let other = setup();
+    let wrong = native::KeyCache::new(&CpuBackend::new(), &other.pk).expect("other key cache");
+    let err = prove_with(&[1000, 2000, 65535, 7], 9, Some(&wrong))
+        .expect_err("a cache of another key was used");
+    assert!(err.to_string().contains("another proving key"), "{err}");
 }
 
 /// The project's chunk circuit (k = 13, the test configuration): a native proof with the
@@ -351,10 +369,7 @@ fn native_chunk_proof_passes_the_production_verifier() {
         max_txs: 2,
     };
     params::ensure_dev(&params_dir, config.k, false).expect("dev params");
-    let core = ProvingCore::new(CoreConfig {
-        params_dir,
-        keys_dir: dir.join("keys"),
-    });
+    let core = ProvingCore::new(CoreConfig::new(params_dir, dir.join("keys")));
     let keys = core.chunk_keys(config).expect("chunk keys");
     let srs = core.srs(config.k).expect("srs");
     let mut state = RollupState::genesis(config.tree_depth, 4, 1000).expect("genesis");
@@ -385,6 +400,7 @@ fn native_chunk_proof_passes_the_production_verifier() {
             &srs,
             &bases,
             &keys.pk,
+            None,
             &builder,
             &[&instances],
             &mut ChaCha20Rng::seed_from_u64(seed),
@@ -554,6 +570,7 @@ fn native_two_phase_circuit_with_a_challenge_verifies() {
             &params,
             &bases,
             &pk,
+            None,
             &circuit,
             &[&instances],
             &mut ChaCha20Rng::seed_from_u64(seed),

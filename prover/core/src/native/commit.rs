@@ -31,18 +31,7 @@ pub fn commit_lagrange(ctx: &Ctx<'_>, values: Vec<Fr>) -> Result<(Vec<Fr>, G1Aff
 /// Coefficients (at most the extended size) → values on the extended coset `g·⟨ω_ext⟩`
 /// (backend coset NTT).
 pub fn coeff_to_extended(ctx: &Ctx<'_>, coeffs: &[Fr]) -> Result<Vec<Fr>, NativeError> {
-    let size = ctx.ext.size();
-    if coeffs.len() > size {
-        return Err(NativeError::Internal(format!(
-            "polynomial of {} coefficients does not fit the extended domain of {size}",
-            coeffs.len()
-        )));
-    }
-    let mut values = vec![Fr::ZERO; size];
-    values[..coeffs.len()].copy_from_slice(coeffs);
-    ctx.backend
-        .coset_ntt(&mut values, &ctx.ext, Direction::Forward)?;
-    Ok(values)
+    super::keycache::to_extended(ctx.backend, &ctx.ext, coeffs)
 }
 
 /// Values on the extended coset → coefficients (backend inverse coset NTT).

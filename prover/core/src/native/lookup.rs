@@ -14,8 +14,10 @@ use rand_core::RngCore;
 use rayon::prelude::*;
 
 use super::commit::{commit_lagrange, eval_poly};
-use super::quotient::evaluate_expression;
+use super::program::{self, Program};
 use super::{Ctx, NativeError};
+
+const CHUNK: usize = 1 << 12;
 
 /// Column values on the domain (Lagrange basis) that lookup expressions read.
 pub struct Columns<'a> {
@@ -42,30 +44,29 @@ pub struct Committed {
     pub product: Vec<Fr>,
 }
 
-/// `Σ θ^(m-1-j) e_j` over the expressions, evaluated on a domain of `size` points, `ratio`
-/// positions per row.
+/// `Σ θ^(m-1-j) e_j` over the expressions, on the circuit's domain (n rows).
 pub fn compress(
     expressions: &[Expression<Fr>],
     theta: Fr,
-    size: usize,
-    ratio: usize,
+    n: usize,
     cols: &Columns<'_>,
 ) -> Result<Vec<Fr>, NativeError> {
-    let mut acc = vec![Fr::ZERO; size];
-    for e in expressions {
-        let v = evaluate_expression(
-            e,
-            size,
-            ratio,
-            cols.fixed,
-            cols.advice,
-            cols.instance,
-            cols.challenges,
-        )?;
-        acc.par_iter_mut()
-            .zip(v.par_iter())
-            .for_each(|(a, v)| *a = *a * theta + v);
-    }
+    let counts = [cols.fixed.len(), cols.advice.len(), cols.instance.len()];
+    let exprs: Vec<&Expression<Fr>> = expressions.iter().collect();
+    let program = Program::compile(&exprs, cols.challenges, counts)?;
+    let on_domain = program::Columns {
+        fixed: cols.fixed.iter().map(Vec::as_slice).collect(),
+        advice: cols.advice.iter().map(Vec::as_slice).collect(),
+        instance: cols.instance.iter().map(Vec::as_slice).collect(),
+        size: n,
+        ratio: 1,
+    };
+    on_domain.check()?;
+    let mut acc = vec![Fr::ZERO; n];
+    acc.par_chunks_mut(CHUNK).enumerate().for_each_init(
+        || program.scratch(),
+        |scratch, (ci, out)| program.horner(&on_domain, scratch, ci * CHUNK, out, theta),
+    );
     Ok(acc)
 }
 
@@ -127,8 +128,8 @@ where
 {
     let n = ctx.n;
     let usable = ctx.unusable_start();
-    let compressed_input = compress(input_expressions, theta, n, 1, cols)?;
-    let compressed_table = compress(table_expressions, theta, n, 1, cols)?;
+    let compressed_input = compress(input_expressions, theta, n, cols)?;
+    let compressed_table = compress(table_expressions, theta, n, cols)?;
     let (mut permuted_input, mut permuted_table) =
         permute_pair(&compressed_input[..usable], &compressed_table[..usable])?;
     permuted_input.resize_with(n, || Fr::random(&mut *rng));

@@ -21,9 +21,11 @@
 //! instances, exactly as halo2-axiom's `ProverSHPLONK`); several circuits in one proof.
 
 pub mod commit;
+pub mod keycache;
 pub mod lookup;
 pub mod open;
 pub mod permutation;
+pub mod program;
 pub mod quotient;
 pub mod vanishing;
 pub mod witness;
@@ -38,6 +40,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 
 use self::commit::eval_poly;
+pub use self::keycache::KeyCache;
 use self::open::Query;
 
 /// Errors of the native engine.
@@ -105,13 +108,16 @@ pub fn srs_bases(params: &params::Srs) -> Bases {
 
 /// Creates a proof of `circuit` with public inputs `instances` (one slice per instance column)
 /// and writes it to `transcript`, in exactly the order of halo2-axiom 0.5.3's `create_proof` with
-/// `ProverSHPLONK`. `bases` must be [`srs_bases`] of the `params` the key was made with.
+/// `ProverSHPLONK`. `bases` must be [`srs_bases`] of the `params` the key was made with;
+/// `cache`, when given, must be [`KeyCache::new`] of `pk` (without one, its values are computed
+/// in this proof).
 #[allow(clippy::too_many_arguments)]
 pub fn create_proof<C, E, T>(
     backend: &dyn ComputeBackend,
     params: &params::Srs,
     bases: &Bases,
     pk: &ProvingKey<G1Affine>,
+    cache: Option<&KeyCache>,
     circuit: &C,
     instances: &[&[Fr]],
     rng: &mut dyn RngCore,
@@ -239,13 +245,26 @@ where
     step("lookup products");
     let random = vanishing::commit_random(&ctx, rng, transcript)?;
     let y = *transcript.squeeze_challenge_scalar::<()>();
+    step("random polynomial");
 
+    let built;
+    let cache = match cache {
+        Some(c) => {
+            c.check(pk)?;
+            c
+        }
+        None => {
+            built = KeyCache::new(backend, pk)?;
+            &built
+        }
+    };
     let numerator = quotient::evaluate(
         &ctx,
         pk,
         &witness.advice_coeffs,
         &instance_coeffs,
         &witness.challenges,
+        cache,
         &perm,
         &lookups,
         theta,
