@@ -167,10 +167,10 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(path: PathBuf) -> Result<()> {
     let config = CoordinatorConfig::from_file(&path)?;
-    let core = Arc::new(ProvingCore::new(CoreConfig {
-        params_dir: config.params_dir.clone(),
-        keys_dir: config.keys_dir.clone(),
-    }));
+    let core = Arc::new(ProvingCore::new(CoreConfig::new(
+        config.params_dir.clone(),
+        config.keys_dir.clone(),
+    )));
     let running = Coordinator::start(config, core).await?;
     println!("coordinator listening on {}", running.base_url());
     shutdown_signal().await?;

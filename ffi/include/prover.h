@@ -111,7 +111,9 @@ const char *prover_version(void);
 
 /*
  Creates a prover from `config_json`, the `prover` section of config.json
- (`{"params_dir": "...", "keys_dir": "..."}`), and stores the handle in `*out`.
+ (`{"params_dir": "...", "keys_dir": "..."}`), and stores the handle in `*out`. Two optional
+ keys choose what proves: `"engine"` (`"native"`, the default, or `"reference"`) and `"backend"`
+ (`"auto"`, the default, `"cpu"` or `"cuda"`; selected at the first native proof).
 
  Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory. Parameters and keys
  are loaded (keys generated into `keys_dir`) on first use and kept for the handle's lifetime.

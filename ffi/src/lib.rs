@@ -112,14 +112,17 @@ fn core_status(e: &CoreError) -> ProverStatus {
         | CoreError::InstanceCount { .. }
         | CoreError::BadAccumulator
         | CoreError::AccumulatorPairing => ProverStatus::InvalidInput,
-        CoreError::Params(_) | CoreError::Keys(_) => ProverStatus::Setup,
+        CoreError::Params(_) | CoreError::Keys(_) | CoreError::Backend(_) => ProverStatus::Setup,
         CoreError::Engine(_) => ProverStatus::ProveFailed,
     }
 }
 
 /// Whether a verification error means "this proof is invalid" (as opposed to "could not verify").
 fn is_rejection(e: &CoreError) -> bool {
-    !matches!(e, CoreError::Params(_) | CoreError::Keys(_))
+    !matches!(
+        e,
+        CoreError::Params(_) | CoreError::Keys(_) | CoreError::Backend(_)
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,7 +246,9 @@ pub extern "C" fn prover_version() -> *const c_char {
 }
 
 /// Creates a prover from `config_json`, the `prover` section of config.json
-/// (`{"params_dir": "...", "keys_dir": "..."}`), and stores the handle in `*out`.
+/// (`{"params_dir": "...", "keys_dir": "..."}`), and stores the handle in `*out`. Two optional
+/// keys choose what proves: `"engine"` (`"native"`, the default, or `"reference"`) and `"backend"`
+/// (`"auto"`, the default, `"cpu"` or `"cuda"`; selected at the first native proof).
 ///
 /// Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory. Parameters and keys
 /// are loaded (keys generated into `keys_dir`) on first use and kept for the handle's lifetime.
@@ -270,10 +275,7 @@ pub unsafe extern "C" fn prover_init(config_json: *const c_char, out: *mut *mut 
                 section.params_dir.display()
             )));
         }
-        let core = ProvingCore::new(CoreConfig {
-            params_dir: section.params_dir,
-            keys_dir: section.keys_dir,
-        });
+        let core = ProvingCore::new(section);
         let raw = Box::into_raw(Box::new(Prover {
             magic: AtomicU64::new(MAGIC),
             core: Arc::new(core),

@@ -35,8 +35,11 @@ const DRIVER_DIRS: &[&str] = &[
     "/usr/local/cuda/lib64/stubs",
 ];
 
-/// What the user asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// What the user asked for. In configuration files: `"auto"`, `"cpu"` or `"cuda"`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// CUDA if usable, else the CPU (with a warning).
     #[default]
@@ -45,6 +48,23 @@ pub enum BackendChoice {
     Cpu,
     /// The CUDA backend; an error if it cannot be used.
     Cuda,
+}
+
+impl BackendChoice {
+    /// The name used in configuration files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl std::str::FromStr for BackendChoice {

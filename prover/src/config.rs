@@ -79,36 +79,14 @@ impl Default for ProverSection {
     }
 }
 
-/// Compute backend choice.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    /// CUDA when usable, else the CPU (today: always the CPU, with a warning).
-    #[default]
-    Auto,
-    Cpu,
-    /// Fails at start until the CUDA engine lands.
-    Cuda,
-}
+/// Compute backend choice (`auto`, `cpu`, `cuda`): the proving core's own type.
+pub use gpu::BackendChoice;
+/// Proving engine choice (`reference`, `native`): the proving core's own type.
+pub use prover_core::engine::EngineKind as EngineChoice;
 
-impl BackendChoice {
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendChoice::Auto => "auto",
-            BackendChoice::Cpu => "cpu",
-            BackendChoice::Cuda => "cuda",
-        }
-    }
-}
-
-/// Proving engine choice.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineChoice {
-    /// halo2-axiom's own `create_proof`.
-    #[default]
-    Reference,
-}
+/// Keys whose value is an optional integer (`null` by default): their environment variables take
+/// an integer or `null`.
+const OPTIONAL_INTEGER_KEYS: &[(&str, &str)] = &[("node", "seed")];
 
 /// The daemon itself.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -129,10 +107,14 @@ pub struct NodeSection {
     /// On SIGINT/SIGTERM, how long a running proof may still take before the node exits anyway
     /// (the task then stays in the stack for the next start).
     pub drain_timeout_sec: u64,
-    /// `auto`, `cpu` or `cuda`.
+    /// `auto` (CUDA when usable, else the CPU with a warning), `cpu` or `cuda` (an error at start
+    /// without a usable CUDA device). Used by the native engine.
     pub backend: BackendChoice,
-    /// `reference`.
+    /// `native` (our prover, on `backend`) or `reference` (halo2-axiom's, on the CPU).
     pub engine: EngineChoice,
+    /// A fixed rng seed for every proof (`null`: fresh OS randomness per proof). For
+    /// cross-checks only: it breaks zero-knowledge across tasks.
+    pub seed: Option<u64>,
     /// 1 internal, 2 external (login `prover_provider_type`).
     pub provider_type: u8,
 }
@@ -148,7 +130,8 @@ impl Default for NodeSection {
             max_attempts: 3,
             drain_timeout_sec: 600,
             backend: BackendChoice::Auto,
-            engine: EngineChoice::Reference,
+            engine: EngineChoice::Native,
+            seed: None,
             provider_type: 1,
         }
     }
@@ -335,6 +318,13 @@ impl NodeConfig {
         if n.max_attempts == 0 {
             return bad("node.max_attempts", "must be at least 1".into());
         }
+        if n.engine == EngineChoice::Reference && n.backend == BackendChoice::Cuda {
+            return bad(
+                "node.backend",
+                "cuda needs node.engine native (the reference engine proves on the CPU only)"
+                    .into(),
+            );
+        }
         if !(n.provider_type == 1 || n.provider_type == 2) {
             return bad(
                 "node.provider_type",
@@ -412,6 +402,8 @@ impl NodeConfig {
         prover_core::CoreConfig {
             params_dir: self.prover.params_dir.clone(),
             keys_dir: self.prover.keys_dir.clone(),
+            engine: self.node.engine,
+            backend: self.node.backend,
         }
     }
 
@@ -509,10 +501,24 @@ fn apply_env(
             });
         };
         let template = &defaults[section][key.as_str()];
-        let parsed = parse_env_value(template, &raw).map_err(|reason| ConfigError::Env {
+        let parsed = if OPTIONAL_INTEGER_KEYS.contains(&(section, key.as_str())) {
+            parse_optional_integer(&raw)
+        } else {
+            parse_env_value(template, &raw)
+        }
+        .map_err(|reason| ConfigError::Env {
             var: var.clone(),
             reason: format!("{raw:?}: {reason}"),
         })?;
+        // Check the value against the key's type now, so an error names this variable.
+        let mut probe = defaults.clone();
+        probe[section][key.as_str()] = parsed.clone();
+        if let Err(e) = serde_json::from_value::<NodeConfig>(probe) {
+            return Err(ConfigError::Env {
+                var,
+                reason: format!("{raw:?}: {e}"),
+            });
+        }
         if let Some(obj) = value
             .get_mut(section)
             .and_then(|s| s.as_object_mut())
@@ -522,6 +528,18 @@ fn apply_env(
         }
     }
     Ok(())
+}
+
+/// Parses an optional integer: `null` or an unsigned integer.
+fn parse_optional_integer(raw: &str) -> Result<serde_json::Value, String> {
+    let raw_t = raw.trim();
+    if raw_t == "null" {
+        return Ok(serde_json::Value::Null);
+    }
+    raw_t
+        .parse::<u64>()
+        .map(serde_json::Value::from)
+        .map_err(|e| format!("expected an unsigned integer or null ({e})"))
 }
 
 /// Parses an environment value with the type of the key's default value.

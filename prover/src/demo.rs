@@ -29,6 +29,8 @@ pub struct DemoPlan {
     pub batch_k: Option<u32>,
     pub workers: usize,
     pub seed: u64,
+    /// Fixed rng seed of every proof (`None`: fresh OS randomness).
+    pub proof_seed: Option<u64>,
     pub timeout: Duration,
     /// Where the verified proofs are written.
     pub work_dir: PathBuf,
@@ -220,6 +222,9 @@ fn node_config(
     c.node.identity_dir = dir.join("identity");
     c.node.db_path = dir.join("prover-stack.redb");
     c.node.task_types = if batch.is_some() { vec![1, 2] } else { vec![1] };
+    c.node.engine = plan.core.engine;
+    c.node.backend = plan.core.backend;
+    c.node.seed = plan.proof_seed;
     c.circuits.chunk_k = plan.chunk.k;
     c.circuits.chunk_tree_depth = plan.chunk.tree_depth;
     c.circuits.chunk_max_txs = plan.chunk.max_txs;
@@ -257,9 +262,10 @@ fn print_summary(plan: &DemoPlan, o: &Outcome, elapsed: Duration) {
     }
     println!();
     println!(
-        "coordinator {} | {} worker(s) | engine: reference (halo2-axiom) | backend: {} | chunk k={} depth={} max_txs={}{}",
+        "coordinator {} | {} worker(s) | engine: {} | backend: {} | chunk k={} depth={} max_txs={}{}",
         o.coordinator_url,
         plan.workers,
+        plan.core.engine,
         o.backend,
         plan.chunk.k,
         plan.chunk.tree_depth,

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
-use prover::config::NodeConfig;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use prover::config::{BackendChoice, EngineChoice, NodeConfig};
 use prover::rollup::RollupState;
 use prover::wire::{
     BatchConfig, BatchTaskData, ChunkConfig, ProofPayload, Task, TaskType, Transfer,
@@ -41,11 +41,25 @@ struct Dirs {
 }
 
 impl Dirs {
-    /// Flag or environment variable, else the config file, else the default.
-    fn resolve(&self) -> Result<CoreConfig> {
-        let file = self.config.as_deref().map(NodeConfig::read).transpose()?;
+    /// Flag or environment variable, else the config file, else the default; the engine and
+    /// backend from `engine` (flags), else the file's `node` section, else the defaults.
+    fn resolve(&self, engine: &EngineOpts) -> Result<CoreConfig> {
+        let file = self.file()?;
         let from_file = |f: fn(&NodeConfig) -> &PathBuf| file.as_ref().map(|c| f(c).clone());
+        let engine_kind = engine
+            .engine
+            .map(EngineChoice::from)
+            .or_else(|| file.as_ref().map(|c| c.node.engine))
+            .unwrap_or_default();
+        let backend = engine
+            .backend
+            .map(BackendChoice::from)
+            .or_else(|| file.as_ref().map(|c| c.node.backend))
+            .unwrap_or_default();
+        check_engine_backend(engine_kind, backend)?;
         Ok(CoreConfig {
+            engine: engine_kind,
+            backend,
             params_dir: self
                 .params_dir
                 .clone()
@@ -59,8 +73,88 @@ impl Dirs {
         })
     }
 
-    fn core(&self) -> Result<ProvingCore> {
-        Ok(ProvingCore::new(self.resolve()?))
+    /// The configuration file, if one was given (parsed only: no environment, no validation).
+    fn file(&self) -> Result<Option<NodeConfig>> {
+        Ok(self.config.as_deref().map(NodeConfig::read).transpose()?)
+    }
+
+    fn core(&self, engine: &EngineOpts) -> Result<ProvingCore> {
+        Ok(ProvingCore::new(self.resolve(engine)?))
+    }
+
+    /// `--seed`, else the file's `node.seed`.
+    fn seed(&self, flag: Option<u64>) -> Result<Option<u64>> {
+        Ok(match flag {
+            Some(s) => Some(s),
+            None => self.file()?.and_then(|c| c.node.seed),
+        })
+    }
+}
+
+/// Proving engine on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum EngineArg {
+    /// halo2-axiom's own prover, on the CPU (for cross-checks).
+    Reference,
+    /// Our prover, every MSM and NTT on the compute backend.
+    Native,
+}
+
+impl From<EngineArg> for EngineChoice {
+    fn from(a: EngineArg) -> Self {
+        match a {
+            EngineArg::Reference => EngineChoice::Reference,
+            EngineArg::Native => EngineChoice::Native,
+        }
+    }
+}
+
+/// Compute backend on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// CUDA when usable, else the CPU (with a warning saying why).
+    Auto,
+    Cpu,
+    /// CUDA device 0; an error if there is none.
+    Cuda,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(a: BackendArg) -> Self {
+        match a {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Cpu => BackendChoice::Cpu,
+            BackendArg::Cuda => BackendChoice::Cuda,
+        }
+    }
+}
+
+#[derive(Args, Clone, Default)]
+struct EngineOpts {
+    /// Proving engine [default: the config file's node.engine, else native].
+    #[arg(long, value_enum)]
+    engine: Option<EngineArg>,
+    /// Compute backend of the native engine [default: the config file's node.backend, else auto].
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+}
+
+/// The reference engine proves on the CPU only: asking it for CUDA is a mistake worth reporting.
+fn check_engine_backend(engine: EngineChoice, backend: BackendChoice) -> Result<()> {
+    if engine == EngineChoice::Reference && backend == BackendChoice::Cuda {
+        bail!("--backend cuda needs --engine native (the reference engine proves on the CPU only)");
+    }
+    Ok(())
+}
+
+/// The proof rng: a fixed seed (cross-checks only) or fresh OS randomness.
+fn proof_rng(seed: Option<u64>) -> ChaCha20Rng {
+    match seed {
+        Some(seed) => {
+            eprintln!("WARNING: proving with the fixed rng seed {seed}: for cross-checks only, it breaks zero-knowledge across proofs");
+            ChaCha20Rng::seed_from_u64(seed)
+        }
+        None => ChaCha20Rng::from_entropy(),
     }
 }
 
@@ -80,6 +174,12 @@ enum Command {
         out: PathBuf,
         #[command(flatten)]
         dirs: Dirs,
+        #[command(flatten)]
+        engine: EngineOpts,
+        /// Fixed rng seed (byte-identical proofs, for cross-checks only: it breaks zero-knowledge)
+        /// [default: the config file's node.seed, else fresh OS randomness].
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Verify a proof JSON; exit 0 if valid, non-zero with the reason otherwise.
     Verify {
@@ -120,6 +220,16 @@ enum Command {
         /// Configuration file (see config.json and the README's configuration table).
         #[arg(long, default_value = "config.json")]
         config: PathBuf,
+        /// Overrides node.engine.
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Overrides node.backend.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        /// Overrides node.seed: one fixed rng seed for every proof (cross-checks only: it breaks
+        /// zero-knowledge across tasks).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// End to end on this machine over HTTP: an embedded coordinator and prover workers; dev
     /// params, chained chunk tasks, their proofs, the batch proof that aggregates them, every
@@ -226,6 +336,11 @@ struct DemoArgs {
     /// Seed of the random transfers.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Fixed rng seed of every proof (cross-checks only) [default: fresh OS randomness].
+    #[arg(long)]
+    proof_seed: Option<u64>,
+    #[command(flatten)]
+    engine: EngineOpts,
     /// Give up if not every task is verified after this many seconds.
     #[arg(long, default_value_t = 3600)]
     timeout_sec: u64,
@@ -267,18 +382,25 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Params(cmd) => params_cmd(cmd),
         Command::Task(cmd) => task_cmd(cmd),
-        Command::Prove { task, out, dirs } => {
+        Command::Prove {
+            task,
+            out,
+            dirs,
+            engine,
+            seed,
+        } => {
             let task = read_task(&task)?;
-            let core = dirs.core()?;
-            let proof = core
-                .prove_task(&task, ChaCha20Rng::from_entropy())
-                .context("proving failed")?;
+            let core = dirs.core(&engine)?;
+            let rng = proof_rng(dirs.seed(seed)?);
+            let proof = core.prove_task(&task, rng).context("proving failed")?;
             write_json(&out, &proof)?;
             println!(
-                "proved {} task {} in {} ms -> {}",
+                "proved {} task {} in {} ms with engine {} on backend {} -> {}",
                 task.kind()?,
                 task.task_id,
                 proof.meta.prove_ms,
+                proof.meta.engine,
+                proof.meta.backend,
                 out.display()
             );
             Ok(())
@@ -287,7 +409,7 @@ fn run(cli: Cli) -> Result<()> {
             let text = std::fs::read_to_string(&proof)
                 .with_context(|| format!("reading {}", proof.display()))?;
             let payload = ProofPayload::from_json_str(&text)?;
-            let core = dirs.core()?;
+            let core = dirs.core(&EngineOpts::default())?;
             let verified = core.verify(&payload).context("proof is INVALID")?;
             if let Some(task) = task {
                 let task = read_task(&task)?;
@@ -328,9 +450,15 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&request)?);
             Ok(())
         }
-        Command::Run { config } => run_daemon(&config),
+        Command::Run {
+            config,
+            engine,
+            backend,
+            seed,
+        } => run_daemon(&config, engine, backend, seed),
         Command::Demo(args) => demo::run(demo::DemoPlan {
-            core: args.dirs.resolve()?,
+            core: args.dirs.resolve(&args.engine)?,
+            proof_seed: args.proof_seed,
             chunk: args.shape.config(),
             chunks: args.chunks,
             txs: args.txs,
@@ -344,8 +472,23 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// `prover run`: a tokio runtime, SIGINT/SIGTERM → the daemon's cancellation token.
-fn run_daemon(path: &Path) -> Result<()> {
-    let config = NodeConfig::load(path, std::env::vars())?;
+fn run_daemon(
+    path: &Path,
+    engine: Option<EngineArg>,
+    backend: Option<BackendArg>,
+    seed: Option<u64>,
+) -> Result<()> {
+    let mut config = NodeConfig::load(path, std::env::vars())?;
+    if let Some(e) = engine {
+        config.node.engine = e.into();
+    }
+    if let Some(b) = backend {
+        config.node.backend = b.into();
+    }
+    if seed.is_some() {
+        config.node.seed = seed;
+    }
+    config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

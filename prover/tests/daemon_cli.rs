@@ -82,20 +82,68 @@ async fn run_logs_in_every_worker_and_stops_with_status_0_on_sigterm() {
 fn configuration_errors_stop_run_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "http://127.0.0.1:1");
-    for (var, value, needle) in [
-        ("PROVER_NODE_WORKERS", "2", "names no configuration key"),
-        ("PROVER_NODE_N_WORKERS", "0", "node.n_workers"),
-        ("PROVER_NODE_BACKEND", "cuda", "CUDA"),
-    ] {
+    let no_driver = matches!(gpu::cuda_driver_probe(), gpu::DriverProbe::NotFound { .. });
+    let mut cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("PROVER_NODE_WORKERS", "2")],
+            "names no configuration key",
+        ),
+        (vec![("PROVER_NODE_N_WORKERS", "0")], "node.n_workers"),
+        (
+            vec![("PROVER_NODE_ENGINE", "bogus")],
+            "environment variable PROVER_NODE_ENGINE: \"bogus\"",
+        ),
+        (
+            vec![("PROVER_NODE_SEED", "x")],
+            "expected an unsigned integer or null",
+        ),
+        (
+            vec![("PROVER_NODE_BACKEND", "cuda")],
+            "cuda needs node.engine native",
+        ),
+    ];
+    if no_driver {
+        cases.push((
+            vec![
+                ("PROVER_NODE_ENGINE", "native"),
+                ("PROVER_NODE_BACKEND", "cuda"),
+            ],
+            "compute backend cuda: backend unavailable: CUDA driver library libcuda.so.1 not found",
+        ));
+    }
+    for (vars, needle) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_prover"))
             .args(["run", "--config"])
             .arg(&config)
-            .env(var, value)
+            .envs(vars.iter().copied())
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{var}={value}");
-        assert!(stderr.contains(needle), "{var}={value}: {stderr}");
+        assert!(!out.status.success(), "{vars:?}");
+        assert!(stderr.contains(needle), "{vars:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // The flags of `prover run` override the file and are checked the same way.
+    let out = Command::new(env!("CARGO_BIN_EXE_prover"))
+        .args(["run", "--engine", "fast", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("invalid value 'fast' for '--engine"),
+        "{stderr}"
+    );
+    if no_driver {
+        let out = Command::new(env!("CARGO_BIN_EXE_prover"))
+            .args(["run", "--engine", "native", "--backend", "cuda", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("libcuda.so.1 not found"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     assert!(!dir.path().join("stack.redb").exists());

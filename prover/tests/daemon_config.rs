@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use prover::config::{BackendChoice, ConfigError, NodeConfig};
+use prover::config::{BackendChoice, ConfigError, EngineChoice, NodeConfig};
 
 fn repo_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.json")
@@ -36,6 +36,8 @@ fn repository_config_is_complete_and_valid() {
     assert_eq!(c.node.task_types, vec![1, 2]);
     assert_eq!(c.node.max_attempts, 3);
     assert_eq!(c.node.backend, BackendChoice::Auto);
+    assert_eq!(c.node.engine, EngineChoice::Native);
+    assert_eq!(c.node.seed, None);
     assert_eq!(c.circuits.chunk(), prover::wire::ChunkConfig::default());
     assert_eq!(c.circuits.batch().k, 20);
     assert_eq!(c.circuits.batch().num_chunks, 2);
@@ -203,4 +205,123 @@ fn every_key_is_documented_in_the_readme() {
             "README lacks {section}.{key}"
         );
     }
+}
+
+fn from_text(text: &str, env: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+    NodeConfig::from_json_str(
+        text,
+        Path::new("c.json"),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+const MINIMAL: &str = r#"{"prover": {"params_dir": "p", "keys_dir": "k"}}"#;
+
+#[test]
+fn engine_backend_and_seed_default_to_native_auto_and_no_seed() {
+    let c = from_text(MINIMAL, &[]).unwrap();
+    assert_eq!(c.node.engine, EngineChoice::Native);
+    assert_eq!(c.node.backend, BackendChoice::Auto);
+    assert_eq!(c.node.seed, None);
+    let core = c.core_config();
+    assert_eq!(core.engine, EngineChoice::Native);
+    assert_eq!(core.backend, BackendChoice::Auto);
+}
+
+#[test]
+fn engine_backend_and_seed_parse_from_the_file_and_reach_the_core_config() {
+    let c = from_text(
+        r#"{"prover": {"params_dir": "p", "keys_dir": "k"},
+            "node": {"engine": "reference", "backend": "cpu", "seed": 7}}"#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.node.engine, EngineChoice::Reference);
+    assert_eq!(c.node.backend, BackendChoice::Cpu);
+    assert_eq!(c.node.seed, Some(7));
+    let core = c.core_config();
+    assert_eq!(core.engine, EngineChoice::Reference);
+    assert_eq!(core.backend, BackendChoice::Cpu);
+
+    let c = from_text(
+        r#"{"prover": {"params_dir": "p", "keys_dir": "k"},
+            "node": {"engine": "native", "backend": "cuda", "seed": null}}"#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.node.engine, EngineChoice::Native);
+    assert_eq!(c.node.backend, BackendChoice::Cuda);
+    assert_eq!(c.node.seed, None);
+}
+
+#[test]
+fn engine_backend_and_seed_environment_overrides() {
+    let c = load_with(&[
+        ("PROVER_NODE_ENGINE", "reference"),
+        ("PROVER_NODE_BACKEND", "cpu"),
+        ("PROVER_NODE_SEED", "42"),
+    ])
+    .unwrap();
+    assert_eq!(c.node.engine, EngineChoice::Reference);
+    assert_eq!(c.node.backend, BackendChoice::Cpu);
+    assert_eq!(c.node.seed, Some(42));
+
+    let c = load_with(&[
+        ("PROVER_NODE_ENGINE", "native"),
+        ("PROVER_NODE_BACKEND", "cuda"),
+    ])
+    .unwrap();
+    assert_eq!(c.node.engine, EngineChoice::Native);
+    assert_eq!(c.node.backend, BackendChoice::Cuda);
+
+    // `null` clears a seed set in the file.
+    let seeded = r#"{"prover": {"params_dir": "p", "keys_dir": "k"}, "node": {"seed": 9}}"#;
+    assert_eq!(from_text(seeded, &[]).unwrap().node.seed, Some(9));
+    let c = from_text(seeded, &[("PROVER_NODE_SEED", "null")]).unwrap();
+    assert_eq!(c.node.seed, None);
+    let c = from_text(seeded, &[("PROVER_NODE_SEED", " 11 ")]).unwrap();
+    assert_eq!(c.node.seed, Some(11));
+}
+
+#[test]
+fn bad_engine_backend_and_seed_values_are_rejected_clearly() {
+    // Environment: the error names the variable, the value and what was expected.
+    for (var, value, expected) in [
+        ("PROVER_NODE_ENGINE", "bogus", "`reference`"),
+        ("PROVER_NODE_ENGINE", "cuda", "`native`"),
+        ("PROVER_NODE_BACKEND", "opencl", "`cuda`"),
+        ("PROVER_NODE_SEED", "seven", "unsigned integer or null"),
+        ("PROVER_NODE_SEED", "-1", "unsigned integer or null"),
+    ] {
+        let err = load_with(&[(var, value)]).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }), "{var}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(var), "{msg}");
+        assert!(msg.contains(value), "{msg}");
+        assert!(msg.contains(expected), "{msg}");
+    }
+    // File: a parse error naming the bad value.
+    for (node, bad) in [
+        (r#"{"engine": "fast"}"#, "fast"),
+        (r#"{"backend": "gpu0"}"#, "gpu0"),
+        (r#"{"seed": "7"}"#, "invalid type"),
+        (r#"{"seed": -3}"#, "-3"),
+    ] {
+        let text =
+            format!(r#"{{"prover": {{"params_dir": "p", "keys_dir": "k"}}, "node": {node}}}"#);
+        let err = from_text(&text, &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{node}: {err}");
+        assert!(err.to_string().contains(bad), "{node}: {err}");
+    }
+    // The reference engine proves on the CPU only.
+    let err = load_with(&[
+        ("PROVER_NODE_ENGINE", "reference"),
+        ("PROVER_NODE_BACKEND", "cuda"),
+    ])
+    .unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if *key == "node.backend"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("engine native"), "{err}");
 }

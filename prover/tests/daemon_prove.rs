@@ -54,6 +54,10 @@ async fn the_daemon_proves_a_real_chunk_and_the_proof_verifies() {
     assert_eq!(sub.status, proof_status::OK, "{}", sub.failure_msg);
     assert_eq!(sub.task_id, "real-1");
     let proof = ProofPayload::from_json_str(&sub.proof).unwrap();
+    // The default engine proved it, on the backend the daemon selected at start and handed over.
+    assert_eq!(proof.meta.engine, "native");
+    let backend = proof.meta.backend.clone();
+    assert_eq!(core.backend().unwrap().name().to_string(), backend);
     let login = fake
         .calls()
         .into_iter()
@@ -75,6 +79,7 @@ async fn the_daemon_proves_a_real_chunk_and_the_proof_verifies() {
     shutdown.cancel();
     let summary = daemon.await.unwrap().unwrap();
     assert_eq!(summary.tasks_proved, 1);
+    assert_eq!(summary.backend, backend);
     assert_eq!(summary.submissions_accepted, 1);
     assert_eq!(summary.left_in_stack, 0);
 }

@@ -20,6 +20,7 @@ use prover::wire::{
 };
 use prover::ProvingCore;
 use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 fn config(dir: &Path, base_url: &str) -> NodeConfig {
@@ -80,11 +81,16 @@ struct StandIn {
     panic: bool,
     gate: Mutex<Option<mpsc::Receiver<()>>>,
     started: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// The first draw of each proof's rng.
+    draws: Mutex<Vec<u64>>,
+    /// Names of the backends the daemon handed over.
+    backends: Mutex<Vec<String>>,
 }
 
 impl TaskProver for StandIn {
-    fn prove(&self, task: &Task, _rng: ChaCha20Rng) -> Result<ProofPayload, ProveError> {
+    fn prove(&self, task: &Task, mut rng: ChaCha20Rng) -> Result<ProofPayload, ProveError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.draws.lock().unwrap().push(rng.next_u64());
         if let Some(tx) = self.started.lock().unwrap().as_ref() {
             let _ = tx.send(());
         }
@@ -99,6 +105,12 @@ impl TaskProver for StandIn {
     }
     fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, ProveError> {
         Ok(format!("vk-{}", spec.task_type()))
+    }
+    fn use_backend(&self, backend: Arc<dyn gpu::ComputeBackend>) {
+        self.backends
+            .lock()
+            .unwrap()
+            .push(backend.name().to_string());
     }
 }
 
@@ -181,7 +193,7 @@ async fn pulls_proves_submits_and_reports_health_and_metrics() {
         "prover_tasks_submitted_total{task_type=\"chunk\"} 1",
         "prover_proof_duration_seconds_count{task_type=\"chunk\"} 1",
         "prover_proofs_in_flight 0",
-        "prover_backend{backend=\"cpu\",engine=\"reference\"} 1",
+        "prover_backend{backend=\"cpu\",engine=\"native\"} 1",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
@@ -443,7 +455,14 @@ async fn shutdown_within_the_drain_timeout_persists_the_finished_proof() {
 }
 
 #[tokio::test]
-async fn cuda_is_refused_clearly_and_nothing_starts() {
+async fn cuda_without_a_driver_is_refused_clearly_and_nothing_starts() {
+    if let gpu::DriverProbe::Found(path) = gpu::cuda_driver_probe() {
+        eprintln!(
+            "CUDA driver present at {} — skipping the no-driver refusal",
+            path.display()
+        );
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path(), "http://127.0.0.1:1");
     c.node.backend = BackendChoice::Cuda;
@@ -455,7 +474,14 @@ async fn cuda_is_refused_clearly_and_nothing_starts() {
     .await
     .err()
     .expect("cuda refused");
-    assert!(err.to_string().contains("CUDA"), "{err}");
+    let msg = err.to_string();
+    assert!(matches!(err, daemon::DaemonError::Backend { .. }), "{msg}");
+    assert!(msg.starts_with("compute backend cuda: "), "{msg}");
+    assert!(
+        msg.contains("CUDA driver library libcuda.so.1 not found"),
+        "{msg}"
+    );
+    assert!(msg.contains("use the cpu backend"), "{msg}");
     assert!(!c.node.db_path.exists());
 }
 
@@ -482,4 +508,53 @@ async fn work_stored_under_a_key_no_worker_owns_stops_the_start_with_a_clear_err
         msg.contains("02deadbeef-a-key-of-a-removed-worker"),
         "{msg}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_seed_gives_every_proof_the_same_rng_and_the_backend_is_handed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fake = Fake::start().await;
+    fake.script(
+        "get_task",
+        [
+            Reply::task(&task("s1", "{}")),
+            Reply::task(&task("s2", "{}")),
+        ],
+    );
+    let mut c = config(dir.path(), &fake.base_url());
+    c.node.seed = Some(5);
+    let prover = Arc::new(StandIn::default());
+    let running = daemon::start(c.clone(), prover.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    fake.next("submit_proof").await;
+    fake.next("submit_proof").await;
+    running.stop().await.unwrap();
+    let expected = ChaCha20Rng::seed_from_u64(5).next_u64();
+    assert_eq!(*prover.draws.lock().unwrap(), vec![expected, expected]);
+    assert_eq!(*prover.backends.lock().unwrap(), vec!["cpu".to_string()]);
+
+    // Without a seed, every proof draws fresh randomness; the reference engine gets no backend.
+    let dir = tempfile::tempdir().unwrap();
+    let mut fake = Fake::start().await;
+    fake.script(
+        "get_task",
+        [
+            Reply::task(&task("r1", "{}")),
+            Reply::task(&task("r2", "{}")),
+        ],
+    );
+    let mut c = config(dir.path(), &fake.base_url());
+    c.node.engine = prover::config::EngineChoice::Reference;
+    let prover = Arc::new(StandIn::default());
+    let running = daemon::start(c.clone(), prover.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    fake.next("submit_proof").await;
+    fake.next("submit_proof").await;
+    running.stop().await.unwrap();
+    let draws = prover.draws.lock().unwrap().clone();
+    assert_eq!(draws.len(), 2);
+    assert_ne!(draws[0], draws[1]);
+    assert!(prover.backends.lock().unwrap().is_empty());
 }

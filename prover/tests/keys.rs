@@ -21,10 +21,7 @@ fn keys_are_cached_and_corrupt_entries_regenerated() {
     let dir = tempfile::tempdir().unwrap();
     let params_dir = dir.path().join("params");
     params::ensure_dev(&params_dir, SMALL.k, false).unwrap();
-    let config = CoreConfig {
-        params_dir,
-        keys_dir: dir.path().join("keys"),
-    };
+    let config = CoreConfig::new(params_dir, dir.path().join("keys"));
 
     let first = ProvingCore::new(config.clone()).chunk_keys(SMALL).unwrap();
     let pk_files = entry_files(&config.keys_dir, "pk");

@@ -34,10 +34,10 @@ pub fn env() -> &'static Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let params_dir = dir.path().join("params");
         params::ensure_dev(&params_dir, SMALL.k, false).expect("dev params");
-        let core = Arc::new(ProvingCore::new(CoreConfig {
+        let core = Arc::new(ProvingCore::new(CoreConfig::new(
             params_dir,
-            keys_dir: dir.path().join("keys"),
-        }));
+            dir.path().join("keys"),
+        )));
         Env { dir, core }
     })
 }

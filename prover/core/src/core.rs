@@ -9,7 +9,7 @@ use std::time::Instant;
 use group::Group;
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::gates::circuit::CircuitBuilderStage;
-use halo2_proofs::plonk::{keygen_pk, keygen_vk};
+use halo2_proofs::plonk::{keygen_pk, keygen_vk, Circuit, ProvingKey};
 use halo2curves::bn256::{Bn256, Fq, Fr, G1Affine};
 use halo2curves::pairing::{MillerLoopResult, MultiMillerLoop};
 use halo2curves::CurveAffine;
@@ -21,6 +21,7 @@ use snark_verifier_sdk::snark_verifier::util::arithmetic::fe_from_limbs;
 use snark_verifier_sdk::{Snark, BITS, LIMBS, SHPLONK};
 
 use crate::circuits::{batch, chunk};
+use crate::compute::{Compute, SelectError};
 use crate::engine::{self, EngineError, EngineKind};
 use crate::keys::{CircuitKeys, Generated, KeyError, KeyStore};
 use crate::rollup::{check_chunk, check_shape, ChunkError};
@@ -49,6 +50,9 @@ pub enum CoreError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The configured compute backend cannot be used (e.g. `cuda` without a CUDA driver or device).
+    #[error(transparent)]
+    Backend(#[from] SelectError),
     #[error("proof is for a verifying key with digest {found}, this prover's key for that circuit is {expected}")]
     VkMismatch { expected: String, found: String },
     #[error("proof carries {found} public inputs, the {circuit} circuit has {expected}")]
@@ -63,7 +67,8 @@ pub enum CoreError {
     AccumulatorPairing,
 }
 
-/// Where the core finds parameters and keeps keys. Also the JSON shape the C ABI takes.
+/// Where the core finds parameters and keeps keys, and what it proves with. Also the JSON shape
+/// the C ABI takes (`engine` and `backend` may be omitted).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoreConfig {
@@ -71,6 +76,24 @@ pub struct CoreConfig {
     pub params_dir: PathBuf,
     /// Directory of the proving-key cache.
     pub keys_dir: PathBuf,
+    /// Proving engine (`native` by default; `reference` is halo2-axiom's prover, for cross-checks).
+    #[serde(default)]
+    pub engine: EngineKind,
+    /// Compute backend of the native engine (`auto` by default). The reference engine ignores it.
+    #[serde(default)]
+    pub backend: gpu::BackendChoice,
+}
+
+impl CoreConfig {
+    /// The given directories with the default engine and backend.
+    pub fn new(params_dir: impl Into<PathBuf>, keys_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            params_dir: params_dir.into(),
+            keys_dir: keys_dir.into(),
+            engine: EngineKind::default(),
+            backend: gpu::BackendChoice::default(),
+        }
+    }
 }
 
 /// A verified proof's statement.
@@ -82,10 +105,21 @@ pub struct Verified {
 }
 
 /// The proving core. Cheap to share (`Arc`); loads parameters and keys lazily and keeps them.
+/// The compute backend is selected on the first native proof (or by [`ProvingCore::backend`]),
+/// never by verification.
 pub struct ProvingCore {
     config: CoreConfig,
     keys: KeyStore,
     srs: Mutex<HashMap<u32, Arc<params::Srs>>>,
+    /// The native engine's backend and the SRS bases per k (next to `srs`, same lifetime).
+    compute: Compute,
+}
+
+/// What proved a proof.
+struct Proved {
+    proof: Vec<u8>,
+    engine: EngineKind,
+    backend: String,
 }
 
 impl ProvingCore {
@@ -95,6 +129,7 @@ impl ProvingCore {
             config,
             keys,
             srs: Mutex::new(HashMap::new()),
+            compute: Compute::default(),
         }
     }
 
@@ -108,8 +143,57 @@ impl ProvingCore {
             return Ok(p.clone());
         }
         let loaded = Arc::new(params::load(&self.config.params_dir, k)?);
-        self.srs_lock().insert(k, loaded.clone());
-        Ok(loaded)
+        // Two threads may load it at once; both then use the first one stored.
+        Ok(self.srs_lock().entry(k).or_insert(loaded).clone())
+    }
+
+    /// The native engine's compute backend: `config.backend` selected on first use (`auto` falls
+    /// back to the CPU with a warning; `cuda` without a usable device is an error), or the one
+    /// given to [`ProvingCore::use_backend`]. Call it at start to fail early.
+    pub fn backend(&self) -> Result<Arc<dyn gpu::ComputeBackend>, CoreError> {
+        Ok(self.compute.backend(self.config.backend)?)
+    }
+
+    /// Proves on `backend` from now on (a caller that selected the backend itself, such as the
+    /// daemon at start), instead of selecting `config.backend`.
+    pub fn use_backend(&self, backend: Arc<dyn gpu::ComputeBackend>) {
+        self.compute.set_backend(backend);
+    }
+
+    /// The SRS for `k` as backend bases (built once per k, reused by every native proof).
+    pub fn bases(&self, k: u32) -> Result<Arc<gpu::Bases>, CoreError> {
+        let srs = self.srs(k)?;
+        Ok(self.compute.bases(k, &srs))
+    }
+
+    /// Proves `circuit` with the configured engine.
+    fn prove_circuit<C: Circuit<Fr>>(
+        &self,
+        k: u32,
+        pk: &ProvingKey<G1Affine>,
+        circuit: C,
+        instances: &[Fr],
+        rng: impl RngCore,
+    ) -> Result<Proved, CoreError> {
+        let srs = self.srs(k)?;
+        match self.config.engine {
+            EngineKind::Reference => Ok(Proved {
+                proof: engine::prove(&srs, pk, circuit, instances, rng)?,
+                engine: EngineKind::Reference,
+                backend: "cpu".into(),
+            }),
+            EngineKind::Native => {
+                let backend = self.backend()?;
+                let bases = self.bases(k)?;
+                let proof =
+                    engine::prove_native(&*backend, &srs, &bases, pk, &circuit, instances, rng)?;
+                Ok(Proved {
+                    proof,
+                    engine: EngineKind::Native,
+                    backend: backend.name().to_string(),
+                })
+            }
+        }
     }
 
     fn srs_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<params::Srs>>> {
@@ -200,7 +284,6 @@ impl ProvingCore {
         check_shape(data)?;
         let started = Instant::now();
         let keys = self.chunk_keys(data.config)?;
-        let srs = self.srs(data.config.k)?;
         let mut builder = BaseCircuitBuilder::prover(
             keys.meta.circuit_params.clone(),
             keys.meta.break_points.clone(),
@@ -210,7 +293,7 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proof = engine::prove(&srs, &keys.pk, builder, &instances, rng)?;
+        let proved = self.prove_circuit(data.config.k, &keys.pk, builder, &instances, rng)?;
         Ok(payload(
             task_id,
             CircuitSpec::Chunk {
@@ -218,7 +301,7 @@ impl ProvingCore {
             },
             &keys,
             instances,
-            proof,
+            proved,
             started,
         ))
     }
@@ -296,13 +379,13 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proof = engine::prove(&srs, &keys.pk, circuit, &instances, rng)?;
+        let proved = self.prove_circuit(config.k, &keys.pk, circuit, &instances, rng)?;
         Ok(payload(
             task_id,
             CircuitSpec::Batch { config },
             &keys,
             instances,
-            proof,
+            proved,
             started,
         ))
     }
@@ -452,7 +535,7 @@ fn payload(
     spec: CircuitSpec,
     keys: &CircuitKeys,
     instances: Vec<Fr>,
-    proof: Vec<u8>,
+    proved: Proved,
     started: Instant,
 ) -> ProofPayload {
     ProofPayload {
@@ -461,10 +544,10 @@ fn payload(
         spec,
         vk_digest: keys.meta.vk_digest.clone(),
         instances: instances.into_iter().map(FrHex).collect(),
-        proof: Base64Bytes(proof),
+        proof: Base64Bytes(proved.proof),
         meta: ProofMeta {
-            engine: EngineKind::Reference.name().into(),
-            backend: "cpu".into(),
+            engine: proved.engine.name().into(),
+            backend: proved.backend,
             prove_ms: started.elapsed().as_millis() as u64,
         },
     }

@@ -14,12 +14,17 @@ use rand_core::RngCore;
 use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
 use snark_verifier_sdk::NativeLoader;
 
-/// Which prover implementation produced a proof.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which prover implementation proves (and which produced a proof). In configuration files:
+/// `"reference"` or `"native"`; the default is `native`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineKind {
-    /// halo2-axiom's `create_proof`.
+    /// halo2-axiom's `create_proof` (CPU only): the oracle for cross-checks.
     Reference,
     /// Our own prover ([`crate::native`]): every MSM and NTT on a `gpu::ComputeBackend`.
+    #[default]
     Native,
 }
 
@@ -28,6 +33,29 @@ impl EngineKind {
         match self {
             EngineKind::Reference => "reference",
             EngineKind::Native => "native",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An engine name that is neither `reference` nor `native`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown proving engine {0:?} (expected reference or native)")]
+pub struct UnknownEngine(pub String);
+
+impl std::str::FromStr for EngineKind {
+    type Err = UnknownEngine;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "reference" => Ok(Self::Reference),
+            "native" => Ok(Self::Native),
+            _ => Err(UnknownEngine(s.to_string())),
         }
     }
 }

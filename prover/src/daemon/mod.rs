@@ -27,7 +27,7 @@ use rand_chacha::ChaCha20Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BackendChoice, ConfigError, NodeConfig};
+use crate::config::{BackendChoice, ConfigError, EngineChoice, NodeConfig};
 use client::{ClientError, CoordinatorClient, LoginInfo};
 use identity::IdentityError;
 use metrics::{Metrics, Total};
@@ -43,6 +43,9 @@ pub trait TaskProver: Send + Sync + 'static {
     fn prove(&self, task: &Task, rng: ChaCha20Rng) -> Result<ProofPayload, ProveError>;
     /// The verifying-key digest announced in the login for `spec` (may generate keys).
     fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, ProveError>;
+    /// Called once at start, before any proof, with the compute backend the daemon selected for
+    /// the native engine. The default ignores it.
+    fn use_backend(&self, _backend: Arc<dyn gpu::ComputeBackend>) {}
 }
 
 impl TaskProver for ProvingCore {
@@ -52,6 +55,9 @@ impl TaskProver for ProvingCore {
     fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, ProveError> {
         Ok(ProvingCore::vk_digest(self, spec)?)
     }
+    fn use_backend(&self, backend: Arc<dyn gpu::ComputeBackend>) {
+        ProvingCore::use_backend(self, backend);
+    }
 }
 
 /// Errors that stop the daemon.
@@ -59,10 +65,10 @@ impl TaskProver for ProvingCore {
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("backend {choice:?}: {reason}")]
+    #[error("compute backend {choice}: {source}")]
     Backend {
-        choice: &'static str,
-        reason: String,
+        choice: BackendChoice,
+        source: gpu::BackendError,
     },
     #[error(transparent)]
     Stack(#[from] StackError),
@@ -151,7 +157,24 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningDaemon, DaemonError> {
     config.validate()?;
-    let backend = select_backend(config.node.backend)?;
+    let engine = config.node.engine;
+    let choice = config.node.backend;
+    let backend = blocking(move || select_backend(engine, choice)).await??;
+    let backend_name = match &backend {
+        Some(b) => {
+            prover.use_backend(b.clone());
+            b.name().to_string()
+        }
+        None => "cpu".to_string(),
+    };
+    if let Some(seed) = config.node.seed {
+        tracing::warn!(
+            seed,
+            "node.seed is set: every proof uses the same fixed rng seed. This is for cross-checks \
+             only: it BREAKS ZERO-KNOWLEDGE across tasks (proofs of related witnesses leak them); \
+             never run a production node with a seed"
+        );
+    }
     let db_path = config.node.db_path.clone();
     let stack = blocking(move || TaskStack::open(&db_path)).await??;
     let dir = config.node.identity_dir.clone();
@@ -184,7 +207,7 @@ pub async fn start(
         });
     }
     let shared = Arc::new(Shared {
-        backend: backend.to_string(),
+        backend: backend_name.clone(),
         workers: identities
             .iter()
             .map(|id| {
@@ -198,7 +221,7 @@ pub async fn start(
             })
             .collect(),
         status: Mutex::new("starting"),
-        metrics: Metrics::new(backend, "reference"),
+        metrics: Metrics::new(&backend_name, engine.name()),
         stack: stack.clone(),
     });
     let server_stop = CancellationToken::new();
@@ -209,7 +232,7 @@ pub async fn start(
                 listen: config.metrics.listen.clone(),
                 source,
             })?;
-    tracing::info!(%health_addr, backend, workers = n, stack = %stack.path().display(), "health and metrics listening");
+    tracing::info!(%health_addr, backend = %backend_name, engine = %engine, workers = n, stack = %stack.path().display(), "health and metrics listening");
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
         let result = supervise(config, prover, identities, stack, shared.clone(), token).await;
@@ -269,6 +292,7 @@ async fn supervise(
         retry_max: Duration::from_millis(config.coordinator.retry_max_ms),
         drain_timeout: Duration::from_secs(config.node.drain_timeout_sec),
         backend: shared.backend.clone(),
+        seed: config.node.seed,
     };
     // Workers stop on the daemon's token, or when one of them hits a storage error.
     let stop = shutdown.child_token();
@@ -340,19 +364,20 @@ async fn summary(
     })
 }
 
-/// The backend that proves. Only the CPU proves today.
-pub fn select_backend(choice: BackendChoice) -> Result<&'static str, DaemonError> {
-    match choice {
-        BackendChoice::Cpu => Ok("cpu"),
-        BackendChoice::Auto => {
-            tracing::warn!("backend auto: the CUDA proving engine is not available in this build yet; proving on the CPU");
-            Ok("cpu")
-        }
-        BackendChoice::Cuda => Err(DaemonError::Backend {
-            choice: "cuda",
-            reason: "the CUDA proving engine is not available in this build yet (the kernels are not driven by the prover); use \"cpu\" or \"auto\"".into(),
-        }),
+/// The compute backend of the native engine, selected once at start (`auto` falls back to the CPU
+/// with a warning; `cuda` without a usable device is an error). `None` for the reference engine,
+/// which proves on the CPU and never touches a device.
+pub fn select_backend(
+    engine: EngineChoice,
+    choice: BackendChoice,
+) -> Result<Option<Arc<dyn gpu::ComputeBackend>>, DaemonError> {
+    if engine == EngineChoice::Reference {
+        return Ok(None);
     }
+    let selection =
+        gpu::select(choice).map_err(|source| DaemonError::Backend { choice, source })?;
+    tracing::info!(%choice, backend = %selection.backend.name(), "compute backend selected");
+    Ok(Some(selection.backend))
 }
 
 fn spec_k(spec: &CircuitSpec) -> String {

@@ -36,6 +36,8 @@ pub struct WorkerSettings {
     pub retry_max: Duration,
     pub drain_timeout: Duration,
     pub backend: String,
+    /// Fixed rng seed of every proof (`None`: fresh OS randomness per proof).
+    pub seed: Option<u64>,
 }
 
 /// A worker fails only on a storage error (the stack must never be silently bypassed).
@@ -159,9 +161,13 @@ impl Worker {
         let started = Instant::now();
         let prover = self.prover.clone();
         let job_task = task.clone();
+        let seed = self.settings.seed;
         let mut job = tokio::task::spawn_blocking(move || {
-            let rng = ChaCha20Rng::from_rng(rand::rngs::OsRng)
-                .map_err(|e| -> super::ProveError { format!("seeding the rng: {e}").into() })?;
+            let rng = match seed {
+                Some(seed) => ChaCha20Rng::seed_from_u64(seed),
+                None => ChaCha20Rng::from_rng(rand::rngs::OsRng)
+                    .map_err(|e| -> super::ProveError { format!("seeding the rng: {e}").into() })?,
+            };
             prover.prove(&job_task, rng)
         });
         let result = tokio::select! {

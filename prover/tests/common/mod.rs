@@ -38,10 +38,7 @@ pub fn env(ks: &[u32]) -> &'static Env {
         for &k in ks {
             params::ensure_dev(&params_dir, k, false).expect("dev params");
         }
-        let core = ProvingCore::new(CoreConfig {
-            params_dir,
-            keys_dir: dir.path().join("keys"),
-        });
+        let core = ProvingCore::new(CoreConfig::new(params_dir, dir.path().join("keys")));
         Env { dir, core }
     })
 }

@@ -34,10 +34,10 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         let params_dir = dir.path().join("params");
         params::ensure_dev(&params_dir, CHUNK.k, false).expect("dev params");
-        let core = Arc::new(ProvingCore::new(CoreConfig {
-            params_dir: params_dir.clone(),
-            keys_dir: dir.path().join("keys"),
-        }));
+        let core = Arc::new(ProvingCore::new(CoreConfig::new(
+            params_dir.clone(),
+            dir.path().join("keys"),
+        )));
         let coord_dir = dir.path().join("coordinator");
         std::fs::create_dir_all(&coord_dir).expect("coordinator dir");
         let coordinator_config = CoordinatorConfig::local(
@@ -76,7 +76,7 @@ impl World {
             "node": {
                 "name": name, "n_workers": 1, "identity_dir": node_dir.join("identity"),
                 "db_path": node_dir.join("stack.redb"), "task_types": [1], "max_attempts": 3,
-                "drain_timeout_sec": 60, "backend": "cpu", "engine": "reference", "provider_type": 1
+                "drain_timeout_sec": 60, "backend": "cpu", "engine": "native", "provider_type": 1
             },
             "circuits": {
                 "chunk_k": CHUNK.k, "chunk_tree_depth": CHUNK.tree_depth,
