@@ -1,4 +1,5 @@
-//! The one aggregation test of the suite: a batch of 2 chained chunk proofs proves and verifies;
+//! The one aggregation test of the suite: a batch of 2 chained chunk proofs proves (native engine, the
+//! default) and verifies with halo2-axiom's and snark-verifier's verifiers;
 //! a batch whose chunks do not chain is refused, and if proved anyway its proof is rejected.
 
 mod common;
@@ -55,6 +56,40 @@ fn batch_of_two_chunks_verifies_and_a_broken_chain_is_rejected() {
         prover::core::expected_statement(&TaskPayload::Batch(data.clone())).unwrap()
     );
     assert_eq!(proof.instances.len(), batch::NUM_INSTANCES);
+    // The default engine proved everything: the chunk proofs the circuit verified in-circuit
+    // and the aggregation proof itself.
+    assert_eq!(proof.meta.engine, "native");
+    assert_eq!(p0.meta.engine, "native");
+
+    // snark-verifier's native verifier agrees, deciding both the proof's own KZG accumulator and
+    // the one it carries in its first 12 public inputs (the chunk proofs' deferred pairing).
+    let keys = core.batch_keys(config).unwrap();
+    let srs = core.srs(BATCH_K).unwrap();
+    let instances: Vec<Fr> = proof.instances.iter().map(|x| x.0).collect();
+    let accumulator = Some(
+        (0..batch::ACCUMULATOR_LIMBS)
+            .map(|i| (0, i))
+            .collect::<Vec<_>>(),
+    );
+    prover::engine::verify_with_snark_verifier(
+        &srs,
+        keys.vk(),
+        &instances,
+        &proof.proof.0,
+        accumulator.clone(),
+    )
+    .expect("snark-verifier rejected the batch proof");
+    // A changed accumulator limb is rejected.
+    let mut wrong = instances.clone();
+    wrong[0] += Fr::from(1);
+    assert!(prover::engine::verify_with_snark_verifier(
+        &srs,
+        keys.vk(),
+        &wrong,
+        &proof.proof.0,
+        accumulator
+    )
+    .is_err());
 
     // Tampering: a flipped proof byte, a changed public input.
     let mut bad = proof.clone();

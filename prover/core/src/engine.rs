@@ -151,3 +151,49 @@ pub fn verify(
     }
     Ok(())
 }
+
+/// Verifies a proof (SHPLONK, Poseidon transcript) with snark-verifier's native PLONK verifier:
+/// the same verifier logic the batch circuit runs in-circuit, here on native field elements,
+/// including the final pairing. For an aggregation proof, `accumulator_indices` names the public
+/// inputs that carry its deferred KZG accumulator, and that accumulator is decided too.
+///
+/// An independent second verifier next to [`verify`] (halo2-axiom's), for cross-checks.
+pub fn verify_with_snark_verifier(
+    params: &params::Srs,
+    vk: &VerifyingKey<G1Affine>,
+    instances: &[Fr],
+    proof: &[u8],
+    accumulator_indices: Option<Vec<(usize, usize)>>,
+) -> Result<(), EngineError> {
+    use snark_verifier_sdk::snark_verifier::pcs::kzg::KzgDecidingKey;
+    use snark_verifier_sdk::snark_verifier::system::halo2::{compile, Config};
+    use snark_verifier_sdk::snark_verifier::verifier::SnarkVerifier;
+    use snark_verifier_sdk::{PlonkVerifier, SHPLONK};
+
+    let run = || -> Result<(), String> {
+        let protocol = compile(
+            params,
+            vk,
+            Config::kzg()
+                .with_num_instance(vec![instances.len()])
+                .with_accumulator_indices(accumulator_indices),
+        );
+        let dk: KzgDecidingKey<Bn256> = (params.get_g()[0], params.g2(), params.s_g2()).into();
+        let instances = vec![instances.to_vec()];
+        let mut transcript =
+            PoseidonTranscript::<NativeLoader, &[u8]>::from_spec(proof, POSEIDON_SPEC.clone());
+        let parsed =
+            PlonkVerifier::<SHPLONK>::read_proof(&dk, &protocol, &instances, &mut transcript)
+                .map_err(|e| format!("unreadable proof: {e:?}"))?;
+        PlonkVerifier::<SHPLONK>::verify(&dk, &protocol, &instances, &parsed)
+            .map_err(|e| format!("{e:?}"))
+    };
+    // snark-verifier asserts on some malformed inputs instead of returning an error.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(EngineError::Rejected(format!("snark-verifier: {e}"))),
+        Err(_) => Err(EngineError::Rejected(
+            "snark-verifier: the verifier panicked on this proof".into(),
+        )),
+    }
+}
