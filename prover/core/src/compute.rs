@@ -6,6 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use gpu::{BackendChoice, Bases, ComputeBackend};
+use halo2_proofs::plonk::ProvingKey;
+use halo2curves::bn256::G1Affine;
+
+use crate::native::{KeyCache, NativeError};
 
 /// Errors of backend selection.
 #[derive(Debug, thiserror::Error)]
@@ -16,11 +20,17 @@ pub struct SelectError {
     pub source: gpu::BackendError,
 }
 
+/// One key's cache, filled by the first proof with that key.
+type CacheSlot = Arc<Mutex<Option<Arc<KeyCache>>>>;
+
 /// The selected backend and the bases cache of one [`crate::ProvingCore`].
 #[derive(Default)]
 pub struct Compute {
     backend: Mutex<Option<Arc<dyn ComputeBackend>>>,
     bases: Mutex<HashMap<u32, Arc<Bases>>>,
+    /// Per proving key (by verifying-key digest): its extended-coset columns, built on the first
+    /// native proof with that key. A second prover of the same key waits for the first build.
+    key_caches: Mutex<HashMap<String, CacheSlot>>,
 }
 
 impl Compute {
@@ -55,6 +65,36 @@ impl Compute {
         let built = Arc::new(crate::native::srs_bases(srs));
         // Two threads may build it at once; both then use the first one stored (one id per k).
         lock(&self.bases).entry(k).or_insert(built).clone()
+    }
+}
+
+impl Compute {
+    /// The [`KeyCache`] of `pk` (whose verifying-key digest is `digest`), built once with
+    /// `backend`.
+    pub fn key_cache(
+        &self,
+        digest: &str,
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+    ) -> Result<Arc<KeyCache>, NativeError> {
+        let slot = lock(&self.key_caches)
+            .entry(digest.to_string())
+            .or_default()
+            .clone();
+        let mut cached = lock(&slot);
+        if let Some(c) = cached.as_ref() {
+            return Ok(c.clone());
+        }
+        let started = std::time::Instant::now();
+        let built = Arc::new(KeyCache::new(backend, pk)?);
+        tracing::info!(
+            key = digest,
+            mib = built.size_bytes() >> 20,
+            ms = started.elapsed().as_millis() as u64,
+            "native engine: per-key coset cache built (kept for the next proofs with this key)"
+        );
+        *cached = Some(built.clone());
+        Ok(built)
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use group::Group;
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_base::gates::circuit::CircuitBuilderStage;
-use halo2_proofs::plonk::{keygen_pk, keygen_vk, Circuit, ProvingKey};
+use halo2_proofs::plonk::{keygen_pk, keygen_vk, Circuit};
 use halo2curves::bn256::{Bn256, Fq, Fr, G1Affine};
 use halo2curves::pairing::{MillerLoopResult, MultiMillerLoop};
 use halo2curves::CurveAffine;
@@ -170,12 +170,13 @@ impl ProvingCore {
     fn prove_circuit<C: Circuit<Fr>>(
         &self,
         k: u32,
-        pk: &ProvingKey<G1Affine>,
+        keys: &CircuitKeys,
         circuit: C,
         instances: &[Fr],
         rng: impl RngCore,
     ) -> Result<Proved, CoreError> {
         let srs = self.srs(k)?;
+        let pk = &keys.pk;
         match self.config.engine {
             EngineKind::Reference => Ok(Proved {
                 proof: engine::prove(&srs, pk, circuit, instances, rng)?,
@@ -185,8 +186,20 @@ impl ProvingCore {
             EngineKind::Native => {
                 let backend = self.backend()?;
                 let bases = self.bases(k)?;
-                let proof =
-                    engine::prove_native(&*backend, &srs, &bases, pk, &circuit, instances, rng)?;
+                let cache = self
+                    .compute
+                    .key_cache(&keys.meta.vk_digest, &*backend, pk)
+                    .map_err(EngineError::from)?;
+                let proof = engine::prove_native(
+                    &*backend,
+                    &srs,
+                    &bases,
+                    pk,
+                    Some(&cache),
+                    &circuit,
+                    instances,
+                    rng,
+                )?;
                 Ok(Proved {
                     proof,
                     engine: EngineKind::Native,
@@ -293,7 +306,7 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proved = self.prove_circuit(data.config.k, &keys.pk, builder, &instances, rng)?;
+        let proved = self.prove_circuit(data.config.k, &keys, builder, &instances, rng)?;
         Ok(payload(
             task_id,
             CircuitSpec::Chunk {
@@ -379,7 +392,7 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proved = self.prove_circuit(config.k, &keys.pk, circuit, &instances, rng)?;
+        let proved = self.prove_circuit(config.k, &keys, circuit, &instances, rng)?;
         Ok(payload(
             task_id,
             CircuitSpec::Batch { config },

@@ -94,12 +94,15 @@ pub fn prove<C: Circuit<Fr>>(
 
 /// Creates the same kind of proof as [`prove`] (SHPLONK, Poseidon transcript) with the native
 /// engine on `backend`. `bases` must be [`crate::native::srs_bases`] of `params` (build it once
-/// per SRS so a device backend can keep the points resident).
+/// per SRS so a device backend can keep the points resident); `cache`, when given, must be
+/// [`crate::native::KeyCache::new`] of `pk` (build it once per key and keep it).
+#[allow(clippy::too_many_arguments)]
 pub fn prove_native<C: Circuit<Fr>>(
     backend: &dyn gpu::ComputeBackend,
     params: &params::Srs,
     bases: &gpu::Bases,
     pk: &ProvingKey<G1Affine>,
+    cache: Option<&crate::native::KeyCache>,
     circuit: &C,
     instances: &[Fr],
     mut rng: impl RngCore,
@@ -110,7 +113,7 @@ pub fn prove_native<C: Circuit<Fr>>(
         params,
         bases,
         pk,
-        None,
+        cache,
         circuit,
         &[instances],
         &mut rng,

@@ -427,7 +427,8 @@ fn native_chunk_proof_passes_the_production_verifier() {
     let (again, _) = prove(11);
     assert_eq!(proof, again);
 
-    // The engine-level entry point gives the same bytes.
+    // The engine-level entry point, with the per-key cache, gives the same bytes.
+    let cache = native::KeyCache::new(&CpuBackend::new(), &keys.pk).expect("key cache");
     let mut builder = BaseCircuitBuilder::prover(
         keys.meta.circuit_params.clone(),
         keys.meta.break_points.clone(),
@@ -438,6 +439,7 @@ fn native_chunk_proof_passes_the_production_verifier() {
         &srs,
         &bases,
         &keys.pk,
+        Some(&cache),
         &builder,
         &instances,
         ChaCha20Rng::seed_from_u64(11),

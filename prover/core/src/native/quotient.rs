@@ -129,6 +129,7 @@ pub fn evaluate(
             y,
         )?;
     }
+    part("permutation");
     let mut lookup_ext = Vec::with_capacity(lookups.len());
     for ((input, table), committed) in lookup_programs.into_iter().zip(lookups) {
         lookup_ext.push(LookupExt {
