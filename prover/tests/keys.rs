@@ -64,3 +64,40 @@ fn keys_are_cached_and_corrupt_entries_regenerated() {
         .verify(&proof)
         .expect("verifies with cached keys");
 }
+
+/// Two cores of one process (as in the test harness, or a node and an embedded coordinator)
+/// generating the same entry at once: both get the keys, and the entry on disk is whole.
+#[test]
+fn two_cores_generating_the_same_keys_at_once_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let params_dir = dir.path().join("params");
+    params::ensure_dev(&params_dir, SMALL.k, false).unwrap();
+    let config = CoreConfig::new(params_dir, dir.path().join("keys"));
+    let barrier = std::sync::Barrier::new(2);
+    let digests: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let core = ProvingCore::new(config.clone());
+                    barrier.wait();
+                    core.chunk_keys(SMALL).map(|k| k.meta.vk_digest.clone())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("concurrent keygen"))
+            .collect()
+    });
+    assert_eq!(digests[0], digests[1]);
+    assert!(entry_files(&config.keys_dir, "pk").len() == 1);
+    let again = ProvingCore::new(config.clone()).chunk_keys(SMALL).unwrap();
+    assert_eq!(again.meta.vk_digest, digests[0]);
+    // No temporary files left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&config.keys_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

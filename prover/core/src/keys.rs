@@ -261,8 +261,12 @@ impl KeyStore {
 }
 
 /// Writes `path` through a temporary file, fsync and rename, so readers see all or nothing.
+/// The temporary name is unique per write (process id and a counter): two key stores of one
+/// process writing the same entry at once each rename their own complete file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
     let mut w = BufWriter::new(file);
     w.write_all(bytes).map_err(io_err(&tmp))?;
