@@ -202,6 +202,14 @@ where
 
     // theta is squeezed even without lookups (the verifier does the same).
     let theta = *transcript.squeeze_challenge_scalar::<()>();
+    quotient::check_gates(
+        pk,
+        &witness.advice_values,
+        &instance_values,
+        &witness.challenges,
+        theta,
+    )?;
+    step("gate check");
     let fixed_values: Vec<Vec<Fr>> = pk.fixed_values().iter().map(|p| p.to_vec()).collect();
     let columns = lookup::Columns {
         fixed: &fixed_values,

@@ -257,3 +257,76 @@ fn permutation_terms(
         });
     Ok(())
 }
+
+/// Refuses a witness that violates a gate, before anything expensive: every gate polynomial is
+/// evaluated on every row of the domain (Lagrange values; the blinding rows included, where the
+/// selectors are zero) and folded with the random `factor`, so the fold is non-zero wherever a
+/// gate fails (except with negligible probability). The first failing row is reported with the
+/// gate and constraint names.
+pub fn check_gates(
+    pk: &ProvingKey<G1Affine>,
+    advice: &[Vec<Fr>],
+    instance: &[Vec<Fr>],
+    challenges: &[Fr],
+    factor: Fr,
+) -> Result<(), NativeError> {
+    let cs = pk.get_vk().cs();
+    let n = pk.get_vk().get_domain().n as usize;
+    let counts = [
+        cs.num_fixed_columns(),
+        cs.num_advice_columns(),
+        cs.num_instance_columns(),
+    ];
+    let exprs: Vec<&Expression<Fr>> = cs
+        .gates()
+        .iter()
+        .flat_map(|g| g.polynomials().iter())
+        .collect();
+    let program = Program::compile(&exprs, challenges, counts)?;
+    let cols = Columns {
+        fixed: pk.fixed_values().iter().map(|p| &p[..]).collect(),
+        advice: slices(advice),
+        instance: slices(instance),
+        size: n,
+        ratio: 1,
+    };
+    cols.check()?;
+    let mut folded = vec![Fr::ZERO; n];
+    folded.par_chunks_mut(CHUNK).enumerate().for_each_init(
+        || program.scratch(),
+        |scratch, (ci, out)| program.horner(&cols, scratch, ci * CHUNK, out, factor),
+    );
+    let Some(row) = folded.iter().position(|v| !bool::from(v.is_zero())) else {
+        return Ok(());
+    };
+    // Name the failing constraint: evaluate each one at that row.
+    let at = |set: &[&[Fr]], index: usize, rot: i32| {
+        set[index][(row as i64 + i64::from(rot)).rem_euclid(n as i64) as usize]
+    };
+    for gate in cs.gates() {
+        for (i, poly) in gate.polynomials().iter().enumerate() {
+            let v = poly.evaluate(
+                &|c| c,
+                &|_| Fr::ZERO,
+                &|q| at(&cols.fixed, q.column_index(), q.rotation().0),
+                &|q| at(&cols.advice, q.column_index(), q.rotation().0),
+                &|q| at(&cols.instance, q.column_index(), q.rotation().0),
+                &|c| challenges.get(c.index()).copied().unwrap_or(Fr::ZERO),
+                &|a| -a,
+                &|a, b| a + b,
+                &|a, b| a * b,
+                &|a, s| a * s,
+            );
+            if !bool::from(v.is_zero()) {
+                return Err(NativeError::Unsatisfied(format!(
+                    "gate {:?} (constraint {i} {:?}) fails at row {row}",
+                    gate.name(),
+                    gate.constraint_name(i)
+                )));
+            }
+        }
+    }
+    Err(NativeError::Unsatisfied(format!(
+        "a gate fails at row {row}"
+    )))
+}
