@@ -4,6 +4,10 @@
 //!
 //! `cargo run --release -p prover-core --example native_profile -- [k] [rounds]`
 //! (k = 13 and 2 rounds by default; dev parameters and keys under $TMPDIR/native-profile).
+//!
+//! `... --example native_profile -- TASK.json PARAMS_DIR KEYS_DIR [rounds]` proves a task file
+//! (e.g. a batch task from `prover task batch`) through the proving core: `rounds` native proofs
+//! in one process (the first one builds the key cache), then one reference proof.
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_proofs::transcript::TranscriptWriterBuffer;
@@ -22,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter("prover_core=debug")
         .with_writer(std::io::stderr)
         .init();
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().is_some_and(|a| a.ends_with(".json")) {
+        return profile_task(&all);
+    }
+    let mut args = all.into_iter();
     let k: u32 = args.next().map(|v| v.parse()).transpose()?.unwrap_or(13);
     let rounds: usize = args.next().map(|v| v.parse()).transpose()?.unwrap_or(2);
     let dir = std::env::temp_dir().join("native-profile");
@@ -106,5 +114,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             native_time.as_secs_f64() / reference_time.as_secs_f64()
         );
     }
+    Ok(())
+}
+
+fn profile_task(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let [task, params_dir, keys_dir, rest @ ..] = args else {
+        return Err("usage: native_profile TASK.json PARAMS_DIR KEYS_DIR [rounds]".into());
+    };
+    let rounds: usize = rest.first().map(|v| v.parse()).transpose()?.unwrap_or(2);
+    let task: prover_core::wire::Task = serde_json::from_str(&std::fs::read_to_string(task)?)?;
+    let mut config = CoreConfig::new(params_dir, keys_dir);
+    config.backend = gpu::BackendChoice::Cpu;
+    let native_core = ProvingCore::new(config.clone());
+    for round in 0..rounds {
+        let started = std::time::Instant::now();
+        let proof = native_core.prove_task(&task, ChaCha20Rng::seed_from_u64(round as u64))?;
+        native_core.verify(&proof)?;
+        eprintln!(
+            "native round {round}: {:?} (core prove_ms {})",
+            started.elapsed(),
+            proof.meta.prove_ms
+        );
+    }
+    config.engine = engine::EngineKind::Reference;
+    let reference_core = ProvingCore::new(config);
+    let started = std::time::Instant::now();
+    let proof = reference_core.prove_task(&task, ChaCha20Rng::seed_from_u64(0))?;
+    eprintln!(
+        "reference: {:?} (core prove_ms {})",
+        started.elapsed(),
+        proof.meta.prove_ms
+    );
     Ok(())
 }
