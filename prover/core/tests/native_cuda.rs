@@ -43,7 +43,11 @@ fn native_proofs_on_cuda_and_cpu_are_byte_identical_and_verify() {
     let sizes: Vec<u32> = std::env::var("NATIVE_CUDA_K")
         .unwrap_or_else(|_| "13".into())
         .split(',')
-        .map(|k| k.trim().parse().expect("NATIVE_CUDA_K: comma-separated integers"))
+        .map(|k| {
+            k.trim()
+                .parse()
+                .expect("NATIVE_CUDA_K: comma-separated integers")
+        })
         .collect();
     let dir = tempfile_dir();
     for k in sizes {
