@@ -52,11 +52,6 @@ impl Compute {
         *lock(&self.backend) = Some(backend);
     }
 
-    /// The backend if one was selected or set, without selecting one.
-    pub fn selected(&self) -> Option<Arc<dyn ComputeBackend>> {
-        lock(&self.backend).clone()
-    }
-
     /// The bases of the SRS for `k` (`srs` must be the core's cached SRS for `k`), built once.
     pub fn bases(&self, k: u32, srs: &params::Srs) -> Arc<Bases> {
         if let Some(b) = lock(&self.bases).get(&k) {

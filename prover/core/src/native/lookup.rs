@@ -14,18 +14,10 @@ use rand_core::RngCore;
 use rayon::prelude::*;
 
 use super::commit::{commit_lagrange, eval_poly};
-use super::program::{self, Program};
+use super::program::{Columns, Program};
 use super::{Ctx, NativeError};
 
 const CHUNK: usize = 1 << 12;
-
-/// Column values on the domain (Lagrange basis) that lookup expressions read.
-pub struct Columns<'a> {
-    pub fixed: &'a [Vec<Fr>],
-    pub advice: &'a [Vec<Fr>],
-    pub instance: &'a [Vec<Fr>],
-    pub challenges: &'a [Fr],
-}
 
 /// After the permuted columns are committed.
 pub struct Permuted {
@@ -44,28 +36,20 @@ pub struct Committed {
     pub product: Vec<Fr>,
 }
 
-/// `Σ θ^(m-1-j) e_j` over the expressions, on the circuit's domain (n rows).
+/// `Σ θ^(m-1-j) e_j` over the expressions, on the circuit's domain (`cols` with ratio 1).
 pub fn compress(
     expressions: &[Expression<Fr>],
     theta: Fr,
-    n: usize,
     cols: &Columns<'_>,
+    challenges: &[Fr],
 ) -> Result<Vec<Fr>, NativeError> {
     let counts = [cols.fixed.len(), cols.advice.len(), cols.instance.len()];
     let exprs: Vec<&Expression<Fr>> = expressions.iter().collect();
-    let program = Program::compile(&exprs, cols.challenges, counts)?;
-    let on_domain = program::Columns {
-        fixed: cols.fixed.iter().map(Vec::as_slice).collect(),
-        advice: cols.advice.iter().map(Vec::as_slice).collect(),
-        instance: cols.instance.iter().map(Vec::as_slice).collect(),
-        size: n,
-        ratio: 1,
-    };
-    on_domain.check()?;
-    let mut acc = vec![Fr::ZERO; n];
+    let program = Program::compile(&exprs, challenges, counts)?;
+    let mut acc = vec![Fr::ZERO; cols.size];
     acc.par_chunks_mut(CHUNK).enumerate().for_each_init(
         || program.scratch(),
-        |scratch, (ci, out)| program.horner(&on_domain, scratch, ci * CHUNK, out, theta),
+        |scratch, (ci, out)| program.horner(cols, scratch, ci * CHUNK, out, theta),
     );
     Ok(acc)
 }
@@ -119,6 +103,7 @@ pub fn commit_permuted<E, T>(
     table_expressions: &[Expression<Fr>],
     theta: Fr,
     cols: &Columns<'_>,
+    challenges: &[Fr],
     rng: &mut dyn RngCore,
     transcript: &mut T,
 ) -> Result<Permuted, NativeError>
@@ -128,8 +113,8 @@ where
 {
     let n = ctx.n;
     let usable = ctx.unusable_start();
-    let compressed_input = compress(input_expressions, theta, n, cols)?;
-    let compressed_table = compress(table_expressions, theta, n, cols)?;
+    let compressed_input = compress(input_expressions, theta, cols, challenges)?;
+    let compressed_table = compress(table_expressions, theta, cols, challenges)?;
     let (mut permuted_input, mut permuted_table) =
         permute_pair(&compressed_input[..usable], &compressed_table[..usable])?;
     permuted_input.resize_with(n, || Fr::random(&mut *rng));

@@ -202,21 +202,17 @@ where
 
     // theta is squeezed even without lookups (the verifier does the same).
     let theta = *transcript.squeeze_challenge_scalar::<()>();
-    quotient::check_gates(
-        pk,
-        &witness.advice_values,
-        &instance_values,
-        &witness.challenges,
-        theta,
-    )?;
-    step("gate check");
-    let fixed_values: Vec<Vec<Fr>> = pk.fixed_values().iter().map(|p| p.to_vec()).collect();
-    let columns = lookup::Columns {
-        fixed: &fixed_values,
-        advice: &witness.advice_values,
-        instance: &instance_values,
-        challenges: &witness.challenges,
+    // The circuit's columns on its own domain (no copies): read by the gate check and lookups.
+    let domain_cols = program::Columns {
+        fixed: pk.fixed_values().iter().map(|p| &p[..]).collect(),
+        advice: witness.advice_values.iter().map(Vec::as_slice).collect(),
+        instance: instance_values.iter().map(Vec::as_slice).collect(),
+        size: n,
+        ratio: 1,
     };
+    domain_cols.check()?;
+    quotient::check_gates(pk, &domain_cols, &witness.challenges, theta)?;
+    step("gate check");
     let mut permuted = Vec::with_capacity(cs.lookups().len());
     for argument in cs.lookups() {
         permuted.push(lookup::commit_permuted(
@@ -224,7 +220,8 @@ where
             argument.input_expressions(),
             argument.table_expressions(),
             theta,
-            &columns,
+            &domain_cols,
+            &witness.challenges,
             rng,
             transcript,
         )?);

@@ -261,17 +261,17 @@ fn permutation_terms(
 /// Refuses a witness that violates a gate, before anything expensive: every gate polynomial is
 /// evaluated on every row of the domain (Lagrange values; the blinding rows included, where the
 /// selectors are zero) and folded with the random `factor`, so the fold is non-zero wherever a
-/// gate fails (except with negligible probability). The first failing row is reported with the
+/// gate fails (except with negligible probability). `cols` are the columns on the circuit's
+/// domain (ratio 1) and must have passed [`Columns::check`]. The first failing row is reported with the
 /// gate and constraint names.
 pub fn check_gates(
     pk: &ProvingKey<G1Affine>,
-    advice: &[Vec<Fr>],
-    instance: &[Vec<Fr>],
+    cols: &Columns<'_>,
     challenges: &[Fr],
     factor: Fr,
 ) -> Result<(), NativeError> {
     let cs = pk.get_vk().cs();
-    let n = pk.get_vk().get_domain().n as usize;
+    let n = cols.size;
     let counts = [
         cs.num_fixed_columns(),
         cs.num_advice_columns(),
@@ -283,18 +283,10 @@ pub fn check_gates(
         .flat_map(|g| g.polynomials().iter())
         .collect();
     let program = Program::compile(&exprs, challenges, counts)?;
-    let cols = Columns {
-        fixed: pk.fixed_values().iter().map(|p| &p[..]).collect(),
-        advice: slices(advice),
-        instance: slices(instance),
-        size: n,
-        ratio: 1,
-    };
-    cols.check()?;
     let mut folded = vec![Fr::ZERO; n];
     folded.par_chunks_mut(CHUNK).enumerate().for_each_init(
         || program.scratch(),
-        |scratch, (ci, out)| program.horner(&cols, scratch, ci * CHUNK, out, factor),
+        |scratch, (ci, out)| program.horner(cols, scratch, ci * CHUNK, out, factor),
     );
     let Some(row) = folded.iter().position(|v| !bool::from(v.is_zero())) else {
         return Ok(());
