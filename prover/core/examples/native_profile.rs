@@ -65,10 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vk = keys.pk.get_vk();
     let cs = vk.cs();
     eprintln!(
-        "chunk k={k}: {} advice, {} fixed, {} instance columns, {} lookups, degree {}, extended k {}",
+        "chunk k={k}: {} advice, {} fixed, {} instance columns, {} permutation columns, {} lookups, degree {}, extended k {}",
         cs.num_advice_columns(),
         cs.num_fixed_columns(),
         cs.num_instance_columns(),
+        cs.permutation().get_columns().len(),
         cs.lookups().len(),
         cs.degree(),
         vk.get_domain().extended_k()
