@@ -1,0 +1,154 @@
+// Internal interfaces of the emulated CUDA device (libcuda.so.1 of gpu/emu).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../include/cuda_emu_abi.h"
+#include "cubin.h"
+
+namespace emu {
+
+// CUresult values used here (cuda.h).
+enum Result : int {
+    SUCCESS = 0,
+    ERROR_INVALID_VALUE = 1,
+    ERROR_OUT_OF_MEMORY = 2,
+    ERROR_NOT_INITIALIZED = 3,
+    ERROR_DEINITIALIZED = 4,
+    ERROR_NO_DEVICE = 100,
+    ERROR_INVALID_DEVICE = 101,
+    ERROR_INVALID_IMAGE = 200,
+    ERROR_INVALID_CONTEXT = 201,
+    ERROR_NO_BINARY_FOR_GPU = 209,
+    ERROR_INVALID_SOURCE = 300,
+    ERROR_FILE_NOT_FOUND = 301,
+    ERROR_INVALID_HANDLE = 400,
+    ERROR_NOT_FOUND = 500,
+    ERROR_NOT_READY = 600,
+    ERROR_ILLEGAL_ADDRESS = 700,
+    ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+    ERROR_HARDWARE_STACK_ERROR = 714,
+    ERROR_LAUNCH_FAILED = 719,
+    ERROR_NOT_PERMITTED = 800,
+    ERROR_NOT_SUPPORTED = 801,
+    ERROR_UNKNOWN = 999,
+};
+
+// Sets the detail of the error being returned on this thread (printed to stderr once, and
+// appended by cuGetErrorString) and returns `r`.
+Result fail(Result r, const std::string& detail);
+// Prints one line prefixed with "cuda-emu: " to stderr.
+void log(const std::string& line);
+
+// ---- the device's limits (an H100/H200-class part, sm_90) --------------------------------------
+constexpr int kArchMajor = 9;
+constexpr int kArchMinor = 0;
+constexpr unsigned kMaxThreadsPerBlock = 1024;
+constexpr unsigned kMaxBlockDim[3] = {1024, 1024, 64};
+constexpr unsigned kMaxGridDim[3] = {2147483647u, 65535u, 65535u};
+constexpr unsigned kSharedPerBlock = 48 * 1024;        // without opt-in
+constexpr unsigned kSharedPerBlockOptin = 227 * 1024;  // 232448
+constexpr unsigned kSharedPerSm = 228 * 1024;
+constexpr unsigned kRegistersPerBlock = 65536;
+constexpr unsigned kRegistersPerSm = 65536;
+constexpr unsigned kMaxThreadsPerSm = 2048;
+constexpr unsigned kMaxBlocksPerSm = 32;
+constexpr unsigned kSmCount = 132;
+constexpr unsigned kWarpSize = 32;
+constexpr unsigned long long kTotalMemory = 80ull << 30;
+
+// Registers a block of `threads` threads allocates (per-warp allocation in units of 256).
+unsigned long long block_registers(unsigned regs_per_thread, unsigned threads);
+
+// ---- memory (memory.cpp) -----------------------------------------------------------------------
+struct Allocation {
+    uintptr_t base;   // what the program sees (CUdeviceptr)
+    size_t size;      // requested bytes
+    void* map;        // the mapping (guard pages around the data) or malloc'd block
+    size_t map_len;
+    uint64_t serial;  // allocation number, for messages
+    int device;
+};
+
+// Every live device allocation. Thread-safe.
+class Memory {
+   public:
+    // Allocates `size` bytes (size 0 allowed), filled with garbage. OOM when over the device's
+    // total memory.
+    Result alloc(int device, size_t size, uintptr_t* out);
+    Result free(uintptr_t p);
+    // Checks that [p, p + len) lies inside one live allocation.
+    bool contains(uintptr_t p, size_t len, std::string* why) const;
+    // Describes an address relative to the nearest allocation (for fault messages).
+    std::string describe(uintptr_t p) const;
+    // Frees every allocation of `device` (context destroyed).
+    void release_device(int device);
+    size_t in_use() const;
+    size_t peak() const;
+    void reset_peak();
+    uint64_t count() const;
+
+   private:
+    std::string describe_unlocked(uintptr_t p, size_t len) const;
+    std::string describe_locked_free(uintptr_t p) const;
+    mutable std::mutex mu_;
+    std::map<uintptr_t, Allocation> live_;
+    size_t in_use_ = 0;
+    size_t peak_ = 0;
+    uint64_t serial_ = 0;
+};
+Memory& memory();
+
+// Fills `len` bytes with pseudo-random garbage (a fresh pattern each call).
+void fill_garbage(void* p, size_t len);
+// Maps `len` bytes with inaccessible guard pages on both sides, the data ending right at the
+// upper guard (start aligned to 16). Under AddressSanitizer, malloc instead (ASan's redzones).
+void* guarded_map(size_t len, void** map, size_t* map_len);
+void guarded_unmap(void* map, size_t map_len);
+
+// ---- counters (memory.cpp) ---------------------------------------------------------------------
+struct Counters {
+    std::atomic<uint64_t> htod_bytes{0}, dtoh_bytes{0}, dtod_bytes{0}, memset_bytes{0};
+    std::atomic<uint64_t> htod_copies{0}, dtoh_copies{0}, launches{0}, allocations{0};
+    std::mutex mu;
+    std::map<std::string, uint64_t> launches_per_kernel;
+};
+Counters& counters();
+
+// ---- kernels and launches (exec.cpp) -----------------------------------------------------------
+struct Function {
+    std::string name;
+    CubinKernel meta;                   // from the CUBIN
+    const EmuKernelEntry* host;         // the host build of the kernel
+    unsigned max_dynamic_shared;        // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    unsigned max_threads() const;       // CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK
+};
+
+struct LaunchConfig {
+    unsigned grid[3];
+    unsigned block[3];
+    unsigned shared_bytes;
+};
+
+// Checks the configuration against the device's and the kernel's limits and the pointer
+// parameters against live allocations; returns the error (with detail) of a bad launch.
+Result check_launch(const Function& f, const LaunchConfig& cfg, void** params);
+// Runs the kernel to completion. A fault inside it (illegal address, barrier divergence, stack
+// overflow) is returned as ERROR_ILLEGAL_ADDRESS / ERROR_LAUNCH_FAILED with the detail set.
+Result execute(const Function& f, const LaunchConfig& cfg, void** params);
+
+// Thread-order modes (CUDA_EMU_ORDER): forward, reverse, shuffle.
+enum class Order { Forward, Reverse, Shuffle };
+Order order_mode();
+
+// Kernel libraries: the host builds of the kernels, searched by name.
+const EmuKernelEntry* find_host_kernel(const std::string& name, std::string* searched);
+
+}  // namespace emu
