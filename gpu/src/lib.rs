@@ -11,7 +11,8 @@
 //!   `compute_80`/`compute_90`/`sm_90` (`tests/nvrtc_compile.rs`).
 //! - [`CudaBackend`] (module [`cuda`]) launches `msm.cu` and `ntt.cu` through cudarc, compiling
 //!   them with NVRTC at first use. It has not run on a GPU yet: `tests/cuda.rs` compares it with
-//!   the CPU backend when a device is present (required with `PROVER_REQUIRE_GPU=1`).
+//!   the CPU backend when a device is present (required with `PROVER_REQUIRE_GPU=1`); CI runs it
+//!   on the emulated device of `gpu/emu/` ([`Emulator`] reads that device's counters).
 //!
 //! Conventions (shared by every backend):
 //! - Field elements are halo2curves' `bn256::Fr` (4×u64 little-endian limbs, Montgomery form).
@@ -29,6 +30,7 @@ mod select;
 pub use backend::{BackendError, BackendName, Bases, ComputeBackend, Direction, Domain};
 pub use checked::CheckedBackend;
 pub use cpu::CpuBackend;
+pub use cuda::emu::{EmuCounters, Emulator};
 pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues};
 pub use select::{
     cuda_driver_probe, select, BackendChoice, DriverProbe, Selection, CUDA_DRIVER_LIB,

@@ -23,11 +23,13 @@
 //!   before returning, so asynchronous kernel faults surface in the call that caused them.
 //! - Arguments are validated in safe Rust (lengths, sizes) before the launchers run.
 //!
-//! STATUS: compiled, and the pure-Rust parts, the host-compilable kernel helpers and the NVRTC
-//! compile path tested, on a machine without a GPU; none of this has run on a GPU yet
-//! (`tests/cuda.rs` runs when a device is present; `scripts/gpu-validate` stages a run).
+//! STATUS: emulated, unverified on a GPU. CI runs `tests/cuda.rs` and the native engine's
+//! CPU-vs-CUDA proof test through this backend against the emulated device of `gpu/emu/` (the
+//! kernels' portable paths compiled for the host, launch limits from the real CUBINs); none of
+//! this has run on a GPU yet (`scripts/gpu-validate` stages a run).
 #![allow(unsafe_code)]
 
+pub mod emu;
 pub(crate) mod nvrtc;
 pub mod plan;
 
@@ -351,6 +353,17 @@ impl CudaBackend {
     /// Opens device `ordinal`: probes the driver, creates the context, compiles (or loads from
     /// the cache) the kernels. Every failure is an error, never a panic.
     pub fn new(ordinal: usize) -> Result<Self, BackendError> {
+        Self::with_kernel_sources(ordinal, MSM, NTT)
+    }
+
+    /// As [`Self::new`], with other sources for the MSM and NTT units (same kernel names and
+    /// signatures). For tests that plant bugs into copies of the kernels (the emulated device's
+    /// own tests) and for trying kernel variants; the production backend uses [`Self::new`].
+    pub fn with_kernel_sources(
+        ordinal: usize,
+        msm_unit: Source,
+        ntt_unit: Source,
+    ) -> Result<Self, BackendError> {
         if let DriverProbe::NotFound { searched } = cuda_driver_probe() {
             return Err(BackendError::Unavailable(format!(
                 "CUDA driver library {CUDA_DRIVER_LIB} not found (searched {})",
@@ -385,8 +398,8 @@ impl CudaBackend {
             nvrtc = %format!("{}.{} ({})", nvrtc.version.0, nvrtc.version.1, nvrtc.origin),
             "CUDA backend"
         );
-        let msm = load_unit(&ctx, &nvrtc, MSM, arch)?;
-        let ntt = load_unit(&ctx, &nvrtc, NTT, arch)?;
+        let msm = load_unit(&ctx, &nvrtc, msm_unit, arch)?;
+        let ntt = load_unit(&ctx, &nvrtc, ntt_unit, arch)?;
         let kernels = Kernels {
             msm_histogram: function(&msm, "msm_histogram")?,
             msm_scatter: function(&msm, "msm_scatter")?,

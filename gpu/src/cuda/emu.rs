@@ -1,0 +1,145 @@
+//! The emulated CUDA device's own entry points (`gpu/emu/`): the host↔device transfer, launch and
+//! allocation counters that tests assert on. On a real driver these symbols do not exist and
+//! [`Emulator::open`] returns `None`.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int};
+
+use libloading::Library;
+
+use crate::backend::BackendError;
+use crate::select::CUDA_DRIVER_LIB;
+
+/// Counters of the emulated device since the last [`Emulator::reset`] (process-wide).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct EmuCounters {
+    /// Bytes copied host → device.
+    pub htod_bytes: u64,
+    /// Bytes copied device → host.
+    pub dtoh_bytes: u64,
+    /// Bytes copied device → device.
+    pub dtod_bytes: u64,
+    /// Bytes set by memsets.
+    pub memset_bytes: u64,
+    /// Host → device copies.
+    pub htod_copies: u64,
+    /// Device → host copies.
+    pub dtoh_copies: u64,
+    /// Kernel launches.
+    pub launches: u64,
+    /// Device allocations made.
+    pub allocations: u64,
+    /// Device allocations alive now.
+    pub live_allocations: u64,
+    /// Device bytes allocated now.
+    pub bytes_in_use: u64,
+    /// Largest `bytes_in_use` since the last reset.
+    pub peak_bytes: u64,
+}
+
+impl EmuCounters {
+    /// Bytes that crossed "PCIe" in either direction.
+    pub fn transferred(&self) -> u64 {
+        self.htod_bytes + self.dtoh_bytes
+    }
+}
+
+/// A handle on the emulator's extra entry points.
+pub struct Emulator {
+    lib: Library,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Emulator")
+    }
+}
+
+impl Emulator {
+    /// Opens the loaded driver library and returns `Some` when it is the emulator.
+    pub fn open() -> Option<Self> {
+        // SAFETY: opening the driver library (the emulator or NVIDIA's) runs its initialisers,
+        // which have no preconditions; the handle keeps it loaded while `Emulator` lives.
+        let lib = unsafe { Library::new(CUDA_DRIVER_LIB) }.ok()?;
+        // SAFETY: only the symbol's presence is checked here.
+        unsafe { lib.get::<unsafe extern "C" fn()>(b"cuEmuGetCounters\0") }.ok()?;
+        Some(Self { lib })
+    }
+
+    /// The counters now.
+    pub fn counters(&self) -> Result<EmuCounters, BackendError> {
+        type F = unsafe extern "C" fn(*mut EmuCounters, usize) -> c_int;
+        let mut c = EmuCounters::default();
+        // SAFETY: cuEmuGetCounters(CuEmuCounters*, size_t) has this signature (gpu/emu/src/
+        // driver.cpp); `c` is a valid, writable struct of the size passed, with the same layout
+        // (eleven u64 fields, repr(C)); the emulator checks the size.
+        let rc = unsafe {
+            let f = self.sym::<F>(b"cuEmuGetCounters\0")?;
+            f(&mut c, std::mem::size_of::<EmuCounters>())
+        };
+        if rc != 0 {
+            return Err(BackendError::Device(format!(
+                "cuEmuGetCounters failed ({rc}): emulator and crate disagree on the counters' layout"
+            )));
+        }
+        Ok(c)
+    }
+
+    /// Launches per kernel name since the last reset, sorted by name.
+    pub fn launch_counts(&self) -> Result<Vec<(String, u64)>, BackendError> {
+        type F = unsafe extern "C" fn(*mut c_char, usize) -> usize;
+        // SAFETY: cuEmuGetLaunchCounts(char*, size_t) -> size_t: writes at most `len` bytes
+        // (NUL-terminated) into the buffer and returns the length it needs; a null buffer with
+        // length 0 only asks for the length.
+        let text = unsafe {
+            let f = self.sym::<F>(b"cuEmuGetLaunchCounts\0")?;
+            let need = f(std::ptr::null_mut(), 0);
+            let mut buf = vec![0u8; need + 64];
+            f(buf.as_mut_ptr().cast(), buf.len());
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (name, n) = l.rsplit_once(' ')?;
+                Some((name.to_string(), n.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Zeroes the counters (the peak becomes what is allocated now).
+    pub fn reset(&self) -> Result<(), BackendError> {
+        type F = unsafe extern "C" fn();
+        // SAFETY: cuEmuResetCounters(void) takes nothing and only touches the emulator's state.
+        unsafe {
+            let f = self.sym::<F>(b"cuEmuResetCounters\0")?;
+            f();
+        }
+        Ok(())
+    }
+
+    /// The order threads and blocks run in: `forward`, `reverse` or `shuffle`.
+    pub fn order(&self) -> Result<String, BackendError> {
+        type F = unsafe extern "C" fn() -> *const c_char;
+        // SAFETY: cuEmuOrder returns a pointer to a static NUL-terminated string.
+        let s = unsafe {
+            let f = self.sym::<F>(b"cuEmuOrder\0")?;
+            std::ffi::CStr::from_ptr(f())
+        };
+        Ok(s.to_string_lossy().into_owned())
+    }
+
+    /// # Safety
+    /// `T` must be the exact C signature of `name` in gpu/emu/src/driver.cpp.
+    unsafe fn sym<T>(&self, name: &[u8]) -> Result<libloading::Symbol<'_, T>, BackendError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.lib.get::<T>(name) }.map_err(|e| {
+            BackendError::Device(format!(
+                "emulator entry point {}: {e}",
+                String::from_utf8_lossy(name)
+            ))
+        })
+    }
+}

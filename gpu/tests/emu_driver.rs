@@ -1,0 +1,262 @@
+//! The emulated CUDA device at the driver level, through cudarc: what it reports, which limits it
+//! enforces (from the CUBIN NVRTC produced), and that bad pointers, bad copies and entry points
+//! it does not implement come back as errors that say what was wrong. Skips without a CUDA driver
+//! (fails with `PROVER_REQUIRE_GPU=1`) and on a real GPU (it is about the emulator).
+//!
+//! One test, because the emulator's counters are process-wide.
+
+use std::sync::Arc;
+
+use cudarc::driver::sys::{self, CUdevice_attribute, CUresult};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
+    PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+use gpu::kernels::{ARITH_CHECK, MSM};
+use gpu::Emulator;
+
+fn emulator() -> Option<Emulator> {
+    if matches!(gpu::cuda_driver_probe(), gpu::DriverProbe::NotFound { .. }) {
+        assert!(
+            std::env::var("PROVER_REQUIRE_GPU").ok().as_deref() != Some("1"),
+            "PROVER_REQUIRE_GPU=1 but no CUDA driver"
+        );
+        eprintln!("no CUDA driver; emulator driver test SKIPPED");
+        return None;
+    }
+    let e = Emulator::open();
+    if e.is_none() {
+        eprintln!("a real CUDA driver is loaded; emulator driver test SKIPPED");
+    }
+    e
+}
+
+fn module(ctx: &Arc<CudaContext>, unit: gpu::kernels::Source) -> Arc<CudaModule> {
+    let cubin = gpu::cuda::compile_source(unit.name, unit.text, (9, 0)).expect("NVRTC");
+    ctx.load_module(Ptx::from_binary(cubin))
+        .expect("load the CUBIN")
+}
+
+fn cfg(grid: (u32, u32, u32), block: (u32, u32, u32)) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: grid,
+        block_dim: block,
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Launches scan_add(u32* data, const u32* block_offsets, u32 n) with `data` as the raw pointer.
+fn launch_scan_add(
+    stream: &Arc<CudaStream>,
+    f: &CudaFunction,
+    data: u64,
+    offsets: u64,
+    n: u32,
+    c: LaunchConfig,
+) -> Result<(), String> {
+    // SAFETY: scan_add takes two pointers and a u32; the arguments have exactly those sizes. The
+    // pointers may be invalid on purpose: the emulator checks them before running anything, and
+    // a valid call touches only data[0..n) and block_offsets[0..=n/1024].
+    unsafe {
+        stream
+            .launch_builder(f)
+            .arg(&data)
+            .arg(&offsets)
+            .arg(&n)
+            .launch(c)
+    }
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn emulated_driver_reports_and_enforces_the_device_limits() {
+    let Some(emu) = emulator() else { return };
+    let ctx = CudaContext::new(0).expect("context on the emulated device");
+    let stream = ctx.default_stream();
+
+    // What it reports: an H100-class device, named as emulated.
+    let name = ctx.name().expect("name");
+    assert!(name.contains("Emulated"), "{name}");
+    let attr = |a| ctx.attribute(a).expect("attribute");
+    assert_eq!(
+        attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
+        9
+    );
+    assert_eq!(
+        attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK),
+        1024
+    );
+    assert_eq!(
+        attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
+        132
+    );
+    assert_eq!(
+        attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN),
+        232448
+    );
+
+    // Kernel attributes come from the CUBIN.
+    let msm = module(&ctx, MSM);
+    let scan_block = msm.load_function("scan_block").unwrap();
+    assert_eq!(
+        scan_block.shared_size_bytes().unwrap(),
+        2048,
+        "__shared__ u32 sh[512]"
+    );
+    let scan_add = msm.load_function("scan_add").unwrap();
+    let g1_op = module(&ctx, ARITH_CHECK).load_function("g1_op").unwrap();
+    let regs = g1_op.num_regs().unwrap() as u64;
+    let max_threads = g1_op.max_threads_per_block().unwrap() as u64;
+    println!("g1_op: {regs} registers per thread, at most {max_threads} threads per block");
+    assert!(regs > 0, "register count read from the CUBIN");
+    let per_warp = (regs * 32).div_ceil(256) * 256;
+    assert_eq!(max_threads, (65536 / per_warp * 32).min(1024));
+    // Not in the CUBIN: an error naming it.
+    let missing = msm.load_function("no_such_kernel").unwrap_err();
+    assert!(
+        missing.to_string().contains("is not in the module"),
+        "{missing}"
+    );
+    // A CUBIN for another architecture is refused.
+    let sm80 = gpu::cuda::compile_source(MSM.name, MSM.text, (8, 0)).unwrap();
+    let e = ctx.load_module(Ptx::from_binary(sm80)).unwrap_err();
+    assert_eq!(e.0, CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU, "{e}");
+
+    // Device memory: fresh allocations hold garbage, not zeros; copies are counted.
+    emu.reset().unwrap();
+    // SAFETY: the slice is only copied back to the host (u32 has no invalid bit patterns).
+    let fresh = unsafe { stream.alloc::<u32>(1024) }.expect("alloc");
+    let host = stream.clone_dtoh(&fresh).expect("download");
+    assert!(
+        host.iter().any(|x| *x != 0),
+        "new device memory must be filled with garbage"
+    );
+    let mut data = stream.clone_htod(&vec![1u32; 2048]).expect("upload");
+    let offsets = stream.clone_htod(&[5u32, 7]).expect("upload");
+    let c = emu.counters().unwrap();
+    assert_eq!(c.htod_bytes, 2048 * 4 + 8);
+    assert_eq!(c.dtoh_bytes, 1024 * 4);
+
+    // A good launch runs and is counted.
+    let pd = data.device_ptr_mut(&stream).0;
+    let po = offsets.device_ptr(&stream).0;
+    launch_scan_add(
+        &stream,
+        &scan_add,
+        pd,
+        po,
+        2048,
+        cfg((8, 1, 1), (256, 1, 1)),
+    )
+    .expect("launch");
+    let out = stream.clone_dtoh(&data).unwrap();
+    assert!(out[..1024].iter().all(|x| *x == 6) && out[1024..].iter().all(|x| *x == 8));
+    let launches = emu.launch_counts().unwrap();
+    assert!(
+        launches.contains(&("scan_add".to_string(), 1)),
+        "{launches:?}"
+    );
+
+    // Limits of the device, as launch errors.
+    let err = launch_scan_add(
+        &stream,
+        &scan_add,
+        pd,
+        po,
+        2048,
+        cfg((1, 1, 1), (1025, 1, 1)),
+    )
+    .unwrap_err();
+    assert!(err.contains("block (1025, 1, 1) exceeds"), "{err}");
+    let err = launch_scan_add(
+        &stream,
+        &scan_add,
+        pd,
+        po,
+        2048,
+        cfg((1, 1, 1), (32, 33, 1)),
+    )
+    .unwrap_err();
+    assert!(err.contains("1056 threads per block"), "{err}");
+    let err = launch_scan_add(
+        &stream,
+        &scan_add,
+        pd,
+        po,
+        2048,
+        cfg((1, 65536, 1), (32, 1, 1)),
+    )
+    .unwrap_err();
+    assert!(err.contains("grid (1, 65536, 1)"), "{err}");
+    // Registers × threads: g1_op at 1024 threads fits only if it uses at most 64 registers.
+    let a = stream.clone_htod(&vec![0u32; 32]).unwrap();
+    let mut o = stream.clone_htod(&vec![0u32; 16]).unwrap();
+    let (op, n) = (2i32, 1u32);
+    // SAFETY: g1_op(int op, const u32* a, const u32* b, u32* out, u32 n) with n = 1: reads 32
+    // limbs of a and b, writes 16 of out; all three buffers are that large.
+    let r = unsafe {
+        stream
+            .launch_builder(&g1_op)
+            .arg(&op)
+            .arg(&a)
+            .arg(&a)
+            .arg(&mut o)
+            .arg(&n)
+            .launch(cfg((1, 1, 1), (1024, 1, 1)))
+    };
+    if 32 * per_warp > 65536 {
+        let e = r.unwrap_err();
+        assert_eq!(e.0, CUresult::CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, "{e}");
+        assert!(e.to_string().contains("registers per thread"), "{e}");
+    } else {
+        r.expect("g1_op fits at 1024 threads");
+    }
+    stream
+        .synchronize()
+        .expect("no sticky fault from refused launches");
+
+    // Pointer parameters must lie in live device allocations.
+    let host_vec = vec![0u32; 16];
+    let host_ptr = host_vec.as_ptr() as u64;
+    let err = launch_scan_add(
+        &stream,
+        &scan_add,
+        host_ptr,
+        po,
+        16,
+        cfg((1, 1, 1), (16, 1, 1)),
+    )
+    .unwrap_err();
+    assert!(err.contains("pointer parameter 0"), "{err}");
+    assert!(err.contains("not in any live device allocation"), "{err}");
+    let err = launch_scan_add(
+        &stream,
+        &scan_add,
+        pd + 8192,
+        po,
+        16,
+        cfg((1, 1, 1), (16, 1, 1)),
+    )
+    .unwrap_err();
+    assert!(err.contains("pointer parameter 0"), "{err}");
+
+    // Copies are checked against the allocation they touch.
+    let src = [0u8; 16];
+    // SAFETY: the destination range runs 8 bytes past the 8192-byte allocation on purpose; the
+    // emulator refuses it before copying. `src` holds the 16 bytes named.
+    let rc = unsafe { sys::cuMemcpyHtoD_v2(pd + 8192 - 8, src.as_ptr().cast(), 16) };
+    assert_eq!(rc, CUresult::CUDA_ERROR_INVALID_VALUE);
+
+    // An entry point the emulator does not implement: an error naming it, not a crash.
+    let mut bus_id = [0 as std::ffi::c_char; 32];
+    // SAFETY: cuDeviceGetPCIBusId(char*, int, CUdevice) with a buffer of the length passed.
+    let rc = unsafe { sys::cuDeviceGetPCIBusId(bus_id.as_mut_ptr(), 32, 0) };
+    assert_eq!(rc, CUresult::CUDA_ERROR_NOT_SUPPORTED);
+    let msg = cudarc::driver::DriverError(rc).to_string();
+    assert!(
+        msg.contains("cuDeviceGetPCIBusId is not implemented"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,353 @@
+//! The emulated CUDA device proves that it can fail: bugs are planted into copies of the real
+//! kernels and each must be caught.
+//!
+//! - a removed `__syncthreads` in `ntt_pass` (after the shared-memory load): wrong NTT in every
+//!   thread order;
+//! - a removed `__syncthreads` in `scan_block` (the MSM's prefix sum): a race that changes the
+//!   MSM in at least one of the orders `CUDA_EMU_ORDER=forward|reverse|shuffle`;
+//! - an out-of-bounds store in `ntt_bitrev`: an illegal-address fault naming the allocation;
+//! - `__launch_bounds__(256)` on `ntt_pass`, launched with 512 threads: a launch error;
+//! - 48 KiB of static shared memory added to `ntt_pass` (plus its 32 KiB dynamic): a launch error.
+//!
+//! Each plant runs in a child process (this test binary again, test `planted_child`, with
+//! `EMU_PLANT` set): the mutated kernel library is loaded through `CUDA_EMU_KERNELS`, the CUBIN is
+//! compiled by NVRTC from the same mutated source (`CudaBackend::with_kernel_sources`), and a
+//! fault stays in that process. The unmodified kernels run the same checks as a control and must
+//! pass in every order. Without a CUDA driver the test skips (fails with
+//! `PROVER_REQUIRE_GPU=1`); on a real GPU it skips (it is about the emulator).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ff::Field;
+use gpu::kernels::{Source, MSM, NTT};
+use gpu::{
+    Bases, ComputeBackend, CpuBackend, CudaBackend, Direction, Domain, Emulator, Fr, G1Affine, G1,
+};
+use group::{Curve, Group};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+struct Plant {
+    name: &'static str,
+    unit: Source,
+    from: &'static str,
+    to: &'static str,
+}
+
+const PLANTS: &[Plant] = &[
+    Plant {
+        name: "ntt_missing_barrier",
+        unit: NTT,
+        from: "        ntt_sh_store(sh, size, e, fr_t::load(data + 8u * idx));\n    }\n    __syncthreads();\n",
+        to: "        ntt_sh_store(sh, size, e, fr_t::load(data + 8u * idx));\n    }\n",
+    },
+    Plant {
+        name: "scan_missing_barrier",
+        unit: MSM,
+        from: "        u32 x = t >= off ? sh[t - off] : 0u;\n        __syncthreads();\n",
+        to: "        u32 x = t >= off ? sh[t - off] : 0u;\n",
+    },
+    Plant {
+        name: "ntt_out_of_bounds",
+        unit: NTT,
+        from: "    v.store(out + 8u * j);\n",
+        to: "    v.store(out + 8u * (j + 1u));\n",
+    },
+    Plant {
+        name: "ntt_launch_bounds",
+        unit: NTT,
+        from: "extern \"C\" __global__ void ntt_pass(",
+        to: "extern \"C\" __global__ void __launch_bounds__(256) ntt_pass(",
+    },
+    Plant {
+        name: "ntt_static_shared",
+        unit: NTT,
+        from: "    extern __shared__ u32 sh[];\n",
+        to: "    extern __shared__ u32 sh[];\n    __shared__ u32 planted[12288];\n    planted[threadIdx.x] = 0u;\n    if (planted[(threadIdx.x + 1u) % blockDim.x] == 7u) data[0] = 0u;\n",
+    },
+];
+
+const ORDERS: &[&str] = &["forward", "reverse", "shuffle"];
+
+fn plant(name: &str) -> Option<&'static Plant> {
+    PLANTS.iter().find(|p| p.name == name)
+}
+
+/// The mutated source of a plant (the pattern must occur exactly once).
+fn mutated(p: &Plant) -> String {
+    assert_eq!(
+        p.unit.text.matches(p.from).count(),
+        1,
+        "plant {}: the pattern to replace is not in {} exactly once (kernel changed?)",
+        p.name,
+        p.unit.name
+    );
+    p.unit.text.replacen(p.from, p.to, 1)
+}
+
+/// In the child: runs the operation the plant breaks, on the (mutated) CUDA backend, and prints
+/// one `PLANT-RESULT:` line: `ok` (matches the CPU), `mismatch`, or `error: ...`.
+#[test]
+fn planted_child() {
+    let Ok(name) = std::env::var("EMU_PLANT") else {
+        eprintln!("runs only as a child of planted_bugs_are_caught (EMU_PLANT unset)");
+        return;
+    };
+    let (msm, ntt, msm_op) = if name == "control" || name == "control_msm" {
+        (MSM, NTT, name == "control_msm")
+    } else {
+        let p = plant(&name).unwrap_or_else(|| panic!("unknown plant {name}"));
+        let text: &'static str = Box::leak(mutated(p).into_boxed_str());
+        let src = Source {
+            name: p.unit.name,
+            text,
+        };
+        if p.unit.name == MSM.name {
+            (src, NTT, true)
+        } else {
+            (MSM, src, false)
+        }
+    };
+    let outcome = (|| -> Result<bool, gpu::BackendError> {
+        let gpu = CudaBackend::with_kernel_sources(0, msm, ntt)?;
+        let mut rng = ChaCha20Rng::seed_from_u64(77);
+        if msm_op {
+            let n = 1025;
+            let seeds: Vec<G1> = (0..8).map(|_| G1::random(&mut rng)).collect();
+            let proj: Vec<G1> = (0..n)
+                .map(|i| seeds[i % 8] * Fr::from(i as u64 + 1))
+                .collect();
+            let mut pts = vec![G1Affine::default(); n];
+            G1::batch_normalize(&proj, &mut pts);
+            let bases = Bases::new(pts);
+            let s: Vec<Fr> = (0..n).map(|_| Fr::random(&mut rng)).collect();
+            let want = CpuBackend::new().msm(&bases, &s)?;
+            let got = gpu.msm(&bases, &s)?;
+            Ok(got.to_affine() == want.to_affine())
+        } else {
+            let d = Domain::new(10)?;
+            let x: Vec<Fr> = (0..d.size()).map(|_| Fr::random(&mut rng)).collect();
+            let mut want = x.clone();
+            CpuBackend::new().ntt(&mut want, &d, Direction::Forward)?;
+            let mut got = x;
+            gpu.ntt(&mut got, &d, Direction::Forward)?;
+            Ok(got == want)
+        }
+    })();
+    match outcome {
+        Ok(true) => println!("PLANT-RESULT: ok"),
+        Ok(false) => println!("PLANT-RESULT: mismatch"),
+        Err(e) => println!("PLANT-RESULT: error: {e}"),
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds the kernel library of a plant with gpu/emu/build (the mutated unit only).
+fn build_plant_lib(p: &Plant, dir: &Path) -> PathBuf {
+    let unit_dir = dir.join(p.name);
+    std::fs::create_dir_all(&unit_dir).expect("plant directory");
+    let src = unit_dir.join(p.unit.name);
+    std::fs::write(&src, mutated(p)).expect("write the mutated unit");
+    let lib = unit_dir.join("libcuda_emu_kernels.so");
+    let out = Command::new(repo().join("gpu/emu/build"))
+        .arg("kernels")
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("run gpu/emu/build");
+    assert!(
+        out.status.success(),
+        "building the kernel library of plant {}: {}",
+        p.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lib
+}
+
+fn child(plant: &str, kernels: Option<&Path>, order: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args([
+        "--exact",
+        "planted_child",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("EMU_PLANT", plant)
+    .env("CUDA_EMU_ORDER", order)
+    .env("CUDA_EMU_SEED", "12345");
+    if let Some(k) = kernels {
+        cmd.env("CUDA_EMU_KERNELS", k);
+    }
+    cmd
+}
+
+fn run_child(plant: &str, kernels: Option<&Path>, order: &str) -> String {
+    let out = child(plant, kernels, order)
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("PLANT-RESULT: ").map(|(_, r)| r.trim()))
+        .unwrap_or_else(|| {
+            panic!("plant {plant} ({order}): the child printed no result\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        });
+    line.to_string()
+}
+
+#[test]
+fn planted_bugs_are_caught() {
+    if matches!(gpu::cuda_driver_probe(), gpu::DriverProbe::NotFound { .. }) {
+        assert!(
+            std::env::var("PROVER_REQUIRE_GPU").ok().as_deref() != Some("1"),
+            "PROVER_REQUIRE_GPU=1 but no CUDA driver (the emulator: put target/cuda-emu/release on LD_LIBRARY_PATH)"
+        );
+        eprintln!("no CUDA driver; planted-bug test SKIPPED");
+        return;
+    }
+    if Emulator::open().is_none() {
+        eprintln!(
+            "a real CUDA driver is loaded; the planted-bug test is about the emulator: SKIPPED"
+        );
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("emu-planted");
+    let libs: Vec<(&Plant, PathBuf)> = PLANTS
+        .iter()
+        .map(|p| (p, build_plant_lib(p, &dir)))
+        .collect();
+
+    // Control: the real kernels pass the same checks in every order.
+    for order in ORDERS {
+        for control in ["control", "control_msm"] {
+            let r = run_child(control, None, order);
+            assert_eq!(
+                r, "ok",
+                "{control} ({order}): the unmodified kernels failed: {r}"
+            );
+        }
+    }
+    let mut table = Vec::new();
+    for (p, lib) in &libs {
+        let results: Vec<(&str, String)> = ORDERS
+            .iter()
+            .map(|o| (*o, run_child(p.name, Some(lib), o)))
+            .collect();
+        for (o, r) in &results {
+            table.push(format!("{:<22} {:<8} {r}", p.name, o));
+        }
+        let caught = |r: &String| r != "ok";
+        match p.name {
+            "ntt_missing_barrier" => {
+                for (o, r) in &results {
+                    assert!(caught(r), "{} not caught in {o} order", p.name);
+                }
+            }
+            "scan_missing_barrier" => {
+                assert!(
+                    results.iter().any(|(_, r)| caught(r)),
+                    "{}: the race changed nothing in any order: {results:?}",
+                    p.name
+                );
+            }
+            "ntt_out_of_bounds" => {
+                for (o, r) in &results {
+                    assert!(
+                        r.contains("illegal memory access")
+                            && r.contains("past the end of allocation"),
+                        "{} ({o}): {r}",
+                        p.name
+                    );
+                }
+            }
+            "ntt_launch_bounds" => {
+                for (o, r) in &results {
+                    assert!(
+                        r.contains("__launch_bounds__ of 256"),
+                        "{} ({o}): {r}",
+                        p.name
+                    );
+                }
+            }
+            "ntt_static_shared" => {
+                for (o, r) in &results {
+                    assert!(r.contains("dynamic shared memory"), "{} ({o}): {r}", p.name);
+                }
+            }
+            other => panic!("no expectation for plant {other}"),
+        }
+    }
+    table.push(asan_catches_the_out_of_bounds_store(&dir));
+    println!("planted bugs on the emulated device (plant, order, result):");
+    for l in table {
+        println!("  {l}");
+    }
+}
+
+/// The AddressSanitizer build of the emulator (no guard pages there: ASan's redzones) reports
+/// the planted out-of-bounds store by itself and stops the process.
+fn asan_catches_the_out_of_bounds_store(dir: &Path) -> String {
+    let p = plant("ntt_out_of_bounds").expect("plant");
+    let build = |args: &[&str]| {
+        let out = Command::new(repo().join("gpu/emu/build"))
+            .args(args)
+            .output()
+            .expect("run gpu/emu/build");
+        assert!(
+            out.status.success(),
+            "gpu/emu/build {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let driver_dir = build(&["asan"]);
+    let unit_dir = dir.join("asan");
+    std::fs::create_dir_all(&unit_dir).expect("plant directory");
+    let src = unit_dir.join(p.unit.name);
+    std::fs::write(&src, mutated(p)).expect("write the mutated unit");
+    let lib = unit_dir.join("libcuda_emu_kernels.so");
+    build(&[
+        "kernels",
+        "--asan",
+        lib.to_str().expect("utf-8 path"),
+        src.to_str().expect("utf-8 path"),
+    ]);
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+    let runtime = Command::new(&cxx)
+        .arg("-print-file-name=libasan.so")
+        .output()
+        .expect("ask the compiler for libasan");
+    let runtime = String::from_utf8_lossy(&runtime.stdout).trim().to_string();
+    assert!(
+        Path::new(&runtime).is_absolute(),
+        "{cxx} does not know where libasan.so is ({runtime})"
+    );
+    let out = child(p.name, Some(&lib), "forward")
+        .env("LD_LIBRARY_PATH", &driver_dir)
+        .env("LD_PRELOAD", &runtime)
+        .env("ASAN_OPTIONS", "detect_leaks=0")
+        .output()
+        .expect("run the child test under ASan");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the ASan child must stop at the overflow"
+    );
+    assert!(
+        stderr.contains("AddressSanitizer: heap-buffer-overflow") && stderr.contains("ntt_bitrev"),
+        "ASan did not report the overflow in ntt_bitrev:\n{stderr}"
+    );
+    format!(
+        "{:<22} {:<8} AddressSanitizer: heap-buffer-overflow in ntt_bitrev (asan build)",
+        p.name, "forward"
+    )
+}
