@@ -83,24 +83,33 @@ impl Tokens {
 }
 
 /// Leading numeric components of a version string: `v4.4.45-abc` → [4, 4, 45].
-fn version_numbers(v: &str) -> Vec<u64> {
+/// The numbers of a version string (`v1.2.3-rc1` → 1, 2, 3; a part without digits is 0), or
+/// `None` when a number does not fit in 64 bits: an overflowing version is refused, never read
+/// as 0.
+pub fn version_numbers(v: &str) -> Option<Vec<u64>> {
     let v = v.trim().trim_start_matches('v');
     let core = v.split(['-', '+']).next().unwrap_or("");
     core.split('.')
         .map(|part| {
             let digits: String = part.chars().take_while(|c| c.is_ascii_digit()).collect();
-            digits.parse().unwrap_or(0)
+            if digits.is_empty() {
+                Some(0)
+            } else {
+                digits.parse().ok()
+            }
         })
         .collect()
 }
 
-/// True if `version` is not below `minimum` (an empty minimum accepts everything).
+/// True if `version` is not below `minimum` (an empty minimum accepts everything); false when
+/// either has a number that does not fit in 64 bits.
 pub fn version_ok(version: &str, minimum: &str) -> bool {
     if minimum.trim().is_empty() {
-        return true;
+        return version_numbers(version).is_some();
     }
-    let mut a = version_numbers(version);
-    let mut b = version_numbers(minimum);
+    let (Some(mut a), Some(mut b)) = (version_numbers(version), version_numbers(minimum)) else {
+        return false;
+    };
     let n = a.len().max(b.len());
     a.resize(n, 0);
     b.resize(n, 0);

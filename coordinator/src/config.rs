@@ -169,8 +169,35 @@ impl CoordinatorConfig {
     /// Rejects configurations that cannot work, before anything starts.
     pub fn validate(&self) -> Result<(), crate::CoordinatorError> {
         let bad = |m: String| Err(crate::CoordinatorError::Config(m));
+        const HOW: &str = "make one with `openssl rand -hex 32`";
+        let placeholder = |v: &str| v.to_ascii_uppercase().contains("CHANGE-ME");
+        if placeholder(&self.auth.secret) {
+            return bad(format!(
+                "auth.secret is the example's placeholder; set a random secret ({HOW})"
+            ));
+        }
         if self.auth.secret.len() < 16 {
-            return bad("auth.secret must be at least 16 characters".into());
+            return bad(format!(
+                "auth.secret must be at least 16 characters ({HOW})"
+            ));
+        }
+        if placeholder(&self.admin_token) {
+            return bad(format!(
+                "admin_token is the example's placeholder; set a random token ({HOW}), or \"\" \
+                 to disable the admin API"
+            ));
+        }
+        if !self.admin_token.is_empty() && self.admin_token.len() < 16 {
+            return bad(format!(
+                "admin_token must be at least 16 characters ({HOW}), or \"\" to disable the \
+                 admin API"
+            ));
+        }
+        if crate::auth::version_numbers(&self.min_prover_version).is_none() {
+            return bad(format!(
+                "min_prover_version {:?}: a version number does not fit in 64 bits",
+                self.min_prover_version
+            ));
         }
         if let Err(e) = prover_core::rollup::check_config(&self.chunk) {
             return bad(format!("chunk: {e}"));

@@ -4,10 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,10 +25,24 @@ use crate::store::{type_name, AssignOutcome, ProverIdentity, SubmitError};
 use crate::{blocking, now_ms, App, BlockRequest, EnqueueReply, EnqueueRequest};
 
 type AppState = State<Arc<App>>;
-type Body = Result<Bytes, BytesRejection>;
+/// Request bodies are read by the handlers themselves, after the caller is authenticated, with a
+/// limit per route: nothing an unauthenticated client sends is buffered.
+type Body = axum::body::Body;
+
+/// Body limit of login, get_task and the small admin calls (their bodies are a few hundred
+/// bytes); only submit_proof and admin enqueue get `max_body_bytes`.
+pub const SMALL_BODY_LIMIT: usize = 64 << 10;
+
+/// Longest `prover_name` accepted at login (bytes).
+pub const MAX_PROVER_NAME: usize = 128;
+
+/// Longest `failure_msg` stored (bytes); a longer one is truncated.
+pub const MAX_FAILURE_MSG: usize = 4096;
+
+/// Most random transfers one admin enqueue may ask for.
+pub const MAX_RANDOM_TRANSFERS: usize = 10_000;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
-    let limit = app.config.max_body_bytes;
     Router::new()
         .route(&format!("{API_BASE}/challenge"), get(challenge))
         .route(&format!("{API_BASE}/login"), post(login))
@@ -43,7 +55,6 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/block", post(admin_block))
         .route("/admin/v1/unblock", post(admin_unblock))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
 
@@ -120,18 +131,36 @@ async fn not_found() -> Response {
     err(errcode::INVALID_PARAMETER, "no such route")
 }
 
-/// Decodes a JSON body; every failure (too large, unreadable, malformed, missing field) is 20001.
-fn parse<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(
-                errcode::INVALID_PARAMETER,
-                format!("request body too large (limit {limit} bytes)"),
-            )
+/// Reads and decodes a JSON body of at most `limit` bytes. Call it only once the caller is
+/// authenticated. A declared `Content-Length` over the limit is refused before anything is read;
+/// every failure (too large, unreadable, malformed, missing field) is 20001.
+async fn parse<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let too_large = || {
+        ApiError(
+            errcode::INVALID_PARAMETER,
+            format!("request body too large (limit {limit} bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
+            || e.to_string().contains("length limit")
+        {
+            too_large()
         } else {
             ApiError(
                 errcode::INVALID_PARAMETER,
-                format!("cannot read request body: {}", rej.body_text()),
+                format!("cannot read request body: {e}"),
             )
         }
     })?;
@@ -141,6 +170,48 @@ fn parse<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
             format!("invalid request JSON: {e}"),
         )
     })
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`, ...), for logs and stored messages:
+/// text from a prover never forges a log line or reaches a terminal raw.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// At most `max` bytes of `s` (cut at a character boundary), saying how long it was.
+pub fn truncated(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… (truncated from {} bytes)", &s[..end], s.len())
+}
+
+/// A public key as login stores it: trimmed, lower-case hex (a `0x` prefix dropped).
+fn normalize_key(key: &str) -> Result<String, ApiError> {
+    let k = key.trim();
+    let k = k
+        .strip_prefix("0x")
+        .or_else(|| k.strip_prefix("0X"))
+        .unwrap_or(k);
+    if k.is_empty() || k.len() > 130 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError(
+            errcode::INVALID_PARAMETER,
+            "public_key must be the prover's public key in hex".into(),
+        ));
+    }
+    Ok(k.to_ascii_lowercase())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -202,20 +273,44 @@ async fn login_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, Response> {
-    let req: LoginRequest = parse(body, app.config.max_body_bytes)?;
+    // The challenge token in the header is checked before the body is read.
+    let Some(challenge) = bearer(headers) else {
+        return Err(err(
+            errcode::JWT,
+            "missing Authorization: Bearer <challenge token>",
+        ));
+    };
+    let claims: ChallengeClaims = app
+        .tokens
+        .check(challenge)
+        .map_err(|e| token_error("challenge token", e))?;
+    let req: LoginRequest = parse(headers, body, SMALL_BODY_LIMIT).await?;
     let m = &req.message;
-    if bearer(headers) != Some(m.challenge.as_str()) {
+    if m.challenge != challenge {
         return Err(err(
             errcode::JWT,
             "the Authorization header must be \"Bearer \" + message.challenge",
         ));
     }
-    let claims: ChallengeClaims = app
-        .tokens
-        .check(&m.challenge)
-        .map_err(|e| token_error("challenge token", e))?;
+    if m.prover_name.len() > MAX_PROVER_NAME || m.prover_name.chars().any(char::is_control) {
+        return Err(err(
+            errcode::INVALID_PARAMETER,
+            format!(
+                "prover_name must be at most {MAX_PROVER_NAME} bytes without control characters"
+            ),
+        ));
+    }
     verify_login(&req)
         .map_err(|e| err(errcode::INVALID_PARAMETER, format!("login signature: {e}")))?;
+    if crate::auth::version_numbers(&m.prover_version).is_none() {
+        return Err(err(
+            errcode::INVALID_PARAMETER,
+            format!(
+                "prover_version {:?}: a version number does not fit in 64 bits",
+                printable(&truncated(&m.prover_version, 64))
+            ),
+        ));
+    }
     if !version_ok(&m.prover_version, &app.config.min_prover_version) {
         return Err(err(
             errcode::INVALID_PARAMETER,
@@ -248,7 +343,7 @@ async fn login_inner(
         exp,
     };
     let token = app.tokens.issue(&login).map_err(internal)?;
-    tracing::info!(prover = %m.prover_name, public_key = %req.public_key, "prover logged in");
+    tracing::info!(prover = %printable(&m.prover_name), public_key = %printable(&req.public_key), "prover logged in");
     Ok(ok(TokenReply {
         time: rfc3339(exp),
         token,
@@ -260,7 +355,7 @@ async fn get_task(State(app): AppState, headers: HeaderMap, body: Body) -> Respo
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let req: GetTaskRequest = match parse(body, app.config.max_body_bytes) {
+    let req: GetTaskRequest = match parse(&headers, body, SMALL_BODY_LIMIT).await {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -313,7 +408,7 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         Ok(c) => c,
         Err(r) => return ("unauthorized", r.into_response()),
     };
-    let req: SubmitProofRequest = match parse(body, app.config.max_body_bytes) {
+    let req: SubmitProofRequest = match parse(headers, body, app.config.max_body_bytes).await {
         Ok(r) => r,
         Err(r) => return ("bad_request", r.into_response()),
     };
@@ -351,7 +446,8 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         let a = app.clone();
         let reason = format!(
             "prover reported failure (type {}): {}",
-            req.failure_type, req.failure_msg
+            req.failure_type,
+            printable(&truncated(&req.failure_msg, MAX_FAILURE_MSG))
         );
         let key = claims.public_key.clone();
         let r = blocking(move || {
@@ -369,7 +465,7 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         .await;
         return match r {
             Ok(Ok(_)) => {
-                tracing::warn!(task_id = %ctx.task.task_id, prover = %claims.prover_name, "prover reported a failure");
+                tracing::warn!(task_id = %ctx.task.task_id, prover = %printable(&claims.prover_name), "prover reported a failure");
                 ("failure_recorded", ok(serde_json::Value::Null))
             }
             Ok(Err(e)) => ("refused", submit_error(e)),
@@ -455,7 +551,7 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
             .await;
             match r {
                 Ok(Ok(effects)) => {
-                    tracing::info!(task_id = %ctx.task.task_id, prover = %claims.prover_name, verify_ms, "proof verified");
+                    tracing::info!(task_id = %ctx.task.task_id, prover = %printable(&claims.prover_name), verify_ms, "proof verified");
                     if let Some(batch) = effects.batch_created {
                         tracing::info!(task_id = %batch, "batch task created");
                     }
@@ -477,7 +573,10 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
                 &app.metrics.verifications,
                 &[("type", &kind), ("result", "invalid")],
             );
-            let why = format!("invalid proof: {reason}");
+            let why = format!(
+                "invalid proof: {}",
+                printable(&truncated(&reason, MAX_FAILURE_MSG))
+            );
             let why2 = why.clone();
             let r = blocking(move || {
                 a.store.record_failure(
@@ -494,7 +593,7 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
             .await;
             match r {
                 Ok(Ok(effects)) => {
-                    tracing::warn!(task_id = %ctx.task.task_id, prover = %claims.prover_name, "{why}");
+                    tracing::warn!(task_id = %ctx.task.task_id, prover = %printable(&claims.prover_name), "{why}");
                     let msg = if effects.blocked {
                         format!(
                             "{why}; prover blocked after {} invalid proofs",
@@ -546,7 +645,12 @@ fn admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
             "the admin API is disabled (no admin_token configured)".into(),
         ));
     }
-    if bearer(headers) == Some(app.config.admin_token.as_str()) {
+    // Compared in constant time (the length may leak; the token's bytes do not).
+    let given = bearer(headers).unwrap_or_default().as_bytes();
+    if bool::from(subtle::ConstantTimeEq::ct_eq(
+        given,
+        app.config.admin_token.as_bytes(),
+    )) {
         Ok(())
     } else {
         Err(ApiError(
@@ -560,13 +664,19 @@ async fn admin_enqueue(State(app): AppState, headers: HeaderMap, body: Body) -> 
     if let Err(r) = admin(&app, &headers) {
         return r.into_response();
     }
-    let req: EnqueueRequest = match parse(body, app.config.max_body_bytes) {
+    let req: EnqueueRequest = match parse(&headers, body, app.config.max_body_bytes).await {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
     let a = app.clone();
     let r = match (req.transfers, req.random) {
         (Some(t), None) => blocking(move || a.enqueue(t)).await,
+        (None, Some(n)) if n > MAX_RANDOM_TRANSFERS => {
+            return err(
+                errcode::INVALID_PARAMETER,
+                format!("random: {n} transfers; at most {MAX_RANDOM_TRANSFERS} per request"),
+            )
+        }
         (None, Some(n)) => {
             let seed = req.seed.unwrap_or_else(now_ms);
             blocking(move || {
@@ -606,17 +716,21 @@ async fn admin_block(State(app): AppState, headers: HeaderMap, body: Body) -> Re
     if let Err(r) = admin(&app, &headers) {
         return r.into_response();
     }
-    let req: BlockRequest = match parse(body, app.config.max_body_bytes) {
+    let req: BlockRequest = match parse(&headers, body, SMALL_BODY_LIMIT).await {
         Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let key = match normalize_key(&req.public_key) {
+        Ok(k) => k,
         Err(r) => return r.into_response(),
     };
     let reason = if req.reason.is_empty() {
         "blocked by the operator".to_string()
     } else {
-        req.reason
+        printable(&truncated(&req.reason, MAX_FAILURE_MSG))
     };
     let a = app.clone();
-    match blocking(move || a.store.block(&req.public_key, &reason)).await {
+    match blocking(move || a.store.block(&key, &reason)).await {
         Ok(()) => ok(serde_json::Value::Null),
         Err(e) => internal(e),
     }
@@ -626,12 +740,16 @@ async fn admin_unblock(State(app): AppState, headers: HeaderMap, body: Body) -> 
     if let Err(r) = admin(&app, &headers) {
         return r.into_response();
     }
-    let req: BlockRequest = match parse(body, app.config.max_body_bytes) {
+    let req: BlockRequest = match parse(&headers, body, SMALL_BODY_LIMIT).await {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
+    let key = match normalize_key(&req.public_key) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
     let a = app.clone();
-    match blocking(move || a.store.unblock(&req.public_key)).await {
+    match blocking(move || a.store.unblock(&key)).await {
         Ok(was) => ok(serde_json::json!({"was_blocked": was})),
         Err(e) => internal(e),
     }

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::auth::AcceptedVks;
-pub use crate::config::{AuthConfig, CoordinatorConfig, GenesisConfig};
+pub use crate::config::{random_secret, AuthConfig, CoordinatorConfig, GenesisConfig};
 pub use crate::error::CoordinatorError;
 pub use crate::store::{Policy, StatusReport, TaskRow, TaskState};
 

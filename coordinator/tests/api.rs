@@ -125,11 +125,13 @@ async fn bad_input_gets_its_errcode_and_the_server_keeps_serving() {
     b.login().await;
     let token = a.token.clone();
 
-    // Malformed JSON and missing fields on every POST route.
+    // Malformed JSON and missing fields on every POST route (login: with a valid challenge token,
+    // since no body is read before the token is checked).
+    let challenge = a.challenge().await;
     for path in ["login", "get_task", "submit_proof"] {
         let path = format!("/coordinator/v1/{path}");
         let bearer = if path.ends_with("login") {
-            None
+            Some(challenge.as_str())
         } else {
             Some(token.as_str())
         };
@@ -144,12 +146,12 @@ async fn bad_input_gets_its_errcode_and_the_server_keeps_serving() {
         assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{path}");
         assert!(env.errmsg.contains("missing field"), "{}", env.errmsg);
     }
-    // Oversized body: still an envelope.
+    // Oversized body (get_task takes at most 64 KiB): still an envelope.
     let env = a
         .post_raw(
             "/coordinator/v1/get_task",
             Some(&token),
-            vec![b' '; 64 * 1024],
+            vec![b' '; 64 * 1024 + 1],
         )
         .await;
     assert_eq!(env.errcode, errcode::INVALID_PARAMETER);
@@ -309,10 +311,44 @@ async fn bad_input_gets_its_errcode_and_the_server_keeps_serving() {
 }
 
 #[test]
-fn the_example_config_parses_and_validates() {
+fn the_example_config_parses_and_refuses_its_placeholders() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("coordinator.json");
-    let cfg = coordinator::CoordinatorConfig::from_file(&path).expect("example config");
-    cfg.validate().expect("valid");
+    let mut cfg = coordinator::CoordinatorConfig::from_file(&path).expect("example config");
+    // As shipped it must not start: its secrets are placeholders.
+    let e = cfg
+        .validate()
+        .expect_err("placeholder secret refused")
+        .to_string();
+    assert!(
+        e.contains("auth.secret") && e.contains("openssl rand -hex 32"),
+        "{e}"
+    );
+    cfg.auth.secret = coordinator::random_secret();
+    let e = cfg
+        .validate()
+        .expect_err("placeholder admin token refused")
+        .to_string();
+    assert!(
+        e.contains("admin_token") && e.contains("placeholder"),
+        "{e}"
+    );
+    cfg.admin_token = "short-token".into();
+    let e = cfg
+        .validate()
+        .expect_err("short admin token refused")
+        .to_string();
+    assert!(e.contains("at least 16 characters"), "{e}");
+    cfg.admin_token = String::new();
+    cfg.validate().expect("no admin API is fine");
+    cfg.admin_token = coordinator::random_secret();
+    cfg.validate().expect("valid with real secrets");
+    cfg.min_prover_version = "1.99999999999999999999999".into();
+    let e = cfg
+        .validate()
+        .expect_err("overflowing version refused")
+        .to_string();
+    assert!(e.contains("min_prover_version"), "{e}");
+    cfg.min_prover_version = "0.1.0".into();
     assert_eq!(cfg.chunk_timeout_sec, 180);
     assert!(cfg.batch_enabled().is_some());
     let err =

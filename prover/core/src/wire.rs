@@ -403,8 +403,11 @@ pub struct LoginRequest {
 
 // ---------------------------------------------------------------------------------------------
 // Coordinator HTTP API v1 (see the README, "Coordinator protocol"): envelope, error codes, bodies.
-// Request bodies accept unknown fields (clients of the Scroll family send extra ones); replies are
-// decoded leniently for the same reason. Missing required fields are an error (errcode 20001).
+// Request bodies accept unknown fields (clients of the Scroll family send extra ones) and read
+// `null` as the zero value where Go's coordinator does (`null_as_default`); replies are decoded
+// leniently for the same reason. Missing required fields are an error (errcode 20001). The
+// exception is the login message: its fields are signed, so an unknown one is refused rather
+// than ignored (it could only fail the signature check later, less clearly).
 // ---------------------------------------------------------------------------------------------
 
 /// Base path of every API route.
@@ -460,9 +463,21 @@ pub struct TokenReply {
     pub token: String,
 }
 
+/// Decodes JSON `null` (or a missing field, with `#[serde(default)]`) as the type's zero value,
+/// as Go's `encoding/json` does: Scroll's clients send `"failure_type": null` and
+/// `"failure_msg": null` with every successful proof.
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Body of `POST /coordinator/v1/get_task`. The reply's `data` is a [`Task`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct GetTaskRequest {
+    #[serde(deserialize_with = "null_as_default")]
     pub task_types: Vec<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prover_height: Option<u64>,
@@ -493,11 +508,11 @@ pub struct SubmitProofRequest {
     /// [`proof_status::OK`] or [`proof_status::ERROR`].
     pub status: u8,
     /// JSON text of a [`ProofPayload`] (empty when `status` is error).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub proof: String,
     /// One of [`failure_type`]; 0 when `status` is ok.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub failure_type: u8,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub failure_msg: String,
 }

@@ -1,0 +1,270 @@
+//! Hostile and foreign clients against a real coordinator on loopback (issue: hostile input and
+//! real clients). Each test fails on the coordinator as it was before these rules:
+//! - request bodies are read only after the caller is authenticated, with small limits on the
+//!   small routes and a declared oversize refused before reading;
+//! - `null` in a request body reads as Go's zero value, unknown fields are ignored;
+//! - text from provers is bounded and escaped; admin input is checked; overflowing versions are
+//!   refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, start, Client};
+use prover_core::wire::errcode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends the head of a POST declaring `declared` body bytes plus `sent` of them, and returns the
+/// reply, which must come within 5 s although most of the body was never sent.
+async fn post_partial(
+    base: &str,
+    path: &str,
+    bearer: Option<&str>,
+    declared: u64,
+    sent: usize,
+) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {declared}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(&vec![b' '; sent]).await.expect("write body");
+    let mut buf = vec![0u8; 64 << 10];
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = s.read(&mut buf).await.expect("read");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if n == 0 || (text.contains("\r\n\r\n") && text.contains("errcode")) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "{path}: no reply within 5 s to a request whose body was not sent: the server is waiting \
+         for the body"
+    );
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn errcode_of(reply: &str) -> i64 {
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let start = body.find('{').unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_str(&body[start..]).unwrap_or_else(|e| {
+        panic!("reply body is not the JSON envelope ({e}): {reply}");
+    });
+    v["errcode"].as_i64().expect("errcode")
+}
+
+#[tokio::test]
+async fn nothing_is_read_before_authentication() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = start(config(dir.path())).await;
+    let base = c.base_url();
+    // Unauthenticated uploads: refused from the headers alone, the 50 MB body never read.
+    for (path, bearer) in [
+        ("/coordinator/v1/submit_proof", None),
+        ("/coordinator/v1/submit_proof", Some("not-a-token")),
+        ("/coordinator/v1/get_task", None),
+        ("/coordinator/v1/login", None),
+        ("/coordinator/v1/login", Some("forged.challenge.token")),
+        ("/admin/v1/enqueue", None),
+        ("/admin/v1/enqueue", Some("wrong-admin-token")),
+    ] {
+        let reply = post_partial(&base, path, bearer, 50_000_000, 100).await;
+        assert_eq!(errcode_of(&reply), errcode::JWT as i64, "{path}: {reply}");
+    }
+    // Authenticated, but a declared 1 GiB is refused before reading.
+    let mut a = Client::new(&c, "honest", 1);
+    a.login().await;
+    let reply = post_partial(
+        &base,
+        "/coordinator/v1/submit_proof",
+        Some(&a.token),
+        1 << 30,
+        10,
+    )
+    .await;
+    assert_eq!(
+        errcode_of(&reply),
+        errcode::INVALID_PARAMETER as i64,
+        "{reply}"
+    );
+    assert!(reply.contains("too large"), "{reply}");
+    // The small routes have small limits: a 100 KiB get_task is refused.
+    let pad = "x".repeat(100 << 10);
+    let body = format!(r#"{{"task_types": [1], "pad": "{pad}"}}"#);
+    let env = a
+        .post_raw(
+            "/coordinator/v1/get_task",
+            Some(&a.token),
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+    assert!(env.errmsg.contains("limit 65536"), "{}", env.errmsg);
+    // And the coordinator still serves.
+    let env = a.get_task_env(&[1]).await;
+    assert_eq!(env.errcode, errcode::NO_TASK, "{}", env.errmsg);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn null_fields_read_as_zero_values_and_unknown_fields_are_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = start(config(dir.path())).await;
+    c.enqueue_random(2, 1).await.expect("enqueue");
+    let mut a = Client::new(&c, "sdk-like", 2);
+    a.login().await;
+    let task = a.get_task().await.expect("a task");
+    // As scroll-proving-sdk sends a failure report: nulls, and a field we do not know.
+    let body = serde_json::json!({
+        "uuid": task.uuid,
+        "task_id": task.task_id,
+        "task_type": task.task_type,
+        "status": 1,
+        "proof": null,
+        "failure_type": null,
+        "failure_msg": null,
+        "hard_fork_name": "euclid",
+    });
+    let env = a
+        .post_raw(
+            "/coordinator/v1/submit_proof",
+            Some(&a.token),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(env.errcode, 0, "{}", env.errmsg);
+    // A successful proof with null failure fields reaches the verifier (an invalid proof: 20003),
+    // instead of being refused as a malformed body (20001).
+    let mut b = Client::new(&c, "sdk-like-2", 3);
+    b.login().await;
+    let task = b.get_task().await.expect("a task");
+    let body = serde_json::json!({
+        "uuid": task.uuid,
+        "task_id": task.task_id,
+        "task_type": task.task_type,
+        "status": 0,
+        "proof": "{}",
+        "failure_type": null,
+        "failure_msg": null,
+    });
+    let env = b
+        .post_raw(
+            "/coordinator/v1/submit_proof",
+            Some(&b.token),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(env.errcode, errcode::PROOF_FAILURE, "{}", env.errmsg);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn prover_text_is_bounded_and_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = start(config(dir.path())).await;
+    c.enqueue_random(2, 1).await.expect("enqueue");
+    // Names: too long, or with a control character (a forged log line), are refused at login.
+    for name in ["n".repeat(200), "honest\nINFO forged log line".to_string()] {
+        let mut bad = Client::new(&c, &name, 4);
+        let ch = bad.challenge().await;
+        let req = bad.login_request(&ch, "0.1.0");
+        let env = bad.send_login(&ch, &req).await;
+        assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+        assert!(env.errmsg.contains("prover_name"), "{}", env.errmsg);
+        bad.name = "fine".into();
+    }
+    // A 1 MiB failure message with terminal escapes is stored truncated and escaped.
+    let mut a = Client::new(&c, "reporter", 5);
+    a.login().await;
+    let task = a.get_task().await.expect("a task");
+    let msg = format!("\u{1b}[31mred\nforged{}", "y".repeat(1 << 20));
+    let body = serde_json::json!({
+        "uuid": task.uuid, "task_id": task.task_id, "task_type": task.task_type,
+        "status": 1, "failure_type": 2, "failure_msg": msg,
+    });
+    let env = a
+        .post_raw(
+            "/coordinator/v1/submit_proof",
+            Some(&a.token),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(env.errcode, 0, "{}", env.errmsg);
+    let status = c.status().await.expect("status");
+    let row = status
+        .tasks
+        .iter()
+        .find(|t| t.task_id == task.task_id)
+        .expect("task row");
+    let stored = row.result.clone().unwrap_or_default();
+    assert!(stored.len() < 5000, "stored {} bytes", stored.len());
+    assert!(stored.contains("truncated from"), "{stored}");
+    assert!(!stored.chars().any(char::is_control), "{stored:?}");
+    assert!(stored.contains("\\u{1b}[31mred\\nforged"), "{stored}");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_input_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let admin = cfg.admin_token.clone();
+    let c = start(cfg).await;
+    let a = Client::new(&c, "admin-client", 6);
+    let env = a
+        .post_raw(
+            "/admin/v1/enqueue",
+            Some(&admin),
+            br#"{"random": 1000000000000}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+    assert!(env.errmsg.contains("at most 10000"), "{}", env.errmsg);
+    // Blocking an upper-case (0x-prefixed) key blocks the prover that logs in with it.
+    c.enqueue_random(2, 1).await.expect("enqueue");
+    let mut p = Client::new(&c, "to-block", 7);
+    let key = format!("0x{}", p.public_key().to_ascii_uppercase());
+    let env = a
+        .post_raw(
+            "/admin/v1/block",
+            Some(&admin),
+            serde_json::to_vec(&serde_json::json!({"public_key": key})).unwrap(),
+        )
+        .await;
+    assert_eq!(env.errcode, 0, "{}", env.errmsg);
+    p.login().await;
+    let env = p.get_task_env(&[1]).await;
+    assert_eq!(env.errcode, errcode::GET_TASK_FAILURE, "{}", env.errmsg);
+    let env = a
+        .post_raw(
+            "/admin/v1/block",
+            Some(&admin),
+            br#"{"public_key": "not a key"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn overflowing_versions_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = start(config(dir.path())).await; // no minimum version
+    let a = Client::new(&c, "overflow", 8);
+    let ch = a.challenge().await;
+    let req = a.login_request(&ch, "18446744073709551616.0.0");
+    let env = a.send_login(&ch, &req).await;
+    assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+    c.shutdown().await;
+}
