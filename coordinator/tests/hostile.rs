@@ -55,6 +55,20 @@ async fn post_partial(
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// POSTs `body` to submit_proof with the client's login token.
+async fn submit_json(
+    client: &Client,
+    body: serde_json::Value,
+) -> prover_core::wire::Envelope<serde_json::Value> {
+    client
+        .post_raw(
+            "/coordinator/v1/submit_proof",
+            Some(&client.token),
+            serde_json::to_vec(&body).expect("json"),
+        )
+        .await
+}
+
 fn errcode_of(reply: &str) -> i64 {
     let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
     let start = body.find('{').unwrap_or(0);
@@ -136,13 +150,7 @@ async fn null_fields_read_as_zero_values_and_unknown_fields_are_ignored() {
         "failure_msg": null,
         "hard_fork_name": "euclid",
     });
-    let env = a
-        .post_raw(
-            "/coordinator/v1/submit_proof",
-            Some(&a.token),
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
+    let env = submit_json(&a, body).await;
     assert_eq!(env.errcode, 0, "{}", env.errmsg);
     // A successful proof with null failure fields reaches the verifier (an invalid proof: 20003),
     // instead of being refused as a malformed body (20001).
@@ -158,13 +166,7 @@ async fn null_fields_read_as_zero_values_and_unknown_fields_are_ignored() {
         "failure_type": null,
         "failure_msg": null,
     });
-    let env = b
-        .post_raw(
-            "/coordinator/v1/submit_proof",
-            Some(&b.token),
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
+    let env = submit_json(&b, body).await;
     assert_eq!(env.errcode, errcode::PROOF_FAILURE, "{}", env.errmsg);
     c.shutdown().await;
 }
@@ -193,13 +195,7 @@ async fn prover_text_is_bounded_and_escaped() {
         "uuid": task.uuid, "task_id": task.task_id, "task_type": task.task_type,
         "status": 1, "failure_type": 2, "failure_msg": msg,
     });
-    let env = a
-        .post_raw(
-            "/coordinator/v1/submit_proof",
-            Some(&a.token),
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await;
+    let env = submit_json(&a, body).await;
     assert_eq!(env.errcode, 0, "{}", env.errmsg);
     let status = c.status().await.expect("status");
     let row = status

@@ -160,36 +160,14 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
     );
 
     // Limits of the device, as launch errors.
-    let err = launch_scan_add(
-        &stream,
-        &scan_add,
-        pd,
-        po,
-        2048,
-        cfg((1, 1, 1), (1025, 1, 1)),
-    )
-    .unwrap_err();
-    assert!(err.contains("block (1025, 1, 1) exceeds"), "{err}");
-    let err = launch_scan_add(
-        &stream,
-        &scan_add,
-        pd,
-        po,
-        2048,
-        cfg((1, 1, 1), (32, 33, 1)),
-    )
-    .unwrap_err();
-    assert!(err.contains("1056 threads per block"), "{err}");
-    let err = launch_scan_add(
-        &stream,
-        &scan_add,
-        pd,
-        po,
-        2048,
-        cfg((1, 65536, 1), (32, 1, 1)),
-    )
-    .unwrap_err();
-    assert!(err.contains("grid (1, 65536, 1)"), "{err}");
+    for (config, want) in [
+        (cfg((1, 1, 1), (1025, 1, 1)), "block (1025, 1, 1) exceeds"),
+        (cfg((1, 1, 1), (32, 33, 1)), "1056 threads per block"),
+        (cfg((1, 65536, 1), (32, 1, 1)), "grid (1, 65536, 1)"),
+    ] {
+        let err = launch_scan_add(&stream, &scan_add, pd, po, 2048, config).unwrap_err();
+        assert!(err.contains(want), "{err}");
+    }
     // Registers × threads: g1_op at 1024 threads fits only if it uses at most 64 registers.
     let a = stream.clone_htod(&vec![0u32; 32]).unwrap();
     let mut o = stream.clone_htod(&vec![0u32; 16]).unwrap();

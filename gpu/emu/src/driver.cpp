@@ -662,14 +662,18 @@ EXPORT CUresult cuStreamCreateWithPriority(CUstream* out, unsigned flags, int) {
     return cuStreamCreate(out, flags);
 }
 
-EXPORT CUresult cuStreamDestroy_v2(CUstream s) {
+// Deletes a stream or event handle created here; an unknown one is an error.
+template <class T>
+static Result destroy_handle(std::set<T*>& live, void* h, const char* what) {
     std::lock_guard<std::mutex> g(g_mu);
-    auto it = g_streams.find(static_cast<Stream*>(s));
-    if (it == g_streams.end()) return fail(ERROR_INVALID_HANDLE, "destroying an unknown stream");
+    auto it = live.find(static_cast<T*>(h));
+    if (it == live.end()) return fail(ERROR_INVALID_HANDLE, std::string("destroying an unknown ") + what);
     delete *it;
-    g_streams.erase(it);
+    live.erase(it);
     return SUCCESS;
 }
+
+EXPORT CUresult cuStreamDestroy_v2(CUstream s) { return destroy_handle(g_streams, s, "stream"); }
 
 // Every operation completes before its call returns: synchronising only reports a sticky fault.
 EXPORT CUresult cuStreamSynchronize(CUstream s) {
@@ -754,14 +758,7 @@ EXPORT CUresult cuEventElapsedTime_v2(float* ms, CUevent start, CUevent end) {
     return cuEventElapsedTime(ms, start, end);
 }
 
-EXPORT CUresult cuEventDestroy_v2(CUevent e) {
-    std::lock_guard<std::mutex> g(g_mu);
-    auto it = g_events.find(static_cast<Event*>(e));
-    if (it == g_events.end()) return fail(ERROR_INVALID_HANDLE, "destroying an unknown event");
-    delete *it;
-    g_events.erase(it);
-    return SUCCESS;
-}
+EXPORT CUresult cuEventDestroy_v2(CUevent e) { return destroy_handle(g_events, e, "event"); }
 
 // ---- modules and functions --------------------------------------------------------------------------
 
