@@ -67,11 +67,16 @@ pub fn downsize_file(from: &Path, k: u32, out: &Path) -> Result<(), ParamsError>
 pub fn load(dir: &Path, k: u32) -> Result<Srs, ParamsError> {
     let exact = path_for(dir, k);
     if exact.is_file() {
+        check_header_k(&exact, k)?;
         return read_file(&exact);
     }
     let available = list_srs_files(dir)?;
     match available.iter().find(|&&have| have > k) {
-        Some(&bigger) => read_downsized(&path_for(dir, bigger), k),
+        Some(&bigger) => {
+            let path = path_for(dir, bigger);
+            check_header_k(&path, bigger)?;
+            read_downsized(&path, k)
+        }
         None => Err(ParamsError::NotFound {
             dir: dir.to_path_buf(),
             k,
@@ -89,19 +94,26 @@ pub fn load(dir: &Path, k: u32) -> Result<Srs, ParamsError> {
 pub fn ensure_dev(dir: &Path, k: u32, progress: bool) -> Result<PathBuf, ParamsError> {
     let path = path_for(dir, k);
     if path.exists() {
-        let file = SrsFile::open(&path, false)?;
-        if file.k() != k {
-            return Err(ParamsError::HeaderKMismatch {
-                path,
-                expected: k,
-                found: file.k(),
-            });
-        }
+        check_header_k(&path, k)?;
         return Ok(path);
     }
     let srs = dev_setup(k, DEV_SEED_DEFAULT, progress)?;
     write_file(&srs, &path)?;
     Ok(path)
+}
+
+/// A file is trusted by its header, not its name: `kzg_bn254_{k}.srs` must say `k` in its header
+/// (checked cheaply, without reading the points).
+fn check_header_k(path: &Path, k: u32) -> Result<(), ParamsError> {
+    let file = SrsFile::open(path, false)?;
+    if file.k() != k {
+        return Err(ParamsError::HeaderKMismatch {
+            path: path.to_path_buf(),
+            expected: k,
+            found: file.k(),
+        });
+    }
+    Ok(())
 }
 
 /// The `k` of every `kzg_bn254_{k}.srs` regular file in `dir`, ascending.

@@ -181,3 +181,26 @@ fn file_names() {
         std::path::PathBuf::from("/p/kzg_bn254_3.srs")
     );
 }
+
+/// A file is trusted by its header, not its name: a `kzg_bn254_13.srs` that holds k = 9 or k = 14
+/// is refused (before, one was read as a wrong-sized SRS, the other panicked later).
+#[test]
+fn load_refuses_a_file_whose_header_disagrees_with_its_name() {
+    for (name_k, real_k) in [(11u32, 9u32), (11, 12)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = params::path_for(dir.path(), name_k);
+        params::write_file(&params::dev_setup(real_k, 0, false).unwrap(), &path).unwrap();
+        let err = params::load(dir.path(), name_k).unwrap_err();
+        assert!(
+            matches!(err, ParamsError::HeaderKMismatch { expected, found, .. } if expected == name_k && found == real_k),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("the file name says k = 11"),
+            "{err}"
+        );
+        // The same file, found as the larger source for a smaller k, is refused too.
+        let err = params::load(dir.path(), 8).unwrap_err();
+        assert!(matches!(err, ParamsError::HeaderKMismatch { .. }), "{err}");
+    }
+}
