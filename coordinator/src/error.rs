@@ -12,6 +12,15 @@ pub enum CoordinatorError {
     },
     #[error("store {what}: {reason}")]
     Store { what: &'static str, reason: String },
+    /// The store file is not a readable redb database (truncated, overwritten, not redb).
+    #[error(
+        "store {path} is damaged ({reason}); restore it from a backup, or move it aside (e.g. \
+         `mv {path} {path}.damaged`) to start with an empty store"
+    )]
+    Damaged {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("proving core: {0}")]
     Core(#[from] prover_core::CoreError),
     #[error("invalid transfers: {0}")]

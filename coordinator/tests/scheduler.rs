@@ -453,3 +453,34 @@ fn the_store_survives_reopening() {
         .use_challenge("nonce", 30_000, 20_000)
         .expect("challenge"));
 }
+
+/// A truncated or overwritten store file is a one-line error naming the file and saying what to
+/// do, not a panic.
+#[test]
+fn a_damaged_store_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("coordinator.redb");
+    drop(Store::open(&path).expect("create"));
+    let full = std::fs::read(&path).expect("read");
+    let garbage: Vec<u8> = (0..full.len()).map(|i| (i * 131 % 251) as u8).collect();
+    for (what, bytes) in [
+        ("truncated", full[..full.len() / 3].to_vec()),
+        ("overwritten", garbage),
+        ("header only", full[..64].to_vec()),
+    ] {
+        std::fs::write(&path, &bytes).expect("write");
+        let err = Store::open(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{what}: opened"));
+        let msg = err.to_string();
+        assert!(
+            matches!(err, coordinator::CoordinatorError::Damaged { .. }),
+            "{what}: {msg}"
+        );
+        assert!(
+            msg.contains(path.to_str().expect("utf8")) && msg.contains("move it aside"),
+            "{what}: {msg}"
+        );
+        assert!(!msg.contains('\n'), "{what}: one line: {msg}");
+    }
+}

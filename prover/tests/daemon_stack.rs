@@ -147,3 +147,32 @@ fn a_second_process_cannot_open_the_same_stack() {
     let err = TaskStack::open(&path).unwrap_err();
     assert!(err.to_string().contains("s.redb"), "{err}");
 }
+
+/// A truncated or overwritten stack file is a one-line error naming the file and saying to move
+/// it aside, not a panic.
+#[test]
+fn a_damaged_stack_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stack.redb");
+    {
+        let stack = TaskStack::open(&path).unwrap();
+        stack.put_task("w0", &task("t1")).unwrap();
+    }
+    let full = std::fs::read(&path).unwrap();
+    let garbage: Vec<u8> = (0..full.len()).map(|i| (i * 131 % 251) as u8).collect();
+    for (what, bytes) in [
+        ("truncated", full[..full.len() / 3].to_vec()),
+        ("overwritten", garbage),
+        ("header only", full[..64].to_vec()),
+    ] {
+        std::fs::write(&path, &bytes).unwrap();
+        let err = TaskStack::open(&path).expect_err(what);
+        let msg = err.to_string();
+        assert!(matches!(err, StackError::Damaged { .. }), "{what}: {msg}");
+        assert!(
+            msg.contains(path.to_str().unwrap()) && msg.contains("move it aside"),
+            "{what}: {msg}"
+        );
+        assert!(!msg.contains('\n'), "{what}: one line: {msg}");
+    }
+}

@@ -28,6 +28,13 @@ pub enum StackError {
         action: &'static str,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The file is not a readable redb database (truncated, overwritten, not redb at all).
+    #[error(
+        "task stack {path} is damaged ({reason}); move it aside (e.g. `mv {path} {path}.damaged`) \
+         and start again: the node makes a new empty stack, and the coordinator reassigns the old \
+         one's tasks after their timeout"
+    )]
+    Damaged { path: PathBuf, reason: String },
     #[error("task stack {path}: entry of worker {worker} is corrupt: {source}")]
     Corrupt {
         path: PathBuf,
@@ -86,7 +93,7 @@ impl TaskStack {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| db_err(path, "creating its directory", e))?;
         }
-        let db = Database::create(path).map_err(|e| db_err(path, "opening", e))?;
+        let db = open_redb(path)?;
         let stack = Self {
             db: Arc::new(db),
             path: path.into(),
@@ -306,6 +313,41 @@ fn held(
             worker: worker.into(),
             task_id: task_id.into(),
         }),
+    }
+}
+
+/// Opens (or creates) the redb file. A damaged file is [`StackError::Damaged`], never a panic:
+/// redb can panic on some corrupt files, so the open runs under `catch_unwind` with the panic
+/// message kept out of stderr (the caller prints the one-line error).
+fn open_redb(path: &Path) -> Result<Database, StackError> {
+    let damaged = |reason: String| StackError::Damaged {
+        path: path.into(),
+        reason,
+    };
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(|| Database::create(path));
+    std::panic::set_hook(hook);
+    match r {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)))) => Err(damaged(m)),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
+        {
+            Err(damaged(e.to_string()))
+        }
+        Ok(Err(e)) => Err(db_err(path, "opening", e)),
+        Err(panic) => Err(damaged(format!(
+            "the database library failed reading it: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message")
+        ))),
     }
 }
 
