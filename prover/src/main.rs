@@ -372,10 +372,44 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error chain on one line, each cause said once (our error types already include their
+/// source in their message), with what to do where we know it.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut hint = None;
+    for cause in e.chain() {
+        if let Some(p) = cause.downcast_ref::<params::ParamsError>() {
+            if matches!(
+                p,
+                params::ParamsError::NotFound { .. } | params::ParamsError::Io { .. }
+            ) {
+                hint = Some(
+                    "make development parameters with `prover params gen --k K --dev --out \
+                     DIR/kzg_bn254_K.srs` (insecure; or downsize a ceremony file with `prover \
+                     params downsize`), or run `prover demo` once",
+                );
+            }
+        }
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    if let Some(h) = hint {
+        out.push_str("; ");
+        out.push_str(h);
+    }
+    out
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -324,3 +324,41 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+/// Each cause is said once, with what to do: `prove` without parameters used to print
+/// "list directory data/params: No such file or directory" three times.
+#[test]
+fn an_error_is_said_once_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&prover(
+        d,
+        &[
+            "task",
+            "chunks",
+            "--chunks",
+            "1",
+            "--txs",
+            "2",
+            "--chunk-k",
+            "13",
+            "--tree-depth",
+            "4",
+            "--max-txs",
+            "2",
+            "--out-dir",
+            "t",
+        ],
+    ));
+    let err = fails(&prover(
+        d,
+        &["prove", "--task", "t/chunk-0.json", "--out", "p.json"],
+    ));
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("data/params"), "{err}");
+    assert!(
+        err.contains("prover params gen") && err.contains("prover demo"),
+        "{err}"
+    );
+}
