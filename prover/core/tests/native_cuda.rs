@@ -163,8 +163,13 @@ fn native_proofs_on_cuda_and_cpu_are_byte_identical_and_verify() {
         let reference_time = started.elapsed();
         println!(
             "chunk k={k}: native/cuda {cuda_time:?}, native/cpu {cpu_time:?}, reference {reference_time:?} \
-             (reference/native-cuda {:.2}x); CUDA key cache {cuda_cache_time:?}; {} threads",
+             (reference/native-cuda {:.2}x){}; CUDA key cache {cuda_cache_time:?}; {} threads",
             reference_time.as_secs_f64() / cuda_time.as_secs_f64(),
+            if emulator.is_some() {
+                " [emulated device: these CUDA times say nothing about a GPU]"
+            } else {
+                ""
+            },
             rayon::current_num_threads()
         );
     }
