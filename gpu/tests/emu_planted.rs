@@ -5,6 +5,7 @@
 //!   thread order;
 //! - a removed `__syncthreads` in `scan_block` (the MSM's prefix sum): a race that changes the
 //!   MSM in at least one of the orders `CUDA_EMU_ORDER=forward|reverse|shuffle`;
+//! - half of `scan_block`'s threads returning before its barrier: barrier divergence;
 //! - an out-of-bounds store in `ntt_bitrev`: an illegal-address fault naming the allocation;
 //! - `__launch_bounds__(256)` on `ntt_pass`, launched with 512 threads: a launch error;
 //! - 48 KiB of static shared memory added to `ntt_pass` (plus its 32 KiB dynamic): a launch error.
@@ -47,6 +48,12 @@ const PLANTS: &[Plant] = &[
         unit: MSM,
         from: "        u32 x = t >= off ? sh[t - off] : 0u;\n        __syncthreads();\n",
         to: "        u32 x = t >= off ? sh[t - off] : 0u;\n",
+    },
+    Plant {
+        name: "scan_divergent_barrier",
+        unit: MSM,
+        from: "    sh[t] = v;\n    __syncthreads();\n",
+        to: "    sh[t] = v;\n    if (t >= 256u) return;\n    __syncthreads();\n",
     },
     Plant {
         name: "ntt_out_of_bounds",
@@ -254,6 +261,15 @@ fn planted_bugs_are_caught() {
                     "{}: the race changed nothing in any order: {results:?}",
                     p.name
                 );
+            }
+            "scan_divergent_barrier" => {
+                for (o, r) in &results {
+                    assert!(
+                        r.contains("barrier divergence") && r.contains("has returned"),
+                        "{} ({o}): {r}",
+                        p.name
+                    );
+                }
             }
             "ntt_out_of_bounds" => {
                 for (o, r) in &results {

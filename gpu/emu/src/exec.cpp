@@ -508,23 +508,25 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
             }
         }
         if (waiting == 0) return true;
-        if (done != 0) {
-            job_error:
+        if (done != 0 || !same_site) {
+            std::string why;
+            if (done != 0) {
+                const uint3& d = first_done->ctx.threadIdx;
+                why = "thread (" + std::to_string(d.x) + ", " + std::to_string(d.y) + ", " +
+                      std::to_string(d.z) + ") has returned";
+            } else {
+                why = "other threads wait at a different __syncthreads";
+            }
             const_cast<Job&>(job).set_error(
-                ERROR_LAUNCH_FAILED,
-                "kernel " + job.f->name + ": barrier divergence in " +
-                    ids(bidx, first_waiting->ctx.threadIdx) + " waits at __syncthreads while " +
-                    (done ? "thread (" + std::to_string(first_done->ctx.threadIdx.x) + ", " +
-                                std::to_string(first_done->ctx.threadIdx.y) + ", " +
-                                std::to_string(first_done->ctx.threadIdx.z) + ") has returned"
-                          : std::string("other threads wait at a different __syncthreads")));
+                ERROR_LAUNCH_FAILED, "kernel " + job.f->name + ": barrier divergence: " +
+                                         ids(bidx, first_waiting->ctx.threadIdx) +
+                                         " waits at __syncthreads while " + why);
             // The waiting fibers are abandoned mid-kernel: start them afresh next time.
             for (unsigned t = 0; t < n; t++) {
                 if (w->fibers[t]->state == State::Wait) fiber_init(w->fibers[t]);
             }
             return false;
         }
-        if (!same_site) goto job_error;
         for (unsigned t = 0; t < n; t++) w->fibers[t]->state = State::Run;
     }
 }
