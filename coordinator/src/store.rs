@@ -368,35 +368,19 @@ pub fn chunk_id(seq: u64) -> String {
     format!("chunk-{seq}")
 }
 
-/// Opens (or creates) the redb file. A damaged file is [`CoordinatorError::Damaged`], never a
-/// panic: redb can panic on some corrupt files, so the open runs under `catch_unwind` with the
-/// panic message kept out of stderr (the caller prints the one-line error).
+/// Opens (or creates) the redb file; a damaged one is [`CoordinatorError::Damaged`], never a
+/// panic.
 fn open_redb(path: &Path) -> Result<Database, CoordinatorError> {
-    let damaged = |reason: String| CoordinatorError::Damaged {
-        path: path.into(),
-        reason,
-    };
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(|| Database::create(path));
-    std::panic::set_hook(hook);
-    match r {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)))) => Err(damaged(m)),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
-            ) =>
-        {
-            Err(damaged(e.to_string()))
-        }
-        Ok(Err(e)) => Err(CoordinatorError::Store {
+    prover_core::redb_file::open(path).map_err(|e| match e {
+        prover_core::redb_file::RedbOpenError::Damaged(reason) => CoordinatorError::Damaged {
+            path: path.into(),
+            reason,
+        },
+        prover_core::redb_file::RedbOpenError::Other(e) => CoordinatorError::Store {
             what: "open",
             reason: format!("{}: {e}", path.display()),
-        }),
-        Err(_) => Err(damaged("the database library failed reading it".into())),
-    }
+        },
+    })
 }
 
 impl Store {

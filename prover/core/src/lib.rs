@@ -14,6 +14,7 @@ pub mod engine;
 pub mod keys;
 pub mod login;
 pub mod native;
+pub mod redb_file;
 pub mod rollup;
 pub mod wire;
 
