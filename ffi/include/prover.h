@@ -84,6 +84,12 @@ enum ProverStatus
    An internal error (a bug): the message says what.
    */
   PROVER_STATUS_INTERNAL = 11,
+  /*
+   `prover_verify` could not check the proof: it is for a circuit configuration whose keys are
+   not in `keys_dir` and that is not in the config's `verify_allow` (verification never
+   generates keys for a circuit an untrusted proof names). The message names the configuration.
+   */
+  PROVER_STATUS_UNKNOWN_CIRCUIT = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -113,10 +119,14 @@ const char *prover_version(void);
  Creates a prover from `config_json`, the `prover` section of config.json
  (`{"params_dir": "...", "keys_dir": "..."}`), and stores the handle in `*out`. Two optional
  keys choose what proves: `"engine"` (`"native"`, the default, or `"reference"`) and `"backend"`
- (`"auto"`, the default, `"cpu"` or `"cuda"`; selected at the first native proof).
+ (`"auto"`, the default, `"cpu"` or `"cuda"`; selected at the first native proof). A third,
+ `"verify_allow"` (a list of circuit specs as proofs carry them in `spec`, e.g.
+ `{"circuit": "chunk", "config": {"k": 13, "tree_depth": 4, "max_txs": 2}}`; empty by default),
+ names the configurations `prover_verify` may generate keys for.
 
  Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory. Parameters and keys
- are loaded (keys generated into `keys_dir`) on first use and kept for the handle's lifetime.
+ are loaded (keys generated into `keys_dir` by `prover_prove`) on first use and kept for the
+ handle's lifetime.
  `*out` is written only on success; free the handle with `prover_free`.
 
  # Safety
@@ -145,6 +155,12 @@ int32_t prover_prove(struct Prover *p, const char *task_json, char **out_proof_j
  An invalid proof is not an error: the call returns `PROVER_STATUS_OK` with `*out_valid = false`
  and sets `prover_last_error()` to the reason. An error status means the proof could not be
  checked (malformed JSON, missing parameters, ...); `*out_valid` is then not written.
+
+ Verification never generates keys unless the proof's circuit is in `verify_allow`: a proof for
+ a configuration whose keys are not in `keys_dir` (keys made by `prover_prove`, `prover prove` or
+ `prover verify --allow-keygen`) fails with `PROVER_STATUS_UNKNOWN_CIRCUIT`, before any parameter
+ or key is loaded; one whose configuration is out of the supported range (k, tree depth, ...)
+ is invalid (`*out_valid = false`).
 
  # Safety
  `p` is any pointer value (checked before use); `proof_json` is NULL or a NUL-terminated string;

@@ -56,6 +56,10 @@ pub enum ProverStatus {
     Panic = 10,
     /// An internal error (a bug): the message says what.
     Internal = 11,
+    /// `prover_verify` could not check the proof: it is for a circuit configuration whose keys are
+    /// not in `keys_dir` and that is not in the config's `verify_allow` (verification never
+    /// generates keys for a circuit an untrusted proof names). The message names the configuration.
+    UnknownCircuit = 12,
 }
 
 /// Errors of the C ABI, converted to a [`ProverStatus`] and a message at the boundary.
@@ -114,15 +118,8 @@ fn core_status(e: &CoreError) -> ProverStatus {
         | CoreError::AccumulatorPairing => ProverStatus::InvalidInput,
         CoreError::Params(_) | CoreError::Keys(_) | CoreError::Backend(_) => ProverStatus::Setup,
         CoreError::Engine(_) => ProverStatus::ProveFailed,
+        CoreError::UnknownCircuit { .. } => ProverStatus::UnknownCircuit,
     }
-}
-
-/// Whether a verification error means "this proof is invalid" (as opposed to "could not verify").
-fn is_rejection(e: &CoreError) -> bool {
-    !matches!(
-        e,
-        CoreError::Params(_) | CoreError::Keys(_) | CoreError::Backend(_)
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,10 +245,14 @@ pub extern "C" fn prover_version() -> *const c_char {
 /// Creates a prover from `config_json`, the `prover` section of config.json
 /// (`{"params_dir": "...", "keys_dir": "..."}`), and stores the handle in `*out`. Two optional
 /// keys choose what proves: `"engine"` (`"native"`, the default, or `"reference"`) and `"backend"`
-/// (`"auto"`, the default, `"cpu"` or `"cuda"`; selected at the first native proof).
+/// (`"auto"`, the default, `"cpu"` or `"cuda"`; selected at the first native proof). A third,
+/// `"verify_allow"` (a list of circuit specs as proofs carry them in `spec`, e.g.
+/// `{"circuit": "chunk", "config": {"k": 13, "tree_depth": 4, "max_txs": 2}}`; empty by default),
+/// names the configurations `prover_verify` may generate keys for.
 ///
 /// Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory. Parameters and keys
-/// are loaded (keys generated into `keys_dir`) on first use and kept for the handle's lifetime.
+/// are loaded (keys generated into `keys_dir` by `prover_prove`) on first use and kept for the
+/// handle's lifetime.
 /// `*out` is written only on success; free the handle with `prover_free`.
 ///
 /// # Safety
@@ -327,6 +328,12 @@ pub unsafe extern "C" fn prover_prove(
 /// and sets `prover_last_error()` to the reason. An error status means the proof could not be
 /// checked (malformed JSON, missing parameters, ...); `*out_valid` is then not written.
 ///
+/// Verification never generates keys unless the proof's circuit is in `verify_allow`: a proof for
+/// a configuration whose keys are not in `keys_dir` (keys made by `prover_prove`, `prover prove` or
+/// `prover verify --allow-keygen`) fails with `PROVER_STATUS_UNKNOWN_CIRCUIT`, before any parameter
+/// or key is loaded; one whose configuration is out of the supported range (k, tree depth, ...)
+/// is invalid (`*out_valid = false`).
+///
 /// # Safety
 /// `p` is any pointer value (checked before use); `proof_json` is NULL or a NUL-terminated string;
 /// `out_valid` is NULL or points to a writable `bool`.
@@ -346,7 +353,8 @@ pub unsafe extern "C" fn prover_verify(
         let proof = ProofPayload::from_json_str(text).map_err(CoreError::from)?;
         let valid = match core.verify(&proof) {
             Ok(_) => true,
-            Err(e) if is_rejection(&e) => {
+            // "Could not verify" (setup, or a circuit with no cached keys) is an error status.
+            Err(e) if e.is_rejection() => {
                 set_last_error(&format!("proof is invalid: {e}"));
                 false
             }

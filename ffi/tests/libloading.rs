@@ -18,6 +18,7 @@ const INVALID_HANDLE: i32 = 5;
 const INVALID_CONFIG: i32 = 6;
 const INVALID_INPUT: i32 = 7;
 const SETUP: i32 = 8;
+const UNKNOWN_CIRCUIT: i32 = 12;
 
 /// Opaque handle, as C sees it.
 #[repr(C)]
@@ -143,6 +144,34 @@ impl Api {
 
 fn config_json(params: &Path, keys: &Path) -> String {
     serde_json::json!({ "params_dir": params, "keys_dir": keys }).to_string()
+}
+
+/// A well-formed proof (garbage proof bytes) claiming the chunk circuit `config`.
+fn crafted_proof(config: serde_json::Value) -> String {
+    serde_json::json!({
+        "version": (prover_core::wire::PROOF_VERSION),
+        "task_id": "crafted",
+        "spec": {"circuit": "chunk", "config": config},
+        "vk_digest": "AAAA",
+        "instances": (vec![prover_core::wire::FrHex::default(); 3]),
+        "proof": "AAAA",
+        "meta": {"engine": "native", "backend": "cpu", "prove_ms": 0},
+    })
+    .to_string()
+}
+
+/// File names and sizes in `dir`.
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, e.metadata().unwrap().len())
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 fn sample_task() -> String {
@@ -317,6 +346,17 @@ fn input_error_paths_on_a_live_handle() {
     api.assert_err(code, INVALID_UTF8, "utf-8");
     let (code, _) = api.verify(p, b"[1, 2");
     api.assert_err(code, MALFORMED_JSON, "proof");
+    // A circuit with no cached keys: refused as such (not as missing parameters: no SRS is read),
+    // and no keys are generated.
+    let unknown = crafted_proof(serde_json::json!({"k": 13, "tree_depth": 4, "max_txs": 2}));
+    let (code, _) = api.verify(p, unknown.as_bytes());
+    api.assert_err(code, UNKNOWN_CIRCUIT, "verify_allow");
+    assert!(listing(keys.path()).is_empty(), "no keys written");
+    // Out of the supported range: an invalid proof, refused before any lookup.
+    let absurd = crafted_proof(serde_json::json!({"k": 99, "tree_depth": 4, "max_txs": 2}));
+    let (code, valid) = api.verify(p, absurd.as_bytes());
+    assert_eq!((code, valid), (OK, Some(false)), "{}", api.last_error());
+    assert!(api.last_error().contains("k 99"), "{}", api.last_error());
 
     // SAFETY: a live handle, freed once.
     unsafe { (api.free)(p) };
@@ -388,6 +428,44 @@ fn prove_verify_and_concurrent_proofs() {
         "{}",
         api.last_error()
     );
+
+    // The proof claiming a circuit configuration with no cached keys: an error status (could not
+    // verify, `*out_valid` not written), quickly, and no keys generated. Before, the library
+    // generated and stored keys for whatever `spec` the proof named.
+    let keys_before = listing(keys.path());
+    let mut other = payload.clone();
+    let prover_core::wire::CircuitSpec::Chunk { config } = &mut other.spec else {
+        panic!("a chunk proof");
+    };
+    config.tree_depth += 1;
+    let other = serde_json::to_string(&other).unwrap();
+    let started = std::time::Instant::now();
+    let (code, valid) = api.verify(p, other.as_bytes());
+    eprintln!("unknown circuit refused in {:?}", started.elapsed());
+    assert_eq!(valid, None);
+    api.assert_err(code, UNKNOWN_CIRCUIT, r#""tree_depth":5"#);
+    api.assert_err(code, UNKNOWN_CIRCUIT, "verify_allow");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(listing(keys.path()), keys_before, "no keys written");
+    // A handle whose config allows that configuration: its keys are made, and the proof (made for
+    // another circuit) is then invalid for it.
+    let allowing = serde_json::json!({
+        "params_dir": params.path(),
+        "keys_dir": keys.path(),
+        "verify_allow": [serde_json::from_str::<serde_json::Value>(&other).unwrap()["spec"]],
+    });
+    let (code, q) = api.init(&allowing.to_string());
+    assert_eq!(code, OK, "{}", api.last_error());
+    let (code, valid) = api.verify(q, other.as_bytes());
+    assert_eq!((code, valid), (OK, Some(false)), "{}", api.last_error());
+    assert!(
+        api.last_error().contains("verifying key"),
+        "{}",
+        api.last_error()
+    );
+    assert_eq!(listing(keys.path()).len(), keys_before.len() + 2);
+    // SAFETY: a live handle, freed once.
+    unsafe { (api.free)(q) };
 
     // Two proofs at once on one handle, each verified by its own thread.
     let started = std::time::Instant::now();

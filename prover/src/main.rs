@@ -70,6 +70,7 @@ impl Dirs {
                 .clone()
                 .or_else(|| from_file(|c| &c.prover.keys_dir))
                 .unwrap_or_else(|| "data/keys".into()),
+            verify_allow: Vec::new(),
         })
     }
 
@@ -181,13 +182,20 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Verify a proof JSON; exit 0 if valid, non-zero with the reason otherwise.
+    /// Verify a proof JSON; exit 0 if valid, non-zero with the reason otherwise. Keys come from
+    /// the key cache only: a proof for a circuit configuration with no cached keys is refused
+    /// ("cannot verify") without generating any, unless --allow-keygen.
     Verify {
         #[arg(long)]
         proof: PathBuf,
         /// Also check that the proof's public inputs are the ones this task expects.
         #[arg(long)]
         task: Option<PathBuf>,
+        /// Generate (and cache) the keys of the proof's circuit configuration if the key cache
+        /// lacks them. Only for a configuration you trust: the proof names it, and its keygen can
+        /// take minutes and gigabytes.
+        #[arg(long)]
+        allow_keygen: bool,
         #[command(flatten)]
         dirs: Dirs,
     },
@@ -381,33 +389,19 @@ fn main() -> ExitCode {
 /// The error chain on one line, each cause said once (our error types already include their
 /// source in their message), with what to do where we know it.
 fn report(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    let mut hint = None;
-    for cause in e.chain() {
-        if let Some(p) = cause.downcast_ref::<params::ParamsError>() {
-            if matches!(
-                p,
-                params::ParamsError::NotFound { .. } | params::ParamsError::Io { .. }
-            ) {
-                hint = Some(
-                    "make development parameters with `prover params gen --k K --dev --out \
-                     DIR/kzg_bn254_K.srs` (insecure; or downsize a ceremony file with `prover \
-                     params downsize`), or run `prover demo` once",
-                );
-            }
-        }
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    if let Some(h) = hint {
-        out.push_str("; ");
-        out.push_str(h);
+    let hint = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<params::ParamsError>(),
+            Some(params::ParamsError::NotFound { .. } | params::ParamsError::Io { .. })
+        )
+    });
+    let mut out = prover_core::report::causes_once(e.chain());
+    if hint {
+        out.push_str(
+            "; make development parameters with `prover params gen --k K --dev --out \
+             DIR/kzg_bn254_K.srs` (insecure; or downsize a ceremony file with `prover params \
+             downsize`), or run `prover demo` once",
+        );
     }
     out
 }
@@ -439,12 +433,28 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Verify { proof, task, dirs } => {
+        Command::Verify {
+            proof,
+            task,
+            allow_keygen,
+            dirs,
+        } => {
             let text = std::fs::read_to_string(&proof)
                 .with_context(|| format!("reading {}", proof.display()))?;
             let payload = ProofPayload::from_json_str(&text)?;
-            let core = dirs.core(&EngineOpts::default())?;
-            let verified = core.verify(&payload).context("proof is INVALID")?;
+            let mut config = dirs.resolve(&EngineOpts::default())?;
+            if allow_keygen {
+                config.verify_allow.push(payload.spec.clone());
+            }
+            let core = ProvingCore::new(config);
+            let verified = core.verify(&payload).map_err(|e| {
+                let what = if e.is_rejection() {
+                    "proof is INVALID"
+                } else {
+                    "cannot verify the proof"
+                };
+                anyhow::Error::new(e).context(what)
+            })?;
             if let Some(task) = task {
                 let task = read_task(&task)?;
                 let expected = prover::core::expected_statement(&task.payload()?)?;

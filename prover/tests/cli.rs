@@ -158,6 +158,53 @@ fn prove_and_verify_a_sample_chunk_and_reject_tampering() {
     let err = fails(&prover(d, &["verify", "--proof", "bad.json"]));
     assert!(err.contains("INVALID"), "{err}");
 
+    // The proof claiming a circuit configuration with no cached keys: refused quickly, without
+    // generating keys (before, `verify` generated and stored keys for whatever `spec` said).
+    let keys_before = listing(&d.join("data/keys"));
+    assert_eq!(keys_before.len(), 2, "{keys_before:?}");
+    let mut other: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("proof.json")).unwrap()).unwrap();
+    other["spec"]["config"]["tree_depth"] = 5.into();
+    std::fs::write(d.join("other.json"), other.to_string()).unwrap();
+    let started = std::time::Instant::now();
+    let err = fails(&prover(d, &["verify", "--proof", "other.json"]));
+    eprintln!("unknown circuit refused in {:?}", started.elapsed());
+    assert!(
+        err.contains("cannot verify the proof")
+            && !err.contains("INVALID")
+            && err.contains(r#""tree_depth":5"#)
+            && err.contains("--allow-keygen"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        listing(&d.join("data/keys")),
+        keys_before,
+        "no keys written"
+    );
+    // Absurd parameters: refused before any lookup.
+    other["spec"]["config"]["k"] = 99.into();
+    std::fs::write(d.join("absurd.json"), other.to_string()).unwrap();
+    let err = fails(&prover(d, &["verify", "--proof", "absurd.json"]));
+    assert!(err.contains("k 99 is outside"), "{err}");
+    assert_eq!(
+        listing(&d.join("data/keys")),
+        keys_before,
+        "no keys written"
+    );
+    // `--allow-keygen`: the operator trusts the configuration; its keys are made, and the proof,
+    // made for another circuit, is then invalid for it.
+    let err = fails(&prover(
+        d,
+        &["verify", "--proof", "other.json", "--allow-keygen"],
+    ));
+    assert!(
+        err.contains("INVALID") && err.contains("verifying key"),
+        "{err}"
+    );
+    assert_eq!(listing(&d.join("data/keys")).len(), 4, "the trusted entry");
+
     // The committed sample task (same circuit configuration) stays provable.
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/chunk-k13.task.json");
     std::fs::copy(sample, d.join("sample.json")).unwrap();
@@ -313,6 +360,23 @@ fn engine_backend_and_seed_flags() {
         "{err}"
     );
     assert!(!d.join("x.json").exists());
+}
+
+/// File names and sizes in `dir` (empty if it does not exist).
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| {
+                    let e = e.unwrap();
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    (name, e.metadata().unwrap().len())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

@@ -1,10 +1,15 @@
 //! The key cache: a second core loads the keys from disk; a torn or corrupt entry is regenerated,
-//! never parsed into a panic; the cached keys prove and verify.
+//! never parsed into a panic; the cached keys prove and verify; verifying a proof never generates
+//! keys for a circuit configuration that is neither cached nor in `verify_allow`.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{genesis, rng, transfer, SMALL};
-use prover::{CoreConfig, ProvingCore};
+use prover::circuits::batch;
+use prover::wire::{BatchConfig, ChunkConfig, CircuitSpec, FrHex, ProofPayload};
+use prover::{CoreConfig, CoreError, ProvingCore};
 
 fn entry_files(keys_dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(keys_dir)
@@ -100,4 +105,161 @@ fn two_cores_generating_the_same_keys_at_once_both_succeed() {
         .filter(|n| n.contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Every file under `dir` with its size (the key cache's state, to see that nothing was written).
+fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut v: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect(),
+        Err(_) => vec![],
+    };
+    v.sort();
+    v
+}
+
+fn with_spec(proof: &ProofPayload, spec: CircuitSpec) -> ProofPayload {
+    ProofPayload {
+        spec,
+        ..proof.clone()
+    }
+}
+
+/// Issue 14, item 10: a proof names its own circuit configuration, so an untrusted one must not
+/// make the verifier generate (and store) keys. Before, `verify` ran keygen for any `spec`.
+#[test]
+fn verify_never_generates_keys_for_a_circuit_outside_the_cache_and_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let params_dir = dir.path().join("params");
+    params::ensure_dev(&params_dir, SMALL.k, false).unwrap();
+    let config = CoreConfig::new(&params_dir, dir.path().join("keys"));
+    let data = genesis(SMALL)
+        .apply_chunk(SMALL, &[transfer(0, 1, 1, 0)])
+        .unwrap();
+    let proof = ProvingCore::new(config.clone())
+        .prove_chunk("v", &data, rng())
+        .unwrap();
+    let cached = listing(&config.keys_dir);
+    assert_eq!(cached.len(), 2, "one entry: {cached:?}");
+
+    // A restarted verifier: the proof's own circuit is in the key cache on disk, and verifies.
+    let core = ProvingCore::new(config.clone());
+    core.verify(&proof).expect("verifies with the cached keys");
+
+    // The same proof claiming other circuits: refused without keygen, quickly, nothing written.
+    let other_depth = ChunkConfig {
+        tree_depth: SMALL.tree_depth + 1,
+        ..SMALL
+    };
+    // k = 14 has no SRS here: the refusal must not need one (nor read one).
+    let other_k = ChunkConfig { k: 14, ..SMALL };
+    for config_of_proof in [other_depth, other_k] {
+        let spec = CircuitSpec::Chunk {
+            config: config_of_proof,
+        };
+        let started = Instant::now();
+        let err = core.verify(&with_spec(&proof, spec.clone())).unwrap_err();
+        let took = started.elapsed();
+        eprintln!("unknown chunk circuit {config_of_proof:?} refused in {took:?}: {err}");
+        assert!(
+            matches!(&err, CoreError::UnknownCircuit { spec: s, .. } if **s == spec),
+            "{err}"
+        );
+        assert!(!err.is_rejection(), "could not verify, not invalid");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("\"tree_depth\":{}", config_of_proof.tree_depth))
+                && msg.contains(&format!("\"k\":{}", config_of_proof.k))
+                && msg.contains("verify_allow")
+                && msg.contains("--allow-keygen"),
+            "{msg}"
+        );
+        assert!(took < Duration::from_secs(1), "refused in {took:?}");
+        assert_eq!(listing(&config.keys_dir), cached, "key cache untouched");
+    }
+
+    // A batch spec with no cached keys (and no SRS for its k): refused the same way.
+    let batch_spec = CircuitSpec::Batch {
+        config: BatchConfig {
+            k: 16,
+            num_chunks: 1,
+            chunk: SMALL,
+        },
+    };
+    let batch_proof = ProofPayload {
+        spec: batch_spec,
+        instances: vec![FrHex(halo2curves::bn256::Fr::from(0u64)); batch::NUM_INSTANCES],
+        ..proof.clone()
+    };
+    let err = core.verify(&batch_proof).unwrap_err();
+    assert!(matches!(err, CoreError::UnknownCircuit { .. }), "{err}");
+    assert_eq!(listing(&config.keys_dir), cached, "key cache untouched");
+
+    // Out of the supported range: refused before any lookup, as an invalid proof.
+    for absurd in [
+        ChunkConfig { k: 40, ..SMALL },
+        ChunkConfig {
+            tree_depth: 1 << 40,
+            ..SMALL
+        },
+        ChunkConfig {
+            max_txs: usize::MAX,
+            ..SMALL
+        },
+    ] {
+        let err = core
+            .verify(&with_spec(&proof, CircuitSpec::Chunk { config: absurd }))
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Chunk(_)), "{absurd:?}: {err}");
+        assert!(err.is_rejection());
+    }
+    let err = core
+        .verify(&ProofPayload {
+            spec: CircuitSpec::Batch {
+                config: BatchConfig {
+                    k: 16,
+                    num_chunks: 1000,
+                    chunk: SMALL,
+                },
+            },
+            ..batch_proof.clone()
+        })
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Batch(_)), "{err}");
+    assert_eq!(listing(&config.keys_dir), cached, "key cache untouched");
+
+    // With the configuration in `verify_allow`, verification proceeds: the keys are generated and
+    // cached, and the proof (made for another circuit) is then refused on its verifying key.
+    let allowed_spec = CircuitSpec::Chunk {
+        config: other_depth,
+    };
+    let allowing = ProvingCore::new(CoreConfig {
+        verify_allow: vec![allowed_spec.clone()],
+        ..config.clone()
+    });
+    let started = Instant::now();
+    let err = allowing
+        .verify(&with_spec(&proof, allowed_spec.clone()))
+        .unwrap_err();
+    eprintln!(
+        "allow-listed circuit: keygen and refusal in {:?}: {err}",
+        started.elapsed()
+    );
+    assert!(matches!(err, CoreError::VkMismatch { .. }), "{err}");
+    assert_eq!(
+        listing(&config.keys_dir).len(),
+        4,
+        "the allowed entry added"
+    );
+    // Its keys are now cached: a core without the allow-list looks them up (no longer unknown).
+    let err = core.verify(&with_spec(&proof, allowed_spec)).unwrap_err();
+    assert!(matches!(err, CoreError::VkMismatch { .. }), "{err}");
+    assert_eq!(listing(&config.keys_dir).len(), 4);
 }

@@ -93,6 +93,16 @@ int main(int argc, char **argv) {
     expect("verify NULL proof", prover_verify(p, NULL, &valid), PROVER_STATUS_NULL_POINTER);
     expect("verify NULL out", prover_verify(p, "{}", NULL), PROVER_STATUS_NULL_POINTER);
     expect("verify malformed proof", prover_verify(p, "[1,", &valid), PROVER_STATUS_MALFORMED_JSON);
+    /* A proof for a circuit whose keys are not in KEYS_DIR: refused, no keys generated. */
+#define ZERO "\"0x0000000000000000000000000000000000000000000000000000000000000000\""
+    const char *unknown_circuit =
+        "{\"version\": 1, \"task_id\": \"crafted\", \"spec\": {\"circuit\": \"chunk\", "
+        "\"config\": {\"k\": 13, \"tree_depth\": 4, \"max_txs\": 2}}, \"vk_digest\": \"AAAA\", "
+        "\"instances\": [" ZERO ", " ZERO ", " ZERO "], \"proof\": \"AAAA\", "
+        "\"meta\": {\"engine\": \"native\", \"backend\": \"cpu\", \"prove_ms\": 0}}";
+#undef ZERO
+    expect("verify unknown circuit", prover_verify(p, unknown_circuit, &valid),
+           PROVER_STATUS_UNKNOWN_CIRCUIT);
 
     uint64_t fake[8] = {0};
     expect("prove foreign handle", prover_prove((Prover *)fake, task, &proof),

@@ -53,6 +53,20 @@ pub enum CoreError {
     /// The configured compute backend cannot be used (e.g. `cuda` without a CUDA driver or device).
     #[error(transparent)]
     Backend(#[from] SelectError),
+    /// A proof for a circuit configuration whose keys this verifier does not have and may not
+    /// generate: verification never runs keygen for a configuration an untrusted proof names.
+    #[error(
+        "no keys for the circuit {} in the key cache {}, and it is not in `verify_allow`: \
+         verification never generates keys for a circuit a proof names. If you trust this \
+         configuration, add it to `verify_allow` in the core configuration (`prover verify \
+         --allow-keygen` on the command line), or make its keys by proving a task of it",
+        spec_json(.spec),
+        .keys_dir.display()
+    )]
+    UnknownCircuit {
+        spec: Box<CircuitSpec>,
+        keys_dir: PathBuf,
+    },
     #[error("proof is for a verifying key with digest {found}, this prover's key for that circuit is {expected}")]
     VkMismatch { expected: String, found: String },
     #[error("proof carries {found} public inputs, the {circuit} circuit has {expected}")]
@@ -67,8 +81,28 @@ pub enum CoreError {
     AccumulatorPairing,
 }
 
+impl CoreError {
+    /// Whether this error of [`ProvingCore::verify`] means "the proof is invalid", as opposed to
+    /// "the proof could not be checked here" (parameters, key cache, backend, or a circuit this
+    /// verifier has no keys for).
+    pub fn is_rejection(&self) -> bool {
+        !matches!(
+            self,
+            CoreError::Params(_)
+                | CoreError::Keys(_)
+                | CoreError::Backend(_)
+                | CoreError::UnknownCircuit { .. }
+        )
+    }
+}
+
+/// A circuit specification as the JSON `verify_allow` takes.
+fn spec_json(spec: &CircuitSpec) -> String {
+    serde_json::to_string(spec).unwrap_or_else(|_| format!("{spec:?}"))
+}
+
 /// Where the core finds parameters and keeps keys, and what it proves with. Also the JSON shape
-/// the C ABI takes (`engine` and `backend` may be omitted).
+/// the C ABI takes (`engine`, `backend` and `verify_allow` may be omitted).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoreConfig {
@@ -82,6 +116,12 @@ pub struct CoreConfig {
     /// Compute backend of the native engine (`auto` by default). The reference engine ignores it.
     #[serde(default)]
     pub backend: gpu::BackendChoice,
+    /// Circuit configurations [`ProvingCore::verify`] may generate keys for when they are not in
+    /// the key cache (empty by default). Any other configuration is verified only with cached keys
+    /// and refused ([`CoreError::UnknownCircuit`]) without them: a proof names its own circuit, so
+    /// an untrusted proof must not be able to start a keygen (minutes of CPU, gigabytes on disk).
+    #[serde(default)]
+    pub verify_allow: Vec<CircuitSpec>,
 }
 
 impl CoreConfig {
@@ -92,6 +132,7 @@ impl CoreConfig {
             keys_dir: keys_dir.into(),
             engine: EngineKind::default(),
             backend: gpu::BackendChoice::default(),
+            verify_allow: Vec::new(),
         }
     }
 }
@@ -259,7 +300,34 @@ impl ProvingCore {
         })?)
     }
 
-    /// Keys for whatever circuit `spec` names.
+    /// The keys to verify a proof of `spec` with, never generated unless `spec` is in
+    /// `verify_allow`: an out-of-range configuration is refused first, then the key cache is looked
+    /// up (memory, then the entries' metadata on disk, and only if one is for `spec`, the SRS and
+    /// the key), and a configuration with no entry is [`CoreError::UnknownCircuit`].
+    pub fn verifying_keys(&self, spec: &CircuitSpec) -> Result<Arc<CircuitKeys>, CoreError> {
+        check_spec(spec)?;
+        if self.config.verify_allow.contains(spec) {
+            return self.keys_for(spec);
+        }
+        self.cached_keys(spec)?
+            .ok_or_else(|| CoreError::UnknownCircuit {
+                spec: Box::new(spec.clone()),
+                keys_dir: self.config.keys_dir.clone(),
+            })
+    }
+
+    /// The keys of `spec` if the cache has them (memory or `keys_dir`); never generates. No SRS is
+    /// loaded unless an entry for `spec` is on disk or in memory.
+    pub fn cached_keys(&self, spec: &CircuitSpec) -> Result<Option<Arc<CircuitKeys>>, CoreError> {
+        check_spec(spec)?;
+        if !self.keys.has_entry(spec)? {
+            return Ok(None);
+        }
+        let srs = self.srs(spec.k())?;
+        Ok(self.keys.get_cached(spec, &srs)?)
+    }
+
+    /// Keys for whatever circuit `spec` names (generated and cached if needed).
     pub fn keys_for(&self, spec: &CircuitSpec) -> Result<Arc<CircuitKeys>, CoreError> {
         match spec {
             CircuitSpec::Chunk { config } => self.chunk_keys(*config),
@@ -335,6 +403,9 @@ impl ProvingCore {
                 config.num_chunks
             )));
         }
+        // The task's own chunk circuit: its keys are needed to aggregate anyway, so they may be
+        // generated here, and the chunk proofs below then verify with them.
+        self.chunk_keys(config.chunk)?;
         let mut statements = Vec::with_capacity(config.num_chunks);
         for (i, p) in data.chunk_proofs.iter().enumerate() {
             if p.spec
@@ -405,6 +476,10 @@ impl ProvingCore {
 
     /// Verifies a proof: the verifying key it names is this prover's key for its circuit, the halo2
     /// proof is valid for its public inputs, and for a batch the deferred KZG pairing holds.
+    ///
+    /// Never generates keys for a circuit configuration outside `verify_allow`: one with no cached
+    /// keys is refused ([`CoreError::UnknownCircuit`]) before any SRS or key is loaded; one out of
+    /// the supported range, before anything is read.
     pub fn verify(&self, proof: &ProofPayload) -> Result<Verified, CoreError> {
         let (circuit, expected) = match &proof.spec {
             CircuitSpec::Chunk { .. } => ("chunk", chunk::NUM_INSTANCES),
@@ -417,7 +492,7 @@ impl ProvingCore {
                 found: proof.instances.len(),
             });
         }
-        let keys = self.keys_for(&proof.spec)?;
+        let keys = self.verifying_keys(&proof.spec)?;
         if keys.meta.vk_digest != proof.vk_digest {
             return Err(CoreError::VkMismatch {
                 expected: keys.meta.vk_digest.clone(),
@@ -464,6 +539,14 @@ pub fn expected_statement(payload: &TaskPayload) -> Result<Vec<FrHex>, CoreError
                 .ok_or_else(|| CoreError::Batch("a batch without chunks".into()))?;
             Ok(s.into_iter().map(FrHex).collect())
         }
+    }
+}
+
+/// The supported range of a circuit configuration: cheap, before any parameter or key is read.
+pub fn check_spec(spec: &CircuitSpec) -> Result<(), CoreError> {
+    match spec {
+        CircuitSpec::Chunk { config } => Ok(crate::rollup::check_config(config)?),
+        CircuitSpec::Batch { config } => check_batch_config(config),
     }
 }
 

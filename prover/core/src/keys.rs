@@ -5,6 +5,9 @@
 //! where `id` hashes the circuit specification and the SRS identity. The `.json` is written last,
 //! so a half-written entry is never used; the `.pk` hash is checked before parsing (halo2's reader
 //! panics on short input), and a corrupt entry is regenerated with a warning.
+//!
+//! Verification only looks keys up ([`KeyStore::has_entry`], [`KeyStore::get_cached`]): a proof
+//! names its own circuit configuration, so an untrusted one must not be able to start a keygen.
 
 use std::collections::HashMap;
 use std::fs;
@@ -141,13 +144,7 @@ impl KeyStore {
         if let Some(keys) = self.lock().get(&name) {
             return Ok(keys.clone());
         }
-        let entry_lock = {
-            let mut locks = self
-                .loading
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            locks.entry(name.clone()).or_default().clone()
-        };
+        let entry_lock = self.entry_lock(&name);
         // `keygen` never asks for this same entry, so one thread never takes this lock twice.
         let _loading = entry_lock
             .lock()
@@ -166,6 +163,81 @@ impl KeyStore {
         let keys = Arc::new(keys);
         self.lock().insert(name, keys.clone());
         Ok(keys)
+    }
+
+    /// The keys for `spec` over `params` from memory or disk, never generated: `None` when there
+    /// is no entry. An entry that is there but unusable (torn, corrupt) is an error, not
+    /// regenerated.
+    pub fn get_cached(
+        &self,
+        spec: &CircuitSpec,
+        params: &params::Srs,
+    ) -> Result<Option<Arc<CircuitKeys>>, KeyError> {
+        let name = Self::entry_name(spec, params);
+        if let Some(keys) = self.lock().get(&name) {
+            return Ok(Some(keys.clone()));
+        }
+        let entry_lock = self.entry_lock(&name);
+        let _loading = entry_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(keys) = self.lock().get(&name) {
+            return Ok(Some(keys.clone()));
+        }
+        let Some(keys) = self.read_entry(&name, params)? else {
+            return Ok(None);
+        };
+        let keys = Arc::new(keys);
+        self.lock().insert(name, keys.clone());
+        Ok(Some(keys))
+    }
+
+    /// Whether memory or the directory holds an entry for `spec` (over any SRS), read from the
+    /// entries' metadata only: no SRS and no key is loaded. A cheap first filter before
+    /// [`KeyStore::get_cached`], which needs the SRS of `spec`'s k.
+    pub fn has_entry(&self, spec: &CircuitSpec) -> Result<bool, KeyError> {
+        if self.lock().values().any(|keys| keys.meta.spec == *spec) {
+            return Ok(true);
+        }
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        /// The one field of [`KeyMeta`] this looks at (other fields are ignored, not parsed).
+        #[derive(Deserialize)]
+        struct SpecOnly {
+            spec: CircuitSpec,
+        }
+        let prefix = format!("{}-k{}-", spec.task_type().name(), spec.k());
+        for entry in entries {
+            let path = entry.map_err(io_err(&self.dir))?.path();
+            let matches = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".json"));
+            if !matches {
+                continue;
+            }
+            // An unreadable or malformed entry is not an entry for `spec`; `get_cached` or
+            // `get_or_generate` report or replace it.
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            if serde_json::from_str::<SpecOnly>(&text).is_ok_and(|m| m.spec == *spec) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The lock of one entry, held while it is read or generated.
+    fn entry_lock(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut locks = self
+            .loading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(name.to_string()).or_default().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CircuitKeys>>> {

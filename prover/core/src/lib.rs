@@ -15,6 +15,7 @@ pub mod keys;
 pub mod login;
 pub mod native;
 pub mod redb_file;
+pub mod report;
 pub mod rollup;
 pub mod wire;
 
