@@ -20,9 +20,13 @@ pub struct LoginClaims {
     pub public_key: String,
     pub prover_name: String,
     pub prover_version: String,
-    /// Task types declared at login (our addition; the scheduler needs them).
+    /// Prover types declared at login (our addition).
     #[serde(default)]
     pub prover_types: Vec<u8>,
+    /// Task types this prover may be handed, from its prover types and vks (our addition; the
+    /// scheduler needs them).
+    #[serde(default)]
+    pub task_types: Vec<u8>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
 }
@@ -124,37 +128,83 @@ pub struct AcceptedVks {
     pub batch: Option<String>,
 }
 
-/// The vk rule: every declared type the coordinator serves needs its digest among `vks`; a vk
-/// the coordinator does not know is refused unless the prover declared a type the coordinator
-/// does not serve (its vk cannot be checked here).
+/// Prover types of the login message, as in Scroll's coordinator today.
+pub mod prover_type {
+    /// Proves chunk tasks (type 1).
+    pub const CHUNK: u8 = 1;
+    /// Proves batch tasks (type 2).
+    pub const BATCH: u8 = 2;
+    /// Scroll's OpenVM prover: takes every task type its `get_task` asks for (chunk, batch,
+    /// bundle), provided it has the circuit's key.
+    pub const OPENVM: u8 = 3;
+}
+
+/// The vk rule at login; returns the task types this prover may be handed.
+///
+/// - type 1 (chunk): our chunk vk must be among `vks`;
+/// - type 2 (batch): our batch vk must be among `vks` when batch tasks are enabled; otherwise the
+///   type is tolerated (a legacy Scroll prover) and brings no tasks;
+/// - type 3 (OpenVM, as in Scroll): at least one of our vks must be among `vks`; it may be handed
+///   every task type whose vk it presented (bundle tasks, task type 3, are not created yet).
+///
+/// A vk we do not know is refused unless the prover declared type 2 with batch disabled or type 3
+/// (it may hold keys for circuits we do not serve, as Scroll's coordinator allows for its own).
 pub fn check_vks(
     accepted: &AcceptedVks,
     prover_types: &[u8],
     vks: &[String],
-) -> Result<(), String> {
+) -> Result<Vec<u8>, String> {
     if prover_types.is_empty() {
         return Err("prover_types is empty".into());
     }
+    let has = |vk: &String| vks.contains(vk);
+    let mut task_types = Vec::new();
     let mut tolerate_unknown = false;
     for t in prover_types {
-        let required = match (t, &accepted.batch) {
-            (1, _) => Some(&accepted.chunk),
-            (2, Some(b)) => Some(b),
-            (2, None) | (3, _) => {
+        match (*t, &accepted.batch) {
+            (prover_type::CHUNK, _) => {
+                if !has(&accepted.chunk) {
+                    return Err(format!(
+                        "incompatible vk: prover type 1 (chunk) needs this coordinator's chunk vk {}",
+                        accepted.chunk
+                    ));
+                }
+                task_types.push(1);
+            }
+            (prover_type::BATCH, Some(b)) => {
+                if !has(b) {
+                    return Err(format!(
+                        "incompatible vk: prover type 2 (batch) needs this coordinator's batch vk {b}"
+                    ));
+                }
+                task_types.push(2);
+            }
+            (prover_type::BATCH, None) => tolerate_unknown = true,
+            (prover_type::OPENVM, batch) => {
                 tolerate_unknown = true;
-                None
+                let before = task_types.len();
+                if has(&accepted.chunk) {
+                    task_types.push(1);
+                }
+                if batch.as_ref().is_some_and(has) {
+                    task_types.push(2);
+                }
+                if task_types.len() == before {
+                    return Err(format!(
+                        "incompatible vk: prover type 3 (OpenVM) must present the vk of a circuit \
+                         this coordinator serves (chunk {}{})",
+                        accepted.chunk,
+                        batch
+                            .as_ref()
+                            .map(|b| format!(", batch {b}"))
+                            .unwrap_or_default()
+                    ));
+                }
             }
             (other, _) => {
                 return Err(format!(
-                    "unknown prover type {other} (1 chunk, 2 batch, 3 bundle)"
+                    "unknown prover type {other} (1 chunk, 2 batch, 3 OpenVM)"
                 ))
-            }
-        };
-        if let Some(r) = required {
-            if !vks.contains(r) {
-                return Err(format!(
-                    "incompatible vk: no accepted vk for prover type {t}"
-                ));
             }
         }
     }
@@ -168,5 +218,7 @@ pub fn check_vks(
             ));
         }
     }
-    Ok(())
+    task_types.sort_unstable();
+    task_types.dedup();
+    Ok(task_types)
 }

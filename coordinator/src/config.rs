@@ -90,6 +90,9 @@ pub struct CoordinatorConfig {
     /// Bearer token of the `/admin/v1` routes; empty disables them.
     #[serde(default)]
     pub admin_token: String,
+    /// Timeouts, connection cap and shutdown grace of the HTTP server.
+    #[serde(default)]
+    pub http: crate::serve::HttpLimits,
 }
 
 fn default_chunk_timeout() -> u64 {
@@ -148,6 +151,7 @@ impl CoordinatorConfig {
             max_body_bytes: default_max_body(),
             genesis: GenesisConfig::default(),
             admin_token: random_secret(),
+            http: crate::serve::HttpLimits::default(),
         }
     }
 
@@ -215,6 +219,9 @@ impl CoordinatorConfig {
         }
         if self.chunk_timeout_sec == 0 || self.batch_timeout_sec == 0 {
             return bad("timeouts must be at least 1 second".into());
+        }
+        if let Err(e) = self.http.validate() {
+            return bad(e);
         }
         if self.genesis.accounts == 0 || (self.genesis.accounts - 1) >> self.chunk.tree_depth != 0 {
             return bad(format!(

@@ -1,5 +1,9 @@
-//! The HTTP API: `/coordinator/v1/*`, `/health`, `/metrics`, `/admin/v1/*`. Every reply is HTTP
-//! 200 with the envelope; bad input of any kind is an errcode with a clear errmsg.
+//! The HTTP API: `/coordinator/v1/*`, `/health`, `/metrics`, `/admin/v1/*`. Every reply carries
+//! the envelope; bad input of any kind is an errcode with a clear errmsg. Final answers are HTTP
+//! 200 (as Scroll's coordinator). Transient ones — an internal error, or a submission of the same
+//! assignment already being verified — are HTTP 503 with `Retry-After` and errcode 500: a stock
+//! client (scroll-proving-sdk retries only on HTTP 5xx and drops its proof on any non-zero errcode
+//! in a 200) then keeps its proof and retries, and so does our node.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,14 +19,13 @@ use prover_core::wire::{
     errcode, proof_status, CircuitSpec, Envelope, GetTaskRequest, LoginRequest, ProofPayload,
     SubmitProofRequest, TaskPayload, TokenReply, API_BASE,
 };
-use prover_core::CoreError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::auth::{version_ok, ChallengeClaims, LoginClaims, TokenError};
 use crate::metrics::Metrics;
 use crate::store::{type_name, AssignOutcome, ProverIdentity, SubmitError};
-use crate::{blocking, now_ms, App, BlockRequest, EnqueueReply, EnqueueRequest};
+use crate::{blocking, now_ms, App, BlockRequest, EnqueueReply, EnqueueRequest, RequeueRequest};
 
 type AppState = State<Arc<App>>;
 /// Request bodies are read by the handlers themselves, after the caller is authenticated, with a
@@ -54,6 +57,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/status", get(admin_status))
         .route("/admin/v1/block", post(admin_block))
         .route("/admin/v1/unblock", post(admin_unblock))
+        .route("/admin/v1/requeue", post(admin_requeue))
         .fallback(not_found)
         .with_state(app)
 }
@@ -107,9 +111,22 @@ impl From<String> for Refusal {
     }
 }
 
+/// Seconds a client is asked to wait before retrying a transient failure.
+const RETRY_AFTER_SEC: &str = "5";
+
+/// A transient failure: HTTP 503 with `Retry-After` and errcode 500 (see the module doc).
+fn retry_later(msg: impl Into<String>) -> Response {
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_SEC)],
+        Json(Envelope::<()>::err(errcode::INTERNAL, msg)),
+    )
+        .into_response()
+}
+
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!("internal error: {e}");
-    err(errcode::INTERNAL, format!("internal error: {e}"))
+    retry_later(format!("internal error: {e}"))
 }
 
 /// An error reply before a handler's real work (bad body, bad token).
@@ -138,6 +155,7 @@ async fn parse<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<T, ApiError> {
     let too_large = || {
         ApiError(
@@ -152,7 +170,18 @@ async fn parse<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError(
+                errcode::INVALID_PARAMETER,
+                format!(
+                    "request body not received within {} ms",
+                    timeout.as_millis()
+                ),
+            )
+        })?;
+    let bytes = read.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
         {
             too_large()
@@ -283,7 +312,13 @@ async fn login_inner(
         .tokens
         .check(challenge)
         .map_err(|e| token_error("challenge token", e))?;
-    let req: LoginRequest = parse(headers, body, SMALL_BODY_LIMIT).await?;
+    let req: LoginRequest = parse(
+        headers,
+        body,
+        SMALL_BODY_LIMIT,
+        app.config.http.body_timeout(),
+    )
+    .await?;
     let m = &req.message;
     if m.challenge != challenge {
         return Err(err(
@@ -319,7 +354,7 @@ async fn login_inner(
             ),
         ));
     }
-    crate::auth::check_vks(&app.vks, &m.prover_types, &m.vks)
+    let task_types = crate::auth::check_vks(&app.vks, &m.prover_types, &m.vks)
         .map_err(|e| err(errcode::INVALID_PARAMETER, e))?;
     let a = app.clone();
     let nonce = claims.random.clone();
@@ -339,6 +374,7 @@ async fn login_inner(
         prover_name: m.prover_name.clone(),
         prover_version: m.prover_version.clone(),
         prover_types: m.prover_types.clone(),
+        task_types,
         exp,
     };
     let token = app.tokens.issue(&login).map_err(internal)?;
@@ -354,7 +390,14 @@ async fn get_task(State(app): AppState, headers: HeaderMap, body: Body) -> Respo
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
-    let req: GetTaskRequest = match parse(&headers, body, SMALL_BODY_LIMIT).await {
+    let req: GetTaskRequest = match parse(
+        &headers,
+        body,
+        SMALL_BODY_LIMIT,
+        app.config.http.body_timeout(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -364,7 +407,8 @@ async fn get_task(State(app): AppState, headers: HeaderMap, body: Body) -> Respo
     let who = ProverIdentity {
         public_key: claims.public_key,
         prover_name: claims.prover_name,
-        prover_types: claims.prover_types,
+        // The task types it may be handed (see `auth::check_vks`).
+        prover_types: claims.task_types,
     };
     let a = app.clone();
     let r = blocking(move || a.store.assign(&who, &req.task_types, &a.policy, now_ms())).await;
@@ -407,7 +451,14 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         Ok(c) => c,
         Err(r) => return ("unauthorized", r.into_response()),
     };
-    let req: SubmitProofRequest = match parse(headers, body, app.config.max_body_bytes).await {
+    let req: SubmitProofRequest = match parse(
+        headers,
+        body,
+        app.config.max_body_bytes,
+        app.config.http.body_timeout(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(r) => return ("bad_request", r.into_response()),
     };
@@ -430,14 +481,11 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         Err(e) => return ("internal", internal(e)),
     };
     // One submission per assignment at a time: a duplicate sent while the first is being verified
-    // gets errcode 500 (retry later: by then it is "cannot submit proof twice", or accepted).
+    // is told to retry (HTTP 503): by then it is "cannot submit proof twice", or accepted.
     let Some(_in_flight) = InFlight::claim(app, &req.uuid) else {
         return (
             "busy",
-            err(
-                errcode::INTERNAL,
-                "a submission for this assignment is already being processed; retry later",
-            ),
+            retry_later("a submission for this assignment is already being processed; retry later"),
         );
     };
     let policy = app.policy;
@@ -505,11 +553,13 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         let expected = expected_statement(&payload)
             .map_err(|e| Refusal::Internal(format!("task statement: {e}")))?;
         let started = Instant::now();
-        let verified = core.verify(&proof).map_err(|e| match e {
-            CoreError::Params(_) | CoreError::Keys(_) => {
+        // Parameters, key cache, backend, a circuit without keys: the coordinator's own setup.
+        let verified = core.verify(&proof).map_err(|e| {
+            if e.is_rejection() {
+                Refusal::Invalid(e.to_string())
+            } else {
                 Refusal::Internal(format!("verifier setup: {e}"))
             }
-            other => Refusal::Invalid(other.to_string()),
         })?;
         let verify_ms = started.elapsed().as_millis() as u64;
         if verified.statement != expected {
@@ -663,7 +713,14 @@ async fn admin_enqueue(State(app): AppState, headers: HeaderMap, body: Body) -> 
     if let Err(r) = admin(&app, &headers) {
         return r.into_response();
     }
-    let req: EnqueueRequest = match parse(&headers, body, app.config.max_body_bytes).await {
+    let req: EnqueueRequest = match parse(
+        &headers,
+        body,
+        app.config.max_body_bytes,
+        app.config.http.body_timeout(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -715,7 +772,14 @@ async fn admin_block(State(app): AppState, headers: HeaderMap, body: Body) -> Re
     if let Err(r) = admin(&app, &headers) {
         return r.into_response();
     }
-    let req: BlockRequest = match parse(&headers, body, SMALL_BODY_LIMIT).await {
+    let req: BlockRequest = match parse(
+        &headers,
+        body,
+        SMALL_BODY_LIMIT,
+        app.config.http.body_timeout(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -739,7 +803,14 @@ async fn admin_unblock(State(app): AppState, headers: HeaderMap, body: Body) -> 
     if let Err(r) = admin(&app, &headers) {
         return r.into_response();
     }
-    let req: BlockRequest = match parse(&headers, body, SMALL_BODY_LIMIT).await {
+    let req: BlockRequest = match parse(
+        &headers,
+        body,
+        SMALL_BODY_LIMIT,
+        app.config.http.body_timeout(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -750,6 +821,36 @@ async fn admin_unblock(State(app): AppState, headers: HeaderMap, body: Body) -> 
     let a = app.clone();
     match blocking(move || a.store.unblock(&key)).await {
         Ok(was) => ok(serde_json::json!({"was_blocked": was})),
+        Err(e) => internal(e),
+    }
+}
+
+async fn admin_requeue(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = admin(&app, &headers) {
+        return r.into_response();
+    }
+    let req: RequeueRequest = match parse(
+        &headers,
+        body,
+        SMALL_BODY_LIMIT,
+        app.config.http.body_timeout(),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let a = app.clone();
+    let id = req.task_id.clone();
+    match blocking(move || a.store.requeue(&id, now_ms())).await {
+        Ok(Ok(())) => {
+            tracing::info!(task_id = %printable(&req.task_id), "failed task requeued by the operator");
+            ok(serde_json::json!({"task_id": req.task_id, "state": "pending"}))
+        }
+        Ok(Err(e)) => err(
+            errcode::INVALID_PARAMETER,
+            printable(&truncated(&e.to_string(), 512)),
+        ),
         Err(e) => internal(e),
     }
 }

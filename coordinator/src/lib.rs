@@ -12,10 +12,10 @@ pub mod config;
 mod error;
 mod http;
 pub mod metrics;
+pub mod serve;
 pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::auth::AcceptedVks;
 pub use crate::config::{random_secret, AuthConfig, CoordinatorConfig, GenesisConfig};
 pub use crate::error::CoordinatorError;
-pub use crate::store::{Policy, StatusReport, TaskRow, TaskState};
+pub use crate::store::{Policy, RequeueError, StatusReport, TaskRow, TaskState};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -66,6 +66,13 @@ pub struct BlockRequest {
     pub public_key: String,
     #[serde(default)]
     pub reason: String,
+}
+
+/// Body of `POST /admin/v1/requeue`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueRequest {
+    pub task_id: String,
 }
 
 /// Shared state of a running coordinator.
@@ -175,7 +182,7 @@ pub struct RunningCoordinator {
     app: Arc<App>,
     addr: SocketAddr,
     cancel: CancellationToken,
-    server: JoinHandle<Result<(), std::io::Error>>,
+    server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
 }
 
@@ -258,14 +265,7 @@ impl Coordinator {
         });
         let cancel = CancellationToken::new();
         let router = http::router(app.clone());
-        let server = tokio::spawn(
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .into_future(),
-        );
+        let server = serve::spawn(listener, router, app.config.http, cancel.clone());
         let sweeper = tokio::spawn(sweep_loop(app.clone(), cancel.clone()));
         tracing::info!(%addr, "coordinator listening");
         Ok(RunningCoordinator {
@@ -367,6 +367,16 @@ impl RunningCoordinator {
         blocking(move || app.store.unblock(&key)).await
     }
 
+    /// Puts a failed task back to pending (the operator's `requeue`).
+    pub async fn requeue(
+        &self,
+        task_id: &str,
+    ) -> Result<Result<(), RequeueError>, CoordinatorError> {
+        let app = self.app.clone();
+        let id = task_id.to_string();
+        blocking(move || app.store.requeue(&id, now_ms())).await
+    }
+
     /// The stored proof of a verified task.
     pub async fn proof(
         &self,
@@ -377,24 +387,32 @@ impl RunningCoordinator {
         blocking(move || app.store.proof(&id)).await
     }
 
-    /// Stops serving (open connections finish their requests), stops the sweeper and closes the
-    /// store, so the same file can be opened again at once.
-    pub async fn shutdown(self) {
+    /// Stops accepting, lets requests in flight finish for at most `http.shutdown_grace_ms`
+    /// (then drops their connections), stops the sweeper and closes the store, so the same file
+    /// can be opened again at once. Returns false if blocking work (a verification) still held
+    /// the store at the deadline: the store closes when it ends, and since every decision is
+    /// one transaction, exiting the process then loses nothing.
+    pub async fn shutdown(self) -> bool {
+        let deadline = tokio::time::Instant::now() + self.app.config.http.shutdown_grace();
         self.cancel.cancel();
-        match self.server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("server stopped with an error: {e}"),
-            Err(e) => tracing::error!("server task failed: {e}"),
+        if let Err(e) = self.server.await {
+            tracing::error!("server task failed: {e}");
         }
         if let Err(e) = self.sweeper.await {
             tracing::error!("sweeper task failed: {e}");
         }
-        // Blocking work still running (a verification) holds the store until it ends.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while Arc::strong_count(&self.app) > 1 && std::time::Instant::now() < deadline {
+        // Blocking work still running holds an `App` reference until it ends. Polled because
+        // spawn_blocking work cannot be awaited from here once its request was dropped.
+        while Arc::strong_count(&self.app) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let closed = Arc::strong_count(&self.app) == 1;
         drop(self.app);
-        tracing::info!(addr = %self.addr, "coordinator stopped");
+        if closed {
+            tracing::info!(addr = %self.addr, "coordinator stopped");
+        } else {
+            tracing::warn!(addr = %self.addr, "coordinator stopped; blocking work still running past the grace");
+        }
+        closed
     }
 }

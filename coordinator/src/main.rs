@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use coordinator::{
-    BlockRequest, Coordinator, CoordinatorConfig, EnqueueReply, EnqueueRequest, StatusReport,
+    BlockRequest, Coordinator, CoordinatorConfig, EnqueueReply, EnqueueRequest, RequeueRequest,
+    StatusReport,
 };
 use prover_core::wire::{Envelope, Transfer};
 use prover_core::{CoreConfig, ProvingCore};
@@ -74,6 +75,12 @@ enum Command {
         admin: Admin,
         public_key: String,
     },
+    /// Put a failed task back to pending (its failure counts and failed provers cleared).
+    Requeue {
+        #[command(flatten)]
+        admin: Admin,
+        task_id: String,
+    },
 }
 
 #[tokio::main]
@@ -87,7 +94,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()).await {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", prover_core::report::causes_once(e.chain()));
         std::process::exit(1);
     }
 }
@@ -162,6 +169,12 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Requeue { admin, task_id } => {
+            let req = RequeueRequest { task_id };
+            let _: serde_json::Value = call_nullable(&admin, "requeue", Some(&req)).await?;
+            println!("requeued {} (pending)", req.task_id);
+            Ok(())
+        }
     }
 }
 
@@ -173,20 +186,44 @@ async fn serve(path: PathBuf) -> Result<()> {
     )));
     let running = Coordinator::start(config, core).await?;
     println!("coordinator listening on {}", running.base_url());
-    shutdown_signal().await?;
-    tracing::info!("shutting down");
-    running.shutdown().await;
+    let mut signals = Signals::new()?;
+    let name = signals.next().await;
+    let grace = running.config().http.shutdown_grace_ms;
+    println!(
+        "{name}: shutting down (requests in flight get {grace} ms; a second signal exits at once)"
+    );
+    tokio::select! {
+        _ = running.shutdown() => {}
+        name = signals.next() => {
+            eprintln!("{name} again: exiting without waiting for requests in flight");
+            // Every scheduler decision is one store transaction: nothing is lost.
+            std::process::exit(130);
+        }
+    }
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, installed once so that a second signal is seen as well.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 async fn call_nullable<B: serde::Serialize>(
@@ -254,18 +291,19 @@ fn print_status(r: &StatusReport) {
     }
     println!();
     println!(
-        "{:<14} {:<6} {:<9} {:>4} {:>4} {:<16} {:>9} {:>9}  result",
-        "task", "type", "state", "try", "fail", "prover", "prove_ms", "verify_ms"
+        "{:<14} {:<6} {:<9} {:>4} {:>4} {:>5} {:<16} {:>9} {:>9}  result",
+        "task", "type", "state", "try", "fail", "unprv", "prover", "prove_ms", "verify_ms"
     );
     let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
     for t in &r.tasks {
         println!(
-            "{:<14} {:<6} {:<9} {:>4} {:>4} {:<16} {:>9} {:>9}  {}",
+            "{:<14} {:<6} {:<9} {:>4} {:>4} {:>5} {:<16} {:>9} {:>9}  {}",
             t.task_id,
             t.task_type,
             t.state.name(),
             t.attempts,
             t.failures,
+            t.unproven_failures,
             t.prover_name.as_deref().unwrap_or("-"),
             opt(t.prove_ms),
             opt(t.verify_ms),

@@ -4,8 +4,17 @@
 //! `tasks` task id → [`TaskRecord`]; `payloads` task id → task_data JSON text; `assignments`
 //! uuid → [`Assignment`]; `outstanding` public key → uuid of its live assignment; `proofs` task id →
 //! proof JSON; `challenges` challenge nonce → expiry (ms); `blocked` public key → reason;
-//! `invalid_proofs` public key → count; `provers` public key → [`ProverSeen`]; `accounts` index →
-//! account JSON (the rollup state); `counters` name → value.
+//! `invalid_proofs` public key → count; `proven` public key → verified proofs delivered;
+//! `provers` public key → [`ProverSeen`]; `accounts` index → account JSON (the rollup state);
+//! `counters` name → value.
+//!
+//! **Who can fail a task.** Keys are free, so a failure (a `status` 1 report, an invalid proof,
+//! a timeout) counts towards `session_attempts` only when it comes from a *proven* key, one that
+//! has delivered at least one verified proof. A failure from an unproven key puts the task back
+//! to pending and is recorded (`unproven_failures`), and that key is not given the task again
+//! until it has proven itself on another. Throwaway keys can therefore delay a task by at most
+//! one assignment each, never fail it. A failed task goes back to pending only through the
+//! operator's `requeue`.
 //!
 //! The scheduler lives here because its decisions and the state changes they imply must commit
 //! together. All methods are blocking; async callers run them in `spawn_blocking`.
@@ -31,6 +40,7 @@ const PROOFS: TableDefinition<&str, &str> = TableDefinition::new("proofs");
 const CHALLENGES: TableDefinition<&str, u64> = TableDefinition::new("challenges");
 const BLOCKED: TableDefinition<&str, &str> = TableDefinition::new("blocked");
 const INVALID: TableDefinition<&str, u64> = TableDefinition::new("invalid_proofs");
+const PROVEN: TableDefinition<&str, u64> = TableDefinition::new("proven");
 const PROVERS: TableDefinition<&str, &str> = TableDefinition::new("provers");
 const ACCOUNTS: TableDefinition<u64, &str> = TableDefinition::new("accounts");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -94,8 +104,11 @@ pub struct TaskRecord {
     pub state: TaskState,
     /// Assignments made.
     pub attempts: u32,
-    /// Assignments that failed, timed out or delivered an invalid proof.
+    /// Assignments of proven keys that failed, timed out or delivered an invalid proof.
     pub failures: u32,
+    /// The same from keys without a verified proof: recorded, not counted towards failing.
+    #[serde(default)]
+    pub unproven_failures: u32,
     pub created_ms: u64,
     pub updated_ms: u64,
     /// Public keys of provers on which this task failed or timed out.
@@ -137,7 +150,7 @@ pub struct Assignment {
     pub state: AssignmentState,
 }
 
-/// Last time a prover asked for work, and what it declared.
+/// Last time a prover asked for work, and the task types it may be handed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProverSeen {
     pub name: String,
@@ -182,7 +195,8 @@ impl Policy {
 pub struct ProverIdentity {
     pub public_key: String,
     pub prover_name: String,
-    /// Types declared at login.
+    /// Task types it may be handed (from its login: declared prover types and vks; see
+    /// `auth::check_vks`).
     pub prover_types: Vec<u8>,
 }
 
@@ -216,6 +230,18 @@ pub enum SubmitError {
     AlreadyVerified(String),
 }
 
+/// Why `requeue` refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequeueError {
+    #[error("no task {0}")]
+    NoSuchTask(String),
+    #[error("task {task_id} is {state}; only a failed task can be requeued")]
+    NotFailed {
+        task_id: String,
+        state: &'static str,
+    },
+}
+
 /// What a submission is about, read before verification.
 #[derive(Clone, Debug)]
 pub struct SubmitContext {
@@ -242,6 +268,8 @@ pub struct TaskRow {
     pub state: TaskState,
     pub attempts: u32,
     pub failures: u32,
+    #[serde(default)]
+    pub unproven_failures: u32,
     pub prover: Option<String>,
     pub prover_name: Option<String>,
     pub prove_ms: Option<u64>,
@@ -345,6 +373,13 @@ fn has_outstanding(txn: &WriteTransaction, key: &str) -> Result<bool, Coordinato
     let t = txn.open_table(OUTSTANDING).ctx("open outstanding")?;
     let found = t.get(key).ctx("read outstanding")?.is_some();
     Ok(found)
+}
+
+/// Whether `key` has delivered a verified proof (its failures count; see the module doc).
+fn is_proven(txn: &WriteTransaction, key: &str) -> Result<bool, CoordinatorError> {
+    let t = txn.open_table(PROVEN).ctx("open proven")?;
+    let v = t.get(key).ctx("read proven")?.is_some();
+    Ok(v)
 }
 
 fn is_blocked(txn: &WriteTransaction, key: &str) -> Result<Option<String>, CoordinatorError> {
@@ -537,7 +572,8 @@ impl Store {
         if was_live {
             // A timed-out assignment's failure was already counted by the sweep.
             task.live.retain(|u| u != &a.uuid);
-            if fail_once(&mut task, &a.public_key, reason, policy) {
+            let proven = is_proven(&txn, &a.public_key)?;
+            if fail_once(&mut task, &a.public_key, reason, proven, policy) {
                 effects.tasks_failed += 1;
             }
         } else {
@@ -601,6 +637,15 @@ impl Store {
                 put_json(&txn, ASSIGNMENTS, &other, &o)?;
                 clear_outstanding(&txn, &o.public_key, &other)?;
             }
+        }
+        {
+            let mut t = txn.open_table(PROVEN).ctx("open proven")?;
+            let n = t
+                .get(a.public_key.as_str())
+                .ctx("read proven")?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            t.insert(a.public_key.as_str(), n + 1).ctx("write proven")?;
         }
         task.state = TaskState::Verified;
         task.prover = Some(a.public_key.clone());
@@ -686,6 +731,40 @@ impl Store {
         Ok(was)
     }
 
+    /// The operator's `requeue`: a failed task goes back to pending with its failure counts and
+    /// failed-prover set cleared (its attempt count and history stay).
+    pub fn requeue(
+        &self,
+        task_id: &str,
+        now_ms: u64,
+    ) -> Result<Result<(), RequeueError>, CoordinatorError> {
+        let txn = self.db.begin_write().ctx("begin")?;
+        let Some(mut task) = get_json::<TaskRecord>(&txn, TASKS, task_id)? else {
+            txn.abort().ctx("abort")?;
+            return Ok(Err(RequeueError::NoSuchTask(task_id.to_string())));
+        };
+        if task.state != TaskState::Failed {
+            txn.abort().ctx("abort")?;
+            return Ok(Err(RequeueError::NotFailed {
+                task_id: task_id.to_string(),
+                state: task.state.name(),
+            }));
+        }
+        task.state = if task.live.is_empty() {
+            TaskState::Pending
+        } else {
+            TaskState::Assigned
+        };
+        task.failures = 0;
+        task.unproven_failures = 0;
+        task.failed_provers.clear();
+        task.result = Some("requeued by the operator".into());
+        task.updated_ms = now_ms;
+        put_json(&txn, TASKS, &task.task_id, &task)?;
+        txn.commit().ctx("commit")?;
+        Ok(Ok(()))
+    }
+
     /// Everything `coordinator status` shows.
     pub fn status(&self) -> Result<StatusReport, CoordinatorError> {
         let r = self.db.begin_read().ctx("begin read")?;
@@ -717,6 +796,7 @@ impl Store {
                 state: rec.state,
                 attempts: rec.attempts,
                 failures: rec.failures,
+                unproven_failures: rec.unproven_failures,
                 prover: rec.prover,
                 prover_name: rec.prover_name,
                 prove_ms: rec.prove_ms,
@@ -785,6 +865,7 @@ fn insert_task(
         state: TaskState::Pending,
         attempts: 0,
         failures: 0,
+        unproven_failures: 0,
         created_ms: now_ms,
         updated_ms: now_ms,
         failed_provers: Vec::new(),
@@ -815,21 +896,35 @@ fn clear_outstanding(
     Ok(())
 }
 
-/// Counts one failed attempt of `task` on `prover`. Returns true if the task is now failed.
-fn fail_once(task: &mut TaskRecord, prover: &str, reason: &str, policy: &Policy) -> bool {
-    task.failures += 1;
+/// Records one failed attempt of `task` on `prover`; it counts towards failing the task only if
+/// `proven` (see the module doc). Returns true if the task is now failed.
+fn fail_once(
+    task: &mut TaskRecord,
+    prover: &str,
+    reason: &str,
+    proven: bool,
+    policy: &Policy,
+) -> bool {
     if !task.failed_provers.iter().any(|p| p == prover) {
         task.failed_provers.push(prover.to_string());
     }
-    task.result = Some(reason.to_string());
-    if task.state == TaskState::Verified {
+    if proven {
+        task.failures += 1;
+        task.result = Some(reason.to_string());
+    } else {
+        task.unproven_failures += 1;
+        task.result = Some(format!(
+            "{reason} (not counted: the key has no verified proof)"
+        ));
+    }
+    if matches!(task.state, TaskState::Verified | TaskState::Failed) {
         return false;
     }
-    if task.failures >= policy.session_attempts {
+    if proven && task.failures >= policy.session_attempts {
         task.state = TaskState::Failed;
         return true;
     }
-    if task.live.is_empty() {
+    if task.live.is_empty() && task.state == TaskState::Assigned {
         task.state = TaskState::Pending;
     }
     false
@@ -864,7 +959,8 @@ fn sweep_in(
         effects.timed_out += 1;
         if let Some(mut task) = get_json::<TaskRecord>(txn, TASKS, &a.task_id)? {
             task.live.retain(|u| u != &uuid);
-            if fail_once(&mut task, &key, "assignment timed out", policy) {
+            let proven = is_proven(txn, &key)?;
+            if fail_once(&mut task, &key, "assignment timed out", proven, policy) {
                 effects.tasks_failed += 1;
             }
             task.updated_ms = now_ms;
@@ -949,6 +1045,10 @@ fn assign_in(
             continue;
         }
         if task.failed_provers.contains(&who.public_key) {
+            // An unproven key that failed this task does not get it again (module doc).
+            if !is_proven(txn, &who.public_key)? {
+                continue;
+            }
             // Our rule: not to the same failed prover while another prover that can take it
             // (declared the type, asked for work recently or is busy with a live assignment —
             // it asks again when done —, not blocked, not failed on it) exists.

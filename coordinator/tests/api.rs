@@ -14,6 +14,7 @@ fn claims(public_key: &str, exp: u64) -> LoginClaims {
         prover_name: "p".into(),
         prover_version: "0.1.0".into(),
         prover_types: vec![1],
+        task_types: vec![1],
         exp,
     }
 }
@@ -249,7 +250,10 @@ async fn bad_input_gets_its_errcode_and_the_server_keeps_serving() {
     let env = a.post_raw("/admin/v1/unblock", Some(&admin), unblock).await;
     assert_eq!(env.errcode, 0, "{}", env.errmsg);
     assert_eq!(env.data, Some(serde_json::json!({"was_blocked": true})));
-    assert!(a.get_task().await.is_some());
+    // Unblocked: no longer refused. Alice has no verified proof and failed both pending tasks,
+    // so neither comes back to her (the unproven-key rule); "no task", not "blocked".
+    let env = a.get_task_env(&[1]).await;
+    assert_eq!(env.errcode, errcode::NO_TASK, "{}", env.errmsg);
     c.block(&b.public_key()).await.expect("block");
     assert_eq!(
         b.get_task_env(&[1]).await.errcode,

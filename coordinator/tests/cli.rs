@@ -82,6 +82,15 @@ async fn admin_subcommands_talk_to_a_running_coordinator() {
     assert!(out.status.success());
     assert!(c.status().await.expect("status").blocked.is_empty());
 
+    // requeue: only a failed task (the store tests requeue a failed one).
+    let out = run(admin(&["requeue", "chunk-1"])).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("task chunk-1 is pending; only a failed task can be requeued"),
+        "{err}"
+    );
+
     // A wrong admin token: a one-line error and a non-zero exit.
     let out = run(vec![
         "status".into(),
@@ -97,12 +106,17 @@ async fn admin_subcommands_talk_to_a_running_coordinator() {
     c.shutdown().await;
 }
 
-#[test]
-fn serve_runs_from_a_config_file_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path());
-    let path = dir.path().join("coordinator.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&cfg).expect("json")).expect("write");
+/// `coordinator serve` with `cfg` written to a file; returns the child, its URL and its stdout.
+fn spawn_serve(
+    dir: &std::path::Path,
+    cfg: &coordinator::CoordinatorConfig,
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let path = dir.join("coordinator.json");
+    std::fs::write(&path, serde_json::to_string_pretty(cfg).expect("json")).expect("write");
     let mut child = bin()
         .args(["serve", "--config", path.to_str().expect("utf8")])
         .stdout(Stdio::piped())
@@ -121,6 +135,59 @@ fn serve_runs_from_a_config_file_and_stops_on_sigterm() {
             break url.to_string();
         }
     };
+    (child, url, lines)
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for the child to exit; panics after `limit`.
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return (s, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An admin request whose body never completes: a request in flight for as long as it is open.
+fn half_sent_request(url: &str, admin_token: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "POST /admin/v1/enqueue HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {admin_token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"random\""
+    )
+    .expect("write");
+    s
+}
+
+#[test]
+fn serve_runs_from_a_config_file_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    // Long client timeouts: only the shutdown grace can end the request in flight below.
+    cfg.http.header_timeout_ms = 120_000;
+    cfg.http.body_timeout_ms = 120_000;
+    cfg.http.shutdown_grace_ms = 1_000;
+    let (mut child, url, _lines) = spawn_serve(dir.path(), &cfg);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let health: serde_json::Value = rt.block_on(async {
         reqwest::get(format!("{url}/health"))
@@ -131,20 +198,45 @@ fn serve_runs_from_a_config_file_and_stops_on_sigterm() {
             .expect("json")
     });
     assert_eq!(health["errcode"], 0);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let _open = half_sent_request(&url, &cfg.admin_token);
+    signal(&child, "TERM");
+    // Before the deadline, a request in flight kept the process alive for ever.
+    let (exit, took) = exit_within(&mut child, Duration::from_secs(20), "serve after SIGTERM");
     assert!(exit.success(), "serve exited with {exit}");
+    eprintln!("stopped {took:?} after SIGTERM with a request in flight (grace 1 s)");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     // The store was released: it opens again.
+    coordinator::store::Store::open(&cfg.db_path).expect("store reopens");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.http.header_timeout_ms = 120_000;
+    cfg.http.body_timeout_ms = 120_000;
+    cfg.http.shutdown_grace_ms = 120_000;
+    let (mut child, url, mut lines) = spawn_serve(dir.path(), &cfg);
+    let _open = half_sent_request(&url, &cfg.admin_token);
+    signal(&child, "TERM");
+    // Wait until the first signal was handled, then send the second.
+    loop {
+        let line = lines
+            .next()
+            .expect("serve announced the shutdown")
+            .expect("read");
+        if line.contains("shutting down") {
+            break;
+        }
+    }
+    signal(&child, "INT");
+    let (exit, took) = exit_within(
+        &mut child,
+        Duration::from_secs(10),
+        "serve after a second signal",
+    );
+    assert_eq!(exit.code(), Some(130), "{exit}");
+    eprintln!("exited {took:?} after the second signal");
+    // Nothing was left half-written: the store opens.
     coordinator::store::Store::open(&cfg.db_path).expect("store reopens");
 }

@@ -184,11 +184,14 @@ async fn an_assignment_times_out_and_goes_to_another_prover() {
         .task(&ta.task_id)
         .cloned()
         .expect("row");
+    // Neither key has a verified proof: the timeout is recorded, not counted (the attempt cap
+    // for proven keys is tested in scheduler.rs).
     assert_eq!(
-        (row.state, row.attempts, row.failures),
-        (TaskState::Assigned, 2, 1)
+        (row.state, row.attempts, row.failures, row.unproven_failures),
+        (TaskState::Assigned, 2, 0, 1)
     );
-    // Bob's failure reaches session_attempts = 2: the task is failed, nobody gets it.
+    // Bob's failure report: the task goes back to pending, not failed, and neither unproven key
+    // that failed it gets it again.
     assert_eq!(b.report_failure(&tb).await.errcode, 0);
     let row = c
         .status()
@@ -197,7 +200,10 @@ async fn an_assignment_times_out_and_goes_to_another_prover() {
         .task(&ta.task_id)
         .cloned()
         .expect("row");
-    assert_eq!((row.state, row.failures), (TaskState::Failed, 2));
+    assert_eq!(
+        (row.state, row.failures, row.unproven_failures),
+        (TaskState::Pending, 0, 2)
+    );
     assert!(a.get_task().await.is_none());
     assert!(b.get_task().await.is_none());
     c.shutdown().await;

@@ -4,7 +4,11 @@
 //!   small routes and a declared oversize refused before reading;
 //! - `null` in a request body reads as Go's zero value, unknown fields are ignored;
 //! - text from provers is bounded and escaped; admin input is checked; overflowing versions are
-//!   refused.
+//!   refused;
+//! - slow, silent and idle connections are closed, and a connection cap keeps the server
+//!   answering; a body that stops arriving is refused;
+//! - fresh keys reporting failures cannot fail a task; only a failed task can be requeued;
+//! - a duplicate submission during verification is a retry-later HTTP 503, not a refusal.
 
 mod common;
 
@@ -262,5 +266,203 @@ async fn overflowing_versions_are_refused() {
     let req = a.login_request(&ch, "18446744073709551616.0.0");
     let env = a.send_login(&ch, &req).await;
     assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+    c.shutdown().await;
+}
+
+/// Reads from `s` until the server closes the connection; panics if it is still open after
+/// `within`.
+async fn closed_by_server(s: &mut TcpStream, within: Duration, what: &str) {
+    let mut buf = [0u8; 4096];
+    let r = tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        r.is_ok(),
+        "{what}: the connection is still open after {within:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_silent_and_idle_connections_are_closed_and_the_server_keeps_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.http.header_timeout_ms = 500;
+    cfg.http.body_timeout_ms = 500;
+    cfg.http.max_connections = 16;
+    let c = start(cfg).await;
+    let addr = c.addr();
+    // More silent connections than the cap, and slowloris ones: half a request head each.
+    let mut silent = Vec::new();
+    for _ in 0..24 {
+        silent.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write");
+        slow.push(s);
+    }
+    // A real client still gets an answer: the silent connections holding the cap are closed by
+    // the header timeout and the waiting ones are then served.
+    let started = std::time::Instant::now();
+    let health: serde_json::Value = tokio::time::timeout(Duration::from_secs(10), async {
+        reqwest::get(format!("{}/health", c.base_url()))
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json")
+    })
+    .await
+    .expect("/health answered within 10 s with 32 hostile connections open");
+    assert_eq!(health["errcode"], 0);
+    eprintln!(
+        "/health answered after {:?} with 24 silent and 8 slow connections",
+        started.elapsed()
+    );
+    for s in silent.iter_mut().chain(slow.iter_mut()) {
+        closed_by_server(s, Duration::from_secs(5), "silent or slowloris").await;
+    }
+    // A kept-alive connection that goes idle after a request is closed too.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    closed_by_server(&mut idle, Duration::from_secs(5), "idle keep-alive").await;
+    // A header trickled a byte at a time is cut off at the header timeout, not per byte.
+    let mut trickle = TcpStream::connect(addr).await.expect("connect");
+    trickle
+        .write_all(b"GET /health HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    let cut = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut ticks = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            ticks.tick().await;
+            if trickle.write_all(b"X").await.is_err() {
+                return;
+            }
+            let mut probe = [0u8; 1];
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_millis(1), trickle.read(&mut probe)).await
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        cut.is_ok(),
+        "a trickled header kept the connection open for 5 s"
+    );
+    // An authenticated body that stops arriving is refused after the body timeout.
+    let mut a = Client::new(&c, "stalls", 9);
+    a.login().await;
+    let reply = post_partial(
+        &c.base_url(),
+        "/coordinator/v1/submit_proof",
+        Some(&a.token),
+        1000,
+        10,
+    )
+    .await;
+    assert_eq!(
+        errcode_of(&reply),
+        errcode::INVALID_PARAMETER as i64,
+        "{reply}"
+    );
+    assert!(reply.contains("not received within 500 ms"), "{reply}");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn fresh_keys_reporting_failures_cannot_fail_a_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let admin = cfg.admin_token.clone();
+    let attempts = cfg.session_attempts;
+    let c = start(cfg).await;
+    c.enqueue_random(1, 3).await.expect("enqueue");
+    // More throwaway keys than session_attempts each take the task and report failure.
+    for i in 0..attempts + 2 {
+        let mut k = Client::new(&c, &format!("throwaway-{i}"), 100 + i as u8);
+        k.login().await;
+        let task = k.get_task().await.expect("the task is handed out again");
+        assert_eq!(task.task_id, "chunk-0");
+        let body = serde_json::json!({
+            "uuid": task.uuid, "task_id": task.task_id, "task_type": task.task_type,
+            "status": 1, "failure_type": 1, "failure_msg": "gave up",
+        });
+        let env = submit_json(&k, body).await;
+        assert_eq!(env.errcode, 0, "{}", env.errmsg);
+        // It does not get the task back.
+        let env = k.get_task_env(&[1]).await;
+        assert_eq!(env.errcode, errcode::NO_TASK, "{}", env.errmsg);
+    }
+    let row = c
+        .status()
+        .await
+        .expect("status")
+        .task("chunk-0")
+        .cloned()
+        .expect("row");
+    assert_eq!(
+        (row.state, row.failures, row.unproven_failures),
+        (coordinator::TaskState::Pending, 0, attempts + 2)
+    );
+    // requeue is for failed tasks only, and says so.
+    let env = Client::new(&c, "admin", 99)
+        .post_raw(
+            "/admin/v1/requeue",
+            Some(&admin),
+            br#"{"task_id": "chunk-0"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+    assert!(env.errmsg.contains("only a failed task"), "{}", env.errmsg);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_openvm_prover_type_3_takes_the_task_types_it_asks_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = start(config(dir.path())).await;
+    c.enqueue_random(2, 4).await.expect("enqueue");
+    // Scroll's OpenVM prover declares prover type 3 and asks for task types [1, 2, 3].
+    let mut openvm = Client::new(&c, "openvm", 20);
+    openvm.types = vec![3];
+    openvm.login().await;
+    let env = openvm.get_task_env(&[1, 2, 3]).await;
+    assert_eq!(
+        env.errcode, 0,
+        "a type-3 prover gets a chunk task: {}",
+        env.errmsg
+    );
+    let task: prover_core::wire::Task =
+        serde_json::from_value(env.data.expect("data")).expect("task");
+    assert_eq!(task.task_type, 1);
+    // Without any of this coordinator's vks it cannot log in: it could not prove our circuits.
+    let mut stock = Client::new(&c, "stock-openvm", 21);
+    stock.types = vec![3];
+    stock.vks = vec!["c2Nyb2xsLWJ1bmRsZS12aw==".into()];
+    let ch = stock.challenge().await;
+    let env = stock
+        .send_login(&ch, &stock.login_request(&ch, "v4.5.0"))
+        .await;
+    assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+    assert!(
+        env.errmsg
+            .contains("prover type 3 (OpenVM) must present the vk"),
+        "{}",
+        env.errmsg
+    );
     c.shutdown().await;
 }

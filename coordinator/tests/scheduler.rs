@@ -148,6 +148,18 @@ fn fail(
         .expect("store")
 }
 
+/// Makes each prover *proven* (module doc of the store): it takes the next task and delivers a
+/// verified proof of it. Returns the ids of the tasks used.
+fn prove_one_each(store: &Store, who: &[&ProverIdentity], p: &Policy, now: u64) -> Vec<String> {
+    who.iter()
+        .map(|w| {
+            let (t, _) = task(assign(store, w, &[1], p, now));
+            verify(store, w, &t, p, now).expect("verified");
+            t.task_id
+        })
+        .collect()
+}
+
 #[test]
 fn one_task_per_prover_and_the_same_task_is_resent() {
     let f = fixture(2);
@@ -174,13 +186,15 @@ fn one_task_per_prover_and_the_same_task_is_resent() {
 
 #[test]
 fn timeouts_reassign_and_the_attempt_cap_fails_the_task() {
-    let f = fixture(1);
+    let f = fixture(3);
     let p = Policy {
         session_attempts: 2,
         ..policy()
     };
     let (a, b, c) = (prover("a", &[1]), prover("b", &[1]), prover("c", &[1]));
+    prove_one_each(&f.store, &[&a, &b], &p, 0);
     let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert_eq!(ta.task_id, "chunk-2");
     assert_eq!(f.store.sweep(&p, 999).expect("sweep").timed_out, 0);
     // b asks after a's deadline: the sweep returns the task and b gets it with a new uuid.
     let (outcome, effects) = f.store.assign(&b, &[1], &p, 1500).expect("assign");
@@ -195,7 +209,7 @@ fn timeouts_reassign_and_the_attempt_cap_fails_the_task() {
     assert_eq!((effects.timed_out, effects.tasks_failed), (1, 1));
     assert_eq!(assign(&f.store, &c, &[1], &p, 3001), AssignOutcome::NoTask);
     let s = f.store.status().expect("status");
-    let row = s.task("chunk-0").expect("row");
+    let row = s.task("chunk-2").expect("row");
     assert_eq!(
         (row.state, row.attempts, row.failures),
         (TaskState::Failed, 2, 2)
@@ -206,7 +220,7 @@ fn timeouts_reassign_and_the_attempt_cap_fails_the_task() {
         .store
         .status()
         .expect("status")
-        .task("chunk-0")
+        .task("chunk-2")
         .cloned()
         .expect("row");
     assert_eq!(row.state, TaskState::Verified);
@@ -215,16 +229,18 @@ fn timeouts_reassign_and_the_attempt_cap_fails_the_task() {
     // b's late submission finds the task verified.
     assert_eq!(
         verify(&f.store, &b, &tb, &p, 3600),
-        Err(SubmitError::AlreadyVerified("chunk-0".into()))
+        Err(SubmitError::AlreadyVerified("chunk-2".into()))
     );
 }
 
 #[test]
 fn a_failed_prover_does_not_get_the_task_back_while_another_can_take_it() {
-    let f = fixture(1);
+    let f = fixture(3);
     let p = policy();
     let (a, b) = (prover("a", &[1]), prover("b", &[1]));
+    prove_one_each(&f.store, &[&a, &b], &p, 0);
     let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert_eq!(ta.task_id, "chunk-2");
     assert_eq!(assign(&f.store, &b, &[1], &p, 10), AssignOutcome::NoTask);
     fail(&f.store, &a, &ta, false, &p, 20).expect("failure recorded");
     assert_eq!(
@@ -237,18 +253,18 @@ fn a_failed_prover_does_not_get_the_task_back_while_another_can_take_it() {
     // b asked recently and has not failed on it: a is skipped.
     assert_eq!(assign(&f.store, &a, &[1], &p, 30), AssignOutcome::NoTask);
     let (tb, _) = task(assign(&f.store, &b, &[1], &p, 40));
-    assert_eq!(tb.task_id, "chunk-0");
+    assert_eq!(tb.task_id, "chunk-2");
     fail(&f.store, &b, &tb, false, &p, 50).expect("failure recorded");
     // Both failed on it: nobody else is available, so a may try again.
     let (ta2, _) = task(assign(&f.store, &a, &[1], &p, 60));
-    assert_eq!(ta2.task_id, "chunk-0");
+    assert_eq!(ta2.task_id, "chunk-2");
     fail(&f.store, &a, &ta2, false, &p, 70).expect("failure recorded");
     // Third failure reaches session_attempts = 3.
     let row = f
         .store
         .status()
         .expect("s")
-        .task("chunk-0")
+        .task("chunk-2")
         .cloned()
         .expect("row");
     assert_eq!((row.state, row.failures), (TaskState::Failed, 3));
@@ -256,16 +272,17 @@ fn a_failed_prover_does_not_get_the_task_back_while_another_can_take_it() {
 
 #[test]
 fn a_prover_not_seen_recently_does_not_hold_back_a_failed_task() {
-    let f = fixture(1);
+    let f = fixture(2);
     let p = policy();
     let (a, b) = (prover("a", &[1]), prover("b", &[1]));
+    prove_one_each(&f.store, &[&a], &p, 0);
     let (ta, _) = task(assign(&f.store, &a, &[1], &p, 0));
     assert_eq!(assign(&f.store, &b, &[1], &p, 1), AssignOutcome::NoTask);
     fail(&f.store, &a, &ta, false, &p, 2).expect("failure recorded");
     assert_eq!(assign(&f.store, &a, &[1], &p, 3), AssignOutcome::NoTask);
     // b was last seen at 1; after prover_active_ms it no longer counts.
     let (again, _) = task(assign(&f.store, &a, &[1], &p, 20_000));
-    assert_eq!(again.task_id, "chunk-0");
+    assert_eq!(again.task_id, "chunk-1");
 }
 
 #[test]
@@ -483,4 +500,114 @@ fn a_damaged_store_file_is_a_clear_error() {
         );
         assert!(!msg.contains('\n'), "{what}: one line: {msg}");
     }
+}
+
+#[test]
+fn throwaway_keys_cannot_fail_a_task_and_an_unproven_key_does_not_get_it_back() {
+    let f = fixture(2);
+    let p = policy();
+    // Five fresh keys each take chunk-0 and report failure (the attack of the issue: before the
+    // rule, three such reports failed the task for good).
+    for i in 0..5 {
+        let k = prover(&format!("throwaway-{i}"), &[1]);
+        let (t, _) = task(assign(&f.store, &k, &[1], &p, i));
+        assert_eq!(t.task_id, "chunk-0");
+        let effects = fail(&f.store, &k, &t, false, &p, i).expect("failure recorded");
+        assert_eq!(effects.tasks_failed, 0);
+        // Alone, it still does not get chunk-0 again: it is handed the next task.
+        let (next, _) = task(assign(&f.store, &k, &[1], &p, i));
+        assert_eq!(next.task_id, "chunk-1");
+        fail(&f.store, &k, &next, false, &p, i).expect("failure recorded");
+    }
+    let s = f.store.status().expect("status");
+    let row = s.task("chunk-0").expect("row");
+    assert_eq!(
+        (row.state, row.failures, row.unproven_failures),
+        (TaskState::Pending, 0, 5)
+    );
+    assert!(row.result.as_deref().unwrap_or("").contains("not counted"));
+    // An unproven key that times out does not count either.
+    let slow = prover("slow", &[1]);
+    let (t, _) = task(assign(&f.store, &slow, &[1], &p, 100));
+    assert_eq!(t.task_id, "chunk-0");
+    let effects = f.store.sweep(&p, 100 + p.chunk_timeout_ms).expect("sweep");
+    assert_eq!((effects.timed_out, effects.tasks_failed), (1, 0));
+    // An honest newcomer proves it, and becomes proven.
+    let honest = prover("honest", &[1]);
+    let (t, _) = task(assign(&f.store, &honest, &[1], &p, 5000));
+    assert_eq!(t.task_id, "chunk-0");
+    verify(&f.store, &honest, &t, &p, 5001).expect("verified");
+    // Proven keys' failures count: three of them fail chunk-1 (session_attempts = 3).
+    let (x, y) = (prover("x", &[1]), prover("y", &[1]));
+    let f2 = fixture(3);
+    prove_one_each(&f2.store, &[&x, &y], &p, 0);
+    for (i, who) in [&x, &y, &x].into_iter().enumerate() {
+        let (t, _) = task(assign(&f2.store, who, &[1], &p, 10 + i as u64));
+        assert_eq!(t.task_id, "chunk-2");
+        fail(&f2.store, who, &t, false, &p, 10 + i as u64).expect("failure recorded");
+    }
+    let row = f2
+        .store
+        .status()
+        .expect("status")
+        .task("chunk-2")
+        .cloned()
+        .expect("row");
+    assert_eq!((row.state, row.failures), (TaskState::Failed, 3));
+}
+
+#[test]
+fn requeue_brings_a_failed_task_back_and_refuses_others() {
+    use coordinator::RequeueError;
+    let f = fixture(3);
+    let p = Policy {
+        session_attempts: 1,
+        ..policy()
+    };
+    let a = prover("a", &[1]);
+    prove_one_each(&f.store, &[&a], &p, 0);
+    let (t, _) = task(assign(&f.store, &a, &[1], &p, 1));
+    assert_eq!(t.task_id, "chunk-1");
+    assert_eq!(
+        fail(&f.store, &a, &t, false, &p, 2)
+            .expect("ok")
+            .tasks_failed,
+        1
+    );
+    assert_eq!(
+        f.store.requeue("chunk-0", 3).expect("store"),
+        Err(RequeueError::NotFailed {
+            task_id: "chunk-0".into(),
+            state: "verified"
+        })
+    );
+    assert_eq!(
+        f.store.requeue("chunk-9", 3).expect("store"),
+        Err(RequeueError::NoSuchTask("chunk-9".into()))
+    );
+    f.store
+        .requeue("chunk-1", 3)
+        .expect("store")
+        .expect("requeued");
+    let row = f
+        .store
+        .status()
+        .expect("status")
+        .task("chunk-1")
+        .cloned()
+        .expect("row");
+    assert_eq!(
+        (row.state, row.failures, row.unproven_failures),
+        (TaskState::Pending, 0, 0)
+    );
+    // Its failed-prover set was cleared too: a gets it back at once, ahead of chunk-2.
+    let (again, _) = task(assign(&f.store, &a, &[1], &p, 4));
+    assert_eq!(again.task_id, "chunk-1");
+    assert_eq!(
+        f.store.requeue("chunk-1", 5).expect("store"),
+        Err(RequeueError::NotFailed {
+            task_id: "chunk-1".into(),
+            state: "assigned"
+        })
+    );
 }

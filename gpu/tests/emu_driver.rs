@@ -196,7 +196,7 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         .expect("no sticky fault from refused launches");
 
     // Pointer parameters must lie in live device allocations.
-    let host_vec = vec![0u32; 16];
+    let host_vec = [0u32; 16];
     let host_ptr = host_vec.as_ptr() as u64;
     let err = launch_scan_add(
         &stream,

@@ -233,12 +233,32 @@ impl Default for CoordinatorSection {
 pub struct MetricsSection {
     /// Listen address; port 0 picks a free port (logged at start).
     pub listen: String,
+    /// Time a client has to send a request's headers, and the idle time allowed between requests
+    /// on one connection, ms; slower or silent connections are closed.
+    pub header_timeout_ms: u64,
+    /// Open connections at most; further clients wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for MetricsSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9391".into(),
+            header_timeout_ms: 10_000,
+            max_connections: 256,
+        }
+    }
+}
+
+impl MetricsSection {
+    /// The limits of the `/health` and `/metrics` server.
+    pub fn http_limits(&self) -> coordinator::serve::HttpLimits {
+        coordinator::serve::HttpLimits {
+            header_timeout_ms: self.header_timeout_ms,
+            max_connections: self.max_connections,
+            // Scrapes and health checks are quick; a stop should not wait for a stuck one.
+            shutdown_grace_ms: 2_000,
+            ..Default::default()
         }
     }
 }
@@ -378,6 +398,9 @@ impl NodeConfig {
                 );
             }
         }
+        if let Err(e) = self.metrics.http_limits().validate() {
+            return bad("metrics", e);
+        }
         if let Err(e) = self.metrics.listen.parse::<SocketAddr>() {
             return bad(
                 "metrics.listen",
@@ -404,6 +427,9 @@ impl NodeConfig {
             keys_dir: self.prover.keys_dir.clone(),
             engine: self.node.engine,
             backend: self.node.backend,
+            // The node verifies only the chunk proofs of its batch tasks, with the keys it proves
+            // that batch's chunk circuit with.
+            verify_allow: Vec::new(),
         }
     }
 

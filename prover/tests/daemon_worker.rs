@@ -558,3 +558,54 @@ async fn a_configured_seed_gives_every_proof_the_same_rng_and_the_backend_is_han
     assert_ne!(draws[0], draws[1]);
     assert!(prover.backends.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_server_closes_silent_connections_and_keeps_answering() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::start().await;
+    let mut c = config(dir.path(), &fake.base_url());
+    c.metrics.header_timeout_ms = 300;
+    c.metrics.max_connections = 4;
+    c.validate().unwrap();
+    let shutdown = CancellationToken::new();
+    let running = daemon::start(c, Arc::new(StandIn::default()), shutdown.clone())
+        .await
+        .unwrap();
+    let addr = running.health_addr();
+    // Before the limits, 50 silent connections were held for ever and, with a low descriptor
+    // limit, /health stopped answering.
+    let mut silent = Vec::new();
+    for _ in 0..12 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let health: serde_json::Value = tokio::time::timeout(Duration::from_secs(10), async {
+        reqwest::get(format!("http://{addr}/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("/health answered within 10 s with 12 silent connections and a cap of 4");
+    assert!(health["status"].is_string());
+    for s in &mut silent {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a silent connection is still open after 5 s"
+        );
+    }
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}

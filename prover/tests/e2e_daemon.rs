@@ -213,13 +213,15 @@ async fn an_invalid_task_payload_is_reported_as_a_failure_and_the_node_keeps_wor
 
     let coordinator = world.start_coordinator().await;
     let node = Node::spawn(&world.node_config("n", &coordinator.base_url()), 0);
-    // Only one prover: the coordinator hands the task back to it until its attempt cap.
-    let row = wait_for("the invalid task to be failed", || async {
+    // The node reports the failure. It has no verified proof yet, so the report is recorded but
+    // not counted (throwaway keys cannot fail tasks), and the task is not handed back to it.
+    let row = wait_for("the invalid task's failure report", || async {
         let r = coordinator.status().await.expect("status");
         let row = r.task(&ids[0])?.clone();
-        (row.state == TaskState::Failed).then_some(row)
+        (row.unproven_failures >= 1).then_some(row)
     })
     .await;
+    assert_eq!((row.state, row.failures), (TaskState::Pending, 0));
     let reason = row.result.unwrap_or_default();
     assert!(reason.contains("root"), "failure reason: {reason}");
     assert!(node.counter("prover_tasks_failed_total").await >= 1.0);
@@ -233,6 +235,15 @@ async fn an_invalid_task_payload_is_reported_as_a_failure_and_the_node_keeps_wor
     })
     .await;
     assert_eq!(node.counter("prover_tasks_proved_total").await, 1.0);
+    // Now proven, and the only prover: the bad task comes back to it and its failures count, up
+    // to the attempt cap.
+    let row = wait_for("the invalid task to be failed", || async {
+        let r = coordinator.status().await.expect("status");
+        let row = r.task(&ids[0])?.clone();
+        (row.state == TaskState::Failed).then_some(row)
+    })
+    .await;
+    assert_eq!(row.failures, world.coordinator_config.session_attempts);
     node.terminate().await;
     coordinator.shutdown().await;
 }

@@ -116,8 +116,21 @@ impl Client {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.expect("request");
-        assert_eq!(resp.status(), 200, "every reply is HTTP 200");
-        resp.json().await.expect("envelope")
+        let status = resp.status();
+        let retry_after = resp.headers().contains_key("retry-after");
+        let env: Envelope<serde_json::Value> = resp.json().await.expect("envelope");
+        if env.errcode == errcode::INTERNAL {
+            // Transient: a stock client retries only on HTTP 5xx.
+            assert_eq!(
+                status, 503,
+                "a retry-later reply is HTTP 503: {}",
+                env.errmsg
+            );
+            assert!(retry_after, "a 503 says when to retry");
+        } else {
+            assert_eq!(status, 200, "a final reply is HTTP 200: {}", env.errmsg);
+        }
+        env
     }
 
     pub async fn challenge(&self) -> String {

@@ -225,21 +225,25 @@ pub async fn start(
         stack: stack.clone(),
     });
     let server_stop = CancellationToken::new();
-    let (health_addr, server) =
-        server::serve(&config.metrics.listen, shared.clone(), server_stop.clone())
-            .await
-            .map_err(|source| DaemonError::Listen {
-                listen: config.metrics.listen.clone(),
-                source,
-            })?;
+    let (health_addr, server) = server::serve(
+        &config.metrics.listen,
+        config.metrics.http_limits(),
+        shared.clone(),
+        server_stop.clone(),
+    )
+    .await
+    .map_err(|source| DaemonError::Listen {
+        listen: config.metrics.listen.clone(),
+        source,
+    })?;
     tracing::info!(%health_addr, backend = %backend_name, engine = %engine, workers = n, stack = %stack.path().display(), "health and metrics listening");
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
         let result = supervise(config, prover, identities, stack, shared.clone(), token).await;
         shared.set_status("stopping");
         server_stop.cancel();
-        if let Ok(Err(e)) = server.await {
-            tracing::warn!(error = %e, "health server stopped with an error");
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "health server task failed");
         }
         result
     });

@@ -75,24 +75,25 @@ impl Shared {
     }
 }
 
-/// Binds `listen` and serves until `shutdown`. Returns the bound address and the server task.
+/// Binds `listen` and serves until `shutdown`, with the coordinator's hardened server (header
+/// and idle timeouts, a connection cap, a bounded stop). Returns the bound address and the
+/// server task.
 pub async fn serve(
     listen: &str,
+    limits: coordinator::serve::HttpLimits,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(shared);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-    });
-    Ok((addr, task))
+    Ok((
+        addr,
+        coordinator::serve::spawn(listener, app, limits, shutdown),
+    ))
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
