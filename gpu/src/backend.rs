@@ -7,6 +7,9 @@ use std::sync::{Arc, OnceLock};
 use ff::{Field, PrimeField};
 use halo2curves::bn256::{Fr, G1Affine, G1};
 
+use crate::poly::Poly;
+use crate::program::Program;
+
 /// Which backend is running.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendName {
@@ -325,5 +328,44 @@ pub trait ComputeBackend: Send + Sync {
         values: &mut [Fr],
         domain: &Domain,
         direction: Direction,
+    ) -> Result<(), BackendError>;
+
+    // Resident vectors ([`Poly`]): made by this backend, used only with it.
+
+    /// Copies `values` into a new resident vector.
+    fn upload(&self, values: &[Fr]) -> Result<Poly, BackendError>;
+
+    /// A resident vector of `len` zeros.
+    fn zeros(&self, len: usize) -> Result<Poly, BackendError>;
+
+    /// Copies a resident vector back to the host.
+    fn download(&self, poly: &Poly) -> Result<Vec<Fr>, BackendError>;
+
+    /// A resident copy of `poly` with `len` elements: truncated, or padded with zeros.
+    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError>;
+
+    /// In-place NTT of a resident vector, on the coset `g·⟨ω⟩` if `coset` (conventions of
+    /// [`Domain`]); `poly.len()` must equal `domain.size()`.
+    fn ntt_poly(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        coset: bool,
+    ) -> Result<(), BackendError>;
+
+    /// `Σ polys[j][i] · bases[i]` for each resident vector (each at most `bases.len()` long).
+    fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError>;
+
+    /// Evaluates `program` row by row over `inputs` and folds its outputs into `acc` (see
+    /// [`crate::program`]): every input and `acc` have the same power-of-two length, and a
+    /// rotation `r` reads row `i + r·ratio`.
+    fn eval_program(
+        &self,
+        program: &Program,
+        inputs: &[&Poly],
+        acc: &mut Poly,
+        ratio: usize,
+        y: Fr,
     ) -> Result<(), BackendError>;
 }

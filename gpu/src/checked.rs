@@ -8,6 +8,8 @@ use group::Curve;
 use halo2curves::bn256::{Fr, G1};
 
 use crate::backend::{BackendError, BackendName, Bases, ComputeBackend, Direction, Domain};
+use crate::poly::{Poly, Repr};
+use crate::program::Program;
 
 /// Runs `primary` and `reference` on every call and compares.
 #[derive(Clone)]
@@ -67,6 +69,23 @@ impl CheckedBackend {
     }
 }
 
+impl CheckedBackend {
+    fn pair(primary: Poly, reference: Poly) -> Poly {
+        Poly {
+            len: primary.len(),
+            repr: Repr::Pair(Box::new(primary), Box::new(reference)),
+        }
+    }
+
+    /// Compares the two halves of a resident vector after `op`.
+    fn compare_poly(&self, op: &str, poly: &Poly) -> Result<(), BackendError> {
+        let (p, r) = poly.pair()?;
+        let got = self.primary.download(p)?;
+        let want = self.reference.download(r)?;
+        self.compare_vectors(op, &got, &want)
+    }
+}
+
 fn direction_name(d: Direction) -> &'static str {
     match d {
         Direction::Forward => "forward",
@@ -113,5 +132,99 @@ impl ComputeBackend for CheckedBackend {
             domain.log_n()
         );
         self.checked_transform(&op, values, |b, v| b.coset_ntt(v, domain, direction))
+    }
+
+    fn upload(&self, values: &[Fr]) -> Result<Poly, BackendError> {
+        Ok(Self::pair(
+            self.primary.upload(values)?,
+            self.reference.upload(values)?,
+        ))
+    }
+
+    fn zeros(&self, len: usize) -> Result<Poly, BackendError> {
+        Ok(Self::pair(
+            self.primary.zeros(len)?,
+            self.reference.zeros(len)?,
+        ))
+    }
+
+    fn download(&self, poly: &Poly) -> Result<Vec<Fr>, BackendError> {
+        let (p, r) = poly.pair()?;
+        let got = self.primary.download(p)?;
+        let want = self.reference.download(r)?;
+        self.compare_vectors("download", &got, &want)?;
+        Ok(got)
+    }
+
+    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
+        let (p, r) = poly.pair()?;
+        let out = Self::pair(
+            self.primary.resized(p, len)?,
+            self.reference.resized(r, len)?,
+        );
+        self.compare_poly("resized", &out)?;
+        Ok(out)
+    }
+
+    fn ntt_poly(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        coset: bool,
+    ) -> Result<(), BackendError> {
+        {
+            let (p, r) = poly.pair_mut()?;
+            self.reference.ntt_poly(r, domain, direction, coset)?;
+            self.primary.ntt_poly(p, domain, direction, coset)?;
+        }
+        let op = format!(
+            "{}ntt {} on a resident vector",
+            if coset { "coset " } else { "" },
+            direction_name(direction)
+        );
+        self.compare_poly(&op, poly)
+    }
+
+    fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
+        let (ps, rs): (Vec<&Poly>, Vec<&Poly>) = polys
+            .iter()
+            .map(|p| p.pair())
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        let want = self.reference.msm_polys(bases, &rs)?;
+        let got = self.primary.msm_polys(bases, &ps)?;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            if g.to_affine() != w.to_affine() {
+                return Err(self.mismatch(
+                    "msm of resident vectors",
+                    format!("vector {i} of {}: the sums differ", polys.len()),
+                ));
+            }
+        }
+        Ok(got)
+    }
+
+    fn eval_program(
+        &self,
+        program: &Program,
+        inputs: &[&Poly],
+        acc: &mut Poly,
+        ratio: usize,
+        y: Fr,
+    ) -> Result<(), BackendError> {
+        let (ps, rs): (Vec<&Poly>, Vec<&Poly>) = inputs
+            .iter()
+            .map(|p| p.pair())
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        {
+            let (pa, ra) = acc.pair_mut()?;
+            self.reference.eval_program(program, &rs, ra, ratio, y)?;
+            self.primary.eval_program(program, &ps, pa, ratio, y)?;
+        }
+        self.compare_poly("program", acc)
     }
 }

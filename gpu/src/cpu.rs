@@ -25,6 +25,8 @@ use rayon::prelude::*;
 use crate::backend::{
     check_msm_args, BackendError, BackendName, Bases, ComputeBackend, Direction, Domain,
 };
+use crate::poly::Poly;
+use crate::program::Program;
 
 /// Elements per rayon task for the element-wise passes (coset shift, 1/n scaling).
 const CHUNK: usize = 1 << 12;
@@ -159,5 +161,62 @@ impl ComputeBackend for CpuBackend {
             }
         }
         Ok(())
+    }
+
+    fn upload(&self, values: &[Fr]) -> Result<Poly, BackendError> {
+        Ok(Poly::host(values.to_vec()))
+    }
+
+    fn zeros(&self, len: usize) -> Result<Poly, BackendError> {
+        Ok(Poly::host(vec![Fr::ZERO; len]))
+    }
+
+    fn download(&self, poly: &Poly) -> Result<Vec<Fr>, BackendError> {
+        Ok(poly.host_ref()?.clone())
+    }
+
+    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
+        let v = poly.host_ref()?;
+        let mut out = vec![Fr::ZERO; len];
+        let k = len.min(v.len());
+        out[..k].copy_from_slice(&v[..k]);
+        Ok(Poly::host(out))
+    }
+
+    fn ntt_poly(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        coset: bool,
+    ) -> Result<(), BackendError> {
+        let v = poly.host_mut()?;
+        if coset {
+            self.coset_ntt(v, domain, direction)
+        } else {
+            self.ntt(v, domain, direction)
+        }
+    }
+
+    fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
+        polys
+            .iter()
+            .map(|p| self.msm(bases, p.host_ref()?))
+            .collect()
+    }
+
+    fn eval_program(
+        &self,
+        program: &Program,
+        inputs: &[&Poly],
+        acc: &mut Poly,
+        ratio: usize,
+        y: Fr,
+    ) -> Result<(), BackendError> {
+        let cols = inputs
+            .iter()
+            .map(|p| p.host_ref().map(Vec::as_slice))
+            .collect::<Result<Vec<_>, _>>()?;
+        program.eval_host(&cols, acc.host_mut()?, ratio, y)
     }
 }

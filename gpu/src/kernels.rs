@@ -30,7 +30,7 @@ pub const HEADERS: &[Source] = &[
 ];
 
 /// Translation units (`*.cu`).
-pub const UNITS: &[Source] = &[ARITH_CHECK, MSM, NTT];
+pub const UNITS: &[Source] = &[ARITH_CHECK, MSM, NTT, POLY];
 
 /// Element-wise field and curve kernels (device arithmetic checks).
 pub const ARITH_CHECK: Source = Source {
@@ -48,4 +48,11 @@ pub const MSM: Source = Source {
 pub const NTT: Source = Source {
     name: "ntt.cu",
     text: include_str!("../kernels/ntt.cu"),
+};
+
+/// Kernels over resident vectors: the row-wise program interpreter and conversions (launched by
+/// the CUDA backend's `Poly` operations).
+pub const POLY: Source = Source {
+    name: "poly.cu",
+    text: include_str!("../kernels/poly.cu"),
 };

@@ -25,6 +25,8 @@ mod checked;
 mod cpu;
 pub mod cuda;
 pub mod kernels;
+mod poly;
+pub mod program;
 mod select;
 
 pub use backend::{BackendError, BackendName, Bases, ComputeBackend, Direction, Domain};
@@ -32,6 +34,8 @@ pub use checked::CheckedBackend;
 pub use cpu::CpuBackend;
 pub use cuda::emu::{EmuCounters, Emulator};
 pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues};
+pub use poly::Poly;
+pub use program::{Program, ProgramBuilder};
 pub use select::{
     cuda_driver_probe, select, BackendChoice, DriverProbe, Selection, CUDA_DRIVER_LIB,
 };

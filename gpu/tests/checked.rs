@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ff::Field;
 use gpu::{
     BackendError, BackendName, Bases, CheckedBackend, ComputeBackend, CpuBackend, Direction,
-    Domain, Fr, G1Affine, G1,
+    Domain, Fr, G1Affine, Poly, Program, ProgramBuilder, G1,
 };
 use group::{Curve, Group};
 use rand::SeedableRng;
@@ -35,6 +35,57 @@ impl ComputeBackend for Faulty {
     fn coset_ntt(&self, v: &mut [Fr], d: &Domain, dir: Direction) -> Result<(), BackendError> {
         CpuBackend.coset_ntt(v, d, dir)?;
         v[0] = Fr::ZERO;
+        Ok(())
+    }
+    fn upload(&self, values: &[Fr]) -> Result<Poly, BackendError> {
+        CpuBackend.upload(values)
+    }
+    fn zeros(&self, len: usize) -> Result<Poly, BackendError> {
+        CpuBackend.zeros(len)
+    }
+    fn download(&self, poly: &Poly) -> Result<Vec<Fr>, BackendError> {
+        CpuBackend.download(poly)
+    }
+    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
+        CpuBackend.resized(poly, len)
+    }
+    fn ntt_poly(
+        &self,
+        poly: &mut Poly,
+        d: &Domain,
+        dir: Direction,
+        coset: bool,
+    ) -> Result<(), BackendError> {
+        // Through the faulty host transforms.
+        let mut v = CpuBackend.download(poly)?;
+        if coset {
+            self.coset_ntt(&mut v, d, dir)?;
+        } else {
+            self.ntt(&mut v, d, dir)?;
+        }
+        *poly = CpuBackend.upload(&v)?;
+        Ok(())
+    }
+    fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
+        polys
+            .iter()
+            .map(|p| self.msm(bases, &CpuBackend.download(p)?))
+            .collect()
+    }
+    fn eval_program(
+        &self,
+        program: &Program,
+        inputs: &[&Poly],
+        acc: &mut Poly,
+        ratio: usize,
+        y: Fr,
+    ) -> Result<(), BackendError> {
+        CpuBackend.eval_program(program, inputs, acc, ratio, y)?;
+        let mut v = CpuBackend.download(acc)?;
+        if let Some(last) = v.last_mut() {
+            *last += Fr::ONE;
+        }
+        *acc = CpuBackend.upload(&v)?;
         Ok(())
     }
 }
@@ -112,4 +163,38 @@ fn argument_errors_propagate() {
         checked.ntt(&mut v, &Domain::new(2).unwrap(), Direction::Forward),
         Err(BackendError::LengthMismatch { .. })
     ));
+}
+
+#[test]
+fn resident_operations_are_checked_too() {
+    let (bases, sc, v) = inputs();
+    let d = Domain::new(8).unwrap();
+    let mut b = ProgramBuilder::new(1);
+    let q = b.query(0, 1).unwrap();
+    let sq = b.mul(q, q);
+    b.output(sq);
+    let program = b.build().unwrap();
+    let good = CheckedBackend::new(Arc::new(CpuBackend), Arc::new(CpuBackend));
+    let bad = CheckedBackend::new(Arc::new(Faulty), Arc::new(CpuBackend));
+    for (checked, faulty) in [(&good, false), (&bad, true)] {
+        let mut p = checked.upload(&v).unwrap();
+        let r = checked.ntt_poly(&mut p, &d, Direction::Forward, false);
+        assert_eq!(r.is_err(), faulty, "ntt_poly: {r:?}");
+        let input = checked.upload(&v).unwrap();
+        let mut acc = checked.zeros(v.len()).unwrap();
+        let r = checked.eval_program(&program, &[&input], &mut acc, 1, Fr::ONE);
+        assert_eq!(r.is_err(), faulty, "eval_program: {r:?}");
+        let s = checked.upload(&sc).unwrap();
+        let r = checked.msm_polys(&bases, &[&s]);
+        assert_eq!(r.is_err(), faulty, "msm_polys: {r:?}");
+        if !faulty {
+            let mut want = v.clone();
+            CpuBackend.ntt(&mut want, &d, Direction::Forward).unwrap();
+            assert_eq!(checked.download(&p).unwrap(), want);
+            let sq: Vec<Fr> = (0..v.len())
+                .map(|i| v[(i + 1) % v.len()].square())
+                .collect();
+            assert_eq!(checked.download(&acc).unwrap(), sq);
+        }
+    }
 }

@@ -407,3 +407,149 @@ fn device_curve_arithmetic_matches_halo2curves() {
         }
     }
 }
+
+/// A random program over `inputs` inputs: `outputs` outputs, each a random expression tree of
+/// depth ≤ 4 over rotated queries (rotations −3..=3) and constants (0, 1, −1 and random).
+fn random_program(inputs: usize, outputs: usize, rng: &mut ChaCha20Rng) -> gpu::Program {
+    fn expr(
+        b: &mut gpu::ProgramBuilder,
+        inputs: usize,
+        depth: u32,
+        rng: &mut ChaCha20Rng,
+    ) -> gpu::program::Value {
+        if depth == 0 || rng.gen_bool(0.25) {
+            return match rng.gen_range(0..5) {
+                0 => b.constant([Fr::ZERO, Fr::ONE, -Fr::ONE][rng.gen_range(0..3)]),
+                1 => b.constant(Fr::random(&mut *rng)),
+                _ => b
+                    .query(rng.gen_range(0..inputs), rng.gen_range(-3..=3))
+                    .unwrap(),
+            };
+        }
+        let a = expr(b, inputs, depth - 1, rng);
+        let c = expr(b, inputs, depth - 1, rng);
+        match rng.gen_range(0..4) {
+            0 => b.add(a, c),
+            1 => b.sub(a, c),
+            2 => b.mul(a, c),
+            _ => b.neg(a),
+        }
+    }
+    let mut b = gpu::ProgramBuilder::new(inputs);
+    for _ in 0..outputs {
+        let e = expr(&mut b, inputs, 4, rng);
+        b.output(e);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn resident_vectors_match_the_cpu_backend() {
+    let Some(gpu) = cuda() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(31);
+    // Upload, download, resize (pad and truncate), with awkward lengths.
+    for len in [0usize, 1, 3, 1000, 1025] {
+        let x: Vec<Fr> = (0..len).map(|_| Fr::random(&mut rng)).collect();
+        let p = gpu.upload(&x).unwrap();
+        assert_eq!(p.len(), len);
+        assert_eq!(gpu.download(&p).unwrap(), x);
+        for to in [0usize, 1, len / 2, len + 7] {
+            let r = gpu.resized(&p, to).unwrap();
+            let mut want = x.clone();
+            want.resize(to, Fr::ZERO);
+            assert_eq!(gpu.download(&r).unwrap(), want, "resize {len} -> {to}");
+        }
+        assert_eq!(
+            gpu.download(&gpu.zeros(len).unwrap()).unwrap(),
+            vec![Fr::ZERO; len]
+        );
+    }
+    // NTTs in place, every variant, against the CPU backend.
+    for log_n in [0u32, 1, 5, 12] {
+        let d = Domain::new(log_n).unwrap();
+        let x: Vec<Fr> = (0..d.size()).map(|_| Fr::random(&mut rng)).collect();
+        for (dir, coset) in [
+            (Direction::Forward, false),
+            (Direction::Inverse, false),
+            (Direction::Forward, true),
+            (Direction::Inverse, true),
+        ] {
+            let mut p = gpu.upload(&x).unwrap();
+            gpu.ntt_poly(&mut p, &d, dir, coset).unwrap();
+            let mut c = cpu.upload(&x).unwrap();
+            cpu.ntt_poly(&mut c, &d, dir, coset).unwrap();
+            assert!(
+                gpu.download(&p).unwrap() == cpu.download(&c).unwrap(),
+                "ntt_poly 2^{log_n} {dir:?} coset={coset}"
+            );
+        }
+    }
+    // MSMs of resident vectors (Montgomery form converted on the device), several at once.
+    let n = 1500;
+    let bases = Bases::new(points(n, &mut rng));
+    let vecs: Vec<Vec<Fr>> = [n, 1, 0, 777]
+        .iter()
+        .map(|&len| scalars(len, &mut rng))
+        .collect();
+    let polys: Vec<gpu::Poly> = vecs.iter().map(|v| gpu.upload(v).unwrap()).collect();
+    let refs: Vec<&gpu::Poly> = polys.iter().collect();
+    let got = gpu.msm_polys(&bases, &refs).unwrap();
+    for (g, v) in got.iter().zip(&vecs) {
+        assert_eq!(g.to_affine(), cpu.msm(&bases, v).unwrap().to_affine());
+    }
+    let too_long = gpu.upload(&vec![Fr::ONE; n + 1]).unwrap();
+    assert!(matches!(
+        gpu.msm_polys(&bases, &[&too_long]),
+        Err(BackendError::TooManyScalars { .. })
+    ));
+    // A vector of another backend is refused, not misread.
+    let host = cpu.upload(&[Fr::ONE]).unwrap();
+    assert!(gpu.download(&host).is_err());
+    assert!(cpu.download(&polys[0]).is_err());
+}
+
+#[test]
+fn programs_match_the_cpu_backend() {
+    let Some(gpu) = cuda() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(32);
+    for (log_size, ratio, inputs, outputs) in [
+        (0u32, 1usize, 1usize, 1usize),
+        (3, 1, 2, 3),
+        (10, 4, 5, 12),
+        (13, 4, 9, 40),
+    ] {
+        let size = 1usize << log_size;
+        let program = random_program(inputs, outputs, &mut rng);
+        let cols: Vec<Vec<Fr>> = (0..inputs)
+            .map(|_| (0..size).map(|_| Fr::random(&mut rng)).collect())
+            .collect();
+        let acc0: Vec<Fr> = (0..size).map(|_| Fr::random(&mut rng)).collect();
+        let y = Fr::random(&mut rng);
+        let run = |b: &dyn ComputeBackend| {
+            let ins: Vec<gpu::Poly> = cols.iter().map(|c| b.upload(c).unwrap()).collect();
+            let refs: Vec<&gpu::Poly> = ins.iter().collect();
+            let mut acc = b.upload(&acc0).unwrap();
+            b.eval_program(&program, &refs, &mut acc, ratio, y).unwrap();
+            b.download(&acc).unwrap()
+        };
+        assert!(
+            run(gpu.as_ref()) == run(&cpu),
+            "program of {} instructions ({} slots) on 2^{log_size} rows, ratio {ratio}",
+            program.code().len(),
+            program.slots()
+        );
+    }
+    // Mismatched lengths are errors.
+    let program = random_program(2, 2, &mut rng);
+    let a = gpu.upload(&[Fr::ONE; 8]).unwrap();
+    let b = gpu.upload(&[Fr::ONE; 4]).unwrap();
+    let mut acc = gpu.zeros(8).unwrap();
+    assert!(gpu
+        .eval_program(&program, &[&a, &b], &mut acc, 1, Fr::ONE)
+        .is_err());
+    assert!(gpu
+        .eval_program(&program, &[&a], &mut acc, 1, Fr::ONE)
+        .is_err());
+}

@@ -32,6 +32,7 @@
 pub mod emu;
 pub(crate) mod nvrtc;
 pub mod plan;
+mod resident;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,9 @@ use halo2curves::bn256::{Fr, G1};
 use crate::backend::{
     check_msm_args, BackendError, BackendName, Bases, ComputeBackend, Direction, Domain,
 };
-use crate::kernels::{Source, ARITH_CHECK, HEADERS, MSM, NTT};
+use crate::kernels::{Source, ARITH_CHECK, HEADERS, MSM, NTT, POLY};
+use crate::poly::Poly;
+use crate::program::Program;
 use crate::select::{cuda_driver_probe, DriverProbe, CUDA_DRIVER_LIB};
 
 /// How many distinct [`Bases`] stay resident on the device (least recently used evicted first).
@@ -96,6 +99,8 @@ struct Kernels {
     scan_add: CudaFunction,
     ntt_bitrev: CudaFunction,
     ntt_pass: CudaFunction,
+    poly_eval: CudaFunction,
+    poly_from_mont: CudaFunction,
     _modules: Vec<Arc<CudaModule>>,
 }
 
@@ -122,6 +127,8 @@ struct Inner {
     /// Most recently used last.
     bases: Vec<ResidentBases>,
     ntt_tables: HashMap<(u32, bool), Arc<NttTables>>,
+    /// The NTT's out-of-place buffer, kept between calls of the same size.
+    ntt_scratch: Option<CudaSlice<u32>>,
     /// For the lazily compiled arithmetic check kernels.
     nvrtc: nvrtc::Nvrtc,
     arith: Option<ArithKernels>,
@@ -166,10 +173,10 @@ impl DeviceScalars {
     }
 }
 
-/// A vector of `Fr` resident on the device (Montgomery limbs), for [`CudaBackend::ntt_device`].
+/// A vector of `Fr` resident on the device (Montgomery limbs, 8 per element; at least 8 limbs
+/// allocated), for [`CudaBackend::ntt_device`] and the backend's [`Poly`] operations.
 pub struct DeviceValues {
     data: CudaSlice<u32>,
-    scratch: CudaSlice<u32>,
     len: usize,
 }
 
@@ -185,8 +192,12 @@ impl DeviceValues {
     }
 }
 
+static NEXT_BACKEND_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The CUDA compute backend (one device, one stream; calls are serialised).
 pub struct CudaBackend {
+    /// Identifies the [`Poly`] values this backend made.
+    id: u64,
     ordinal: usize,
     device_name: String,
     arch: (i32, i32),
@@ -400,6 +411,7 @@ impl CudaBackend {
         );
         let msm = load_unit(&ctx, &nvrtc, msm_unit, arch)?;
         let ntt = load_unit(&ctx, &nvrtc, ntt_unit, arch)?;
+        let poly = load_unit(&ctx, &nvrtc, POLY, arch)?;
         let kernels = Kernels {
             msm_histogram: function(&msm, "msm_histogram")?,
             msm_scatter: function(&msm, "msm_scatter")?,
@@ -411,10 +423,13 @@ impl CudaBackend {
             scan_add: function(&msm, "scan_add")?,
             ntt_bitrev: function(&ntt, "ntt_bitrev")?,
             ntt_pass: function(&ntt, "ntt_pass")?,
-            _modules: vec![msm, ntt],
+            poly_eval: function(&poly, "poly_eval")?,
+            poly_from_mont: function(&poly, "poly_from_mont")?,
+            _modules: vec![msm, ntt, poly],
         };
         let stream = ctx.default_stream();
         Ok(Self {
+            id: NEXT_BACKEND_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ordinal,
             device_name,
             arch,
@@ -424,6 +439,7 @@ impl CudaBackend {
                 kernels,
                 bases: Vec::new(),
                 ntt_tables: HashMap::new(),
+                ntt_scratch: None,
                 nvrtc,
                 arith: None,
             }),
@@ -622,11 +638,7 @@ impl CudaBackend {
             inner.stream.clone_htod(&limbs)
         }
         .map_err(drv("uploading values"))?;
-        let scratch = inner
-            .stream
-            .alloc_zeros::<u32>(n)
-            .map_err(drv("allocating NTT scratch"))?;
-        Ok(DeviceValues { data, scratch, len })
+        Ok(DeviceValues { data, len })
     }
 
     /// Copies device values back into `out` (`out.len()` must equal `values.len()`).
@@ -643,11 +655,14 @@ impl CudaBackend {
             )));
         }
         let inner = self.lock()?;
-        let limbs = inner
-            .stream
-            .clone_dtoh(&values.data)
-            .map_err(drv("downloading values"))?;
-        plan::limbs_to_fr(&limbs[..values.len * 8], out);
+        let mut limbs = vec![0u32; values.len * 8];
+        if !limbs.is_empty() {
+            inner
+                .stream
+                .memcpy_dtoh(&values.data.slice(..values.len * 8), &mut limbs)
+                .map_err(drv("downloading values"))?;
+        }
+        plan::limbs_to_fr(&limbs, out);
         Ok(())
     }
 
@@ -673,7 +688,28 @@ impl CudaBackend {
         let mut inner = self.lock()?;
         let forward = direction == Direction::Forward;
         let tables = ntt_tables(&mut inner, domain, forward)?;
-        let r = ntt_launch(&inner, &tables, values, domain.log_n(), forward, coset);
+        let limbs = values.len * 8;
+        let mut scratch = match inner.ntt_scratch.take() {
+            Some(s) if s.len() == limbs => s,
+            _ => inner
+                .stream
+                .alloc_zeros::<u32>(limbs)
+                .map_err(drv("allocating NTT scratch"))?,
+        };
+        let r = ntt_launch(
+            &inner,
+            &tables,
+            &values.data,
+            &mut scratch,
+            domain.log_n(),
+            forward,
+            coset,
+        );
+        // The result is in `scratch`: it becomes the vector's buffer, the old one the scratch.
+        if r.is_ok() {
+            std::mem::swap(&mut values.data, &mut scratch);
+        }
+        inner.ntt_scratch = Some(scratch);
         let sync = inner.stream.synchronize().map_err(drv("ntt kernels"));
         r?;
         sync
@@ -738,10 +774,12 @@ fn ntt_tables(
     Ok(tables)
 }
 
+/// Runs the transform of `data` into `scratch` (the result is in `scratch`).
 fn ntt_launch(
     inner: &Inner,
     t: &NttTables,
-    values: &mut DeviceValues,
+    data: &CudaSlice<u32>,
+    scratch: &mut CudaSlice<u32>,
     log_n: u32,
     forward: bool,
     coset: bool,
@@ -765,8 +803,8 @@ fn ntt_launch(
     // each of the n threads touches only element i of `data` and element bitrev(i) of `scratch`.
     unsafe {
         s.launch_builder(&k.ntt_bitrev)
-            .arg(&values.data)
-            .arg(&mut values.scratch)
+            .arg(data)
+            .arg(&mut *scratch)
             .arg(&log_n)
             .arg(&pre)
             .arg(&t.scale)
@@ -796,7 +834,7 @@ fn ntt_launch(
         // (≤ 32 KiB since s ≤ 10); the twiddle table has n/2 entries.
         unsafe {
             s.launch_builder(&k.ntt_pass)
-                .arg(&mut values.scratch)
+                .arg(&mut *scratch)
                 .arg(&log_n)
                 .arg(&m)
                 .arg(&stages)
@@ -811,7 +849,6 @@ fn ntt_launch(
         .map_err(drv("launching ntt_pass"))?;
         m += stages;
     }
-    std::mem::swap(&mut values.data, &mut values.scratch);
     Ok(())
 }
 
@@ -1038,5 +1075,46 @@ impl ComputeBackend for CudaBackend {
         direction: Direction,
     ) -> Result<(), BackendError> {
         self.ntt_host(values, domain, direction, true)
+    }
+
+    fn upload(&self, values: &[Fr]) -> Result<Poly, BackendError> {
+        self.poly_upload(values)
+    }
+
+    fn zeros(&self, len: usize) -> Result<Poly, BackendError> {
+        self.poly_zeros(len)
+    }
+
+    fn download(&self, poly: &Poly) -> Result<Vec<Fr>, BackendError> {
+        self.poly_download(poly)
+    }
+
+    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
+        self.poly_resized(poly, len)
+    }
+
+    fn ntt_poly(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        coset: bool,
+    ) -> Result<(), BackendError> {
+        self.poly_ntt(poly, domain, direction, coset)
+    }
+
+    fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
+        self.poly_msm(bases, polys)
+    }
+
+    fn eval_program(
+        &self,
+        program: &Program,
+        inputs: &[&Poly],
+        acc: &mut Poly,
+        ratio: usize,
+        y: Fr,
+    ) -> Result<(), BackendError> {
+        self.poly_eval_program(program, inputs, acc, ratio, y)
     }
 }

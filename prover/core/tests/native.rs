@@ -192,6 +192,48 @@ impl gpu::ComputeBackend for Counting {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.coset_ntt(v, d, dir)
     }
+    fn upload(&self, values: &[Fr]) -> Result<gpu::Poly, gpu::BackendError> {
+        self.inner.upload(values)
+    }
+    fn zeros(&self, len: usize) -> Result<gpu::Poly, gpu::BackendError> {
+        self.inner.zeros(len)
+    }
+    fn download(&self, poly: &gpu::Poly) -> Result<Vec<Fr>, gpu::BackendError> {
+        self.inner.download(poly)
+    }
+    fn resized(&self, poly: &gpu::Poly, len: usize) -> Result<gpu::Poly, gpu::BackendError> {
+        self.inner.resized(poly, len)
+    }
+    fn ntt_poly(
+        &self,
+        poly: &mut gpu::Poly,
+        d: &gpu::Domain,
+        dir: gpu::Direction,
+        coset: bool,
+    ) -> Result<(), gpu::BackendError> {
+        let counter = if coset { &self.coset } else { &self.ntt };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.ntt_poly(poly, d, dir, coset)
+    }
+    fn msm_polys(
+        &self,
+        bases: &gpu::Bases,
+        polys: &[&gpu::Poly],
+    ) -> Result<Vec<halo2curves::bn256::G1>, gpu::BackendError> {
+        self.msm
+            .fetch_add(polys.len(), std::sync::atomic::Ordering::Relaxed);
+        self.inner.msm_polys(bases, polys)
+    }
+    fn eval_program(
+        &self,
+        program: &gpu::Program,
+        inputs: &[&gpu::Poly],
+        acc: &mut gpu::Poly,
+        ratio: usize,
+        y: Fr,
+    ) -> Result<(), gpu::BackendError> {
+        self.inner.eval_program(program, inputs, acc, ratio, y)
+    }
 }
 
 #[test]

@@ -1,0 +1,92 @@
+//! [`Poly`]: a vector of `Fr` owned by a backend — host memory on the CPU backend, device memory
+//! on CUDA — so that the engine can keep polynomials where they are computed and move only what
+//! the proof needs (commitments, evaluations) back to the host.
+
+use halo2curves::bn256::Fr;
+
+use crate::backend::BackendError;
+use crate::cuda::DeviceValues;
+
+/// A vector of `Fr` resident in one backend. Made by a backend's `upload` or `zeros`, used only
+/// with that backend (another backend refuses it with an error), freed when dropped.
+pub struct Poly {
+    pub(crate) len: usize,
+    pub(crate) repr: Repr,
+}
+
+pub(crate) enum Repr {
+    /// The CPU backend's.
+    Host(Vec<Fr>),
+    /// A CUDA backend's (`backend` is that backend's id).
+    Cuda { backend: u64, values: DeviceValues },
+    /// A `CheckedBackend`'s: the primary's and the reference's.
+    Pair(Box<Poly>, Box<Poly>),
+}
+
+impl Poly {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn host(values: Vec<Fr>) -> Self {
+        Self {
+            len: values.len(),
+            repr: Repr::Host(values),
+        }
+    }
+
+    pub(crate) fn host_ref(&self) -> Result<&Vec<Fr>, BackendError> {
+        match &self.repr {
+            Repr::Host(v) => Ok(v),
+            _ => Err(foreign("cpu")),
+        }
+    }
+
+    pub(crate) fn host_mut(&mut self) -> Result<&mut Vec<Fr>, BackendError> {
+        match &mut self.repr {
+            Repr::Host(v) => Ok(v),
+            _ => Err(foreign("cpu")),
+        }
+    }
+
+    pub(crate) fn pair(&self) -> Result<(&Poly, &Poly), BackendError> {
+        match &self.repr {
+            Repr::Pair(a, b) => Ok((a, b)),
+            _ => Err(foreign("checked")),
+        }
+    }
+
+    pub(crate) fn pair_mut(&mut self) -> Result<(&mut Poly, &mut Poly), BackendError> {
+        match &mut self.repr {
+            Repr::Pair(a, b) => Ok((a, b)),
+            _ => Err(foreign("checked")),
+        }
+    }
+}
+
+impl std::fmt::Debug for Poly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.repr {
+            Repr::Host(_) => "host",
+            Repr::Cuda { .. } => "cuda",
+            Repr::Pair(..) => "checked",
+        };
+        f.debug_struct("Poly")
+            .field("len", &self.len)
+            .field("on", &kind)
+            .finish()
+    }
+}
+
+/// The error for a `Poly` handed to a backend that did not make it.
+pub(crate) fn foreign(backend: &str) -> BackendError {
+    BackendError::Device(format!(
+        "a vector made by another backend was passed to the {backend} backend"
+    ))
+}
