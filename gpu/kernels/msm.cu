@@ -13,9 +13,10 @@
 //   5. msm_accumulate  thread per segment: XYZZ mixed additions of the segment's points;
 //   6. msm_bucket_sum  thread per bucket: adds its segments' partial sums;
 //   7. msm_window_reduce thread per (window, part): running-sum reduction of a contiguous range
-//                      of buckets (msm_weighted_sum), converted to affine.
-// The host adds the parts of each window and combines the windows (Horner, c doublings per
-// window) with halo2curves: a few thousand additions, negligible next to the kernels.
+//                      of buckets (msm_weighted_sum), left in XYZZ (no inversion);
+//   8. msm_parts_sum     thread per window: the sum of its parts, in XYZZ.
+// The host reads one XYZZ point per window (a few KiB), normalises them (one inversion each, on
+// the host) and combines the windows (Horner, c doublings per window) with halo2curves.
 // Scalars arrive in canonical (non-Montgomery) form, 8 little-endian u32 limbs; bases are affine,
 // x then y, each 8 limbs in Montgomery form (halo2curves' raw layout); the identity is (0, 0).
 // STATUS: compiled by NVRTC (tests/nvrtc_compile.rs); the recoding and the bucket reduction are
@@ -126,9 +127,16 @@ extern "C" __global__ void msm_window_reduce(const u32* bucket_sums, u32 c, u32 
     u32 buckets = 1u << (c - 1u);
     u32 per = buckets / parts;  // parts divides buckets (both powers of two)
     g1_xyzz_t r = msm_weighted_sum(bucket_sums + 32u * (w * buckets), t * per, (t + 1u) * per);
-    g1_affine_t a = r.to_affine();
-    a.x.store(out + 16u * id);
-    a.y.store(out + 16u * id + 8u);
+    msm_store_xyzz(r, out + 32u * id);
+}
+
+extern "C" __global__ void msm_parts_sum(const u32* part_sums, u32 num_windows, u32 parts,
+                                         u32* out) {
+    u32 w = blockIdx.x * blockDim.x + threadIdx.x;
+    if (w >= num_windows) return;
+    g1_xyzz_t acc = g1_xyzz_t::identity();
+    for (u32 t = 0; t < parts; t++) acc = acc.add(msm_load_xyzz(part_sums + 32u * (w * parts + t)));
+    msm_store_xyzz(acc, out + 32u * w);
 }
 
 // ---- exclusive prefix sum over u32, in place (1024 elements per block of 512 threads) -----------

@@ -335,6 +335,11 @@ pub trait ComputeBackend: Send + Sync {
     /// Copies `values` into a new resident vector.
     fn upload(&self, values: &[Fr]) -> Result<Poly, BackendError>;
 
+    /// As [`Self::upload`], taking the vector (the CPU backend keeps it without a copy).
+    fn upload_owned(&self, values: Vec<Fr>) -> Result<Poly, BackendError> {
+        self.upload(&values)
+    }
+
     /// A resident vector of `len` zeros.
     fn zeros(&self, len: usize) -> Result<Poly, BackendError>;
 

@@ -167,6 +167,10 @@ impl ComputeBackend for CpuBackend {
         Ok(Poly::host(values.to_vec()))
     }
 
+    fn upload_owned(&self, values: Vec<Fr>) -> Result<Poly, BackendError> {
+        Ok(Poly::host(values))
+    }
+
     fn zeros(&self, len: usize) -> Result<Poly, BackendError> {
         Ok(Poly::host(vec![Fr::ZERO; len]))
     }

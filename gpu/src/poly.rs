@@ -34,6 +34,14 @@ impl Poly {
         self.len == 0
     }
 
+    /// The values, when the vector is held in host memory (the CPU backend's): no copy needed.
+    pub fn host_slice(&self) -> Option<&[Fr]> {
+        match &self.repr {
+            Repr::Host(v) => Some(v),
+            _ => None,
+        }
+    }
+
     pub(crate) fn host(values: Vec<Fr>) -> Self {
         Self {
             len: values.len(),

@@ -95,6 +95,7 @@ struct Kernels {
     msm_accumulate: CudaFunction,
     msm_bucket_sum: CudaFunction,
     msm_window_reduce: CudaFunction,
+    msm_parts_sum: CudaFunction,
     scan_block: CudaFunction,
     scan_add: CudaFunction,
     ntt_bitrev: CudaFunction,
@@ -419,6 +420,7 @@ impl CudaBackend {
             msm_accumulate: function(&msm, "msm_accumulate")?,
             msm_bucket_sum: function(&msm, "msm_bucket_sum")?,
             msm_window_reduce: function(&msm, "msm_window_reduce")?,
+            msm_parts_sum: function(&msm, "msm_parts_sum")?,
             scan_block: function(&msm, "scan_block")?,
             scan_add: function(&msm, "scan_add")?,
             ntt_bitrev: function(&ntt, "ntt_bitrev")?,
@@ -1016,29 +1018,42 @@ fn msm_launch(
 
     let parts = plan::reduce_parts(buckets);
     let outputs = (windows * parts) as usize;
-    let mut out = s
-        .alloc_zeros::<u32>(outputs * 16)
-        .map_err(drv("allocating window sums"))?;
+    let mut part_sums = s
+        .alloc_zeros::<u32>(outputs * 32)
+        .map_err(drv("allocating window part sums"))?;
     // SAFETY: msm_window_reduce(const u32* bucket_sums, u32 c, u32 num_windows, u32 parts,
     // u32* out): parts divides 2^(c-1) (both powers of two); thread (w, t) reads buckets of
-    // window w only and writes its own 16 limbs of `out` (windows·parts·16 limbs).
+    // window w only and writes its own 32 limbs (XYZZ) of `out` (windows·parts·32 limbs).
     unsafe {
         s.launch_builder(&k.msm_window_reduce)
             .arg(&bucket_sums)
             .arg(&c)
             .arg(&windows)
             .arg(&parts)
-            .arg(&mut out)
+            .arg(&mut part_sums)
             .launch(grid(outputs, 64)?)
     }
     .map_err(drv("launching msm_window_reduce"))?;
-    let host = s.clone_dtoh(&out).map_err(drv("reading window sums"))?;
-
-    let mut window_sums = vec![G1::identity(); windows as usize];
-    for (i, chunk) in host.chunks_exact(16).enumerate() {
-        let p = plan::limbs_to_point(chunk)?;
-        window_sums[i / parts as usize] += p;
+    let mut out = s
+        .alloc_zeros::<u32>(windows as usize * 32)
+        .map_err(drv("allocating window sums"))?;
+    // SAFETY: msm_parts_sum(const u32* part_sums, u32 num_windows, u32 parts, u32* out): thread
+    // w < num_windows reads the `parts` XYZZ points of window w (windows·parts·32 limbs) and
+    // writes its own 32 limbs of `out` (windows·32 limbs).
+    unsafe {
+        s.launch_builder(&k.msm_parts_sum)
+            .arg(&part_sums)
+            .arg(&windows)
+            .arg(&parts)
+            .arg(&mut out)
+            .launch(grid(windows as usize, 32)?)
     }
+    .map_err(drv("launching msm_parts_sum"))?;
+    let host = s.clone_dtoh(&out).map_err(drv("reading window sums"))?;
+    let window_sums = host
+        .chunks_exact(32)
+        .map(plan::xyzz_limbs_to_point)
+        .collect::<Result<Vec<G1>, _>>()?;
     Ok(plan::combine_windows(&window_sums, c))
 }
 

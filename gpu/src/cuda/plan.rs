@@ -193,6 +193,33 @@ pub fn limbs_to_point(l: &[u32]) -> Result<G1Affine, BackendError> {
     })
 }
 
+/// A point in XYZZ coordinates as the MSM kernels write it (X, Y, ZZ, ZZZ; 8 Montgomery limbs
+/// each; ZZ = 0 is the identity), normalised here: x = X/ZZ, y = Y/ZZZ.
+pub fn xyzz_limbs_to_point(l: &[u32]) -> Result<G1, BackendError> {
+    let not_on_curve =
+        || BackendError::Device("msm: the device returned a point that is not on the curve".into());
+    if l.len() != 32 {
+        return Err(BackendError::Device(format!(
+            "msm: an XYZZ point has 32 limbs, got {}",
+            l.len()
+        )));
+    }
+    let (x, y, zz, zzz): (Fq, Fq, Fq, Fq) = (
+        from_raw_limbs(&l[..8]),
+        from_raw_limbs(&l[8..16]),
+        from_raw_limbs(&l[16..24]),
+        from_raw_limbs(&l[24..32]),
+    );
+    if bool::from(zz.is_zero()) {
+        return Ok(G1::identity());
+    }
+    let zz_inv = Option::<Fq>::from(zz.invert()).ok_or_else(not_on_curve)?;
+    let zzz_inv = Option::<Fq>::from(zzz.invert()).ok_or_else(not_on_curve)?;
+    let affine: Option<G1Affine> =
+        <G1Affine as halo2curves::CurveAffine>::from_xy(x * zz_inv, y * zzz_inv).into();
+    affine.map(G1::from).ok_or_else(not_on_curve)
+}
+
 /// `[s·b^0, s·b^1, ..., s·b^(len-1)]`, in parallel chunks.
 pub fn powers(b: Fr, s: Fr, len: usize) -> Vec<Fr> {
     const CHUNK: usize = 1 << 12;

@@ -72,8 +72,9 @@ impl Compute {
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
     ) -> Result<Arc<KeyCache>, NativeError> {
+        // The columns are resident in the backend: one cache per key and backend.
         let slot = lock(&self.key_caches)
-            .entry(digest.to_string())
+            .entry(format!("{digest}@{}", backend.name()))
             .or_default()
             .clone();
         let mut cached = lock(&slot);

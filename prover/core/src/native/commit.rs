@@ -1,7 +1,7 @@
 //! Commitments, transforms and evaluation: the only place the engine calls the backend.
 
 use ff::Field;
-use gpu::Direction;
+use gpu::{Direction, Poly};
 use group::Curve;
 use halo2curves::bn256::{Fr, G1Affine};
 use rayon::prelude::*;
@@ -20,25 +20,55 @@ pub fn lagrange_to_coeff(ctx: &Ctx<'_>, mut values: Vec<Fr>) -> Result<Vec<Fr>, 
     Ok(values)
 }
 
-/// Commits to Lagrange values: inverse NTT, then an MSM over the monomial SRS (the same group
-/// element as halo2's `commit_lagrange`). Returns the coefficients and the commitment.
-pub fn commit_lagrange(ctx: &Ctx<'_>, values: Vec<Fr>) -> Result<(Vec<Fr>, G1Affine), NativeError> {
-    let coeffs = lagrange_to_coeff(ctx, values)?;
-    let c = commit_coeff(ctx, &coeffs)?;
-    Ok((coeffs, c))
+/// A committed polynomial in coefficient form, resident in the backend (for the quotient, which
+/// runs there), with a host view for the steps that still run on the host (evaluations,
+/// SHPLONK): on the CPU backend the resident vector *is* host memory and is borrowed; on a device
+/// the coefficients are downloaded once. Dereferences to the coefficients.
+pub struct Coeffs {
+    poly: Poly,
+    host: Option<Vec<Fr>>,
 }
 
-/// Coefficients (at most the extended size) → values on the extended coset `g·⟨ω_ext⟩`
-/// (backend coset NTT).
-pub fn coeff_to_extended(ctx: &Ctx<'_>, coeffs: &[Fr]) -> Result<Vec<Fr>, NativeError> {
-    super::keycache::to_extended(ctx.backend, &ctx.ext, coeffs)
+impl Coeffs {
+    /// Wraps a resident coefficient vector, downloading it if it is not in host memory.
+    pub fn new(ctx: &Ctx<'_>, poly: Poly) -> Result<Self, NativeError> {
+        let host = match poly.host_slice() {
+            Some(_) => None,
+            None => Some(ctx.backend.download(&poly)?),
+        };
+        Ok(Self { poly, host })
+    }
+
+    /// The resident vector.
+    pub fn poly(&self) -> &Poly {
+        &self.poly
+    }
 }
 
-/// Values on the extended coset → coefficients (backend inverse coset NTT).
-pub fn extended_to_coeff(ctx: &Ctx<'_>, mut values: Vec<Fr>) -> Result<Vec<Fr>, NativeError> {
+impl std::ops::Deref for Coeffs {
+    type Target = [Fr];
+    fn deref(&self) -> &[Fr] {
+        match (&self.host, self.poly.host_slice()) {
+            (Some(h), _) => h,
+            (None, Some(h)) => h,
+            // `new` downloads whenever the vector is not in host memory.
+            (None, None) => &[],
+        }
+    }
+}
+
+/// Commits to Lagrange values in the backend: upload, inverse NTT and MSM there (the same group
+/// element as halo2's `commit_lagrange`). Returns the coefficients (resident) and the commitment.
+pub fn commit_lagrange(ctx: &Ctx<'_>, values: Vec<Fr>) -> Result<(Coeffs, G1Affine), NativeError> {
+    let mut poly = ctx.backend.upload_owned(values)?;
     ctx.backend
-        .coset_ntt(&mut values, &ctx.ext, Direction::Inverse)?;
-    Ok(values)
+        .ntt_poly(&mut poly, &ctx.domain, Direction::Inverse, false)?;
+    let c = ctx
+        .backend
+        .msm_polys(ctx.bases, &[&poly])?
+        .pop()
+        .ok_or_else(|| NativeError::Internal("msm_polys returned no sum".into()))?;
+    Ok((Coeffs::new(ctx, poly)?, c.to_affine()))
 }
 
 /// `p(x)` for `p` in coefficient form (Horner, split across threads for long polynomials).

@@ -1,12 +1,15 @@
 //! What the native engine can compute once per proving key instead of once per proof: the fixed
 //! columns, the permutation's σ polynomials and the Lagrange selectors l0, l_last and l_active,
-//! all on the extended coset. halo2-axiom 0.5.3 recomputes them (coset NTTs) in every proof; for a
-//! halo2-base circuit they are more than half of the quotient step's transforms.
+//! all on the extended coset, plus two key-independent columns of the same domain (the coset
+//! points `X` and `1/(X^n - 1)`). halo2-axiom 0.5.3 recomputes them (coset NTTs) in every proof;
+//! for a halo2-base circuit they are more than half of the quotient step's transforms.
 //!
-//! Build one per proving key with [`KeyCache::new`] and keep it next to the key; the values do
-//! not depend on the backend that computed them, so a cache works with any backend.
+//! The columns are resident in the backend that built the cache (device memory on CUDA), so a
+//! proof uploads none of them: build one per proving key and backend with [`KeyCache::new`] and
+//! keep it next to the key. Another backend refuses it.
 
-use gpu::{ComputeBackend, Direction, Domain};
+use ff::Field;
+use gpu::{ComputeBackend, Direction, Domain, Poly};
 use halo2_proofs::plonk::ProvingKey;
 use halo2curves::bn256::{Fr, G1Affine};
 
@@ -16,19 +19,26 @@ use super::NativeError;
 pub struct KeyCache {
     /// The verifying key's transcript representation: identifies the key the cache was built for.
     key_repr: Fr,
-    pub(crate) fixed: Vec<Vec<Fr>>,
-    pub(crate) sigmas: Vec<Vec<Fr>>,
-    pub(crate) l0: Vec<Fr>,
-    pub(crate) l_last: Vec<Fr>,
-    pub(crate) l_active: Vec<Fr>,
+    /// The backend holding the columns.
+    backend: String,
+    pub(crate) fixed: Vec<Poly>,
+    pub(crate) sigmas: Vec<Poly>,
+    pub(crate) l0: Poly,
+    pub(crate) l_last: Poly,
+    pub(crate) l_active: Poly,
+    /// `g·ω_ext^i`: the coset points themselves.
+    pub(crate) x: Poly,
+    /// `1 / ((g·ω_ext^i)^n - 1)`: the division by the vanishing polynomial.
+    pub(crate) t_inv: Poly,
 }
 
-/// `coeffs` (zero padded) on the extended coset of `ext`.
+/// `coeffs` (at most `ext.size()` of them, zero padded) on the extended coset of `ext`, resident
+/// in `backend`: only the coefficients cross to the device.
 pub(crate) fn to_extended(
     backend: &dyn ComputeBackend,
     ext: &Domain,
     coeffs: &[Fr],
-) -> Result<Vec<Fr>, NativeError> {
+) -> Result<Poly, NativeError> {
     let size = ext.size();
     if coeffs.len() > size {
         return Err(NativeError::Internal(format!(
@@ -36,20 +46,45 @@ pub(crate) fn to_extended(
             coeffs.len()
         )));
     }
-    let mut values = vec![Fr::default(); size];
-    values[..coeffs.len()].copy_from_slice(coeffs);
-    backend.coset_ntt(&mut values, ext, Direction::Forward)?;
+    let small = backend.upload(coeffs)?;
+    let mut values = backend.resized(&small, size)?;
+    drop(small);
+    backend.ntt_poly(&mut values, ext, Direction::Forward, true)?;
     Ok(values)
 }
 
+/// `1/((g·ω_ext^i)^n - 1)` for `i < ext.size()`: it takes `ratio` distinct values, repeating with
+/// period `ratio`.
+fn vanishing_inverse(n: usize, ext: &Domain) -> Result<Vec<Fr>, NativeError> {
+    let size = ext.size();
+    let ratio = size / n;
+    let gn = ext.coset_gen().pow_vartime([n as u64]);
+    let wn = ext.omega().pow_vartime([n as u64]);
+    let mut inv: Vec<Fr> = Vec::with_capacity(ratio);
+    let mut p = gn;
+    for _ in 0..ratio {
+        inv.push(p - Fr::ONE);
+        p *= wn;
+    }
+    if inv.iter().any(|v| bool::from(v.is_zero())) {
+        return Err(NativeError::Internal(
+            "X^n - 1 vanishes on the coset".into(),
+        ));
+    }
+    ff::BatchInvert::batch_invert(&mut inv[..]);
+    Ok((0..size).map(|i| inv[i % ratio]).collect())
+}
+
 impl KeyCache {
-    /// Computes the cache for `pk` with `backend`'s coset NTTs.
+    /// Computes the cache for `pk` with `backend`'s coset NTTs; the columns stay in `backend`.
     pub fn new(
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
     ) -> Result<Self, NativeError> {
         let vk = pk.get_vk();
-        let ext = Domain::new(vk.get_domain().extended_k())?;
+        let hdomain = vk.get_domain();
+        let ext = Domain::new(hdomain.extended_k())?;
+        let n = hdomain.n as usize;
         let all = |polys: &[halo2_proofs::poly::Polynomial<Fr, halo2_proofs::poly::Coeff>]| {
             polys
                 .iter()
@@ -58,26 +93,40 @@ impl KeyCache {
         };
         Ok(Self {
             key_repr: vk.transcript_repr(),
+            backend: backend.name().to_string(),
             fixed: all(pk.fixed_polys())?,
             sigmas: all(pk.permutation().polys())?,
             l0: to_extended(backend, &ext, &pk.l0()[..])?,
             l_last: to_extended(backend, &ext, &pk.l_last()[..])?,
             l_active: to_extended(backend, &ext, &pk.l_active_row()[..])?,
+            x: to_extended(backend, &ext, &[Fr::ZERO, Fr::ONE])?,
+            t_inv: backend.upload(&vanishing_inverse(n, &ext)?)?,
         })
     }
 
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
-        let columns = self.fixed.len() + self.sigmas.len() + 3;
+        let columns = self.fixed.len() + self.sigmas.len() + 5;
         columns * self.l0.len() * std::mem::size_of::<Fr>()
     }
 
-    /// Refuses a cache built for another key.
-    pub fn check(&self, pk: &ProvingKey<G1Affine>) -> Result<(), NativeError> {
+    /// Refuses a cache built for another key or held by another backend.
+    pub fn check(
+        &self,
+        pk: &ProvingKey<G1Affine>,
+        backend: &dyn ComputeBackend,
+    ) -> Result<(), NativeError> {
         if self.key_repr != pk.get_vk().transcript_repr() {
             return Err(NativeError::Internal(
                 "the key cache was built for another proving key".into(),
             ));
+        }
+        let name = backend.name().to_string();
+        if self.backend != name {
+            return Err(NativeError::Internal(format!(
+                "the key cache is held by the {} backend, not {name}",
+                self.backend
+            )));
         }
         Ok(())
     }

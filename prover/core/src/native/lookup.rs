@@ -13,7 +13,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 use rayon::prelude::*;
 
-use super::commit::{commit_lagrange, eval_poly};
+use super::commit::{commit_lagrange, eval_poly, Coeffs};
 use super::program::{Columns, Program};
 use super::{Ctx, NativeError};
 
@@ -25,15 +25,15 @@ pub struct Permuted {
     compressed_table: Vec<Fr>,
     permuted_input: Vec<Fr>,
     permuted_table: Vec<Fr>,
-    permuted_input_coeffs: Vec<Fr>,
-    permuted_table_coeffs: Vec<Fr>,
+    permuted_input_coeffs: Coeffs,
+    permuted_table_coeffs: Coeffs,
 }
 
 /// After the grand product is committed: everything in coefficient form.
 pub struct Committed {
-    pub permuted_input: Vec<Fr>,
-    pub permuted_table: Vec<Fr>,
-    pub product: Vec<Fr>,
+    pub permuted_input: Coeffs,
+    pub permuted_table: Coeffs,
+    pub product: Coeffs,
 }
 
 /// `Σ θ^(m-1-j) e_j` over the expressions, on the circuit's domain (`cols` with ratio 1).

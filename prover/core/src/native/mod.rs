@@ -255,7 +255,7 @@ where
     let built;
     let cache = match cache {
         Some(c) => {
-            c.check(pk)?;
+            c.check(pk, backend)?;
             c
         }
         None => {
@@ -282,6 +282,7 @@ where
         &ctx,
         hdomain.quotient_poly_degree as usize,
         numerator,
+        cache,
         rng,
         transcript,
     )?;
@@ -313,7 +314,7 @@ where
     let mut polys: Vec<&[Fr]> = Vec::new();
     let mut queries: Vec<Query> = Vec::new();
     let advice_base = polys.len();
-    polys.extend(witness.advice_coeffs.iter().map(|p| p.as_slice()));
+    polys.extend(witness.advice_coeffs.iter().map(|p| &p[..]));
     for (column, rot) in cs.advice_queries() {
         queries.push(Query {
             poly: advice_base + column.index(),
@@ -321,7 +322,7 @@ where
         });
     }
     let perm_base = polys.len();
-    polys.extend(perm.products.iter().map(|p| p.as_slice()));
+    polys.extend(perm.products.iter().map(|p| &p[..]));
     let x_next = ctx.rotate(x, Rotation::next());
     let x_last = ctx.rotate(x, Rotation(-((ctx.blinding_factors + 1) as i32)));
     for i in 0..perm.products.len() {

@@ -9,12 +9,12 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 use rayon::prelude::*;
 
-use super::commit::{commit_lagrange, eval_poly};
+use super::commit::{commit_lagrange, eval_poly, Coeffs};
 use super::{Ctx, NativeError};
 
 /// The committed grand products, in coefficient form, one per chunk of columns.
 pub struct Committed {
-    pub products: Vec<Vec<Fr>>,
+    pub products: Vec<Coeffs>,
 }
 
 /// Number of columns per grand product: `degree - 2`.

@@ -1,47 +1,173 @@
-//! The numerator of the quotient h over the extended coset `g·⟨ω_ext⟩`: every gate polynomial and
-//! every permutation constraint, folded with powers of y in halo2's order (gates in order, each
-//! gate's polynomials in order, then the permutation terms). Every coset NTT goes through the
-//! backend; the arithmetic is rayon code over whole columns, structured so it can move to the
-//! device later.
+//! The numerator of the quotient h over the extended coset `g·⟨ω_ext⟩`: every gate polynomial,
+//! every permutation constraint and every lookup constraint, folded with powers of y in halo2's
+//! order (gates in order, each gate's polynomials in order, then the permutation terms, then each
+//! lookup's five terms).
+//!
+//! It runs on resident vectors ([`gpu::Poly`]): this proof's columns go to the backend once as
+//! coefficients and are extended there (coset NTTs), the key's columns are already there
+//! ([`KeyCache`]), and the constraints are compiled into [`gpu::Program`]s that the backend
+//! evaluates row by row (on CUDA, one thread per row of the extended coset). Nothing of the
+//! extended domain crosses to the host here; the numerator stays in the backend for the division
+//! by `X^n - 1` ([`super::vanishing::construct`]).
+
+use std::ops::Range;
 
 use ff::{Field, PrimeField};
+use gpu::program::Value;
+use gpu::{Direction, Poly, Program, ProgramBuilder};
 use halo2_proofs::plonk::{Any, Expression, ProvingKey};
 use halo2curves::bn256::{Fr, G1Affine};
 use rayon::prelude::*;
 
-use super::commit::coeff_to_extended;
-use super::keycache::KeyCache;
+use super::commit::Coeffs;
+use super::keycache::{to_extended, KeyCache};
 use super::lookup;
 use super::permutation::{chunk_len, Committed};
-use super::program::{Columns, Program};
+use super::program::{Columns, Program as HostProgram};
 use super::{Ctx, NativeError};
 
-/// Rows per parallel task.
+/// Rows per parallel task (the domain gate check).
 const CHUNK: usize = 1 << 12;
 
-fn to_ext_all(ctx: &Ctx<'_>, polys: &[&[Fr]]) -> Result<Vec<Vec<Fr>>, NativeError> {
-    polys.iter().map(|p| coeff_to_extended(ctx, p)).collect()
+/// Where each column is in the input list of the quotient programs.
+struct Layout {
+    fixed: usize,
+    advice: usize,
+    instance: usize,
+    sigma: usize,
+    l0: usize,
+    l_last: usize,
+    l_active: usize,
+    x: usize,
+    products: usize,
+    /// Per lookup, its product z; a and s follow it.
+    lookups: usize,
+    counts: [usize; 3],
 }
 
-fn slices(v: &[Vec<Fr>]) -> Vec<&[Fr]> {
-    v.iter().map(|c| c.as_slice()).collect()
+impl Layout {
+    fn column(&self, kind: Any, index: usize) -> Result<usize, NativeError> {
+        let (base, count) = match kind {
+            Any::Fixed => (self.fixed, self.counts[0]),
+            Any::Advice(_) => (self.advice, self.counts[1]),
+            Any::Instance => (self.instance, self.counts[2]),
+        };
+        if index >= count {
+            return Err(NativeError::Internal(format!(
+                "expression reads {kind:?} column {index}, the circuit has {count}"
+            )));
+        }
+        Ok(base + index)
+    }
 }
 
-/// A lookup argument's compiled compressions and its committed columns on the extended coset.
-struct LookupExt {
-    input: Program,
-    table: Program,
-    z: Vec<Fr>,
-    a: Vec<Fr>,
-    s: Vec<Fr>,
+/// `e` in `b`, reading the circuit's columns through `layout`.
+fn expr(
+    b: &mut ProgramBuilder,
+    e: &Expression<Fr>,
+    layout: &Layout,
+    challenges: &[Fr],
+) -> Result<Value, NativeError> {
+    let q = |b: &mut ProgramBuilder, kind: Any, index: usize, rot: i32| {
+        Ok::<_, NativeError>(b.query(layout.column(kind, index)?, rot)?)
+    };
+    Ok(match e {
+        Expression::Constant(c) => b.constant(*c),
+        Expression::Selector(s) => {
+            return Err(NativeError::Internal(format!(
+                "selector {s:?} left in the proving key's expressions"
+            )))
+        }
+        Expression::Fixed(f) => q(b, Any::Fixed, f.column_index(), f.rotation().0)?,
+        Expression::Advice(a) => q(
+            b,
+            Any::Advice(Default::default()),
+            a.column_index(),
+            a.rotation().0,
+        )?,
+        Expression::Instance(i) => q(b, Any::Instance, i.column_index(), i.rotation().0)?,
+        Expression::Challenge(c) => {
+            let v = *challenges
+                .get(c.index())
+                .ok_or_else(|| NativeError::Internal(format!("challenge {} missing", c.index())))?;
+            b.constant(v)
+        }
+        Expression::Negated(a) => {
+            let a = expr(b, a, layout, challenges)?;
+            b.neg(a)
+        }
+        Expression::Sum(x, y) => {
+            let x = expr(b, x, layout, challenges)?;
+            match &**y {
+                Expression::Negated(y) => {
+                    let y = expr(b, y, layout, challenges)?;
+                    b.sub(x, y)
+                }
+                y => {
+                    let y = expr(b, y, layout, challenges)?;
+                    b.add(x, y)
+                }
+            }
+        }
+        Expression::Product(x, y) => {
+            let x = expr(b, x, layout, challenges)?;
+            let y = expr(b, y, layout, challenges)?;
+            b.mul(x, y)
+        }
+        Expression::Scaled(x, c) => {
+            let x = expr(b, x, layout, challenges)?;
+            let c = b.constant(*c);
+            b.mul(x, c)
+        }
+    })
 }
 
-/// Returns the numerator of h on the extended coset (before the division by `X^n - 1`).
+/// Compiles `count` outputs (added to a builder by `add`, in order) into as few programs as the
+/// device's slot limit allows: all in one if they fit, else the range split in halves. Folding
+/// the programs one after another into the same accumulator gives the same values.
+fn compile(
+    inputs: usize,
+    count: usize,
+    add: &dyn Fn(&mut ProgramBuilder, usize) -> Result<Value, NativeError>,
+) -> Result<Vec<Program>, NativeError> {
+    fn range(
+        inputs: usize,
+        r: Range<usize>,
+        add: &dyn Fn(&mut ProgramBuilder, usize) -> Result<Value, NativeError>,
+        out: &mut Vec<Program>,
+    ) -> Result<(), NativeError> {
+        let mut b = ProgramBuilder::new(inputs);
+        for i in r.clone() {
+            let v = add(&mut b, i)?;
+            b.output(v);
+        }
+        match b.build() {
+            Ok(p) => {
+                out.push(p);
+                Ok(())
+            }
+            Err(e) if r.len() <= 1 => Err(e.into()),
+            Err(_) => {
+                let mid = r.start + r.len() / 2;
+                range(inputs, r.start..mid, add, out)?;
+                range(inputs, mid..r.end, add, out)
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if count > 0 {
+        range(inputs, 0..count, add, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Returns the numerator of h on the extended coset (before the division by `X^n - 1`),
+/// resident in the backend.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     ctx: &Ctx<'_>,
     pk: &ProvingKey<G1Affine>,
-    advice_coeffs: &[Vec<Fr>],
+    advice_coeffs: &[Coeffs],
     instance_coeffs: &[Vec<Fr>],
     challenges: &[Fr],
     cache: &KeyCache,
@@ -51,7 +177,7 @@ pub fn evaluate(
     beta: Fr,
     gamma: Fr,
     y: Fr,
-) -> Result<Vec<Fr>, NativeError> {
+) -> Result<Poly, NativeError> {
     let mut last = std::time::Instant::now();
     let mut part = |name: &'static str| {
         let now = std::time::Instant::now();
@@ -62,6 +188,7 @@ pub fn evaluate(
         );
         last = now;
     };
+    let backend = ctx.backend;
     let cs = pk.get_vk().cs();
     let size = ctx.ext.size();
     let ratio = size / ctx.n;
@@ -70,192 +197,268 @@ pub fn evaluate(
         cs.num_advice_columns(),
         cs.num_instance_columns(),
     ];
+    if cache.fixed.len() != counts[0] || cache.sigmas.len() != pk.permutation().polys().len() {
+        return Err(NativeError::Internal(
+            "the key cache does not match the key's columns".into(),
+        ));
+    }
+    if advice_coeffs.len() != counts[1] || instance_coeffs.len() != counts[2] {
+        return Err(NativeError::Internal(format!(
+            "{} advice and {} instance columns given, the circuit has {} and {}",
+            advice_coeffs.len(),
+            instance_coeffs.len(),
+            counts[1],
+            counts[2]
+        )));
+    }
+    let layout = {
+        let fixed = 0;
+        let advice = fixed + counts[0];
+        let instance = advice + counts[1];
+        let sigma = instance + counts[2];
+        let l0 = sigma + cache.sigmas.len();
+        let products = l0 + 4;
+        Layout {
+            fixed,
+            advice,
+            instance,
+            sigma,
+            l0,
+            l_last: l0 + 1,
+            l_active: l0 + 2,
+            x: l0 + 3,
+            products,
+            lookups: products + perm.products.len(),
+            counts,
+        }
+    };
+    let n_inputs = layout.lookups + 3 * lookups.len();
 
-    // Compile before any transform, so a malformed key fails fast.
+    // Compile first, so a malformed key fails before any transform.
     let gate_exprs: Vec<&Expression<Fr>> = cs
         .gates()
         .iter()
         .flat_map(|g| g.polynomials().iter())
         .collect();
-    let gates = Program::compile(&gate_exprs, challenges, counts)?;
-    let mut lookup_programs = Vec::with_capacity(cs.lookups().len());
-    for argument in cs.lookups() {
-        let input: Vec<&Expression<Fr>> = argument.input_expressions().iter().collect();
-        let table: Vec<&Expression<Fr>> = argument.table_expressions().iter().collect();
-        lookup_programs.push((
-            Program::compile(&input, challenges, counts)?,
-            Program::compile(&table, challenges, counts)?,
-        ));
-    }
-
-    part("compile");
-    let advice = to_ext_all(ctx, &slices(advice_coeffs))?;
-    let instance = to_ext_all(ctx, &slices(instance_coeffs))?;
-    let cols = Columns {
-        fixed: slices(&cache.fixed),
-        advice: slices(&advice),
-        instance: slices(&instance),
-        size,
-        ratio,
-    };
-    cols.check()?;
-    part("column coset NTTs");
-
-    let mut value = vec![Fr::ZERO; size];
-    // Gates, in order, each gate's polynomials in order: value = value·y + p.
-    value.par_chunks_mut(CHUNK).enumerate().for_each_init(
-        || gates.scratch(),
-        |scratch, (ci, out)| gates.horner(&cols, scratch, ci * CHUNK, out, y),
-    );
-
-    part("gates");
-    if perm.products.is_empty() && lookups.is_empty() {
-        return Ok(value);
-    }
-    let (l0, l_last, l_active) = (&cache.l0, &cache.l_last, &cache.l_active);
+    let mut programs = compile(n_inputs, gate_exprs.len(), &|b, i| {
+        expr(b, gate_exprs[i], &layout, challenges)
+    })?;
     if !perm.products.is_empty() {
-        permutation_terms(
-            ctx,
-            pk,
-            &mut value,
-            &cols,
-            l0,
-            l_last,
-            l_active,
-            &cache.sigmas,
-            perm,
+        programs.extend(permutation_programs(
+            pk, ctx, &layout, n_inputs, perm, beta, gamma,
+        )?);
+    }
+    for (j, argument) in cs.lookups().iter().enumerate() {
+        programs.extend(lookup_programs(
+            argument.input_expressions(),
+            argument.table_expressions(),
+            &layout,
+            n_inputs,
+            layout.lookups + 3 * j,
+            challenges,
+            theta,
             beta,
             gamma,
-            y,
-        )?;
+        )?);
     }
-    part("permutation");
-    let mut lookup_ext = Vec::with_capacity(lookups.len());
-    for ((input, table), committed) in lookup_programs.into_iter().zip(lookups) {
-        lookup_ext.push(LookupExt {
-            input,
-            table,
-            z: coeff_to_extended(ctx, &committed.product)?,
-            a: coeff_to_extended(ctx, &committed.permuted_input)?,
-            s: coeff_to_extended(ctx, &committed.permuted_table)?,
-        });
+    part("compile");
+
+    // This proof's columns, extended in the backend from their resident coefficients (the
+    // instance columns, never committed, are uploaded as coefficients).
+    let ext = |c: &Coeffs| -> Result<Poly, NativeError> {
+        let mut e = backend.resized(c.poly(), size)?;
+        backend.ntt_poly(&mut e, &ctx.ext, Direction::Forward, true)?;
+        Ok(e)
+    };
+    let advice = advice_coeffs
+        .iter()
+        .map(ext)
+        .collect::<Result<Vec<_>, _>>()?;
+    let instance = instance_coeffs
+        .iter()
+        .map(|c| to_extended(backend, &ctx.ext, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let products = perm
+        .products
+        .iter()
+        .map(ext)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut lookup_cols = Vec::with_capacity(3 * lookups.len());
+    for l in lookups {
+        lookup_cols.push(ext(&l.product)?);
+        lookup_cols.push(ext(&l.permuted_input)?);
+        lookup_cols.push(ext(&l.permuted_table)?);
     }
-    for l in &lookup_ext {
-        value.par_chunks_mut(CHUNK).enumerate().for_each_init(
-            || (l.input.scratch(), l.table.scratch()),
-            |(si, st), (ci, out)| {
-                let start = ci * CHUNK;
-                let mut input = vec![Fr::ZERO; out.len()];
-                let mut table = vec![Fr::ZERO; out.len()];
-                l.input.horner(&cols, si, start, &mut input, theta);
-                l.table.horner(&cols, st, start, &mut table, theta);
-                for (k, v) in out.iter_mut().enumerate() {
-                    let i = start + k;
-                    let i_next = (i + ratio) % size;
-                    let i_prev = (i + size - ratio) % size;
-                    let (z, a, s) = (&l.z, &l.a, &l.s);
-                    let a_minus_s = a[i] - s[i];
-                    let mut acc = *v;
-                    acc = acc * y + (Fr::ONE - z[i]) * l0[i];
-                    acc = acc * y + (z[i].square() - z[i]) * l_last[i];
-                    acc = acc * y
-                        + (z[i_next] * (a[i] + beta) * (s[i] + gamma)
-                            - z[i] * (input[k] + beta) * (table[k] + gamma))
-                            * l_active[i];
-                    acc = acc * y + a_minus_s * l0[i];
-                    acc = acc * y + a_minus_s * (a[i] - a[i_prev]) * l_active[i];
-                    *v = acc;
-                }
-            },
-        );
+    part("column coset NTTs");
+
+    let mut inputs: Vec<&Poly> = Vec::with_capacity(n_inputs);
+    inputs.extend(cache.fixed.iter());
+    inputs.extend(advice.iter());
+    inputs.extend(instance.iter());
+    inputs.extend(cache.sigmas.iter());
+    inputs.extend([&cache.l0, &cache.l_last, &cache.l_active, &cache.x]);
+    inputs.extend(products.iter());
+    inputs.extend(lookup_cols.iter());
+    debug_assert_eq!(inputs.len(), n_inputs);
+
+    let mut value = backend.zeros(size)?;
+    for program in &programs {
+        backend.eval_program(program, &inputs, &mut value, ratio, y)?;
     }
-    part("lookups");
+    part("gates, permutation and lookups");
     Ok(value)
 }
 
-/// The permutation argument's terms, folded into `value`.
-#[allow(clippy::too_many_arguments)]
-fn permutation_terms(
-    ctx: &Ctx<'_>,
+/// The permutation argument's terms, in halo2's order.
+fn permutation_programs(
     pk: &ProvingKey<G1Affine>,
-    value: &mut [Fr],
-    cols: &Columns<'_>,
-    l0: &[Fr],
-    l_last: &[Fr],
-    l_active: &[Fr],
-    sigmas: &[Vec<Fr>],
+    ctx: &Ctx<'_>,
+    layout: &Layout,
+    n_inputs: usize,
     perm: &Committed,
     beta: Fr,
     gamma: Fr,
-    y: Fr,
-) -> Result<(), NativeError> {
+) -> Result<Vec<Program>, NativeError> {
     let cs = pk.get_vk().cs();
-    let size = ctx.ext.size();
-    let ratio = size / ctx.n;
-    let product_refs: Vec<&[Fr]> = perm.products.iter().map(|p| p.as_slice()).collect();
-    let products = to_ext_all(ctx, &product_refs)?;
     let columns = cs.permutation().get_columns();
-    let column_ext: Vec<&[Fr]> = columns
-        .iter()
-        .map(|c| {
-            let set = match c.column_type() {
-                Any::Advice(_) => &cols.advice,
-                Any::Fixed => &cols.fixed,
-                Any::Instance => &cols.instance,
-            };
-            set.get(c.index())
-                .copied()
-                .ok_or_else(|| NativeError::Internal(format!("column {c:?} missing")))
-        })
-        .collect::<Result<_, _>>()?;
     let chunk = chunk_len(pk)?;
-    let last_rot = -((ctx.blinding_factors + 1) as i64);
-    let isize = size as i64;
-    let next_shift = ratio as i64;
-    let last_shift = last_rot * ratio as i64;
-    let g = ctx.ext.coset_gen();
-    let w = ctx.ext.omega();
-    let first = &products[0];
-    let last = &products[products.len() - 1];
+    let n_products = perm.products.len();
+    if columns.len().div_ceil(chunk) != n_products {
+        return Err(NativeError::Internal(format!(
+            "{} permutation columns in chunks of {chunk} but {n_products} products",
+            columns.len()
+        )));
+    }
+    let last_rot = -((ctx.blinding_factors + 1) as i32);
+    let column_inputs: Vec<usize> = columns
+        .iter()
+        .map(|c| layout.column(*c.column_type(), c.index()))
+        .collect::<Result<_, _>>()?;
+    // Output order: first product starts at 1, last product is 0 or 1, the products chain, then
+    // one term per chunk.
+    let count = 2 + (n_products - 1) + n_products;
+    compile(n_inputs, count, &|b, i| {
+        let one = b.constant(Fr::ONE);
+        let l0 = b.query(layout.l0, 0)?;
+        let l_last = b.query(layout.l_last, 0)?;
+        let l_active = b.query(layout.l_active, 0)?;
+        let product =
+            |b: &mut ProgramBuilder, j: usize, rot: i32| b.query(layout.products + j, rot);
+        if i == 0 {
+            let z = product(b, 0, 0)?;
+            let d = b.sub(one, z);
+            return Ok(b.mul(d, l0));
+        }
+        if i == 1 {
+            let z = product(b, n_products - 1, 0)?;
+            let sq = b.mul(z, z);
+            let d = b.sub(sq, z);
+            return Ok(b.mul(d, l_last));
+        }
+        if i < 2 + (n_products - 1) {
+            let s = i - 1;
+            let z = product(b, s, 0)?;
+            let prev = product(b, s - 1, last_rot)?;
+            let d = b.sub(z, prev);
+            return Ok(b.mul(d, l0));
+        }
+        let j = i - 1 - n_products;
+        let cols = &column_inputs[j * chunk..((j + 1) * chunk).min(column_inputs.len())];
+        let beta_c = b.constant(beta);
+        let gamma_c = b.constant(gamma);
+        let x = b.query(layout.x, 0)?;
+        let mut left = product(b, j, 1)?;
+        let mut right = product(b, j, 0)?;
+        for (k, &col) in cols.iter().enumerate() {
+            let v = b.query(col, 0)?;
+            let sigma = b.query(layout.sigma + j * chunk + k, 0)?;
+            let bs = b.mul(beta_c, sigma);
+            let t = b.add(v, bs);
+            let t = b.add(t, gamma_c);
+            left = b.mul(left, t);
+            // δ^c·β·X for the c-th permutation column overall.
+            let delta = b.constant(beta * Fr::DELTA.pow_vartime([(j * chunk + k) as u64]));
+            let dx = b.mul(delta, x);
+            let t = b.add(v, dx);
+            let t = b.add(t, gamma_c);
+            right = b.mul(right, t);
+        }
+        let d = b.sub(left, right);
+        Ok(b.mul(d, l_active))
+    })
+}
 
-    value
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(ci, out)| {
-            let start = ci * CHUNK;
-            let mut point = g * w.pow_vartime([start as u64]);
-            for (k, v) in out.iter_mut().enumerate() {
-                let i = start + k;
-                let i_next = (i as i64 + next_shift).rem_euclid(isize) as usize;
-                let i_last = (i as i64 + last_shift).rem_euclid(isize) as usize;
-                let mut acc = *v;
-                acc = acc * y + (Fr::ONE - first[i]) * l0[i];
-                acc = acc * y + (last[i].square() - last[i]) * l_last[i];
-                for s in 1..products.len() {
-                    acc = acc * y + (products[s][i] - products[s - 1][i_last]) * l0[i];
-                }
-                let mut delta = beta * point;
-                for ((cols, z), sig) in column_ext
-                    .chunks(chunk)
-                    .zip(products.iter())
-                    .zip(sigmas.chunks(chunk))
-                {
-                    let mut left = z[i_next];
-                    for (col, s) in cols.iter().zip(sig) {
-                        left *= col[i] + beta * s[i] + gamma;
-                    }
-                    let mut right = z[i];
-                    for col in cols {
-                        right *= col[i] + delta + gamma;
-                        delta *= Fr::DELTA;
-                    }
-                    acc = acc * y + (left - right) * l_active[i];
-                }
-                *v = acc;
-                point *= w;
+/// One lookup argument's five terms, in halo2's order; `base` is its z column (a, s follow).
+#[allow(clippy::too_many_arguments)]
+fn lookup_programs(
+    input_exprs: &[Expression<Fr>],
+    table_exprs: &[Expression<Fr>],
+    layout: &Layout,
+    n_inputs: usize,
+    base: usize,
+    challenges: &[Fr],
+    theta: Fr,
+    beta: Fr,
+    gamma: Fr,
+) -> Result<Vec<Program>, NativeError> {
+    let compress = |b: &mut ProgramBuilder, exprs: &[Expression<Fr>]| {
+        let theta = b.constant(theta);
+        let mut acc = b.constant(Fr::ZERO);
+        for e in exprs {
+            let v = expr(b, e, layout, challenges)?;
+            let scaled = b.mul(acc, theta);
+            acc = b.add(scaled, v);
+        }
+        Ok::<_, NativeError>(acc)
+    };
+    compile(n_inputs, 5, &|b, i| {
+        let one = b.constant(Fr::ONE);
+        let l0 = b.query(layout.l0, 0)?;
+        let l_last = b.query(layout.l_last, 0)?;
+        let l_active = b.query(layout.l_active, 0)?;
+        let z = b.query(base, 0)?;
+        let a = b.query(base + 1, 0)?;
+        let s = b.query(base + 2, 0)?;
+        Ok(match i {
+            0 => {
+                let d = b.sub(one, z);
+                b.mul(d, l0)
             }
-        });
-    Ok(())
+            1 => {
+                let sq = b.mul(z, z);
+                let d = b.sub(sq, z);
+                b.mul(d, l_last)
+            }
+            2 => {
+                let beta = b.constant(beta);
+                let gamma = b.constant(gamma);
+                let z_next = b.query(base, 1)?;
+                let ab = b.add(a, beta);
+                let sg = b.add(s, gamma);
+                let left = b.mul(z_next, ab);
+                let left = b.mul(left, sg);
+                let input = compress(b, input_exprs)?;
+                let table = compress(b, table_exprs)?;
+                let ib = b.add(input, beta);
+                let tg = b.add(table, gamma);
+                let right = b.mul(z, ib);
+                let right = b.mul(right, tg);
+                let d = b.sub(left, right);
+                b.mul(d, l_active)
+            }
+            3 => {
+                let d = b.sub(a, s);
+                b.mul(d, l0)
+            }
+            _ => {
+                let d = b.sub(a, s);
+                let a_prev = b.query(base + 1, -1)?;
+                let e = b.sub(a, a_prev);
+                let m = b.mul(d, e);
+                b.mul(m, l_active)
+            }
+        })
+    })
 }
 
 /// Refuses a witness that violates a gate, before anything expensive: every gate polynomial is
@@ -282,7 +485,7 @@ pub fn check_gates(
         .iter()
         .flat_map(|g| g.polynomials().iter())
         .collect();
-    let program = Program::compile(&exprs, challenges, counts)?;
+    let program = HostProgram::compile(&exprs, challenges, counts)?;
     let mut folded = vec![Fr::ZERO; n];
     folded.par_chunks_mut(CHUNK).enumerate().for_each_init(
         || program.scratch(),

@@ -7,7 +7,10 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 use rayon::prelude::*;
 
-use super::commit::{commit_coeff, extended_to_coeff};
+use gpu::{Direction, Poly, ProgramBuilder};
+
+use super::commit::commit_coeff;
+use super::keycache::KeyCache;
 use super::{Ctx, NativeError};
 
 /// Draws the random polynomial (n coefficients, then its blind) from `rng`, commits to it and
@@ -28,12 +31,14 @@ where
     Ok(random)
 }
 
-/// Divides the numerator (values on the extended coset) by `X^n - 1`, interpolates h, cuts it
-/// into `pieces` polynomials of n coefficients, commits to each and writes the commitments.
+/// Divides the numerator (values on the extended coset, resident in the backend) by `X^n - 1`,
+/// interpolates h (both in the backend), cuts it into `pieces` polynomials of n coefficients,
+/// commits to each and writes the commitments. Only h's coefficients come back to the host.
 pub fn construct<E, T>(
     ctx: &Ctx<'_>,
     pieces: usize,
-    mut numerator: Vec<Fr>,
+    numerator: Poly,
+    cache: &KeyCache,
     rng: &mut dyn RngCore,
     transcript: &mut T,
 ) -> Result<Vec<Vec<Fr>>, NativeError>
@@ -43,29 +48,28 @@ where
 {
     let n = ctx.n;
     let size = ctx.ext.size();
-    let ratio = size / n;
-    // (g ω_ext^i)^n - 1 takes `ratio` distinct values, repeating with period `ratio`.
-    let gn = ctx.ext.coset_gen().pow_vartime([n as u64]);
-    let wn = ctx.ext.omega().pow_vartime([n as u64]);
-    let mut inv: Vec<Fr> = Vec::with_capacity(ratio);
-    let mut p = gn;
-    for _ in 0..ratio {
-        inv.push(p - Fr::ONE);
-        p *= wn;
-    }
-    for v in &inv {
-        if bool::from(v.is_zero()) {
-            return Err(NativeError::Internal(
-                "X^n - 1 vanishes on the coset".into(),
-            ));
-        }
-    }
-    ff::BatchInvert::batch_invert(&mut inv[..]);
-    numerator
-        .par_iter_mut()
-        .enumerate()
-        .for_each(|(i, v)| *v *= inv[i % ratio]);
-    let h = extended_to_coeff(ctx, numerator)?;
+    let backend = ctx.backend;
+    // h = numerator · 1/(X^n - 1), pointwise on the coset.
+    let divide = {
+        let mut b = ProgramBuilder::new(2);
+        let num = b.query(0, 0)?;
+        let inv = b.query(1, 0)?;
+        let q = b.mul(num, inv);
+        b.output(q);
+        b.build()?
+    };
+    let mut h_ext = backend.zeros(size)?;
+    backend.eval_program(
+        &divide,
+        &[&numerator, &cache.t_inv],
+        &mut h_ext,
+        1,
+        Fr::ZERO,
+    )?;
+    drop(numerator);
+    backend.ntt_poly(&mut h_ext, &ctx.ext, Direction::Inverse, true)?;
+    let h = backend.download(&h_ext)?;
+    drop(h_ext);
     if pieces * n > h.len() {
         return Err(NativeError::Internal(format!(
             "{pieces} pieces of {n} do not fit the extended domain of {}",

@@ -24,15 +24,15 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 use rayon::prelude::*;
 
-use super::commit::commit_lagrange;
+use super::commit::{commit_lagrange, Coeffs};
 use super::{Ctx, NativeError};
 
 /// The committed witness.
 pub struct Witness {
     /// Advice columns as values on the domain (blinding rows included).
     pub advice_values: Vec<Vec<Fr>>,
-    /// The same columns in coefficient form.
-    pub advice_coeffs: Vec<Vec<Fr>>,
+    /// The same columns in coefficient form (resident in the backend).
+    pub advice_coeffs: Vec<Coeffs>,
     /// Challenges by index.
     pub challenges: Vec<Fr>,
 }
@@ -46,7 +46,7 @@ where
     instances: &'c [&'c [Fr]],
     advice: Vec<Vec<Assigned<Fr>>>,
     advice_values: Vec<Vec<Fr>>,
-    advice_coeffs: Vec<Vec<Fr>>,
+    advice_coeffs: Vec<Option<Coeffs>>,
     column_phase: Vec<u8>,
     challenge_phase: Vec<u8>,
     challenges: HashMap<usize, Fr>,
@@ -104,7 +104,7 @@ where
             let (coeffs, c) = commit_lagrange(self.ctx, vals.clone())?;
             self.transcript.write_point(c)?;
             self.advice_values[i] = vals;
-            self.advice_coeffs[i] = coeffs;
+            self.advice_coeffs[i] = Some(coeffs);
         }
         for (index, &p) in self.challenge_phase.iter().enumerate() {
             if p == phase {
@@ -258,7 +258,7 @@ where
         instances,
         advice: vec![vec![Assigned::Zero; n]; num_advice],
         advice_values: vec![Vec::new(); num_advice],
-        advice_coeffs: vec![Vec::new(); num_advice],
+        advice_coeffs: (0..num_advice).map(|_| None).collect(),
         column_phase,
         challenge_phase,
         challenges: HashMap::new(),
@@ -289,9 +289,17 @@ where
                 .ok_or_else(|| NativeError::Internal(format!("challenge {i} was never squeezed")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let advice_coeffs = w
+        .advice_coeffs
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.ok_or_else(|| NativeError::Internal(format!("advice column {i} was never committed")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Witness {
         advice_values: w.advice_values,
-        advice_coeffs: w.advice_coeffs,
+        advice_coeffs,
         challenges,
     })
 }
