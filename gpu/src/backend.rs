@@ -346,8 +346,13 @@ pub trait ComputeBackend: Send + Sync {
     /// Copies a resident vector back to the host.
     fn download(&self, poly: &Poly) -> Result<Vec<Fr>, BackendError>;
 
+    /// A resident copy of `poly[start..start + len]`, zeros where that runs past the end.
+    fn copy_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Poly, BackendError>;
+
     /// A resident copy of `poly` with `len` elements: truncated, or padded with zeros.
-    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError>;
+    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
+        self.copy_range(poly, 0, len)
+    }
 
     /// In-place NTT of a resident vector, on the coset `g·⟨ω⟩` if `coset` (conventions of
     /// [`Domain`]); `poly.len()` must equal `domain.size()`.

@@ -156,13 +156,13 @@ impl ComputeBackend for CheckedBackend {
         Ok(got)
     }
 
-    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
+    fn copy_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Poly, BackendError> {
         let (p, r) = poly.pair()?;
         let out = Self::pair(
-            self.primary.resized(p, len)?,
-            self.reference.resized(r, len)?,
+            self.primary.copy_range(p, start, len)?,
+            self.reference.copy_range(r, start, len)?,
         );
-        self.compare_poly("resized", &out)?;
+        self.compare_poly("copy_range", &out)?;
         Ok(out)
     }
 

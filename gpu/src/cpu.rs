@@ -179,11 +179,12 @@ impl ComputeBackend for CpuBackend {
         Ok(poly.host_ref()?.clone())
     }
 
-    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
+    fn copy_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Poly, BackendError> {
         let v = poly.host_ref()?;
         let mut out = vec![Fr::ZERO; len];
-        let k = len.min(v.len());
-        out[..k].copy_from_slice(&v[..k]);
+        let from = start.min(v.len());
+        let k = len.min(v.len() - from);
+        out[..k].copy_from_slice(&v[from..from + k]);
         Ok(Poly::host(out))
     }
 

@@ -46,8 +46,8 @@ impl ComputeBackend for Faulty {
     fn download(&self, poly: &Poly) -> Result<Vec<Fr>, BackendError> {
         CpuBackend.download(poly)
     }
-    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
-        CpuBackend.resized(poly, len)
+    fn copy_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Poly, BackendError> {
+        CpuBackend.copy_range(poly, start, len)
     }
     fn ntt_poly(
         &self,

@@ -464,6 +464,25 @@ fn resident_vectors_match_the_cpu_backend() {
             gpu.download(&gpu.zeros(len).unwrap()).unwrap(),
             vec![Fr::ZERO; len]
         );
+        for (start, to) in [
+            (0usize, len),
+            (1, 2),
+            (len / 3, len),
+            (len, 3),
+            (len + 5, 2),
+        ] {
+            let r = gpu.copy_range(&p, start, to).unwrap();
+            let want: Vec<Fr> = (start..start + to)
+                .map(|i| x.get(i).copied().unwrap_or(Fr::ZERO))
+                .collect();
+            assert_eq!(
+                gpu.download(&r).unwrap(),
+                want,
+                "copy_range {start}+{to} of {len}"
+            );
+            let c = cpu.copy_range(&cpu.upload(&x).unwrap(), start, to).unwrap();
+            assert_eq!(cpu.download(&c).unwrap(), want);
+        }
     }
     // NTTs in place, every variant, against the CPU backend.
     for log_n in [0u32, 1, 5, 12] {

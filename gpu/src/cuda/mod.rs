@@ -1104,8 +1104,8 @@ impl ComputeBackend for CudaBackend {
         self.poly_download(poly)
     }
 
-    fn resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
-        self.poly_resized(poly, len)
+    fn copy_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Poly, BackendError> {
+        self.poly_copy_range(poly, start, len)
     }
 
     fn ntt_poly(

@@ -72,18 +72,27 @@ impl CudaBackend {
         Ok(out)
     }
 
-    pub(super) fn poly_resized(&self, poly: &Poly, len: usize) -> Result<Poly, BackendError> {
+    pub(super) fn poly_copy_range(
+        &self,
+        poly: &Poly,
+        start: usize,
+        len: usize,
+    ) -> Result<Poly, BackendError> {
         let src = self.values(poly)?;
         let inner = self.lock()?;
         let mut data = inner
             .stream
             .alloc_zeros::<u32>((len * 8).max(8))
             .map_err(drv("allocating a vector"))?;
-        let keep = len.min(src.len) * 8;
+        let from = start.min(src.len);
+        let keep = len.min(src.len - from) * 8;
         if keep > 0 {
             inner
                 .stream
-                .memcpy_dtod(&src.data.slice(..keep), &mut data.slice_mut(..keep))
+                .memcpy_dtod(
+                    &src.data.slice(from * 8..from * 8 + keep),
+                    &mut data.slice_mut(..keep),
+                )
                 .map_err(drv("copying a vector"))?;
         }
         inner

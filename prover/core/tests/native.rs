@@ -201,8 +201,13 @@ impl gpu::ComputeBackend for Counting {
     fn download(&self, poly: &gpu::Poly) -> Result<Vec<Fr>, gpu::BackendError> {
         self.inner.download(poly)
     }
-    fn resized(&self, poly: &gpu::Poly, len: usize) -> Result<gpu::Poly, gpu::BackendError> {
-        self.inner.resized(poly, len)
+    fn copy_range(
+        &self,
+        poly: &gpu::Poly,
+        start: usize,
+        len: usize,
+    ) -> Result<gpu::Poly, gpu::BackendError> {
+        self.inner.copy_range(poly, start, len)
     }
     fn ntt_poly(
         &self,

@@ -143,6 +143,29 @@ fn native_proofs_on_cuda_and_cpu_are_byte_identical_and_verify() {
                 c.htod_bytes > 0 && c.dtoh_bytes > 0,
                 "the CUDA proof moved no data"
             );
+            // What must cross PCIe at the least: the witness columns (advice, instance, the
+            // lookups' permuted columns, the random polynomial) up, the proof down.
+            let cs = keys.pk.get_vk().cs();
+            let columns =
+                cs.num_advice_columns() + cs.num_instance_columns() + 2 * cs.lookups().len() + 1;
+            let inputs = (columns << k) as u64 * 32;
+            let floor = inputs + on_cuda.len() as u64;
+            let ratio = c.transferred() as f64 / floor as f64;
+            println!(
+                "chunk k={k}: witness inputs {columns} columns = {inputs} bytes, proof {} bytes: \
+                 the proof moved {ratio:.2}× that (issue 12's target: at most 1.2×; before the \
+                 resident engine 111,444,232 bytes = 19.8×)",
+                on_cuda.len()
+            );
+            // Regression bound at today's design (coefficients still come back for the host's
+            // evaluations and SHPLONK); tightened to 1.2 when those move to the device.
+            if k == 13 {
+                assert!(
+                    ratio <= 4.0,
+                    "k=13: {} bytes moved, {ratio:.2}× the witness and proof (bound 4.0×)",
+                    c.transferred()
+                );
+            }
         }
         let (on_cpu, _, cpu_time) = prove(&*cpu, &cpu_cache);
         assert_eq!(

@@ -192,7 +192,10 @@ where
     for col in instances {
         let mut values = vec![Fr::ZERO; n];
         values[..col.len()].copy_from_slice(col);
-        instance_coeffs.push(commit::lagrange_to_coeff(&ctx, values.clone())?);
+        // Resident coefficients (read by the quotient only: instances are never opened).
+        let mut poly = backend.upload(&values)?;
+        backend.ntt_poly(&mut poly, &ctx.domain, gpu::Direction::Inverse, false)?;
+        instance_coeffs.push(poly);
         instance_values.push(values);
     }
 

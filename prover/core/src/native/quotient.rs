@@ -20,7 +20,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rayon::prelude::*;
 
 use super::commit::Coeffs;
-use super::keycache::{to_extended, KeyCache};
+use super::keycache::KeyCache;
 use super::lookup;
 use super::permutation::{chunk_len, Committed};
 use super::program::{Columns, Program as HostProgram};
@@ -168,7 +168,7 @@ pub fn evaluate(
     ctx: &Ctx<'_>,
     pk: &ProvingKey<G1Affine>,
     advice_coeffs: &[Coeffs],
-    instance_coeffs: &[Vec<Fr>],
+    instance_coeffs: &[Poly],
     challenges: &[Fr],
     cache: &KeyCache,
     perm: &Committed,
@@ -263,20 +263,20 @@ pub fn evaluate(
     }
     part("compile");
 
-    // This proof's columns, extended in the backend from their resident coefficients (the
-    // instance columns, never committed, are uploaded as coefficients).
-    let ext = |c: &Coeffs| -> Result<Poly, NativeError> {
-        let mut e = backend.resized(c.poly(), size)?;
+    // This proof's columns, extended in the backend from their resident coefficients.
+    let extend = |p: &Poly| -> Result<Poly, NativeError> {
+        let mut e = backend.resized(p, size)?;
         backend.ntt_poly(&mut e, &ctx.ext, Direction::Forward, true)?;
         Ok(e)
     };
+    let ext = |c: &Coeffs| extend(c.poly());
     let advice = advice_coeffs
         .iter()
         .map(ext)
         .collect::<Result<Vec<_>, _>>()?;
     let instance = instance_coeffs
         .iter()
-        .map(|c| to_extended(backend, &ctx.ext, c))
+        .map(extend)
         .collect::<Result<Vec<_>, _>>()?;
     let products = perm
         .products

@@ -8,6 +8,7 @@ use rand_core::RngCore;
 use rayon::prelude::*;
 
 use gpu::{Direction, Poly, ProgramBuilder};
+use group::Curve;
 
 use super::commit::commit_coeff;
 use super::keycache::KeyCache;
@@ -68,14 +69,18 @@ where
     )?;
     drop(numerator);
     backend.ntt_poly(&mut h_ext, &ctx.ext, Direction::Inverse, true)?;
-    let h = backend.download(&h_ext)?;
-    drop(h_ext);
-    if pieces * n > h.len() {
+    if pieces * n > size {
         return Err(NativeError::Internal(format!(
-            "{pieces} pieces of {n} do not fit the extended domain of {}",
-            h.len()
+            "{pieces} pieces of {n} do not fit the extended domain of {size}"
         )));
     }
+    // The pieces are committed from the resident coefficients; the host reads h for the zero
+    // check below and the evaluation at x.
+    let resident_pieces = (0..pieces)
+        .map(|i| backend.copy_range(&h_ext, i * n, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let h = backend.download(&h_ext)?;
+    drop(h_ext);
     // Coefficients beyond the quotient degree must be zero when the witness satisfies the
     // circuit.
     if h[pieces * n..].iter().any(|c| !bool::from(c.is_zero())) {
@@ -88,9 +93,9 @@ where
     for _ in &pieces {
         let _blind = Fr::random(&mut *rng);
     }
-    for piece in &pieces {
-        let c = commit_coeff(ctx, piece)?;
-        transcript.write_point(c)?;
+    let refs: Vec<&Poly> = resident_pieces.iter().collect();
+    for c in backend.msm_polys(ctx.bases, &refs)? {
+        transcript.write_point(c.to_affine())?;
     }
     Ok(pieces)
 }
