@@ -709,21 +709,25 @@ fn admin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// An admin call's body, read (up to `limit` bytes) only once the admin token is checked.
+async fn admin_body<T: DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, Response> {
+    admin(app, headers).map_err(IntoResponse::into_response)?;
+    parse(headers, body, limit, app.config.http.body_timeout())
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
 async fn admin_enqueue(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
-    if let Err(r) = admin(&app, &headers) {
-        return r.into_response();
-    }
-    let req: EnqueueRequest = match parse(
-        &headers,
-        body,
-        app.config.max_body_bytes,
-        app.config.http.body_timeout(),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
+    let req: EnqueueRequest =
+        match admin_body(&app, &headers, body, app.config.max_body_bytes).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
     let a = app.clone();
     let r = match (req.transfers, req.random) {
         (Some(t), None) => blocking(move || a.enqueue(t)).await,
@@ -769,19 +773,9 @@ async fn admin_status(State(app): AppState, headers: HeaderMap) -> Response {
 }
 
 async fn admin_block(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
-    if let Err(r) = admin(&app, &headers) {
-        return r.into_response();
-    }
-    let req: BlockRequest = match parse(
-        &headers,
-        body,
-        SMALL_BODY_LIMIT,
-        app.config.http.body_timeout(),
-    )
-    .await
-    {
+    let req: BlockRequest = match admin_body(&app, &headers, body, SMALL_BODY_LIMIT).await {
         Ok(r) => r,
-        Err(r) => return r.into_response(),
+        Err(r) => return r,
     };
     let key = match normalize_key(&req.public_key) {
         Ok(k) => k,
@@ -800,19 +794,9 @@ async fn admin_block(State(app): AppState, headers: HeaderMap, body: Body) -> Re
 }
 
 async fn admin_unblock(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
-    if let Err(r) = admin(&app, &headers) {
-        return r.into_response();
-    }
-    let req: BlockRequest = match parse(
-        &headers,
-        body,
-        SMALL_BODY_LIMIT,
-        app.config.http.body_timeout(),
-    )
-    .await
-    {
+    let req: BlockRequest = match admin_body(&app, &headers, body, SMALL_BODY_LIMIT).await {
         Ok(r) => r,
-        Err(r) => return r.into_response(),
+        Err(r) => return r,
     };
     let key = match normalize_key(&req.public_key) {
         Ok(k) => k,
@@ -826,19 +810,9 @@ async fn admin_unblock(State(app): AppState, headers: HeaderMap, body: Body) -> 
 }
 
 async fn admin_requeue(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
-    if let Err(r) = admin(&app, &headers) {
-        return r.into_response();
-    }
-    let req: RequeueRequest = match parse(
-        &headers,
-        body,
-        SMALL_BODY_LIMIT,
-        app.config.http.body_timeout(),
-    )
-    .await
-    {
+    let req: RequeueRequest = match admin_body(&app, &headers, body, SMALL_BODY_LIMIT).await {
         Ok(r) => r,
-        Err(r) => return r.into_response(),
+        Err(r) => return r,
     };
     let a = app.clone();
     let id = req.task_id.clone();

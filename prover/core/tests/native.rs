@@ -24,6 +24,20 @@ use rand_core::SeedableRng;
 
 const K: usize = 9;
 
+/// The CUDA backend when one can be opened (the emulated device in CI); `None` otherwise, unless
+/// `PROVER_REQUIRE_GPU=1`, which makes a missing device a failure.
+fn cuda() -> Option<std::sync::Arc<dyn gpu::ComputeBackend>> {
+    let required = std::env::var("PROVER_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    match gpu::select(gpu::BackendChoice::Cuda) {
+        Ok(selection) => Some(selection.backend),
+        Err(e) => {
+            assert!(!required, "PROVER_REQUIRE_GPU=1 but CUDA is not usable: {e}");
+            eprintln!("no usable CUDA device ({e}); the CUDA half of this test is SKIPPED");
+            None
+        }
+    }
+}
+
 /// out = Σ_i (x_i · x_{i+1} + i), plus a few more gate calls; instance = [x_0, out].
 fn build(stage: CircuitBuilderStage, xs: &[u64]) -> BaseCircuitBuilder<Fr> {
     let mut builder = BaseCircuitBuilder::from_stage(stage)
@@ -393,6 +407,40 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
     let err = prove_with(&[1000, 2000, 65535, 7], 9, Some(&wrong))
         .expect_err("a cache of another key was used");
     assert!(err.to_string().contains("another proving key"), "{err}");
+    // A cache is resident in the backend that built it: another backend refuses it.
+    if let Some(cuda) = cuda() {
+        let mut circuit = BaseCircuitBuilder::prover(s.config.clone(), s.break_points.clone());
+        range_fill(&mut circuit, &[1000, 2000, 65535, 7]);
+        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+        let on_cuda = native::create_proof(
+            &*cuda,
+            &s.params,
+            &bases,
+            &s.pk,
+            None,
+            &circuit,
+            &[&instances],
+            &mut ChaCha20Rng::seed_from_u64(9),
+            &mut transcript,
+        )
+        .map(|()| transcript.finalize())
+        .expect("native proof with lookups on CUDA");
+        assert_eq!(on_cuda, proof, "CPU and CUDA proofs with lookups differ");
+        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+        let err = native::create_proof(
+            &*cuda,
+            &s.params,
+            &bases,
+            &s.pk,
+            Some(&cache),
+            &circuit,
+            &[&instances],
+            &mut ChaCha20Rng::seed_from_u64(9),
+            &mut transcript,
+        )
+        .expect_err("a CPU-resident cache was used on CUDA");
+        assert!(err.to_string().contains("held by the cpu backend"), "{err}");
+    }
 }
 
 /// The project's chunk circuit (k = 13, the test configuration): a native proof with the
@@ -660,6 +708,27 @@ fn native_two_phase_circuit_with_a_challenge_verifies() {
     );
     assert!(!verify(&s, &[Fr::from(6)], &proof));
     assert_eq!(proof, prove(21));
+    // The same proof on CUDA (the challenge becomes a constant of the device programs).
+    if let Some(cuda) = cuda() {
+        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+        native::create_proof(
+            &*cuda,
+            &params,
+            &bases,
+            &pk,
+            None,
+            &circuit,
+            &[&instances],
+            &mut ChaCha20Rng::seed_from_u64(21),
+            &mut transcript,
+        )
+        .expect("native two-phase proof on CUDA");
+        assert_eq!(
+            transcript.finalize(),
+            proof,
+            "CPU and CUDA two-phase proofs differ"
+        );
+    }
 
     // A second-phase cell that breaks the gate: refused before proving, naming gate and row.
     let bad = rlc::RlcCircuit {
