@@ -124,7 +124,7 @@ fn spawn_serve(
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    // halo2-base prints circuit statistics on stdout during key generation; skip them.
+    // Any lines before the address are skipped (the key generation logs through tracing, on stderr).
     let mut lines = BufReader::new(stdout).lines();
     let url = loop {
         let line = lines
