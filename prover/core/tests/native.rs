@@ -31,7 +31,10 @@ fn cuda() -> Option<std::sync::Arc<dyn gpu::ComputeBackend>> {
     match gpu::select(gpu::BackendChoice::Cuda) {
         Ok(selection) => Some(selection.backend),
         Err(e) => {
-            assert!(!required, "PROVER_REQUIRE_GPU=1 but CUDA is not usable: {e}");
+            assert!(
+                !required,
+                "PROVER_REQUIRE_GPU=1 but CUDA is not usable: {e}"
+            );
             eprintln!("no usable CUDA device ({e}); the CUDA half of this test is SKIPPED");
             None
         }
