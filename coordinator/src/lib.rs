@@ -389,10 +389,10 @@ impl RunningCoordinator {
 
     /// Stops accepting, lets requests in flight finish for at most `http.shutdown_grace_ms`
     /// (then drops their connections), stops the sweeper and closes the store, so the same file
-    /// can be opened again at once. Returns false if blocking work (a verification) still held
-    /// the store at the deadline: the store closes when it ends, and since every decision is
-    /// one transaction, exiting the process then loses nothing.
-    pub async fn shutdown(self) -> bool {
+    /// can be opened again at once. Blocking work (a verification) still holding the store at
+    /// the deadline is logged and left: the store closes when it ends, and since every decision
+    /// is one transaction, exiting the process then loses nothing.
+    pub async fn shutdown(self) {
         let deadline = tokio::time::Instant::now() + self.app.config.http.shutdown_grace();
         self.cancel.cancel();
         if let Err(e) = self.server.await {
@@ -413,6 +413,5 @@ impl RunningCoordinator {
         } else {
             tracing::warn!(addr = %self.addr, "coordinator stopped; blocking work still running past the grace");
         }
-        closed
     }
 }

@@ -1,4 +1,5 @@
-//! Commitments, transforms and evaluation: the only place the engine calls the backend.
+//! Commitments and evaluation: committed polynomials as resident coefficients ([`Coeffs`]),
+//! commitments, and evaluation of host coefficients at a point.
 
 use ff::Field;
 use gpu::{Direction, Poly};
@@ -11,13 +12,6 @@ use super::{Ctx, NativeError};
 /// KZG commitment to a polynomial in coefficient form: `Σ c_i · g_i` (one backend MSM).
 pub fn commit_coeff(ctx: &Ctx<'_>, coeffs: &[Fr]) -> Result<G1Affine, NativeError> {
     Ok(ctx.backend.msm(ctx.bases, coeffs)?.to_affine())
-}
-
-/// Values on the n-th roots of unity → coefficients (backend inverse NTT).
-pub fn lagrange_to_coeff(ctx: &Ctx<'_>, mut values: Vec<Fr>) -> Result<Vec<Fr>, NativeError> {
-    ctx.backend
-        .ntt(&mut values, &ctx.domain, Direction::Inverse)?;
-    Ok(values)
 }
 
 /// A committed polynomial in coefficient form, resident in the backend (for the quotient, which

@@ -46,9 +46,17 @@ pub(crate) fn to_extended(
             coeffs.len()
         )));
     }
-    let small = backend.upload(coeffs)?;
-    let mut values = backend.resized(&small, size)?;
-    drop(small);
+    extend(backend, ext, &backend.upload(coeffs)?)
+}
+
+/// Resident coefficients (at most `ext.size()`) → a new resident vector of their values on the
+/// extended coset of `ext` (zero padding and a coset NTT, in the backend).
+pub(crate) fn extend(
+    backend: &dyn ComputeBackend,
+    ext: &Domain,
+    coeffs: &Poly,
+) -> Result<Poly, NativeError> {
+    let mut values = backend.resized(coeffs, ext.size())?;
     backend.ntt_poly(&mut values, ext, Direction::Forward, true)?;
     Ok(values)
 }

@@ -14,13 +14,13 @@ use std::ops::Range;
 
 use ff::{Field, PrimeField};
 use gpu::program::Value;
-use gpu::{Direction, Poly, Program, ProgramBuilder};
+use gpu::{Poly, Program, ProgramBuilder};
 use halo2_proofs::plonk::{Any, Expression, ProvingKey};
 use halo2curves::bn256::{Fr, G1Affine};
 use rayon::prelude::*;
 
 use super::commit::Coeffs;
-use super::keycache::KeyCache;
+use super::keycache::{extend, KeyCache};
 use super::lookup;
 use super::permutation::{chunk_len, Committed};
 use super::program::{Columns, Program as HostProgram};
@@ -264,11 +264,7 @@ pub fn evaluate(
     part("compile");
 
     // This proof's columns, extended in the backend from their resident coefficients.
-    let extend = |p: &Poly| -> Result<Poly, NativeError> {
-        let mut e = backend.resized(p, size)?;
-        backend.ntt_poly(&mut e, &ctx.ext, Direction::Forward, true)?;
-        Ok(e)
-    };
+    let extend = |p: &Poly| extend(backend, &ctx.ext, p);
     let ext = |c: &Coeffs| extend(c.poly());
     let advice = advice_coeffs
         .iter()
@@ -402,14 +398,20 @@ fn lookup_programs(
     gamma: Fr,
 ) -> Result<Vec<Program>, NativeError> {
     let compress = |b: &mut ProgramBuilder, exprs: &[Expression<Fr>]| {
+        // Horner from the first expression (an empty list compresses to 0).
         let theta = b.constant(theta);
-        let mut acc = b.constant(Fr::ZERO);
+        let mut acc: Option<Value> = None;
         for e in exprs {
             let v = expr(b, e, layout, challenges)?;
-            let scaled = b.mul(acc, theta);
-            acc = b.add(scaled, v);
+            acc = Some(match acc {
+                None => v,
+                Some(a) => {
+                    let scaled = b.mul(a, theta);
+                    b.add(scaled, v)
+                }
+            });
         }
-        Ok::<_, NativeError>(acc)
+        Ok::<_, NativeError>(acc.unwrap_or_else(|| b.constant(Fr::ZERO)))
     };
     compile(n_inputs, 5, &|b, i| {
         let one = b.constant(Fr::ONE);
