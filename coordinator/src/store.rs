@@ -896,6 +896,9 @@ fn clear_outstanding(
     Ok(())
 }
 
+/// Most entries unproven keys may add to a task's failed set (see [`fail_once`]).
+pub const MAX_UNPROVEN_REMEMBERED: usize = 64;
+
 /// Records one failed attempt of `task` on `prover`; it counts towards failing the task only if
 /// `proven` (see the module doc). Returns true if the task is now failed.
 fn fail_once(
@@ -905,7 +908,12 @@ fn fail_once(
     proven: bool,
     policy: &Policy,
 ) -> bool {
-    if !task.failed_provers.iter().any(|p| p == prover) {
+    // Unproven keys are free: they are remembered only while the failed set is smaller than
+    // MAX_UNPROVEN_REMEMBERED, so a swarm of them cannot grow a task's record (and every scan of
+    // it) without bound. A key past the limit may get the task again: a delay, never a failure.
+    if !task.failed_provers.iter().any(|p| p == prover)
+        && (proven || task.failed_provers.len() < MAX_UNPROVEN_REMEMBERED)
+    {
         task.failed_provers.push(prover.to_string());
     }
     if proven {

@@ -611,3 +611,38 @@ fn requeue_brings_a_failed_task_back_and_refuses_others() {
         })
     );
 }
+
+#[test]
+fn a_swarm_of_unproven_keys_cannot_grow_a_task_without_bound() {
+    use coordinator::store::MAX_UNPROVEN_REMEMBERED;
+    let f = fixture(1);
+    let p = policy();
+    let swarm: Vec<ProverIdentity> = (0..MAX_UNPROVEN_REMEMBERED + 6)
+        .map(|i| prover(&format!("swarm-{i}"), &[1]))
+        .collect();
+    for (i, k) in swarm.iter().enumerate() {
+        let (t, _) = task(assign(&f.store, k, &[1], &p, i as u64));
+        assert_eq!(t.task_id, "chunk-0");
+        fail(&f.store, k, &t, false, &p, i as u64).expect("failure recorded");
+    }
+    let row = f
+        .store
+        .status()
+        .expect("status")
+        .task("chunk-0")
+        .cloned()
+        .expect("row");
+    assert_eq!(
+        (row.state, row.failures, row.unproven_failures as usize),
+        (TaskState::Pending, 0, swarm.len())
+    );
+    // The first keys are remembered and do not get the task back; those past the limit are
+    // not remembered (the record stays bounded) and may take it again.
+    assert_eq!(
+        assign(&f.store, &swarm[0], &[1], &p, 1000),
+        AssignOutcome::NoTask
+    );
+    let last = &swarm[swarm.len() - 1];
+    let (again, _) = task(assign(&f.store, last, &[1], &p, 1001));
+    assert_eq!(again.task_id, "chunk-0");
+}
