@@ -291,6 +291,22 @@ impl Domain {
     }
 }
 
+/// Checks that `start..start + len` lies within a vector of `size` elements.
+pub(crate) fn check_range(
+    op: &str,
+    start: usize,
+    len: usize,
+    size: usize,
+) -> Result<(), BackendError> {
+    match start.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(BackendError::Device(format!(
+            "{op}: elements {start}..{} of a vector of {size}",
+            start.saturating_add(len)
+        ))),
+    }
+}
+
 /// Checks MSM arguments: at most as many scalars as bases.
 pub(crate) fn check_msm_args(bases: &Bases, scalars: &[Fr]) -> Result<(), BackendError> {
     if scalars.len() > bases.len() {
@@ -366,6 +382,28 @@ pub trait ComputeBackend: Send + Sync {
 
     /// `Σ polys[j][i] · bases[i]` for each resident vector (each at most `bases.len()` long).
     fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError>;
+
+    /// Replaces every element of `poly` by its inverse; zeros stay zero (as ff's
+    /// `BatchInvert`).
+    fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError>;
+
+    /// Running product in place: `out[0] = first`, `out[i] = out[i-1]·in[i-1]` (a grand
+    /// product's column from its row ratios).
+    fn prefix_product(&self, poly: &mut Poly, first: Fr) -> Result<(), BackendError>;
+
+    /// In place, the coefficients of the quotient of `poly` (coefficients) by `X - b`, the
+    /// remainder dropped: `out[i] = Σ_{j>i} in[j]·b^(j-i-1)`; the top element becomes 0.
+    fn divide_linear(&self, poly: &mut Poly, b: Fr) -> Result<(), BackendError>;
+
+    /// `p(points[k])` for each point, `poly` holding the coefficients of p (lowest first).
+    fn evaluate(&self, poly: &Poly, points: &[Fr]) -> Result<Vec<Fr>, BackendError>;
+
+    /// Copies `poly[start..start + len]` to the host (a few elements: checks, corrections).
+    fn read_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Vec<Fr>, BackendError>;
+
+    /// Overwrites `poly[start..start + values.len()]` with `values`.
+    fn write_range(&self, poly: &mut Poly, start: usize, values: &[Fr])
+        -> Result<(), BackendError>;
 
     /// Evaluates `program` row by row over `inputs` and folds its outputs into `acc` (see
     /// [`crate::program`]): every input and `acc` have the same power-of-two length, and a

@@ -206,6 +206,63 @@ impl ComputeBackend for CheckedBackend {
         Ok(got)
     }
 
+    fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {
+        {
+            let (p, r) = poly.pair_mut()?;
+            self.reference.batch_invert(r)?;
+            self.primary.batch_invert(p)?;
+        }
+        self.compare_poly("batch_invert", poly)
+    }
+
+    fn prefix_product(&self, poly: &mut Poly, first: Fr) -> Result<(), BackendError> {
+        {
+            let (p, r) = poly.pair_mut()?;
+            self.reference.prefix_product(r, first)?;
+            self.primary.prefix_product(p, first)?;
+        }
+        self.compare_poly("prefix_product", poly)
+    }
+
+    fn divide_linear(&self, poly: &mut Poly, b: Fr) -> Result<(), BackendError> {
+        {
+            let (p, r) = poly.pair_mut()?;
+            self.reference.divide_linear(r, b)?;
+            self.primary.divide_linear(p, b)?;
+        }
+        self.compare_poly("divide_linear", poly)
+    }
+
+    fn evaluate(&self, poly: &Poly, points: &[Fr]) -> Result<Vec<Fr>, BackendError> {
+        let (p, r) = poly.pair()?;
+        let want = self.reference.evaluate(r, points)?;
+        let got = self.primary.evaluate(p, points)?;
+        self.compare_vectors("evaluate", &got, &want)?;
+        Ok(got)
+    }
+
+    fn read_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Vec<Fr>, BackendError> {
+        let (p, r) = poly.pair()?;
+        let want = self.reference.read_range(r, start, len)?;
+        let got = self.primary.read_range(p, start, len)?;
+        self.compare_vectors("read_range", &got, &want)?;
+        Ok(got)
+    }
+
+    fn write_range(
+        &self,
+        poly: &mut Poly,
+        start: usize,
+        values: &[Fr],
+    ) -> Result<(), BackendError> {
+        {
+            let (p, r) = poly.pair_mut()?;
+            self.reference.write_range(r, start, values)?;
+            self.primary.write_range(p, start, values)?;
+        }
+        self.compare_poly("write_range", poly)
+    }
+
     fn eval_program(
         &self,
         program: &Program,

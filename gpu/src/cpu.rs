@@ -23,7 +23,8 @@ use halo2curves::bn256::{Fr, G1Affine, G1};
 use rayon::prelude::*;
 
 use crate::backend::{
-    check_msm_args, BackendError, BackendName, Bases, ComputeBackend, Direction, Domain,
+    check_msm_args, check_range, BackendError, BackendName, Bases, ComputeBackend, Direction,
+    Domain,
 };
 use crate::poly::Poly;
 use crate::program::Program;
@@ -40,6 +41,77 @@ impl CpuBackend {
     pub fn new() -> Self {
         Self
     }
+}
+
+/// In place: every element by its inverse, zeros kept (Montgomery's trick per chunk).
+pub fn batch_invert(values: &mut [Fr]) {
+    values.par_chunks_mut(CHUNK).for_each(|c| {
+        ff::BatchInvert::batch_invert(c);
+    });
+}
+
+/// In place: `out[0] = first`, `out[i] = out[i-1]·in[i-1]`. Chunks are multiplied out in
+/// parallel, their products chained on one thread, then each chunk is scaled by its carry.
+pub fn prefix_product(values: &mut [Fr], first: Fr) {
+    // Local exclusive products per chunk; each chunk's total.
+    let totals: Vec<Fr> = values
+        .par_chunks_mut(CHUNK)
+        .map(|c| {
+            let mut acc = Fr::ONE;
+            for v in c.iter_mut() {
+                let t = *v;
+                *v = acc;
+                acc *= t;
+            }
+            acc
+        })
+        .collect();
+    let mut carries = Vec::with_capacity(totals.len());
+    let mut acc = first;
+    for t in totals {
+        carries.push(acc);
+        acc *= t;
+    }
+    values
+        .par_chunks_mut(CHUNK)
+        .zip(carries.par_iter())
+        .for_each(|(c, carry)| {
+            for v in c.iter_mut() {
+                *v *= carry;
+            }
+        });
+}
+
+/// In place: the quotient of the coefficients by `X - b`, remainder dropped, top element 0.
+pub fn divide_linear(values: &mut [Fr], b: Fr) {
+    let len = values.len();
+    if len == 0 {
+        return;
+    }
+    // c_i = in[i] + b·c_{i+1} (c_len = 0), stored at i; the quotient is c_1..c_{len-1}.
+    let mut carry = Fr::ZERO;
+    for i in (1..len).rev() {
+        carry = values[i] + carry * b;
+        values[i] = carry;
+    }
+    values.copy_within(1.., 0);
+    values[len - 1] = Fr::ZERO;
+}
+
+/// `p(x)` for coefficients `coeffs` (Horner per chunk, chunks combined with `x^CHUNK`).
+pub fn evaluate(coeffs: &[Fr], x: Fr) -> Fr {
+    if coeffs.len() <= CHUNK {
+        return coeffs.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c);
+    }
+    let x_chunk = x.pow_vartime([CHUNK as u64]);
+    let parts: Vec<Fr> = coeffs
+        .par_chunks(CHUNK)
+        .map(|chunk| chunk.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c))
+        .collect();
+    parts
+        .iter()
+        .rev()
+        .fold(Fr::ZERO, |acc, p| acc * x_chunk + p)
 }
 
 /// In-place radix-2 transform with root `omega` (no scaling), natural order in and out.
@@ -208,6 +280,44 @@ impl ComputeBackend for CpuBackend {
             .iter()
             .map(|p| self.msm(bases, p.host_ref()?))
             .collect()
+    }
+
+    fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {
+        batch_invert(poly.host_mut()?);
+        Ok(())
+    }
+
+    fn prefix_product(&self, poly: &mut Poly, first: Fr) -> Result<(), BackendError> {
+        prefix_product(poly.host_mut()?, first);
+        Ok(())
+    }
+
+    fn divide_linear(&self, poly: &mut Poly, b: Fr) -> Result<(), BackendError> {
+        divide_linear(poly.host_mut()?, b);
+        Ok(())
+    }
+
+    fn evaluate(&self, poly: &Poly, points: &[Fr]) -> Result<Vec<Fr>, BackendError> {
+        let v = poly.host_ref()?;
+        Ok(points.iter().map(|&x| evaluate(v, x)).collect())
+    }
+
+    fn read_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Vec<Fr>, BackendError> {
+        let v = poly.host_ref()?;
+        check_range("read_range", start, len, v.len())?;
+        Ok(v[start..start + len].to_vec())
+    }
+
+    fn write_range(
+        &self,
+        poly: &mut Poly,
+        start: usize,
+        values: &[Fr],
+    ) -> Result<(), BackendError> {
+        let v = poly.host_mut()?;
+        check_range("write_range", start, values.len(), v.len())?;
+        v[start..start + values.len()].copy_from_slice(values);
+        Ok(())
     }
 
     fn eval_program(

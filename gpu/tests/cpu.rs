@@ -305,3 +305,100 @@ fn bad_arguments_are_errors() {
         assert!(v.iter().all(|x| *x == Fr::ONE), "input untouched on error");
     }
 }
+
+/// Lengths around the CPU backend's 4096-element chunks and the CUDA backend's 64/256.
+const AWKWARD: [usize; 10] = [0, 1, 2, 63, 64, 65, 257, 4095, 4097, 9000];
+
+/// Random values with zeros, ones and -1 mixed in.
+fn with_edges(n: usize, r: &mut ChaCha20Rng) -> Vec<Fr> {
+    let mut v = random_vec(n, r);
+    for (i, x) in v.iter_mut().enumerate() {
+        match i % 11 {
+            2 => *x = Fr::ZERO,
+            5 => *x = Fr::ONE,
+            7 => *x = -Fr::ONE,
+            _ => {}
+        }
+    }
+    v
+}
+
+#[test]
+fn batch_invert_and_prefix_product_match_their_definitions() {
+    let cpu = CpuBackend::new();
+    let mut r = rng(41);
+    for n in AWKWARD {
+        let x = with_edges(n, &mut r);
+        let mut p = cpu.upload(&x).unwrap();
+        cpu.batch_invert(&mut p).unwrap();
+        let want: Vec<Fr> = x
+            .iter()
+            .map(|v| Option::<Fr>::from(v.invert()).unwrap_or(Fr::ZERO))
+            .collect();
+        assert_eq!(cpu.download(&p).unwrap(), want, "batch_invert of {n}");
+
+        let first = Fr::random(&mut r);
+        let mut p = cpu.upload(&x).unwrap();
+        cpu.prefix_product(&mut p, first).unwrap();
+        let mut acc = first;
+        let want: Vec<Fr> = x
+            .iter()
+            .map(|v| {
+                let out = acc;
+                acc *= v;
+                out
+            })
+            .collect();
+        assert_eq!(cpu.download(&p).unwrap(), want, "prefix_product of {n}");
+    }
+}
+
+#[test]
+fn divide_linear_and_evaluate_match_their_definitions() {
+    let cpu = CpuBackend::new();
+    let mut r = rng(42);
+    let eval = |c: &[Fr], x: Fr| c.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c);
+    for n in AWKWARD {
+        let a = with_edges(n, &mut r);
+        let b = Fr::random(&mut r);
+        let mut p = cpu.upload(&a).unwrap();
+        cpu.divide_linear(&mut p, b).unwrap();
+        let q = cpu.download(&p).unwrap();
+        assert_eq!(q.len(), n);
+        if n > 0 {
+            assert_eq!(q[n - 1], Fr::ZERO, "top coefficient of the quotient of {n}");
+            // a = q·(X - b) + a(b), checked at a random point.
+            let z = Fr::random(&mut r);
+            assert_eq!(
+                eval(&a, z),
+                eval(&q, z) * (z - b) + eval(&a, b),
+                "division of {n}"
+            );
+        }
+        let points = [Fr::ZERO, Fr::ONE, -Fr::ONE, b, Fr::random(&mut r)];
+        let got = cpu.evaluate(&cpu.upload(&a).unwrap(), &points).unwrap();
+        let want: Vec<Fr> = points.iter().map(|&x| eval(&a, x)).collect();
+        assert_eq!(got, want, "evaluate {n}");
+    }
+}
+
+#[test]
+fn ranges_are_read_written_and_bounded() {
+    let cpu = CpuBackend::new();
+    let mut r = rng(43);
+    let x = random_vec(100, &mut r);
+    let mut p = cpu.upload(&x).unwrap();
+    assert_eq!(cpu.read_range(&p, 10, 5).unwrap(), x[10..15].to_vec());
+    assert_eq!(cpu.read_range(&p, 100, 0).unwrap(), Vec::<Fr>::new());
+    let w = random_vec(3, &mut r);
+    cpu.write_range(&mut p, 97, &w).unwrap();
+    assert_eq!(cpu.read_range(&p, 97, 3).unwrap(), w);
+    for (start, len) in [(98usize, 3usize), (101, 0), (usize::MAX, 2)] {
+        let err = cpu.read_range(&p, start, len).unwrap_err();
+        assert!(err.to_string().contains("read_range"), "{err}");
+        let err = cpu
+            .write_range(&mut p, start, &vec![Fr::ONE; len])
+            .unwrap_err();
+        assert!(err.to_string().contains("write_range"), "{err}");
+    }
+}

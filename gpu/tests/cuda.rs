@@ -572,3 +572,67 @@ fn programs_match_the_cpu_backend() {
         .eval_program(&program, &[&a], &mut acc, 1, Fr::ONE)
         .is_err());
 }
+
+/// The grand-product and opening operations (batch inversion, running products, division by
+/// X - b, evaluation at several points, range reads and writes) against the CPU backend, on
+/// lengths around the kernels' chunks (64, 256 per thread; 256 chunks per carry thread).
+#[test]
+fn grand_product_and_opening_ops_match_the_cpu_backend() {
+    let Some(gpu) = cuda() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(32);
+    let max = if within_size_limit(16) {
+        1 << 16
+    } else {
+        1 << 13
+    };
+    for n in [
+        0usize,
+        1,
+        2,
+        63,
+        64,
+        65,
+        255,
+        257,
+        4097,
+        8192,
+        64 * 256 + 3,
+        max + 5,
+    ] {
+        let mut x: Vec<Fr> = (0..n).map(|_| Fr::random(&mut rng)).collect();
+        for i in (0..n).step_by(13) {
+            x[i] = [Fr::ZERO, Fr::ONE, -Fr::ONE][i % 3];
+        }
+        let both = |op: &dyn Fn(&dyn ComputeBackend, &mut gpu::Poly)| {
+            let mut g = gpu.upload(&x).unwrap();
+            op(gpu.as_ref(), &mut g);
+            let mut c = cpu.upload(&x).unwrap();
+            op(&cpu, &mut c);
+            (gpu.download(&g).unwrap(), cpu.download(&c).unwrap())
+        };
+        let (g, c) = both(&|b, p| b.batch_invert(p).unwrap());
+        assert!(g == c, "batch_invert of {n}");
+        let first = Fr::random(&mut rng);
+        let (g, c) = both(&|b, p| b.prefix_product(p, first).unwrap());
+        assert!(g == c, "prefix_product of {n}");
+        let div = Fr::random(&mut rng);
+        let (g, c) = both(&|b, p| b.divide_linear(p, div).unwrap());
+        assert!(g == c, "divide_linear of {n}");
+        let points = [Fr::ZERO, Fr::ONE, -Fr::ONE, div, Fr::random(&mut rng)];
+        let g = gpu.evaluate(&gpu.upload(&x).unwrap(), &points).unwrap();
+        let c = cpu.evaluate(&cpu.upload(&x).unwrap(), &points).unwrap();
+        assert_eq!(g, c, "evaluate {n}");
+        if n >= 3 {
+            let mut p = gpu.upload(&x).unwrap();
+            assert_eq!(gpu.read_range(&p, n - 3, 3).unwrap(), x[n - 3..].to_vec());
+            let w = [Fr::random(&mut rng), Fr::random(&mut rng)];
+            gpu.write_range(&mut p, n / 2, &w).unwrap();
+            let mut want = x.clone();
+            want[n / 2..n / 2 + 2].copy_from_slice(&w);
+            assert!(gpu.download(&p).unwrap() == want, "write_range of {n}");
+            assert!(gpu.read_range(&p, n - 2, 3).is_err());
+            assert!(gpu.write_range(&mut p, n, &w).is_err());
+        }
+    }
+}

@@ -102,6 +102,14 @@ struct Kernels {
     ntt_pass: CudaFunction,
     poly_eval: CudaFunction,
     poly_from_mont: CudaFunction,
+    poly_batch_invert: CudaFunction,
+    poly_scan_mul_local: CudaFunction,
+    poly_scan_mul_apply: CudaFunction,
+    poly_affine_carries: CudaFunction,
+    poly_div_local: CudaFunction,
+    poly_div_apply: CudaFunction,
+    poly_eval_partial: CudaFunction,
+    poly_eval_sum: CudaFunction,
     _modules: Vec<Arc<CudaModule>>,
 }
 
@@ -427,6 +435,14 @@ impl CudaBackend {
             ntt_pass: function(&ntt, "ntt_pass")?,
             poly_eval: function(&poly, "poly_eval")?,
             poly_from_mont: function(&poly, "poly_from_mont")?,
+            poly_batch_invert: function(&poly, "poly_batch_invert")?,
+            poly_scan_mul_local: function(&poly, "poly_scan_mul_local")?,
+            poly_scan_mul_apply: function(&poly, "poly_scan_mul_apply")?,
+            poly_affine_carries: function(&poly, "poly_affine_carries")?,
+            poly_div_local: function(&poly, "poly_div_local")?,
+            poly_div_apply: function(&poly, "poly_div_apply")?,
+            poly_eval_partial: function(&poly, "poly_eval_partial")?,
+            poly_eval_sum: function(&poly, "poly_eval_sum")?,
             _modules: vec![msm, ntt, poly],
         };
         let stream = ctx.default_stream();
@@ -1120,6 +1136,35 @@ impl ComputeBackend for CudaBackend {
 
     fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
         self.poly_msm(bases, polys)
+    }
+
+    fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {
+        self.poly_batch_invert(poly)
+    }
+
+    fn prefix_product(&self, poly: &mut Poly, first: Fr) -> Result<(), BackendError> {
+        self.poly_prefix_product(poly, first)
+    }
+
+    fn divide_linear(&self, poly: &mut Poly, b: Fr) -> Result<(), BackendError> {
+        self.poly_divide_linear(poly, b)
+    }
+
+    fn evaluate(&self, poly: &Poly, points: &[Fr]) -> Result<Vec<Fr>, BackendError> {
+        self.poly_evaluate(poly, points)
+    }
+
+    fn read_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Vec<Fr>, BackendError> {
+        self.poly_read_range(poly, start, len)
+    }
+
+    fn write_range(
+        &self,
+        poly: &mut Poly,
+        start: usize,
+        values: &[Fr],
+    ) -> Result<(), BackendError> {
+        self.poly_write_range(poly, start, values)
     }
 
     fn eval_program(

@@ -8,8 +8,10 @@ use ff::Field;
 use group::Group;
 use halo2curves::bn256::{Fr, G1};
 
-use super::{drv, msm_launch, plan, to_u32, CudaBackend, DeviceScalars, DeviceValues, MAX_MSM_LEN};
-use crate::backend::{BackendError, Bases, Direction, Domain};
+use super::{
+    drv, msm_launch, plan, to_u32, CudaBackend, DeviceScalars, DeviceValues, Inner, MAX_MSM_LEN,
+};
+use crate::backend::{check_range, BackendError, Bases, Direction, Domain};
 use crate::poly::{foreign, Poly, Repr};
 use crate::program::{Program, MAX_SLOTS};
 
@@ -245,5 +247,292 @@ impl CudaBackend {
         }
         .map_err(drv("launching poly_eval"))?;
         s.synchronize().map_err(drv("poly_eval"))
+    }
+}
+
+/// Elements per thread of the chunked passes (batch inversion, the two recurrences).
+const SCAN_CHUNK: usize = 64;
+/// Coefficients per thread of the evaluation's first pass.
+const EVAL_CHUNK: usize = 256;
+/// Threads of `poly_affine_carries` (its `POLY_CARRY_THREADS`).
+const CARRY_THREADS: u32 = 256;
+
+impl CudaBackend {
+    /// Pass 2 of the chunked recurrences: the carry entering each of `count` chunks whose maps
+    /// are `x ↦ t[k] + m[k]·x`, visited in ascending (or, with `reverse`, descending) order from
+    /// `init`.
+    fn affine_carries(
+        inner: &Inner,
+        t: &CudaSlice<u32>,
+        m: &CudaSlice<u32>,
+        count: usize,
+        init: Fr,
+        reverse: bool,
+    ) -> Result<CudaSlice<u32>, BackendError> {
+        let s = &inner.stream;
+        let count32 = to_u32(count, "chunk count")?;
+        let init_d = s
+            .clone_htod(&plan::fr_to_limbs(&[init])?)
+            .map_err(drv("uploading a carry"))?;
+        let mut carry = s
+            .alloc_zeros::<u32>(count.max(1) * 8)
+            .map_err(drv("allocating carries"))?;
+        let rev = u32::from(reverse);
+        // SAFETY: poly_affine_carries(const u32* t, const u32* m, u32 count, const u32* init,
+        // u32 reverse, u32* carry) on one block of CARRY_THREADS (its POLY_CARRY_THREADS, the
+        // size of its shared arrays): `t`, `m` and `carry` hold `count` elements of 8 limbs
+        // (allocated by the callers and here), `init` one; each thread touches chunk indices
+        // < count only.
+        unsafe {
+            s.launch_builder(&inner.kernels.poly_affine_carries)
+                .arg(t)
+                .arg(m)
+                .arg(&count32)
+                .arg(&init_d)
+                .arg(&rev)
+                .arg(&mut carry)
+                .launch(LaunchConfig {
+                    grid_dim: (1, 1, 1),
+                    block_dim: (CARRY_THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                })
+        }
+        .map_err(drv("launching poly_affine_carries"))?;
+        Ok(carry)
+    }
+
+    pub(super) fn poly_batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {
+        let v = self.values_mut(poly)?;
+        if v.len == 0 {
+            return Ok(());
+        }
+        let n32 = to_u32(v.len, "batch_invert length")?;
+        let chunk = SCAN_CHUNK as u32;
+        let inner = self.lock()?;
+        let s = &inner.stream;
+        let mut scratch = s
+            .alloc_zeros::<u32>(v.len * 8)
+            .map_err(drv("allocating inversion scratch"))?;
+        // SAFETY: poly_batch_invert(u32* v, u32* scratch, u32 n, u32 chunk): `v.data` and
+        // `scratch` hold n elements; thread c touches elements c·chunk .. min(n, (c+1)·chunk)
+        // of each, so no two threads share an element.
+        unsafe {
+            s.launch_builder(&inner.kernels.poly_batch_invert)
+                .arg(&mut v.data)
+                .arg(&mut scratch)
+                .arg(&n32)
+                .arg(&chunk)
+                .launch(row_grid(v.len.div_ceil(SCAN_CHUNK)))
+        }
+        .map_err(drv("launching poly_batch_invert"))?;
+        s.synchronize().map_err(drv("poly_batch_invert"))
+    }
+
+    pub(super) fn poly_prefix_product(
+        &self,
+        poly: &mut Poly,
+        first: Fr,
+    ) -> Result<(), BackendError> {
+        let v = self.values_mut(poly)?;
+        if v.len == 0 {
+            return Ok(());
+        }
+        let n32 = to_u32(v.len, "prefix_product length")?;
+        let chunk = SCAN_CHUNK as u32;
+        let chunks = v.len.div_ceil(SCAN_CHUNK);
+        let inner = self.lock()?;
+        let s = &inner.stream;
+        let alloc = || {
+            s.alloc_zeros::<u32>(chunks * 8)
+                .map_err(drv("allocating chunk products"))
+        };
+        let (mut t, mut m) = (alloc()?, alloc()?);
+        // SAFETY: poly_scan_mul_local(u32* v, u32 n, u32 chunk, u32* t, u32* m): `v.data` holds
+        // n elements, `t` and `m` ceil(n / chunk); thread c touches chunk c only.
+        unsafe {
+            s.launch_builder(&inner.kernels.poly_scan_mul_local)
+                .arg(&mut v.data)
+                .arg(&n32)
+                .arg(&chunk)
+                .arg(&mut t)
+                .arg(&mut m)
+                .launch(row_grid(chunks))
+        }
+        .map_err(drv("launching poly_scan_mul_local"))?;
+        let carry = Self::affine_carries(&inner, &t, &m, chunks, first, false)?;
+        // SAFETY: poly_scan_mul_apply(u32* v, u32 n, u32 chunk, const u32* carry): `v.data`
+        // holds n elements and `carry` ceil(n / chunk); thread i touches element i only.
+        unsafe {
+            s.launch_builder(&inner.kernels.poly_scan_mul_apply)
+                .arg(&mut v.data)
+                .arg(&n32)
+                .arg(&chunk)
+                .arg(&carry)
+                .launch(row_grid(v.len))
+        }
+        .map_err(drv("launching poly_scan_mul_apply"))?;
+        s.synchronize().map_err(drv("prefix product"))
+    }
+
+    pub(super) fn poly_divide_linear(&self, poly: &mut Poly, b: Fr) -> Result<(), BackendError> {
+        let v = self.values_mut(poly)?;
+        if v.len == 0 {
+            return Ok(());
+        }
+        let n32 = to_u32(v.len, "divide_linear length")?;
+        let chunk = SCAN_CHUNK as u32;
+        let chunks = v.len.div_ceil(SCAN_CHUNK);
+        let inner = self.lock()?;
+        let s = &inner.stream;
+        let alloc = |len: usize| {
+            s.alloc_zeros::<u32>(len * 8)
+                .map_err(drv("allocating division scratch"))
+        };
+        let (mut l, mut t, mut m) = (alloc(v.len)?, alloc(chunks)?, alloc(chunks)?);
+        let b_d = s
+            .clone_htod(&plan::fr_to_limbs(&[b])?)
+            .map_err(drv("uploading a divisor"))?;
+        // SAFETY: poly_div_local(const u32* a, u32* l, u32 n, u32 chunk, const u32* b, u32* t,
+        // u32* m): `v.data` and `l` hold n elements, `t` and `m` ceil(n / chunk), `b` one;
+        // thread c reads chunk c of `a` and writes chunk c of `l` and element c of `t`, `m`.
+        unsafe {
+            s.launch_builder(&inner.kernels.poly_div_local)
+                .arg(&v.data)
+                .arg(&mut l)
+                .arg(&n32)
+                .arg(&chunk)
+                .arg(&b_d)
+                .arg(&mut t)
+                .arg(&mut m)
+                .launch(row_grid(chunks))
+        }
+        .map_err(drv("launching poly_div_local"))?;
+        let carry = Self::affine_carries(&inner, &t, &m, chunks, Fr::ZERO, true)?;
+        // SAFETY: poly_div_apply(const u32* l, u32* out, u32 n, u32 chunk, const u32* b,
+        // const u32* carry): `l` and `v.data` (the output; pass 1 has finished reading it on
+        // this stream) hold n elements, `carry` ceil(n / chunk); thread c writes out[s-1 ..
+        // e-1) for its chunk [s, e) (and out[n-1] for the last chunk): disjoint per thread.
+        unsafe {
+            s.launch_builder(&inner.kernels.poly_div_apply)
+                .arg(&l)
+                .arg(&mut v.data)
+                .arg(&n32)
+                .arg(&chunk)
+                .arg(&b_d)
+                .arg(&carry)
+                .launch(row_grid(chunks))
+        }
+        .map_err(drv("launching poly_div_apply"))?;
+        s.synchronize().map_err(drv("division by X - b"))
+    }
+
+    pub(super) fn poly_evaluate(
+        &self,
+        poly: &Poly,
+        points: &[Fr],
+    ) -> Result<Vec<Fr>, BackendError> {
+        let v = self.values(poly)?;
+        if points.is_empty() {
+            return Ok(Vec::new());
+        }
+        if v.len == 0 {
+            return Ok(vec![Fr::ZERO; points.len()]);
+        }
+        let n32 = to_u32(v.len, "evaluate length")?;
+        let chunk = EVAL_CHUNK as u32;
+        let chunks = v.len.div_ceil(EVAL_CHUNK);
+        let np = to_u32(points.len(), "evaluation points")?;
+        let total = chunks * points.len();
+        to_u32(total, "evaluation parts")?;
+        let chunks32 = to_u32(chunks, "evaluation chunks")?;
+        let inner = self.lock()?;
+        let s = &inner.stream;
+        let points_d = s
+            .clone_htod(&plan::fr_to_limbs(points)?)
+            .map_err(drv("uploading evaluation points"))?;
+        let mut part = s
+            .alloc_zeros::<u32>(total * 8)
+            .map_err(drv("allocating evaluation parts"))?;
+        let mut out = s
+            .alloc_zeros::<u32>(points.len() * 8)
+            .map_err(drv("allocating evaluations"))?;
+        // SAFETY: poly_eval_partial(const u32* p, u32 n, u32 chunk, const u32* points,
+        // u32 npoints, u32* part): `v.data` holds n elements, `points` npoints, `part`
+        // npoints·ceil(n / chunk) (< 2^32, checked); work item w writes part[w] only.
+        unsafe {
+            s.launch_builder(&inner.kernels.poly_eval_partial)
+                .arg(&v.data)
+                .arg(&n32)
+                .arg(&chunk)
+                .arg(&points_d)
+                .arg(&np)
+                .arg(&mut part)
+                .launch(row_grid(total))
+        }
+        .map_err(drv("launching poly_eval_partial"))?;
+        // SAFETY: poly_eval_sum(const u32* part, u32 chunks, u32 npoints, u32* out): `part`
+        // holds npoints·chunks elements, `out` npoints; thread k writes out[k] only.
+        unsafe {
+            s.launch_builder(&inner.kernels.poly_eval_sum)
+                .arg(&part)
+                .arg(&chunks32)
+                .arg(&np)
+                .arg(&mut out)
+                .launch(row_grid(points.len()))
+        }
+        .map_err(drv("launching poly_eval_sum"))?;
+        let mut limbs = vec![0u32; points.len() * 8];
+        s.memcpy_dtoh(&out, &mut limbs)
+            .map_err(drv("downloading evaluations"))?;
+        s.synchronize().map_err(drv("evaluation"))?;
+        let mut values = vec![Fr::ZERO; points.len()];
+        plan::limbs_to_fr(&limbs, &mut values);
+        Ok(values)
+    }
+
+    pub(super) fn poly_read_range(
+        &self,
+        poly: &Poly,
+        start: usize,
+        len: usize,
+    ) -> Result<Vec<Fr>, BackendError> {
+        let v = self.values(poly)?;
+        check_range("read_range", start, len, v.len)?;
+        let mut out = vec![Fr::ZERO; len];
+        if len == 0 {
+            return Ok(out);
+        }
+        let inner = self.lock()?;
+        let mut limbs = vec![0u32; len * 8];
+        inner
+            .stream
+            .memcpy_dtoh(&v.data.slice(start * 8..(start + len) * 8), &mut limbs)
+            .map_err(drv("reading a range"))?;
+        inner.stream.synchronize().map_err(drv("reading a range"))?;
+        plan::limbs_to_fr(&limbs, &mut out);
+        Ok(out)
+    }
+
+    pub(super) fn poly_write_range(
+        &self,
+        poly: &mut Poly,
+        start: usize,
+        values: &[Fr],
+    ) -> Result<(), BackendError> {
+        let v = self.values_mut(poly)?;
+        check_range("write_range", start, values.len(), v.len)?;
+        if values.is_empty() {
+            return Ok(());
+        }
+        let limbs = plan::fr_to_limbs(values)?;
+        let inner = self.lock()?;
+        inner
+            .stream
+            .memcpy_htod(
+                &limbs,
+                &mut v.data.slice_mut(start * 8..(start + values.len()) * 8),
+            )
+            .map_err(drv("writing a range"))?;
+        inner.stream.synchronize().map_err(drv("writing a range"))
     }
 }
