@@ -72,6 +72,38 @@ impl ComputeBackend for Faulty {
             .map(|p| self.msm(bases, &CpuBackend.download(p)?))
             .collect()
     }
+    fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {
+        CpuBackend.batch_invert(poly)?;
+        bump(poly, 0)
+    }
+    fn prefix_product(&self, poly: &mut Poly, first: Fr) -> Result<(), BackendError> {
+        CpuBackend.prefix_product(poly, first)?;
+        bump(poly, 1)
+    }
+    fn divide_linear(&self, poly: &mut Poly, b: Fr) -> Result<(), BackendError> {
+        CpuBackend.divide_linear(poly, b)?;
+        bump(poly, 2)
+    }
+    fn evaluate(&self, poly: &Poly, points: &[Fr]) -> Result<Vec<Fr>, BackendError> {
+        let mut v = CpuBackend.evaluate(poly, points)?;
+        if let Some(first) = v.first_mut() {
+            *first += Fr::ONE;
+        }
+        Ok(v)
+    }
+    fn read_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Vec<Fr>, BackendError> {
+        let mut v = CpuBackend.read_range(poly, start, len)?;
+        v.reverse();
+        Ok(v)
+    }
+    fn write_range(
+        &self,
+        poly: &mut Poly,
+        start: usize,
+        values: &[Fr],
+    ) -> Result<(), BackendError> {
+        CpuBackend.write_range(poly, start + 1, values)
+    }
     fn eval_program(
         &self,
         program: &Program,
@@ -88,6 +120,16 @@ impl ComputeBackend for Faulty {
         *acc = CpuBackend.upload(&v)?;
         Ok(())
     }
+}
+
+/// Adds one to element `i` of a resident vector (a fault).
+fn bump(poly: &mut Poly, i: usize) -> Result<(), BackendError> {
+    let mut v = CpuBackend.download(poly)?;
+    if let Some(x) = v.get_mut(i) {
+        *x += Fr::ONE;
+    }
+    *poly = CpuBackend.upload(&v)?;
+    Ok(())
 }
 
 fn inputs() -> (Bases, Vec<Fr>, Vec<Fr>) {
@@ -187,6 +229,23 @@ fn resident_operations_are_checked_too() {
         let s = checked.upload(&sc).unwrap();
         let r = checked.msm_polys(&bases, &[&s]);
         assert_eq!(r.is_err(), faulty, "msm_polys: {r:?}");
+        let mut x = checked.upload(&v).unwrap();
+        let r = checked.batch_invert(&mut x);
+        assert_eq!(r.is_err(), faulty, "batch_invert: {r:?}");
+        let mut x = checked.upload(&v).unwrap();
+        let r = checked.prefix_product(&mut x, Fr::ONE);
+        assert_eq!(r.is_err(), faulty, "prefix_product: {r:?}");
+        let mut x = checked.upload(&v).unwrap();
+        let r = checked.divide_linear(&mut x, Fr::ONE);
+        assert_eq!(r.is_err(), faulty, "divide_linear: {r:?}");
+        let x = checked.upload(&v).unwrap();
+        let r = checked.evaluate(&x, &[Fr::ONE, -Fr::ONE]);
+        assert_eq!(r.is_err(), faulty, "evaluate: {r:?}");
+        let r = checked.read_range(&x, 3, 2);
+        assert_eq!(r.is_err(), faulty, "read_range: {r:?}");
+        let mut x = checked.upload(&v).unwrap();
+        let r = checked.write_range(&mut x, 3, &[Fr::ONE, Fr::ONE]);
+        assert_eq!(r.is_err(), faulty, "write_range: {r:?}");
         if !faulty {
             let mut want = v.clone();
             CpuBackend.ntt(&mut want, &d, Direction::Forward).unwrap();

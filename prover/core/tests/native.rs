@@ -246,6 +246,34 @@ impl gpu::ComputeBackend for Counting {
             .fetch_add(polys.len(), std::sync::atomic::Ordering::Relaxed);
         self.inner.msm_polys(bases, polys)
     }
+    fn batch_invert(&self, poly: &mut gpu::Poly) -> Result<(), gpu::BackendError> {
+        self.inner.batch_invert(poly)
+    }
+    fn prefix_product(&self, poly: &mut gpu::Poly, first: Fr) -> Result<(), gpu::BackendError> {
+        self.inner.prefix_product(poly, first)
+    }
+    fn divide_linear(&self, poly: &mut gpu::Poly, b: Fr) -> Result<(), gpu::BackendError> {
+        self.inner.divide_linear(poly, b)
+    }
+    fn evaluate(&self, poly: &gpu::Poly, points: &[Fr]) -> Result<Vec<Fr>, gpu::BackendError> {
+        self.inner.evaluate(poly, points)
+    }
+    fn read_range(
+        &self,
+        poly: &gpu::Poly,
+        start: usize,
+        len: usize,
+    ) -> Result<Vec<Fr>, gpu::BackendError> {
+        self.inner.read_range(poly, start, len)
+    }
+    fn write_range(
+        &self,
+        poly: &mut gpu::Poly,
+        start: usize,
+        values: &[Fr],
+    ) -> Result<(), gpu::BackendError> {
+        self.inner.write_range(poly, start, values)
+    }
     fn eval_program(
         &self,
         program: &gpu::Program,

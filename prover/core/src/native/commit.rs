@@ -1,83 +1,100 @@
-//! Commitments and evaluation: committed polynomials as resident coefficients ([`Coeffs`]),
-//! commitments, and evaluation of host coefficients at a point.
+//! Commitments and evaluations of resident polynomials ([`gpu::Poly`]), and [`Values`]: Lagrange
+//! values the host and the backend both read.
 
-use ff::Field;
-use gpu::{Direction, Poly};
+use gpu::{BackendName, Direction, Poly};
 use group::Curve;
 use halo2curves::bn256::{Fr, G1Affine};
-use rayon::prelude::*;
 
 use super::{Ctx, NativeError};
 
-/// KZG commitment to a polynomial in coefficient form: `Σ c_i · g_i` (one backend MSM).
-pub fn commit_coeff(ctx: &Ctx<'_>, coeffs: &[Fr]) -> Result<G1Affine, NativeError> {
-    Ok(ctx.backend.msm(ctx.bases, coeffs)?.to_affine())
+/// KZG commitment to resident coefficients: `Σ c_i · g_i` (one backend MSM).
+pub fn commit_poly(ctx: &Ctx<'_>, coeffs: &Poly) -> Result<G1Affine, NativeError> {
+    Ok(ctx
+        .backend
+        .msm_polys(ctx.bases, &[coeffs])?
+        .pop()
+        .ok_or_else(|| NativeError::Internal("msm_polys returned no sum".into()))?
+        .to_affine())
 }
 
-/// A committed polynomial in coefficient form, resident in the backend (for the quotient, which
-/// runs there), with a host view for the steps that still run on the host (evaluations,
-/// SHPLONK): on the CPU backend the resident vector *is* host memory and is borrowed; on a device
-/// the coefficients are downloaded once. Dereferences to the coefficients.
-pub struct Coeffs {
+/// Commits to resident Lagrange values, turning them into coefficients in place (an inverse NTT
+/// in the backend; the same group element as halo2's `commit_lagrange`). Returns the
+/// coefficients and the commitment.
+pub fn commit_lagrange(ctx: &Ctx<'_>, mut values: Poly) -> Result<(Poly, G1Affine), NativeError> {
+    ctx.backend
+        .ntt_poly(&mut values, &ctx.domain, Direction::Inverse, false)?;
+    let c = commit_poly(ctx, &values)?;
+    Ok((values, c))
+}
+
+/// Coefficients of resident Lagrange values, as a new resident vector (the values are kept).
+pub fn coeffs_of(ctx: &Ctx<'_>, values: &Poly) -> Result<Poly, NativeError> {
+    let mut coeffs = ctx.backend.resized(values, values.len())?;
+    ctx.backend
+        .ntt_poly(&mut coeffs, &ctx.domain, Direction::Inverse, false)?;
+    Ok(coeffs)
+}
+
+/// `p(point)` for each point, for resident coefficients (evaluated in the backend: only the
+/// values come back).
+pub fn eval_at(ctx: &Ctx<'_>, coeffs: &Poly, points: &[Fr]) -> Result<Vec<Fr>, NativeError> {
+    let v = ctx.backend.evaluate(coeffs, points)?;
+    if v.len() != points.len() {
+        return Err(NativeError::Internal(format!(
+            "{} evaluations for {} points",
+            v.len(),
+            points.len()
+        )));
+    }
+    Ok(v)
+}
+
+/// `p(point)` for resident coefficients.
+pub fn eval_one(ctx: &Ctx<'_>, coeffs: &Poly, point: Fr) -> Result<Fr, NativeError> {
+    Ok(eval_at(ctx, coeffs, &[point])?[0])
+}
+
+/// Lagrange values read on the host (the gate check, the lookup arrangement) and in the backend
+/// (grand products, lookup compression). On the CPU backend, whose resident vectors are host
+/// memory, there is one copy; on a device, the host keeps its own and the device one uploaded
+/// copy.
+pub struct Values {
     poly: Poly,
     host: Option<Vec<Fr>>,
 }
 
-impl Coeffs {
-    /// Wraps a resident coefficient vector, downloading it if it is not in host memory.
-    pub fn new(ctx: &Ctx<'_>, poly: Poly) -> Result<Self, NativeError> {
-        let host = match poly.host_slice() {
-            Some(_) => None,
-            None => Some(ctx.backend.download(&poly)?),
-        };
-        Ok(Self { poly, host })
+impl Values {
+    /// Makes `values` resident in the backend, keeping a host copy only where needed.
+    pub fn new(ctx: &Ctx<'_>, values: Vec<Fr>) -> Result<Self, NativeError> {
+        if ctx.backend.name() == BackendName::Cpu {
+            let poly = ctx.backend.upload_owned(values)?;
+            if poly.host_slice().is_some() {
+                return Ok(Self { poly, host: None });
+            }
+            let host = ctx.backend.download(&poly)?;
+            return Ok(Self {
+                poly,
+                host: Some(host),
+            });
+        }
+        Ok(Self {
+            poly: ctx.backend.upload(&values)?,
+            host: Some(values),
+        })
     }
 
     /// The resident vector.
     pub fn poly(&self) -> &Poly {
         &self.poly
     }
-}
 
-impl std::ops::Deref for Coeffs {
-    type Target = [Fr];
-    fn deref(&self) -> &[Fr] {
+    /// The values on the host.
+    pub fn host(&self) -> &[Fr] {
         match (&self.host, self.poly.host_slice()) {
             (Some(h), _) => h,
             (None, Some(h)) => h,
-            // `new` downloads whenever the vector is not in host memory.
+            // `new` keeps a host copy whenever the resident vector is not host memory.
             (None, None) => &[],
         }
     }
-}
-
-/// Commits to Lagrange values in the backend: upload, inverse NTT and MSM there (the same group
-/// element as halo2's `commit_lagrange`). Returns the coefficients (resident) and the commitment.
-pub fn commit_lagrange(ctx: &Ctx<'_>, values: Vec<Fr>) -> Result<(Coeffs, G1Affine), NativeError> {
-    let mut poly = ctx.backend.upload_owned(values)?;
-    ctx.backend
-        .ntt_poly(&mut poly, &ctx.domain, Direction::Inverse, false)?;
-    let c = ctx
-        .backend
-        .msm_polys(ctx.bases, &[&poly])?
-        .pop()
-        .ok_or_else(|| NativeError::Internal("msm_polys returned no sum".into()))?;
-    Ok((Coeffs::new(ctx, poly)?, c.to_affine()))
-}
-
-/// `p(x)` for `p` in coefficient form (Horner, split across threads for long polynomials).
-pub fn eval_poly(coeffs: &[Fr], x: Fr) -> Fr {
-    const CHUNK: usize = 1 << 12;
-    if coeffs.len() <= CHUNK {
-        return coeffs.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c);
-    }
-    let x_chunk = x.pow_vartime([CHUNK as u64]);
-    let parts: Vec<Fr> = coeffs
-        .par_chunks(CHUNK)
-        .map(|chunk| chunk.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c))
-        .collect();
-    parts
-        .iter()
-        .rev()
-        .fold(Fr::ZERO, |acc, p| acc * x_chunk + p)
 }

@@ -1,7 +1,9 @@
 //! What the native engine can compute once per proving key instead of once per proof: the fixed
 //! columns, the permutation's σ polynomials and the Lagrange selectors l0, l_last and l_active,
 //! all on the extended coset, plus two key-independent columns of the same domain (the coset
-//! points `X` and `1/(X^n - 1)`). halo2-axiom 0.5.3 recomputes them (coset NTTs) in every proof;
+//! points `X` and `1/(X^n - 1)`); and on the circuit's own domain, the fixed and σ columns'
+//! values (grand products, lookup compression) and coefficients (evaluations, openings) and the
+//! points `ω^i`. halo2-axiom 0.5.3 recomputes them (coset NTTs) in every proof;
 //! for a halo2-base circuit they are more than half of the quotient step's transforms.
 //!
 //! The columns are resident in the backend that built the cache (device memory on CUDA), so a
@@ -30,6 +32,14 @@ pub struct KeyCache {
     pub(crate) x: Poly,
     /// `1 / ((g·ω_ext^i)^n - 1)`: the division by the vanishing polynomial.
     pub(crate) t_inv: Poly,
+    /// On the circuit's domain (n rows): the fixed columns' values and coefficients.
+    pub(crate) fixed_values: Vec<Poly>,
+    pub(crate) fixed_coeffs: Vec<Poly>,
+    /// The σ columns' values (the permutation's `σ(i)`) and coefficients.
+    pub(crate) sigma_values: Vec<Poly>,
+    pub(crate) sigma_coeffs: Vec<Poly>,
+    /// `ω^i` for i < n: the identity permutation's points.
+    pub(crate) omega: Poly,
 }
 
 /// `coeffs` (at most `ext.size()` of them, zero padded) on the extended coset of `ext`, resident
@@ -93,6 +103,12 @@ impl KeyCache {
         let hdomain = vk.get_domain();
         let ext = Domain::new(hdomain.extended_k())?;
         let n = hdomain.n as usize;
+        fn upload_all<B>(
+            backend: &dyn ComputeBackend,
+            polys: &[halo2_proofs::poly::Polynomial<Fr, B>],
+        ) -> Result<Vec<Poly>, NativeError> {
+            polys.iter().map(|p| Ok(backend.upload(&p[..])?)).collect()
+        }
         let all = |polys: &[halo2_proofs::poly::Polynomial<Fr, halo2_proofs::poly::Coeff>]| {
             polys
                 .iter()
@@ -109,13 +125,31 @@ impl KeyCache {
             l_active: to_extended(backend, &ext, &pk.l_active_row()[..])?,
             x: to_extended(backend, &ext, &[Fr::ZERO, Fr::ONE])?,
             t_inv: backend.upload(&vanishing_inverse(n, &ext)?)?,
+            fixed_values: upload_all(backend, pk.fixed_values())?,
+            fixed_coeffs: upload_all(backend, pk.fixed_polys())?,
+            sigma_values: upload_all(backend, pk.permutation().permutations())?,
+            sigma_coeffs: upload_all(backend, pk.permutation().polys())?,
+            omega: {
+                let w = hdomain.get_omega();
+                let mut p = Fr::ONE;
+                backend.upload_owned(
+                    (0..n)
+                        .map(|_| {
+                            let v = p;
+                            p *= w;
+                            v
+                        })
+                        .collect(),
+                )?
+            },
         })
     }
 
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
-        let columns = self.fixed.len() + self.sigmas.len() + 5;
-        columns * self.l0.len() * std::mem::size_of::<Fr>()
+        let extended = self.fixed.len() + self.sigmas.len() + 5;
+        let own = 2 * (self.fixed_values.len() + self.sigma_values.len()) + 1;
+        (extended * self.l0.len() + own * self.omega.len()) * std::mem::size_of::<Fr>()
     }
 
     /// Refuses a cache built for another key or held by another backend.

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use ff::{BatchInvert, Field};
+use ff::Field;
+use gpu::{BackendName, Poly, ProgramBuilder};
 use halo2_proofs::plonk::Expression;
 use halo2_proofs::poly::Rotation;
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
@@ -13,27 +14,29 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 use rayon::prelude::*;
 
-use super::commit::{commit_lagrange, eval_poly, Coeffs};
+use super::commit::{coeffs_of, commit_lagrange, commit_poly, eval_at};
 use super::program::{Columns, Program};
+use super::quotient::{compile, expr, Layout};
 use super::{Ctx, NativeError};
 
 const CHUNK: usize = 1 << 12;
 
-/// After the permuted columns are committed.
+/// After the permuted columns are committed: the compressed and permuted columns as resident
+/// values, the permuted ones also as resident coefficients.
 pub struct Permuted {
-    compressed_input: Vec<Fr>,
-    compressed_table: Vec<Fr>,
-    permuted_input: Vec<Fr>,
-    permuted_table: Vec<Fr>,
-    permuted_input_coeffs: Coeffs,
-    permuted_table_coeffs: Coeffs,
+    compressed_input: Poly,
+    compressed_table: Poly,
+    permuted_input: Poly,
+    permuted_table: Poly,
+    permuted_input_coeffs: Poly,
+    permuted_table_coeffs: Poly,
 }
 
-/// After the grand product is committed: everything in coefficient form.
+/// After the grand product is committed: everything in coefficient form (resident).
 pub struct Committed {
-    pub permuted_input: Coeffs,
-    pub permuted_table: Coeffs,
-    pub product: Coeffs,
+    pub permuted_input: Poly,
+    pub permuted_table: Poly,
+    pub product: Poly,
 }
 
 /// `Σ θ^(m-1-j) e_j` over the expressions, on the circuit's domain (`cols` with ratio 1).
@@ -51,6 +54,27 @@ pub fn compress(
         || program.scratch(),
         |scratch, (ci, out)| program.horner(cols, scratch, ci * CHUNK, out, theta),
     );
+    Ok(acc)
+}
+
+/// The same compression in the backend, over the circuit's resident columns (`inputs` laid out
+/// by `layout`): the expressions are compiled into programs whose outputs are folded with θ.
+fn compress_resident(
+    ctx: &Ctx<'_>,
+    expressions: &[Expression<Fr>],
+    theta: Fr,
+    layout: &Layout,
+    inputs: &[&Poly],
+    challenges: &[Fr],
+) -> Result<Poly, NativeError> {
+    let programs = compile(inputs.len(), expressions.len(), &|b, i| {
+        expr(b, &expressions[i], layout, challenges)
+    })?;
+    let mut acc = ctx.backend.zeros(ctx.n)?;
+    for program in &programs {
+        ctx.backend
+            .eval_program(program, inputs, &mut acc, 1, theta)?;
+    }
     Ok(acc)
 }
 
@@ -95,7 +119,10 @@ fn permute_pair(input: &[Fr], table: &[Fr]) -> Result<(Vec<Fr>, Vec<Fr>), Native
     Ok((sorted, table_out))
 }
 
-/// Compresses, permutes, commits and writes the permuted input and table columns.
+/// Compresses, permutes, commits and writes the permuted input and table columns. The
+/// arrangement is made on the host (from `cols`); the compressed columns are made again in the
+/// backend from its resident columns (`layout`, `inputs`) for the grand product, so only the
+/// permuted columns cross to it.
 #[allow(clippy::too_many_arguments)]
 pub fn commit_permuted<E, T>(
     ctx: &Ctx<'_>,
@@ -103,6 +130,8 @@ pub fn commit_permuted<E, T>(
     table_expressions: &[Expression<Fr>],
     theta: Fr,
     cols: &Columns<'_>,
+    layout: &Layout,
+    inputs: &[&Poly],
     challenges: &[Fr],
     rng: &mut dyn RngCore,
     transcript: &mut T,
@@ -117,12 +146,29 @@ where
     let compressed_table = compress(table_expressions, theta, cols, challenges)?;
     let (mut permuted_input, mut permuted_table) =
         permute_pair(&compressed_input[..usable], &compressed_table[..usable])?;
+    // On the CPU backend resident vectors are host memory: keep the host's compressed columns
+    // instead of computing them twice. On a device, compute them there instead of uploading.
+    let (compressed_input, compressed_table) = if ctx.backend.name() == BackendName::Cpu {
+        (
+            ctx.backend.upload_owned(compressed_input)?,
+            ctx.backend.upload_owned(compressed_table)?,
+        )
+    } else {
+        (
+            compress_resident(ctx, input_expressions, theta, layout, inputs, challenges)?,
+            compress_resident(ctx, table_expressions, theta, layout, inputs, challenges)?,
+        )
+    };
     permuted_input.resize_with(n, || Fr::random(&mut *rng));
     permuted_table.resize_with(n, || Fr::random(&mut *rng));
     let _input_blind = Fr::random(&mut *rng);
-    let (permuted_input_coeffs, ci) = commit_lagrange(ctx, permuted_input.clone())?;
+    let permuted_input = ctx.backend.upload_owned(permuted_input)?;
+    let permuted_input_coeffs = coeffs_of(ctx, &permuted_input)?;
+    let ci = commit_poly(ctx, &permuted_input_coeffs)?;
     let _table_blind = Fr::random(&mut *rng);
-    let (permuted_table_coeffs, ct) = commit_lagrange(ctx, permuted_table.clone())?;
+    let permuted_table = ctx.backend.upload_owned(permuted_table)?;
+    let permuted_table_coeffs = coeffs_of(ctx, &permuted_table)?;
+    let ct = commit_poly(ctx, &permuted_table_coeffs)?;
     transcript.write_point(ci)?;
     transcript.write_point(ct)?;
     Ok(Permuted {
@@ -136,7 +182,8 @@ where
 }
 
 /// Computes, commits and writes the grand product
-/// `z(ωX)(a'(X)+β)(s'(X)+γ) = z(X)(A(X)+β)(S(X)+γ)`.
+/// `z(ωX)(a'(X)+β)(s'(X)+γ) = z(X)(A(X)+β)(S(X)+γ)`, in the backend: the row ratios (two
+/// programs and a batch inversion), their running product and the blinding rows.
 pub fn commit_product<E, T>(
     ctx: &Ctx<'_>,
     p: Permuted,
@@ -151,34 +198,51 @@ where
 {
     let n = ctx.n;
     let bf = ctx.blinding_factors;
-    let mut ratio: Vec<Fr> = p
-        .permuted_input
-        .par_iter()
-        .zip(p.permuted_table.par_iter())
-        .map(|(a, s)| (beta + a) * (gamma + s))
-        .collect();
-    ratio.par_chunks_mut(1 << 12).for_each(|c| {
-        c.batch_invert();
-    });
-    ratio
-        .par_iter_mut()
-        .zip(p.compressed_input.par_iter())
-        .zip(p.compressed_table.par_iter())
-        .for_each(|((r, a), s)| *r *= (*a + beta) * (*s + gamma));
-    let mut z = Vec::with_capacity(n);
-    z.push(Fr::ONE);
-    for row in 1..(n - bf) {
-        let prev = z[row - 1];
-        z.push(prev * ratio[row - 1]);
-    }
-    if z[ctx.unusable_start()] != Fr::ONE {
+    let backend = ctx.backend;
+    // (x + β)(y + γ) over inputs [x, y], times input 2 when `scaled`.
+    let pair = |scaled: bool| {
+        let mut b = ProgramBuilder::new(if scaled { 3 } else { 2 });
+        let beta = b.constant(beta);
+        let gamma = b.constant(gamma);
+        let x = b.query(0, 0)?;
+        let y = b.query(1, 0)?;
+        let xb = b.add(x, beta);
+        let yg = b.add(y, gamma);
+        let mut v = b.mul(xb, yg);
+        if scaled {
+            let s = b.query(2, 0)?;
+            v = b.mul(v, s);
+        }
+        b.output(v);
+        Ok::<_, NativeError>(b.build()?)
+    };
+    let mut den = backend.zeros(n)?;
+    backend.eval_program(
+        &pair(false)?,
+        &[&p.permuted_input, &p.permuted_table],
+        &mut den,
+        1,
+        Fr::ZERO,
+    )?;
+    backend.batch_invert(&mut den)?;
+    let mut z = backend.zeros(n)?;
+    backend.eval_program(
+        &pair(true)?,
+        &[&p.compressed_input, &p.compressed_table, &den],
+        &mut z,
+        1,
+        Fr::ZERO,
+    )?;
+    drop(den);
+    backend.prefix_product(&mut z, Fr::ONE)?;
+    let closing = backend.read_range(&z, ctx.unusable_start(), 1)?;
+    if closing.first() != Some(&Fr::ONE) {
         return Err(NativeError::Unsatisfied(
             "a lookup's grand product does not close (an input is not in its table)".into(),
         ));
     }
-    for _ in 0..bf {
-        z.push(Fr::random(&mut *rng));
-    }
+    let blinding: Vec<Fr> = (0..bf).map(|_| Fr::random(&mut *rng)).collect();
+    backend.write_range(&mut z, n - bf, &blinding)?;
     let _blind = Fr::random(&mut *rng);
     let (product, c) = commit_lagrange(ctx, z)?;
     transcript.write_point(c)?;
@@ -202,13 +266,10 @@ where
 {
     let x_next = ctx.rotate(x, Rotation::next());
     let x_prev = ctx.rotate(x, Rotation::prev());
-    for v in [
-        eval_poly(&c.product, x),
-        eval_poly(&c.product, x_next),
-        eval_poly(&c.permuted_input, x),
-        eval_poly(&c.permuted_input, x_prev),
-        eval_poly(&c.permuted_table, x),
-    ] {
+    let mut values = eval_at(ctx, &c.product, &[x, x_next])?;
+    values.extend(eval_at(ctx, &c.permuted_input, &[x, x_prev])?);
+    values.extend(eval_at(ctx, &c.permuted_table, &[x])?);
+    for v in values {
         transcript.write_scalar(v)?;
     }
     Ok(())

@@ -39,7 +39,7 @@ use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 
-use self::commit::eval_poly;
+use self::commit::{eval_one, Values};
 pub use self::keycache::KeyCache;
 use self::open::Query;
 
@@ -186,16 +186,28 @@ where
     // The verifying key goes first.
     vk.hash_into(transcript)?;
 
-    // Instance columns: Lagrange values (zero padded) and coefficients.
+    // The key's columns, resident in the backend (built here when the caller keeps no cache).
+    let built;
+    let cache = match cache {
+        Some(c) => {
+            c.check(pk, backend)?;
+            c
+        }
+        None => {
+            built = KeyCache::new(backend, pk)?;
+            &built
+        }
+    };
+
+    // Instance columns: Lagrange values (zero padded; in the backend for the grand products)
+    // and coefficients (resident, read by the quotient only: instances are never opened).
     let mut instance_coeffs = Vec::with_capacity(instances.len());
     let mut instance_values = Vec::with_capacity(instances.len());
     for col in instances {
         let mut values = vec![Fr::ZERO; n];
         values[..col.len()].copy_from_slice(col);
-        // Resident coefficients (read by the quotient only: instances are never opened).
-        let mut poly = backend.upload(&values)?;
-        backend.ntt_poly(&mut poly, &ctx.domain, gpu::Direction::Inverse, false)?;
-        instance_coeffs.push(poly);
+        let values = Values::new(&ctx, values)?;
+        instance_coeffs.push(commit::coeffs_of(&ctx, values.poly())?);
         instance_values.push(values);
     }
 
@@ -208,14 +220,25 @@ where
     // The circuit's columns on its own domain (no copies): read by the gate check and lookups.
     let domain_cols = program::Columns {
         fixed: pk.fixed_values().iter().map(|p| &p[..]).collect(),
-        advice: witness.advice_values.iter().map(Vec::as_slice).collect(),
-        instance: instance_values.iter().map(Vec::as_slice).collect(),
+        advice: witness.advice_values.iter().map(Values::host).collect(),
+        instance: instance_values.iter().map(Values::host).collect(),
         size: n,
         ratio: 1,
     };
     domain_cols.check()?;
     quotient::check_gates(pk, &domain_cols, &witness.challenges, theta)?;
     step("gate check");
+    // The same columns resident in the backend, in the layout of the quotient's programs.
+    let advice_resident: Vec<&gpu::Poly> = witness.advice_values.iter().map(Values::poly).collect();
+    let instance_resident: Vec<&gpu::Poly> = instance_values.iter().map(Values::poly).collect();
+    let column_layout = quotient::Layout::columns([
+        cs.num_fixed_columns(),
+        cs.num_advice_columns(),
+        cs.num_instance_columns(),
+    ]);
+    let mut column_inputs: Vec<&gpu::Poly> = cache.fixed_values.iter().collect();
+    column_inputs.extend(advice_resident.iter().copied());
+    column_inputs.extend(instance_resident.iter().copied());
     let mut permuted = Vec::with_capacity(cs.lookups().len());
     for argument in cs.lookups() {
         permuted.push(lookup::commit_permuted(
@@ -224,6 +247,8 @@ where
             argument.table_expressions(),
             theta,
             &domain_cols,
+            &column_layout,
+            &column_inputs,
             &witness.challenges,
             rng,
             transcript,
@@ -236,8 +261,9 @@ where
     let perm = permutation::commit(
         &ctx,
         pk,
-        &witness.advice_values,
-        &instance_values,
+        cache,
+        &advice_resident,
+        &instance_resident,
         beta,
         gamma,
         rng,
@@ -255,17 +281,6 @@ where
     let y = *transcript.squeeze_challenge_scalar::<()>();
     step("random polynomial");
 
-    let built;
-    let cache = match cache {
-        Some(c) => {
-            c.check(pk, backend)?;
-            c
-        }
-        None => {
-            built = KeyCache::new(backend, pk)?;
-            &built
-        }
-    };
     let numerator = quotient::evaluate(
         &ctx,
         pk,
@@ -294,19 +309,29 @@ where
     let x = *transcript.squeeze_challenge_scalar::<()>();
     let xn = x.pow_vartime([n as u64]);
 
-    // Evaluations, in halo2's order: advice, fixed, random, σ, permutation products.
+    // Evaluations, in halo2's order: advice, fixed, random, σ, permutation products (all in the
+    // backend; only the values come back).
     for (column, rot) in cs.advice_queries() {
-        let eval = eval_poly(&witness.advice_coeffs[column.index()], ctx.rotate(x, *rot));
+        let eval = eval_one(
+            &ctx,
+            &witness.advice_coeffs[column.index()],
+            ctx.rotate(x, *rot),
+        )?;
         transcript.write_scalar(eval)?;
     }
     for (column, rot) in cs.fixed_queries() {
-        let eval = eval_poly(&pk.fixed_polys()[column.index()], ctx.rotate(x, *rot));
+        let eval = eval_one(
+            &ctx,
+            &cache.fixed_coeffs[column.index()],
+            ctx.rotate(x, *rot),
+        )?;
         transcript.write_scalar(eval)?;
     }
-    let h_poly = vanishing::combine(&pieces, xn, n);
-    transcript.write_scalar(eval_poly(&random, x))?;
-    for sigma in pk.permutation().polys() {
-        transcript.write_scalar(eval_poly(sigma, x))?;
+    let h_poly = vanishing::combine(&ctx, &pieces, xn)?;
+    drop(pieces);
+    transcript.write_scalar(eval_one(&ctx, &random, x)?)?;
+    for sigma in &cache.sigma_coeffs {
+        transcript.write_scalar(eval_one(&ctx, sigma, x)?)?;
     }
     permutation::evaluate(&ctx, &perm, x, transcript)?;
     for l in &lookups {
@@ -314,10 +339,10 @@ where
     }
 
     // Queries, in halo2's order (their order decides SHPLONK's grouping and challenge powers).
-    let mut polys: Vec<&[Fr]> = Vec::new();
+    let mut polys: Vec<&gpu::Poly> = Vec::new();
     let mut queries: Vec<Query> = Vec::new();
     let advice_base = polys.len();
-    polys.extend(witness.advice_coeffs.iter().map(|p| &p[..]));
+    polys.extend(witness.advice_coeffs.iter());
     for (column, rot) in cs.advice_queries() {
         queries.push(Query {
             poly: advice_base + column.index(),
@@ -325,7 +350,7 @@ where
         });
     }
     let perm_base = polys.len();
-    polys.extend(perm.products.iter().map(|p| &p[..]));
+    polys.extend(perm.products.iter());
     let x_next = ctx.rotate(x, Rotation::next());
     let x_last = ctx.rotate(x, Rotation(-((ctx.blinding_factors + 1) as i32)));
     for i in 0..perm.products.len() {
@@ -372,7 +397,7 @@ where
         });
     }
     let fixed_base = polys.len();
-    polys.extend(pk.fixed_polys().iter().map(|p| &p[..]));
+    polys.extend(cache.fixed_coeffs.iter());
     for (column, rot) in cs.fixed_queries() {
         queries.push(Query {
             poly: fixed_base + column.index(),
@@ -380,8 +405,8 @@ where
         });
     }
     let sigma_base = polys.len();
-    polys.extend(pk.permutation().polys().iter().map(|p| &p[..]));
-    for i in 0..pk.permutation().polys().len() {
+    polys.extend(cache.sigma_coeffs.iter());
+    for i in 0..cache.sigma_coeffs.len() {
         queries.push(Query {
             poly: sigma_base + i,
             point: x,

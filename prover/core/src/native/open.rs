@@ -1,5 +1,7 @@
-//! SHPLONK multi-open (the KZG multi-open of halo2-axiom's `ProverSHPLONK`), with both of its
-//! commitments computed by backend MSMs.
+//! SHPLONK multi-open (the KZG multi-open of halo2-axiom's `ProverSHPLONK`), run in the backend
+//! over resident coefficients: evaluations, the linear combinations (programs), the divisions by
+//! `X - z` and both commitments happen there; the host sees only evaluations and handles the
+//! low-degree interpolations (a few coefficients per rotation set).
 //!
 //! Queries are grouped exactly like halo2: polynomials in order of first query, each with its
 //! set of points; polynomials with equal point sets form a rotation set, rotation sets in order
@@ -8,11 +10,12 @@
 //! `h' = (Σ_i v^i Z_{T∖Si}(u) Σ_j y^j (p_ij - r_ij(u)) - Z_T(u)·h) / ((X - u)·Z_{T∖S0}(u))`.
 
 use ff::Field;
+use gpu::{Poly, ProgramBuilder};
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use halo2curves::bn256::{Fr, G1Affine};
-use rayon::prelude::*;
 
-use super::commit::{commit_coeff, eval_poly};
+use super::commit::{commit_poly, eval_at};
+use super::quotient::compile;
 use super::{Ctx, NativeError};
 
 /// One opening: polynomial `poly` (an index into the polynomial table) at `point`.
@@ -30,20 +33,6 @@ struct RotationSet {
 
 fn same_set(a: &[Fr], b: &[Fr]) -> bool {
     a.len() == b.len() && a.iter().all(|p| b.contains(p))
-}
-
-/// `a / (X - b)`, dropping the remainder.
-fn divide_linear(a: &[Fr], b: Fr) -> Vec<Fr> {
-    if a.is_empty() {
-        return Vec::new();
-    }
-    let mut q = vec![Fr::ZERO; a.len() - 1];
-    let mut carry = Fr::ZERO;
-    for i in (1..a.len()).rev() {
-        carry = a[i] + carry * b;
-        q[i - 1] = carry;
-    }
-    q
 }
 
 /// Coefficients of the polynomial of degree < points.len() through (points[k], evals[k]).
@@ -80,10 +69,37 @@ fn vanishing_at(points: &[Fr], z: Fr) -> Fr {
     points.iter().fold(Fr::ONE, |acc, p| acc * (z - p))
 }
 
-/// Runs SHPLONK over `polys` (coefficient form, each at most n long) and `queries`.
+/// `Σ weights[k] · polys[k]` as a new resident vector of `ctx.n` elements (programs of one
+/// scaled query per output, folded with y = 1).
+fn combination(ctx: &Ctx<'_>, polys: &[&Poly], weights: &[Fr]) -> Result<Poly, NativeError> {
+    let programs = compile(polys.len(), polys.len(), &|b: &mut ProgramBuilder, k| {
+        let q = b.query(k, 0)?;
+        let w = b.constant(weights[k]);
+        Ok(b.mul(q, w))
+    })?;
+    let mut acc = ctx.backend.zeros(ctx.n)?;
+    for program in &programs {
+        ctx.backend
+            .eval_program(program, polys, &mut acc, 1, Fr::ONE)?;
+    }
+    Ok(acc)
+}
+
+/// Adds `low` (a few coefficients) to the lowest coefficients of a resident vector.
+fn add_low(ctx: &Ctx<'_>, poly: &mut Poly, low: &[Fr]) -> Result<(), NativeError> {
+    let len = low.len().min(poly.len());
+    let mut head = ctx.backend.read_range(poly, 0, len)?;
+    for (h, l) in head.iter_mut().zip(low) {
+        *h += l;
+    }
+    ctx.backend.write_range(poly, 0, &head)?;
+    Ok(())
+}
+
+/// Runs SHPLONK over `polys` (resident coefficients, each `ctx.n` long) and `queries`.
 pub fn shplonk<E, T>(
     ctx: &Ctx<'_>,
-    polys: &[&[Fr]],
+    polys: &[&Poly],
     queries: &[Query],
     transcript: &mut T,
 ) -> Result<(), NativeError>
@@ -116,7 +132,13 @@ where
     }
     let mut sets: Vec<RotationSet> = Vec::new();
     for (poly, points) in poly_points {
-        let evals: Vec<Fr> = points.iter().map(|&p| eval_poly(polys[poly], p)).collect();
+        if polys[poly].len() != n {
+            return Err(NativeError::Internal(format!(
+                "polynomial {poly} to open has {} coefficients, not {n}",
+                polys[poly].len()
+            )));
+        }
+        let evals = eval_at(ctx, polys[poly], &points)?;
         match sets.iter_mut().find(|s| same_set(&s.points, &points)) {
             Some(set) => {
                 // Keep the evaluations in the set's point order.
@@ -156,70 +178,85 @@ where
     let y = *transcript.squeeze_challenge_scalar::<()>();
     let v = *transcript.squeeze_challenge_scalar::<()>();
 
-    // h = Σ_i v^i (Σ_j y^j (p_ij - r_ij)) / Z_Si
-    let mut h = vec![Fr::ZERO; n];
-    let mut v_pow = Fr::ONE;
+    // q_i = (Σ_j y^j (p_ij - r_ij)) / Z_Si, then h = Σ_i v^i q_i.
+    let mut quotients = Vec::with_capacity(sets.len());
     for (set, lows) in sets.iter().zip(&low) {
-        let mut num = vec![Fr::ZERO; n];
         let mut y_pow = Fr::ONE;
-        for ((poly, _), r) in set.polys.iter().zip(lows) {
-            let p = polys[*poly];
-            num.par_iter_mut()
-                .zip(p.par_iter())
-                .for_each(|(a, c)| *a += *c * y_pow);
-            for (a, c) in num.iter_mut().zip(r) {
+        let mut weights = Vec::with_capacity(set.polys.len());
+        let mut r_sum = vec![Fr::ZERO; set.points.len()];
+        for r in lows {
+            weights.push(y_pow);
+            for (a, c) in r_sum.iter_mut().zip(r) {
                 *a -= *c * y_pow;
             }
             y_pow *= y;
         }
-        let mut q = num;
+        let members: Vec<&Poly> = set.polys.iter().map(|(p, _)| polys[*p]).collect();
+        let mut q = combination(ctx, &members, &weights)?;
+        add_low(ctx, &mut q, &r_sum)?;
         for pt in &set.points {
-            q = divide_linear(&q, *pt);
+            ctx.backend.divide_linear(&mut q, *pt)?;
         }
-        h.par_iter_mut()
-            .zip(q.par_iter())
-            .for_each(|(a, c)| *a += *c * v_pow);
-        v_pow *= v;
+        quotients.push(q);
     }
-    transcript.write_point(commit_coeff(ctx, &h)?)?;
+    let h = {
+        let refs: Vec<&Poly> = quotients.iter().collect();
+        let mut weights = Vec::with_capacity(refs.len());
+        let mut v_pow = Fr::ONE;
+        for _ in &refs {
+            weights.push(v_pow);
+            v_pow *= v;
+        }
+        combination(ctx, &refs, &weights)?
+    };
+    drop(quotients);
+    transcript.write_point(commit_poly(ctx, &h)?)?;
     let u = *transcript.squeeze_challenge_scalar::<()>();
 
-    // l = Σ_i v^i Z_{T∖Si}(u) Σ_j y^j (p_ij - r_ij(u)) - Z_T(u) h
-    let mut l = vec![Fr::ZERO; n];
+    // l = Σ_i v^i Z_{T∖Si}(u) Σ_j y^j (p_ij - r_ij(u)) - Z_T(u) h, and h' = l / ((X - u) Z_{T∖S0}(u)):
+    // the weights carry the factor 1/Z_{T∖S0}(u) already, so one combination and one division
+    // give h'.
+    let mut scales = Vec::with_capacity(sets.len());
     let mut v_pow = Fr::ONE;
-    let mut z0 = None;
-    for (set, lows) in sets.iter().zip(&low) {
+    for set in &sets {
         let diffs: Vec<Fr> = super_set
             .iter()
             .copied()
             .filter(|p| !set.points.contains(p))
             .collect();
-        let z_i = vanishing_at(&diffs, u);
-        if z0.is_none() {
-            z0 = Some(z_i);
-        }
-        let mut y_pow = Fr::ONE;
-        let scale_set = v_pow * z_i;
-        for ((poly, _), r) in set.polys.iter().zip(lows) {
-            let s = scale_set * y_pow;
-            let p = polys[*poly];
-            l.par_iter_mut()
-                .zip(p.par_iter())
-                .for_each(|(a, c)| *a += *c * s);
-            l[0] -= eval_poly(r, u) * s;
-            y_pow *= y;
-        }
+        scales.push(v_pow * vanishing_at(&diffs, u));
         v_pow *= v;
     }
-    let zt = vanishing_at(&super_set, u);
-    l.par_iter_mut()
-        .zip(h.par_iter())
-        .for_each(|(a, c)| *a -= *c * zt);
-    let z0 = z0.ok_or_else(|| NativeError::Internal("no rotation set".into()))?;
+    let z0 = *scales
+        .first()
+        .ok_or_else(|| NativeError::Internal("no rotation set".into()))?;
+    // scales[0] = Z_{T∖S0}(u) (v^0 = 1).
     let z0_inv = Option::<Fr>::from(z0.invert())
         .ok_or_else(|| NativeError::Internal("Z_{T∖S0}(u) is zero".into()))?;
-    let mut h2 = divide_linear(&l, u);
-    h2.par_iter_mut().for_each(|c| *c *= z0_inv);
-    transcript.write_point(commit_coeff(ctx, &h2)?)?;
+    let mut members: Vec<&Poly> = Vec::new();
+    let mut weights: Vec<Fr> = Vec::new();
+    let mut constant = Fr::ZERO;
+    for ((set, lows), scale_set) in sets.iter().zip(&low).zip(&scales) {
+        let mut y_pow = Fr::ONE;
+        for ((poly, _), r) in set.polys.iter().zip(lows) {
+            let s = *scale_set * y_pow * z0_inv;
+            members.push(polys[*poly]);
+            weights.push(s);
+            constant -= eval_poly_host(r, u) * s;
+            y_pow *= y;
+        }
+    }
+    let zt = vanishing_at(&super_set, u);
+    members.push(&h);
+    weights.push(-zt * z0_inv);
+    let mut l = combination(ctx, &members, &weights)?;
+    add_low(ctx, &mut l, &[constant])?;
+    ctx.backend.divide_linear(&mut l, u)?;
+    transcript.write_point(commit_poly(ctx, &l)?)?;
     Ok(())
+}
+
+/// `p(x)` for a few host coefficients (the low-degree interpolations).
+fn eval_poly_host(coeffs: &[Fr], x: Fr) -> Fr {
+    coeffs.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c)
 }

@@ -1,20 +1,21 @@
 //! The permutation (copy-constraint) argument: one grand product z per chunk of
 //! `degree - 2` columns, chained across chunks, with random blinding rows.
 
-use ff::{BatchInvert, Field, PrimeField};
+use ff::{Field, PrimeField};
+use gpu::{Poly, ProgramBuilder};
 use halo2_proofs::plonk::{Any, ProvingKey};
 use halo2_proofs::poly::Rotation;
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
-use rayon::prelude::*;
 
-use super::commit::{commit_lagrange, eval_poly, Coeffs};
+use super::commit::{commit_lagrange, eval_at};
+use super::keycache::KeyCache;
 use super::{Ctx, NativeError};
 
-/// The committed grand products, in coefficient form, one per chunk of columns.
+/// The committed grand products, in coefficient form (resident), one per chunk of columns.
 pub struct Committed {
-    pub products: Vec<Coeffs>,
+    pub products: Vec<Poly>,
 }
 
 /// Number of columns per grand product: `degree - 2`.
@@ -28,29 +29,33 @@ pub fn chunk_len(pk: &ProvingKey<G1Affine>) -> Result<usize, NativeError> {
     Ok(degree - 2)
 }
 
-/// Values of a column (Lagrange basis) of any type.
+/// The resident values (Lagrange basis, n rows) of a column of any type.
 pub fn column_values<'v>(
     column: &halo2_proofs::plonk::Column<Any>,
-    advice: &'v [Vec<Fr>],
-    fixed: &'v [halo2_proofs::poly::Polynomial<Fr, halo2_proofs::poly::LagrangeCoeff>],
-    instance: &'v [Vec<Fr>],
-) -> Result<&'v [Fr], NativeError> {
+    advice: &[&'v Poly],
+    cache: &'v KeyCache,
+    instance: &[&'v Poly],
+) -> Result<&'v Poly, NativeError> {
     let i = column.index();
     let found = match column.column_type() {
-        Any::Advice(_) => advice.get(i).map(|v| v.as_slice()),
-        Any::Fixed => fixed.get(i).map(|v| &v[..]),
-        Any::Instance => instance.get(i).map(|v| v.as_slice()),
+        Any::Advice(_) => advice.get(i).copied(),
+        Any::Fixed => cache.fixed_values.get(i),
+        Any::Instance => instance.get(i).copied(),
     };
     found.ok_or_else(|| NativeError::Internal(format!("column {column:?} missing")))
 }
 
-/// Computes, commits and writes the grand products.
+/// Computes, commits and writes the grand products, in the backend: per chunk of columns the
+/// row ratio `Π (v + β δ^c ω^i + γ) / Π (v + β σ(i) + γ)` (two programs and a batch inversion),
+/// its running product from the previous chunk's last value, and the blinding rows; only the
+/// blinding values go to the backend and one value per chunk comes back.
 #[allow(clippy::too_many_arguments)]
 pub fn commit<E, T>(
     ctx: &Ctx<'_>,
     pk: &ProvingKey<G1Affine>,
-    advice: &[Vec<Fr>],
-    instance: &[Vec<Fr>],
+    cache: &KeyCache,
+    advice: &[&Poly],
+    instance: &[&Poly],
     beta: Fr,
     gamma: Fr,
     rng: &mut dyn RngCore,
@@ -61,58 +66,82 @@ where
     T: TranscriptWrite<G1Affine, E>,
 {
     let n = ctx.n;
+    let backend = ctx.backend;
     let columns = pk.get_vk().cs().permutation().get_columns();
-    let sigmas = pk.permutation().permutations();
-    let fixed = pk.fixed_values();
     let chunk = chunk_len(pk)?;
     let bf = ctx.blinding_factors;
-    let omega = ctx.omega;
+    if cache.sigma_values.len() != columns.len() {
+        return Err(NativeError::Internal(format!(
+            "{} permutation columns but {} σ columns in the key cache",
+            columns.len(),
+            cache.sigma_values.len()
+        )));
+    }
 
     // δ^c for the running column index c.
     let mut delta_power = Fr::ONE;
     let mut last_z = Fr::ONE;
     let mut products = Vec::new();
-    for (cols, sigma_chunk) in columns.chunks(chunk).zip(sigmas.chunks(chunk)) {
-        // Denominators: Π (v + β σ(i) + γ).
-        let mut ratio = vec![Fr::ONE; n];
-        for (col, sigma) in cols.iter().zip(sigma_chunk) {
-            let values = column_values(col, advice, fixed, instance)?;
-            ratio
-                .par_iter_mut()
-                .zip(values.par_iter())
-                .zip(sigma.par_iter())
-                .for_each(|((r, v), s)| *r *= beta * s + gamma + v);
-        }
-        ratio.par_chunks_mut(1 << 12).for_each(|c| {
-            c.batch_invert();
-        });
-        // Numerators: Π (v + β δ^c ω^i + γ).
-        for col in cols {
-            let values = column_values(col, advice, fixed, instance)?;
-            let start = delta_power;
-            ratio
-                .par_chunks_mut(1 << 12)
-                .zip(values.par_chunks(1 << 12))
-                .enumerate()
-                .for_each(|(ci, (r, v))| {
-                    let mut point = start * omega.pow_vartime([(ci << 12) as u64]);
-                    for (r, v) in r.iter_mut().zip(v) {
-                        *r *= point * beta + gamma + v;
-                        point *= omega;
-                    }
-                });
-            delta_power *= Fr::DELTA;
-        }
-        let mut z = Vec::with_capacity(n);
-        z.push(last_z);
-        for row in 1..n {
-            let prev = z[row - 1];
-            z.push(prev * ratio[row - 1]);
-        }
-        for cell in &mut z[n - bf..] {
-            *cell = Fr::random(&mut *rng);
-        }
-        last_z = z[n - (bf + 1)];
+    for (cols, sigmas) in columns.chunks(chunk).zip(cache.sigma_values.chunks(chunk)) {
+        let k = cols.len();
+        let values = cols
+            .iter()
+            .map(|c| column_values(c, advice, cache, instance))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Denominators Π (v + β σ(i) + γ), inverted.
+        let den_program = {
+            let mut b = ProgramBuilder::new(2 * k);
+            let beta = b.constant(beta);
+            let gamma = b.constant(gamma);
+            let mut acc = b.constant(Fr::ONE);
+            for j in 0..k {
+                let v = b.query(j, 0)?;
+                let s = b.query(k + j, 0)?;
+                let bs = b.mul(beta, s);
+                let t = b.add(v, bs);
+                let t = b.add(t, gamma);
+                acc = b.mul(acc, t);
+            }
+            b.output(acc);
+            b.build()?
+        };
+        let mut inputs: Vec<&Poly> = values.clone();
+        inputs.extend(sigmas.iter());
+        let mut den = backend.zeros(n)?;
+        backend.eval_program(&den_program, &inputs, &mut den, 1, Fr::ZERO)?;
+        backend.batch_invert(&mut den)?;
+        // Ratios: Π (v + β δ^c ω^i + γ) times the inverted denominators.
+        let ratio_program = {
+            let mut b = ProgramBuilder::new(k + 2);
+            let gamma = b.constant(gamma);
+            let w = b.query(k, 0)?;
+            let mut acc = b.query(k + 1, 0)?;
+            for j in 0..k {
+                let v = b.query(j, 0)?;
+                let d = b.constant(beta * delta_power);
+                let dw = b.mul(d, w);
+                let t = b.add(v, dw);
+                let t = b.add(t, gamma);
+                acc = b.mul(acc, t);
+                delta_power *= Fr::DELTA;
+            }
+            b.output(acc);
+            b.build()?
+        };
+        let mut inputs: Vec<&Poly> = values;
+        inputs.push(&cache.omega);
+        inputs.push(&den);
+        let mut z = backend.zeros(n)?;
+        backend.eval_program(&ratio_program, &inputs, &mut z, 1, Fr::ZERO)?;
+        drop(den);
+        backend.prefix_product(&mut z, last_z)?;
+        let blinding: Vec<Fr> = (0..bf).map(|_| Fr::random(&mut *rng)).collect();
+        backend.write_range(&mut z, n - bf, &blinding)?;
+        last_z = backend
+            .read_range(&z, n - (bf + 1), 1)?
+            .first()
+            .copied()
+            .ok_or_else(|| NativeError::Internal("empty range read".into()))?;
         let _blind = Fr::random(&mut *rng);
         let (coeffs, c) = commit_lagrange(ctx, z)?;
         transcript.write_point(c)?;
@@ -144,10 +173,13 @@ where
     let x_last = ctx.rotate(x, Rotation(-((ctx.blinding_factors + 1) as i32)));
     let count = committed.products.len();
     for (i, z) in committed.products.iter().enumerate() {
-        transcript.write_scalar(eval_poly(z, x))?;
-        transcript.write_scalar(eval_poly(z, x_next))?;
-        if i + 1 < count {
-            transcript.write_scalar(eval_poly(z, x_last))?;
+        let points: &[Fr] = if i + 1 < count {
+            &[x, x_next, x_last]
+        } else {
+            &[x, x_next]
+        };
+        for v in eval_at(ctx, z, points)? {
+            transcript.write_scalar(v)?;
         }
     }
     Ok(())

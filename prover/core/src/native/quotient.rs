@@ -19,7 +19,6 @@ use halo2_proofs::plonk::{Any, Expression, ProvingKey};
 use halo2curves::bn256::{Fr, G1Affine};
 use rayon::prelude::*;
 
-use super::commit::Coeffs;
 use super::keycache::{extend, KeyCache};
 use super::lookup;
 use super::permutation::{chunk_len, Committed};
@@ -30,7 +29,7 @@ use super::{Ctx, NativeError};
 const CHUNK: usize = 1 << 12;
 
 /// Where each column is in the input list of the quotient programs.
-struct Layout {
+pub struct Layout {
     fixed: usize,
     advice: usize,
     instance: usize,
@@ -46,6 +45,25 @@ struct Layout {
 }
 
 impl Layout {
+    /// The circuit's fixed, advice and instance columns only, in that order (programs on the
+    /// circuit's own domain, such as the lookups' compression).
+    pub fn columns(counts: [usize; 3]) -> Self {
+        let none = usize::MAX;
+        Self {
+            fixed: 0,
+            advice: counts[0],
+            instance: counts[0] + counts[1],
+            sigma: none,
+            l0: none,
+            l_last: none,
+            l_active: none,
+            x: none,
+            products: none,
+            lookups: none,
+            counts,
+        }
+    }
+
     fn column(&self, kind: Any, index: usize) -> Result<usize, NativeError> {
         let (base, count) = match kind {
             Any::Fixed => (self.fixed, self.counts[0]),
@@ -62,7 +80,7 @@ impl Layout {
 }
 
 /// `e` in `b`, reading the circuit's columns through `layout`.
-fn expr(
+pub(crate) fn expr(
     b: &mut ProgramBuilder,
     e: &Expression<Fr>,
     layout: &Layout,
@@ -125,7 +143,7 @@ fn expr(
 /// Compiles `count` outputs (added to a builder by `add`, in order) into as few programs as the
 /// device's slot limit allows: all in one if they fit, else the range split in halves. Folding
 /// the programs one after another into the same accumulator gives the same values.
-fn compile(
+pub(crate) fn compile(
     inputs: usize,
     count: usize,
     add: &dyn Fn(&mut ProgramBuilder, usize) -> Result<Value, NativeError>,
@@ -167,7 +185,7 @@ fn compile(
 pub fn evaluate(
     ctx: &Ctx<'_>,
     pk: &ProvingKey<G1Affine>,
-    advice_coeffs: &[Coeffs],
+    advice_coeffs: &[Poly],
     instance_coeffs: &[Poly],
     challenges: &[Fr],
     cache: &KeyCache,
@@ -264,15 +282,14 @@ pub fn evaluate(
     part("compile");
 
     // This proof's columns, extended in the backend from their resident coefficients.
-    let extend = |p: &Poly| extend(backend, &ctx.ext, p);
-    let ext = |c: &Coeffs| extend(c.poly());
+    let ext = |p: &Poly| extend(backend, &ctx.ext, p);
     let advice = advice_coeffs
         .iter()
         .map(ext)
         .collect::<Result<Vec<_>, _>>()?;
     let instance = instance_coeffs
         .iter()
-        .map(extend)
+        .map(ext)
         .collect::<Result<Vec<_>, _>>()?;
     let products = perm
         .products

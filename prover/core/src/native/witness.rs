@@ -24,15 +24,18 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 use rayon::prelude::*;
 
-use super::commit::{commit_lagrange, Coeffs};
+use gpu::Poly;
+
+use super::commit::{coeffs_of, commit_poly, Values};
 use super::{Ctx, NativeError};
 
 /// The committed witness.
 pub struct Witness {
-    /// Advice columns as values on the domain (blinding rows included).
-    pub advice_values: Vec<Vec<Fr>>,
+    /// Advice columns as values on the domain (blinding rows included), on the host and in the
+    /// backend.
+    pub advice_values: Vec<Values>,
     /// The same columns in coefficient form (resident in the backend).
-    pub advice_coeffs: Vec<Coeffs>,
+    pub advice_coeffs: Vec<Poly>,
     /// Challenges by index.
     pub challenges: Vec<Fr>,
 }
@@ -45,8 +48,8 @@ where
     ctx: &'c Ctx<'a>,
     instances: &'c [&'c [Fr]],
     advice: Vec<Vec<Assigned<Fr>>>,
-    advice_values: Vec<Vec<Fr>>,
-    advice_coeffs: Vec<Option<Coeffs>>,
+    advice_values: Vec<Option<Values>>,
+    advice_coeffs: Vec<Option<Poly>>,
     column_phase: Vec<u8>,
     challenge_phase: Vec<u8>,
     challenges: HashMap<usize, Fr>,
@@ -101,9 +104,12 @@ where
             let _blind = Fr::random(&mut *self.rng);
         }
         for (&i, vals) in columns.iter().zip(values) {
-            let (coeffs, c) = commit_lagrange(self.ctx, vals.clone())?;
+            // The values go to the backend once; the coefficients are made there.
+            let vals = Values::new(self.ctx, vals)?;
+            let coeffs = coeffs_of(self.ctx, vals.poly())?;
+            let c = commit_poly(self.ctx, &coeffs)?;
             self.transcript.write_point(c)?;
-            self.advice_values[i] = vals;
+            self.advice_values[i] = Some(vals);
             self.advice_coeffs[i] = Some(coeffs);
         }
         for (index, &p) in self.challenge_phase.iter().enumerate() {
@@ -257,7 +263,7 @@ where
         ctx,
         instances,
         advice: vec![vec![Assigned::Zero; n]; num_advice],
-        advice_values: vec![Vec::new(); num_advice],
+        advice_values: (0..num_advice).map(|_| None).collect(),
         advice_coeffs: (0..num_advice).map(|_| None).collect(),
         column_phase,
         challenge_phase,
@@ -297,8 +303,16 @@ where
             c.ok_or_else(|| NativeError::Internal(format!("advice column {i} was never committed")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let advice_values = w
+        .advice_values
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.ok_or_else(|| NativeError::Internal(format!("advice column {i} was never committed")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Witness {
-        advice_values: w.advice_values,
+        advice_values,
         advice_coeffs,
         challenges,
     })
