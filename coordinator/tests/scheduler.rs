@@ -101,6 +101,7 @@ fn fake_proof(task: &Task) -> ProofPayload {
             engine: "reference".into(),
             backend: "cpu".into(),
             prove_ms: 42,
+            fallback: None,
         },
     }
 }

@@ -70,6 +70,7 @@ fn fake_proof(task: &Task) -> ProofPayload {
             engine: "stand-in".into(),
             backend: "cpu".into(),
             prove_ms: 1,
+            fallback: None,
         },
     }
 }

@@ -1006,6 +1006,27 @@ EXPORT CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t* out, CUfunction 
 
 // ---- launch -----------------------------------------------------------------------------------------
 
+// CUDA_EMU_FAIL_LAUNCH=KERNEL:N makes the N-th launch (1-based, counted since the process
+// started, all devices together) of KERNEL fault as a kernel fault does on a GPU: the launch
+// returns success and the context is left with a sticky CUDA_ERROR_LAUNCH_FAILED. For testing
+// what a program does when a device fails mid-computation.
+static bool injected_fault(const std::string& kernel, unsigned long long* nth) {
+    static const std::pair<std::string, unsigned long long> spec = [] {
+        const char* e = std::getenv("CUDA_EMU_FAIL_LAUNCH");
+        if (!e) return std::make_pair(std::string(), 0ull);
+        std::string v(e);
+        size_t colon = v.rfind(':');
+        if (colon == std::string::npos) return std::make_pair(v, 1ull);
+        return std::make_pair(v.substr(0, colon), std::strtoull(v.c_str() + colon + 1, nullptr, 10));
+    }();
+    if (spec.first.empty() || spec.first != kernel) return false;
+    static std::mutex mu;
+    static unsigned long long seen = 0;
+    std::lock_guard<std::mutex> g(mu);
+    *nth = ++seen;
+    return *nth == spec.second;
+}
+
 EXPORT CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                unsigned by, unsigned bz, unsigned shared, CUstream s, void** params,
                                void** extra) {
@@ -1024,7 +1045,11 @@ EXPORT CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned
         std::lock_guard<std::mutex> g(counters().mu);
         counters().launches_per_kernel[f->name]++;
     }
-    Result r = execute(*f, cfg, params);
+    unsigned long long nth = 0;
+    Result r = injected_fault(f->name, &nth)
+                   ? fail(ERROR_LAUNCH_FAILED, "kernel " + f->name + ": fault injected at launch " +
+                                                   std::to_string(nth) + " (CUDA_EMU_FAIL_LAUNCH)")
+                   : execute(*f, cfg, params);
     if (r != SUCCESS) {
         // A fault inside a kernel: the launch itself succeeded (as on a GPU); the context is
         // now unusable and every later call reports the fault.

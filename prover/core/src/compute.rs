@@ -31,6 +31,8 @@ pub struct Compute {
     /// Per proving key (by verifying-key digest): its extended-coset columns, built on the first
     /// native proof with that key. A second prover of the same key waits for the first build.
     key_caches: Mutex<HashMap<String, CacheSlot>>,
+    /// Proofs moved to the CPU backend by a device fault.
+    device_faults: std::sync::atomic::AtomicU64,
 }
 
 impl Compute {
@@ -45,6 +47,19 @@ impl Compute {
         tracing::info!(choice = %choice, backend = %selection.backend.name(), "compute backend selected");
         *slot = Some(selection.backend.clone());
         Ok(selection.backend)
+    }
+
+    /// Counts a device fault; returns the count so far.
+    pub fn note_device_fault(&self) -> u64 {
+        self.device_faults
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    /// Device faults counted so far.
+    pub fn device_faults(&self) -> u64 {
+        self.device_faults
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Uses `backend` from now on (replacing any backend selected before).

@@ -161,6 +161,8 @@ struct Proved {
     proof: Vec<u8>,
     engine: EngineKind,
     backend: String,
+    /// The backend and the fault that moved the proof to the CPU backend, if one did.
+    fallback: Option<String>,
 }
 
 impl ProvingCore {
@@ -214,7 +216,7 @@ impl ProvingCore {
         keys: &CircuitKeys,
         circuit: C,
         instances: &[Fr],
-        rng: impl RngCore,
+        rng: impl RngCore + Clone,
     ) -> Result<Proved, CoreError> {
         let srs = self.srs(k)?;
         let pk = &keys.pk;
@@ -223,31 +225,83 @@ impl ProvingCore {
                 proof: engine::prove(&srs, pk, circuit, instances, rng)?,
                 engine: EngineKind::Reference,
                 backend: "cpu".into(),
+                fallback: None,
             }),
             EngineKind::Native => {
                 let backend = self.backend()?;
-                let bases = self.bases(k)?;
-                let cache = self
-                    .compute
-                    .key_cache(&keys.meta.vk_digest, &*backend, pk)
-                    .map_err(EngineError::from)?;
-                let proof = engine::prove_native(
-                    &*backend,
-                    &srs,
-                    &bases,
-                    pk,
-                    Some(&cache),
-                    &circuit,
-                    instances,
-                    rng,
-                )?;
-                Ok(Proved {
-                    proof,
-                    engine: EngineKind::Native,
-                    backend: backend.name().to_string(),
-                })
+                let attempt =
+                    self.prove_native_on(&*backend, k, keys, &circuit, instances, rng.clone());
+                match attempt {
+                    Err(EngineError::Native(e))
+                        if e.is_backend_failure() && backend.name() != gpu::BackendName::Cpu =>
+                    {
+                        // A device fault is not the task's fault: prove it again on the CPU, in
+                        // this attempt, with the same randomness.
+                        let faults = self.compute.note_device_fault();
+                        tracing::warn!(
+                            backend = %backend.name(),
+                            error = %crate::report::error_line(&e),
+                            faults,
+                            "device fault during a proof; proving it again on the CPU backend"
+                        );
+                        let cpu = gpu::CpuBackend::new();
+                        let proof =
+                            self.prove_native_on(&cpu, k, keys, &circuit, instances, rng)?;
+                        Ok(Proved {
+                            proof,
+                            engine: EngineKind::Native,
+                            backend: gpu::ComputeBackend::name(&cpu).to_string(),
+                            fallback: Some(format!(
+                                "{}: {}",
+                                backend.name(),
+                                crate::report::error_line(&e)
+                            )),
+                        })
+                    }
+                    Err(e) => Err(e.into()),
+                    Ok(proof) => Ok(Proved {
+                        proof,
+                        engine: EngineKind::Native,
+                        backend: backend.name().to_string(),
+                        fallback: None,
+                    }),
+                }
             }
         }
+    }
+
+    /// One native proof on `backend`, with that backend's key cache.
+    fn prove_native_on<C: Circuit<Fr>>(
+        &self,
+        backend: &dyn gpu::ComputeBackend,
+        k: u32,
+        keys: &CircuitKeys,
+        circuit: &C,
+        instances: &[Fr],
+        rng: impl RngCore,
+    ) -> Result<Vec<u8>, EngineError> {
+        let srs = self.srs(k).map_err(|e| {
+            EngineError::Native(crate::native::NativeError::Internal(e.to_string()))
+        })?;
+        let bases = self.compute.bases(k, &srs);
+        let cache = self
+            .compute
+            .key_cache(&keys.meta.vk_digest, backend, &keys.pk)?;
+        engine::prove_native(
+            backend,
+            &srs,
+            &bases,
+            &keys.pk,
+            Some(&cache),
+            circuit,
+            instances,
+            rng,
+        )
+    }
+
+    /// Device faults that moved a proof to the CPU backend since this core was made.
+    pub fn device_faults(&self) -> u64 {
+        self.compute.device_faults()
     }
 
     fn srs_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<params::Srs>>> {
@@ -336,7 +390,11 @@ impl ProvingCore {
     }
 
     /// Proves a task as the coordinator hands it out.
-    pub fn prove_task(&self, task: &Task, rng: impl RngCore) -> Result<ProofPayload, CoreError> {
+    pub fn prove_task(
+        &self,
+        task: &Task,
+        rng: impl RngCore + Clone,
+    ) -> Result<ProofPayload, CoreError> {
         match task.payload()? {
             TaskPayload::Chunk(data) => self.prove_chunk(&task.task_id, &data, rng),
             TaskPayload::Batch(data) => self.prove_batch(&task.task_id, &data, rng),
@@ -348,7 +406,7 @@ impl ProvingCore {
         &self,
         task_id: &str,
         data: &ChunkTaskData,
-        rng: impl RngCore,
+        rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
         check_chunk(data)?;
         self.prove_chunk_unchecked(task_id, data, rng)
@@ -360,7 +418,7 @@ impl ProvingCore {
         &self,
         task_id: &str,
         data: &ChunkTaskData,
-        rng: impl RngCore,
+        rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
         check_shape(data)?;
         let started = Instant::now();
@@ -392,7 +450,7 @@ impl ProvingCore {
         &self,
         task_id: &str,
         data: &BatchTaskData,
-        rng: impl RngCore,
+        rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
         let config = data.config;
         check_batch_config(&config)?;
@@ -432,7 +490,7 @@ impl ProvingCore {
         &self,
         task_id: &str,
         data: &BatchTaskData,
-        rng: impl RngCore,
+        rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
         let config = data.config;
         check_batch_config(&config)?;
@@ -645,6 +703,7 @@ fn payload(
             engine: proved.engine.name().into(),
             backend: proved.backend,
             prove_ms: started.elapsed().as_millis() as u64,
+            fallback: proved.fallback,
         },
     }
 }

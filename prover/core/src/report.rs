@@ -23,6 +23,14 @@ pub fn causes_once<'a>(causes: impl IntoIterator<Item = &'a (dyn Error + 'static
     out
 }
 
+/// [`causes_once`] of `e` and its sources.
+pub fn error_line(e: &(dyn Error + 'static)) -> String {
+    fn source<'a>(e: &&'a (dyn Error + 'static)) -> Option<&'a (dyn Error + 'static)> {
+        (**e).source()
+    }
+    causes_once(std::iter::successors(Some(e), source))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -291,8 +291,13 @@ impl ProofPayload {
 #[serde(deny_unknown_fields)]
 pub struct ProofMeta {
     pub engine: String,
+    /// The backend that made the proof.
     pub backend: String,
     pub prove_ms: u64,
+    /// When a device fault stopped the proof on the configured backend and it was made again on
+    /// the CPU backend: that backend and the fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// A field element on the wire: `0x` + 64 hex digits, big-endian canonical value.

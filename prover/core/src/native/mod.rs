@@ -48,6 +48,13 @@ use self::open::Query;
 pub enum NativeError {
     #[error("compute backend: {0}")]
     Backend(#[from] BackendError),
+    /// A backend operation failed during a proof; `after` is the last step that finished.
+    #[error("compute backend, in the step after {after:?}: {source}")]
+    Device {
+        after: &'static str,
+        #[source]
+        source: BackendError,
+    },
     #[error("transcript: {0}")]
     Transcript(#[from] std::io::Error),
     #[error("circuit synthesis failed: {0}")]
@@ -106,11 +113,21 @@ pub fn srs_bases(params: &params::Srs) -> Bases {
     Bases::new(params.get_g().to_vec())
 }
 
+impl NativeError {
+    /// Whether the compute backend failed (a device fault, out of memory, a launch failure), as
+    /// opposed to the witness, the key or the transcript: the same proof may succeed on another
+    /// backend.
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(self, NativeError::Backend(_) | NativeError::Device { .. })
+    }
+}
+
 /// Creates a proof of `circuit` with public inputs `instances` (one slice per instance column)
 /// and writes it to `transcript`, in exactly the order of halo2-axiom 0.5.3's `create_proof` with
 /// `ProverSHPLONK`. `bases` must be [`srs_bases`] of the `params` the key was made with;
 /// `cache`, when given, must be [`KeyCache::new`] of `pk` (without one, its values are computed
-/// in this proof).
+/// in this proof). A backend failure is returned as [`NativeError::Device`], naming the last
+/// step that finished.
 #[allow(clippy::too_many_arguments)]
 pub fn create_proof<C, E, T>(
     backend: &dyn ComputeBackend,
@@ -122,6 +139,37 @@ pub fn create_proof<C, E, T>(
     instances: &[&[Fr]],
     rng: &mut dyn RngCore,
     transcript: &mut T,
+) -> Result<(), NativeError>
+where
+    C: Circuit<Fr>,
+    E: EncodedChallenge<G1Affine>,
+    T: TranscriptWrite<G1Affine, E>,
+{
+    let done = std::cell::Cell::new("start");
+    create_proof_steps(
+        backend, params, bases, pk, cache, circuit, instances, rng, transcript, &done,
+    )
+    .map_err(|e| match e {
+        NativeError::Backend(source) => NativeError::Device {
+            after: done.get(),
+            source,
+        },
+        other => other,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_proof_steps<C, E, T>(
+    backend: &dyn ComputeBackend,
+    params: &params::Srs,
+    bases: &Bases,
+    pk: &ProvingKey<G1Affine>,
+    cache: Option<&KeyCache>,
+    circuit: &C,
+    instances: &[&[Fr]],
+    rng: &mut dyn RngCore,
+    transcript: &mut T,
+    done: &std::cell::Cell<&'static str>,
 ) -> Result<(), NativeError>
 where
     C: Circuit<Fr>,
@@ -174,6 +222,7 @@ where
     let started = std::time::Instant::now();
     let mut last = started;
     let mut step = |name: &'static str| {
+        done.set(name);
         let now = std::time::Instant::now();
         tracing::debug!(
             step = name,
@@ -210,6 +259,7 @@ where
         instance_coeffs.push(commit::coeffs_of(&ctx, values.poly())?);
         instance_values.push(values);
     }
+    step("key cache and instances");
 
     // Phases: synthesis, advice commitments, challenges.
     let witness = witness::synthesize(&ctx, pk, circuit, instances, rng, transcript)?;
