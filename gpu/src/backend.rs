@@ -346,6 +346,12 @@ pub trait ComputeBackend: Send + Sync {
         direction: Direction,
     ) -> Result<(), BackendError>;
 
+    /// Free and total memory in bytes of the device behind this backend; `None` for backends
+    /// without one (the CPU's resident vectors are host memory).
+    fn device_memory(&self) -> Result<Option<(usize, usize)>, BackendError> {
+        Ok(None)
+    }
+
     // Resident vectors ([`Poly`]): made by this backend, used only with it.
 
     /// Copies `values` into a new resident vector.

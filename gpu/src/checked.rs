@@ -206,6 +206,10 @@ impl ComputeBackend for CheckedBackend {
         Ok(got)
     }
 
+    fn device_memory(&self) -> Result<Option<(usize, usize)>, BackendError> {
+        self.primary.device_memory()
+    }
+
     fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {
         {
             let (p, r) = poly.pair_mut()?;

@@ -37,7 +37,8 @@ pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues};
 pub use poly::Poly;
 pub use program::{Program, ProgramBuilder};
 pub use select::{
-    cuda_driver_probe, select, BackendChoice, DriverProbe, Selection, CUDA_DRIVER_LIB,
+    cuda_driver_probe, select, select_devices, BackendChoice, DriverProbe, Selection,
+    CUDA_DRIVER_LIB,
 };
 
 /// Curve and field types used by every backend (re-exported from `halo2curves::bn256`).

@@ -183,6 +183,59 @@ fn open_cuda() -> Result<CudaBackend, BackendError> {
     }
 }
 
+/// One backend per device: for `cuda`, the devices `devices` names (all the driver sees when
+/// `None`), each opened now; for `cpu`, the CPU backend; for `auto`, the CUDA devices when they
+/// can be opened, else the CPU backend with the reason. An ordinal the driver does not have, or
+/// an empty list, is an error.
+pub fn select_devices(
+    choice: BackendChoice,
+    devices: Option<&[usize]>,
+) -> Result<Vec<Selection>, BackendError> {
+    let open_all = || -> Result<Vec<Selection>, BackendError> {
+        let count = CudaBackend::device_count()?;
+        let ordinals: Vec<usize> = match devices {
+            Some(d) => d.to_vec(),
+            None => (0..count).collect(),
+        };
+        if ordinals.is_empty() {
+            return Err(BackendError::Unavailable(if count == 0 {
+                "the CUDA driver sees no device".into()
+            } else {
+                "no CUDA device configured".into()
+            }));
+        }
+        if let Some(bad) = ordinals.iter().find(|&&o| o >= count) {
+            return Err(BackendError::Unavailable(format!(
+                "CUDA device {bad} configured, but the driver sees {count} device(s) (0..{count})"
+            )));
+        }
+        ordinals
+            .iter()
+            .map(|&o| {
+                Ok(Selection {
+                    backend: Arc::new(CudaBackend::new(o)?) as Arc<dyn ComputeBackend>,
+                    fallback_reason: None,
+                })
+            })
+            .collect()
+    };
+    match choice {
+        BackendChoice::Cpu => Ok(vec![select(BackendChoice::Cpu)?]),
+        BackendChoice::Cuda => open_all(),
+        BackendChoice::Auto => match open_all() {
+            Ok(all) => Ok(all),
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(reason = %reason, "compute backend: falling back to the CPU");
+                Ok(vec![Selection {
+                    backend: Arc::new(CpuBackend::new()),
+                    fallback_reason: Some(reason),
+                }])
+            }
+        },
+    }
+}
+
 /// Chooses the backend. See the module documentation.
 pub fn select(choice: BackendChoice) -> Result<Selection, BackendError> {
     match choice {

@@ -87,6 +87,9 @@ pub use prover_core::engine::EngineKind as EngineChoice;
 /// Keys whose value is an optional integer (`null` by default): their environment variables take
 /// an integer or `null`.
 const OPTIONAL_INTEGER_KEYS: &[(&str, &str)] = &[("node", "seed")];
+/// Keys whose value is an optional list of integers (`null` by default): their environment
+/// variables take `null` or a comma-separated list.
+const OPTIONAL_LIST_KEYS: &[(&str, &str)] = &[("node", "devices")];
 
 /// The daemon itself.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -110,6 +113,9 @@ pub struct NodeSection {
     /// `auto` (CUDA when usable, else the CPU with a warning), `cpu` or `cuda` (an error at start
     /// without a usable CUDA device). Used by the native engine.
     pub backend: BackendChoice,
+    /// CUDA device ordinals to prove on (`null`: every device the driver sees). Worker i proves
+    /// on device `devices[i mod len]`.
+    pub devices: Option<Vec<usize>>,
     /// `native` (our prover, on `backend`) or `reference` (halo2-axiom's, on the CPU).
     pub engine: EngineChoice,
     /// A fixed rng seed for every proof (`null`: fresh OS randomness per proof). For
@@ -130,6 +136,7 @@ impl Default for NodeSection {
             max_attempts: 3,
             drain_timeout_sec: 600,
             backend: BackendChoice::Auto,
+            devices: None,
             engine: EngineChoice::Native,
             seed: None,
             provider_type: 1,
@@ -345,6 +352,26 @@ impl NodeConfig {
                     .into(),
             );
         }
+        if let Some(devices) = &n.devices {
+            if devices.is_empty() {
+                return bad(
+                    "node.devices",
+                    "must name at least one device (null: every device)".into(),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            if let Some(d) = devices.iter().find(|d| !seen.insert(**d)) {
+                return bad("node.devices", format!("device {d} is listed twice"));
+            }
+            if n.backend == BackendChoice::Cpu || n.engine == EngineChoice::Reference {
+                return bad(
+                    "node.devices",
+                    "names CUDA devices, but the node proves on the CPU (node.backend cpu or \
+                     node.engine reference); remove it or set it to null"
+                        .into(),
+                );
+            }
+        }
         if !(n.provider_type == 1 || n.provider_type == 2) {
             return bad(
                 "node.provider_type",
@@ -529,6 +556,12 @@ fn apply_env(
         let template = &defaults[section][key.as_str()];
         let parsed = if OPTIONAL_INTEGER_KEYS.contains(&(section, key.as_str())) {
             parse_optional_integer(&raw)
+        } else if OPTIONAL_LIST_KEYS.contains(&(section, key.as_str())) {
+            if raw.trim() == "null" {
+                Ok(serde_json::Value::Null)
+            } else {
+                parse_env_value(&serde_json::Value::Array(vec![]), &raw)
+            }
         } else {
             parse_env_value(template, &raw)
         }

@@ -325,3 +325,43 @@ fn bad_engine_backend_and_seed_values_are_rejected_clearly() {
     );
     assert!(err.to_string().contains("engine native"), "{err}");
 }
+
+#[test]
+fn devices_default_to_all_take_a_list_and_are_checked() {
+    let c = load_with(&[]).unwrap();
+    assert_eq!(c.node.devices, None, "null: every device");
+    let c = load_with(&[("PROVER_NODE_DEVICES", "0,2")]).unwrap();
+    assert_eq!(c.node.devices, Some(vec![0, 2]));
+    let c = load_with(&[
+        ("PROVER_NODE_DEVICES", "[1]"),
+        ("PROVER_NODE_BACKEND", "cuda"),
+    ])
+    .unwrap();
+    assert_eq!(c.node.devices, Some(vec![1]));
+    let c = load_with(&[("PROVER_NODE_DEVICES", "null")]).unwrap();
+    assert_eq!(c.node.devices, None);
+    let err = load_with(&[("PROVER_NODE_DEVICES", "zero")]).unwrap_err();
+    assert!(err.to_string().contains("PROVER_NODE_DEVICES"), "{err}");
+    for (env, reason) in [
+        (vec![("PROVER_NODE_DEVICES", "[]")], "at least one device"),
+        (vec![("PROVER_NODE_DEVICES", "1,1")], "listed twice"),
+        (
+            vec![("PROVER_NODE_DEVICES", "0"), ("PROVER_NODE_BACKEND", "cpu")],
+            "proves on the CPU",
+        ),
+        (
+            vec![
+                ("PROVER_NODE_DEVICES", "0"),
+                ("PROVER_NODE_ENGINE", "reference"),
+            ],
+            "proves on the CPU",
+        ),
+    ] {
+        let err = load_with(&env).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if *key == "node.devices"),
+            "{env:?}: {err}"
+        );
+        assert!(err.to_string().contains(reason), "{env:?}: {err}");
+    }
+}

@@ -86,6 +86,8 @@ struct StandIn {
     draws: Mutex<Vec<u64>>,
     /// Names of the backends the daemon handed over.
     backends: Mutex<Vec<String>>,
+    /// A device fault the stand-in reports as having moved its proofs to the CPU.
+    fallback: Option<String>,
 }
 
 impl TaskProver for StandIn {
@@ -102,7 +104,9 @@ impl TaskProver for StandIn {
             // Bounded so that the test's runtime can always shut down.
             let _ = gate.recv_timeout(Duration::from_secs(10));
         }
-        Ok(fake_proof(task))
+        let mut proof = fake_proof(task);
+        proof.meta.fallback = self.fallback.clone();
+        Ok(proof)
     }
     fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, ProveError> {
         Ok(format!("vk-{}", spec.task_type()))
@@ -180,6 +184,7 @@ async fn pulls_proves_submits_and_reports_health_and_metrics() {
     assert_eq!(health["backend"], "cpu");
     assert_eq!(health["stack_len"], 0);
     assert_eq!(health["workers"][0]["index"], 0);
+    assert_eq!(health["workers"][0]["device"], "cpu");
     assert_eq!(health["workers"][0]["public_key"], worker0_key(&c).await);
     assert!(health["workers"][0]["state"].is_string());
     let metrics = reqwest::get(format!("{base}/metrics"))
@@ -195,6 +200,7 @@ async fn pulls_proves_submits_and_reports_health_and_metrics() {
         "prover_proof_duration_seconds_count{task_type=\"chunk\"} 1",
         "prover_proofs_in_flight 0",
         "prover_backend{backend=\"cpu\",engine=\"native\"} 1",
+        "prover_device_faults_total{device=\"cpu\"} 0",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
@@ -204,6 +210,53 @@ async fn pulls_proves_submits_and_reports_health_and_metrics() {
     assert_eq!(summary.submissions_accepted, 1);
     assert_eq!(summary.left_in_stack, 0);
     assert_eq!(prover.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_moved_to_the_cpu_by_a_device_fault_is_submitted_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fake = Fake::start().await;
+    let t = task("t1", "{}");
+    fake.script("get_task", [Reply::task(&t)]);
+    let c = config(dir.path(), &fake.base_url());
+    let prover = Arc::new(StandIn {
+        fallback: Some("cuda:0 (test): CUDA driver: launch failed".into()),
+        ..StandIn::default()
+    });
+    let running = daemon::start(c.clone(), prover.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    let sub = submitted(&fake.next("submit_proof").await);
+    assert_eq!(
+        sub.status,
+        proof_status::OK,
+        "the proof is submitted, not failed"
+    );
+    let proof = ProofPayload::from_json_str(&sub.proof).unwrap();
+    assert_eq!(
+        proof.meta.fallback.as_deref(),
+        Some("cuda:0 (test): CUDA driver: launch failed"),
+        "the coordinator sees why the proof was made on the CPU"
+    );
+    fake.next("get_task").await;
+    let base = format!("http://{}", running.health_addr());
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "prover_device_faults_total{device=\"cpu\"} 1",
+        "prover_tasks_proved_total{task_type=\"chunk\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("prover_tasks_failed_total{task_type=\"chunk\"} 1"),
+        "a device fault is not the task's failure:\n{metrics}"
+    );
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

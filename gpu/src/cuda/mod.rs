@@ -370,6 +370,34 @@ fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction, Backen
 }
 
 impl CudaBackend {
+    /// How many CUDA devices the driver sees (an error when there is no usable driver).
+    pub fn device_count() -> Result<usize, BackendError> {
+        if let DriverProbe::NotFound { searched } = cuda_driver_probe() {
+            return Err(BackendError::Unavailable(format!(
+                "CUDA driver library {CUDA_DRIVER_LIB} not found (searched {}); install the \
+                 NVIDIA driver or use the cpu backend",
+                searched.join(", ")
+            )));
+        }
+        driver_loadable()?;
+        let count = std::panic::catch_unwind(CudaContext::device_count)
+            .map_err(|p| {
+                BackendError::Unavailable(format!(
+                    "the CUDA driver could not be used (cudarc panicked: {})",
+                    panic_message(p.as_ref())
+                ))
+            })?
+            .map_err(drv("counting devices"))?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    /// Free and total memory of the device in bytes (the driver's `cuMemGetInfo`).
+    pub fn memory_info(&self) -> Result<(usize, usize), BackendError> {
+        self.ctx
+            .mem_get_info()
+            .map_err(drv("reading free device memory"))
+    }
+
     /// Opens device `ordinal`: probes the driver, creates the context, compiles (or loads from
     /// the cache) the kernels. Every failure is an error, never a panic.
     pub fn new(ordinal: usize) -> Result<Self, BackendError> {
@@ -1136,6 +1164,10 @@ impl ComputeBackend for CudaBackend {
 
     fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
         self.poly_msm(bases, polys)
+    }
+
+    fn device_memory(&self) -> Result<Option<(usize, usize)>, BackendError> {
+        self.memory_info().map(Some)
     }
 
     fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {

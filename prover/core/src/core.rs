@@ -212,6 +212,7 @@ impl ProvingCore {
     /// Proves `circuit` with the configured engine.
     fn prove_circuit<C: Circuit<Fr>>(
         &self,
+        on: Option<&Arc<dyn gpu::ComputeBackend>>,
         k: u32,
         keys: &CircuitKeys,
         circuit: C,
@@ -228,7 +229,10 @@ impl ProvingCore {
                 fallback: None,
             }),
             EngineKind::Native => {
-                let backend = self.backend()?;
+                let backend = match on {
+                    Some(b) => b.clone(),
+                    None => self.backend()?,
+                };
                 let attempt =
                     self.prove_native_on(&*backend, k, keys, &circuit, instances, rng.clone());
                 match attempt {
@@ -395,9 +399,26 @@ impl ProvingCore {
         task: &Task,
         rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
+        self.prove_task_on(None, task, rng)
+    }
+
+    /// As [`Self::prove_task`], with the native engine on `backend` instead of the core's own
+    /// (a node with several devices proves each worker's tasks on that worker's device).
+    pub fn prove_task_on(
+        &self,
+        backend: Option<&Arc<dyn gpu::ComputeBackend>>,
+        task: &Task,
+        rng: impl RngCore + Clone,
+    ) -> Result<ProofPayload, CoreError> {
         match task.payload()? {
-            TaskPayload::Chunk(data) => self.prove_chunk(&task.task_id, &data, rng),
-            TaskPayload::Batch(data) => self.prove_batch(&task.task_id, &data, rng),
+            TaskPayload::Chunk(data) => {
+                check_chunk(&data)?;
+                self.prove_chunk_on(backend, &task.task_id, &data, rng)
+            }
+            TaskPayload::Batch(data) => {
+                self.check_batch(&data)?;
+                self.prove_batch_on(backend, &task.task_id, &data, rng)
+            }
         }
     }
 
@@ -420,6 +441,16 @@ impl ProvingCore {
         data: &ChunkTaskData,
         rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
+        self.prove_chunk_on(None, task_id, data, rng)
+    }
+
+    fn prove_chunk_on(
+        &self,
+        backend: Option<&Arc<dyn gpu::ComputeBackend>>,
+        task_id: &str,
+        data: &ChunkTaskData,
+        rng: impl RngCore + Clone,
+    ) -> Result<ProofPayload, CoreError> {
         check_shape(data)?;
         let started = Instant::now();
         let keys = self.chunk_keys(data.config)?;
@@ -432,7 +463,7 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proved = self.prove_circuit(data.config.k, &keys, builder, &instances, rng)?;
+        let proved = self.prove_circuit(backend, data.config.k, &keys, builder, &instances, rng)?;
         Ok(payload(
             task_id,
             CircuitSpec::Chunk {
@@ -452,6 +483,12 @@ impl ProvingCore {
         data: &BatchTaskData,
         rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
+        self.check_batch(data)?;
+        self.prove_batch_unchecked(task_id, data, rng)
+    }
+
+    /// The checks of [`Self::prove_batch`]: the chunk proofs verify and chain.
+    fn check_batch(&self, data: &BatchTaskData) -> Result<(), CoreError> {
         let config = data.config;
         check_batch_config(&config)?;
         if data.chunk_proofs.len() != config.num_chunks {
@@ -480,14 +517,23 @@ impl ProvingCore {
                 .map_err(|e| CoreError::Batch(format!("chunk proof {i} does not verify: {e}")))?;
             statements.push(chunk_statement(p)?);
         }
-        check_chain(&statements)?;
-        self.prove_batch_unchecked(task_id, data, rng)
+        check_chain(&statements)
     }
 
     /// Aggregation without the native chain check (the circuit must then reject a broken chain).
     /// The chunk proofs must still be valid proofs: snark-verifier panics on unparsable ones.
     pub fn prove_batch_unchecked(
         &self,
+        task_id: &str,
+        data: &BatchTaskData,
+        rng: impl RngCore + Clone,
+    ) -> Result<ProofPayload, CoreError> {
+        self.prove_batch_on(None, task_id, data, rng)
+    }
+
+    fn prove_batch_on(
+        &self,
+        backend: Option<&Arc<dyn gpu::ComputeBackend>>,
         task_id: &str,
         data: &BatchTaskData,
         rng: impl RngCore + Clone,
@@ -521,7 +567,7 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proved = self.prove_circuit(config.k, &keys, circuit, &instances, rng)?;
+        let proved = self.prove_circuit(backend, config.k, &keys, circuit, &instances, rng)?;
         Ok(payload(
             task_id,
             CircuitSpec::Batch { config },

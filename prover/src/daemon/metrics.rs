@@ -15,6 +15,11 @@ pub struct TypeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabel {
+    pub device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabel {
     pub backend: String,
     pub engine: String,
@@ -32,6 +37,7 @@ pub struct Metrics {
     refused: Family<TypeLabel, Counter>,
     duration: HistogramFamily,
     in_flight: Gauge,
+    device_faults: Family<DeviceLabel, Counter>,
     totals: [AtomicU64; 5],
 }
 
@@ -51,7 +57,8 @@ fn duration_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(backend: &str, engine: &str) -> Self {
+    /// `backends`: the backend of every device in use (one entry for the CPU).
+    pub fn new(backends: &[String], engine: &str) -> Self {
         let mut registry = Registry::with_prefix("prover");
         let pulled = Family::<TypeLabel, Counter>::default();
         let proved = Family::<TypeLabel, Counter>::default();
@@ -61,12 +68,27 @@ impl Metrics {
         let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
         let in_flight = Gauge::default();
         let backend_info = Family::<BackendLabel, Gauge>::default();
-        backend_info
-            .get_or_create(&BackendLabel {
-                backend: backend.into(),
-                engine: engine.into(),
-            })
-            .set(1);
+        for backend in backends {
+            backend_info
+                .get_or_create(&BackendLabel {
+                    backend: backend.clone(),
+                    engine: engine.into(),
+                })
+                .set(1);
+        }
+        let device_faults = Family::<DeviceLabel, Counter>::default();
+        for backend in backends {
+            // Present (at 0) from the start, so a dashboard sees the series before any fault.
+            let _ = device_faults.get_or_create(&DeviceLabel {
+                device: backend.clone(),
+            });
+        }
+        registry.register(
+            "device_faults",
+            "Proofs a device fault moved to the CPU backend (out of memory, launch failure, lost \
+             device), by device",
+            device_faults.clone(),
+        );
         registry.register(
             "tasks_pulled",
             "Tasks received from the coordinator",
@@ -112,6 +134,7 @@ impl Metrics {
             refused,
             duration,
             in_flight,
+            device_faults,
             totals: Default::default(),
         }
     }
@@ -141,6 +164,15 @@ impl Metrics {
                 task_type: task_type_name(task_type),
             })
             .observe(seconds);
+    }
+
+    /// Counts a proof that a fault of `device` moved to the CPU backend.
+    pub fn device_fault(&self, device: &str) {
+        self.device_faults
+            .get_or_create(&DeviceLabel {
+                device: device.to_string(),
+            })
+            .inc();
     }
 
     pub fn in_flight_add(&self, delta: i64) {

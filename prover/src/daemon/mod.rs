@@ -44,8 +44,17 @@ pub trait TaskProver: Send + Sync + 'static {
     /// The verifying-key digest announced in the login for `spec` (may generate keys).
     fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, ProveError>;
     /// Called once at start, before any proof, with the compute backend the daemon selected for
-    /// the native engine. The default ignores it.
+    /// the native engine (the first device when there are several). The default ignores it.
     fn use_backend(&self, _backend: Arc<dyn gpu::ComputeBackend>) {}
+    /// Proves on `backend` (a worker's own device) when given. The default ignores it.
+    fn prove_on(
+        &self,
+        _backend: Option<&Arc<dyn gpu::ComputeBackend>>,
+        task: &Task,
+        rng: ChaCha20Rng,
+    ) -> Result<ProofPayload, ProveError> {
+        self.prove(task, rng)
+    }
 }
 
 impl TaskProver for ProvingCore {
@@ -57,6 +66,14 @@ impl TaskProver for ProvingCore {
     }
     fn use_backend(&self, backend: Arc<dyn gpu::ComputeBackend>) {
         ProvingCore::use_backend(self, backend);
+    }
+    fn prove_on(
+        &self,
+        backend: Option<&Arc<dyn gpu::ComputeBackend>>,
+        task: &Task,
+        rng: ChaCha20Rng,
+    ) -> Result<ProofPayload, ProveError> {
+        Ok(self.prove_task_on(backend, task, rng)?)
     }
 }
 
@@ -159,13 +176,25 @@ pub async fn start(
     config.validate()?;
     let engine = config.node.engine;
     let choice = config.node.backend;
-    let backend = blocking(move || select_backend(engine, choice)).await??;
-    let backend_name = match &backend {
-        Some(b) => {
-            prover.use_backend(b.clone());
-            b.name().to_string()
+    let devices = config.node.devices.clone();
+    let backends = blocking(move || select_backends(engine, choice, devices.as_deref())).await??;
+    if let Some(first) = backends.first() {
+        prover.use_backend(first.clone());
+    }
+    let device_names: Vec<String> = if backends.is_empty() {
+        vec!["cpu".to_string()]
+    } else {
+        backends.iter().map(|b| b.name().to_string()).collect()
+    };
+    let backend_name = device_names.join(", ");
+    // Worker i proves on device i mod len (the CPU for the reference engine).
+    let worker_device = |i: usize| device_names[i % device_names.len()].clone();
+    let worker_backend = |i: usize| {
+        if backends.is_empty() {
+            None
+        } else {
+            Some(backends[i % backends.len()].clone())
         }
-        None => "cpu".to_string(),
     };
     if let Some(seed) = config.node.seed {
         tracing::warn!(
@@ -213,6 +242,7 @@ pub async fn start(
             .map(|id| {
                 Mutex::new(WorkerStatus {
                     index: id.index,
+                    device: worker_device(id.index),
                     public_key: id.public_key.clone(),
                     state: WorkerState::Idle,
                     task_id: None,
@@ -221,7 +251,7 @@ pub async fn start(
             })
             .collect(),
         status: Mutex::new("starting"),
-        metrics: Metrics::new(&backend_name, engine.name()),
+        metrics: Metrics::new(&device_names, engine.name()),
         stack: stack.clone(),
     });
     let server_stop = CancellationToken::new();
@@ -238,8 +268,21 @@ pub async fn start(
     })?;
     tracing::info!(%health_addr, backend = %backend_name, engine = %engine, workers = n, stack = %stack.path().display(), "health and metrics listening");
     let token = shutdown.clone();
+    let worker_backends: Vec<Option<Arc<dyn gpu::ComputeBackend>>> = identities
+        .iter()
+        .map(|id| worker_backend(id.index))
+        .collect();
     let handle = tokio::spawn(async move {
-        let result = supervise(config, prover, identities, stack, shared.clone(), token).await;
+        let result = supervise(
+            config,
+            prover,
+            identities,
+            worker_backends,
+            stack,
+            shared.clone(),
+            token,
+        )
+        .await;
         shared.set_status("stopping");
         server_stop.cancel();
         if let Err(e) = server.await {
@@ -258,6 +301,7 @@ async fn supervise(
     config: NodeConfig,
     prover: Arc<dyn TaskProver>,
     identities: Vec<identity::Identity>,
+    worker_backends: Vec<Option<Arc<dyn gpu::ComputeBackend>>>,
     stack: TaskStack,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
@@ -301,7 +345,7 @@ async fn supervise(
     // Workers stop on the daemon's token, or when one of them hits a storage error.
     let stop = shutdown.child_token();
     let mut handles = vec![];
-    for id in identities {
+    for (id, backend) in identities.into_iter().zip(worker_backends) {
         let login = LoginInfo {
             key: id.key.clone(),
             prover_name: format!("{}-{}", config.node.name, id.index),
@@ -322,7 +366,13 @@ async fn supervise(
             stack: stack.clone(),
             prover: prover.clone(),
             shared: shared.clone(),
-            settings: settings.clone(),
+            settings: WorkerSettings {
+                backend: backend
+                    .as_ref()
+                    .map_or_else(|| "cpu".to_string(), |b| b.name().to_string()),
+                ..settings.clone()
+            },
+            device: backend,
             shutdown: stop.clone(),
         };
         let stop_all = stop.clone();
@@ -368,20 +418,26 @@ async fn summary(
     })
 }
 
-/// The compute backend of the native engine, selected once at start (`auto` falls back to the CPU
-/// with a warning; `cuda` without a usable device is an error). `None` for the reference engine,
-/// which proves on the CPU and never touches a device.
-pub fn select_backend(
+/// The compute backends of the native engine, selected once at start: one per device of
+/// `devices` (every device the driver sees when `None`) for `cuda`, the CPU for `cpu`, and for
+/// `auto` the CUDA devices when usable, else the CPU with a warning (`cuda` without a usable
+/// device is an error). Empty for the reference engine, which proves on the CPU and never touches
+/// a device.
+pub fn select_backends(
     engine: EngineChoice,
     choice: BackendChoice,
-) -> Result<Option<Arc<dyn gpu::ComputeBackend>>, DaemonError> {
+    devices: Option<&[usize]>,
+) -> Result<Vec<Arc<dyn gpu::ComputeBackend>>, DaemonError> {
     if engine == EngineChoice::Reference {
-        return Ok(None);
+        return Ok(vec![]);
     }
-    let selection =
-        gpu::select(choice).map_err(|source| DaemonError::Backend { choice, source })?;
-    tracing::info!(%choice, backend = %selection.backend.name(), "compute backend selected");
-    Ok(Some(selection.backend))
+    let selections = gpu::select_devices(choice, devices)
+        .map_err(|source| DaemonError::Backend { choice, source })?;
+    let backends: Vec<Arc<dyn gpu::ComputeBackend>> =
+        selections.into_iter().map(|s| s.backend).collect();
+    let names: Vec<String> = backends.iter().map(|b| b.name().to_string()).collect();
+    tracing::info!(%choice, backends = %names.join(", "), "compute backends selected");
+    Ok(backends)
 }
 
 fn spec_k(spec: &CircuitSpec) -> String {

@@ -28,6 +28,8 @@ pub enum WorkerState {
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkerStatus {
     pub index: usize,
+    /// The backend this worker proves on (`cuda:1 (device name)`, `cpu`).
+    pub device: String,
     pub public_key: String,
     pub state: WorkerState,
     pub task_id: Option<String>,

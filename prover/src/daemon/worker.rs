@@ -56,6 +56,8 @@ pub struct Worker {
     pub prover: Arc<dyn TaskProver>,
     pub shared: Arc<Shared>,
     pub settings: WorkerSettings,
+    /// The device this worker proves on (`None`: the prover's own backend).
+    pub device: Option<Arc<dyn gpu::ComputeBackend>>,
     pub shutdown: CancellationToken,
 }
 
@@ -162,13 +164,14 @@ impl Worker {
         let prover = self.prover.clone();
         let job_task = task.clone();
         let seed = self.settings.seed;
+        let device = self.device.clone();
         let mut job = tokio::task::spawn_blocking(move || {
             let rng = match seed {
                 Some(seed) => ChaCha20Rng::seed_from_u64(seed),
                 None => ChaCha20Rng::from_rng(rand::rngs::OsRng)
                     .map_err(|e| -> super::ProveError { format!("seeding the rng: {e}").into() })?,
             };
-            prover.prove(&job_task, rng)
+            prover.prove_on(device.as_ref(), &job_task, rng)
         });
         let result = tokio::select! {
             r = &mut job => Some(r),
@@ -202,7 +205,15 @@ impl Worker {
         let submission = match result {
             Ok(Ok(proof)) => match serde_json::to_string(&proof) {
                 Ok(json) => {
-                    tracing::info!(seconds, "proved");
+                    if let Some(fault) = &proof.meta.fallback {
+                        tracing::warn!(
+                            device = %self.settings.backend,
+                            fault = %fault,
+                            "a device fault interrupted the proof; it was made on the CPU backend"
+                        );
+                        self.shared.metrics.device_fault(&self.settings.backend);
+                    }
+                    tracing::info!(seconds, backend = %proof.meta.backend, "proved");
                     self.shared.metrics.count(Total::Proved, task.task_type);
                     SubmitProofRequest {
                         uuid: task.uuid.clone(),
