@@ -196,6 +196,7 @@ fn native_proofs_on_cuda_and_cpu_are_byte_identical_and_verify() {
             rayon::current_num_threads()
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A fresh directory under the cargo target tmp dir (or the system's), kept for inspection.

@@ -2,7 +2,7 @@
 //! parameters, one proving core per test binary, and task builders.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use prover::rollup::RollupState;
@@ -19,7 +19,7 @@ pub const SMALL: ChunkConfig = ChunkConfig {
 };
 
 pub struct Env {
-    pub dir: tempfile::TempDir,
+    pub dir: ProcessDir,
     pub core: ProvingCore,
 }
 
@@ -29,11 +29,46 @@ impl Env {
     }
 }
 
+/// This test process's directory under the target's tmp directory. The environment lives in a
+/// static, which is never dropped, so it cannot remove its directory itself (a `TempDir` there
+/// left 1.5 GB of batch keys in /tmp per run): directories of processes that are gone are removed
+/// when the next one starts.
+pub struct ProcessDir(PathBuf);
+
+impl ProcessDir {
+    fn new() -> Self {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name
+                    .strip_prefix("prover-env-")
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = base.join(format!("prover-env-{}", std::process::id()));
+        // A directory of a process that had this pid before is stale.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test directory");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// One environment per test binary, with dev params for every k in `ks`.
 pub fn env(ks: &[u32]) -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = ProcessDir::new();
         let params_dir = dir.path().join("params");
         for &k in ks {
             params::ensure_dev(&params_dir, k, false).expect("dev params");
