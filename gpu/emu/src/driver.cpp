@@ -317,7 +317,7 @@ EXPORT CUresult cuDeviceGetName(char* name, int len, CUdevice d) {
 EXPORT CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice d) {
     if (Result r = valid_device(d)) return r;
     if (!bytes) return ERROR_INVALID_VALUE;
-    *bytes = kTotalMemory;
+    *bytes = total_memory();
     return SUCCESS;
 }
 
@@ -517,8 +517,8 @@ EXPORT CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
     Context* c;
     if (Result r = current(&c)) return r;
     if (!free_bytes || !total) return ERROR_INVALID_VALUE;
-    *total = kTotalMemory;
-    *free_bytes = kTotalMemory - memory().in_use();
+    *total = total_memory();
+    *free_bytes = total_memory() - memory().in_use();
     return SUCCESS;
 }
 

@@ -62,7 +62,8 @@ constexpr unsigned kMaxThreadsPerSm = 2048;
 constexpr unsigned kMaxBlocksPerSm = 32;
 constexpr unsigned kSmCount = 132;
 constexpr unsigned kWarpSize = 32;
-constexpr unsigned long long kTotalMemory = 80ull << 30;
+// The device's memory: 80 GiB, or CUDA_EMU_MEMORY bytes (read once).
+unsigned long long total_memory();
 
 // Registers a block of `threads` threads allocates (per-warp allocation in units of 256).
 unsigned long long block_registers(unsigned regs_per_thread, unsigned threads);

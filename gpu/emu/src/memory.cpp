@@ -69,14 +69,25 @@ void guarded_unmap(void* map, size_t map_len) {
 #endif
 }
 
+unsigned long long total_memory() {
+    static const unsigned long long total = [] {
+        if (const char* e = std::getenv("CUDA_EMU_MEMORY")) {
+            unsigned long long v = std::strtoull(e, nullptr, 10);
+            if (v > 0) return v;
+        }
+        return 80ull << 30;
+    }();
+    return total;
+}
+
 Result Memory::alloc(int device, size_t size, uintptr_t* out) {
     {
         std::lock_guard<std::mutex> g(mu_);
-        if (in_use_ + size > kTotalMemory) {
+        if (in_use_ + size > total_memory()) {
             return fail(ERROR_OUT_OF_MEMORY,
                         "allocating " + std::to_string(size) + " bytes: " +
                             std::to_string(in_use_) + " of the device's " +
-                            std::to_string(kTotalMemory) + " bytes are in use");
+                            std::to_string(total_memory()) + " bytes are in use");
         }
     }
     void* map = nullptr;

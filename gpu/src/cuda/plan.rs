@@ -296,3 +296,33 @@ pub fn pass_schedule(log_n: u32) -> Vec<u32> {
     let extra = log_n % passes;
     (0..passes).map(|p| base + u32::from(p < extra)).collect()
 }
+
+/// An upper bound of the device bytes one MSM of `n` resident scalars allocates while it runs
+/// (the scalars out of Montgomery form, the sorted bucket entries, bucket counts and offsets,
+/// segment, bucket and window sums), for memory planning.
+pub fn msm_scratch_bytes(n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let c = window_bits(n);
+    let windows = num_windows(c) as usize;
+    let total_buckets = windows << (c - 1);
+    let entries = n * windows;
+    let seg_len = segment_len(n, windows as u32).max(1) as usize;
+    let segments = entries.div_ceil(seg_len) + total_buckets;
+    let parts = windows * reduce_parts(1 << (c - 1)) as usize;
+    32 * n                     // scalars
+        + 4 * entries          // sorted entries
+        + 3 * 4 * total_buckets // counts, offsets, segment offsets
+        + 128 * segments       // segment sums (XYZZ)
+        + 128 * total_buckets  // bucket sums
+        + 128 * (parts + windows)
+}
+
+/// Device bytes of the tables of one NTT size and direction: the twiddles `w^k`, k < n/2, and
+/// the split coset power tables.
+pub fn ntt_table_bytes(log_n: u32) -> usize {
+    let n = 1usize << log_n;
+    let lo_bits = log_n / 2;
+    32 * (n / 2 + (1 << lo_bits) + (1 << (log_n - lo_bits)) + 1)
+}

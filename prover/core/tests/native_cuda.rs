@@ -157,6 +157,21 @@ fn native_proofs_on_cuda_and_cpu_are_byte_identical_and_verify() {
                  resident engine 111,444,232 bytes = 19.8×)",
                 on_cuda.len()
             );
+            // The device memory a node checks at start, against the measured peak.
+            let need = native::memory::device_need(&keys.pk).expect("device need");
+            let estimate = need.total(1);
+            let over = estimate as f64 / c.peak_bytes as f64;
+            println!(
+                "chunk k={k}: estimated device need {estimate} bytes (key cache {}, SRS and NTT \
+                 tables {}, per proof {}), measured peak {} bytes: estimate / peak = {over:.3}",
+                need.key_cache, need.shared, need.per_proof, c.peak_bytes
+            );
+            assert!(
+                estimate >= c.peak_bytes && over <= 1.25,
+                "k={k}: the device-memory estimate {estimate} must bound the measured peak {} \
+                 by at most 25 %",
+                c.peak_bytes
+            );
             // Issue 12's bound: the witness goes up once, commitments, evaluations and the proof
             // come down; everything else stays on the device.
             if k == 13 {

@@ -46,6 +46,14 @@ pub trait TaskProver: Send + Sync + 'static {
     /// Called once at start, before any proof, with the compute backend the daemon selected for
     /// the native engine (the first device when there are several). The default ignores it.
     fn use_backend(&self, _backend: Arc<dyn gpu::ComputeBackend>) {}
+    /// The device memory proving `spec` needs (`None`: no device is used, or unknown). May
+    /// load or generate keys. The default says `None`.
+    fn device_need(
+        &self,
+        _spec: &CircuitSpec,
+    ) -> Result<Option<prover_core::native::memory::DeviceNeed>, ProveError> {
+        Ok(None)
+    }
     /// Proves on `backend` (a worker's own device) when given. The default ignores it.
     fn prove_on(
         &self,
@@ -75,6 +83,16 @@ impl TaskProver for ProvingCore {
     ) -> Result<ProofPayload, ProveError> {
         Ok(self.prove_task_on(backend, task, rng)?)
     }
+    fn device_need(
+        &self,
+        spec: &CircuitSpec,
+    ) -> Result<Option<prover_core::native::memory::DeviceNeed>, ProveError> {
+        if self.config().engine != prover_core::engine::EngineKind::Native {
+            return Ok(None);
+        }
+        let keys = self.keys_for(spec)?;
+        Ok(Some(prover_core::native::memory::device_need(&keys.pk)?))
+    }
 }
 
 /// Errors that stop the daemon.
@@ -87,6 +105,21 @@ pub enum DaemonError {
         choice: BackendChoice,
         source: gpu::BackendError,
     },
+    #[error(
+        "device {device} has {} free of {}, but this node needs {} there ({detail}): free memory \
+         on the device, lower node.n_workers, or spread the workers over more devices \
+         (node.devices)",
+        gib(*.free), gib(*.total), gib(*.needed)
+    )]
+    DeviceMemory {
+        device: String,
+        needed: u64,
+        free: u64,
+        total: u64,
+        detail: String,
+    },
+    #[error("device memory: {0}")]
+    DeviceInfo(String),
     #[error(transparent)]
     Stack(#[from] StackError),
     #[error(transparent)]
@@ -323,6 +356,7 @@ async fn supervise(
         };
         vks.push(digest);
     }
+    check_device_memory(&config, prover.clone(), &worker_backends).await?;
     shared.set_status("ok");
     {
         let shared = shared.clone();
@@ -438,6 +472,83 @@ pub fn select_backends(
     let names: Vec<String> = backends.iter().map(|b| b.name().to_string()).collect();
     tracing::info!(%choice, backends = %names.join(", "), "compute backends selected");
     Ok(backends)
+}
+
+/// `bytes` in GiB (two decimals), or MiB (one) below 1 GiB.
+fn gib(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// Refuses to go on when a device's free memory is less than what its workers need: the key
+/// caches of every configured circuit, their SRS points and NTT tables, and one proof's peak per
+/// worker on that device (the largest circuit's). A clear error now instead of an out-of-memory
+/// fault mid-proof.
+async fn check_device_memory(
+    config: &NodeConfig,
+    prover: Arc<dyn TaskProver>,
+    worker_backends: &[Option<Arc<dyn gpu::ComputeBackend>>],
+) -> Result<(), DaemonError> {
+    let mut devices: Vec<(Arc<dyn gpu::ComputeBackend>, u64)> = vec![];
+    for b in worker_backends.iter().flatten() {
+        match devices.iter_mut().find(|(d, _)| Arc::ptr_eq(d, b)) {
+            Some((_, workers)) => *workers += 1,
+            None => devices.push((b.clone(), 1)),
+        }
+    }
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let specs: Vec<CircuitSpec> = config
+        .node
+        .task_types
+        .iter()
+        .filter_map(|t| config.circuits.spec_for(*t))
+        .collect();
+    let needs = blocking(move || {
+        specs
+            .iter()
+            .map(|s| prover.device_need(s).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?
+    .map_err(DaemonError::DeviceInfo)?;
+    let needs: Vec<_> = needs.into_iter().flatten().collect();
+    if needs.is_empty() {
+        return Ok(());
+    }
+    let key_caches: u64 = needs.iter().map(|n| n.key_cache).sum();
+    let shared: u64 = needs.iter().map(|n| n.shared).sum();
+    let per_proof = needs.iter().map(|n| n.per_proof).max().unwrap_or(0);
+    for (backend, workers) in devices {
+        let Some((free, total)) = backend
+            .device_memory()
+            .map_err(|e| DaemonError::DeviceInfo(format!("{}: {e}", backend.name())))?
+        else {
+            continue;
+        };
+        let needed = key_caches + shared + workers * per_proof;
+        let detail = format!(
+            "key caches {}, SRS points and NTT tables {}, {workers} proof(s) at once × {}",
+            gib(key_caches),
+            gib(shared),
+            gib(per_proof)
+        );
+        tracing::info!(device = %backend.name(), free = %gib(free as u64), needed = %gib(needed), %detail, "device memory");
+        if needed > free as u64 {
+            return Err(DaemonError::DeviceMemory {
+                device: backend.name().to_string(),
+                needed,
+                free: free as u64,
+                total: total as u64,
+                detail,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn spec_k(spec: &CircuitSpec) -> String {

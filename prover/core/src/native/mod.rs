@@ -23,6 +23,7 @@
 pub mod commit;
 pub mod keycache;
 pub mod lookup;
+pub mod memory;
 pub mod open;
 pub mod permutation;
 pub mod program;
