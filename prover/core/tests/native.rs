@@ -486,7 +486,11 @@ fn native_chunk_proof_passes_the_production_verifier() {
     use snark_verifier_sdk::halo2::PoseidonTranscript;
     use snark_verifier_sdk::NativeLoader;
 
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("native-chunk");
+    // The build's tmp directory; the system's where the binary runs elsewhere (the lent GPU).
+    let dir = Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(std::env::temp_dir)
+        .join("native-chunk");
     let params_dir = dir.join("params");
     std::fs::create_dir_all(&params_dir).expect("params dir");
     let config = ChunkConfig {

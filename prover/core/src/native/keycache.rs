@@ -32,14 +32,82 @@ pub struct KeyCache {
     pub(crate) x: Poly,
     /// `1 / ((g·ω_ext^i)^n - 1)`: the division by the vanishing polynomial.
     pub(crate) t_inv: Poly,
-    /// On the circuit's domain (n rows): the fixed columns' values and coefficients.
-    pub(crate) fixed_values: Vec<Poly>,
-    pub(crate) fixed_coeffs: Vec<Poly>,
-    /// The σ columns' values (the permutation's `σ(i)`) and coefficients.
-    pub(crate) sigma_values: Vec<Poly>,
-    pub(crate) sigma_coeffs: Vec<Poly>,
-    /// `ω^i` for i < n: the identity permutation's points.
+    /// On a device: the key's columns on the circuit's domain, kept (see [`Held`]).
+    domain: Option<(DomainValues, DomainCoeffs)>,
+}
+
+/// The key's columns on the circuit's domain (n rows) as values: read by the grand products and
+/// the lookups' compression.
+pub struct DomainValues {
+    pub(crate) fixed: Vec<Poly>,
+    /// The permutation's `σ(i)`.
+    pub(crate) sigmas: Vec<Poly>,
+    /// `ω^i`: the identity permutation's points.
     pub(crate) omega: Poly,
+}
+
+/// The key's columns on the circuit's domain as coefficients: evaluated and opened.
+pub struct DomainCoeffs {
+    pub(crate) fixed: Vec<Poly>,
+    pub(crate) sigmas: Vec<Poly>,
+}
+
+/// Columns a device keeps in the cache, or the CPU backend makes for one step of one proof: its
+/// resident vectors are host memory, so keeping them would hold a second copy of what the proving
+/// key already holds for as long as the key is cached (about 1 GB for the batch circuit at
+/// k=20), while a copy made per step is freed before the quotient's peak.
+pub enum Held<'a, T> {
+    Cached(&'a T),
+    Fresh(T),
+}
+
+impl<T> std::ops::Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Held::Cached(t) => t,
+            Held::Fresh(t) => t,
+        }
+    }
+}
+
+fn upload_all<B>(
+    backend: &dyn ComputeBackend,
+    polys: &[halo2_proofs::poly::Polynomial<Fr, B>],
+) -> Result<Vec<Poly>, NativeError> {
+    polys.iter().map(|p| Ok(backend.upload(&p[..])?)).collect()
+}
+
+fn domain_values(
+    backend: &dyn ComputeBackend,
+    pk: &ProvingKey<G1Affine>,
+) -> Result<DomainValues, NativeError> {
+    let vk = pk.get_vk();
+    let n = vk.get_domain().n as usize;
+    let w = vk.get_domain().get_omega();
+    let mut p = Fr::ONE;
+    let powers = (0..n)
+        .map(|_| {
+            let v = p;
+            p *= w;
+            v
+        })
+        .collect();
+    Ok(DomainValues {
+        fixed: upload_all(backend, pk.fixed_values())?,
+        sigmas: upload_all(backend, pk.permutation().permutations())?,
+        omega: backend.upload_owned(powers)?,
+    })
+}
+
+fn domain_coeffs(
+    backend: &dyn ComputeBackend,
+    pk: &ProvingKey<G1Affine>,
+) -> Result<DomainCoeffs, NativeError> {
+    Ok(DomainCoeffs {
+        fixed: upload_all(backend, pk.fixed_polys())?,
+        sigmas: upload_all(backend, pk.permutation().polys())?,
+    })
 }
 
 /// `coeffs` (at most `ext.size()` of them, zero padded) on the extended coset of `ext`, resident
@@ -103,12 +171,6 @@ impl KeyCache {
         let hdomain = vk.get_domain();
         let ext = Domain::new(hdomain.extended_k())?;
         let n = hdomain.n as usize;
-        fn upload_all<B>(
-            backend: &dyn ComputeBackend,
-            polys: &[halo2_proofs::poly::Polynomial<Fr, B>],
-        ) -> Result<Vec<Poly>, NativeError> {
-            polys.iter().map(|p| Ok(backend.upload(&p[..])?)).collect()
-        }
         let all = |polys: &[halo2_proofs::poly::Polynomial<Fr, halo2_proofs::poly::Coeff>]| {
             polys
                 .iter()
@@ -125,31 +187,46 @@ impl KeyCache {
             l_active: to_extended(backend, &ext, &pk.l_active_row()[..])?,
             x: to_extended(backend, &ext, &[Fr::ZERO, Fr::ONE])?,
             t_inv: backend.upload(&vanishing_inverse(n, &ext)?)?,
-            fixed_values: upload_all(backend, pk.fixed_values())?,
-            fixed_coeffs: upload_all(backend, pk.fixed_polys())?,
-            sigma_values: upload_all(backend, pk.permutation().permutations())?,
-            sigma_coeffs: upload_all(backend, pk.permutation().polys())?,
-            omega: {
-                let w = hdomain.get_omega();
-                let mut p = Fr::ONE;
-                backend.upload_owned(
-                    (0..n)
-                        .map(|_| {
-                            let v = p;
-                            p *= w;
-                            v
-                        })
-                        .collect(),
-                )?
+            domain: if backend.name() == gpu::BackendName::Cpu {
+                None
+            } else {
+                Some((domain_values(backend, pk)?, domain_coeffs(backend, pk)?))
             },
+        })
+    }
+
+    /// The key's columns on the domain as values: kept on a device, made now on the CPU.
+    pub fn domain_values(
+        &self,
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+    ) -> Result<Held<'_, DomainValues>, NativeError> {
+        Ok(match &self.domain {
+            Some((v, _)) => Held::Cached(v),
+            None => Held::Fresh(domain_values(backend, pk)?),
+        })
+    }
+
+    /// The key's columns on the domain as coefficients: kept on a device, made now on the CPU.
+    pub fn domain_coeffs(
+        &self,
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+    ) -> Result<Held<'_, DomainCoeffs>, NativeError> {
+        Ok(match &self.domain {
+            Some((_, c)) => Held::Cached(c),
+            None => Held::Fresh(domain_coeffs(backend, pk)?),
         })
     }
 
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
         let extended = self.fixed.len() + self.sigmas.len() + 5;
-        let own = 2 * (self.fixed_values.len() + self.sigma_values.len()) + 1;
-        (extended * self.l0.len() + own * self.omega.len()) * std::mem::size_of::<Fr>()
+        let own = match &self.domain {
+            Some((v, _)) => (2 * (v.fixed.len() + v.sigmas.len()) + 1) * v.omega.len(),
+            None => 0,
+        };
+        (extended * self.l0.len() + own) * std::mem::size_of::<Fr>()
     }
 
     /// Refuses a cache built for another key or held by another backend.

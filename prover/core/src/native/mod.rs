@@ -287,7 +287,9 @@ where
         cs.num_advice_columns(),
         cs.num_instance_columns(),
     ]);
-    let mut column_inputs: Vec<&gpu::Poly> = cache.fixed_values.iter().collect();
+    // The key's columns on the domain (made now on the CPU backend, freed before the quotient).
+    let key_values = cache.domain_values(backend, pk)?;
+    let mut column_inputs: Vec<&gpu::Poly> = key_values.fixed.iter().collect();
     column_inputs.extend(advice_resident.iter().copied());
     column_inputs.extend(instance_resident.iter().copied());
     let mut permuted = Vec::with_capacity(cs.lookups().len());
@@ -312,7 +314,7 @@ where
     let perm = permutation::commit(
         &ctx,
         pk,
-        cache,
+        &key_values,
         &advice_resident,
         &instance_resident,
         beta,
@@ -328,6 +330,8 @@ where
         .collect::<Result<Vec<_>, _>>()?;
 
     step("lookup products");
+    drop(column_inputs);
+    drop(key_values);
     let random = vanishing::commit_random(&ctx, rng, transcript)?;
     let y = *transcript.squeeze_challenge_scalar::<()>();
     step("random polynomial");
@@ -358,6 +362,7 @@ where
 
     step("h pieces");
     let x = *transcript.squeeze_challenge_scalar::<()>();
+    let key_coeffs = cache.domain_coeffs(backend, pk)?;
     let xn = x.pow_vartime([n as u64]);
 
     // Evaluations, in halo2's order: advice, fixed, random, σ, permutation products (all in the
@@ -371,17 +376,13 @@ where
         transcript.write_scalar(eval)?;
     }
     for (column, rot) in cs.fixed_queries() {
-        let eval = eval_one(
-            &ctx,
-            &cache.fixed_coeffs[column.index()],
-            ctx.rotate(x, *rot),
-        )?;
+        let eval = eval_one(&ctx, &key_coeffs.fixed[column.index()], ctx.rotate(x, *rot))?;
         transcript.write_scalar(eval)?;
     }
     let h_poly = vanishing::combine(&ctx, &pieces, xn)?;
     drop(pieces);
     transcript.write_scalar(eval_one(&ctx, &random, x)?)?;
-    for sigma in &cache.sigma_coeffs {
+    for sigma in &key_coeffs.sigmas {
         transcript.write_scalar(eval_one(&ctx, sigma, x)?)?;
     }
     permutation::evaluate(&ctx, &perm, x, transcript)?;
@@ -448,7 +449,7 @@ where
         });
     }
     let fixed_base = polys.len();
-    polys.extend(cache.fixed_coeffs.iter());
+    polys.extend(key_coeffs.fixed.iter());
     for (column, rot) in cs.fixed_queries() {
         queries.push(Query {
             poly: fixed_base + column.index(),
@@ -456,8 +457,8 @@ where
         });
     }
     let sigma_base = polys.len();
-    polys.extend(cache.sigma_coeffs.iter());
-    for i in 0..cache.sigma_coeffs.len() {
+    polys.extend(key_coeffs.sigmas.iter());
+    for i in 0..key_coeffs.sigmas.len() {
         queries.push(Query {
             poly: sigma_base + i,
             point: x,

@@ -10,7 +10,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 
 use super::commit::{commit_lagrange, eval_at};
-use super::keycache::KeyCache;
+use super::keycache::DomainValues;
 use super::{Ctx, NativeError};
 
 /// The committed grand products, in coefficient form (resident), one per chunk of columns.
@@ -33,13 +33,13 @@ pub fn chunk_len(pk: &ProvingKey<G1Affine>) -> Result<usize, NativeError> {
 pub fn column_values<'v>(
     column: &halo2_proofs::plonk::Column<Any>,
     advice: &[&'v Poly],
-    cache: &'v KeyCache,
+    key: &'v DomainValues,
     instance: &[&'v Poly],
 ) -> Result<&'v Poly, NativeError> {
     let i = column.index();
     let found = match column.column_type() {
         Any::Advice(_) => advice.get(i).copied(),
-        Any::Fixed => cache.fixed_values.get(i),
+        Any::Fixed => key.fixed.get(i),
         Any::Instance => instance.get(i).copied(),
     };
     found.ok_or_else(|| NativeError::Internal(format!("column {column:?} missing")))
@@ -53,7 +53,7 @@ pub fn column_values<'v>(
 pub fn commit<E, T>(
     ctx: &Ctx<'_>,
     pk: &ProvingKey<G1Affine>,
-    cache: &KeyCache,
+    key: &DomainValues,
     advice: &[&Poly],
     instance: &[&Poly],
     beta: Fr,
@@ -70,11 +70,11 @@ where
     let columns = pk.get_vk().cs().permutation().get_columns();
     let chunk = chunk_len(pk)?;
     let bf = ctx.blinding_factors;
-    if cache.sigma_values.len() != columns.len() {
+    if key.sigmas.len() != columns.len() {
         return Err(NativeError::Internal(format!(
             "{} permutation columns but {} σ columns in the key cache",
             columns.len(),
-            cache.sigma_values.len()
+            key.sigmas.len()
         )));
     }
 
@@ -82,11 +82,11 @@ where
     let mut delta_power = Fr::ONE;
     let mut last_z = Fr::ONE;
     let mut products = Vec::new();
-    for (cols, sigmas) in columns.chunks(chunk).zip(cache.sigma_values.chunks(chunk)) {
+    for (cols, sigmas) in columns.chunks(chunk).zip(key.sigmas.chunks(chunk)) {
         let k = cols.len();
         let values = cols
             .iter()
-            .map(|c| column_values(c, advice, cache, instance))
+            .map(|c| column_values(c, advice, key, instance))
             .collect::<Result<Vec<_>, _>>()?;
         // Denominators Π (v + β σ(i) + γ), inverted.
         let den_program = {
@@ -129,7 +129,7 @@ where
             b.build()?
         };
         let mut inputs: Vec<&Poly> = values;
-        inputs.push(&cache.omega);
+        inputs.push(&key.omega);
         inputs.push(&den);
         let mut z = backend.zeros(n)?;
         backend.eval_program(&ratio_program, &inputs, &mut z, 1, Fr::ZERO)?;
