@@ -80,12 +80,14 @@ impl Compute {
 
 impl Compute {
     /// The [`KeyCache`] of `pk` (whose verifying-key digest is `digest`), built once with
-    /// `backend`.
+    /// `backend`; with `file` (its path and the key's SHA-256), its coset columns are kept on
+    /// disk next to the key ([`KeyCache::with_file`]).
     pub fn key_cache(
         &self,
         digest: &str,
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
+        file: Option<(&std::path::Path, &str)>,
     ) -> Result<Arc<KeyCache>, NativeError> {
         // The columns are resident in the backend: one cache per key and backend.
         let slot = lock(&self.key_caches)
@@ -97,7 +99,10 @@ impl Compute {
             return Ok(c.clone());
         }
         let started = std::time::Instant::now();
-        let built = Arc::new(KeyCache::new(backend, pk)?);
+        let built = Arc::new(match file {
+            Some((path, sha)) => KeyCache::with_file(backend, pk, path, sha)?,
+            None => KeyCache::new(backend, pk)?,
+        });
         tracing::info!(
             key = digest,
             mib = built.size_bytes() >> 20,

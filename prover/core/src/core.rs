@@ -288,9 +288,13 @@ impl ProvingCore {
             EngineError::Native(crate::native::NativeError::Internal(e.to_string()))
         })?;
         let bases = self.compute.bases(k, &srs);
-        let cache = self
-            .compute
-            .key_cache(&keys.meta.vk_digest, backend, &keys.pk)?;
+        let coset_file = self.keys.coset_path(&keys.meta.spec, &srs);
+        let cache = self.compute.key_cache(
+            &keys.meta.vk_digest,
+            backend,
+            &keys.pk,
+            Some((&coset_file, &keys.meta.pk_sha256)),
+        )?;
         engine::prove_native(
             backend,
             &srs,

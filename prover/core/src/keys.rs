@@ -122,6 +122,13 @@ impl KeyStore {
         }
     }
 
+    /// Where the native engine keeps the coset cache of `spec`'s key over `params`: next to the
+    /// key, `{entry}.coset`.
+    pub fn coset_path(&self, spec: &CircuitSpec, params: &params::Srs) -> PathBuf {
+        self.dir
+            .join(format!("{}.coset", Self::entry_name(spec, params)))
+    }
+
     fn entry_name(spec: &CircuitSpec, params: &params::Srs) -> String {
         let spec_json = serde_json::to_string(spec).unwrap_or_default();
         let mut h = Sha256::new();
@@ -335,7 +342,7 @@ impl KeyStore {
 /// Writes `path` through a temporary file, fsync and rename, so readers see all or nothing.
 /// The temporary name is unique per write (process id and a counter): two key stores of one
 /// process writing the same entry at once each rename their own complete file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));

@@ -167,24 +167,108 @@ impl KeyCache {
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
     ) -> Result<Self, NativeError> {
+        Self::build(backend, pk, None)
+    }
+
+    /// As [`Self::new`], with the extended-coset columns kept on disk at `path` (next to the
+    /// proving key whose SHA-256 is `pk_sha256`; see [`super::coset_file`]) on the CPU backend:
+    /// read from there when the file is valid, else computed and written there. A device
+    /// computes them instead (its coset NTTs take less time than reading and hashing the file
+    /// would, and the file's values would have to cross PCIe at the extended size).
+    pub fn with_file(
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+        path: &std::path::Path,
+        pk_sha256: &str,
+    ) -> Result<Self, NativeError> {
+        if backend.name() != gpu::BackendName::Cpu {
+            return Self::new(backend, pk);
+        }
+        Self::build(backend, pk, Some((path, pk_sha256)))
+    }
+
+    fn build(
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+        file: Option<(&std::path::Path, &str)>,
+    ) -> Result<Self, NativeError> {
         let vk = pk.get_vk();
         let hdomain = vk.get_domain();
         let ext = Domain::new(hdomain.extended_k())?;
         let n = hdomain.n as usize;
-        let all = |polys: &[halo2_proofs::poly::Polynomial<Fr, halo2_proofs::poly::Coeff>]| {
-            polys
-                .iter()
-                .map(|p| to_extended(backend, &ext, &p[..]))
-                .collect::<Result<Vec<_>, _>>()
+        // The coefficients behind the extended columns: fixed, σ, l0, l_last, l_active.
+        let mut sources: Vec<&[Fr]> = pk.fixed_polys().iter().map(|p| &p[..]).collect();
+        sources.extend(pk.permutation().polys().iter().map(|p| &p[..]));
+        sources.extend([&pk.l0()[..], &pk.l_last()[..], &pk.l_active_row()[..]]);
+        let loaded = match file {
+            Some((path, sha)) => {
+                match super::coset_file::read(path, sha, ext.size(), sources.len()) {
+                    Ok(Some(columns)) => {
+                        tracing::info!(file = %path.display(), "native engine: coset cache read from disk");
+                        Some(columns)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "native engine: coset cache file unusable; computing it again");
+                        None
+                    }
+                }
+            }
+            None => None,
         };
+        let read_from_file = loaded.is_some();
+        let mut columns = match loaded {
+            Some(columns) => columns
+                .into_iter()
+                .map(|c| Ok(backend.upload_owned(c)?))
+                .collect::<Result<Vec<_>, NativeError>>()?,
+            None => sources
+                .iter()
+                .map(|c| to_extended(backend, &ext, c))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if let (Some((path, sha)), false) = (file, read_from_file) {
+            let hosts: Option<Vec<&[Fr]>> = columns.iter().map(|p| p.host_slice()).collect();
+            match hosts {
+                Some(hosts) => match super::coset_file::write(path, sha, ext.size(), &hosts) {
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), "native engine: coset cache written next to the key")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "native engine: coset cache not written (the next process computes it again)")
+                    }
+                },
+                None => {
+                    tracing::warn!("native engine: coset cache not in host memory; not written")
+                }
+            }
+        }
+        let fixed_count = pk.fixed_polys().len();
+        let sigma_count = pk.permutation().polys().len();
+        let l_active = columns
+            .pop()
+            .ok_or_else(|| NativeError::Internal("coset cache: l_active missing".into()))?;
+        let l_last = columns
+            .pop()
+            .ok_or_else(|| NativeError::Internal("coset cache: l_last missing".into()))?;
+        let l0 = columns
+            .pop()
+            .ok_or_else(|| NativeError::Internal("coset cache: l0 missing".into()))?;
+        if columns.len() != fixed_count + sigma_count {
+            return Err(NativeError::Internal(format!(
+                "coset cache: {} columns for {fixed_count} fixed and {sigma_count} σ",
+                columns.len()
+            )));
+        }
+        let sigmas = columns.split_off(fixed_count);
         Ok(Self {
             key_repr: vk.transcript_repr(),
             backend: backend.name().to_string(),
-            fixed: all(pk.fixed_polys())?,
-            sigmas: all(pk.permutation().polys())?,
-            l0: to_extended(backend, &ext, &pk.l0()[..])?,
-            l_last: to_extended(backend, &ext, &pk.l_last()[..])?,
-            l_active: to_extended(backend, &ext, &pk.l_active_row()[..])?,
+            fixed: columns,
+            sigmas,
+            l0,
+            l_last,
+            l_active,
             x: to_extended(backend, &ext, &[Fr::ZERO, Fr::ONE])?,
             t_inv: backend.upload(&vanishing_inverse(n, &ext)?)?,
             domain: if backend.name() == gpu::BackendName::Cpu {

@@ -21,6 +21,7 @@
 //! instances, exactly as halo2-axiom's `ProverSHPLONK`); several circuits in one proof.
 
 pub mod commit;
+pub mod coset_file;
 pub mod keycache;
 pub mod lookup;
 pub mod memory;
