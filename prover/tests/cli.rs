@@ -161,7 +161,8 @@ fn prove_and_verify_a_sample_chunk_and_reject_tampering() {
     // The proof claiming a circuit configuration with no cached keys: refused quickly, without
     // generating keys (before, `verify` generated and stored keys for whatever `spec` said).
     let keys_before = listing(&d.join("data/keys"));
-    assert_eq!(keys_before.len(), 2, "{keys_before:?}");
+    // One entry: its metadata, its key and the native engine's coset file.
+    assert_eq!(keys_before.len(), 3, "{keys_before:?}");
     let mut other: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("proof.json")).unwrap()).unwrap();
     other["spec"]["config"]["tree_depth"] = 5.into();
@@ -203,7 +204,8 @@ fn prove_and_verify_a_sample_chunk_and_reject_tampering() {
         err.contains("INVALID") && err.contains("verifying key"),
         "{err}"
     );
-    assert_eq!(listing(&d.join("data/keys")).len(), 4, "the trusted entry");
+    // The trusted entry's metadata and key (verification makes no coset file).
+    assert_eq!(listing(&d.join("data/keys")).len(), 5, "the trusted entry");
 
     // The committed sample task (same circuit configuration) stays provable.
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/chunk-k13.task.json");

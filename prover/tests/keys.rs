@@ -147,7 +147,8 @@ fn verify_never_generates_keys_for_a_circuit_outside_the_cache_and_allow_list() 
         .prove_chunk("v", &data, rng())
         .unwrap();
     let cached = listing(&config.keys_dir);
-    assert_eq!(cached.len(), 2, "one entry: {cached:?}");
+    // One entry: its metadata, its key and the native engine's coset file.
+    assert_eq!(cached.len(), 3, "one entry: {cached:?}");
 
     // A restarted verifier: the proof's own circuit is in the key cache on disk, and verifies.
     let core = ProvingCore::new(config.clone());
@@ -253,13 +254,14 @@ fn verify_never_generates_keys_for_a_circuit_outside_the_cache_and_allow_list() 
         started.elapsed()
     );
     assert!(matches!(err, CoreError::VkMismatch { .. }), "{err}");
+    // Its metadata and key (verification makes no coset file).
     assert_eq!(
         listing(&config.keys_dir).len(),
-        4,
+        5,
         "the allowed entry added"
     );
     // Its keys are now cached: a core without the allow-list looks them up (no longer unknown).
     let err = core.verify(&with_spec(&proof, allowed_spec)).unwrap_err();
     assert!(matches!(err, CoreError::VkMismatch { .. }), "{err}");
-    assert_eq!(listing(&config.keys_dir).len(), 4);
+    assert_eq!(listing(&config.keys_dir).len(), 5);
 }

@@ -82,7 +82,9 @@ where
     let tail_len = size - pieces * n;
     if tail_len > 0 {
         let tail = backend.copy_range(&h_ext, pieces * n, tail_len)?;
-        let point = Fr::random(rand::rngs::OsRng);
+        let mut os = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_rng(rand::rngs::OsRng)
+            .map_err(|e| NativeError::Internal(format!("OS randomness: {e}")))?;
+        let point = Fr::random(&mut os);
         let at = eval_at(ctx, &tail, &[point])?;
         if at.iter().any(|v| !bool::from(v.is_zero())) {
             return Err(NativeError::Unsatisfied(
