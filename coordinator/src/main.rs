@@ -184,9 +184,11 @@ async fn serve(path: PathBuf) -> Result<()> {
         config.params_dir.clone(),
         config.keys_dir.clone(),
     )));
+    // The handlers first: a signal that arrives once the address is out must stop the
+    // coordinator gracefully, not kill it with the default action.
+    let mut signals = Signals::new()?;
     let running = Coordinator::start(config, core).await?;
     println!("coordinator listening on {}", running.base_url());
-    let mut signals = Signals::new()?;
     let name = signals.next().await;
     let grace = running.config().http.shutdown_grace_ms;
     println!(
