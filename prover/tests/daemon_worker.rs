@@ -24,24 +24,7 @@ use rand_core::{RngCore, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 fn config(dir: &Path, base_url: &str) -> NodeConfig {
-    let mut c = NodeConfig::from_json_str(
-        r#"{"prover": {"params_dir": "p", "keys_dir": "k"}}"#,
-        Path::new("test"),
-        Vec::<(String, String)>::new(),
-    )
-    .unwrap();
-    c.prover.params_dir = dir.join("params");
-    c.prover.keys_dir = dir.join("keys");
-    c.node.identity_dir = dir.join("identity");
-    c.node.db_path = dir.join("stack.redb");
-    c.node.backend = BackendChoice::Cpu;
-    c.node.drain_timeout_sec = 0;
-    c.coordinator.base_url = base_url.into();
-    c.coordinator.poll_interval_ms = 20;
-    c.coordinator.poll_jitter_ms = 5;
-    c.coordinator.retry_initial_ms = 5;
-    c.coordinator.retry_max_ms = 20;
-    c.metrics.listen = "127.0.0.1:0".into();
+    let c = fake::node_config(dir, base_url);
     c.validate().unwrap();
     c
 }

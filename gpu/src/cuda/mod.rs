@@ -336,6 +336,18 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// Checks that the dynamic loader can open the driver library by name, as cudarc will, and that
 /// it exports `cuInit`: cudarc panics otherwise (the panic is caught too, but this gives a clean
 /// error and no panic message on stderr).
+/// The driver library is there (not the toolkit's stub) and loadable.
+fn driver_usable() -> Result<(), BackendError> {
+    if let DriverProbe::NotFound { searched } = cuda_driver_probe() {
+        return Err(BackendError::Unavailable(format!(
+            "CUDA driver library {CUDA_DRIVER_LIB} not found (searched {}); install the NVIDIA \
+             driver or use the cpu backend",
+            searched.join(", ")
+        )));
+    }
+    driver_loadable()
+}
+
 fn driver_loadable() -> Result<(), BackendError> {
     // SAFETY: opening the NVIDIA driver library runs its initialisers, which have no
     // preconditions; it is closed again when `lib` drops (cudarc opens its own handle later).
@@ -372,14 +384,7 @@ fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction, Backen
 impl CudaBackend {
     /// How many CUDA devices the driver sees (an error when there is no usable driver).
     pub fn device_count() -> Result<usize, BackendError> {
-        if let DriverProbe::NotFound { searched } = cuda_driver_probe() {
-            return Err(BackendError::Unavailable(format!(
-                "CUDA driver library {CUDA_DRIVER_LIB} not found (searched {}); install the \
-                 NVIDIA driver or use the cpu backend",
-                searched.join(", ")
-            )));
-        }
-        driver_loadable()?;
+        driver_usable()?;
         let count = std::panic::catch_unwind(CudaContext::device_count)
             .map_err(|p| {
                 BackendError::Unavailable(format!(
@@ -412,13 +417,7 @@ impl CudaBackend {
         msm_unit: Source,
         ntt_unit: Source,
     ) -> Result<Self, BackendError> {
-        if let DriverProbe::NotFound { searched } = cuda_driver_probe() {
-            return Err(BackendError::Unavailable(format!(
-                "CUDA driver library {CUDA_DRIVER_LIB} not found (searched {})",
-                searched.join(", ")
-            )));
-        }
-        driver_loadable()?;
+        driver_usable()?;
         let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
             .map_err(|p| {
                 BackendError::Unavailable(format!(

@@ -233,8 +233,15 @@ impl ProvingCore {
                     Some(b) => b.clone(),
                     None => self.backend()?,
                 };
-                let attempt =
-                    self.prove_native_on(&*backend, k, keys, &circuit, instances, rng.clone());
+                let attempt = self.prove_native_on(
+                    &*backend,
+                    k,
+                    &srs,
+                    keys,
+                    &circuit,
+                    instances,
+                    rng.clone(),
+                );
                 match attempt {
                     Err(EngineError::Native(e))
                         if e.is_backend_failure() && backend.name() != gpu::BackendName::Cpu =>
@@ -250,7 +257,7 @@ impl ProvingCore {
                         );
                         let cpu = gpu::CpuBackend::new();
                         let proof =
-                            self.prove_native_on(&cpu, k, keys, &circuit, instances, rng)?;
+                            self.prove_native_on(&cpu, k, &srs, keys, &circuit, instances, rng)?;
                         Ok(Proved {
                             proof,
                             engine: EngineKind::Native,
@@ -279,16 +286,14 @@ impl ProvingCore {
         &self,
         backend: &dyn gpu::ComputeBackend,
         k: u32,
+        srs: &params::Srs,
         keys: &CircuitKeys,
         circuit: &C,
         instances: &[Fr],
         rng: impl RngCore,
     ) -> Result<Vec<u8>, EngineError> {
-        let srs = self.srs(k).map_err(|e| {
-            EngineError::Native(crate::native::NativeError::Internal(e.to_string()))
-        })?;
-        let bases = self.compute.bases(k, &srs);
-        let coset_file = self.keys.coset_path(&keys.meta.spec, &srs);
+        let bases = self.compute.bases(k, srs);
+        let coset_file = self.keys.coset_path(&keys.meta.spec, srs);
         let cache = self.compute.key_cache(
             &keys.meta.vk_digest,
             backend,
@@ -297,7 +302,7 @@ impl ProvingCore {
         )?;
         engine::prove_native(
             backend,
-            &srs,
+            srs,
             &bases,
             &keys.pk,
             Some(&cache),

@@ -262,3 +262,28 @@ async fn submit_proof(
     record(&s, "submit_proof", &headers, body, &reply);
     respond(reply)
 }
+
+/// A node configuration for tests against this fake: everything under `dir`, the CPU backend,
+/// fast polls and retries, no drain, `/health` on any free loopback port. Not validated (tests
+/// change it first).
+pub fn node_config(dir: &std::path::Path, base_url: &str) -> prover::config::NodeConfig {
+    let mut c = prover::config::NodeConfig::from_json_str(
+        r#"{"prover": {"params_dir": "p", "keys_dir": "k"}}"#,
+        std::path::Path::new("test"),
+        Vec::<(String, String)>::new(),
+    )
+    .expect("default configuration");
+    c.prover.params_dir = dir.join("params");
+    c.prover.keys_dir = dir.join("keys");
+    c.node.identity_dir = dir.join("identity");
+    c.node.db_path = dir.join("stack.redb");
+    c.node.backend = prover::config::BackendChoice::Cpu;
+    c.node.drain_timeout_sec = 0;
+    c.coordinator.base_url = base_url.into();
+    c.coordinator.poll_interval_ms = 20;
+    c.coordinator.poll_jitter_ms = 5;
+    c.coordinator.retry_initial_ms = 5;
+    c.coordinator.retry_max_ms = 20;
+    c.metrics.listen = "127.0.0.1:0".into();
+    c
+}
