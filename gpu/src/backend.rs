@@ -63,6 +63,9 @@ pub enum BackendError {
         /// The domain's log2 size.
         log_n: u32,
     },
+    /// A coset NTT was asked for the coset `0·⟨ω⟩`.
+    #[error("ntt: a coset shift of zero")]
+    ZeroShift,
     /// The requested backend cannot be used (no driver, no device, not built in).
     #[error("backend unavailable: {0}")]
     Unavailable(String),
@@ -384,6 +387,19 @@ pub trait ComputeBackend: Send + Sync {
         domain: &Domain,
         direction: Direction,
         coset: bool,
+    ) -> Result<(), BackendError>;
+
+    /// In-place NTT of a resident vector on the coset `shift·⟨ω⟩`: forward, coefficients →
+    /// `p(shift·ω^i)`; inverse, its exact inverse (an inverse NTT, then `a[j] *= shift^-j`).
+    /// With `shift = g` this is `ntt_poly(.., coset = true)`; with `shift = g·ω_ext^p` it is part
+    /// p of the extended coset of a domain `2^j` times larger (`ω_ext^(2^j) = ω`; halo2's
+    /// `coeff_to_extended_part`). A zero shift is an error.
+    fn ntt_shifted(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        shift: Fr,
     ) -> Result<(), BackendError>;
 
     /// `Σ polys[j][i] · bases[i]` for each resident vector (each at most `bases.len()` long).

@@ -186,6 +186,25 @@ impl ComputeBackend for CheckedBackend {
         self.compare_poly(&op, poly)
     }
 
+    fn ntt_shifted(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        shift: Fr,
+    ) -> Result<(), BackendError> {
+        {
+            let (p, r) = poly.pair_mut()?;
+            self.reference.ntt_shifted(r, domain, direction, shift)?;
+            self.primary.ntt_shifted(p, domain, direction, shift)?;
+        }
+        let op = format!(
+            "shifted ntt {} on a resident vector",
+            direction_name(direction)
+        );
+        self.compare_poly(&op, poly)
+    }
+
     fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
         let (ps, rs): (Vec<&Poly>, Vec<&Poly>) = polys
             .iter()

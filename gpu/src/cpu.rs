@@ -275,6 +275,32 @@ impl ComputeBackend for CpuBackend {
         }
     }
 
+    fn ntt_shifted(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        shift: Fr,
+    ) -> Result<(), BackendError> {
+        let values = poly.host_mut()?;
+        domain.check_len(values.len())?;
+        match direction {
+            Direction::Forward => {
+                if bool::from(shift.is_zero()) {
+                    return Err(BackendError::ZeroShift);
+                }
+                distribute_powers(values, shift);
+                raw_fft(values, domain.omega(), domain.log_n());
+            }
+            Direction::Inverse => {
+                let inv = Option::<Fr>::from(shift.invert()).ok_or(BackendError::ZeroShift)?;
+                raw_fft(values, domain.omega_inv(), domain.log_n());
+                distribute_scaled_powers(values, domain.n_inv(), inv);
+            }
+        }
+        Ok(())
+    }
+
     fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
         polys
             .iter()

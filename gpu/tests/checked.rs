@@ -66,6 +66,16 @@ impl ComputeBackend for Faulty {
         *poly = CpuBackend.upload(&v)?;
         Ok(())
     }
+    fn ntt_shifted(
+        &self,
+        poly: &mut Poly,
+        d: &Domain,
+        dir: Direction,
+        shift: Fr,
+    ) -> Result<(), BackendError> {
+        CpuBackend.ntt_shifted(poly, d, dir, shift)?;
+        bump(poly, 3)
+    }
     fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
         polys
             .iter()
@@ -222,6 +232,9 @@ fn resident_operations_are_checked_too() {
         let mut p = checked.upload(&v).unwrap();
         let r = checked.ntt_poly(&mut p, &d, Direction::Forward, false);
         assert_eq!(r.is_err(), faulty, "ntt_poly: {r:?}");
+        let mut x = checked.upload(&v).unwrap();
+        let r = checked.ntt_shifted(&mut x, &d, Direction::Inverse, Fr::from(5));
+        assert_eq!(r.is_err(), faulty, "ntt_shifted: {r:?}");
         let input = checked.upload(&v).unwrap();
         let mut acc = checked.zeros(v.len()).unwrap();
         let r = checked.eval_program(&program, &[&input], &mut acc, 1, Fr::ONE);

@@ -248,6 +248,65 @@ fn coset_ntt_matches_direct_evaluation() {
 }
 
 #[test]
+fn shifted_ntt_matches_direct_evaluation_and_halo2_parts() {
+    use halo2_proofs::poly::{Coeff, Polynomial};
+    let cpu = CpuBackend::new();
+    let mut r = rng(7);
+    for log_n in 0..=6u32 {
+        let d = Domain::new(log_n).unwrap();
+        let a = random_vec(d.size(), &mut r);
+        for shift in [Fr::ONE, -Fr::ONE, d.coset_gen(), Fr::random(&mut r)] {
+            let mut p = cpu.upload(&a).unwrap();
+            cpu.ntt_shifted(&mut p, &d, Direction::Forward, shift)
+                .unwrap();
+            let expect: Vec<Fr> = (0..d.size())
+                .map(|i| {
+                    let x = shift * d.omega().pow_vartime([i as u64]);
+                    a.iter().rev().fold(Fr::ZERO, |acc, c| acc * x + c)
+                })
+                .collect();
+            assert_eq!(
+                cpu.download(&p).unwrap(),
+                expect,
+                "log_n = {log_n}, {shift:?}"
+            );
+            cpu.ntt_shifted(&mut p, &d, Direction::Inverse, shift)
+                .unwrap();
+            assert_eq!(cpu.download(&p).unwrap(), a, "inverse, log_n = {log_n}");
+        }
+        let mut p = cpu.upload(&a).unwrap();
+        assert!(matches!(
+            cpu.ntt_shifted(&mut p, &d, Direction::Inverse, Fr::ZERO),
+            Err(gpu::BackendError::ZeroShift)
+        ));
+    }
+    // Part p of halo2's extended coset (a domain 2^j times larger): shift g·ω_ext^p.
+    for (j, k) in [(3u32, 4u32), (5, 6)] {
+        let h = EvaluationDomain::<Fr>::new(j, k);
+        let ratio = 1usize << (h.extended_k() - k);
+        let d = Domain::new(k).unwrap();
+        let ext = Domain::new(h.extended_k()).unwrap();
+        let a = random_vec(d.size(), &mut r);
+        let mut poly: Polynomial<Fr, Coeff> = h.empty_coeff();
+        poly.values_mut().copy_from_slice(&a);
+        let mut factor = Fr::ONE;
+        for part in 0..ratio {
+            let want = h.coeff_to_extended_part(poly.clone(), factor);
+            let mut p = cpu.upload(&a).unwrap();
+            let shift = ext.coset_gen() * ext.omega().pow_vartime([part as u64]);
+            cpu.ntt_shifted(&mut p, &d, Direction::Forward, shift)
+                .unwrap();
+            assert_eq!(
+                cpu.download(&p).unwrap(),
+                want.values(),
+                "k = {k}, part {part}"
+            );
+            factor *= h.get_extended_omega();
+        }
+    }
+}
+
+#[test]
 fn coset_ntt_matches_halo2_domain() {
     use halo2_proofs::poly::{Coeff, Polynomial};
     let cpu = CpuBackend::new();

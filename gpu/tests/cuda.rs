@@ -573,6 +573,48 @@ fn programs_match_the_cpu_backend() {
         .is_err());
 }
 
+/// Shifted NTTs (the parts of an extended coset, an arbitrary shift) against the CPU backend.
+#[test]
+fn shifted_ntts_match_the_cpu_backend() {
+    let Some(gpu) = cuda() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(33);
+    let top = if within_size_limit(16) { 16 } else { 13 };
+    for log_n in [0u32, 1, 2, 5, 10, 11, top] {
+        let d = Domain::new(log_n).unwrap();
+        let ext = Domain::new(log_n + 2).unwrap();
+        let x: Vec<Fr> = (0..d.size()).map(|_| Fr::random(&mut rng)).collect();
+        // The four parts of an extended coset 4 times larger, and an arbitrary shift.
+        let mut shifts: Vec<Fr> = (0..4u64)
+            .map(|p| ext.coset_gen() * ext.omega().pow_vartime([p]))
+            .collect();
+        shifts.push(Fr::random(&mut rng));
+        for shift in shifts {
+            for dir in [Direction::Forward, Direction::Inverse] {
+                let mut g = gpu.upload(&x).unwrap();
+                gpu.ntt_shifted(&mut g, &d, dir, shift).unwrap();
+                let mut c = cpu.upload(&x).unwrap();
+                cpu.ntt_shifted(&mut c, &d, dir, shift).unwrap();
+                assert!(
+                    gpu.download(&g).unwrap() == cpu.download(&c).unwrap(),
+                    "ntt_shifted {dir:?} 2^{log_n}"
+                );
+            }
+        }
+        // The coset generator itself goes through the same tables as ntt_poly's coset.
+        let mut g = gpu.upload(&x).unwrap();
+        gpu.ntt_shifted(&mut g, &d, Direction::Forward, d.coset_gen())
+            .unwrap();
+        let mut c = gpu.upload(&x).unwrap();
+        gpu.ntt_poly(&mut c, &d, Direction::Forward, true).unwrap();
+        assert!(gpu.download(&g).unwrap() == gpu.download(&c).unwrap());
+        let mut g = gpu.upload(&x).unwrap();
+        assert!(gpu
+            .ntt_shifted(&mut g, &d, Direction::Forward, Fr::ZERO)
+            .is_err());
+    }
+}
+
 /// The grand-product and opening operations (batch inversion, running products, division by
 /// X - b, evaluation at several points, range reads and writes) against the CPU backend, on
 /// lengths around the kernels' chunks (64, 256 per thread; 256 chunks per carry thread).

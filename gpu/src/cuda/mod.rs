@@ -117,13 +117,20 @@ struct Kernels {
 struct NttTables {
     /// `w^k`, k < n/2 (w = ω or ω^-1).
     twiddles: CudaSlice<u32>,
-    /// Split power tables: `g^i` (forward) or `n^-1·g^-i` (inverse).
-    lo: CudaSlice<u32>,
-    hi: CudaSlice<u32>,
-    lo_bits: u32,
     /// `n^-1` (inverse) or 1 (forward), 8 limbs.
     scale: CudaSlice<u32>,
 }
+
+/// Split power tables of a coset shift s: `s^i` (forward) or `n^-1·s^-i` (inverse).
+struct ShiftTables {
+    lo: CudaSlice<u32>,
+    hi: CudaSlice<u32>,
+    lo_bits: u32,
+}
+
+/// Shift tables kept at most (the extended coset's parts of a few domain sizes); beyond that the
+/// cache starts again.
+const MAX_SHIFT_TABLES: usize = 64;
 
 struct ResidentBases {
     id: u64,
@@ -136,6 +143,8 @@ struct Inner {
     /// Most recently used last.
     bases: Vec<ResidentBases>,
     ntt_tables: HashMap<(u32, bool), Arc<NttTables>>,
+    /// Keyed by size, direction and the shift's bytes.
+    shift_tables: HashMap<(u32, bool, [u8; 32]), Arc<ShiftTables>>,
     /// The NTT's out-of-place buffer, kept between calls of the same size.
     ntt_scratch: Option<CudaSlice<u32>>,
     /// For the lazily compiled arithmetic check kernels.
@@ -484,6 +493,7 @@ impl CudaBackend {
                 kernels,
                 bases: Vec::new(),
                 ntt_tables: HashMap::new(),
+                shift_tables: HashMap::new(),
                 ntt_scratch: None,
                 nvrtc,
                 arith: None,
@@ -725,14 +735,35 @@ impl CudaBackend {
         direction: Direction,
         coset: bool,
     ) -> Result<(), BackendError> {
+        let shift = coset.then(|| domain.coset_gen());
+        self.ntt_device_shifted(values, domain, direction, shift)
+    }
+
+    /// In-place NTT of device-resident values on the coset `shift·⟨ω⟩` (`None`: on the domain).
+    pub fn ntt_device_shifted(
+        &self,
+        values: &mut DeviceValues,
+        domain: &Domain,
+        direction: Direction,
+        shift: Option<Fr>,
+    ) -> Result<(), BackendError> {
         domain.check_len(values.len)?;
+        let shift = match shift {
+            Some(s) if bool::from(ff::Field::is_zero(&s)) => return Err(BackendError::ZeroShift),
+            Some(s) if s == <Fr as ff::Field>::ONE => None,
+            s => s,
+        };
         if domain.log_n() == 0 {
-            // Every transform of size 1 is the identity (n^-1 = g^0 = 1).
+            // A transform of size 1 is the identity (n^-1 = 1, s^0 = 1).
             return Ok(());
         }
         let mut inner = self.lock()?;
         let forward = direction == Direction::Forward;
         let tables = ntt_tables(&mut inner, domain, forward)?;
+        let powers = match shift {
+            Some(s) => Some(shift_tables(&mut inner, domain, forward, s)?),
+            None => None,
+        };
         let limbs = values.len * 8;
         let mut scratch = match inner.ntt_scratch.take() {
             Some(s) if s.len() == limbs => s,
@@ -744,11 +775,11 @@ impl CudaBackend {
         let r = ntt_launch(
             &inner,
             &tables,
+            powers.as_deref(),
             &values.data,
             &mut scratch,
             domain.log_n(),
             forward,
-            coset,
         );
         // The result is in `scratch`: it becomes the vector's buffer, the old one the scratch.
         if r.is_ok() {
@@ -802,7 +833,6 @@ fn ntt_tables(
         domain.omega_inv()
     };
     let tw = plan::twiddles(w, log_n);
-    let split = plan::coset_tables(domain, forward);
     let scale = if forward {
         ff::Field::ONE
     } else {
@@ -810,12 +840,32 @@ fn ntt_tables(
     };
     let tables = Arc::new(NttTables {
         twiddles: upload_fr(&inner.stream, &tw, "uploading twiddles")?,
-        lo: upload_fr(&inner.stream, &split.lo, "uploading coset tables")?,
-        hi: upload_fr(&inner.stream, &split.hi, "uploading coset tables")?,
-        lo_bits: split.lo_bits,
         scale: upload_fr(&inner.stream, &[scale], "uploading n^-1")?,
     });
     inner.ntt_tables.insert(key, tables.clone());
+    Ok(tables)
+}
+
+fn shift_tables(
+    inner: &mut Inner,
+    domain: &Domain,
+    forward: bool,
+    shift: Fr,
+) -> Result<Arc<ShiftTables>, BackendError> {
+    let key = (domain.log_n(), forward, ff::PrimeField::to_repr(&shift));
+    if let Some(t) = inner.shift_tables.get(&key) {
+        return Ok(t.clone());
+    }
+    let split = plan::shift_tables(domain, forward, shift)?;
+    let tables = Arc::new(ShiftTables {
+        lo: upload_fr(&inner.stream, &split.lo, "uploading coset tables")?,
+        hi: upload_fr(&inner.stream, &split.hi, "uploading coset tables")?,
+        lo_bits: split.lo_bits,
+    });
+    if inner.shift_tables.len() >= MAX_SHIFT_TABLES {
+        inner.shift_tables.clear();
+    }
+    inner.shift_tables.insert(key, tables.clone());
     Ok(tables)
 }
 
@@ -823,15 +873,16 @@ fn ntt_tables(
 fn ntt_launch(
     inner: &Inner,
     t: &NttTables,
+    powers: Option<&ShiftTables>,
     data: &CudaSlice<u32>,
     scratch: &mut CudaSlice<u32>,
     log_n: u32,
     forward: bool,
-    coset: bool,
 ) -> Result<(), BackendError> {
     let k = &inner.kernels;
     let s = &inner.stream;
     let n = 1usize << log_n;
+    let coset = powers.is_some();
     let pre = if forward && coset {
         NTT_SCALE_POWERS
     } else {
@@ -841,6 +892,11 @@ fn ntt_launch(
         (true, _) => NTT_SCALE_NONE,
         (false, false) => NTT_SCALE_CONST,
         (false, true) => NTT_SCALE_POWERS,
+    };
+    // Without a shift the kernels never read the power tables; the twiddles stand in for them.
+    let (lo, hi, lo_bits) = match powers {
+        Some(p) => (&p.lo, &p.hi, p.lo_bits),
+        None => (&t.twiddles, &t.twiddles, 0u32),
     };
     // SAFETY: ntt_bitrev(const u32* in, u32* out, u32 log_n, u32 mode, const u32* scale,
     // const u32* lo, const u32* hi, u32 lo_bits): `data` and `scratch` hold n·8 limbs (checked by
@@ -853,9 +909,9 @@ fn ntt_launch(
             .arg(&log_n)
             .arg(&pre)
             .arg(&t.scale)
-            .arg(&t.lo)
-            .arg(&t.hi)
-            .arg(&t.lo_bits)
+            .arg(lo)
+            .arg(hi)
+            .arg(&lo_bits)
             .launch(grid(n, 256)?)
     }
     .map_err(drv("launching ntt_bitrev"))?;
@@ -886,9 +942,9 @@ fn ntt_launch(
                 .arg(&t.twiddles)
                 .arg(&mode)
                 .arg(&t.scale)
-                .arg(&t.lo)
-                .arg(&t.hi)
-                .arg(&t.lo_bits)
+                .arg(lo)
+                .arg(hi)
+                .arg(&lo_bits)
                 .launch(cfg)
         }
         .map_err(drv("launching ntt_pass"))?;
@@ -1159,6 +1215,16 @@ impl ComputeBackend for CudaBackend {
         coset: bool,
     ) -> Result<(), BackendError> {
         self.poly_ntt(poly, domain, direction, coset)
+    }
+
+    fn ntt_shifted(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        shift: Fr,
+    ) -> Result<(), BackendError> {
+        self.poly_ntt_shifted(poly, domain, direction, shift)
     }
 
     fn msm_polys(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {

@@ -282,6 +282,21 @@ pub fn coset_tables(domain: &Domain, forward: bool) -> SplitPowers {
     }
 }
 
+/// As [`coset_tables`] for the coset `shift·⟨ω⟩`: the input times `shift^i` (forward), or the
+/// output times `n^-1·shift^-i` (inverse). Errors for a zero shift.
+pub fn shift_tables(
+    domain: &Domain,
+    forward: bool,
+    shift: Fr,
+) -> Result<SplitPowers, BackendError> {
+    if forward {
+        return Ok(SplitPowers::new(shift, Fr::ONE, domain.log_n()));
+    }
+    let inv =
+        Option::<Fr>::from(ff::Field::invert(&shift)).ok_or_else(|| BackendError::ZeroShift)?;
+    Ok(SplitPowers::new(inv, domain.n_inv(), domain.log_n()))
+}
+
 /// Stages per shared-memory pass at most (2^10 elements · 32 bytes = 32 KiB of shared memory).
 pub const MAX_PASS_STAGES: u32 = 10;
 

@@ -115,6 +115,17 @@ impl CudaBackend {
         self.ntt_device(v, domain, direction, coset)
     }
 
+    pub(super) fn poly_ntt_shifted(
+        &self,
+        poly: &mut Poly,
+        domain: &Domain,
+        direction: Direction,
+        shift: Fr,
+    ) -> Result<(), BackendError> {
+        let v = self.values_mut(poly)?;
+        self.ntt_device_shifted(v, domain, direction, Some(shift))
+    }
+
     pub(super) fn poly_msm(&self, bases: &Bases, polys: &[&Poly]) -> Result<Vec<G1>, BackendError> {
         let mut out = Vec::with_capacity(polys.len());
         for p in polys {
