@@ -100,6 +100,16 @@ fn prover_circuit(s: &Setup, xs: &[u64]) -> (BaseCircuitBuilder<Fr>, Vec<Fr>) {
 }
 
 fn prove_native(s: &Setup, bases: &gpu::Bases, xs: &[u64], seed: u64) -> (Vec<u8>, Vec<Fr>) {
+    prove_native_with(s, bases, xs, seed, None)
+}
+
+fn prove_native_with(
+    s: &Setup,
+    bases: &gpu::Bases,
+    xs: &[u64],
+    seed: u64,
+    cache: Option<&native::KeyCache>,
+) -> (Vec<u8>, Vec<Fr>) {
     let (circuit, instances) = prover_circuit(s, xs);
     let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -108,7 +118,7 @@ fn prove_native(s: &Setup, bases: &gpu::Bases, xs: &[u64], seed: u64) -> (Vec<u8
         &s.params,
         bases,
         &s.pk,
-        None,
+        cache,
         &circuit,
         &[&instances],
         &mut rng,
@@ -169,13 +179,16 @@ fn native_gate_circuit_verifies_rejects_tampering_and_is_deterministic() {
     assert!(verify(&s, &instances, &other));
 }
 
-/// Counts the backend calls, delegating to the CPU backend.
+/// Counts the backend calls, delegating to the CPU backend; with `corrupt`, it adds one to a
+/// value of the first quotient part before its inverse transform (the only inverse shifted NTT
+/// of a proof).
 #[derive(Default)]
 struct Counting {
     inner: CpuBackend,
     msm: std::sync::atomic::AtomicUsize,
     ntt: std::sync::atomic::AtomicUsize,
     coset: std::sync::atomic::AtomicUsize,
+    corrupt: std::sync::atomic::AtomicBool,
 }
 
 impl gpu::ComputeBackend for Counting {
@@ -236,6 +249,25 @@ impl gpu::ComputeBackend for Counting {
         let counter = if coset { &self.coset } else { &self.ntt };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.ntt_poly(poly, d, dir, coset)
+    }
+    fn ntt_shifted(
+        &self,
+        poly: &mut gpu::Poly,
+        d: &gpu::Domain,
+        dir: gpu::Direction,
+        shift: gpu::Fr,
+    ) -> Result<(), gpu::BackendError> {
+        self.coset
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if dir == gpu::Direction::Inverse
+            && self
+                .corrupt
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            let v = self.inner.read_range(poly, 5, 1)?[0];
+            self.inner.write_range(poly, 5, &[v + Fr::from(1)])?;
+        }
+        self.inner.ntt_shifted(poly, d, dir, shift)
     }
     fn msm_polys(
         &self,
@@ -334,6 +366,59 @@ fn native_runs_every_msm_and_ntt_on_the_backend_and_poseidon_transcript_verifies
 }
 
 #[test]
+fn the_coset_file_serves_the_parts_and_a_file_damaged_later_is_not_trusted() {
+    let s = setup();
+    let bases = native::srs_bases(&s.params);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("coset-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("key.coset");
+    let sha = "ab".repeat(32);
+    let cpu = CpuBackend::new();
+    let xs = [2, 7, 1, 8, 2, 8, 1, 8];
+    let (want, _) = prove_native(&s, &bases, &xs, 4);
+
+    // Written part by part, then read part by part: nothing of it stays in memory.
+    let cache = native::KeyCache::with_file(&cpu, &s.pk, &path, &sha).expect("cache");
+    assert_eq!(cache.source(), "file");
+    assert_eq!(cache.size_bytes(), 0);
+    let written = std::fs::read(&path).expect("the coset file");
+    assert_eq!(prove_native_with(&s, &bases, &xs, 4, Some(&cache)).0, want);
+    let reopened = native::KeyCache::with_file(&cpu, &s.pk, &path, &sha).expect("cache");
+    assert_eq!(reopened.source(), "file");
+    assert_eq!(
+        prove_native_with(&s, &bases, &xs, 4, Some(&reopened)).0,
+        want
+    );
+
+    // Damaged while a cache has it open: the part fails its hash, the columns are computed
+    // instead (in this proof and the later ones), the proof is the same.
+    let mut damaged = written.clone();
+    damaged[200] ^= 0x10;
+    std::fs::write(&path, &damaged).expect("damage");
+    assert_eq!(prove_native_with(&s, &bases, &xs, 4, Some(&cache)).0, want);
+    assert_eq!(cache.source(), "computed");
+    // A new cache refuses it and writes it again.
+    let rebuilt = native::KeyCache::with_file(&cpu, &s.pk, &path, &sha).expect("cache");
+    assert_eq!(rebuilt.source(), "file");
+    assert!(std::fs::read(&path).expect("rewritten") == written);
+
+    // Where it cannot be written: computed in each proof.
+    let nowhere = dir.join("no such directory").join("key.coset");
+    let computed = native::KeyCache::with_file(&cpu, &s.pk, &nowhere, &sha).expect("cache");
+    assert_eq!(computed.source(), "computed");
+    assert_eq!(
+        prove_native_with(&s, &bases, &xs, 4, Some(&computed)).0,
+        want
+    );
+    // In memory, every part is kept.
+    let resident = native::KeyCache::new(&cpu, &s.pk).expect("cache");
+    assert_eq!(resident.source(), "resident");
+    assert!(resident.size_bytes() > 0);
+    std::fs::remove_dir_all(&dir).expect("remove the tmp dir");
+}
+
+#[test]
 fn native_refuses_a_witness_that_violates_a_copy_constraint() {
     let s = setup();
     let bases = native::srs_bases(&s.params);
@@ -389,7 +474,10 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
         break_points,
     };
     let bases = native::srs_bases(&s.params);
-    let prove_with = |xs: &[u64], seed: u64, cache: Option<&native::KeyCache>| {
+    let prove_on = |backend: &dyn gpu::ComputeBackend,
+                    xs: &[u64],
+                    seed: u64,
+                    cache: Option<&native::KeyCache>| {
         let mut circuit = BaseCircuitBuilder::prover(s.config.clone(), s.break_points.clone());
         range_fill(&mut circuit, xs);
         let instances: Vec<Fr> = circuit.assigned_instances[0]
@@ -398,7 +486,7 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
             .collect();
         let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
         native::create_proof(
-            &CpuBackend::new(),
+            backend,
             &s.params,
             &bases,
             &s.pk,
@@ -409,6 +497,9 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
             &mut transcript,
         )
         .map(|()| (transcript.finalize(), instances))
+    };
+    let prove_with = |xs: &[u64], seed: u64, cache: Option<&native::KeyCache>| {
+        prove_on(&CpuBackend::new(), xs, seed, cache)
     };
     let prove = |xs: &[u64], seed: u64| prove_with(xs, seed, None);
     let (proof, instances) = prove(&[1000, 2000, 65535, 7], 9).expect("native proof with lookups");
@@ -438,6 +529,7 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
     let err = prove_with(&[1000, 2000, 65535, 7], 9, Some(&wrong))
         .expect_err("a cache of another key was used");
     assert!(err.to_string().contains("another proving key"), "{err}");
+
     // A cache is resident in the backend that built it: another backend refuses it.
     if let Some(cuda) = cuda() {
         let mut circuit = BaseCircuitBuilder::prover(s.config.clone(), s.break_points.clone());
@@ -576,6 +668,39 @@ fn native_chunk_proof_passes_the_production_verifier() {
     )
     .expect("engine::prove_native");
     assert_eq!(via_engine, proof);
+
+    // One quotient value off by one (before the first part's interpolation): the numerator is
+    // not divisible by X^n - 1 any more, h has coefficients beyond its pieces, and the degree
+    // check refuses to commit to it. (The chunk circuit has 3 pieces over 4 parts.)
+    let domain = keys.pk.get_vk().get_domain();
+    assert!(
+        (domain.get_quotient_poly_degree() as u64) << domain.k() < 1u64 << domain.extended_k(),
+        "no room beyond the pieces: the check cannot be exercised with this circuit"
+    );
+    let corrupting = Counting::default();
+    corrupting
+        .corrupt
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut builder = BaseCircuitBuilder::prover(
+        keys.meta.circuit_params.clone(),
+        keys.meta.break_points.clone(),
+    );
+    chunk::synthesize(&mut builder, &data);
+    let err = engine::prove_native(
+        &corrupting,
+        &srs,
+        &bases,
+        &keys.pk,
+        None,
+        &builder,
+        &instances,
+        ChaCha20Rng::seed_from_u64(11),
+    )
+    .expect_err("a wrong quotient was committed to");
+    assert!(!corrupting
+        .corrupt
+        .load(std::sync::atomic::Ordering::Relaxed));
+    assert!(err.to_string().contains("higher degree"), "{err}");
 
     // The reference engine on the same machine, for a rough ratio.
     let mut builder = BaseCircuitBuilder::prover(

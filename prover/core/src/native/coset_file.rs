@@ -1,21 +1,25 @@
-//! The key cache's extended-coset columns on disk, next to the proving key (`{entry}.coset`), so
-//! that a one-shot proof (`prover prove`, the C ABI) on the CPU backend does not redo their
-//! coset NTTs: 45.7 s for the batch circuit at k=20 on the 2-core VM, against reading and hashing
-//! the file.
+//! The key's columns on the extended coset on disk, next to the proving key (`{entry}.coset`), part
+//! by part, so that the CPU backend neither recomputes their coset NTTs in every process (45.7 s
+//! for the batch circuit at k=20 on the 2-core VM) nor holds them in memory: the quotient reads one
+//! part of the extended coset at a time ([`super::quotient`]).
 //!
-//! Layout: the magic `PNCOSET1`, the proving key's SHA-256 (64 hex digits), the coset size (u64
-//! LE) and the number of columns (u32 LE), then each column's values as raw field elements (32
-//! bytes each, halo2curves' raw Montgomery form), then the SHA-256 of everything before it. A
-//! file for another key, of another size, cut short, or failing its hash is refused, and the
-//! caller builds the columns again and rewrites it. Written to a temporary file, synced and
-//! renamed, so readers see all or nothing.
+//! Layout: the magic `PNCOSET2`, the proving key's SHA-256 (64 hex digits), the domain size n (u64
+//! LE), the number of parts and of columns (u32 LE each); then for each part, each column's n
+//! values as raw field elements (32 bytes each, halo2curves' raw Montgomery form); then the SHA-256
+//! of each (part, column) block in that order; then the SHA-256 of the header and that table.
+//!
+//! [`Reader::open`] refuses a file for another key or shape, of the wrong length or whose table
+//! fails its hash, and checks every block once; [`Reader::read_part`] checks the blocks it reads
+//! again, so a file damaged later is noticed too. Written to a temporary file, synced and renamed,
+//! so readers see all or nothing.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use halo2curves::bn256::Fr;
 use halo2curves::serde::SerdeObject;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 /// Why a coset file cannot be used.
@@ -31,8 +35,10 @@ pub enum CosetFileError {
     Invalid { path: String, reason: String },
 }
 
-const MAGIC: &[u8; 8] = b"PNCOSET1";
+const MAGIC: &[u8; 8] = b"PNCOSET2";
 const ELEMENT: usize = 32;
+const DIGEST: usize = 32;
+const HEADER: usize = 8 + 64 + 8 + 4 + 4;
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> CosetFileError + '_ {
     move |source| CosetFileError::Io {
@@ -41,118 +47,322 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> CosetFileError + '_ {
     }
 }
 
-fn header(pk_sha256: &str, size: usize, count: usize) -> Vec<u8> {
-    let mut h = Vec::with_capacity(8 + 64 + 12);
-    h.extend_from_slice(MAGIC);
-    h.extend_from_slice(pk_sha256.as_bytes());
-    h.extend_from_slice(&(size as u64).to_le_bytes());
-    h.extend_from_slice(&(count as u32).to_le_bytes());
-    h
+/// The shape of a coset file: n values per column, `columns` columns per part, `parts` parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub n: usize,
+    pub parts: usize,
+    pub columns: usize,
 }
 
-/// Writes `columns` (each `size` long) for the key whose SHA-256 is `pk_sha256`.
-pub fn write(
-    path: &Path,
-    pk_sha256: &str,
-    size: usize,
-    columns: &[&[Fr]],
-) -> Result<(), CosetFileError> {
-    if let Some(c) = columns.iter().find(|c| c.len() != size) {
-        return Err(CosetFileError::Invalid {
-            path: path.display().to_string(),
-            reason: format!("a column of {} values, the coset has {size}", c.len()),
-        });
+impl Shape {
+    fn block_bytes(&self) -> usize {
+        self.n * ELEMENT
     }
-    let tmp = path.with_extension(format!("coset.tmp{}", std::process::id()));
-    let result = (|| {
+
+    fn part_bytes(&self) -> usize {
+        self.columns * self.block_bytes()
+    }
+
+    fn blocks(&self) -> usize {
+        self.parts * self.columns
+    }
+
+    fn file_len(&self) -> u64 {
+        (HEADER + self.parts * self.part_bytes() + self.blocks() * DIGEST + DIGEST) as u64
+    }
+
+    fn header(&self, pk_sha256: &str) -> Vec<u8> {
+        let mut h = Vec::with_capacity(HEADER);
+        h.extend_from_slice(MAGIC);
+        h.extend_from_slice(pk_sha256.as_bytes());
+        h.extend_from_slice(&(self.n as u64).to_le_bytes());
+        h.extend_from_slice(&(self.parts as u32).to_le_bytes());
+        h.extend_from_slice(&(self.columns as u32).to_le_bytes());
+        h
+    }
+}
+
+fn table_digest(header: &[u8], digests: &[[u8; DIGEST]]) -> [u8; DIGEST] {
+    let mut h = Sha256::new();
+    h.update(header);
+    for d in digests {
+        h.update(d);
+    }
+    h.finalize().into()
+}
+
+/// Writes a coset file part by part ([`Self::write_part`] in order, then [`Self::finish`]).
+pub struct Writer {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    shape: Shape,
+    header: Vec<u8>,
+    digests: Vec<[u8; DIGEST]>,
+}
+
+impl Writer {
+    /// Starts the file for the key whose SHA-256 is `pk_sha256`.
+    pub fn create(path: &Path, pk_sha256: &str, shape: Shape) -> Result<Self, CosetFileError> {
+        let tmp = path.with_extension(format!("coset.tmp{}", std::process::id()));
         let file = File::create(&tmp).map_err(io(&tmp))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let mut hash = Sha256::new();
-        let head = header(pk_sha256, size, columns.len());
-        hash.update(&head);
-        out.write_all(&head).map_err(io(&tmp))?;
-        let mut buf = Vec::with_capacity(ELEMENT * 4096);
-        for column in columns {
-            for chunk in column.chunks(4096) {
-                buf.clear();
-                for v in chunk {
-                    v.write_raw(&mut buf).map_err(io(&tmp))?;
-                }
-                hash.update(&buf);
-                out.write_all(&buf).map_err(io(&tmp))?;
-            }
-        }
-        out.write_all(&hash.finalize()).map_err(io(&tmp))?;
-        let file = out.into_inner().map_err(|e| CosetFileError::Io {
-            path: tmp.display().to_string(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let mut w = Self {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            shape,
+            header: shape.header(pk_sha256),
+            digests: Vec::with_capacity(shape.blocks()),
+        };
+        let head = w.header.clone();
+        w.write(&head)?;
+        Ok(w)
     }
-    result
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), CosetFileError> {
+        let out = self.out.as_mut().ok_or_else(|| CosetFileError::Invalid {
+            path: self.tmp.display().to_string(),
+            reason: "written after it was finished".into(),
+        })?;
+        out.write_all(bytes).map_err(io(&self.tmp))
+    }
+
+    /// Appends the next part's columns (each n values).
+    pub fn write_part(&mut self, columns: &[&[Fr]]) -> Result<(), CosetFileError> {
+        let invalid = |reason: String| CosetFileError::Invalid {
+            path: self.tmp.display().to_string(),
+            reason,
+        };
+        if columns.len() != self.shape.columns {
+            return Err(invalid(format!(
+                "a part of {} columns, the file holds {}",
+                columns.len(),
+                self.shape.columns
+            )));
+        }
+        if self.digests.len() + columns.len() > self.shape.blocks() {
+            return Err(invalid("more parts than the file holds".into()));
+        }
+        if let Some(c) = columns.iter().find(|c| c.len() != self.shape.n) {
+            return Err(invalid(format!(
+                "a column of {} values, the domain has {}",
+                c.len(),
+                self.shape.n
+            )));
+        }
+        let blocks: Vec<Vec<u8>> = columns
+            .par_iter()
+            .map(|column| {
+                let mut buf = Vec::with_capacity(column.len() * ELEMENT);
+                for v in column.iter() {
+                    v.write_raw(&mut buf)?;
+                }
+                Ok(buf)
+            })
+            .collect::<Result<_, std::io::Error>>()
+            .map_err(io(&self.tmp))?;
+        let digests: Vec<[u8; DIGEST]> = blocks
+            .par_iter()
+            .map(|b| Sha256::digest(b).into())
+            .collect();
+        for b in &blocks {
+            self.write(b)?;
+        }
+        self.digests.extend(digests);
+        Ok(())
+    }
+
+    /// Writes the table, syncs and renames the file into place; returns its reader.
+    pub fn finish(mut self) -> Result<Reader, CosetFileError> {
+        if self.digests.len() != self.shape.blocks() {
+            return Err(CosetFileError::Invalid {
+                path: self.tmp.display().to_string(),
+                reason: format!(
+                    "finished after {} of {} blocks",
+                    self.digests.len(),
+                    self.shape.blocks()
+                ),
+            });
+        }
+        let mut table = Vec::with_capacity((self.digests.len() + 1) * DIGEST);
+        for d in &self.digests {
+            table.extend_from_slice(d);
+        }
+        table.extend_from_slice(&table_digest(&self.header, &self.digests));
+        self.write(&table)?;
+        let out = self.out.take().ok_or_else(|| CosetFileError::Invalid {
+            path: self.tmp.display().to_string(),
+            reason: "finished twice".into(),
+        })?;
+        let placed = (|| {
+            let file = out.into_inner().map_err(|e| CosetFileError::Io {
+                path: self.tmp.display().to_string(),
+                source: e.into_error(),
+            })?;
+            file.sync_all().map_err(io(&self.tmp))?;
+            std::fs::rename(&self.tmp, &self.path).map_err(io(&self.path))
+        })();
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        placed?;
+        Ok(Reader {
+            path: self.path.clone(),
+            shape: self.shape,
+            digests: std::mem::take(&mut self.digests),
+        })
+    }
 }
 
-/// Reads `count` columns of `size` values for the key whose SHA-256 is `pk_sha256`; `None` when
-/// there is no file.
-pub fn read(
-    path: &Path,
-    pk_sha256: &str,
-    size: usize,
-    count: usize,
-) -> Result<Option<Vec<Vec<Fr>>>, CosetFileError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(path)(e)),
-    };
-    let invalid = |reason: String| CosetFileError::Invalid {
-        path: path.display().to_string(),
-        reason,
-    };
-    let expected_len = (8 + 64 + 12 + count * size * ELEMENT + 32) as u64;
-    let len = file.metadata().map_err(io(path))?.len();
-    if len != expected_len {
-        return Err(invalid(format!(
-            "{len} bytes, {expected_len} expected for {count} columns of {size} values"
-        )));
-    }
-    let mut input = BufReader::with_capacity(1 << 20, file);
-    let mut hash = Sha256::new();
-    let want = header(pk_sha256, size, count);
-    let mut head = vec![0u8; want.len()];
-    input.read_exact(&mut head).map_err(io(path))?;
-    if head != want {
-        return Err(invalid("made for another proving key or coset size".into()));
-    }
-    hash.update(&head);
-    let mut columns = Vec::with_capacity(count);
-    let mut buf = vec![0u8; ELEMENT * 4096];
-    for _ in 0..count {
-        let mut column = Vec::with_capacity(size);
-        let mut left = size;
-        while left > 0 {
-            let take = left.min(4096);
-            let bytes = &mut buf[..take * ELEMENT];
-            input.read_exact(bytes).map_err(io(path))?;
-            hash.update(&bytes[..]);
-            for raw in bytes.chunks_exact(ELEMENT) {
-                column.push(
-                    Fr::from_raw_bytes(raw)
-                        .ok_or_else(|| invalid("a value is not a field element".into()))?,
-                );
-            }
-            left -= take;
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Unfinished: the temporary file is of no use to anyone.
+        if self.out.is_some() {
+            drop(self.out.take());
+            let _ = std::fs::remove_file(&self.tmp);
         }
-        columns.push(column);
     }
-    let mut digest = [0u8; 32];
-    input.read_exact(&mut digest).map_err(io(path))?;
-    if digest[..] != hash.finalize()[..] {
-        return Err(invalid("its SHA-256 does not match its contents".into()));
+}
+
+/// A checked coset file, read one part at a time.
+#[derive(Debug)]
+pub struct Reader {
+    path: PathBuf,
+    shape: Shape,
+    digests: Vec<[u8; DIGEST]>,
+}
+
+impl Reader {
+    /// Opens the file for the key whose SHA-256 is `pk_sha256` and checks all of it; `None` when
+    /// there is no file.
+    pub fn open(
+        path: &Path,
+        pk_sha256: &str,
+        shape: Shape,
+    ) -> Result<Option<Self>, CosetFileError> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(path)(e)),
+        };
+        let invalid = |reason: String| CosetFileError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        };
+        let len = file.metadata().map_err(io(path))?.len();
+        if len != shape.file_len() {
+            return Err(invalid(format!(
+                "{len} bytes, {} expected for {} parts of {} columns of {} values",
+                shape.file_len(),
+                shape.parts,
+                shape.columns,
+                shape.n
+            )));
+        }
+        let want = shape.header(pk_sha256);
+        let mut head = vec![0u8; HEADER];
+        file.read_exact(&mut head).map_err(io(path))?;
+        if head != want {
+            return Err(invalid("made for another proving key or shape".into()));
+        }
+        file.seek(SeekFrom::Start(
+            (HEADER + shape.parts * shape.part_bytes()) as u64,
+        ))
+        .map_err(io(path))?;
+        let mut table = vec![0u8; (shape.blocks() + 1) * DIGEST];
+        file.read_exact(&mut table).map_err(io(path))?;
+        let digests: Vec<[u8; DIGEST]> = table
+            .chunks_exact(DIGEST)
+            .take(shape.blocks())
+            .map(|c| {
+                let mut d = [0u8; DIGEST];
+                d.copy_from_slice(c);
+                d
+            })
+            .collect();
+        if table[shape.blocks() * DIGEST..] != table_digest(&head, &digests) {
+            return Err(invalid("its table of hashes does not match".into()));
+        }
+        let reader = Self {
+            path: path.to_path_buf(),
+            shape,
+            digests,
+        };
+        for part in 0..shape.parts {
+            reader.read_blocks(&mut file, part, false)?;
+        }
+        Ok(Some(reader))
     }
-    Ok(Some(columns))
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Part `part`'s columns (when `convert`; else only checked), each block checked against its
+    /// hash. Reads as many blocks at a time as rayon has threads, so the bytes held at once stay
+    /// a few columns' worth.
+    fn read_blocks(
+        &self,
+        file: &mut File,
+        part: usize,
+        convert: bool,
+    ) -> Result<Vec<Vec<Fr>>, CosetFileError> {
+        let shape = self.shape;
+        let invalid = |reason: String| CosetFileError::Invalid {
+            path: self.path.display().to_string(),
+            reason,
+        };
+        if part >= shape.parts {
+            return Err(invalid(format!("part {part} of {}", shape.parts)));
+        }
+        file.seek(SeekFrom::Start((HEADER + part * shape.part_bytes()) as u64))
+            .map_err(io(&self.path))?;
+        let group = rayon::current_num_threads().max(1);
+        let mut bytes = Vec::new();
+        let mut columns = Vec::with_capacity(if convert { shape.columns } else { 0 });
+        let mut first = 0;
+        while first < shape.columns {
+            let count = group.min(shape.columns - first);
+            bytes.resize(count * shape.block_bytes(), 0);
+            file.read_exact(&mut bytes).map_err(io(&self.path))?;
+            let converted = bytes
+                .par_chunks(shape.block_bytes())
+                .enumerate()
+                .map(|(i, block)| {
+                    let c = first + i;
+                    let d: [u8; DIGEST] = Sha256::digest(block).into();
+                    if d != self.digests[part * shape.columns + c] {
+                        return Err(invalid(format!(
+                            "part {part}, column {c}: its SHA-256 does not match"
+                        )));
+                    }
+                    if !convert {
+                        return Ok(Vec::new());
+                    }
+                    block
+                        .chunks_exact(ELEMENT)
+                        .map(Fr::from_raw_bytes)
+                        .collect::<Option<Vec<Fr>>>()
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "part {part}, column {c}: a value is not a field element"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if convert {
+                columns.extend(converted);
+            }
+            first += count;
+        }
+        Ok(columns)
+    }
+
+    /// Reads part `part`: its columns, in the order written, checked against their hashes.
+    pub fn read_part(&self, part: usize) -> Result<Vec<Vec<Fr>>, CosetFileError> {
+        let mut file = File::open(&self.path).map_err(io(&self.path))?;
+        self.read_blocks(&mut file, part, true)
+    }
 }

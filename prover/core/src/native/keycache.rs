@@ -1,39 +1,128 @@
 //! What the native engine can compute once per proving key instead of once per proof: the fixed
-//! columns, the permutation's σ polynomials and the Lagrange selectors l0, l_last and l_active,
-//! all on the extended coset, plus two key-independent columns of the same domain (the coset
-//! points `X` and `1/(X^n - 1)`); and on the circuit's own domain, the fixed and σ columns'
-//! values (grand products, lookup compression) and coefficients (evaluations, openings) and the
-//! points `ω^i`. halo2-axiom 0.5.3 recomputes them (coset NTTs) in every proof;
-//! for a halo2-base circuit they are more than half of the quotient step's transforms.
+//! columns, the permutation's σ polynomials and the Lagrange selectors l0, l_last and l_active on
+//! the extended coset, part by part (see [`super::quotient`]), plus the part's points `X`; and on
+//! the circuit's own domain, the fixed and σ columns' values (grand products, lookup compression)
+//! and coefficients (evaluations, openings) and the points `ω^i`. halo2-axiom 0.5.3 recomputes the
+//! extended columns (coset NTTs) in every proof; for a halo2-base circuit they are more than half
+//! of the quotient step's transforms.
 //!
-//! The columns are resident in the backend that built the cache (device memory on CUDA), so a
-//! proof uploads none of them: build one per proving key and backend with [`KeyCache::new`] and
-//! keep it next to the key. Another backend refuses it.
+//! Where the extended columns live depends on the backend ([`Parts`]): on a device they are
+//! computed per part from the key's coefficients, kept resident there (its NTTs cost little next
+//! to the memory they would hold); on the CPU they are all kept in memory, or, with a file next to
+//! the key ([`KeyCache::with_file`]), read from it one part at a time, so that the process holds
+//! one part of them. Build one cache per proving key and backend and keep it next to the key;
+//! another backend refuses it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ff::Field;
 use gpu::{ComputeBackend, Direction, Domain, Poly};
 use halo2_proofs::plonk::ProvingKey;
 use halo2curves::bn256::{Fr, G1Affine};
 
+use super::coset_file::{self, Shape};
 use super::NativeError;
 
-/// Per-key extended-coset values (see the module documentation).
+/// Per-key columns (see the module documentation).
 pub struct KeyCache {
     /// The verifying key's transcript representation: identifies the key the cache was built for.
     key_repr: Fr,
     /// The backend holding the columns.
     backend: String,
+    /// The circuit's domain and the parts' shifts `g·ω_ext^p`.
+    domain_n: Domain,
+    shifts: Vec<Fr>,
+    /// The extended columns, part by part.
+    parts: Parts,
+    /// On a device: the key's columns on the circuit's domain, kept (see [`Held`]).
+    domain: Option<(DomainValues, DomainCoeffs)>,
+    /// On a device: l0, l_last and l_active as coefficients, for the parts.
+    lagrange: Vec<Poly>,
+}
+
+/// Where the key's extended columns come from, part by part.
+enum Parts {
+    /// Every part in the backend (the CPU without a file): the fastest, and the most memory.
+    Resident(Vec<KeyPart>),
+    /// Read from the coset file one part at a time (the CPU with a file). A part that fails its
+    /// hash later is computed instead, and so are all later ones (`failed`).
+    File {
+        reader: coset_file::Reader,
+        failed: AtomicBool,
+    },
+    /// Computed per part from the key's coefficients (a device; the CPU when the file cannot be
+    /// written).
+    Computed,
+}
+
+/// The key's columns on one part of the extended coset, n values each.
+pub struct KeyPart {
     pub(crate) fixed: Vec<Poly>,
     pub(crate) sigmas: Vec<Poly>,
     pub(crate) l0: Poly,
     pub(crate) l_last: Poly,
     pub(crate) l_active: Poly,
-    /// `g·ω_ext^i`: the coset points themselves.
+    /// The part's points `s_p·ω^i`.
     pub(crate) x: Poly,
-    /// `1 / ((g·ω_ext^i)^n - 1)`: the division by the vanishing polynomial.
-    pub(crate) t_inv: Poly,
-    /// On a device: the key's columns on the circuit's domain, kept (see [`Held`]).
-    domain: Option<(DomainValues, DomainCoeffs)>,
+}
+
+impl KeyPart {
+    /// From the columns in the order of [`sources`].
+    fn from_columns(mut columns: Vec<Poly>, fixed: usize) -> Result<Self, NativeError> {
+        let missing = || NativeError::Internal("key part: a column is missing".into());
+        let x = columns.pop().ok_or_else(missing)?;
+        let l_active = columns.pop().ok_or_else(missing)?;
+        let l_last = columns.pop().ok_or_else(missing)?;
+        let l0 = columns.pop().ok_or_else(missing)?;
+        if columns.len() < fixed {
+            return Err(missing());
+        }
+        let sigmas = columns.split_off(fixed);
+        Ok(Self {
+            fixed: columns,
+            sigmas,
+            l0,
+            l_last,
+            l_active,
+            x,
+        })
+    }
+
+    fn columns(&self) -> Vec<&Poly> {
+        let mut c: Vec<&Poly> = self.fixed.iter().chain(self.sigmas.iter()).collect();
+        c.extend([&self.l0, &self.l_last, &self.l_active, &self.x]);
+        c
+    }
+}
+
+/// The coefficients behind a part's columns, in order: fixed, σ, l0, l_last, l_active, X.
+fn sources<'a>(pk: &'a ProvingKey<G1Affine>, x: &'a [Fr]) -> Vec<&'a [Fr]> {
+    let mut s: Vec<&[Fr]> = pk.fixed_polys().iter().map(|p| &p[..]).collect();
+    s.extend(pk.permutation().polys().iter().map(|p| &p[..]));
+    s.extend([&pk.l0()[..], &pk.l_last()[..], &pk.l_active_row()[..], x]);
+    s
+}
+
+/// The coefficients of X, n long.
+fn x_coeffs(n: usize) -> Vec<Fr> {
+    let mut x = vec![Fr::ZERO; n];
+    if n > 1 {
+        x[1] = Fr::ONE;
+    }
+    x
+}
+
+/// The shifts of the extended coset's parts: `g·ω_ext^p` for `p < 2^(extended_k - k)`.
+pub fn part_shifts(domain: &Domain, ext: &Domain) -> Vec<Fr> {
+    let ratio = ext.size() / domain.size();
+    let mut s = ext.coset_gen();
+    (0..ratio)
+        .map(|_| {
+            let v = s;
+            s *= ext.omega();
+            v
+        })
+        .collect()
 }
 
 /// The key's columns on the circuit's domain (n rows) as values: read by the grand products and
@@ -110,173 +199,227 @@ fn domain_coeffs(
     })
 }
 
-/// `coeffs` (at most `ext.size()` of them, zero padded) on the extended coset of `ext`, resident
-/// in `backend`: only the coefficients cross to the device.
-pub(crate) fn to_extended(
+/// Resident coefficients (at most n) → a new resident vector of their values on the coset
+/// `shift·⟨ω⟩` of `domain` (a copy and a shifted NTT, in the backend).
+pub(crate) fn to_part(
     backend: &dyn ComputeBackend,
-    ext: &Domain,
-    coeffs: &[Fr],
+    domain: &Domain,
+    coeffs: &Poly,
+    shift: Fr,
 ) -> Result<Poly, NativeError> {
-    let size = ext.size();
-    if coeffs.len() > size {
+    if coeffs.len() > domain.size() {
         return Err(NativeError::Internal(format!(
-            "polynomial of {} coefficients does not fit the extended domain of {size}",
-            coeffs.len()
+            "polynomial of {} coefficients does not fit the domain of {}",
+            coeffs.len(),
+            domain.size()
         )));
     }
-    extend(backend, ext, &backend.upload(coeffs)?)
-}
-
-/// Resident coefficients (at most `ext.size()`) → a new resident vector of their values on the
-/// extended coset of `ext` (zero padding and a coset NTT, in the backend).
-pub(crate) fn extend(
-    backend: &dyn ComputeBackend,
-    ext: &Domain,
-    coeffs: &Poly,
-) -> Result<Poly, NativeError> {
-    let mut values = backend.resized(coeffs, ext.size())?;
-    backend.ntt_poly(&mut values, ext, Direction::Forward, true)?;
+    let mut values = backend.resized(coeffs, domain.size())?;
+    backend.ntt_shifted(&mut values, domain, Direction::Forward, shift)?;
     Ok(values)
 }
 
-/// `1/((g·ω_ext^i)^n - 1)` for `i < ext.size()`: it takes `ratio` distinct values, repeating with
-/// period `ratio`.
-fn vanishing_inverse(n: usize, ext: &Domain) -> Result<Vec<Fr>, NativeError> {
-    let size = ext.size();
-    let ratio = size / n;
-    let gn = ext.coset_gen().pow_vartime([n as u64]);
-    let wn = ext.omega().pow_vartime([n as u64]);
-    let mut inv: Vec<Fr> = Vec::with_capacity(ratio);
-    let mut p = gn;
-    for _ in 0..ratio {
-        inv.push(p - Fr::ONE);
-        p *= wn;
-    }
-    if inv.iter().any(|v| bool::from(v.is_zero())) {
-        return Err(NativeError::Internal(
-            "X^n - 1 vanishes on the coset".into(),
-        ));
-    }
-    ff::BatchInvert::batch_invert(&mut inv[..]);
-    Ok((0..size).map(|i| inv[i % ratio]).collect())
-}
-
 impl KeyCache {
-    /// Computes the cache for `pk` with `backend`'s coset NTTs; the columns stay in `backend`.
+    /// Builds the cache for `pk` in `backend`: every part's columns on the CPU, the coefficients
+    /// behind them on a device.
     pub fn new(
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
     ) -> Result<Self, NativeError> {
-        Self::build(backend, pk, None)
+        let mut cache = Self::empty(backend, pk)?;
+        if cache.domain.is_none() {
+            let parts = (0..cache.shifts.len())
+                .map(|p| cache.compute_part(backend, pk, p))
+                .collect::<Result<Vec<_>, _>>()?;
+            cache.parts = Parts::Resident(parts);
+        }
+        Ok(cache)
     }
 
-    /// As [`Self::new`], with the extended-coset columns kept on disk at `path` (next to the
-    /// proving key whose SHA-256 is `pk_sha256`; see [`super::coset_file`]) on the CPU backend:
-    /// read from there when the file is valid, else computed and written there. A device
-    /// computes them instead (its coset NTTs take less time than reading and hashing the file
-    /// would, and the file's values would have to cross PCIe at the extended size).
+    /// As [`Self::new`], with the extended columns kept on disk at `path` (next to the proving
+    /// key whose SHA-256 is `pk_sha256`; see [`super::coset_file`]) on the CPU backend and read
+    /// from there a part at a time: from the file when it is valid, else computed and written
+    /// there (computed per proof if it cannot be written). A device computes them instead.
     pub fn with_file(
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
         path: &std::path::Path,
         pk_sha256: &str,
     ) -> Result<Self, NativeError> {
-        if backend.name() != gpu::BackendName::Cpu {
-            return Self::new(backend, pk);
+        let mut cache = Self::empty(backend, pk)?;
+        if cache.domain.is_some() {
+            return Ok(cache);
         }
-        Self::build(backend, pk, Some((path, pk_sha256)))
+        let shape = Shape {
+            n: cache.domain_n.size(),
+            parts: cache.shifts.len(),
+            columns: pk.fixed_polys().len() + pk.permutation().polys().len() + 4,
+        };
+        match coset_file::Reader::open(path, pk_sha256, shape) {
+            Ok(Some(reader)) => {
+                tracing::info!(file = %path.display(), "native engine: coset cache read from disk");
+                cache.parts = Parts::File {
+                    reader,
+                    failed: AtomicBool::new(false),
+                };
+                return Ok(cache);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "native engine: coset cache file unusable; computing it again")
+            }
+        }
+        match cache.write_file(backend, pk, path, pk_sha256, shape) {
+            Ok(reader) => {
+                tracing::info!(file = %path.display(), "native engine: coset cache written next to the key");
+                cache.parts = Parts::File {
+                    reader,
+                    failed: AtomicBool::new(false),
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "native engine: coset cache not written; its columns are computed in every proof");
+            }
+        }
+        Ok(cache)
     }
 
-    fn build(
-        backend: &dyn ComputeBackend,
-        pk: &ProvingKey<G1Affine>,
-        file: Option<(&std::path::Path, &str)>,
-    ) -> Result<Self, NativeError> {
+    /// The cache with its domain columns (on a device) and no extended parts yet (`Computed`).
+    fn empty(backend: &dyn ComputeBackend, pk: &ProvingKey<G1Affine>) -> Result<Self, NativeError> {
         let vk = pk.get_vk();
         let hdomain = vk.get_domain();
+        let domain_n = Domain::new(hdomain.k())?;
         let ext = Domain::new(hdomain.extended_k())?;
-        let n = hdomain.n as usize;
-        // The coefficients behind the extended columns: fixed, σ, l0, l_last, l_active.
-        let mut sources: Vec<&[Fr]> = pk.fixed_polys().iter().map(|p| &p[..]).collect();
-        sources.extend(pk.permutation().polys().iter().map(|p| &p[..]));
-        sources.extend([&pk.l0()[..], &pk.l_last()[..], &pk.l_active_row()[..]]);
-        let loaded = match file {
-            Some((path, sha)) => {
-                match super::coset_file::read(path, sha, ext.size(), sources.len()) {
-                    Ok(Some(columns)) => {
-                        tracing::info!(file = %path.display(), "native engine: coset cache read from disk");
-                        Some(columns)
-                    }
-                    Ok(None) => None,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "native engine: coset cache file unusable; computing it again");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
-        let read_from_file = loaded.is_some();
-        let mut columns = match loaded {
-            Some(columns) => columns
-                .into_iter()
-                .map(|c| Ok(backend.upload_owned(c)?))
-                .collect::<Result<Vec<_>, NativeError>>()?,
-            None => sources
-                .iter()
-                .map(|c| to_extended(backend, &ext, c))
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        if let (Some((path, sha)), false) = (file, read_from_file) {
-            let hosts: Option<Vec<&[Fr]>> = columns.iter().map(|p| p.host_slice()).collect();
-            match hosts {
-                Some(hosts) => match super::coset_file::write(path, sha, ext.size(), &hosts) {
-                    Ok(()) => {
-                        tracing::info!(file = %path.display(), "native engine: coset cache written next to the key")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "native engine: coset cache not written (the next process computes it again)")
-                    }
-                },
-                None => {
-                    tracing::warn!("native engine: coset cache not in host memory; not written")
-                }
-            }
-        }
-        let fixed_count = pk.fixed_polys().len();
-        let sigma_count = pk.permutation().polys().len();
-        let l_active = columns
-            .pop()
-            .ok_or_else(|| NativeError::Internal("coset cache: l_active missing".into()))?;
-        let l_last = columns
-            .pop()
-            .ok_or_else(|| NativeError::Internal("coset cache: l_last missing".into()))?;
-        let l0 = columns
-            .pop()
-            .ok_or_else(|| NativeError::Internal("coset cache: l0 missing".into()))?;
-        if columns.len() != fixed_count + sigma_count {
-            return Err(NativeError::Internal(format!(
-                "coset cache: {} columns for {fixed_count} fixed and {sigma_count} σ",
-                columns.len()
-            )));
-        }
-        let sigmas = columns.split_off(fixed_count);
+        let device = backend.name() != gpu::BackendName::Cpu;
         Ok(Self {
             key_repr: vk.transcript_repr(),
             backend: backend.name().to_string(),
-            fixed: columns,
-            sigmas,
-            l0,
-            l_last,
-            l_active,
-            x: to_extended(backend, &ext, &[Fr::ZERO, Fr::ONE])?,
-            t_inv: backend.upload(&vanishing_inverse(n, &ext)?)?,
-            domain: if backend.name() == gpu::BackendName::Cpu {
-                None
-            } else {
+            shifts: part_shifts(&domain_n, &ext),
+            domain_n,
+            parts: Parts::Computed,
+            domain: if device {
                 Some((domain_values(backend, pk)?, domain_coeffs(backend, pk)?))
+            } else {
+                None
+            },
+            lagrange: if device {
+                [pk.l0(), pk.l_last(), pk.l_active_row()]
+                    .iter()
+                    .map(|p| Ok(backend.upload(&p[..])?))
+                    .collect::<Result<_, NativeError>>()?
+            } else {
+                Vec::new()
             },
         })
+    }
+
+    /// Computes part `p` and writes each part to a new coset file; returns its reader.
+    fn write_file(
+        &self,
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+        path: &std::path::Path,
+        pk_sha256: &str,
+        shape: Shape,
+    ) -> Result<coset_file::Reader, NativeError> {
+        let mut writer = coset_file::Writer::create(path, pk_sha256, shape)?;
+        for p in 0..self.shifts.len() {
+            let part = self.compute_part(backend, pk, p)?;
+            let hosts: Option<Vec<&[Fr]>> =
+                part.columns().into_iter().map(|c| c.host_slice()).collect();
+            let hosts = hosts.ok_or_else(|| {
+                NativeError::Internal("coset cache: columns not in host memory".into())
+            })?;
+            writer.write_part(&hosts)?;
+        }
+        Ok(writer.finish()?)
+    }
+
+    /// Part `p`'s columns computed from the key's coefficients (resident ones on a device).
+    fn compute_part(
+        &self,
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+        p: usize,
+    ) -> Result<KeyPart, NativeError> {
+        let shift = *self
+            .shifts
+            .get(p)
+            .ok_or_else(|| NativeError::Internal(format!("part {p} of {}", self.shifts.len())))?;
+        let n = self.domain_n.size();
+        let x = x_coeffs(n);
+        let columns = match &self.domain {
+            Some((_, coeffs)) => {
+                let x = backend.upload(&x[..2.min(n)])?;
+                let mut resident: Vec<&Poly> =
+                    coeffs.fixed.iter().chain(coeffs.sigmas.iter()).collect();
+                resident.extend(self.lagrange.iter());
+                resident.push(&x);
+                resident
+                    .into_iter()
+                    .map(|c| to_part(backend, &self.domain_n, c, shift))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            None => sources(pk, &x)
+                .into_iter()
+                .map(|c| {
+                    let mut v = backend.upload(c)?;
+                    backend.ntt_shifted(&mut v, &self.domain_n, Direction::Forward, shift)?;
+                    Ok(v)
+                })
+                .collect::<Result<Vec<_>, NativeError>>()?,
+        };
+        KeyPart::from_columns(columns, pk.fixed_polys().len())
+    }
+
+    /// The number of parts of the extended coset.
+    pub fn parts(&self) -> usize {
+        self.shifts.len()
+    }
+
+    /// The shift of part `p`: `g·ω_ext^p`.
+    pub fn shift(&self, p: usize) -> Result<Fr, NativeError> {
+        self.shifts
+            .get(p)
+            .copied()
+            .ok_or_else(|| NativeError::Internal(format!("part {p} of {}", self.shifts.len())))
+    }
+
+    /// The key's columns on part `p` of the extended coset: kept, read from the file, or computed.
+    pub fn part(
+        &self,
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+        p: usize,
+    ) -> Result<Held<'_, KeyPart>, NativeError> {
+        match &self.parts {
+            Parts::Resident(parts) => parts
+                .get(p)
+                .map(Held::Cached)
+                .ok_or_else(|| NativeError::Internal(format!("part {p} of {}", parts.len()))),
+            Parts::File { reader, failed } if !failed.load(Ordering::Relaxed) => {
+                match reader.read_part(p) {
+                    Ok(columns) => {
+                        let columns = columns
+                            .into_iter()
+                            .map(|c| Ok(backend.upload_owned(c)?))
+                            .collect::<Result<Vec<_>, NativeError>>()?;
+                        Ok(Held::Fresh(KeyPart::from_columns(
+                            columns,
+                            pk.fixed_polys().len(),
+                        )?))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "native engine: coset cache file damaged since it was opened; computing its columns in every proof (the next process rewrites it)");
+                        failed.store(true, Ordering::Relaxed);
+                        Ok(Held::Fresh(self.compute_part(backend, pk, p)?))
+                    }
+                }
+            }
+            Parts::File { .. } | Parts::Computed => {
+                Ok(Held::Fresh(self.compute_part(backend, pk, p)?))
+            }
+        }
     }
 
     /// The key's columns on the domain as values: kept on a device, made now on the CPU.
@@ -303,14 +446,27 @@ impl KeyCache {
         })
     }
 
-    /// Bytes held.
+    /// Bytes held in the backend.
     pub fn size_bytes(&self) -> usize {
-        let extended = self.fixed.len() + self.sigmas.len() + 5;
+        let n = self.domain_n.size();
+        let parts = match &self.parts {
+            Parts::Resident(parts) => parts.iter().map(|p| p.columns().len()).sum(),
+            Parts::File { .. } | Parts::Computed => 0,
+        };
         let own = match &self.domain {
-            Some((v, _)) => (2 * (v.fixed.len() + v.sigmas.len()) + 1) * v.omega.len(),
+            Some((v, _)) => 2 * (v.fixed.len() + v.sigmas.len()) + 1 + self.lagrange.len(),
             None => 0,
         };
-        (extended * self.l0.len() + own) * std::mem::size_of::<Fr>()
+        (parts + own) * n * std::mem::size_of::<Fr>()
+    }
+
+    /// Where the extended columns come from: `resident`, `file` or `computed`.
+    pub fn source(&self) -> &'static str {
+        match &self.parts {
+            Parts::Resident(_) => "resident",
+            Parts::File { failed, .. } if !failed.load(Ordering::Relaxed) => "file",
+            Parts::File { .. } | Parts::Computed => "computed",
+        }
     }
 
     /// Refuses a cache built for another key or held by another backend.

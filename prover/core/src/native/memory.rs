@@ -24,8 +24,8 @@ pub struct DeviceNeed {
     pub key_cache: u64,
     /// Kept per device for every proof of this size: the SRS points and the NTT tables.
     pub shared: u64,
-    /// Held while one proof runs (the peak of its steps): this proof's columns, the extended
-    /// coset columns of the quotient step, the backend's scratch.
+    /// Held while one proof runs (the peak of its steps): this proof's columns, one part of the
+    /// extended coset's columns in the quotient step, the backend's scratch.
     pub per_proof: u64,
 }
 
@@ -42,9 +42,7 @@ pub fn device_need(pk: &ProvingKey<G1Affine>) -> Result<DeviceNeed, NativeError>
     let cs = vk.cs();
     let domain = vk.get_domain();
     let k = domain.k();
-    let ext_k = domain.extended_k();
     let n = 1u64 << k;
-    let ext = 1u64 << ext_k;
     let fixed = cs.num_fixed_columns() as u64;
     let advice = cs.num_advice_columns() as u64;
     let instance = cs.num_instance_columns() as u64;
@@ -57,11 +55,12 @@ pub fn device_need(pk: &ProvingKey<G1Affine>) -> Result<DeviceNeed, NativeError>
     };
     let pieces = domain.get_quotient_poly_degree() as u64;
 
-    // KeyCache: fixed, σ and 5 more columns on the extended coset; fixed and σ values and
-    // coefficients, and ω^i, on the domain.
-    let key_cache = FR * ((fixed + sigmas + 5) * ext + (2 * (fixed + sigmas) + 1) * n);
-    // The SRS points and the NTT tables of both sizes, both directions.
-    let shared = POINT * n + 2 * (plan::ntt_table_bytes(k) + plan::ntt_table_bytes(ext_k)) as u64;
+    // KeyCache on a device: fixed and σ values and coefficients, ω^i, and the coefficients of
+    // l0, l_last and l_active, all on the domain (the extended coset's parts are computed from
+    // them in each proof).
+    let key_cache = FR * ((2 * (fixed + sigmas) + 1 + 3) * n);
+    // The SRS points and the NTT tables of the domain, both directions.
+    let shared = POINT * n + 2 * plan::ntt_table_bytes(k) as u64;
 
     // Held from the witness to the end: advice and instance values and coefficients, each
     // lookup's product and permuted columns' coefficients, the permutation products, the random
@@ -70,13 +69,18 @@ pub fn device_need(pk: &ProvingKey<G1Affine>) -> Result<DeviceNeed, NativeError>
     // While a lookup's product is made: its compressed and permuted values (4), the inverted
     // denominators and the product (2).
     let lookup_step = held + 6;
-    // The quotient: this proof's columns on the extended coset (advice, instance, products and
-    // 3 per lookup), the numerator and the NTT scratch; then h on the coset beside the numerator.
-    let quotient = held * n + (advice + instance + products + 3 * lookups + 2) * ext;
-    let vanishing = held * n + 3 * ext + pieces * n;
+    // The quotient, one part of the extended coset at a time: the key's columns on the part
+    // (fixed, σ, l0, l_last, l_active, X), this proof's (advice, instance, products, 3 per
+    // lookup), the part's values, h's pieces and the tail accumulating, and the NTT's scratch.
+    let quotient = held
+        + (fixed + sigmas + 4)
+        + (advice + instance + products + 3 * lookups)
+        + 1
+        + (pieces + 1)
+        + 1;
     // SHPLONK: h's pieces and h, one quotient per rotation set (at most 8), h and h'.
-    let opening = (held + pieces + 1 + 8 + 2) * n;
-    let elements = quotient.max(vanishing).max(opening).max(lookup_step * n);
+    let opening = held + pieces + 1 + 8 + 2;
+    let elements = n * quotient.max(opening).max(lookup_step);
     let per_proof = FR * elements + plan::msm_scratch_bytes(n as usize) as u64;
     Ok(DeviceNeed {
         key_cache,

@@ -69,6 +69,8 @@ pub enum NativeError {
     BasesTooShort { bases: usize, needed: usize },
     #[error("the witness does not satisfy the circuit: {0}")]
     Unsatisfied(String),
+    #[error("coset cache file: {0}")]
+    CosetFile(#[from] coset_file::CosetFileError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -337,7 +339,7 @@ where
     let y = *transcript.squeeze_challenge_scalar::<()>();
     step("random polynomial");
 
-    let numerator = quotient::evaluate(
+    let h = quotient::evaluate(
         &ctx,
         pk,
         &witness.advice_coeffs,
@@ -350,16 +352,10 @@ where
         beta,
         gamma,
         y,
-    )?;
-    step("quotient numerator");
-    let pieces = vanishing::construct(
-        &ctx,
         hdomain.quotient_poly_degree as usize,
-        numerator,
-        cache,
-        rng,
-        transcript,
     )?;
+    step("quotient, part by part");
+    let pieces = vanishing::construct(&ctx, h, rng, transcript)?;
 
     step("h pieces");
     let x = *transcript.squeeze_challenge_scalar::<()>();

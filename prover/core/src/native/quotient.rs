@@ -1,25 +1,33 @@
-//! The numerator of the quotient h over the extended coset `g·⟨ω_ext⟩`: every gate polynomial,
+//! The quotient h: its numerator over the extended coset `g·⟨ω_ext⟩` (every gate polynomial,
 //! every permutation constraint and every lookup constraint, folded with powers of y in halo2's
-//! order (gates in order, each gate's polynomials in order, then the permutation terms, then each
-//! lookup's five terms).
+//! order: gates in order, each gate's polynomials in order, then the permutation terms, then each
+//! lookup's five terms), divided by `X^n - 1` and interpolated into h's pieces.
 //!
-//! It runs on resident vectors ([`gpu::Poly`]): this proof's columns go to the backend once as
-//! coefficients and are extended there (coset NTTs), the key's columns are already there
-//! ([`KeyCache`]), and the constraints are compiled into [`gpu::Program`]s that the backend
-//! evaluates row by row (on CUDA, one thread per row of the extended coset). Nothing of the
-//! extended domain crosses to the host here; the numerator stays in the backend for the division
-//! by `X^n - 1` ([`super::vanishing::construct`]).
+//! **Part by part.** The extended coset (size `r·n`, `r = 2^(extended_k - k)`) is the union of
+//! `r` cosets of the circuit's domain, part `p` being `s_p·⟨ω⟩` with `s_p = g·ω_ext^p`; a rotation
+//! by ω stays inside a part. So each part is evaluated on its own with n-sized vectors: every column
+//! goes to the part by a shifted NTT of its n coefficients (halo2's `coeff_to_extended_part`), the
+//! constraint programs run over the part's rows, and `X^n - 1` is the constant `s_p^n - 1` there.
+//! An inverse shifted NTT of the part's quotient values gives `F_p[a] = Σ_b h_{a+nb}·s_p^{nb}`,
+//! a DFT of size r over the pieces: with `s_p^n = g^n·μ^p` (`μ = ω_ext^n`, of order r), piece b is
+//! `g^{-nb}/r · Σ_p μ^{-pb}·F_p`, accumulated as the parts come. Only one part of the extended
+//! coset is in memory at a time, for the key's columns as for this proof's.
+//!
+//! It runs on resident vectors ([`gpu::Poly`]): this proof's columns are in the backend as
+//! coefficients, the key's come from the [`KeyCache`], and the constraints are compiled into
+//! [`gpu::Program`]s that the backend evaluates row by row (on CUDA, one thread per row). Nothing
+//! of the extended coset crosses to the host.
 
 use std::ops::Range;
 
 use ff::{Field, PrimeField};
 use gpu::program::Value;
-use gpu::{Poly, Program, ProgramBuilder};
+use gpu::{Direction, Poly, Program, ProgramBuilder};
 use halo2_proofs::plonk::{Any, Expression, ProvingKey};
 use halo2curves::bn256::{Fr, G1Affine};
 use rayon::prelude::*;
 
-use super::keycache::{extend, KeyCache};
+use super::keycache::{to_part, KeyCache};
 use super::lookup;
 use super::permutation::{chunk_len, Committed};
 use super::program::{Columns, Program as HostProgram};
@@ -179,8 +187,18 @@ pub(crate) fn compile(
     Ok(out)
 }
 
-/// Returns the numerator of h on the extended coset (before the division by `X^n - 1`),
-/// resident in the backend.
+/// h's pieces, resident in the backend, and what checks its degree.
+pub struct HPieces {
+    /// `h = Σ X^{n·i}·h_i`: n coefficients each.
+    pub pieces: Vec<Poly>,
+    /// The coefficients of h beyond its pieces, folded at `point`
+    /// (`Σ_{b ≥ pieces} point^{n(b - pieces)}·h_b`); when the witness satisfies the circuit they
+    /// are all zero, so this polynomial vanishes at `point`. `None` when the extended coset holds
+    /// exactly the pieces.
+    pub tail: Option<(Poly, Fr)>,
+}
+
+/// Returns h's `pieces` pieces (see the module documentation), resident in the backend.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     ctx: &Ctx<'_>,
@@ -195,7 +213,8 @@ pub fn evaluate(
     beta: Fr,
     gamma: Fr,
     y: Fr,
-) -> Result<Poly, NativeError> {
+    pieces: usize,
+) -> Result<HPieces, NativeError> {
     let mut last = std::time::Instant::now();
     let mut part = |name: &'static str| {
         let now = std::time::Instant::now();
@@ -215,11 +234,6 @@ pub fn evaluate(
         cs.num_advice_columns(),
         cs.num_instance_columns(),
     ];
-    if cache.fixed.len() != counts[0] || cache.sigmas.len() != pk.permutation().polys().len() {
-        return Err(NativeError::Internal(
-            "the key cache does not match the key's columns".into(),
-        ));
-    }
     if advice_coeffs.len() != counts[1] || instance_coeffs.len() != counts[2] {
         return Err(NativeError::Internal(format!(
             "{} advice and {} instance columns given, the circuit has {} and {}",
@@ -234,7 +248,7 @@ pub fn evaluate(
         let advice = fixed + counts[0];
         let instance = advice + counts[1];
         let sigma = instance + counts[2];
-        let l0 = sigma + cache.sigmas.len();
+        let l0 = sigma + pk.permutation().polys().len();
         let products = l0 + 4;
         Layout {
             fixed,
@@ -279,47 +293,125 @@ pub fn evaluate(
             gamma,
         )?);
     }
+
+    let n = ctx.n;
+    if cache.parts() != ratio || pieces == 0 || pieces > ratio {
+        return Err(NativeError::Internal(format!(
+            "{pieces} pieces over {} parts of an extended coset of {ratio} times the domain",
+            cache.parts()
+        )));
+    }
+    let g = ctx.ext.coset_gen();
+    let gn_inv = invert(g.pow_vartime([n as u64]), "g^n")?;
+    let mu_inv = invert(ctx.ext.omega().pow_vartime([n as u64]), "ω_ext^n")?;
+    let ratio_inv = invert(Fr::from(ratio as u64), "the ratio")?;
+    // The tail's point comes from the OS, not the proof's rng, whose draws are fixed by halo2's
+    // order: a non-zero tail of degree < n vanishes there with probability below n/|Fr|.
+    let tail_point = if pieces < ratio {
+        let mut os = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_rng(rand::rngs::OsRng)
+            .map_err(|e| NativeError::Internal(format!("OS randomness: {e}")))?;
+        Some(Fr::random(&mut os))
+    } else {
+        None
+    };
+    let rho = tail_point.map(|t| t.pow_vartime([n as u64]));
+    let mut acc = (0..pieces)
+        .map(|_| backend.zeros(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tail = match tail_point {
+        Some(_) => Some(backend.zeros(n)?),
+        None => None,
+    };
     part("compile");
 
-    // This proof's columns, extended in the backend from their resident coefficients.
-    let ext = |p: &Poly| extend(backend, &ctx.ext, p);
-    let advice = advice_coeffs
-        .iter()
-        .map(ext)
-        .collect::<Result<Vec<_>, _>>()?;
-    let instance = instance_coeffs
-        .iter()
-        .map(ext)
-        .collect::<Result<Vec<_>, _>>()?;
-    let products = perm
-        .products
-        .iter()
-        .map(ext)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut lookup_cols = Vec::with_capacity(3 * lookups.len());
-    for l in lookups {
-        lookup_cols.push(ext(&l.product)?);
-        lookup_cols.push(ext(&l.permuted_input)?);
-        lookup_cols.push(ext(&l.permuted_table)?);
+    for p in 0..ratio {
+        let shift = cache.shift(p)?;
+        let values = {
+            let key = cache.part(backend, pk, p)?;
+            // This proof's columns on the part, from their resident coefficients.
+            let to = |c: &Poly| to_part(backend, &ctx.domain, c, shift);
+            let advice = advice_coeffs
+                .iter()
+                .map(to)
+                .collect::<Result<Vec<_>, _>>()?;
+            let instance = instance_coeffs
+                .iter()
+                .map(to)
+                .collect::<Result<Vec<_>, _>>()?;
+            let products = perm
+                .products
+                .iter()
+                .map(to)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut lookup_cols = Vec::with_capacity(3 * lookups.len());
+            for l in lookups {
+                lookup_cols.push(to(&l.product)?);
+                lookup_cols.push(to(&l.permuted_input)?);
+                lookup_cols.push(to(&l.permuted_table)?);
+            }
+            let mut inputs: Vec<&Poly> = Vec::with_capacity(n_inputs);
+            inputs.extend(key.fixed.iter());
+            inputs.extend(advice.iter());
+            inputs.extend(instance.iter());
+            inputs.extend(key.sigmas.iter());
+            inputs.extend([&key.l0, &key.l_last, &key.l_active, &key.x]);
+            inputs.extend(products.iter());
+            inputs.extend(lookup_cols.iter());
+            debug_assert_eq!(inputs.len(), n_inputs);
+            let mut values = backend.zeros(n)?;
+            for program in &programs {
+                backend.eval_program(program, &inputs, &mut values, 1, y)?;
+            }
+            values
+        };
+        // F_p, then its share of each piece: c_{p,b} = g^{-nb}·μ^{-pb} / (r·(s_p^n - 1)).
+        let mut values = values;
+        backend.ntt_shifted(&mut values, &ctx.domain, Direction::Inverse, shift)?;
+        let d = ratio_inv * invert(shift.pow_vartime([n as u64]) - Fr::ONE, "s_p^n - 1")?;
+        let step = gn_inv * mu_inv.pow_vartime([p as u64]);
+        let mut c = d;
+        let mut tail_c = Fr::ZERO;
+        let mut rho_b = Fr::ONE;
+        for b in 0..ratio {
+            if b < pieces {
+                add_scaled(backend, &mut acc[b], &values, c)?;
+            } else if let Some(rho) = rho {
+                tail_c += rho_b * c;
+                rho_b *= rho;
+            }
+            c *= step;
+        }
+        if let Some(t) = tail.as_mut() {
+            add_scaled(backend, t, &values, tail_c)?;
+        }
     }
-    part("column coset NTTs");
+    part("parts: coset NTTs, gates, permutation and lookups, interpolation");
+    Ok(HPieces {
+        pieces: acc,
+        tail: tail.zip(tail_point),
+    })
+}
 
-    let mut inputs: Vec<&Poly> = Vec::with_capacity(n_inputs);
-    inputs.extend(cache.fixed.iter());
-    inputs.extend(advice.iter());
-    inputs.extend(instance.iter());
-    inputs.extend(cache.sigmas.iter());
-    inputs.extend([&cache.l0, &cache.l_last, &cache.l_active, &cache.x]);
-    inputs.extend(products.iter());
-    inputs.extend(lookup_cols.iter());
-    debug_assert_eq!(inputs.len(), n_inputs);
+fn invert(v: Fr, what: &str) -> Result<Fr, NativeError> {
+    Option::<Fr>::from(v.invert())
+        .ok_or_else(|| NativeError::Internal(format!("{what} is zero on the extended coset")))
+}
 
-    let mut value = backend.zeros(size)?;
-    for program in &programs {
-        backend.eval_program(program, &inputs, &mut value, ratio, y)?;
-    }
-    part("gates, permutation and lookups");
-    Ok(value)
+/// `acc += c·v` in the backend.
+fn add_scaled(
+    backend: &dyn gpu::ComputeBackend,
+    acc: &mut Poly,
+    v: &Poly,
+    c: Fr,
+) -> Result<(), NativeError> {
+    let mut b = ProgramBuilder::new(1);
+    let q = b.query(0, 0)?;
+    let k = b.constant(c);
+    let out = b.mul(q, k);
+    b.output(out);
+    let program = b.build()?;
+    backend.eval_program(&program, &[v], acc, 1, Fr::ONE)?;
+    Ok(())
 }
 
 /// The permutation argument's terms, in halo2's order.

@@ -6,11 +6,11 @@ use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 
-use gpu::{Direction, Poly, ProgramBuilder};
+use gpu::{Poly, ProgramBuilder};
 use group::Curve;
 
 use super::commit::{commit_poly, eval_at};
-use super::keycache::KeyCache;
+use super::quotient::HPieces;
 use super::{Ctx, NativeError};
 
 /// Draws the random polynomial (n coefficients, then its blind) from `rng`, commits to it and
@@ -32,15 +32,12 @@ where
     Ok(random)
 }
 
-/// Divides the numerator (values on the extended coset, resident in the backend) by `X^n - 1`,
-/// interpolates h (both in the backend), cuts it into `pieces` polynomials of n coefficients,
-/// commits to each and writes the commitments. The pieces stay in the backend; nothing of h
-/// comes back to the host.
+/// Checks h's degree (its coefficients beyond the pieces are zero, as they are when the witness
+/// satisfies the circuit), commits to each piece and writes the commitments. The pieces stay in
+/// the backend; nothing of h comes back to the host.
 pub fn construct<E, T>(
     ctx: &Ctx<'_>,
-    pieces: usize,
-    numerator: Poly,
-    cache: &KeyCache,
+    h: HPieces,
     rng: &mut dyn RngCore,
     transcript: &mut T,
 ) -> Result<Vec<Poly>, NativeError>
@@ -48,44 +45,8 @@ where
     E: EncodedChallenge<G1Affine>,
     T: TranscriptWrite<G1Affine, E>,
 {
-    let n = ctx.n;
-    let size = ctx.ext.size();
-    let backend = ctx.backend;
-    // h = numerator · 1/(X^n - 1), pointwise on the coset.
-    let divide = {
-        let mut b = ProgramBuilder::new(2);
-        let num = b.query(0, 0)?;
-        let inv = b.query(1, 0)?;
-        let q = b.mul(num, inv);
-        b.output(q);
-        b.build()?
-    };
-    let mut h_ext = backend.zeros(size)?;
-    backend.eval_program(
-        &divide,
-        &[&numerator, &cache.t_inv],
-        &mut h_ext,
-        1,
-        Fr::ZERO,
-    )?;
-    drop(numerator);
-    backend.ntt_poly(&mut h_ext, &ctx.ext, Direction::Inverse, true)?;
-    if pieces * n > size {
-        return Err(NativeError::Internal(format!(
-            "{pieces} pieces of {n} do not fit the extended domain of {size}"
-        )));
-    }
-    // Coefficients beyond the quotient degree must be zero when the witness satisfies the
-    // circuit. They are checked in the backend by evaluating them at a random point (a non-zero
-    // polynomial of degree < size vanishes there with probability below size/|Fr|); the point
-    // comes from the OS, not the proof's rng, whose draws are fixed by halo2's order.
-    let tail_len = size - pieces * n;
-    if tail_len > 0 {
-        let tail = backend.copy_range(&h_ext, pieces * n, tail_len)?;
-        let mut os = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::from_rng(rand::rngs::OsRng)
-            .map_err(|e| NativeError::Internal(format!("OS randomness: {e}")))?;
-        let point = Fr::random(&mut os);
-        let at = eval_at(ctx, &tail, &[point])?;
+    if let Some((tail, point)) = &h.tail {
+        let at = eval_at(ctx, tail, &[*point])?;
         if at.iter().any(|v| !bool::from(v.is_zero())) {
             return Err(NativeError::Unsatisfied(
                 "the quotient has a higher degree than allowed (a gate or copy constraint fails)"
@@ -93,18 +54,14 @@ where
             ));
         }
     }
-    let resident_pieces = (0..pieces)
-        .map(|i| backend.copy_range(&h_ext, i * n, n))
-        .collect::<Result<Vec<_>, _>>()?;
-    drop(h_ext);
-    for _ in 0..pieces {
+    for _ in 0..h.pieces.len() {
         let _blind = Fr::random(&mut *rng);
     }
-    let refs: Vec<&Poly> = resident_pieces.iter().collect();
-    for c in backend.msm_polys(ctx.bases, &refs)? {
+    let refs: Vec<&Poly> = h.pieces.iter().collect();
+    for c in ctx.backend.msm_polys(ctx.bases, &refs)? {
         transcript.write_point(c.to_affine())?;
     }
-    Ok(resident_pieces)
+    Ok(h.pieces)
 }
 
 /// `h(X) = Σ x^{n·i} h_i(X)`, the polynomial opened at x, resident (one program folding the
