@@ -167,10 +167,10 @@ fn upload_all<B>(
     polys.iter().map(|p| Ok(backend.upload(&p[..])?)).collect()
 }
 
-fn domain_values(
+fn omega_powers(
     backend: &dyn ComputeBackend,
     pk: &ProvingKey<G1Affine>,
-) -> Result<DomainValues, NativeError> {
+) -> Result<Poly, NativeError> {
     let vk = pk.get_vk();
     let n = vk.get_domain().n as usize;
     let w = vk.get_domain().get_omega();
@@ -182,11 +182,79 @@ fn domain_values(
             v
         })
         .collect();
+    Ok(backend.upload_owned(powers)?)
+}
+
+fn domain_values(
+    backend: &dyn ComputeBackend,
+    pk: &ProvingKey<G1Affine>,
+) -> Result<DomainValues, NativeError> {
     Ok(DomainValues {
         fixed: upload_all(backend, pk.fixed_values())?,
         sigmas: upload_all(backend, pk.permutation().permutations())?,
-        omega: backend.upload_owned(powers)?,
+        omega: omega_powers(backend, pk)?,
     })
+}
+
+/// The key's columns on the circuit's domain as values, one at a time (see
+/// [`KeyCache::domain_values`]): on the CPU each column asked for is a copy of the key's, freed
+/// with its handle, so the step holds only the columns it works on.
+pub struct KeyValues<'a> {
+    cached: Option<&'a DomainValues>,
+    backend: &'a dyn ComputeBackend,
+    pk: &'a ProvingKey<G1Affine>,
+    omega: Option<Poly>,
+}
+
+impl KeyValues<'_> {
+    /// Fixed column `i`.
+    pub fn fixed(&self, i: usize) -> Result<Held<'_, Poly>, NativeError> {
+        let missing = || NativeError::Internal(format!("fixed column {i} missing"));
+        match self.cached {
+            Some(v) => v.fixed.get(i).map(Held::Cached).ok_or_else(missing),
+            None => {
+                let column = self.pk.fixed_values().get(i).ok_or_else(missing)?;
+                Ok(Held::Fresh(self.backend.upload(&column[..])?))
+            }
+        }
+    }
+
+    /// The permutation's `σ(i)` for permutation column `i`.
+    pub fn sigma(&self, i: usize) -> Result<Held<'_, Poly>, NativeError> {
+        let missing = || NativeError::Internal(format!("σ column {i} missing"));
+        match self.cached {
+            Some(v) => v.sigmas.get(i).map(Held::Cached).ok_or_else(missing),
+            None => {
+                let column = self
+                    .pk
+                    .permutation()
+                    .permutations()
+                    .get(i)
+                    .ok_or_else(missing)?;
+                Ok(Held::Fresh(self.backend.upload(&column[..])?))
+            }
+        }
+    }
+
+    /// The number of σ columns.
+    pub fn sigma_count(&self) -> usize {
+        self.pk.permutation().permutations().len()
+    }
+
+    /// `ω^i`.
+    pub fn omega(&self) -> Result<&Poly, NativeError> {
+        match (self.cached, &self.omega) {
+            (Some(v), _) => Ok(&v.omega),
+            (None, Some(o)) => Ok(o),
+            (None, None) => Err(NativeError::Internal("ω^i missing".into())),
+        }
+    }
+
+    /// Every fixed column, resident: on a device only (`None` on the CPU, whose steps read the
+    /// key's own host columns instead).
+    pub fn all_fixed(&self) -> Option<Vec<&Poly>> {
+        self.cached.map(|v| v.fixed.iter().collect())
+    }
 }
 
 fn domain_coeffs(
@@ -422,15 +490,26 @@ impl KeyCache {
         }
     }
 
-    /// The key's columns on the domain as values: kept on a device, made now on the CPU.
-    pub fn domain_values(
-        &self,
-        backend: &dyn ComputeBackend,
-        pk: &ProvingKey<G1Affine>,
-    ) -> Result<Held<'_, DomainValues>, NativeError> {
+    /// The key's columns on the domain as values, column by column: kept on a device, copied
+    /// from the key when asked on the CPU.
+    pub fn domain_values<'a>(
+        &'a self,
+        backend: &'a dyn ComputeBackend,
+        pk: &'a ProvingKey<G1Affine>,
+    ) -> Result<KeyValues<'a>, NativeError> {
         Ok(match &self.domain {
-            Some((v, _)) => Held::Cached(v),
-            None => Held::Fresh(domain_values(backend, pk)?),
+            Some((v, _)) => KeyValues {
+                cached: Some(v),
+                backend,
+                pk,
+                omega: None,
+            },
+            None => KeyValues {
+                cached: None,
+                backend,
+                pk,
+                omega: Some(omega_powers(backend, pk)?),
+            },
         })
     }
 

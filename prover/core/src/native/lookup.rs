@@ -122,7 +122,8 @@ fn permute_pair(input: &[Fr], table: &[Fr]) -> Result<(Vec<Fr>, Vec<Fr>), Native
 /// Compresses, permutes, commits and writes the permuted input and table columns. The
 /// arrangement is made on the host (from `cols`); the compressed columns are made again in the
 /// backend from its resident columns (`layout`, `inputs`) for the grand product, so only the
-/// permuted columns cross to it.
+/// permuted columns cross to it. On the CPU backend the host's compressed columns are kept and
+/// `inputs` is not read (it may be empty).
 #[allow(clippy::too_many_arguments)]
 pub fn commit_permuted<E, T>(
     ctx: &Ctx<'_>,

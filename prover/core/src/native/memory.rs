@@ -62,24 +62,25 @@ pub fn device_need(pk: &ProvingKey<G1Affine>) -> Result<DeviceNeed, NativeError>
     // The SRS points and the NTT tables of the domain, both directions.
     let shared = POINT * n + 2 * plan::ntt_table_bytes(k) as u64;
 
-    // Held from the witness to the end: advice and instance values and coefficients, each
-    // lookup's product and permuted columns' coefficients, the permutation products, the random
-    // polynomial.
-    let held = 2 * (advice + instance) + 3 * lookups + products + 1;
+    // Held from the witness to the lookup products: advice and instance values and
+    // coefficients, each lookup's product and permuted columns' coefficients, the permutation
+    // products, the random polynomial. The values are dropped after the lookup products.
+    let coeffs = (advice + instance) + 3 * lookups + products + 1;
+    let held = coeffs + advice + instance;
     // While a lookup's product is made: its compressed and permuted values (4), the inverted
     // denominators and the product (2).
     let lookup_step = held + 6;
     // The quotient, one part of the extended coset at a time: the key's columns on the part
     // (fixed, σ, l0, l_last, l_active, X), this proof's (advice, instance, products, 3 per
     // lookup), the part's values, h's pieces and the tail accumulating, and the NTT's scratch.
-    let quotient = held
+    let quotient = coeffs
         + (fixed + sigmas + 4)
         + (advice + instance + products + 3 * lookups)
         + 1
         + (pieces + 1)
         + 1;
     // SHPLONK: h's pieces and h, one quotient per rotation set (at most 8), h and h'.
-    let opening = held + pieces + 1 + 8 + 2;
+    let opening = coeffs + pieces + 1 + 8 + 2;
     let elements = n * quotient.max(opening).max(lookup_step);
     let per_proof = FR * elements + plan::msm_scratch_bytes(n as usize) as u64;
     Ok(DeviceNeed {

@@ -111,6 +111,18 @@ impl Ctx<'_> {
     }
 }
 
+/// This process's resident memory in MiB (Linux; 0 elsewhere), for the step log.
+fn resident_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb >> 10)
+}
+
 /// The SRS points as backend [`Bases`]. Build it once per SRS and reuse it: the id lets a
 /// device backend upload the points once.
 pub fn srs_bases(params: &params::Srs) -> Bases {
@@ -231,6 +243,7 @@ where
         tracing::debug!(
             step = name,
             ms = (now - last).as_millis() as u64,
+            rss_mib = resident_mib(),
             "native prover step"
         );
         last = now;
@@ -266,7 +279,7 @@ where
     step("key cache and instances");
 
     // Phases: synthesis, advice commitments, challenges.
-    let witness = witness::synthesize(&ctx, pk, circuit, instances, rng, transcript)?;
+    let mut witness = witness::synthesize(&ctx, pk, circuit, instances, rng, transcript)?;
     step("witness and advice commitments");
 
     // theta is squeezed even without lookups (the verifier does the same).
@@ -292,9 +305,16 @@ where
     ]);
     // The key's columns on the domain (made now on the CPU backend, freed before the quotient).
     let key_values = cache.domain_values(backend, pk)?;
-    let mut column_inputs: Vec<&gpu::Poly> = key_values.fixed.iter().collect();
-    column_inputs.extend(advice_resident.iter().copied());
-    column_inputs.extend(instance_resident.iter().copied());
+    // The lookups' compression reads them in the backend on a device; on the CPU it reads the
+    // host columns (`domain_cols`) and needs no resident copies.
+    let column_inputs: Vec<&gpu::Poly> = match key_values.all_fixed() {
+        Some(mut fixed) => {
+            fixed.extend(advice_resident.iter().copied());
+            fixed.extend(instance_resident.iter().copied());
+            fixed
+        }
+        None => Vec::new(),
+    };
     let mut permuted = Vec::with_capacity(cs.lookups().len());
     for argument in cs.lookups() {
         permuted.push(lookup::commit_permuted(
@@ -333,8 +353,13 @@ where
         .collect::<Result<Vec<_>, _>>()?;
 
     step("lookup products");
+    // The columns' values are done with (the quotient and the openings use coefficients).
     drop(column_inputs);
     drop(key_values);
+    drop(advice_resident);
+    drop(instance_resident);
+    drop(instance_values);
+    witness.advice_values = Vec::new();
     let random = vanishing::commit_random(&ctx, rng, transcript)?;
     let y = *transcript.squeeze_challenge_scalar::<()>();
     step("random polynomial");

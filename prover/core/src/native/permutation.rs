@@ -10,7 +10,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 
 use super::commit::{commit_lagrange, eval_at};
-use super::keycache::DomainValues;
+use super::keycache::{Held, KeyValues};
 use super::{Ctx, NativeError};
 
 /// The committed grand products, in coefficient form (resident), one per chunk of columns.
@@ -33,14 +33,14 @@ pub fn chunk_len(pk: &ProvingKey<G1Affine>) -> Result<usize, NativeError> {
 pub fn column_values<'v>(
     column: &halo2_proofs::plonk::Column<Any>,
     advice: &[&'v Poly],
-    key: &'v DomainValues,
+    key: &'v KeyValues<'_>,
     instance: &[&'v Poly],
-) -> Result<&'v Poly, NativeError> {
+) -> Result<Held<'v, Poly>, NativeError> {
     let i = column.index();
     let found = match column.column_type() {
-        Any::Advice(_) => advice.get(i).copied(),
-        Any::Fixed => key.fixed.get(i),
-        Any::Instance => instance.get(i).copied(),
+        Any::Advice(_) => advice.get(i).copied().map(Held::Cached),
+        Any::Fixed => return key.fixed(i),
+        Any::Instance => instance.get(i).copied().map(Held::Cached),
     };
     found.ok_or_else(|| NativeError::Internal(format!("column {column:?} missing")))
 }
@@ -53,7 +53,7 @@ pub fn column_values<'v>(
 pub fn commit<E, T>(
     ctx: &Ctx<'_>,
     pk: &ProvingKey<G1Affine>,
-    key: &DomainValues,
+    key: &KeyValues<'_>,
     advice: &[&Poly],
     instance: &[&Poly],
     beta: Fr,
@@ -70,11 +70,11 @@ where
     let columns = pk.get_vk().cs().permutation().get_columns();
     let chunk = chunk_len(pk)?;
     let bf = ctx.blinding_factors;
-    if key.sigmas.len() != columns.len() {
+    if key.sigma_count() != columns.len() {
         return Err(NativeError::Internal(format!(
-            "{} permutation columns but {} σ columns in the key cache",
+            "{} permutation columns but {} σ columns in the key",
             columns.len(),
-            key.sigmas.len()
+            key.sigma_count()
         )));
     }
 
@@ -82,11 +82,15 @@ where
     let mut delta_power = Fr::ONE;
     let mut last_z = Fr::ONE;
     let mut products = Vec::new();
-    for (cols, sigmas) in columns.chunks(chunk).zip(key.sigmas.chunks(chunk)) {
+    for (j, cols) in columns.chunks(chunk).enumerate() {
         let k = cols.len();
-        let values = cols
+        let held = cols
             .iter()
             .map(|c| column_values(c, advice, key, instance))
+            .collect::<Result<Vec<_>, _>>()?;
+        let values: Vec<&Poly> = held.iter().map(|h| &**h).collect();
+        let sigmas = (j * chunk..j * chunk + k)
+            .map(|i| key.sigma(i))
             .collect::<Result<Vec<_>, _>>()?;
         // Denominators Π (v + β σ(i) + γ), inverted.
         let den_program = {
@@ -106,7 +110,7 @@ where
             b.build()?
         };
         let mut inputs: Vec<&Poly> = values.clone();
-        inputs.extend(sigmas.iter());
+        inputs.extend(sigmas.iter().map(|h| &**h));
         let mut den = backend.zeros(n)?;
         backend.eval_program(&den_program, &inputs, &mut den, 1, Fr::ZERO)?;
         backend.batch_invert(&mut den)?;
@@ -128,8 +132,9 @@ where
             b.output(acc);
             b.build()?
         };
+        drop(sigmas);
         let mut inputs: Vec<&Poly> = values;
-        inputs.push(&key.omega);
+        inputs.push(key.omega()?);
         inputs.push(&den);
         let mut z = backend.zeros(n)?;
         backend.eval_program(&ratio_program, &inputs, &mut z, 1, Fr::ZERO)?;
