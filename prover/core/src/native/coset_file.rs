@@ -360,6 +360,43 @@ impl Reader {
         Ok(columns)
     }
 
+    /// Reads column `column` of part `part`, checked against its hash.
+    pub fn read_column(&self, part: usize, column: usize) -> Result<Vec<Fr>, CosetFileError> {
+        let shape = self.shape;
+        let invalid = |reason: String| CosetFileError::Invalid {
+            path: self.path.display().to_string(),
+            reason,
+        };
+        if part >= shape.parts || column >= shape.columns {
+            return Err(invalid(format!(
+                "part {part}, column {column} of {} parts of {} columns",
+                shape.parts, shape.columns
+            )));
+        }
+        let mut file = File::open(&self.path).map_err(io(&self.path))?;
+        file.seek(SeekFrom::Start(
+            (HEADER + part * shape.part_bytes() + column * shape.block_bytes()) as u64,
+        ))
+        .map_err(io(&self.path))?;
+        let mut block = vec![0u8; shape.block_bytes()];
+        file.read_exact(&mut block).map_err(io(&self.path))?;
+        let d: [u8; DIGEST] = Sha256::digest(&block).into();
+        if d != self.digests[part * shape.columns + column] {
+            return Err(invalid(format!(
+                "part {part}, column {column}: its SHA-256 does not match"
+            )));
+        }
+        block
+            .par_chunks_exact(ELEMENT)
+            .map(Fr::from_raw_bytes)
+            .collect::<Option<Vec<Fr>>>()
+            .ok_or_else(|| {
+                invalid(format!(
+                    "part {part}, column {column}: a value is not a field element"
+                ))
+            })
+    }
+
     /// Reads part `part`: its columns, in the order written, checked against their hashes.
     pub fn read_part(&self, part: usize) -> Result<Vec<Vec<Fr>>, CosetFileError> {
         let mut file = File::open(&self.path).map_err(io(&self.path))?;

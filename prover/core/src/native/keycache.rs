@@ -88,6 +88,20 @@ impl KeyPart {
         })
     }
 
+    fn column(&self, c: usize) -> Option<&Poly> {
+        let f = self.fixed.len();
+        let s = self.sigmas.len();
+        if c < f {
+            self.fixed.get(c)
+        } else if c < f + s {
+            self.sigmas.get(c - f)
+        } else {
+            [&self.l0, &self.l_last, &self.l_active, &self.x]
+                .get(c - f - s)
+                .copied()
+        }
+    }
+
     fn columns(&self) -> Vec<&Poly> {
         let mut c: Vec<&Poly> = self.fixed.iter().chain(self.sigmas.iter()).collect();
         c.extend([&self.l0, &self.l_last, &self.l_active, &self.x]);
@@ -321,7 +335,7 @@ impl KeyCache {
         let shape = Shape {
             n: cache.domain_n.size(),
             parts: cache.shifts.len(),
-            columns: pk.fixed_polys().len() + pk.permutation().polys().len() + 4,
+            columns: cache.part_columns(pk),
         };
         match coset_file::Reader::open(path, pk_sha256, shape) {
             Ok(Some(reader)) => {
@@ -410,34 +424,51 @@ impl KeyCache {
         pk: &ProvingKey<G1Affine>,
         p: usize,
     ) -> Result<KeyPart, NativeError> {
-        let shift = *self
-            .shifts
-            .get(p)
-            .ok_or_else(|| NativeError::Internal(format!("part {p} of {}", self.shifts.len())))?;
-        let n = self.domain_n.size();
-        let x = x_coeffs(n);
-        let columns = match &self.domain {
-            Some((_, coeffs)) => {
-                let x = backend.upload(&x[..2.min(n)])?;
-                let mut resident: Vec<&Poly> =
-                    coeffs.fixed.iter().chain(coeffs.sigmas.iter()).collect();
-                resident.extend(self.lagrange.iter());
-                resident.push(&x);
-                resident
-                    .into_iter()
-                    .map(|c| to_part(backend, &self.domain_n, c, shift))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            None => sources(pk, &x)
-                .into_iter()
-                .map(|c| {
-                    let mut v = backend.upload(c)?;
-                    backend.ntt_shifted(&mut v, &self.domain_n, Direction::Forward, shift)?;
-                    Ok(v)
-                })
-                .collect::<Result<Vec<_>, NativeError>>()?,
-        };
+        let columns = (0..self.part_columns(pk))
+            .map(|c| self.compute_column(backend, pk, p, c))
+            .collect::<Result<Vec<_>, _>>()?;
         KeyPart::from_columns(columns, pk.fixed_polys().len())
+    }
+
+    /// Column `c` of part `p` computed from the key's coefficients (resident ones on a device).
+    fn compute_column(
+        &self,
+        backend: &dyn ComputeBackend,
+        pk: &ProvingKey<G1Affine>,
+        p: usize,
+        c: usize,
+    ) -> Result<Poly, NativeError> {
+        let shift = self.shift(p)?;
+        let n = self.domain_n.size();
+        let missing = || NativeError::Internal(format!("key column {c} missing"));
+        let fixed = pk.fixed_polys().len();
+        let sigmas = pk.permutation().polys().len();
+        let x = x_coeffs(n.min(2));
+        match &self.domain {
+            Some((_, coeffs)) => {
+                let upload;
+                let column: &Poly = if c < fixed {
+                    coeffs.fixed.get(c).ok_or_else(missing)?
+                } else if c < fixed + sigmas {
+                    coeffs.sigmas.get(c - fixed).ok_or_else(missing)?
+                } else if c < fixed + sigmas + 3 {
+                    self.lagrange.get(c - fixed - sigmas).ok_or_else(missing)?
+                } else if c == fixed + sigmas + 3 {
+                    upload = backend.upload(&x)?;
+                    &upload
+                } else {
+                    return Err(missing());
+                };
+                to_part(backend, &self.domain_n, column, shift)
+            }
+            None => {
+                let x = x_coeffs(n);
+                let source = *sources(pk, &x).get(c).ok_or_else(missing)?;
+                let mut v = backend.upload(source)?;
+                backend.ntt_shifted(&mut v, &self.domain_n, Direction::Forward, shift)?;
+                Ok(v)
+            }
+        }
     }
 
     /// The number of parts of the extended coset.
@@ -453,39 +484,39 @@ impl KeyCache {
             .ok_or_else(|| NativeError::Internal(format!("part {p} of {}", self.shifts.len())))
     }
 
-    /// The key's columns on part `p` of the extended coset: kept, read from the file, or computed.
-    pub fn part(
+    /// The number of the key's columns on each part: fixed, σ, l0, l_last, l_active and X, in
+    /// that order.
+    pub fn part_columns(&self, pk: &ProvingKey<G1Affine>) -> usize {
+        pk.fixed_polys().len() + pk.permutation().polys().len() + 4
+    }
+
+    /// The key's column `c` (in the order of [`Self::part_columns`]) on part `p` of the extended
+    /// coset: kept, read from the file, or computed.
+    pub fn part_column(
         &self,
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
         p: usize,
-    ) -> Result<Held<'_, KeyPart>, NativeError> {
+        c: usize,
+    ) -> Result<Held<'_, Poly>, NativeError> {
         match &self.parts {
             Parts::Resident(parts) => parts
                 .get(p)
+                .and_then(|part| part.column(c))
                 .map(Held::Cached)
-                .ok_or_else(|| NativeError::Internal(format!("part {p} of {}", parts.len()))),
+                .ok_or_else(|| NativeError::Internal(format!("part {p}, column {c} missing"))),
             Parts::File { reader, failed } if !failed.load(Ordering::Relaxed) => {
-                match reader.read_part(p) {
-                    Ok(columns) => {
-                        let columns = columns
-                            .into_iter()
-                            .map(|c| Ok(backend.upload_owned(c)?))
-                            .collect::<Result<Vec<_>, NativeError>>()?;
-                        Ok(Held::Fresh(KeyPart::from_columns(
-                            columns,
-                            pk.fixed_polys().len(),
-                        )?))
-                    }
+                match reader.read_column(p, c) {
+                    Ok(values) => Ok(Held::Fresh(backend.upload_owned(values)?)),
                     Err(e) => {
                         tracing::warn!(error = %e, "native engine: coset cache file damaged since it was opened; computing its columns in every proof (the next process rewrites it)");
                         failed.store(true, Ordering::Relaxed);
-                        Ok(Held::Fresh(self.compute_part(backend, pk, p)?))
+                        Ok(Held::Fresh(self.compute_column(backend, pk, p, c)?))
                     }
                 }
             }
             Parts::File { .. } | Parts::Computed => {
-                Ok(Held::Fresh(self.compute_part(backend, pk, p)?))
+                Ok(Held::Fresh(self.compute_column(backend, pk, p, c)?))
             }
         }
     }

@@ -70,15 +70,12 @@ pub fn device_need(pk: &ProvingKey<G1Affine>) -> Result<DeviceNeed, NativeError>
     // While a lookup's product is made: its compressed and permuted values (4), the inverted
     // denominators and the product (2).
     let lookup_step = held + 6;
-    // The quotient, one part of the extended coset at a time: the key's columns on the part
-    // (fixed, σ, l0, l_last, l_active, X), this proof's (advice, instance, products, 3 per
-    // lookup), the part's values, h's pieces and the tail accumulating, and the NTT's scratch.
-    let quotient = coeffs
-        + (fixed + sigmas + 4)
-        + (advice + instance + products + 3 * lookups)
-        + 1
-        + (pieces + 1)
-        + 1;
+    // The quotient, one part of the extended coset at a time: the most columns of the part its
+    // programs hold at once (key's and this proof's, see `quotient::peak_part_columns`), a
+    // stand-in for the others, the part's values, h's pieces and the tail accumulating, and the
+    // NTT's scratch.
+    let part_columns = super::quotient::peak_part_columns(pk)? as u64;
+    let quotient = coeffs + part_columns + 1 + 1 + (pieces + 1) + 1;
     // SHPLONK: h's pieces and h, one quotient per rotation set (at most 8), h and h'.
     let opening = coeffs + pieces + 1 + 8 + 2;
     let elements = n * quotient.max(opening).max(lookup_step);

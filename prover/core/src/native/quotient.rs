@@ -27,7 +27,7 @@ use halo2_proofs::plonk::{Any, Expression, ProvingKey};
 use halo2curves::bn256::{Fr, G1Affine};
 use rayon::prelude::*;
 
-use super::keycache::{to_part, KeyCache};
+use super::keycache::{to_part, Held, KeyCache};
 use super::lookup;
 use super::permutation::{chunk_len, Committed};
 use super::program::{Columns, Program as HostProgram};
@@ -243,56 +243,17 @@ pub fn evaluate(
             counts[2]
         )));
     }
-    let layout = {
-        let fixed = 0;
-        let advice = fixed + counts[0];
-        let instance = advice + counts[1];
-        let sigma = instance + counts[2];
-        let l0 = sigma + pk.permutation().polys().len();
-        let products = l0 + 4;
-        Layout {
-            fixed,
-            advice,
-            instance,
-            sigma,
-            l0,
-            l_last: l0 + 1,
-            l_active: l0 + 2,
-            x: l0 + 3,
-            products,
-            lookups: products + perm.products.len(),
-            counts,
-        }
-    };
-    let n_inputs = layout.lookups + 3 * lookups.len();
-
+    let (layout, n_inputs) = layout_of(pk, perm.products.len());
     // Compile first, so a malformed key fails before any transform.
-    let gate_exprs: Vec<&Expression<Fr>> = cs
-        .gates()
-        .iter()
-        .flat_map(|g| g.polynomials().iter())
-        .collect();
-    let mut programs = compile(n_inputs, gate_exprs.len(), &|b, i| {
-        expr(b, gate_exprs[i], &layout, challenges)
-    })?;
-    if !perm.products.is_empty() {
-        programs.extend(permutation_programs(
-            pk, ctx, &layout, n_inputs, perm, beta, gamma,
-        )?);
-    }
-    for (j, argument) in cs.lookups().iter().enumerate() {
-        programs.extend(lookup_programs(
-            argument.input_expressions(),
-            argument.table_expressions(),
-            &layout,
-            n_inputs,
-            layout.lookups + 3 * j,
-            challenges,
-            theta,
-            beta,
-            gamma,
-        )?);
-    }
+    let programs = build_programs(
+        pk,
+        &layout,
+        n_inputs,
+        ctx.blinding_factors,
+        perm.products.len(),
+        challenges,
+        [theta, beta, gamma],
+    )?;
 
     let n = ctx.n;
     if cache.parts() != ratio || pieces == 0 || pieces > ratio {
@@ -324,48 +285,70 @@ pub fn evaluate(
     };
     part("compile");
 
+    // A part loads a column when a program first needs it and drops it after its last reader
+    // (see `schedule`).
+    let (queried, last_use) = schedule(&programs, n_inputs);
+    // What an input no program of the moment reads is bound to (never read).
+    let standin = backend.zeros(n)?;
+    let key_columns = cache.part_columns(pk);
+
     for p in 0..ratio {
         let shift = cache.shift(p)?;
-        let values = {
-            let key = cache.part(backend, pk, p)?;
-            // This proof's columns on the part, from their resident coefficients.
-            let to = |c: &Poly| to_part(backend, &ctx.domain, c, shift);
-            let advice = advice_coeffs
-                .iter()
-                .map(to)
-                .collect::<Result<Vec<_>, _>>()?;
-            let instance = instance_coeffs
-                .iter()
-                .map(to)
-                .collect::<Result<Vec<_>, _>>()?;
-            let products = perm
-                .products
-                .iter()
-                .map(to)
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut lookup_cols = Vec::with_capacity(3 * lookups.len());
-            for l in lookups {
-                lookup_cols.push(to(&l.product)?);
-                lookup_cols.push(to(&l.permuted_input)?);
-                lookup_cols.push(to(&l.permuted_table)?);
-            }
-            let mut inputs: Vec<&Poly> = Vec::with_capacity(n_inputs);
-            inputs.extend(key.fixed.iter());
-            inputs.extend(advice.iter());
-            inputs.extend(instance.iter());
-            inputs.extend(key.sigmas.iter());
-            inputs.extend([&key.l0, &key.l_last, &key.l_active, &key.x]);
-            inputs.extend(products.iter());
-            inputs.extend(lookup_cols.iter());
-            debug_assert_eq!(inputs.len(), n_inputs);
-            let mut values = backend.zeros(n)?;
-            for program in &programs {
-                backend.eval_program(program, &inputs, &mut values, 1, y)?;
-            }
-            values
+        let to = |c: &Poly| -> Result<Held<'_, Poly>, NativeError> {
+            Ok(Held::Fresh(to_part(backend, &ctx.domain, c, shift)?))
         };
+        let load = |i: usize| -> Result<Held<'_, Poly>, NativeError> {
+            let l = &layout;
+            let fixed_end = l.fixed + l.counts[0];
+            let key = |c: usize| cache.part_column(backend, pk, p, c);
+            if i < fixed_end {
+                key(i - l.fixed)
+            } else if i < l.instance {
+                to(&advice_coeffs[i - l.advice])
+            } else if i < l.sigma {
+                to(&instance_coeffs[i - l.instance])
+            } else if i < l.products {
+                // σ, then l0, l_last, l_active and X: the key's columns after its fixed ones.
+                let c = l.counts[0] + (i - l.sigma);
+                if c >= key_columns {
+                    return Err(NativeError::Internal(format!("key column {c} missing")));
+                }
+                key(c)
+            } else if i < l.lookups {
+                to(&perm.products[i - l.products])
+            } else {
+                let j = (i - l.lookups) / 3;
+                let lookup = lookups
+                    .get(j)
+                    .ok_or_else(|| NativeError::Internal(format!("lookup {j} missing")))?;
+                to(match (i - l.lookups) % 3 {
+                    0 => &lookup.product,
+                    1 => &lookup.permuted_input,
+                    _ => &lookup.permuted_table,
+                })
+            }
+        };
+        let mut loaded: Vec<Option<Held<'_, Poly>>> = (0..n_inputs).map(|_| None).collect();
+        let mut values = backend.zeros(n)?;
+        for (k, program) in programs.iter().enumerate() {
+            for &i in &queried[k] {
+                if loaded[i].is_none() {
+                    loaded[i] = Some(load(i)?);
+                }
+            }
+            let inputs: Vec<&Poly> = loaded
+                .iter()
+                .map(|c| c.as_deref().unwrap_or(&standin))
+                .collect();
+            backend.eval_program(program, &inputs, &mut values, 1, y)?;
+            drop(inputs);
+            for &i in &queried[k] {
+                if last_use[i] == Some(k) {
+                    loaded[i] = None;
+                }
+            }
+        }
         // F_p, then its share of each piece: c_{p,b} = g^{-nb}·μ^{-pb} / (r·(s_p^n - 1)).
-        let mut values = values;
         backend.ntt_shifted(&mut values, &ctx.domain, Direction::Inverse, shift)?;
         let d = ratio_inv * invert(shift.pow_vartime([n as u64]) - Fr::ONE, "s_p^n - 1")?;
         let step = gn_inv * mu_inv.pow_vartime([p as u64]);
@@ -390,6 +373,147 @@ pub fn evaluate(
         pieces: acc,
         tail: tail.zip(tail_point),
     })
+}
+
+/// Where each column is in the quotient programs' inputs, and how many inputs there are, for a
+/// key whose permutation has `n_products` grand products.
+fn layout_of(pk: &ProvingKey<G1Affine>, n_products: usize) -> (Layout, usize) {
+    let cs = pk.get_vk().cs();
+    let counts = [
+        cs.num_fixed_columns(),
+        cs.num_advice_columns(),
+        cs.num_instance_columns(),
+    ];
+    let fixed = 0;
+    let advice = fixed + counts[0];
+    let instance = advice + counts[1];
+    let sigma = instance + counts[2];
+    let l0 = sigma + pk.permutation().polys().len();
+    let products = l0 + 4;
+    let layout = Layout {
+        fixed,
+        advice,
+        instance,
+        sigma,
+        l0,
+        l_last: l0 + 1,
+        l_active: l0 + 2,
+        x: l0 + 3,
+        products,
+        lookups: products + n_products,
+        counts,
+    };
+    let n_inputs = layout.lookups + 3 * cs.lookups().len();
+    (layout, n_inputs)
+}
+
+/// The quotient's programs, in halo2's order: the gates, the permutation, the lookups.
+fn build_programs(
+    pk: &ProvingKey<G1Affine>,
+    layout: &Layout,
+    n_inputs: usize,
+    blinding_factors: usize,
+    n_products: usize,
+    challenges: &[Fr],
+    [theta, beta, gamma]: [Fr; 3],
+) -> Result<Vec<Program>, NativeError> {
+    let cs = pk.get_vk().cs();
+    let gate_exprs: Vec<&Expression<Fr>> = cs
+        .gates()
+        .iter()
+        .flat_map(|g| g.polynomials().iter())
+        .collect();
+    let mut programs = compile(n_inputs, gate_exprs.len(), &|b, i| {
+        expr(b, gate_exprs[i], layout, challenges)
+    })?;
+    if n_products > 0 {
+        programs.extend(permutation_programs(
+            pk,
+            blinding_factors,
+            layout,
+            n_inputs,
+            n_products,
+            beta,
+            gamma,
+        )?);
+    }
+    for (j, argument) in cs.lookups().iter().enumerate() {
+        programs.extend(lookup_programs(
+            argument.input_expressions(),
+            argument.table_expressions(),
+            layout,
+            n_inputs,
+            layout.lookups + 3 * j,
+            challenges,
+            theta,
+            beta,
+            gamma,
+        )?);
+    }
+    Ok(programs)
+}
+
+/// Which inputs each program reads, and the last program reading each input: a part of the
+/// extended coset holds a column from the first program that reads it to the last, so it holds
+/// the columns of a few programs at a time rather than all of them.
+fn schedule(programs: &[Program], n_inputs: usize) -> (Vec<Vec<usize>>, Vec<Option<usize>>) {
+    let queried: Vec<Vec<usize>> = programs
+        .iter()
+        .map(|program| {
+            let mut q: Vec<usize> = program.queries().iter().map(|(i, _)| *i as usize).collect();
+            q.sort_unstable();
+            q.dedup();
+            q
+        })
+        .collect();
+    let mut last_use = vec![None; n_inputs];
+    for (k, q) in queried.iter().enumerate() {
+        for &i in q {
+            if i < n_inputs {
+                last_use[i] = Some(k);
+            }
+        }
+    }
+    (queried, last_use)
+}
+
+/// The most columns one part of the quotient holds at once for `pk` (see [`schedule`]): what
+/// the device-memory estimate counts for this step.
+pub fn peak_part_columns(pk: &ProvingKey<G1Affine>) -> Result<usize, NativeError> {
+    let cs = pk.get_vk().cs();
+    let sigmas = pk.permutation().polys().len();
+    let n_products = if sigmas == 0 {
+        0
+    } else {
+        sigmas.div_ceil(chunk_len(pk)?)
+    };
+    let (layout, n_inputs) = layout_of(pk, n_products);
+    // The challenges' values do not change which columns a program reads.
+    let challenges = vec![Fr::ONE; cs.num_challenges()];
+    let programs = build_programs(
+        pk,
+        &layout,
+        n_inputs,
+        cs.blinding_factors(),
+        n_products,
+        &challenges,
+        [Fr::ONE; 3],
+    )?;
+    let (queried, last_use) = schedule(&programs, n_inputs);
+    let mut live = vec![false; n_inputs];
+    let mut peak = 0;
+    for (k, q) in queried.iter().enumerate() {
+        for &i in q {
+            live[i] = true;
+        }
+        peak = peak.max(live.iter().filter(|l| **l).count());
+        for &i in q {
+            if last_use[i] == Some(k) {
+                live[i] = false;
+            }
+        }
+    }
+    Ok(peak)
 }
 
 fn invert(v: Fr, what: &str) -> Result<Fr, NativeError> {
@@ -417,32 +541,31 @@ fn add_scaled(
 /// The permutation argument's terms, in halo2's order.
 fn permutation_programs(
     pk: &ProvingKey<G1Affine>,
-    ctx: &Ctx<'_>,
+    blinding_factors: usize,
     layout: &Layout,
     n_inputs: usize,
-    perm: &Committed,
+    n_products: usize,
     beta: Fr,
     gamma: Fr,
 ) -> Result<Vec<Program>, NativeError> {
     let cs = pk.get_vk().cs();
     let columns = cs.permutation().get_columns();
     let chunk = chunk_len(pk)?;
-    let n_products = perm.products.len();
     if columns.len().div_ceil(chunk) != n_products {
         return Err(NativeError::Internal(format!(
             "{} permutation columns in chunks of {chunk} but {n_products} products",
             columns.len()
         )));
     }
-    let last_rot = -((ctx.blinding_factors + 1) as i32);
+    let last_rot = -((blinding_factors + 1) as i32);
     let column_inputs: Vec<usize> = columns
         .iter()
         .map(|c| layout.column(*c.column_type(), c.index()))
         .collect::<Result<_, _>>()?;
     // Output order: first product starts at 1, last product is 0 or 1, the products chain, then
     // one term per chunk.
-    let count = 2 + (n_products - 1) + n_products;
-    compile(n_inputs, count, &|b, i| {
+    let head = 2 + (n_products - 1);
+    let term = |b: &mut ProgramBuilder, i: usize| -> Result<Value, NativeError> {
         let one = b.constant(Fr::ONE);
         let l0 = b.query(layout.l0, 0)?;
         let l_last = b.query(layout.l_last, 0)?;
@@ -490,7 +613,14 @@ fn permutation_programs(
         }
         let d = b.sub(left, right);
         Ok(b.mul(d, l_active))
-    })
+    };
+    // The first, last and chaining terms together, then one program per chunk, so that a part
+    // needs only one chunk's columns at a time (see `evaluate`).
+    let mut programs = compile(n_inputs, head, &|b, i| term(b, i))?;
+    for j in 0..n_products {
+        programs.extend(compile(n_inputs, 1, &|b, _| term(b, head + j))?);
+    }
+    Ok(programs)
 }
 
 /// One lookup argument's five terms, in halo2's order; `base` is its z column (a, s follow).
