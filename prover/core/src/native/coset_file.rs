@@ -1,7 +1,7 @@
 //! The key's columns on the extended coset on disk, next to the proving key (`{entry}.coset`), part
 //! by part, so that the CPU backend neither recomputes their coset NTTs in every process (45.7 s
-//! for the batch circuit at k=20 on the 2-core VM) nor holds them in memory: the quotient reads one
-//! part of the extended coset at a time ([`super::quotient`]).
+//! for the batch circuit at k=20 on the 2-core VM) nor holds them in memory: the quotient reads a
+//! column of a part of the extended coset when its programs need it ([`super::quotient`]).
 //!
 //! Layout: the magic `PNCOSET2`, the proving key's SHA-256 (64 hex digits), the domain size n (u64
 //! LE), the number of parts and of columns (u32 LE each); then for each part, each column's n
@@ -9,7 +9,7 @@
 //! of each (part, column) block in that order; then the SHA-256 of the header and that table.
 //!
 //! [`Reader::open`] refuses a file for another key or shape, of the wrong length or whose table
-//! fails its hash, and checks every block once; [`Reader::read_part`] checks the blocks it reads
+//! fails its hash, and checks every block once; [`Reader::read_column`] checks the block it reads
 //! again, so a file damaged later is noticed too. Written to a temporary file, synced and renamed,
 //! so readers see all or nothing.
 
@@ -225,7 +225,7 @@ impl Drop for Writer {
     }
 }
 
-/// A checked coset file, read one part at a time.
+/// A checked coset file, read one column of one part at a time.
 #[derive(Debug)]
 pub struct Reader {
     path: PathBuf,
@@ -290,7 +290,7 @@ impl Reader {
             digests,
         };
         for part in 0..shape.parts {
-            reader.read_blocks(&mut file, part, false)?;
+            reader.check_part(&mut file, part)?;
         }
         Ok(Some(reader))
     }
@@ -300,15 +300,9 @@ impl Reader {
         &self.path
     }
 
-    /// Part `part`'s columns (when `convert`; else only checked), each block checked against its
-    /// hash. Reads as many blocks at a time as rayon has threads, so the bytes held at once stay
-    /// a few columns' worth.
-    fn read_blocks(
-        &self,
-        file: &mut File,
-        part: usize,
-        convert: bool,
-    ) -> Result<Vec<Vec<Fr>>, CosetFileError> {
+    /// Checks part `part`'s blocks against their hashes, as many blocks at a time as rayon has
+    /// threads, so the bytes held at once stay a few columns' worth.
+    fn check_part(&self, file: &mut File, part: usize) -> Result<(), CosetFileError> {
         let shape = self.shape;
         let invalid = |reason: String| CosetFileError::Invalid {
             path: self.path.display().to_string(),
@@ -321,43 +315,27 @@ impl Reader {
             .map_err(io(&self.path))?;
         let group = rayon::current_num_threads().max(1);
         let mut bytes = Vec::new();
-        let mut columns = Vec::with_capacity(if convert { shape.columns } else { 0 });
         let mut first = 0;
         while first < shape.columns {
             let count = group.min(shape.columns - first);
             bytes.resize(count * shape.block_bytes(), 0);
             file.read_exact(&mut bytes).map_err(io(&self.path))?;
-            let converted = bytes
+            let bad = bytes
                 .par_chunks(shape.block_bytes())
                 .enumerate()
-                .map(|(i, block)| {
-                    let c = first + i;
+                .find_any(|(i, block)| {
                     let d: [u8; DIGEST] = Sha256::digest(block).into();
-                    if d != self.digests[part * shape.columns + c] {
-                        return Err(invalid(format!(
-                            "part {part}, column {c}: its SHA-256 does not match"
-                        )));
-                    }
-                    if !convert {
-                        return Ok(Vec::new());
-                    }
-                    block
-                        .chunks_exact(ELEMENT)
-                        .map(Fr::from_raw_bytes)
-                        .collect::<Option<Vec<Fr>>>()
-                        .ok_or_else(|| {
-                            invalid(format!(
-                                "part {part}, column {c}: a value is not a field element"
-                            ))
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if convert {
-                columns.extend(converted);
+                    d != self.digests[part * shape.columns + first + i]
+                });
+            if let Some((i, _)) = bad {
+                return Err(invalid(format!(
+                    "part {part}, column {}: its SHA-256 does not match",
+                    first + i
+                )));
             }
             first += count;
         }
-        Ok(columns)
+        Ok(())
     }
 
     /// Reads column `column` of part `part`, checked against its hash.
@@ -395,11 +373,5 @@ impl Reader {
                     "part {part}, column {column}: a value is not a field element"
                 ))
             })
-    }
-
-    /// Reads part `part`: its columns, in the order written, checked against their hashes.
-    pub fn read_part(&self, part: usize) -> Result<Vec<Vec<Fr>>, CosetFileError> {
-        let mut file = File::open(&self.path).map_err(io(&self.path))?;
-        self.read_blocks(&mut file, part, true)
     }
 }

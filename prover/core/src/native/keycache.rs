@@ -7,10 +7,10 @@
 //! of the quotient step's transforms.
 //!
 //! Where the extended columns live depends on the backend ([`Parts`]): on a device they are
-//! computed per part from the key's coefficients, kept resident there (its NTTs cost little next
-//! to the memory they would hold); on the CPU they are all kept in memory, or, with a file next to
-//! the key ([`KeyCache::with_file`]), read from it one part at a time, so that the process holds
-//! one part of them. Build one cache per proving key and backend and keep it next to the key;
+//! computed per part and column from the key's coefficients, kept resident there (its NTTs cost
+//! little next to the memory they would hold); on the CPU they are all kept in memory, or, with a
+//! file next to the key ([`KeyCache::with_file`]), read from it a column of a part at a time, as
+//! the quotient's programs need them, so that the process holds a few of them. Build one cache per proving key and backend and keep it next to the key;
 //! another backend refuses it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +44,8 @@ pub struct KeyCache {
 enum Parts {
     /// Every part in the backend (the CPU without a file): the fastest, and the most memory.
     Resident(Vec<KeyPart>),
-    /// Read from the coset file one part at a time (the CPU with a file). A part that fails its
-    /// hash later is computed instead, and so are all later ones (`failed`).
+    /// Read from the coset file a column of a part at a time (the CPU with a file). A column that
+    /// fails its hash later is computed instead, and so are all later ones (`failed`).
     File {
         reader: coset_file::Reader,
         failed: AtomicBool,
