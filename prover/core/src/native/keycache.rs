@@ -10,8 +10,8 @@
 //! computed per part and column from the key's coefficients, kept resident there (its NTTs cost
 //! little next to the memory they would hold); on the CPU they are all kept in memory, or, with a
 //! file next to the key ([`KeyCache::with_file`]), read from it a column of a part at a time, as
-//! the quotient's programs need them, so that the process holds a few of them. Build one cache per proving key and backend and keep it next to the key;
-//! another backend refuses it.
+//! the quotient's programs need them, so that the process holds a few of them. Build one cache
+//! per proving key and backend and keep it next to the key; another backend refuses it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,14 +36,15 @@ pub struct KeyCache {
     parts: Parts,
     /// On a device: the key's columns on the circuit's domain, kept (see [`Held`]).
     domain: Option<(DomainValues, DomainCoeffs)>,
-    /// On a device: l0, l_last and l_active as coefficients, for the parts.
+    /// On a device: the coefficients of l0, l_last, l_active and X, for the parts.
     lagrange: Vec<Poly>,
 }
 
 /// Where the key's extended columns come from, part by part.
 enum Parts {
     /// Every part in the backend (the CPU without a file): the fastest, and the most memory.
-    Resident(Vec<KeyPart>),
+    /// Each part's columns in the order of [`KeyCache::part_columns`].
+    Resident(Vec<Vec<Poly>>),
     /// Read from the coset file a column of a part at a time (the CPU with a file). A column that
     /// fails its hash later is computed instead, and so are all later ones (`failed`).
     File {
@@ -55,79 +56,11 @@ enum Parts {
     Computed,
 }
 
-/// The key's columns on one part of the extended coset, n values each.
-pub struct KeyPart {
-    pub(crate) fixed: Vec<Poly>,
-    pub(crate) sigmas: Vec<Poly>,
-    pub(crate) l0: Poly,
-    pub(crate) l_last: Poly,
-    pub(crate) l_active: Poly,
-    /// The part's points `s_p·ω^i`.
-    pub(crate) x: Poly,
-}
-
-impl KeyPart {
-    /// From the columns in the order of [`sources`].
-    fn from_columns(mut columns: Vec<Poly>, fixed: usize) -> Result<Self, NativeError> {
-        let missing = || NativeError::Internal("key part: a column is missing".into());
-        let x = columns.pop().ok_or_else(missing)?;
-        let l_active = columns.pop().ok_or_else(missing)?;
-        let l_last = columns.pop().ok_or_else(missing)?;
-        let l0 = columns.pop().ok_or_else(missing)?;
-        if columns.len() < fixed {
-            return Err(missing());
-        }
-        let sigmas = columns.split_off(fixed);
-        Ok(Self {
-            fixed: columns,
-            sigmas,
-            l0,
-            l_last,
-            l_active,
-            x,
-        })
-    }
-
-    fn column(&self, c: usize) -> Option<&Poly> {
-        let f = self.fixed.len();
-        let s = self.sigmas.len();
-        if c < f {
-            self.fixed.get(c)
-        } else if c < f + s {
-            self.sigmas.get(c - f)
-        } else {
-            [&self.l0, &self.l_last, &self.l_active, &self.x]
-                .get(c - f - s)
-                .copied()
-        }
-    }
-
-    fn columns(&self) -> Vec<&Poly> {
-        let mut c: Vec<&Poly> = self.fixed.iter().chain(self.sigmas.iter()).collect();
-        c.extend([&self.l0, &self.l_last, &self.l_active, &self.x]);
-        c
-    }
-}
-
-/// The coefficients behind a part's columns, in order: fixed, σ, l0, l_last, l_active, X.
-fn sources<'a>(pk: &'a ProvingKey<G1Affine>, x: &'a [Fr]) -> Vec<&'a [Fr]> {
-    let mut s: Vec<&[Fr]> = pk.fixed_polys().iter().map(|p| &p[..]).collect();
-    s.extend(pk.permutation().polys().iter().map(|p| &p[..]));
-    s.extend([&pk.l0()[..], &pk.l_last()[..], &pk.l_active_row()[..], x]);
-    s
-}
-
-/// The coefficients of X, n long.
-fn x_coeffs(n: usize) -> Vec<Fr> {
-    let mut x = vec![Fr::ZERO; n];
-    if n > 1 {
-        x[1] = Fr::ONE;
-    }
-    x
-}
+/// The coefficients of X.
+const X_COEFFS: [Fr; 2] = [Fr::zero(), Fr::one()];
 
 /// The shifts of the extended coset's parts: `g·ω_ext^p` for `p < 2^(extended_k - k)`.
-pub fn part_shifts(domain: &Domain, ext: &Domain) -> Vec<Fr> {
+fn part_shifts(domain: &Domain, ext: &Domain) -> Vec<Fr> {
     let ratio = ext.size() / domain.size();
     let mut s = ext.coset_gen();
     (0..ratio)
@@ -320,7 +253,7 @@ impl KeyCache {
 
     /// As [`Self::new`], with the extended columns kept on disk at `path` (next to the proving
     /// key whose SHA-256 is `pk_sha256`; see [`super::coset_file`]) on the CPU backend and read
-    /// from there a part at a time: from the file when it is valid, else computed and written
+    /// from there a column at a time: from the file when it is valid, else computed and written
     /// there (computed per proof if it cannot be written). A device computes them instead.
     pub fn with_file(
         backend: &dyn ComputeBackend,
@@ -385,10 +318,15 @@ impl KeyCache {
                 None
             },
             lagrange: if device {
-                [pk.l0(), pk.l_last(), pk.l_active_row()]
-                    .iter()
-                    .map(|p| Ok(backend.upload(&p[..])?))
-                    .collect::<Result<_, NativeError>>()?
+                [
+                    &pk.l0()[..],
+                    &pk.l_last()[..],
+                    &pk.l_active_row()[..],
+                    &X_COEFFS[..],
+                ]
+                .iter()
+                .map(|p| Ok(backend.upload(p)?))
+                .collect::<Result<_, NativeError>>()?
             } else {
                 Vec::new()
             },
@@ -407,8 +345,7 @@ impl KeyCache {
         let mut writer = coset_file::Writer::create(path, pk_sha256, shape)?;
         for p in 0..self.shifts.len() {
             let part = self.compute_part(backend, pk, p)?;
-            let hosts: Option<Vec<&[Fr]>> =
-                part.columns().into_iter().map(|c| c.host_slice()).collect();
+            let hosts: Option<Vec<&[Fr]>> = part.iter().map(|c| c.host_slice()).collect();
             let hosts = hosts.ok_or_else(|| {
                 NativeError::Internal("coset cache: columns not in host memory".into())
             })?;
@@ -423,11 +360,10 @@ impl KeyCache {
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
         p: usize,
-    ) -> Result<KeyPart, NativeError> {
-        let columns = (0..self.part_columns(pk))
+    ) -> Result<Vec<Poly>, NativeError> {
+        (0..self.part_columns(pk))
             .map(|c| self.compute_column(backend, pk, p, c))
-            .collect::<Result<Vec<_>, _>>()?;
-        KeyPart::from_columns(columns, pk.fixed_polys().len())
+            .collect()
     }
 
     /// Column `c` of part `p` computed from the key's coefficients (resident ones on a device).
@@ -439,36 +375,42 @@ impl KeyCache {
         c: usize,
     ) -> Result<Poly, NativeError> {
         let shift = self.shift(p)?;
-        let n = self.domain_n.size();
         let missing = || NativeError::Internal(format!("key column {c} missing"));
         let fixed = pk.fixed_polys().len();
         let sigmas = pk.permutation().polys().len();
-        let x = x_coeffs(n.min(2));
-        match &self.domain {
-            Some((_, coeffs)) => {
-                let upload;
-                let column: &Poly = if c < fixed {
-                    coeffs.fixed.get(c).ok_or_else(missing)?
-                } else if c < fixed + sigmas {
-                    coeffs.sigmas.get(c - fixed).ok_or_else(missing)?
-                } else if c < fixed + sigmas + 3 {
-                    self.lagrange.get(c - fixed - sigmas).ok_or_else(missing)?
-                } else if c == fixed + sigmas + 3 {
-                    upload = backend.upload(&x)?;
-                    &upload
-                } else {
-                    return Err(missing());
-                };
-                to_part(backend, &self.domain_n, column, shift)
-            }
-            None => {
-                let x = x_coeffs(n);
-                let source = *sources(pk, &x).get(c).ok_or_else(missing)?;
-                let mut v = backend.upload(source)?;
-                backend.ntt_shifted(&mut v, &self.domain_n, Direction::Forward, shift)?;
-                Ok(v)
-            }
+        if let Some((_, coeffs)) = &self.domain {
+            let column = if c < fixed {
+                coeffs.fixed.get(c)
+            } else if c < fixed + sigmas {
+                coeffs.sigmas.get(c - fixed)
+            } else {
+                self.lagrange.get(c - fixed - sigmas)
+            };
+            return to_part(backend, &self.domain_n, column.ok_or_else(missing)?, shift);
         }
+        let source: &[Fr] = if c < fixed {
+            &pk.fixed_polys().get(c).ok_or_else(missing)?[..]
+        } else if c < fixed + sigmas {
+            &pk.permutation()
+                .polys()
+                .get(c - fixed)
+                .ok_or_else(missing)?[..]
+        } else {
+            match c - fixed - sigmas {
+                0 => &pk.l0()[..],
+                1 => &pk.l_last()[..],
+                2 => &pk.l_active_row()[..],
+                3 => &X_COEFFS[..],
+                _ => return Err(missing()),
+            }
+        };
+        // One copy of the key's coefficients, transformed in place (X's two are padded first).
+        let mut values = backend.upload(source)?;
+        if values.len() != self.domain_n.size() {
+            values = backend.resized(&values, self.domain_n.size())?;
+        }
+        backend.ntt_shifted(&mut values, &self.domain_n, Direction::Forward, shift)?;
+        Ok(values)
     }
 
     /// The number of parts of the extended coset.
@@ -502,7 +444,7 @@ impl KeyCache {
         match &self.parts {
             Parts::Resident(parts) => parts
                 .get(p)
-                .and_then(|part| part.column(c))
+                .and_then(|part| part.get(c))
                 .map(Held::Cached)
                 .ok_or_else(|| NativeError::Internal(format!("part {p}, column {c} missing"))),
             Parts::File { reader, failed } if !failed.load(Ordering::Relaxed) => {
@@ -560,7 +502,7 @@ impl KeyCache {
     pub fn size_bytes(&self) -> usize {
         let n = self.domain_n.size();
         let parts = match &self.parts {
-            Parts::Resident(parts) => parts.iter().map(|p| p.columns().len()).sum(),
+            Parts::Resident(parts) => parts.iter().map(Vec::len).sum(),
             Parts::File { .. } | Parts::Computed => 0,
         };
         let own = match &self.domain {
