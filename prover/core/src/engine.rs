@@ -119,7 +119,13 @@ pub fn prove_native<C: Circuit<Fr>>(
         &mut rng,
         &mut transcript,
     )?;
-    Ok(transcript.finalize())
+    let proof = transcript.finalize();
+    // The proof is checked before it leaves: a wrong value anywhere (a witness that breaks a copy
+    // or lookup constraint, which only the quotient sees; a device that computed wrongly) fails
+    // here, at the cost of one verification (milliseconds), instead of at the coordinator.
+    verify(params, pk.get_vk(), instances, &proof)
+        .map_err(|e| crate::native::NativeError::NotVerified(crate::report::error_line(&e)))?;
+    Ok(proof)
 }
 
 /// Verifies `proof` against `vk` and `instances`, including the final pairing check. The proof must

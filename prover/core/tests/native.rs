@@ -669,14 +669,8 @@ fn native_chunk_proof_passes_the_production_verifier() {
     .expect("engine::prove_native");
     assert_eq!(via_engine, proof);
 
-    // One quotient value off by one (before the first part's interpolation): the numerator is
-    // not divisible by X^n - 1 any more, h has coefficients beyond its pieces, and the degree
-    // check refuses to commit to it. (The chunk circuit has 3 pieces over 4 parts.)
-    let domain = keys.pk.get_vk().get_domain();
-    assert!(
-        (domain.get_quotient_poly_degree() as u64) << domain.k() < 1u64 << domain.extended_k(),
-        "no room beyond the pieces: the check cannot be exercised with this circuit"
-    );
+    // One quotient value off by one (before the first part's interpolation): h is wrong, and the
+    // proof made with it fails the verification the engine runs before returning a proof.
     let corrupting = Counting::default();
     corrupting
         .corrupt
@@ -700,7 +694,15 @@ fn native_chunk_proof_passes_the_production_verifier() {
     assert!(!corrupting
         .corrupt
         .load(std::sync::atomic::Ordering::Relaxed));
-    assert!(err.to_string().contains("higher degree"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not verify against its own key"),
+        "{err}"
+    );
+    match err {
+        engine::EngineError::Native(e) => assert!(e.is_backend_failure(), "{e}"),
+        other => panic!("not a native error: {other}"),
+    }
 
     // The reference engine on the same machine, for a rough ratio.
     let mut builder = BaseCircuitBuilder::prover(
@@ -742,14 +744,16 @@ mod rlc {
         inst: Column<Instance>,
     }
 
+    /// `EXTRA` more factors of `a` on the gate raise the circuit's degree to `2 + EXTRA` (for
+    /// more quotient pieces than a halo2-base circuit has).
     #[derive(Clone, Default)]
-    pub struct RlcCircuit {
+    pub struct RlcCircuit<const EXTRA: usize = 0> {
         pub xs: Vec<Fr>,
         /// Adds one to the accumulator cell of this row: a witness that violates the gate.
         pub tamper: Option<usize>,
     }
 
-    impl Circuit<Fr> for RlcCircuit {
+    impl<const EXTRA: usize> Circuit<Fr> for RlcCircuit<EXTRA> {
         type Config = Config;
         type FloorPlanner = SimpleFloorPlanner;
         type Params = ();
@@ -772,7 +776,11 @@ mod rlc {
                 let b_cur = meta.query_advice(b, Rotation::cur());
                 let b_prev = meta.query_advice(b, Rotation::prev());
                 let c = meta.query_challenge(c);
-                vec![q * (b_cur - (b_prev * c + a))]
+                let mut gate = q * (b_cur - (b_prev * c + a.clone()));
+                for _ in 0..EXTRA {
+                    gate = gate * a.clone();
+                }
+                vec![gate]
             });
             Config { a, b, q, c, inst }
         }
@@ -826,7 +834,7 @@ mod rlc {
 fn native_two_phase_circuit_with_a_challenge_verifies() {
     let params = ParamsKZG::<Bn256>::setup(K as u32, ChaCha20Rng::seed_from_u64(7));
     let xs: Vec<Fr> = (1..20u64).map(Fr::from).collect();
-    let keygen_circuit = rlc::RlcCircuit {
+    let keygen_circuit = rlc::RlcCircuit::<0> {
         xs: xs.clone(),
         tamper: None,
     };
@@ -834,7 +842,7 @@ fn native_two_phase_circuit_with_a_challenge_verifies() {
     let pk = keygen_pk(&params, vk, &keygen_circuit).expect("keygen_pk");
     assert_eq!(pk.get_vk().cs().num_challenges(), 1);
     let bases = native::srs_bases(&params);
-    let circuit = rlc::RlcCircuit {
+    let circuit = rlc::RlcCircuit::<0> {
         xs: (5..24u64).map(Fr::from).collect(),
         tamper: None,
     };
@@ -901,6 +909,87 @@ fn native_two_phase_circuit_with_a_challenge_verifies() {
     assert!(msg.contains("b = b_prev * c + a"), "{msg}");
     // Row 7 breaks its own gate (the first failing row).
     assert!(msg.contains("row 7"), "{msg}");
+}
+
+/// A degree-6 circuit: h has 5 pieces, evaluated on 6 cosets (3·2, not the 8 of halo2's extended
+/// domain), so the sixth holds h's coefficients beyond its pieces, which the engine checks are
+/// zero before committing. CPU and CUDA give the same verifying proof; a wrong quotient value is
+/// refused by that degree check.
+#[test]
+fn a_degree_6_circuit_is_proved_on_6_cosets_with_its_degree_checked() {
+    // halo2-axiom caps a circuit's degree at $MAX_DEGREE (5 when unset; halo2-base circuits have
+    // 4), read at key generation. The test runs again in a child process with it set to 6, so no
+    // other test sees it.
+    const NAME: &str = "a_degree_6_circuit_is_proved_on_6_cosets_with_its_degree_checked";
+    if std::env::var("MAX_DEGREE").as_deref() != Ok("6") {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let status = std::process::Command::new(exe)
+            .args(["--exact", NAME, "--test-threads=1"])
+            .env("MAX_DEGREE", "6")
+            .status()
+            .expect("run the test binary again");
+        assert!(status.success(), "{NAME} failed in its child process");
+        return;
+    }
+    let params = ParamsKZG::<Bn256>::setup(K as u32, ChaCha20Rng::seed_from_u64(8));
+    let circuit = rlc::RlcCircuit::<4> {
+        xs: (3..40u64).map(Fr::from).collect(),
+        tamper: None,
+    };
+    let vk = keygen_vk(&params, &circuit).expect("keygen_vk");
+    let pk = keygen_pk(&params, vk, &circuit).expect("keygen_pk");
+    let domain = pk.get_vk().get_domain();
+    assert_eq!(pk.get_vk().cs().degree(), 6);
+    assert_eq!(domain.get_quotient_poly_degree(), 5);
+    assert_eq!(
+        domain.extended_k() - domain.k(),
+        3,
+        "halo2 evaluates 8 parts"
+    );
+    let cosets = native::cosets::Cosets::new(domain.k(), 5).expect("cosets");
+    assert_eq!(cosets.parts(), 6);
+    let bases = native::srs_bases(&params);
+    let instances = vec![Fr::from(3)];
+    let prove = |backend: &dyn gpu::ComputeBackend| {
+        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+        native::create_proof(
+            backend,
+            &params,
+            &bases,
+            &pk,
+            None,
+            &circuit,
+            &[&instances],
+            &mut ChaCha20Rng::seed_from_u64(31),
+            &mut transcript,
+        )
+        .map(|()| transcript.finalize())
+    };
+    let proof = prove(&CpuBackend::new()).expect("degree-6 native proof");
+    let s = Setup {
+        params: params.clone(),
+        pk: pk.clone(),
+        config: BaseCircuitParams::default(),
+        break_points: Default::default(),
+    };
+    assert!(verify(&s, &instances, &proof), "degree-6 proof rejected");
+    assert!(!verify(&s, &[Fr::from(4)], &proof));
+    if let Some(cuda) = cuda() {
+        assert_eq!(
+            prove(&*cuda).expect("degree-6 proof on CUDA"),
+            proof,
+            "CPU and CUDA degree-6 proofs differ"
+        );
+    }
+    let corrupting = Counting::default();
+    corrupting
+        .corrupt
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = prove(&corrupting).expect_err("a wrong quotient was committed to");
+    assert!(!corrupting
+        .corrupt
+        .load(std::sync::atomic::Ordering::Relaxed));
+    assert!(err.to_string().contains("higher degree"), "{err}");
 }
 
 /// The Keccak (EVM) transcript: the transcript a Solidity verifier generated by snark-verifier

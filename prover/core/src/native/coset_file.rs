@@ -3,8 +3,9 @@
 //! for the batch circuit at k=20 on the 2-core VM) nor holds them in memory: the quotient reads a
 //! column of a part of the extended coset when its programs need it ([`super::quotient`]).
 //!
-//! Layout: the magic `PNCOSET2`, the proving key's SHA-256 (64 hex digits), the domain size n (u64
-//! LE), the number of parts and of columns (u32 LE each); then for each part, each column's n
+//! Layout: the magic `PNCOSET3`, the proving key's SHA-256 (64 hex digits), the domain size n (u64
+//! LE), the number of parts and of columns (u32 LE each), the SHA-256 of the parts' shifts
+//! ([`super::cosets::Cosets::digest`]: a file for other parts is refused); then for each part, each column's n
 //! values as raw field elements (32 bytes each, halo2curves' raw Montgomery form); then the SHA-256
 //! of each (part, column) block in that order; then the SHA-256 of the header and that table.
 //!
@@ -35,10 +36,10 @@ pub enum CosetFileError {
     Invalid { path: String, reason: String },
 }
 
-const MAGIC: &[u8; 8] = b"PNCOSET2";
+const MAGIC: &[u8; 8] = b"PNCOSET3";
 const ELEMENT: usize = 32;
 const DIGEST: usize = 32;
-const HEADER: usize = 8 + 64 + 8 + 4 + 4;
+const HEADER: usize = 8 + 64 + 8 + 4 + 4 + 32;
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> CosetFileError + '_ {
     move |source| CosetFileError::Io {
@@ -53,6 +54,8 @@ pub struct Shape {
     pub n: usize,
     pub parts: usize,
     pub columns: usize,
+    /// The digest of the parts' shifts.
+    pub cosets: [u8; 32],
 }
 
 impl Shape {
@@ -79,6 +82,7 @@ impl Shape {
         h.extend_from_slice(&(self.n as u64).to_le_bytes());
         h.extend_from_slice(&(self.parts as u32).to_le_bytes());
         h.extend_from_slice(&(self.columns as u32).to_le_bytes());
+        h.extend_from_slice(&self.cosets);
         h
     }
 }

@@ -1,6 +1,6 @@
 //! What the native engine can compute once per proving key instead of once per proof: the fixed
 //! columns, the permutation's σ polynomials and the Lagrange selectors l0, l_last and l_active on
-//! the extended coset, part by part (see [`super::quotient`]), plus the part's points `X`; and on
+//! the quotient's cosets, part by part (see [`super::cosets`]), plus the part's points `X`; and on
 //! the circuit's own domain, the fixed and σ columns' values (grand products, lookup compression)
 //! and coefficients (evaluations, openings) and the points `ω^i`. halo2-axiom 0.5.3 recomputes the
 //! extended columns (coset NTTs) in every proof; for a halo2-base circuit they are more than half
@@ -21,6 +21,7 @@ use halo2_proofs::plonk::ProvingKey;
 use halo2curves::bn256::{Fr, G1Affine};
 
 use super::coset_file::{self, Shape};
+use super::cosets::Cosets;
 use super::NativeError;
 
 /// Per-key columns (see the module documentation).
@@ -29,10 +30,10 @@ pub struct KeyCache {
     key_repr: Fr,
     /// The backend holding the columns.
     backend: String,
-    /// The circuit's domain and the parts' shifts `g·ω_ext^p`.
+    /// The circuit's domain and the quotient's parts.
     domain_n: Domain,
-    shifts: Vec<Fr>,
-    /// The extended columns, part by part.
+    cosets: Cosets,
+    /// The key's columns on the quotient's parts.
     parts: Parts,
     /// On a device: the key's columns on the circuit's domain, kept (see [`Held`]).
     domain: Option<(DomainValues, DomainCoeffs)>,
@@ -40,7 +41,7 @@ pub struct KeyCache {
     lagrange: Vec<Poly>,
 }
 
-/// Where the key's extended columns come from, part by part.
+/// Where the key's columns on the quotient's parts come from.
 enum Parts {
     /// Every part in the backend (the CPU without a file): the fastest, and the most memory.
     /// Each part's columns in the order of [`KeyCache::part_columns`].
@@ -58,19 +59,6 @@ enum Parts {
 
 /// The coefficients of X.
 const X_COEFFS: [Fr; 2] = [Fr::zero(), Fr::one()];
-
-/// The shifts of the extended coset's parts: `g·ω_ext^p` for `p < 2^(extended_k - k)`.
-fn part_shifts(domain: &Domain, ext: &Domain) -> Vec<Fr> {
-    let ratio = ext.size() / domain.size();
-    let mut s = ext.coset_gen();
-    (0..ratio)
-        .map(|_| {
-            let v = s;
-            s *= ext.omega();
-            v
-        })
-        .collect()
-}
 
 /// The key's columns on the circuit's domain (n rows) as values: read by the grand products and
 /// the lookups' compression.
@@ -243,7 +231,7 @@ impl KeyCache {
     ) -> Result<Self, NativeError> {
         let mut cache = Self::empty(backend, pk)?;
         if cache.domain.is_none() {
-            let parts = (0..cache.shifts.len())
+            let parts = (0..cache.cosets.parts())
                 .map(|p| cache.compute_part(backend, pk, p))
                 .collect::<Result<Vec<_>, _>>()?;
             cache.parts = Parts::Resident(parts);
@@ -267,8 +255,9 @@ impl KeyCache {
         }
         let shape = Shape {
             n: cache.domain_n.size(),
-            parts: cache.shifts.len(),
+            parts: cache.cosets.parts(),
             columns: cache.part_columns(pk),
+            cosets: cache.cosets.digest(),
         };
         match coset_file::Reader::open(path, pk_sha256, shape) {
             Ok(Some(reader)) => {
@@ -304,12 +293,12 @@ impl KeyCache {
         let vk = pk.get_vk();
         let hdomain = vk.get_domain();
         let domain_n = Domain::new(hdomain.k())?;
-        let ext = Domain::new(hdomain.extended_k())?;
+        let cosets = Cosets::new(hdomain.k(), hdomain.get_quotient_poly_degree())?;
         let device = backend.name() != gpu::BackendName::Cpu;
         Ok(Self {
             key_repr: vk.transcript_repr(),
             backend: backend.name().to_string(),
-            shifts: part_shifts(&domain_n, &ext),
+            cosets,
             domain_n,
             parts: Parts::Computed,
             domain: if device {
@@ -343,7 +332,7 @@ impl KeyCache {
         shape: Shape,
     ) -> Result<coset_file::Reader, NativeError> {
         let mut writer = coset_file::Writer::create(path, pk_sha256, shape)?;
-        for p in 0..self.shifts.len() {
+        for p in 0..self.cosets.parts() {
             let part = self.compute_part(backend, pk, p)?;
             let hosts: Option<Vec<&[Fr]>> = part.iter().map(|c| c.host_slice()).collect();
             let hosts = hosts.ok_or_else(|| {
@@ -374,7 +363,7 @@ impl KeyCache {
         p: usize,
         c: usize,
     ) -> Result<Poly, NativeError> {
-        let shift = self.shift(p)?;
+        let shift = self.cosets.shift(p)?;
         let missing = || NativeError::Internal(format!("key column {c} missing"));
         let fixed = pk.fixed_polys().len();
         let sigmas = pk.permutation().polys().len();
@@ -413,17 +402,9 @@ impl KeyCache {
         Ok(values)
     }
 
-    /// The number of parts of the extended coset.
-    pub fn parts(&self) -> usize {
-        self.shifts.len()
-    }
-
-    /// The shift of part `p`: `g·ω_ext^p`.
-    pub fn shift(&self, p: usize) -> Result<Fr, NativeError> {
-        self.shifts
-            .get(p)
-            .copied()
-            .ok_or_else(|| NativeError::Internal(format!("part {p} of {}", self.shifts.len())))
+    /// The quotient's parts, whose columns this cache gives.
+    pub fn cosets(&self) -> &Cosets {
+        &self.cosets
     }
 
     /// The number of the key's columns on each part: fixed, σ, l0, l_last, l_active and X, in
@@ -432,8 +413,8 @@ impl KeyCache {
         pk.fixed_polys().len() + pk.permutation().polys().len() + 4
     }
 
-    /// The key's column `c` (in the order of [`Self::part_columns`]) on part `p` of the extended
-    /// coset: kept, read from the file, or computed.
+    /// The key's column `c` (in the order of [`Self::part_columns`]) on part `p` of the quotient's
+    /// cosets: kept, read from the file, or computed.
     pub fn part_column(
         &self,
         backend: &dyn ComputeBackend,

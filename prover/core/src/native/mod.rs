@@ -11,7 +11,7 @@
 //!   advice columns phase by phase and squeezes the challenges;
 //! - [`permutation`]: the permutation (copy-constraint) grand products;
 //! - [`vanishing`]: the random polynomial, the h pieces and their evaluation;
-//! - [`quotient`]: the numerator of h over the extended coset (gates + permutation);
+//! - [`quotient`]: the numerator of h, part by part over [`cosets`] (gates, permutation, lookups);
 //! - [`open`]: SHPLONK multi-open;
 //! - [`commit`]: the backend helpers (commitments, NTTs, polynomial evaluation).
 //!
@@ -22,6 +22,7 @@
 
 pub mod commit;
 pub mod coset_file;
+pub mod cosets;
 pub mod keycache;
 pub mod lookup;
 pub mod memory;
@@ -69,6 +70,9 @@ pub enum NativeError {
     BasesTooShort { bases: usize, needed: usize },
     #[error("the witness does not satisfy the circuit: {0}")]
     Unsatisfied(String),
+    /// The finished proof fails verification against the key it was made with.
+    #[error("the proof does not verify against its own key ({0}): the witness breaks a copy or lookup constraint, or the compute backend computed a wrong value")]
+    NotVerified(String),
     #[error("coset cache file: {0}")]
     CosetFile(#[from] coset_file::CosetFileError),
     #[error("internal error: {0}")]
@@ -82,8 +86,6 @@ pub struct Ctx<'a> {
     pub bases: &'a Bases,
     /// The domain of size n.
     pub domain: Domain,
-    /// The extended domain (size 2^extended_k) whose coset carries the quotient evaluation.
-    pub ext: Domain,
     /// n.
     pub n: usize,
     /// Number of blinding rows (rows n - blinding_factors .. n are random).
@@ -130,11 +132,15 @@ pub fn srs_bases(params: &params::Srs) -> Bases {
 }
 
 impl NativeError {
-    /// Whether the compute backend failed (a device fault, out of memory, a launch failure), as
-    /// opposed to the witness, the key or the transcript: the same proof may succeed on another
-    /// backend.
+    /// Whether the compute backend failed (a device fault, out of memory, a launch failure, or a
+    /// finished proof that does not verify, which is what a device computing a wrong value gives),
+    /// as opposed to the witness, the key or the transcript: the same proof may succeed on
+    /// another backend.
     pub fn is_backend_failure(&self) -> bool {
-        matches!(self, NativeError::Backend(_) | NativeError::Device { .. })
+        matches!(
+            self,
+            NativeError::Backend(_) | NativeError::Device { .. } | NativeError::NotVerified(_)
+        )
     }
 }
 
@@ -219,7 +225,6 @@ where
         backend,
         bases,
         domain: Domain::new(hdomain.k)?,
-        ext: Domain::new(hdomain.extended_k)?,
         n,
         blinding_factors: cs.blinding_factors(),
         omega: hdomain.get_omega(),

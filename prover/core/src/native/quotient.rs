@@ -1,17 +1,17 @@
-//! The quotient h: its numerator over the extended coset `g·⟨ω_ext⟩` (every gate polynomial,
-//! every permutation constraint and every lookup constraint, folded with powers of y in halo2's
-//! order: gates in order, each gate's polynomials in order, then the permutation terms, then each
-//! lookup's five terms), divided by `X^n - 1` and interpolated into h's pieces.
+//! The quotient h: its numerator (every gate polynomial, every permutation constraint and every
+//! lookup constraint, folded with powers of y in halo2's order: gates in order, each gate's
+//! polynomials in order, then the permutation terms, then each lookup's five terms) over `r·n`
+//! points off the domain, divided by `X^n - 1` and interpolated into h's pieces.
 //!
-//! **Part by part.** The extended coset (size `r·n`, `r = 2^(extended_k - k)`) is the union of
-//! `r` cosets of the circuit's domain, part `p` being `s_p·⟨ω⟩` with `s_p = g·ω_ext^p`; a rotation
-//! by ω stays inside a part. So each part is evaluated on its own with n-sized vectors: every column
-//! goes to the part by a shifted NTT of its n coefficients (halo2's `coeff_to_extended_part`), the
+//! **Part by part.** The points are `r` cosets of the circuit's domain ([`super::cosets`]), part
+//! `p` being `s_p·⟨ω⟩`; a rotation by ω stays inside a part. So each part is evaluated on its own
+//! with n-sized vectors: every column goes to the part by a shifted NTT of its n coefficients, the
 //! constraint programs run over the part's rows, and `X^n - 1` is the constant `s_p^n - 1` there.
 //! An inverse shifted NTT of the part's quotient values gives `F_p[a] = Σ_b h_{a+nb}·s_p^{nb}`,
-//! a DFT of size r over the pieces: with `s_p^n = g^n·μ^p` (`μ = ω_ext^n`, of order r), piece b is
-//! `g^{-nb}/r · Σ_p μ^{-pb}·F_p`, accumulated as the parts come. Only one part of the extended
-//! coset is in memory at a time, for the key's columns as for this proof's.
+//! a DFT of size r over the pieces: with `s_p^n = g^n·μ^p` (`μ` of order r), piece b is
+//! `g^{-nb}/r · Σ_p μ^{-pb}·F_p`, accumulated as the parts come. Only one part is in memory at a
+//! time, for the key's columns as for this proof's. `r` is the number of pieces where the field
+//! allows (3 for a degree-4 circuit, where halo2 evaluates 4 parts of its extended coset).
 //!
 //! It runs on resident vectors ([`gpu::Poly`]): this proof's columns are in the backend as
 //! coefficients, the key's come from the [`KeyCache`], and the constraints are compiled into
@@ -227,8 +227,8 @@ pub fn evaluate(
     };
     let backend = ctx.backend;
     let cs = pk.get_vk().cs();
-    let size = ctx.ext.size();
-    let ratio = size / ctx.n;
+    let cosets = cache.cosets();
+    let ratio = cosets.parts();
     let counts = [
         cs.num_fixed_columns(),
         cs.num_advice_columns(),
@@ -256,15 +256,13 @@ pub fn evaluate(
     )?;
 
     let n = ctx.n;
-    if cache.parts() != ratio || pieces == 0 || pieces > ratio {
+    if pieces == 0 || pieces > ratio {
         return Err(NativeError::Internal(format!(
-            "{pieces} pieces over {} parts of an extended coset of {ratio} times the domain",
-            cache.parts()
+            "{pieces} pieces over {ratio} parts"
         )));
     }
-    let g = ctx.ext.coset_gen();
-    let gn_inv = invert(g.pow_vartime([n as u64]), "g^n")?;
-    let mu_inv = invert(ctx.ext.omega().pow_vartime([n as u64]), "ω_ext^n")?;
+    let gn_inv = invert(cosets.gn(), "g^n")?;
+    let mu_inv = invert(cosets.mu(), "μ")?;
     let ratio_inv = invert(Fr::from(ratio as u64), "the ratio")?;
     // The tail's point comes from the OS, not the proof's rng, whose draws are fixed by halo2's
     // order: a non-zero tail of degree < n vanishes there with probability below n/|Fr|.
@@ -293,7 +291,7 @@ pub fn evaluate(
     let key_columns = cache.part_columns(pk);
 
     for p in 0..ratio {
-        let shift = cache.shift(p)?;
+        let shift = cosets.shift(p)?;
         let to = |c: &Poly| -> Result<Held<'_, Poly>, NativeError> {
             Ok(Held::Fresh(to_part(backend, &ctx.domain, c, shift)?))
         };

@@ -2,7 +2,10 @@
 //! the out-of-circuit twin of halo2-base's `PoseidonHasher::hash_fix_len_array` used by the circuits.
 //! Width 4 lets a 2-input hash (every tree node, every leaf) absorb and pad in ONE permutation.
 
+use std::sync::OnceLock;
+
 use ff::PrimeField;
+use halo2_base::poseidon::hasher::spec::OptimizedPoseidonSpec;
 use halo2curves::bn256::Fr;
 use snark_verifier_sdk::snark_verifier::{loader::native::NativeLoader, util::hash::Poseidon};
 
@@ -17,7 +20,11 @@ pub const R_P: usize = 56;
 
 /// Hashes a fixed-length list of field elements.
 pub fn poseidon(inputs: &[Fr]) -> Fr {
-    let mut sponge = Poseidon::<Fr, Fr, T, RATE>::new::<R_F, R_P, 0>(&NativeLoader);
+    // Deriving the spec (round constants, sparse MDS matrices) costs milliseconds, far more than
+    // the permutation: derive it once per process.
+    static SPEC: OnceLock<OptimizedPoseidonSpec<Fr, T, RATE>> = OnceLock::new();
+    let spec = SPEC.get_or_init(OptimizedPoseidonSpec::new::<R_F, R_P, 0>);
+    let mut sponge = Poseidon::<Fr, Fr, T, RATE>::from_spec(&NativeLoader, spec.clone());
     sponge.update(inputs);
     sponge.squeeze()
 }
