@@ -4,6 +4,10 @@
 //! line gives the ratio native/reference of the mean proving times, measured over every iteration
 //! criterion ran (warm-up included). `BENCH_CHUNK_K` sets k (default 13).
 
+/// The allocator of the `prover` binary, so that both engines are measured as they run there.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,11 @@
 //! `prover`: the node's command line.
 
+/// jemalloc keeps freed pages for reuse: a proof allocates and frees vectors of 2^20 field
+/// elements (32 MiB) by the thousand, and glibc's malloc returns each to the kernel and faults
+/// in fresh zeroed pages for the next one.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
