@@ -7,7 +7,9 @@
 //!
 //! `... --example native_profile -- TASK.json PARAMS_DIR KEYS_DIR [rounds]` proves a task file
 //! (e.g. a batch task from `prover task batch`) through the proving core: `rounds` native proofs
-//! in one process (the first one builds the key cache), then one reference proof.
+//! in one process (the first one builds the key cache), then one reference proof. With
+//! `PROFILE_BACKEND=cuda` the native proofs run on CUDA (and print the emulator's counters when
+//! the device is the emulated one); `PROFILE_NO_REFERENCE=1` skips the reference proof.
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_proofs::transcript::TranscriptWriterBuffer;
@@ -125,17 +127,36 @@ fn profile_task(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = rest.first().map(|v| v.parse()).transpose()?.unwrap_or(2);
     let task: prover_core::wire::Task = serde_json::from_str(&std::fs::read_to_string(task)?)?;
     let mut config = CoreConfig::new(params_dir, keys_dir);
-    config.backend = gpu::BackendChoice::Cpu;
+    config.backend = match std::env::var("PROFILE_BACKEND").as_deref() {
+        Ok("cuda") => gpu::BackendChoice::Cuda,
+        _ => gpu::BackendChoice::Cpu,
+    };
     let native_core = ProvingCore::new(config.clone());
+    let emulator = gpu::Emulator::open();
     for round in 0..rounds {
         let started = std::time::Instant::now();
         let proof = native_core.prove_task(&task, ChaCha20Rng::seed_from_u64(round as u64))?;
         native_core.verify(&proof)?;
+        use sha2::Digest;
         eprintln!(
-            "native round {round}: {:?} (core prove_ms {})",
+            "native round {round} on {}: {:?} (core prove_ms {}), proof SHA-256 {}",
+            proof.meta.backend,
             started.elapsed(),
-            proof.meta.prove_ms
+            proof.meta.prove_ms,
+            hex::encode(sha2::Sha256::digest(&proof.proof.0))
         );
+        if let Some(e) = &emulator {
+            let c = e.counters()?;
+            eprintln!(
+                "emulated device since start: {} bytes host→device, {} bytes device→host, \
+                 {} launches, peak device memory {} bytes",
+                c.htod_bytes, c.dtoh_bytes, c.launches, c.peak_bytes
+            );
+            e.reset()?;
+        }
+    }
+    if std::env::var("PROFILE_NO_REFERENCE").is_ok() {
+        return Ok(());
     }
     config.engine = engine::EngineKind::Reference;
     let reference_core = ProvingCore::new(config);
