@@ -670,7 +670,7 @@ async fn health(State(app): AppState) -> Response {
 
 async fn metrics(State(app): AppState) -> Response {
     let a = app.clone();
-    let status = match blocking(move || a.store.status()).await {
+    let status = match blocking(move || a.store.summary()).await {
         Ok(s) => s,
         Err(e) => return internal(e),
     };

@@ -6,7 +6,11 @@
 //! proof JSON; `challenges` challenge nonce → expiry (ms); `blocked` public key → reason;
 //! `invalid_proofs` public key → count; `proven` public key → verified proofs delivered;
 //! `provers` public key → [`ProverSeen`]; `accounts` index → account JSON (the rollup state);
-//! `counters` name → value.
+//! `counters` name → value; two indexes kept in step with `tasks` by every write of a task
+//! ([`save_task`]): `pending_by_order` creation order → task id of every pending task (what
+//! `get_task` walks, oldest first) and `task_counts` "type/state" → tasks in that state (what
+//! `/metrics` reads). So neither costs more as finished tasks pile up; a store made before the
+//! indexes gets them built once when opened.
 //!
 //! **Who can fail a task.** Keys are free, so a failure (a `status` 1 report, an invalid proof,
 //! a timeout) counts towards `session_attempts` only when it comes from a *proven* key, one that
@@ -44,11 +48,15 @@ const PROVEN: TableDefinition<&str, u64> = TableDefinition::new("proven");
 const PROVERS: TableDefinition<&str, &str> = TableDefinition::new("provers");
 const ACCOUNTS: TableDefinition<u64, &str> = TableDefinition::new("accounts");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_by_order");
+const TASK_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("task_counts");
 
 const NEXT_CHUNK_SEQ: &str = "next_chunk_seq";
 const NEXT_BATCH_SEQ: &str = "next_batch_seq";
 const NEXT_UNBATCHED: &str = "next_unbatched_chunk";
 const NEXT_ORDER: &str = "next_order";
+/// 1 once `pending_by_order` and `task_counts` hold every task.
+const INDEX_VERSION: &str = "index_version";
 
 /// Maps any displayable error to a store error naming the operation.
 trait Ctx<T> {
@@ -357,15 +365,67 @@ fn bump(txn: &WriteTransaction, name: &str) -> Result<u64, CoordinatorError> {
     Ok(v)
 }
 
-fn all_tasks(txn: &WriteTransaction) -> Result<Vec<TaskRecord>, CoordinatorError> {
-    let t = txn.open_table(TASKS).ctx("open tasks")?;
-    let mut out = Vec::new();
-    for item in t.iter().ctx("iterate tasks")? {
-        let (_, v) = item.ctx("iterate tasks")?;
-        out.push(from_json::<TaskRecord>(v.value())?);
+/// Writes a task record, and moves it between the indexes when its state changed.
+fn save_task(txn: &WriteTransaction, task: &TaskRecord) -> Result<(), CoordinatorError> {
+    let before = get_json::<TaskRecord>(txn, TASKS, &task.task_id)?.map(|t| t.state);
+    put_json(txn, TASKS, &task.task_id, task)?;
+    if before != Some(task.state) {
+        index_task(txn, task, before, Some(task.state))?;
     }
-    out.sort_by_key(|r| r.order);
-    Ok(out)
+    Ok(())
+}
+
+fn count_key(task_type: u8, state: TaskState) -> String {
+    format!("{}/{}", type_name(task_type), state.name())
+}
+
+/// Moves `task` in the indexes from state `from` to state `to` (`None`: not in the store).
+fn index_task(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+    from: Option<TaskState>,
+    to: Option<TaskState>,
+) -> Result<(), CoordinatorError> {
+    {
+        let mut p = txn.open_table(PENDING).ctx("open pending_by_order")?;
+        if from == Some(TaskState::Pending) {
+            p.remove(task.order).ctx("write pending_by_order")?;
+        }
+        if to == Some(TaskState::Pending) {
+            p.insert(task.order, task.task_id.as_str())
+                .ctx("write pending_by_order")?;
+        }
+    }
+    let mut c = txn.open_table(TASK_COUNTS).ctx("open task_counts")?;
+    for (state, up) in [(from, false), (to, true)] {
+        let Some(state) = state else { continue };
+        let key = count_key(task.task_type, state);
+        let v = c
+            .get(key.as_str())
+            .ctx("read task_counts")?
+            .map(|g| g.value());
+        let v = v.unwrap_or(0);
+        let v = if up { v + 1 } else { v.saturating_sub(1) };
+        c.insert(key.as_str(), v).ctx("write task_counts")?;
+    }
+    Ok(())
+}
+
+/// Fills the indexes from every task (a store made before them; once, when opened).
+fn build_indexes(txn: &WriteTransaction) -> Result<(), CoordinatorError> {
+    let records: Vec<TaskRecord> = {
+        let t = txn.open_table(TASKS).ctx("open tasks")?;
+        let mut v = Vec::new();
+        for item in t.iter().ctx("iterate tasks")? {
+            let (_, r) = item.ctx("iterate tasks")?;
+            v.push(from_json::<TaskRecord>(r.value())?);
+        }
+        v
+    };
+    for r in &records {
+        index_task(txn, r, None, Some(r.state))?;
+    }
+    set_counter(txn, INDEX_VERSION, 1)
 }
 
 /// Whether `key` holds a live assignment (it is proving and will ask for work again).
@@ -441,6 +501,11 @@ impl Store {
             txn.open_table(PROVERS).ctx("create provers")?;
             txn.open_table(ACCOUNTS).ctx("create accounts")?;
             txn.open_table(COUNTERS).ctx("create counters")?;
+            txn.open_table(PENDING).ctx("create pending_by_order")?;
+            txn.open_table(TASK_COUNTS).ctx("create task_counts")?;
+        }
+        if counter(&txn, INDEX_VERSION)? < 1 {
+            build_indexes(&txn)?;
         }
         txn.commit().ctx("commit")?;
         Ok(Self { db })
@@ -580,7 +645,7 @@ impl Store {
             task.result = Some(reason.to_string());
         }
         task.updated_ms = now_ms;
-        put_json(&txn, TASKS, &task.task_id, &task)?;
+        save_task(&txn, &task)?;
         if invalid_proof {
             let count = {
                 let mut t = txn.open_table(INVALID).ctx("open invalid_proofs")?;
@@ -654,7 +719,7 @@ impl Store {
         task.verify_ms = Some(verify_ms);
         task.result = Some("verified".into());
         task.updated_ms = now_ms;
-        put_json(&txn, TASKS, &task.task_id, &task)?;
+        save_task(&txn, &task)?;
         {
             let text = to_json(proof)?;
             let mut t = txn.open_table(PROOFS).ctx("open proofs")?;
@@ -760,7 +825,7 @@ impl Store {
         task.failed_provers.clear();
         task.result = Some("requeued by the operator".into());
         task.updated_ms = now_ms;
-        put_json(&txn, TASKS, &task.task_id, &task)?;
+        save_task(&txn, &task)?;
         txn.commit().ctx("commit")?;
         Ok(Ok(()))
     }
@@ -804,18 +869,35 @@ impl Store {
                 result: rec.result,
             });
         }
-        let blocked = r.open_table(BLOCKED).ctx("open blocked")?;
-        for item in blocked.iter().ctx("iterate blocked")? {
-            let (k, _) = item.ctx("iterate blocked")?;
-            report.blocked.push(k.value().to_string());
+        read_keys(&r, &mut report)?;
+        Ok(report)
+    }
+
+    /// What `/metrics` shows: counts per task type and state, blocked keys and invalid-proof
+    /// counts, without the task list.
+    pub fn summary(&self) -> Result<StatusReport, CoordinatorError> {
+        let r = self.db.begin_read().ctx("begin read")?;
+        let mut report = StatusReport::default();
+        for t in [TaskType::Chunk, TaskType::Batch] {
+            let m = report.counts.entry(t.name().to_string()).or_default();
+            for s in TaskState::ALL {
+                m.insert(s.name().to_string(), 0);
+            }
         }
-        let invalid = r.open_table(INVALID).ctx("open invalid_proofs")?;
-        for item in invalid.iter().ctx("iterate invalid_proofs")? {
-            let (k, v) = item.ctx("iterate invalid_proofs")?;
+        let counts = r.open_table(TASK_COUNTS).ctx("open task_counts")?;
+        for item in counts.iter().ctx("iterate task_counts")? {
+            let (k, v) = item.ctx("iterate task_counts")?;
+            let Some((kind, state)) = k.value().split_once('/') else {
+                continue;
+            };
             report
-                .invalid_proofs
-                .insert(k.value().to_string(), v.value());
+                .counts
+                .entry(kind.to_string())
+                .or_default()
+                .insert(state.to_string(), v.value());
         }
+        drop(counts);
+        read_keys(&r, &mut report)?;
         Ok(report)
     }
 
@@ -834,6 +916,23 @@ impl Store {
             None => Ok(None),
         }
     }
+}
+
+/// The blocked keys and the invalid-proof counts, into `report`.
+fn read_keys(r: &redb::ReadTransaction, report: &mut StatusReport) -> Result<(), CoordinatorError> {
+    let blocked = r.open_table(BLOCKED).ctx("open blocked")?;
+    for item in blocked.iter().ctx("iterate blocked")? {
+        let (k, _) = item.ctx("iterate blocked")?;
+        report.blocked.push(k.value().to_string());
+    }
+    let invalid = r.open_table(INVALID).ctx("open invalid_proofs")?;
+    for item in invalid.iter().ctx("iterate invalid_proofs")? {
+        let (k, v) = item.ctx("iterate invalid_proofs")?;
+        report
+            .invalid_proofs
+            .insert(k.value().to_string(), v.value());
+    }
+    Ok(())
 }
 
 fn write_accounts(
@@ -877,7 +976,7 @@ fn insert_task(
         result: None,
         batched: false,
     };
-    put_json(txn, TASKS, id, &rec)?;
+    save_task(txn, &rec)?;
     let mut t = txn.open_table(PAYLOADS).ctx("open payloads")?;
     t.insert(id, payload).ctx("write payload")?;
     Ok(())
@@ -972,7 +1071,7 @@ fn sweep_in(
                 effects.tasks_failed += 1;
             }
             task.updated_ms = now_ms;
-            put_json(txn, TASKS, &task.task_id, &task)?;
+            save_task(txn, &task)?;
         }
     }
     Ok(effects)
@@ -1034,18 +1133,19 @@ fn assign_in(
             }
         }
     }
-    let tasks = all_tasks(txn)?;
-    let provers: Vec<(String, ProverSeen)> = {
-        let t = txn.open_table(PROVERS).ctx("open provers")?;
-        let mut v = Vec::new();
-        for item in t.iter().ctx("iterate provers")? {
-            let (k, p) = item.ctx("iterate provers")?;
-            v.push((k.value().to_string(), from_json::<ProverSeen>(p.value())?));
-        }
-        v
-    };
+    // The pending tasks, oldest first (the index: the cost does not grow with finished tasks).
+    // The provers are read only when the failed-prover rule needs them.
+    let mut provers: Option<Vec<(String, ProverSeen)>> = None;
     let mut chosen = None;
-    for task in tasks {
+    let pending = txn.open_table(PENDING).ctx("open pending_by_order")?;
+    for item in pending.iter().ctx("iterate pending_by_order")? {
+        let (_, id) = item.ctx("iterate pending_by_order")?;
+        let Some(task) = get_json::<TaskRecord>(txn, TASKS, id.value())? else {
+            return Err(CoordinatorError::store(
+                "read task",
+                format!("the pending index names a missing task {}", id.value()),
+            ));
+        };
         if task.state != TaskState::Pending
             || !task_types.contains(&task.task_type)
             || !who.prover_types.contains(&task.task_type)
@@ -1060,8 +1160,17 @@ fn assign_in(
             // Our rule: not to the same failed prover while another prover that can take it
             // (declared the type, asked for work recently or is busy with a live assignment —
             // it asks again when done —, not blocked, not failed on it) exists.
+            if provers.is_none() {
+                let t = txn.open_table(PROVERS).ctx("open provers")?;
+                let mut v = Vec::new();
+                for item in t.iter().ctx("iterate provers")? {
+                    let (k, p) = item.ctx("iterate provers")?;
+                    v.push((k.value().to_string(), from_json::<ProverSeen>(p.value())?));
+                }
+                provers = Some(v);
+            }
             let mut other_available = false;
-            for (key, seen) in &provers {
+            for (key, seen) in provers.iter().flatten() {
                 if key != &who.public_key
                     && seen.prover_types.contains(&task.task_type)
                     && (seen.last_seen_ms.saturating_add(policy.prover_active_ms) >= now_ms
@@ -1080,6 +1189,7 @@ fn assign_in(
         chosen = Some(task);
         break;
     }
+    drop(pending);
     let Some(mut task) = chosen else {
         return Ok(AssignOutcome::NoTask);
     };
@@ -1099,7 +1209,7 @@ fn assign_in(
     task.prover = Some(a.public_key.clone());
     task.prover_name = Some(a.prover_name.clone());
     task.updated_ms = now_ms;
-    put_json(txn, TASKS, &task.task_id, &task)?;
+    save_task(txn, &task)?;
     put_json(txn, ASSIGNMENTS, &a.uuid, &a)?;
     {
         let mut t = txn.open_table(OUTSTANDING).ctx("open outstanding")?;
@@ -1195,7 +1305,7 @@ fn make_batches(
         insert_task(txn, &id, TaskType::Batch, seq, &to_json(&data)?, now_ms)?;
         for mut rec in records {
             rec.batched = true;
-            put_json(txn, TASKS, &rec.task_id.clone(), &rec)?;
+            save_task(txn, &rec)?;
         }
         set_counter(txn, NEXT_UNBATCHED, start + n)?;
         created = Some(id);

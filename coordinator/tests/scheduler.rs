@@ -79,7 +79,24 @@ fn assign(
     policy: &Policy,
     now: u64,
 ) -> AssignOutcome {
-    store.assign(who, types, policy, now).expect("assign").0
+    let out = store.assign(who, types, policy, now).expect("assign").0;
+    counts_agree(store);
+    out
+}
+
+/// The counts `/metrics` reads from the store's index equal those of a scan of every task, and
+/// every pending task is in the index (what `get_task` walks): checked after each step the
+/// helpers take.
+fn counts_agree(store: &Store) {
+    let full = store.status().expect("status");
+    let summary = store.summary().expect("summary");
+    assert_eq!(
+        summary.counts, full.counts,
+        "indexed counts differ from a scan"
+    );
+    assert!(summary.tasks.is_empty());
+    assert_eq!(summary.blocked, full.blocked);
+    assert_eq!(summary.invalid_proofs, full.invalid_proofs);
 }
 
 fn task(outcome: AssignOutcome) -> (Task, bool) {
@@ -124,6 +141,10 @@ fn verify(
             p,
             now,
         )
+        .map(|r| {
+            counts_agree(store);
+            r
+        })
         .expect("store")
 }
 
@@ -646,4 +667,45 @@ fn a_swarm_of_unproven_keys_cannot_grow_a_task_without_bound() {
     let last = &swarm[swarm.len() - 1];
     let (again, _) = task(assign(&f.store, last, &[1], &p, 1001));
     assert_eq!(again.task_id, "chunk-0");
+}
+
+/// A store written before the indexes (no `pending_by_order`, no `task_counts`) gets them built
+/// when opened: the counts match a scan and the oldest pending task is handed out first.
+#[test]
+fn a_store_from_before_the_indexes_gets_them_when_opened() {
+    let f = fixture(5);
+    let p = policy();
+    let a = prover("a", &[1]);
+    let b = prover("b", &[1]);
+    let (t0, _) = task(assign(&f.store, &a, &[1], &p, 10));
+    verify(&f.store, &a, &t0, &p, 20).expect("verified");
+    let (t1, _) = task(assign(&f.store, &b, &[1], &p, 30));
+    assert_eq!(t1.task_id, "chunk-1");
+    let path = f.path.clone();
+    drop(f.store);
+    {
+        // Back to the layout of a store from before the indexes.
+        let db = redb::Database::open(&path).expect("open the file with redb");
+        let txn = db.begin_write().expect("begin");
+        let pending: redb::TableDefinition<u64, &str> =
+            redb::TableDefinition::new("pending_by_order");
+        let counts: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("task_counts");
+        assert!(txn.delete_table(pending).expect("delete pending_by_order"));
+        assert!(txn.delete_table(counts).expect("delete task_counts"));
+        {
+            let counters: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("counters");
+            let mut t = txn.open_table(counters).expect("counters");
+            assert!(t.remove("index_version").expect("remove").is_some());
+        }
+        txn.commit().expect("commit");
+    }
+    let store = Store::open(&path).expect("reopen");
+    counts_agree(&store);
+    let s = store.summary().expect("summary");
+    assert_eq!(s.count("chunk", TaskState::Verified), 1);
+    assert_eq!(s.count("chunk", TaskState::Assigned), 1);
+    assert_eq!(s.count("chunk", TaskState::Pending), 3);
+    let c = prover("c", &[1]);
+    let (t2, _) = task(assign(&store, &c, &[1], &p, 40));
+    assert_eq!(t2.task_id, "chunk-2", "the oldest pending task first");
 }
