@@ -1,7 +1,7 @@
-//! The key's columns on the extended coset on disk, next to the proving key (`{entry}.coset`), part
+//! The key's columns on the quotient's cosets on disk, next to the proving key (`{entry}.coset`), part
 //! by part, so that the CPU backend neither recomputes their coset NTTs in every process (45.7 s
 //! for the batch circuit at k=20 on the 2-core VM) nor holds them in memory: the quotient reads a
-//! column of a part of the extended coset when its programs need it ([`super::quotient`]).
+//! column of a part when its programs need it ([`super::quotient`]).
 //!
 //! Layout: the magic `PNCOSET3`, the proving key's SHA-256 (64 hex digits), the domain size n (u64
 //! LE), the number of parts and of columns (u32 LE each), the SHA-256 of the parts' shifts

@@ -25,7 +25,7 @@ pub struct DeviceNeed {
     /// Kept per device for every proof of this size: the SRS points and the NTT tables.
     pub shared: u64,
     /// Held while one proof runs (the peak of its steps): this proof's columns, one part of the
-    /// extended coset's columns in the quotient step, the backend's scratch.
+    /// parts' columns in the quotient step, the backend's scratch.
     pub per_proof: u64,
 }
 
@@ -56,7 +56,7 @@ pub fn device_need(pk: &ProvingKey<G1Affine>) -> Result<DeviceNeed, NativeError>
     let pieces = domain.get_quotient_poly_degree() as u64;
 
     // KeyCache on a device: fixed and σ values and coefficients, ω^i, and the coefficients of
-    // l0, l_last and l_active, all on the domain (the extended coset's parts are computed from
+    // l0, l_last and l_active, all on the domain (the quotient's parts are computed from
     // them in each proof).
     let key_cache = FR * ((2 * (fixed + sigmas) + 1 + 3) * n);
     // The SRS points and the NTT tables of the domain, both directions.
@@ -70,7 +70,7 @@ pub fn device_need(pk: &ProvingKey<G1Affine>) -> Result<DeviceNeed, NativeError>
     // While a lookup's product is made: its compressed and permuted values (4), the inverted
     // denominators and the product (2).
     let lookup_step = held + 6;
-    // The quotient, one part of the extended coset at a time: the most columns of the part its
+    // The quotient, one part at a time: the most columns of the part its
     // programs hold at once (key's and this proof's, see `quotient::peak_part_columns`), a
     // stand-in for the others, the part's values, h's pieces and the tail accumulating, and the
     // NTT's scratch.

@@ -16,7 +16,7 @@
 //! It runs on resident vectors ([`gpu::Poly`]): this proof's columns are in the backend as
 //! coefficients, the key's come from the [`KeyCache`], and the constraints are compiled into
 //! [`gpu::Program`]s that the backend evaluates row by row (on CUDA, one thread per row). Nothing
-//! of the extended coset crosses to the host.
+//! of the parts crosses to the host.
 
 use std::ops::Range;
 
@@ -193,7 +193,7 @@ pub struct HPieces {
     pub pieces: Vec<Poly>,
     /// The coefficients of h beyond its pieces, folded at `point`
     /// (`Σ_{b ≥ pieces} point^{n(b - pieces)}·h_b`); when the witness satisfies the circuit they
-    /// are all zero, so this polynomial vanishes at `point`. `None` when the extended coset holds
+    /// are all zero, so this polynomial vanishes at `point`. `None` when the parts hold
     /// exactly the pieces.
     pub tail: Option<(Poly, Fr)>,
 }
@@ -451,9 +451,9 @@ fn build_programs(
     Ok(programs)
 }
 
-/// Which inputs each program reads, and the last program reading each input: a part of the
-/// extended coset holds a column from the first program that reads it to the last, so it holds
-/// the columns of a few programs at a time rather than all of them.
+/// Which inputs each program reads, and the last program reading each input: a part holds a
+/// column from the first program that reads it to the last, so it holds the columns of a few
+/// programs at a time rather than all of them.
 fn schedule(programs: &[Program], n_inputs: usize) -> (Vec<Vec<usize>>, Vec<Option<usize>>) {
     let queried: Vec<Vec<usize>> = programs
         .iter()
@@ -516,7 +516,7 @@ pub fn peak_part_columns(pk: &ProvingKey<G1Affine>) -> Result<usize, NativeError
 
 fn invert(v: Fr, what: &str) -> Result<Fr, NativeError> {
     Option::<Fr>::from(v.invert())
-        .ok_or_else(|| NativeError::Internal(format!("{what} is zero on the extended coset")))
+        .ok_or_else(|| NativeError::Internal(format!("{what} is zero on a part")))
 }
 
 /// `acc += c·v` in the backend.
