@@ -25,7 +25,9 @@ use serde::Serialize;
 use crate::auth::{version_ok, ChallengeClaims, LoginClaims, TokenError};
 use crate::metrics::Metrics;
 use crate::store::{type_name, AssignOutcome, ProverIdentity, SubmitError};
-use crate::{blocking, now_ms, App, BlockRequest, EnqueueReply, EnqueueRequest, RequeueRequest};
+use crate::{
+    blocking, now_ms, App, BlockRequest, EnqueueReply, EnqueueRequest, PruneRequest, RequeueRequest,
+};
 
 type AppState = State<Arc<App>>;
 /// Request bodies are read by the handlers themselves, after the caller is authenticated, with a
@@ -58,6 +60,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/block", post(admin_block))
         .route("/admin/v1/unblock", post(admin_unblock))
         .route("/admin/v1/requeue", post(admin_requeue))
+        .route("/admin/v1/prune", post(admin_prune))
         .fallback(not_found)
         .with_state(app)
 }
@@ -805,6 +808,22 @@ async fn admin_unblock(State(app): AppState, headers: HeaderMap, body: Body) -> 
     let a = app.clone();
     match blocking(move || a.store.unblock(&key)).await {
         Ok(was) => ok(serde_json::json!({"was_blocked": was})),
+        Err(e) => internal(e),
+    }
+}
+
+async fn admin_prune(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+    let req: PruneRequest = match admin_body(&app, &headers, body, SMALL_BODY_LIMIT).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let before = now_ms().saturating_sub(req.older_than_sec.saturating_mul(1000));
+    let a = app.clone();
+    match blocking(move || a.store.prune(before)).await {
+        Ok(p) => {
+            tracing::info!(tasks = ?p.tasks, proofs = p.proofs, assignments = p.assignments, "finished tasks pruned by the operator");
+            ok(p)
+        }
         Err(e) => internal(e),
     }
 }

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::auth::AcceptedVks;
 pub use crate::config::{random_secret, AuthConfig, CoordinatorConfig, GenesisConfig};
 pub use crate::error::CoordinatorError;
-pub use crate::store::{Policy, RequeueError, StatusReport, TaskRow, TaskState};
+pub use crate::store::{Policy, Pruned, RequeueError, StatusReport, TaskRow, TaskState};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -73,6 +73,14 @@ pub struct BlockRequest {
 #[serde(deny_unknown_fields)]
 pub struct RequeueRequest {
     pub task_id: String,
+}
+
+/// Body of `POST /admin/v1/prune`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// Remove finished tasks last changed more than this many seconds ago.
+    pub older_than_sec: u64,
 }
 
 /// Shared state of a running coordinator.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use coordinator::{
-    BlockRequest, Coordinator, CoordinatorConfig, EnqueueReply, EnqueueRequest, RequeueRequest,
-    StatusReport,
+    BlockRequest, Coordinator, CoordinatorConfig, EnqueueReply, EnqueueRequest, PruneRequest,
+    RequeueRequest, StatusReport,
 };
 use prover_core::wire::{Envelope, Transfer};
 use prover_core::{CoreConfig, ProvingCore};
@@ -80,6 +80,14 @@ enum Command {
         #[command(flatten)]
         admin: Admin,
         task_id: String,
+    },
+    /// Remove finished tasks (verified chunks already in a batch, verified batches) last changed
+    /// more than `--older-than-hours` ago, with their payloads, proofs and assignments.
+    Prune {
+        #[command(flatten)]
+        admin: Admin,
+        #[arg(long)]
+        older_than_hours: u64,
     },
 }
 
@@ -173,6 +181,28 @@ async fn run(cli: Cli) -> Result<()> {
             let req = RequeueRequest { task_id };
             let _: serde_json::Value = call_nullable(&admin, "requeue", Some(&req)).await?;
             println!("requeued {} (pending)", req.task_id);
+            Ok(())
+        }
+        Command::Prune {
+            admin,
+            older_than_hours,
+        } => {
+            let req = PruneRequest {
+                older_than_sec: older_than_hours.saturating_mul(3600),
+            };
+            let p: coordinator::Pruned = call(&admin, "prune", Some(&req)).await?;
+            let tasks: Vec<String> = p.tasks.iter().map(|(t, n)| format!("{n} {t}")).collect();
+            println!(
+                "pruned {} task(s) ({}), {} proof(s), {} assignment(s)",
+                p.tasks.values().sum::<u64>(),
+                if tasks.is_empty() {
+                    "none".to_string()
+                } else {
+                    tasks.join(", ")
+                },
+                p.proofs,
+                p.assignments
+            );
             Ok(())
         }
     }

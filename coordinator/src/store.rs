@@ -309,6 +309,15 @@ impl StatusReport {
     }
 }
 
+/// What `prune` removed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pruned {
+    /// Task type name → tasks removed.
+    pub tasks: BTreeMap<String, u64>,
+    pub proofs: u64,
+    pub assignments: u64,
+}
+
 /// The store.
 pub struct Store {
     db: Database,
@@ -828,6 +837,72 @@ impl Store {
         save_task(&txn, &task)?;
         txn.commit().ctx("commit")?;
         Ok(Ok(()))
+    }
+
+    /// The operator's `prune`: removes the finished tasks last changed before `before_ms` — a
+    /// verified chunk once it is part of a batch task (its proof lives on in the batch's payload),
+    /// a verified batch — with their payloads, proofs and assignments, in one transaction.
+    /// Pending, assigned and failed tasks, and verified chunks not yet batched, stay. Returns what
+    /// was removed. Walks every task and assignment: an operator's command, not a request path.
+    pub fn prune(&self, before_ms: u64) -> Result<Pruned, CoordinatorError> {
+        let txn = self.db.begin_write().ctx("begin")?;
+        let doomed: Vec<TaskRecord> = {
+            let t = txn.open_table(TASKS).ctx("open tasks")?;
+            let mut v = Vec::new();
+            for item in t.iter().ctx("iterate tasks")? {
+                let (_, r) = item.ctx("iterate tasks")?;
+                let rec = from_json::<TaskRecord>(r.value())?;
+                let consumed = rec.task_type != TaskType::Chunk.as_u8() || rec.batched;
+                if rec.state == TaskState::Verified
+                    && consumed
+                    && rec.live.is_empty()
+                    && rec.updated_ms < before_ms
+                {
+                    v.push(rec);
+                }
+            }
+            v
+        };
+        let ids: std::collections::HashSet<&str> =
+            doomed.iter().map(|r| r.task_id.as_str()).collect();
+        let mut pruned = Pruned::default();
+        {
+            let mut tasks = txn.open_table(TASKS).ctx("open tasks")?;
+            let mut payloads = txn.open_table(PAYLOADS).ctx("open payloads")?;
+            let mut proofs = txn.open_table(PROOFS).ctx("open proofs")?;
+            for r in &doomed {
+                tasks.remove(r.task_id.as_str()).ctx("remove task")?;
+                payloads.remove(r.task_id.as_str()).ctx("remove payload")?;
+                if proofs
+                    .remove(r.task_id.as_str())
+                    .ctx("remove proof")?
+                    .is_some()
+                {
+                    pruned.proofs += 1;
+                }
+                *pruned.tasks.entry(type_name(r.task_type)).or_default() += 1;
+            }
+        }
+        for r in &doomed {
+            index_task(&txn, r, Some(r.state), None)?;
+        }
+        {
+            let mut a = txn.open_table(ASSIGNMENTS).ctx("open assignments")?;
+            let mut gone = Vec::new();
+            for item in a.iter().ctx("iterate assignments")? {
+                let (k, v) = item.ctx("iterate assignments")?;
+                let rec = from_json::<Assignment>(v.value())?;
+                if rec.state != AssignmentState::Live && ids.contains(rec.task_id.as_str()) {
+                    gone.push(k.value().to_string());
+                }
+            }
+            for uuid in gone {
+                a.remove(uuid.as_str()).ctx("remove assignment")?;
+                pruned.assignments += 1;
+            }
+        }
+        txn.commit().ctx("commit")?;
+        Ok(pruned)
     }
 
     /// Everything `coordinator status` shows.

@@ -91,6 +91,25 @@ async fn admin_subcommands_talk_to_a_running_coordinator() {
         "{err}"
     );
 
+    // prune: nothing is finished, so nothing goes (the store tests prune finished tasks).
+    let out = run(admin(&["prune", "--older-than-hours", "0"])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pruned 0 task(s) (none), 0 proof(s), 0 assignment(s)\n"
+    );
+    assert_eq!(
+        c.status()
+            .await
+            .expect("status")
+            .count("chunk", TaskState::Pending),
+        3
+    );
+
     // A wrong admin token: a one-line error and a non-zero exit.
     let out = run(vec![
         "status".into(),

@@ -709,3 +709,64 @@ fn a_store_from_before_the_indexes_gets_them_when_opened() {
     let (t2, _) = task(assign(&store, &c, &[1], &p, 40));
     assert_eq!(t2.task_id, "chunk-2", "the oldest pending task first");
 }
+
+/// `prune` removes verified chunks already in a batch and verified batches changed before the
+/// cut-off, with their proofs and assignments; unbatched, pending and newer tasks stay, the counts
+/// follow, and the chain goes on (the next batch is still made from the chunks that stayed).
+#[test]
+fn prune_removes_only_finished_consumed_tasks_before_the_cutoff() {
+    let f = fixture(5);
+    let batch = BatchConfig {
+        k: 16,
+        num_chunks: 2,
+        chunk: SMALL,
+    };
+    let p = Policy {
+        batch: Some(batch),
+        ..policy()
+    };
+    let a = prover("a", &[1, 2]);
+    // chunk-0 and chunk-1 verified (batch-0 made), chunk-2 verified and waiting for chunk-3.
+    for (i, now) in [(0, 10), (1, 20), (2, 30)] {
+        let (t, _) = task(assign(&f.store, &a, &[1], &p, now));
+        assert_eq!(t.task_id, format!("chunk-{i}"));
+        verify(&f.store, &a, &t, &p, now + 1).expect("verified");
+    }
+    let (bt, _) = task(assign(&f.store, &a, &[2], &p, 40));
+    assert_eq!(bt.task_id, "batch-0");
+    // Nothing finished before t=5.
+    assert_eq!(f.store.prune(5).expect("prune"), Default::default());
+    // Before t=25: chunk-0 and chunk-1 (batched, verified at 11 and 21); not chunk-2 (unbatched),
+    // not batch-0 (assigned).
+    let pruned = f.store.prune(25).expect("prune");
+    assert_eq!(pruned.tasks.get("chunk"), Some(&2));
+    assert_eq!(pruned.tasks.get("batch"), None);
+    assert_eq!((pruned.proofs, pruned.assignments), (2, 2));
+    counts_agree(&f.store);
+    let s = f.store.status().expect("status");
+    assert!(s.task("chunk-0").is_none() && s.task("chunk-1").is_none());
+    assert!(f.store.proof("chunk-0").expect("read").is_none());
+    assert!(f.store.proof("chunk-2").expect("read").is_some());
+    assert_eq!(s.count("chunk", TaskState::Verified), 1);
+    assert_eq!(s.count("chunk", TaskState::Pending), 2);
+    // The batch still carries its chunks' proofs and can be verified, then pruned itself.
+    let data: BatchTaskData = serde_json::from_str(&bt.task_data).expect("batch data");
+    assert_eq!(data.chunk_proofs.len(), 2);
+    verify(&f.store, &a, &bt, &p, 50).expect("batch verified");
+    // The chain goes on: chunk-3 verified makes batch-1 from chunk-2 and chunk-3.
+    let (t3, _) = task(assign(&f.store, &a, &[1], &p, 60));
+    assert_eq!(t3.task_id, "chunk-3");
+    let effects = verify(&f.store, &a, &t3, &p, 61).expect("verified");
+    assert_eq!(effects.batch_created.as_deref(), Some("batch-1"));
+    let pruned = f.store.prune(100).expect("prune");
+    assert_eq!(pruned.tasks.get("batch"), Some(&1), "batch-0, verified");
+    assert_eq!(
+        pruned.tasks.get("chunk"),
+        Some(&2),
+        "chunk-2 and chunk-3, now batched"
+    );
+    counts_agree(&f.store);
+    let s = f.store.status().expect("status");
+    let left: Vec<&str> = s.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(left, ["chunk-4", "batch-1"]);
+}
