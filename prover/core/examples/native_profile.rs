@@ -9,7 +9,8 @@
 //! (e.g. a batch task from `prover task batch`) through the proving core: `rounds` native proofs
 //! in one process (the first one builds the key cache), then one reference proof. With
 //! `PROFILE_BACKEND=cuda` the native proofs run on CUDA (and print the emulator's counters when
-//! the device is the emulated one); `PROFILE_NO_REFERENCE=1` skips the reference proof.
+//! the device is the emulated one); `PROFILE_NO_REFERENCE=1` skips the reference proof; `PROFILE_OUT=DIR` writes each native proof
+//! there (`proof-{round}.json`).
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_proofs::transcript::TranscriptWriterBuffer;
@@ -145,6 +146,10 @@ fn profile_task(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             proof.meta.prove_ms,
             hex::encode(sha2::Sha256::digest(&proof.proof.0))
         );
+        if let Ok(dir) = std::env::var("PROFILE_OUT") {
+            let file = std::path::Path::new(&dir).join(format!("proof-{round}.json"));
+            std::fs::write(&file, serde_json::to_string(&proof)?)?;
+        }
         if let Some(e) = &emulator {
             let c = e.counters()?;
             eprintln!(
