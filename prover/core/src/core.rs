@@ -14,7 +14,7 @@ use halo2curves::bn256::{Bn256, Fq, Fr, G1Affine};
 use halo2curves::pairing::{MillerLoopResult, MultiMillerLoop};
 use halo2curves::CurveAffine;
 use rand_core::RngCore;
-use snark_verifier_sdk::halo2::aggregation::AggregationConfigParams;
+use snark_verifier_sdk::halo2::aggregation::{AggregationCircuit, AggregationConfigParams};
 use snark_verifier_sdk::halo2::gen_dummy_snark_from_protocol;
 use snark_verifier_sdk::snark_verifier::system::halo2::{compile, Config};
 use snark_verifier_sdk::snark_verifier::util::arithmetic::fe_from_limbs;
@@ -548,8 +548,28 @@ impl ProvingCore {
         rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
         let config = data.config;
-        check_batch_config(&config)?;
         let started = Instant::now();
+        let (keys, circuit, instances) = self.batch_circuit(data)?;
+        let proved = self.prove_circuit(backend, config.k, &keys, circuit, &instances, rng)?;
+        Ok(payload(
+            task_id,
+            CircuitSpec::Batch { config },
+            &keys,
+            instances,
+            proved,
+            started,
+        ))
+    }
+
+    /// The batch circuit of a task with its witness, its keys and its public inputs (no checks of
+    /// the chunk proofs). Each call synthesizes it again, and halo2-ecc draws random points from
+    /// OS entropy in its MSMs: two calls give different (valid) witnesses.
+    pub fn batch_circuit(
+        &self,
+        data: &BatchTaskData,
+    ) -> Result<(Arc<CircuitKeys>, AggregationCircuit, Vec<Fr>), CoreError> {
+        let config = data.config;
+        check_batch_config(&config)?;
         let keys = self.batch_keys(config)?;
         let chunk_keys = self.chunk_keys(config.chunk)?;
         let chunk_srs = self.srs(config.chunk.k)?;
@@ -576,15 +596,7 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proved = self.prove_circuit(backend, config.k, &keys, circuit, &instances, rng)?;
-        Ok(payload(
-            task_id,
-            CircuitSpec::Batch { config },
-            &keys,
-            instances,
-            proved,
-            started,
-        ))
+        Ok((keys, circuit, instances))
     }
 
     /// Verifies a proof: the verifying key it names is this prover's key for its circuit, the halo2
