@@ -297,6 +297,18 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
+    /// Every task type and state listed with a count of 0.
+    fn zeroed() -> Self {
+        let mut report = Self::default();
+        for t in [TaskType::Chunk, TaskType::Batch] {
+            let m = report.counts.entry(t.name().to_string()).or_default();
+            for s in TaskState::ALL {
+                m.insert(s.name().to_string(), 0);
+            }
+        }
+        report
+    }
+
     pub fn count(&self, task_type: &str, state: TaskState) -> u64 {
         self.counts
             .get(task_type)
@@ -908,13 +920,7 @@ impl Store {
     /// Everything `coordinator status` shows.
     pub fn status(&self) -> Result<StatusReport, CoordinatorError> {
         let r = self.db.begin_read().ctx("begin read")?;
-        let mut report = StatusReport::default();
-        for t in [TaskType::Chunk, TaskType::Batch] {
-            let m = report.counts.entry(t.name().to_string()).or_default();
-            for s in TaskState::ALL {
-                m.insert(s.name().to_string(), 0);
-            }
-        }
+        let mut report = StatusReport::zeroed();
         let tasks = r.open_table(TASKS).ctx("open tasks")?;
         let mut records = Vec::new();
         for item in tasks.iter().ctx("iterate tasks")? {
@@ -952,13 +958,7 @@ impl Store {
     /// counts, without the task list.
     pub fn summary(&self) -> Result<StatusReport, CoordinatorError> {
         let r = self.db.begin_read().ctx("begin read")?;
-        let mut report = StatusReport::default();
-        for t in [TaskType::Chunk, TaskType::Batch] {
-            let m = report.counts.entry(t.name().to_string()).or_default();
-            for s in TaskState::ALL {
-                m.insert(s.name().to_string(), 0);
-            }
-        }
+        let mut report = StatusReport::zeroed();
         let counts = r.open_table(TASK_COUNTS).ctx("open task_counts")?;
         for item in counts.iter().ctx("iterate task_counts")? {
             let (k, v) = item.ctx("iterate task_counts")?;
