@@ -49,8 +49,12 @@ impl Default for GenesisConfig {
 pub struct CoordinatorConfig {
     /// Address to listen on, e.g. `127.0.0.1:8390` (port 0 picks a free port).
     pub listen: String,
-    /// The redb file holding all state.
+    /// The redb file holding all state (when `database_url` is not set).
     pub db_path: PathBuf,
+    /// A PostgreSQL URL (`postgresql://user@host:port/db`): state is kept there instead of
+    /// `db_path`, and several coordinator replicas can share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
     /// Directory of `kzg_bn254_{k}.srs` files (for verification and vk digests).
     pub params_dir: PathBuf,
     /// Proving/verifying key cache directory.
@@ -133,6 +137,7 @@ impl CoordinatorConfig {
         Self {
             listen: "127.0.0.1:0".into(),
             db_path: dir.join("coordinator.redb"),
+            database_url: None,
             params_dir: params_dir.into(),
             keys_dir: keys_dir.into(),
             auth: AuthConfig {

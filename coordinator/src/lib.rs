@@ -12,6 +12,7 @@ pub mod config;
 mod error;
 mod http;
 pub mod metrics;
+pub mod scheduler;
 pub mod serve;
 pub mod store;
 
@@ -203,11 +204,11 @@ impl Coordinator {
         core: Arc<ProvingCore>,
     ) -> Result<RunningCoordinator, CoordinatorError> {
         config.validate()?;
-        let db_path = config.db_path.clone();
+        let store_config = config.clone();
         let genesis = config.genesis;
         let depth = config.chunk.tree_depth;
         let (store, rollup) = blocking(move || {
-            let store = store::Store::open(&db_path)?;
+            let store = store::Store::from_config(&store_config)?;
             let saved = store.load_accounts()?;
             let rollup = if saved.is_empty() {
                 let state = RollupState::genesis(depth, genesis.accounts, genesis.balance)

@@ -1,4 +1,8 @@
 //! The scheduler and the store, driven directly with explicit clocks (no HTTP, no proving).
+//! On redb, or on PostgreSQL when `COORDINATOR_TEST_POSTGRES` names a server (a fresh database
+//! per test; `scripts/test` runs this file both ways).
+
+mod common;
 
 use coordinator::store::{AssignOutcome, Policy, ProverIdentity, Store, SubmitError};
 use coordinator::TaskState;
@@ -33,17 +37,50 @@ fn prover(name: &str, types: &[u8]) -> ProverIdentity {
     }
 }
 
+/// Where a test's store lives.
+enum Backing {
+    Redb(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Backing {
+    /// The backend under test: PostgreSQL when the environment names a server, else redb.
+    fn new(dir: &std::path::Path) -> Self {
+        match common::fresh_database() {
+            Some(url) => Backing::Postgres(url),
+            None => Backing::Redb(dir.join("c.redb")),
+        }
+    }
+    fn open(&self) -> Store {
+        match self {
+            Backing::Redb(path) => Store::open(path).expect("open redb store"),
+            Backing::Postgres(url) => Store::open_postgres(url).expect("open PostgreSQL store"),
+        }
+    }
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
+    backing: Backing,
     store: Store,
 }
 
 /// A store with `n` chained chunk tasks (chunk-0 … chunk-{n-1}).
 fn fixture(n: usize) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("c.redb");
-    let store = Store::open(&path).expect("open");
+    let backing = Backing::new(dir.path());
+    fixture_on(dir, backing, n)
+}
+
+/// The same on redb whatever the environment (tests of the redb file itself).
+fn redb_fixture(n: usize) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backing = Backing::Redb(dir.path().join("c.redb"));
+    fixture_on(dir, backing, n)
+}
+
+fn fixture_on(dir: tempfile::TempDir, backing: Backing, n: usize) -> Fixture {
+    let store = backing.open();
     let mut state = RollupState::genesis(SMALL.tree_depth, 4, 1000).expect("genesis");
     let chunks: Vec<_> = (0..n as u64)
         .map(|i| {
@@ -67,7 +104,7 @@ fn fixture(n: usize) -> Fixture {
     );
     Fixture {
         _dir: dir,
-        path,
+        backing,
         store,
     }
 }
@@ -476,9 +513,13 @@ fn the_store_survives_reopening() {
         .use_challenge("nonce", 10_000, 0)
         .expect("challenge"));
     let before = f.store.status().expect("status");
-    let Fixture { _dir, path, store } = f;
+    let Fixture {
+        _dir,
+        backing,
+        store,
+    } = f;
     drop(store);
-    let store = Store::open(&path).expect("reopen");
+    let store = backing.open();
     assert_eq!(store.status().expect("status"), before);
     let (again, resent) = task(assign(&store, &a, &[1], &p, 10));
     assert!(resent);
@@ -673,7 +714,7 @@ fn a_swarm_of_unproven_keys_cannot_grow_a_task_without_bound() {
 /// when opened: the counts match a scan and the oldest pending task is handed out first.
 #[test]
 fn a_store_from_before_the_indexes_gets_them_when_opened() {
-    let f = fixture(5);
+    let f = redb_fixture(5);
     let p = policy();
     let a = prover("a", &[1]);
     let b = prover("b", &[1]);
@@ -681,7 +722,10 @@ fn a_store_from_before_the_indexes_gets_them_when_opened() {
     verify(&f.store, &a, &t0, &p, 20).expect("verified");
     let (t1, _) = task(assign(&f.store, &b, &[1], &p, 30));
     assert_eq!(t1.task_id, "chunk-1");
-    let path = f.path.clone();
+    let Backing::Redb(path) = &f.backing else {
+        unreachable!("a redb fixture")
+    };
+    let path = path.clone();
     drop(f.store);
     {
         // Back to the layout of a store from before the indexes.

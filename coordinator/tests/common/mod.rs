@@ -42,15 +42,54 @@ pub fn env() -> &'static Env {
     })
 }
 
+/// A loopback coordinator's configuration, its store in `dir` (redb) or, when
+/// `COORDINATOR_TEST_POSTGRES` names a server, in a fresh PostgreSQL database.
 pub fn config(dir: &Path) -> CoordinatorConfig {
     let e = env();
-    CoordinatorConfig::local(
+    let mut c = CoordinatorConfig::local(
         dir,
         e.dir.path().join("params"),
         e.dir.path().join("keys"),
         SMALL,
         None,
-    )
+    );
+    c.database_url = fresh_database();
+    c
+}
+
+/// With `COORDINATOR_TEST_POSTGRES` set (a server URL as `scripts/pg-cluster` prints it, ending
+/// in `/DATABASE`), a new empty database on that server and its URL; `None` without.
+pub fn fresh_database() -> Option<String> {
+    let server = std::env::var("COORDINATOR_TEST_POSTGRES").ok()?;
+    let base = server
+        .rsplit_once('/')
+        .expect("COORDINATOR_TEST_POSTGRES ends in /DATABASE")
+        .0
+        .to_string();
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let sql = format!("CREATE DATABASE {name}");
+    // Its own thread and runtime: callers may be sync tests or async ones.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            let driver = tokio::spawn(conn);
+            client
+                .batch_execute(&sql)
+                .await
+                .expect("create a test database");
+            drop(client);
+            let _ = driver.await;
+        });
+    })
+    .join()
+    .expect("create a test database");
+    Some(format!("{base}/{name}"))
 }
 
 pub async fn start(config: CoordinatorConfig) -> RunningCoordinator {

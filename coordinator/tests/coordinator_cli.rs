@@ -225,7 +225,7 @@ fn serve_runs_from_a_config_file_and_stops_on_sigterm() {
     eprintln!("stopped {took:?} after SIGTERM with a request in flight (grace 1 s)");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     // The store was released: it opens again.
-    coordinator::store::Store::open(&cfg.db_path).expect("store reopens");
+    coordinator::store::Store::from_config(&cfg).expect("store reopens");
 }
 
 #[test]
@@ -257,5 +257,5 @@ fn a_second_signal_exits_at_once() {
     assert_eq!(exit.code(), Some(130), "{exit}");
     eprintln!("exited {took:?} after the second signal");
     // Nothing was left half-written: the store opens.
-    coordinator::store::Store::open(&cfg.db_path).expect("store reopens");
+    coordinator::store::Store::from_config(&cfg).expect("store reopens");
 }

@@ -1,0 +1,579 @@
+//! The scheduler's rules, apart from storage: plain functions over one storage transaction
+//! ([`Txn`]), so that each decision and the state change it implies commit together on every
+//! backend (redb or PostgreSQL; see [`crate::store`]).
+//!
+//! **Who can fail a task.** Keys are free, so a failure (a `status` 1 report, an invalid proof,
+//! a timeout) counts towards `session_attempts` only when it comes from a *proven* key, one that
+//! has delivered at least one verified proof. A failure from an unproven key puts the task back
+//! to pending and is recorded (`unproven_failures`), and that key is not given the task again
+//! until it has proven itself on another. Throwaway keys can therefore delay a task by at most
+//! one assignment each, never fail it. A failed task goes back to pending only through the
+//! operator's `requeue`.
+//!
+//! The other rules: one live assignment per public key (a `get_task` while one is live re-sends
+//! it, same uuid); assignments time out (`sweep`, run by every `get_task` and by a timer); a task
+//! is not handed to a prover that failed it while another prover that can take it is available;
+//! blocked keys get nothing; `num_chunks` consecutive verified chunks make a batch task; a proof
+//! that arrives after its assignment timed out still verifies the task.
+
+use prover_core::rollup::Account;
+use prover_core::wire::{
+    BatchConfig, BatchTaskData, ChunkTaskData, ProofPayload, Task, TaskType, HARD_FORK_NAME,
+    TASK_DATA_VERSION,
+};
+
+use crate::store::{
+    chunk_id, type_name, AssignOutcome, Assignment, AssignmentState, Effects, ProverIdentity,
+    ProverSeen, RequeueError, SubmitContext, SubmitError, TaskRecord, TaskState, Txn,
+};
+use crate::CoordinatorError;
+
+type R<T> = Result<T, CoordinatorError>;
+
+const NEXT_CHUNK_SEQ: &str = "next_chunk_seq";
+const NEXT_BATCH_SEQ: &str = "next_batch_seq";
+const NEXT_UNBATCHED: &str = "next_unbatched_chunk";
+const NEXT_ORDER: &str = "next_order";
+
+/// Pending tasks read per step of [`assign`]'s walk (most `get_task`s take the first).
+const PENDING_PAGE: usize = 32;
+
+/// Most entries unproven keys may add to a task's failed set (see [`fail_once`]).
+pub const MAX_UNPROVEN_REMEMBERED: usize = 64;
+
+/// The scheduler's parameters (from the configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    pub chunk_timeout_ms: u64,
+    pub batch_timeout_ms: u64,
+    pub session_attempts: u32,
+    pub max_invalid_proofs: u32,
+    pub prover_active_ms: u64,
+    /// Batch creation (None: disabled).
+    pub batch: Option<BatchConfig>,
+}
+
+impl Policy {
+    pub fn from_config(c: &crate::CoordinatorConfig) -> Self {
+        Self {
+            chunk_timeout_ms: c.chunk_timeout_sec.saturating_mul(1000),
+            batch_timeout_ms: c.batch_timeout_sec.saturating_mul(1000),
+            session_attempts: c.session_attempts,
+            max_invalid_proofs: c.max_invalid_proofs,
+            prover_active_ms: c.prover_active_sec.saturating_mul(1000),
+            batch: c.batch_enabled(),
+        }
+    }
+    fn timeout_ms(&self, task_type: u8) -> u64 {
+        if task_type == TaskType::Chunk.as_u8() {
+            self.chunk_timeout_ms
+        } else {
+            self.batch_timeout_ms
+        }
+    }
+}
+
+/// Adds chunk tasks (in chain order) and the account state they lead to. Returns the new ids.
+pub fn enqueue_chunks(
+    tx: &mut dyn Txn,
+    chunks: &[ChunkTaskData],
+    accounts: &[(u64, Account)],
+    now_ms: u64,
+) -> R<Vec<String>> {
+    let mut ids = Vec::with_capacity(chunks.len());
+    for data in chunks {
+        let seq = tx.bump(NEXT_CHUNK_SEQ)?;
+        let id = chunk_id(seq);
+        let payload =
+            serde_json::to_string(data).map_err(|e| CoordinatorError::store("encode task", e))?;
+        insert_task(tx, &id, TaskType::Chunk, seq, &payload, now_ms)?;
+        ids.push(id);
+    }
+    tx.save_accounts(accounts)?;
+    Ok(ids)
+}
+
+fn insert_task(
+    tx: &mut dyn Txn,
+    id: &str,
+    kind: TaskType,
+    seq: u64,
+    payload: &str,
+    now_ms: u64,
+) -> R<()> {
+    let order = tx.bump(NEXT_ORDER)?;
+    let rec = TaskRecord {
+        task_id: id.to_string(),
+        task_type: kind.as_u8(),
+        seq,
+        order,
+        state: TaskState::Pending,
+        attempts: 0,
+        failures: 0,
+        unproven_failures: 0,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+        failed_provers: Vec::new(),
+        live: Vec::new(),
+        prover: None,
+        prover_name: None,
+        prove_ms: None,
+        verify_ms: None,
+        result: None,
+        batched: false,
+    };
+    tx.insert_task(&rec, payload)
+}
+
+/// Records one failed attempt of `task` on `prover`; it counts towards failing the task only if
+/// `proven` (see the module doc). Returns true if the task is now failed.
+pub fn fail_once(
+    task: &mut TaskRecord,
+    prover: &str,
+    reason: &str,
+    proven: bool,
+    policy: &Policy,
+) -> bool {
+    // Unproven keys are free: they are remembered only while the failed set is smaller than
+    // MAX_UNPROVEN_REMEMBERED, so a swarm of them cannot grow a task's record (and every scan of
+    // it) without bound. A key past the limit may get the task again: a delay, never a failure.
+    if !task.failed_provers.iter().any(|p| p == prover)
+        && (proven || task.failed_provers.len() < MAX_UNPROVEN_REMEMBERED)
+    {
+        task.failed_provers.push(prover.to_string());
+    }
+    if proven {
+        task.failures += 1;
+        task.result = Some(reason.to_string());
+    } else {
+        task.unproven_failures += 1;
+        task.result = Some(format!(
+            "{reason} (not counted: the key has no verified proof)"
+        ));
+    }
+    if matches!(task.state, TaskState::Verified | TaskState::Failed) {
+        return false;
+    }
+    if proven && task.failures >= policy.session_attempts {
+        task.state = TaskState::Failed;
+        return true;
+    }
+    if task.live.is_empty() && task.state == TaskState::Assigned {
+        task.state = TaskState::Pending;
+    }
+    false
+}
+
+/// Returns timed-out assignments' tasks to the pool (or fails them after the attempt cap).
+pub fn sweep(tx: &mut dyn Txn, policy: &Policy, now_ms: u64) -> R<Effects> {
+    let mut effects = Effects::default();
+    for mut a in tx.expired(now_ms)? {
+        a.state = AssignmentState::TimedOut;
+        tx.put_assignment(&a)?;
+        tx.clear_outstanding(&a.public_key, &a.uuid)?;
+        effects.timed_out += 1;
+        if let Some(mut task) = tx.task(&a.task_id)? {
+            task.live.retain(|u| u != &a.uuid);
+            let proven = tx.proven(&a.public_key)?;
+            if fail_once(
+                &mut task,
+                &a.public_key,
+                "assignment timed out",
+                proven,
+                policy,
+            ) {
+                effects.tasks_failed += 1;
+            }
+            task.updated_ms = now_ms;
+            tx.save_task(&task)?;
+        }
+    }
+    Ok(effects)
+}
+
+fn wire_task(tx: &mut dyn Txn, a: &Assignment) -> R<Task> {
+    let payload = tx.payload(&a.task_id)?.ok_or_else(|| {
+        CoordinatorError::store("read payload", format!("task {} has no payload", a.task_id))
+    })?;
+    Ok(Task {
+        uuid: a.uuid.clone(),
+        task_id: a.task_id.clone(),
+        task_type: a.task_type,
+        task_data: payload,
+        hard_fork_name: HARD_FORK_NAME.to_string(),
+    })
+}
+
+/// `get_task`: note the caller as seen, sweep timeouts, then re-send the caller's outstanding
+/// task or assign a new one.
+pub fn assign(
+    tx: &mut dyn Txn,
+    who: &ProverIdentity,
+    task_types: &[u8],
+    policy: &Policy,
+    now_ms: u64,
+) -> R<(AssignOutcome, Effects)> {
+    // First: on a shared database this write holds the caller's row until commit, so two
+    // requests of one key (on two replicas) are decided one after the other.
+    tx.seen(
+        &who.public_key,
+        &ProverSeen {
+            name: who.prover_name.clone(),
+            prover_types: who.prover_types.clone(),
+            last_seen_ms: now_ms,
+        },
+    )?;
+    let effects = sweep(tx, policy, now_ms)?;
+    let outcome = assign_in(tx, who, task_types, policy, now_ms)?;
+    Ok((outcome, effects))
+}
+
+fn assign_in(
+    tx: &mut dyn Txn,
+    who: &ProverIdentity,
+    task_types: &[u8],
+    policy: &Policy,
+    now_ms: u64,
+) -> R<AssignOutcome> {
+    if let Some(reason) = tx.blocked(&who.public_key)? {
+        return Ok(AssignOutcome::Blocked(format!(
+            "prover is blocked: {reason}"
+        )));
+    }
+    if let Some(uuid) = tx.outstanding(&who.public_key)? {
+        if let Some(a) = tx.assignment(&uuid)? {
+            if a.state == AssignmentState::Live {
+                if !task_types.contains(&a.task_type) {
+                    return Ok(AssignOutcome::Busy(format!(
+                        "prover already holds {} task {} (uuid {}); finish or let it time out",
+                        type_name(a.task_type),
+                        a.task_id,
+                        a.uuid
+                    )));
+                }
+                return Ok(AssignOutcome::Task {
+                    task: wire_task(tx, &a)?,
+                    resent: true,
+                });
+            }
+        }
+    }
+    let types: Vec<u8> = task_types
+        .iter()
+        .copied()
+        .filter(|t| who.prover_types.contains(t))
+        .collect();
+    if types.is_empty() {
+        return Ok(AssignOutcome::NoTask);
+    }
+    // The pending tasks of those types, oldest first, a page at a time (an index: the cost does
+    // not grow with finished tasks). The provers are read only when the failed-prover rule
+    // needs them.
+    let mut provers: Option<Vec<(String, ProverSeen)>> = None;
+    let mut chosen = None;
+    let mut after = None;
+    'walk: loop {
+        let page = tx.pending(&types, after, PENDING_PAGE)?;
+        let last = page.len() < PENDING_PAGE;
+        for task in page {
+            after = Some(task.order);
+            if task.state != TaskState::Pending {
+                continue;
+            }
+            if task.failed_provers.contains(&who.public_key)
+                && !may_take_failed(tx, &task, who, policy, now_ms, &mut provers)?
+            {
+                continue;
+            }
+            chosen = Some(task);
+            break 'walk;
+        }
+        if last {
+            break;
+        }
+    }
+    let Some(mut task) = chosen else {
+        return Ok(AssignOutcome::NoTask);
+    };
+    let a = Assignment {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        task_id: task.task_id.clone(),
+        task_type: task.task_type,
+        public_key: who.public_key.clone(),
+        prover_name: who.prover_name.clone(),
+        assigned_ms: now_ms,
+        deadline_ms: now_ms.saturating_add(policy.timeout_ms(task.task_type)),
+        state: AssignmentState::Live,
+    };
+    task.state = TaskState::Assigned;
+    task.attempts += 1;
+    task.live.push(a.uuid.clone());
+    task.prover = Some(a.public_key.clone());
+    task.prover_name = Some(a.prover_name.clone());
+    task.updated_ms = now_ms;
+    tx.save_task(&task)?;
+    tx.put_assignment(&a)?;
+    tx.set_outstanding(&a.public_key, &a.uuid)?;
+    Ok(AssignOutcome::Task {
+        task: wire_task(tx, &a)?,
+        resent: false,
+    })
+}
+
+/// Whether `who`, which failed `task` before, may be given it again.
+fn may_take_failed(
+    tx: &mut dyn Txn,
+    task: &TaskRecord,
+    who: &ProverIdentity,
+    policy: &Policy,
+    now_ms: u64,
+    provers: &mut Option<Vec<(String, ProverSeen)>>,
+) -> R<bool> {
+    // An unproven key that failed this task does not get it again (module doc).
+    if !tx.proven(&who.public_key)? {
+        return Ok(false);
+    }
+    // Not to the same failed prover while another prover that can take it (declared the type,
+    // asked for work recently or is busy with a live assignment — it asks again when done —, not
+    // blocked, not failed on it) exists.
+    if provers.is_none() {
+        *provers = Some(tx.provers()?);
+    }
+    for (key, seen) in provers.iter().flatten() {
+        if key != &who.public_key
+            && seen.prover_types.contains(&task.task_type)
+            && (seen.last_seen_ms.saturating_add(policy.prover_active_ms) >= now_ms
+                || tx.outstanding(key)?.is_some())
+            && !task.failed_provers.contains(key)
+            && tx.blocked(key)?.is_none()
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Checks a submission: the assignment exists, is the caller's, is not submitted, matches the
+/// task, and the task is not verified.
+pub fn check_submission(
+    tx: &mut dyn Txn,
+    public_key: &str,
+    uuid: &str,
+    task_id: &str,
+    task_type: u8,
+) -> R<Result<SubmitContext, SubmitError>> {
+    let Some(a) = tx.assignment(uuid)? else {
+        return Ok(Err(SubmitError::NoAssignment(uuid.to_string())));
+    };
+    if a.public_key != public_key {
+        return Ok(Err(SubmitError::NotYours(uuid.to_string())));
+    }
+    if matches!(a.state, AssignmentState::Submitted) {
+        return Ok(Err(SubmitError::Twice));
+    }
+    if a.task_id != task_id || a.task_type != task_type {
+        return Ok(Err(SubmitError::Mismatch(format!(
+            "assignment {uuid} is for {} task {}, not {} task {task_id}",
+            type_name(a.task_type),
+            a.task_id,
+            type_name(task_type)
+        ))));
+    }
+    let Some(task) = tx.task(&a.task_id)? else {
+        return Err(CoordinatorError::store(
+            "read task",
+            format!("assignment {uuid} names a missing task {}", a.task_id),
+        ));
+    };
+    if task.state == TaskState::Verified {
+        return Ok(Err(SubmitError::AlreadyVerified(task.task_id)));
+    }
+    let wire = wire_task(tx, &a)?;
+    Ok(Ok(SubmitContext {
+        assignment: a,
+        task,
+        wire_task: wire,
+    }))
+}
+
+/// A failure report (`status` 1) or an invalid proof: the attempt is consumed, the prover joins
+/// the task's failed set; with `invalid_proof` the key's invalid count grows and the key is
+/// blocked at the cap.
+#[allow(clippy::too_many_arguments)]
+pub fn record_failure(
+    tx: &mut dyn Txn,
+    public_key: &str,
+    uuid: &str,
+    task_id: &str,
+    task_type: u8,
+    reason: &str,
+    invalid_proof: bool,
+    policy: &Policy,
+    now_ms: u64,
+) -> R<Result<Effects, SubmitError>> {
+    let ctx = match check_submission(tx, public_key, uuid, task_id, task_type)? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut effects = Effects::default();
+    let mut a = ctx.assignment;
+    let was_live = a.state == AssignmentState::Live;
+    a.state = AssignmentState::Submitted;
+    tx.put_assignment(&a)?;
+    tx.clear_outstanding(&a.public_key, &a.uuid)?;
+    let mut task = ctx.task;
+    if was_live {
+        // A timed-out assignment's failure was already counted by the sweep.
+        task.live.retain(|u| u != &a.uuid);
+        let proven = tx.proven(&a.public_key)?;
+        if fail_once(&mut task, &a.public_key, reason, proven, policy) {
+            effects.tasks_failed += 1;
+        }
+    } else {
+        task.result = Some(reason.to_string());
+    }
+    task.updated_ms = now_ms;
+    tx.save_task(&task)?;
+    if invalid_proof {
+        let count = tx.add_invalid(public_key)?;
+        if count >= u64::from(policy.max_invalid_proofs) {
+            tx.block(public_key, &format!("{count} invalid proofs"))?;
+            effects.blocked = true;
+        }
+    }
+    Ok(Ok(effects))
+}
+
+/// A verified proof: store it, mark the task verified, free every prover holding it, and create
+/// a batch task if enough consecutive chunks are now verified.
+#[allow(clippy::too_many_arguments)]
+pub fn record_verified(
+    tx: &mut dyn Txn,
+    public_key: &str,
+    uuid: &str,
+    task_id: &str,
+    task_type: u8,
+    proof: &ProofPayload,
+    verify_ms: u64,
+    policy: &Policy,
+    now_ms: u64,
+) -> R<Result<Effects, SubmitError>> {
+    let makes_batches = policy.batch.is_some() && task_type == TaskType::Chunk.as_u8();
+    if makes_batches {
+        // Batch creation reads and marks several chunks. On a shared database the counter's row
+        // lock, taken before any task's, puts chunk verifications in one order; locking it
+        // after this chunk's row would deadlock with the verification of the next chunk.
+        tx.counter(NEXT_UNBATCHED)?;
+    }
+    let ctx = match check_submission(tx, public_key, uuid, task_id, task_type)? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut a = ctx.assignment;
+    a.state = AssignmentState::Submitted;
+    tx.put_assignment(&a)?;
+    tx.clear_outstanding(&a.public_key, &a.uuid)?;
+    let mut task = ctx.task;
+    for other in std::mem::take(&mut task.live) {
+        if other == a.uuid {
+            continue;
+        }
+        if let Some(mut o) = tx.assignment(&other)? {
+            o.state = AssignmentState::Superseded;
+            tx.put_assignment(&o)?;
+            tx.clear_outstanding(&o.public_key, &other)?;
+        }
+    }
+    tx.add_proven(&a.public_key)?;
+    task.state = TaskState::Verified;
+    task.prover = Some(a.public_key.clone());
+    task.prover_name = Some(a.prover_name.clone());
+    task.prove_ms = Some(proof.meta.prove_ms);
+    task.verify_ms = Some(verify_ms);
+    task.result = Some("verified".into());
+    task.updated_ms = now_ms;
+    tx.save_task(&task)?;
+    tx.put_proof(&task.task_id, proof)?;
+    let mut effects = Effects::default();
+    if let (true, Some(batch)) = (makes_batches, policy.batch) {
+        effects.batch_created = make_batches(tx, batch, now_ms)?;
+    }
+    Ok(Ok(effects))
+}
+
+/// Creates batch tasks while `num_chunks` consecutive unbatched chunks are verified. Returns the
+/// last batch id created.
+fn make_batches(tx: &mut dyn Txn, batch: BatchConfig, now_ms: u64) -> R<Option<String>> {
+    let mut created = None;
+    loop {
+        // Read (and, on a shared database, locked) first: one batch creation at a time.
+        let start = tx.counter(NEXT_UNBATCHED)?;
+        let n = batch.num_chunks as u64;
+        let mut proofs = Vec::with_capacity(batch.num_chunks);
+        let mut records = Vec::with_capacity(batch.num_chunks);
+        for seq in start..start + n {
+            let id = chunk_id(seq);
+            let Some(rec) = tx.task(&id)? else {
+                return Ok(created);
+            };
+            if rec.state != TaskState::Verified {
+                return Ok(created);
+            }
+            let proof = tx.proof(&id)?.ok_or_else(|| {
+                CoordinatorError::store("read proof", format!("verified {id} has no proof"))
+            })?;
+            proofs.push(proof);
+            records.push(rec);
+        }
+        let data = BatchTaskData {
+            version: TASK_DATA_VERSION,
+            config: batch,
+            chunk_proofs: proofs,
+        };
+        let seq = tx.bump(NEXT_BATCH_SEQ)?;
+        let id = format!("batch-{seq}");
+        let payload =
+            serde_json::to_string(&data).map_err(|e| CoordinatorError::store("encode task", e))?;
+        insert_task(tx, &id, TaskType::Batch, seq, &payload, now_ms)?;
+        for mut rec in records {
+            rec.batched = true;
+            tx.save_task(&rec)?;
+        }
+        tx.set_counter(NEXT_UNBATCHED, start + n)?;
+        created = Some(id);
+    }
+}
+
+/// The operator's `requeue`: a failed task goes back to pending with its failure counts and
+/// failed-prover set cleared (its attempt count and history stay).
+pub fn requeue(tx: &mut dyn Txn, task_id: &str, now_ms: u64) -> R<Result<(), RequeueError>> {
+    let Some(mut task) = tx.task(task_id)? else {
+        return Ok(Err(RequeueError::NoSuchTask(task_id.to_string())));
+    };
+    if task.state != TaskState::Failed {
+        return Ok(Err(RequeueError::NotFailed {
+            task_id: task_id.to_string(),
+            state: task.state.name(),
+        }));
+    }
+    task.state = if task.live.is_empty() {
+        TaskState::Pending
+    } else {
+        TaskState::Assigned
+    };
+    task.failures = 0;
+    task.unproven_failures = 0;
+    task.failed_provers.clear();
+    task.result = Some("requeued by the operator".into());
+    task.updated_ms = now_ms;
+    tx.save_task(&task)?;
+    Ok(Ok(()))
+}
+
+/// The live assignment of a public key, if any.
+pub fn outstanding(tx: &mut dyn Txn, public_key: &str) -> R<Option<Assignment>> {
+    match tx.outstanding(public_key)? {
+        Some(uuid) => tx.assignment(&uuid),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,801 @@
+//! The PostgreSQL backend: state shared by any number of coordinator replicas.
+//!
+//! - **Client:** tokio-postgres with a deadpool pool, driven from the blocking store API by a
+//!   small runtime of the backend's own (store calls run in `spawn_blocking`).
+//! - **Schema:** versioned migrations (`coordinator/migrations/`, refinery) applied at connect,
+//!   under an advisory lock so that replicas starting together apply them once. A database whose
+//!   schema is newer than this build (a migration this build does not know) is refused.
+//! - **Concurrency:** each scheduler decision is one transaction (READ COMMITTED). What a rule
+//!   reads and then writes back (a task, an assignment, a counter) is read `FOR UPDATE`; the
+//!   walk over pending tasks and the sweep's read of expired assignments use `FOR UPDATE SKIP
+//!   LOCKED`, so two replicas never hand out one task twice nor time out one assignment twice.
+//!   A `get_task` first writes its caller's `provers` row, which orders two requests of one key.
+//!   A deadlock, serialization failure or unique-key race rolls the transaction back and runs it
+//!   again; so does a connection lost before the commit.
+//! - **Proofs** live in the database (`proofs`, tens of KiB each): one transaction writes a
+//!   proof with the task's state, every replica reads it, and one backup holds everything.
+//! - **Flat cost:** `get_task` walks a partial index of the pending tasks; `/metrics` counts the
+//!   unfinished tasks through a partial index and reads the verified counts from
+//!   `verified_counts`, kept by every write of a task.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use prover_core::rollup::Account;
+use prover_core::wire::ProofPayload;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
+    ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
+};
+use crate::CoordinatorError;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Connections per coordinator process.
+const POOL_SIZE: usize = 16;
+/// Runs of one transaction after conflicts before giving up.
+const MAX_RUNS: u32 = 20;
+/// Arbitrary key of the advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x636f_6f72_645f_6d69;
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A tokio-postgres error with its cause (the server's message), as one line.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {db}"),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Whether running the transaction again may succeed.
+fn is_conflict(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::UNIQUE_VIOLATION
+    ) || e.is_closed()
+}
+
+fn pg_err(what: &'static str, e: &tokio_postgres::Error) -> CoordinatorError {
+    CoordinatorError::store(what, describe(e))
+}
+
+/// Column `i` of a row, or a store error (never a panic on what the database returned).
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> R<T> {
+    row.try_get(i)
+        .map_err(|e| CoordinatorError::store("read column", describe(&e)))
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn assignment_state(s: AssignmentState) -> &'static str {
+    match s {
+        AssignmentState::Live => "live",
+        AssignmentState::TimedOut => "timed_out",
+        AssignmentState::Submitted => "submitted",
+        AssignmentState::Superseded => "superseded",
+    }
+}
+
+/// The PostgreSQL backend.
+pub struct PgBackend {
+    pool: Pool,
+    /// Drives the pool's connections; `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (blocking) inside another runtime's thread.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl PgBackend {
+    /// Connects, checks the server is reachable, and applies the migrations.
+    pub fn connect(url: &str) -> R<Self> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| CoordinatorError::Config(format!("database_url: {}", describe(&e))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("coordinator");
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("coordinator-pg")
+            .enable_all()
+            .build()
+            .map_err(|source| CoordinatorError::Io {
+                what: "starting the PostgreSQL client's runtime".into(),
+                source,
+            })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| CoordinatorError::store("create the connection pool", e))?;
+        let backend = Self { pool, rt: Some(rt) };
+        backend.migrate()?;
+        Ok(backend)
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        // Only `drop` takes it.
+        self.rt.as_ref().unwrap_or_else(|| unreachable!())
+    }
+
+    fn client(&self) -> R<deadpool_postgres::Object> {
+        self.rt()
+            .block_on(self.pool.get())
+            .map_err(|e| CoordinatorError::store("connect to PostgreSQL", e))
+    }
+
+    fn migrate(&self) -> R<()> {
+        let mut client = self.client()?;
+        self.rt().block_on(async {
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(|e| pg_err("lock for migrations", &e))?;
+            let report = embedded::migrations::runner()
+                .run_async(&mut **client)
+                .await
+                .map_err(|e| {
+                    CoordinatorError::store(
+                        "migrate",
+                        format!(
+                            "{e} (a migration this build does not know means the database was \
+                             made by a newer coordinator)"
+                        ),
+                    )
+                });
+            let unlock = client
+                .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+                .await;
+            let report = report?;
+            unlock.map_err(|e| pg_err("unlock after migrations", &e))?;
+            for m in report.applied_migrations() {
+                tracing::info!(version = m.version(), name = m.name(), "applied migration");
+            }
+            Ok(())
+        })
+    }
+
+    /// One query outside a scheduler transaction.
+    fn query(&self, what: &'static str, sql: &str, params: Params<'_>) -> R<Vec<Row>> {
+        let client = self.client()?;
+        self.rt().block_on(async {
+            let st = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|e| pg_err(what, &e))?;
+            client
+                .query(&st, params)
+                .await
+                .map_err(|e| pg_err(what, &e))
+        })
+    }
+
+    /// The counts per type and state, the blocked keys and the invalid-proof counts.
+    fn counts_and_keys(&self, report: &mut StatusReport) -> R<()> {
+        let unfinished = self.query(
+            "count tasks",
+            "SELECT task_type, state, count(*) FROM tasks WHERE state <> 'verified' \
+             GROUP BY task_type, state",
+            &[],
+        )?;
+        for row in unfinished {
+            let t: i16 = col(&row, 0)?;
+            let s: String = col(&row, 1)?;
+            let n: i64 = col(&row, 2)?;
+            report
+                .counts
+                .entry(type_name(t as u8))
+                .or_default()
+                .insert(s, u64_of(n));
+        }
+        let verified = self.query(
+            "count verified tasks",
+            "SELECT task_type, n FROM verified_counts",
+            &[],
+        )?;
+        for row in verified {
+            let t: i16 = col(&row, 0)?;
+            let n: i64 = col(&row, 1)?;
+            report
+                .counts
+                .entry(type_name(t as u8))
+                .or_default()
+                .insert(TaskState::Verified.name().to_string(), u64_of(n));
+        }
+        for row in self.query(
+            "read blocked",
+            "SELECT public_key FROM blocked ORDER BY public_key",
+            &[],
+        )? {
+            report.blocked.push(col(&row, 0)?);
+        }
+        for row in self.query(
+            "read invalid_proofs",
+            "SELECT public_key, n FROM invalid_proofs",
+            &[],
+        )? {
+            let n: i64 = col(&row, 1)?;
+            report.invalid_proofs.insert(col(&row, 0)?, u64_of(n));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in one transaction and commits it; runs it again (up to `MAX_RUNS` times) when
+    /// a statement met a conflict that another run may not (see [`is_conflict`]).
+    fn run<T>(&self, mut f: impl FnMut(&mut PgTxn<'_>) -> R<T>) -> R<T> {
+        let mut run = 0;
+        loop {
+            run += 1;
+            let mut client = self.client()?;
+            let rt = self.rt();
+            let tx = rt
+                .block_on(client.transaction())
+                .map_err(|e| pg_err("begin", &e))?;
+            let mut txn = PgTxn {
+                rt,
+                tx,
+                conflict: None,
+                verified_delta: Default::default(),
+            };
+            let result = f(&mut txn).and_then(|v| txn.finish().map(|()| v));
+            let PgTxn { tx, conflict, .. } = txn;
+            match (result, conflict) {
+                (Ok(v), _) => {
+                    return match rt.block_on(tx.commit()) {
+                        Ok(()) => Ok(v),
+                        // A lost connection is not retried here: whether the commit happened
+                        // is unknown.
+                        Err(e) if is_conflict(&e) && !e.is_closed() && run < MAX_RUNS => {
+                            tracing::debug!(run, error = %describe(&e), "conflict at commit; running the transaction again");
+                            continue;
+                        }
+                        Err(e) => Err(pg_err("commit", &e)),
+                    };
+                }
+                (Err(_), Some(why)) if run < MAX_RUNS => {
+                    // Dropping the transaction rolls it back; a closed connection is not
+                    // returned to the pool (deadpool checks it).
+                    drop(tx);
+                    tracing::debug!(run, error = %why, "conflict; running the transaction again");
+                    // A short, growing pause lets the other transaction finish.
+                    std::thread::sleep(Duration::from_millis(u64::from(run) * 2));
+                }
+                (Err(e), _) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Backend for PgBackend {
+    fn write(&self, f: &mut dyn FnMut(&mut dyn Txn) -> R<()>) -> R<()> {
+        self.run(|tx| f(tx))
+    }
+
+    fn health(&self) -> R<u64> {
+        let mut report = StatusReport::zeroed();
+        self.counts_and_keys(&mut report)?;
+        Ok(report.counts.values().flat_map(|m| m.values()).sum())
+    }
+
+    fn load_accounts(&self) -> R<Vec<(u64, Account)>> {
+        let rows = self.query(
+            "read accounts",
+            "SELECT idx, record FROM accounts ORDER BY idx",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let i: i64 = col(&r, 0)?;
+                let text: String = col(&r, 1)?;
+                Ok((u64_of(i), from_json(&text)?))
+            })
+            .collect()
+    }
+
+    fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
+        let mut out = false;
+        self.run(|tx| {
+            tx.exec(
+                "purge challenges",
+                "DELETE FROM challenges WHERE exp_ms < $1",
+                &[&i64_of(now_ms)],
+            )?;
+            let n = tx.exec(
+                "record challenge",
+                "INSERT INTO challenges (nonce, exp_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&nonce, &i64_of(exp_ms)],
+            )?;
+            out = n == 1;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn prune(&self, before_ms: u64) -> R<Pruned> {
+        let mut pruned = Pruned::default();
+        self.run(|tx| {
+            pruned = Pruned::default();
+            let rows = tx.q(
+                "read verified tasks",
+                "SELECT record FROM tasks WHERE state = 'verified' AND updated_ms < $1 \
+                 FOR UPDATE",
+                &[&i64_of(before_ms)],
+            )?;
+            let mut ids = Vec::new();
+            for row in rows {
+                let text: String = col(&row, 0)?;
+                let rec: TaskRecord = from_json(&text)?;
+                if prunable(&rec, before_ms) {
+                    *pruned.tasks.entry(type_name(rec.task_type)).or_default() += 1;
+                    tx.count_verified(rec.task_type, -1)?;
+                    ids.push(rec.task_id);
+                }
+            }
+            pruned.proofs = tx.exec(
+                "remove proofs",
+                "DELETE FROM proofs WHERE task_id = ANY($1)",
+                &[&ids],
+            )?;
+            pruned.assignments = tx.exec(
+                "remove assignments",
+                "DELETE FROM assignments WHERE task_id = ANY($1) AND state <> 'live'",
+                &[&ids],
+            )?;
+            tx.exec(
+                "remove tasks",
+                "DELETE FROM tasks WHERE task_id = ANY($1)",
+                &[&ids],
+            )?;
+            Ok(())
+        })?;
+        Ok(pruned)
+    }
+
+    fn status(&self) -> R<StatusReport> {
+        let mut report = StatusReport::zeroed();
+        self.counts_and_keys(&mut report)?;
+        for row in self.query("read tasks", "SELECT record FROM tasks ORDER BY ord", &[])? {
+            let text: String = col(&row, 0)?;
+            report.tasks.push(task_row(from_json(&text)?));
+        }
+        Ok(report)
+    }
+
+    fn summary(&self) -> R<StatusReport> {
+        let mut report = StatusReport::zeroed();
+        self.counts_and_keys(&mut report)?;
+        Ok(report)
+    }
+}
+
+/// One PostgreSQL transaction.
+struct PgTxn<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    tx: deadpool_postgres::Transaction<'a>,
+    /// Set when a statement failed in a way that running the transaction again may cure.
+    conflict: Option<String>,
+    /// Changes to `verified_counts` per task type, written last (see [`PgTxn::finish`]).
+    verified_delta: std::collections::BTreeMap<u8, i64>,
+}
+
+impl PgTxn<'_> {
+    fn note(&mut self, what: &'static str, e: tokio_postgres::Error) -> CoordinatorError {
+        if is_conflict(&e) {
+            self.conflict = Some(describe(&e));
+        }
+        pg_err(what, &e)
+    }
+
+    fn q(&mut self, what: &'static str, sql: &str, params: Params<'_>) -> R<Vec<Row>> {
+        let tx = &self.tx;
+        let r = self.rt.block_on(async {
+            let st = tx.prepare_cached(sql).await?;
+            tx.query(&st, params).await
+        });
+        r.map_err(|e| self.note(what, e))
+    }
+
+    fn exec(&mut self, what: &'static str, sql: &str, params: Params<'_>) -> R<u64> {
+        let tx = &self.tx;
+        let r = self.rt.block_on(async {
+            let st = tx.prepare_cached(sql).await?;
+            tx.execute(&st, params).await
+        });
+        r.map_err(|e| self.note(what, e))
+    }
+
+    fn one_text(&mut self, what: &'static str, sql: &str, params: Params<'_>) -> R<Option<String>> {
+        self.q(what, sql, params)?
+            .first()
+            .map(|r| col(r, 0))
+            .transpose()
+    }
+
+    fn count_verified(&mut self, task_type: u8, delta: i64) -> R<()> {
+        *self.verified_delta.entry(task_type).or_default() += delta;
+        Ok(())
+    }
+
+    /// The transaction's last writes: the verified counts. Every transaction that verifies a
+    /// task writes these rows, so they are locked last, after every task and assignment row;
+    /// taken earlier, they would deadlock with a transaction holding a task this one needs.
+    fn finish(&mut self) -> R<()> {
+        for (task_type, delta) in std::mem::take(&mut self.verified_delta) {
+            if delta == 0 {
+                continue;
+            }
+            self.exec(
+                "count verified tasks",
+                "INSERT INTO verified_counts (task_type, n) VALUES ($1, GREATEST($2::bigint, 0)) \
+                 ON CONFLICT (task_type) DO UPDATE \
+                 SET n = GREATEST(verified_counts.n + $2::bigint, 0)",
+                &[&i16::from(task_type), &delta],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn write_task(&mut self, task: &TaskRecord) -> R<Option<String>> {
+        let record = to_json(task)?;
+        // The previous state, under the row lock the update needs anyway.
+        let before = self.one_text(
+            "read task state",
+            "SELECT state FROM tasks WHERE task_id = $1 FOR UPDATE",
+            &[&task.task_id],
+        )?;
+        if before.is_some() {
+            self.exec(
+                "write task",
+                "UPDATE tasks SET state = $2, updated_ms = $3, record = $4 WHERE task_id = $1",
+                &[
+                    &task.task_id,
+                    &task.state.name(),
+                    &i64_of(task.updated_ms),
+                    &record,
+                ],
+            )?;
+        }
+        Ok(before)
+    }
+}
+
+impl Txn for PgTxn<'_> {
+    fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
+        self.one_text(
+            "read task",
+            "SELECT record FROM tasks WHERE task_id = $1 FOR UPDATE",
+            &[&task_id],
+        )?
+        .map(|t| from_json(&t))
+        .transpose()
+    }
+
+    fn insert_task(&mut self, task: &TaskRecord, payload: &str) -> R<()> {
+        let record = to_json(task)?;
+        self.exec(
+            "insert task",
+            "INSERT INTO tasks (task_id, task_type, ord, state, updated_ms, record, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &task.task_id,
+                &i16::from(task.task_type),
+                &i64_of(task.order),
+                &task.state.name(),
+                &i64_of(task.updated_ms),
+                &record,
+                &payload,
+            ],
+        )?;
+        if task.state == TaskState::Verified {
+            self.count_verified(task.task_type, 1)?;
+        }
+        Ok(())
+    }
+
+    fn save_task(&mut self, task: &TaskRecord) -> R<()> {
+        let Some(before) = self.write_task(task)? else {
+            return Err(CoordinatorError::store(
+                "write task",
+                format!("no task {} to update", task.task_id),
+            ));
+        };
+        let verified = TaskState::Verified.name();
+        if before != verified && task.state == TaskState::Verified {
+            self.count_verified(task.task_type, 1)?;
+        } else if before == verified && task.state != TaskState::Verified {
+            self.count_verified(task.task_type, -1)?;
+        }
+        Ok(())
+    }
+
+    fn payload(&mut self, task_id: &str) -> R<Option<String>> {
+        self.one_text(
+            "read payload",
+            "SELECT payload FROM tasks WHERE task_id = $1",
+            &[&task_id],
+        )
+    }
+
+    fn pending(
+        &mut self,
+        task_types: &[u8],
+        after: Option<u64>,
+        limit: usize,
+    ) -> R<Vec<TaskRecord>> {
+        let types: Vec<i16> = task_types.iter().map(|t| i16::from(*t)).collect();
+        let after = after.map_or(-1, i64_of);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.q(
+            "read pending tasks",
+            "SELECT record FROM tasks WHERE state = 'pending' AND ord > $1 \
+             AND task_type = ANY($2) ORDER BY ord LIMIT $3 FOR UPDATE SKIP LOCKED",
+            &[&after, &types, &limit],
+        )?;
+        rows.iter()
+            .map(|r| from_json(&col::<String>(r, 0)?))
+            .collect()
+    }
+
+    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {
+        self.one_text(
+            "read assignment",
+            "SELECT record FROM assignments WHERE uuid = $1 FOR UPDATE",
+            &[&uuid],
+        )?
+        .map(|t| from_json(&t))
+        .transpose()
+    }
+
+    fn put_assignment(&mut self, a: &Assignment) -> R<()> {
+        let record = to_json(a)?;
+        self.exec(
+            "write assignment",
+            "INSERT INTO assignments (uuid, task_id, state, deadline_ms, record) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (uuid) DO UPDATE \
+             SET state = EXCLUDED.state, deadline_ms = EXCLUDED.deadline_ms, \
+             record = EXCLUDED.record",
+            &[
+                &a.uuid,
+                &a.task_id,
+                &assignment_state(a.state),
+                &i64_of(a.deadline_ms),
+                &record,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn expired(&mut self, now_ms: u64) -> R<Vec<Assignment>> {
+        let rows = self.q(
+            "read expired assignments",
+            "SELECT record FROM assignments WHERE state = 'live' AND deadline_ms <= $1 \
+             ORDER BY deadline_ms FOR UPDATE SKIP LOCKED",
+            &[&i64_of(now_ms)],
+        )?;
+        rows.iter()
+            .map(|r| from_json(&col::<String>(r, 0)?))
+            .collect()
+    }
+
+    fn outstanding(&mut self, public_key: &str) -> R<Option<String>> {
+        self.one_text(
+            "read outstanding",
+            "SELECT uuid FROM outstanding WHERE public_key = $1",
+            &[&public_key],
+        )
+    }
+
+    fn set_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {
+        // A plain insert: a second live assignment for one key is a unique-key conflict (the
+        // transaction runs again and finds the first), never an overwrite.
+        self.exec(
+            "write outstanding",
+            "INSERT INTO outstanding (public_key, uuid) VALUES ($1, $2)",
+            &[&public_key, &uuid],
+        )?;
+        Ok(())
+    }
+
+    fn clear_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {
+        self.exec(
+            "clear outstanding",
+            "DELETE FROM outstanding WHERE public_key = $1 AND uuid = $2",
+            &[&public_key, &uuid],
+        )?;
+        Ok(())
+    }
+
+    fn seen(&mut self, public_key: &str, seen: &ProverSeen) -> R<()> {
+        let record = to_json(seen)?;
+        self.exec(
+            "write prover",
+            "INSERT INTO provers (public_key, record) VALUES ($1, $2) \
+             ON CONFLICT (public_key) DO UPDATE SET record = EXCLUDED.record",
+            &[&public_key, &record],
+        )?;
+        Ok(())
+    }
+
+    fn provers(&mut self) -> R<Vec<(String, ProverSeen)>> {
+        let rows = self.q(
+            "read provers",
+            "SELECT public_key, record FROM provers",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| Ok((col(r, 0)?, from_json(&col::<String>(r, 1)?)?)))
+            .collect()
+    }
+
+    fn proven(&mut self, public_key: &str) -> R<bool> {
+        let rows = self.q(
+            "read proven",
+            "SELECT 1 FROM proven WHERE public_key = $1 AND n > 0",
+            &[&public_key],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn add_proven(&mut self, public_key: &str) -> R<()> {
+        self.exec(
+            "write proven",
+            "INSERT INTO proven (public_key, n) VALUES ($1, 1) \
+             ON CONFLICT (public_key) DO UPDATE SET n = proven.n + 1",
+            &[&public_key],
+        )?;
+        Ok(())
+    }
+
+    fn blocked(&mut self, public_key: &str) -> R<Option<String>> {
+        self.one_text(
+            "read blocked",
+            "SELECT reason FROM blocked WHERE public_key = $1",
+            &[&public_key],
+        )
+    }
+
+    fn block(&mut self, public_key: &str, reason: &str) -> R<()> {
+        self.exec(
+            "write blocked",
+            "INSERT INTO blocked (public_key, reason) VALUES ($1, $2) \
+             ON CONFLICT (public_key) DO UPDATE SET reason = EXCLUDED.reason",
+            &[&public_key, &reason],
+        )?;
+        Ok(())
+    }
+
+    fn unblock(&mut self, public_key: &str) -> R<bool> {
+        let n = self.exec(
+            "write blocked",
+            "DELETE FROM blocked WHERE public_key = $1",
+            &[&public_key],
+        )?;
+        self.exec(
+            "write invalid_proofs",
+            "DELETE FROM invalid_proofs WHERE public_key = $1",
+            &[&public_key],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn add_invalid(&mut self, public_key: &str) -> R<u64> {
+        let rows = self.q(
+            "write invalid_proofs",
+            "INSERT INTO invalid_proofs (public_key, n) VALUES ($1, 1) \
+             ON CONFLICT (public_key) DO UPDATE SET n = invalid_proofs.n + 1 RETURNING n",
+            &[&public_key],
+        )?;
+        match rows.first() {
+            Some(r) => Ok(u64_of(col(r, 0)?)),
+            None => Ok(1),
+        }
+    }
+
+    fn proof(&mut self, task_id: &str) -> R<Option<ProofPayload>> {
+        self.one_text(
+            "read proof",
+            "SELECT proof FROM proofs WHERE task_id = $1",
+            &[&task_id],
+        )?
+        .map(|t| from_json(&t))
+        .transpose()
+    }
+
+    fn put_proof(&mut self, task_id: &str, proof: &ProofPayload) -> R<()> {
+        let text = to_json(proof)?;
+        self.exec(
+            "write proof",
+            "INSERT INTO proofs (task_id, proof) VALUES ($1, $2) \
+             ON CONFLICT (task_id) DO UPDATE SET proof = EXCLUDED.proof",
+            &[&task_id, &text],
+        )?;
+        Ok(())
+    }
+
+    fn counter(&mut self, name: &str) -> R<u64> {
+        // An upsert, so that the row exists and is locked even the first time.
+        let rows = self.q(
+            "read counter",
+            "INSERT INTO counters (name, v) VALUES ($1, 0) \
+             ON CONFLICT (name) DO UPDATE SET v = counters.v RETURNING v",
+            &[&name],
+        )?;
+        match rows.first() {
+            Some(r) => Ok(u64_of(col(r, 0)?)),
+            None => Ok(0),
+        }
+    }
+
+    fn set_counter(&mut self, name: &str, v: u64) -> R<()> {
+        self.exec(
+            "write counter",
+            "INSERT INTO counters (name, v) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET v = EXCLUDED.v",
+            &[&name, &i64_of(v)],
+        )?;
+        Ok(())
+    }
+
+    fn bump(&mut self, name: &str) -> R<u64> {
+        let rows = self.q(
+            "bump counter",
+            "INSERT INTO counters (name, v) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET v = counters.v + 1 RETURNING v - 1",
+            &[&name],
+        )?;
+        match rows.first() {
+            Some(r) => Ok(u64_of(col(r, 0)?)),
+            None => Ok(0),
+        }
+    }
+
+    fn save_accounts(&mut self, accounts: &[(u64, Account)]) -> R<()> {
+        for (i, a) in accounts {
+            let record = to_json(a)?;
+            self.exec(
+                "write account",
+                "INSERT INTO accounts (idx, record) VALUES ($1, $2) \
+                 ON CONFLICT (idx) DO UPDATE SET record = EXCLUDED.record",
+                &[&i64_of(*i), &record],
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,555 @@
+//! The redb backend: one embedded file, every write one redb write transaction (redb has one
+//! writer at a time, so the scheduler's transactions never conflict).
+//!
+//! Tables (keys and values are strings or integers; records are JSON): `tasks` task id →
+//! [`TaskRecord`]; `payloads` task id → task_data JSON text; `assignments` uuid → [`Assignment`];
+//! `outstanding` public key → uuid of its live assignment; `proofs` task id → proof JSON;
+//! `challenges` challenge nonce → expiry (ms); `blocked` public key → reason; `invalid_proofs`
+//! public key → count; `proven` public key → verified proofs delivered; `provers` public key →
+//! [`ProverSeen`]; `accounts` index → account JSON (the rollup state); `counters` name → value;
+//! two indexes kept in step with `tasks` by every write of a task (`save_task`):
+//! `pending_by_order` creation order → task id of every pending task (what `get_task` walks,
+//! oldest first) and `task_counts` "type/state" → tasks in that state (what `/metrics` reads). So
+//! neither costs more as finished tasks pile up; a store made before the indexes gets them built
+//! once when opened.
+
+use std::path::Path;
+
+use prover_core::rollup::Account;
+use prover_core::wire::ProofPayload;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+
+use super::{
+    from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
+    ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
+};
+use crate::CoordinatorError;
+
+const TASKS: TableDefinition<&str, &str> = TableDefinition::new("tasks");
+const PAYLOADS: TableDefinition<&str, &str> = TableDefinition::new("payloads");
+const ASSIGNMENTS: TableDefinition<&str, &str> = TableDefinition::new("assignments");
+const OUTSTANDING: TableDefinition<&str, &str> = TableDefinition::new("outstanding");
+const PROOFS: TableDefinition<&str, &str> = TableDefinition::new("proofs");
+const CHALLENGES: TableDefinition<&str, u64> = TableDefinition::new("challenges");
+const BLOCKED: TableDefinition<&str, &str> = TableDefinition::new("blocked");
+const INVALID: TableDefinition<&str, u64> = TableDefinition::new("invalid_proofs");
+const PROVEN: TableDefinition<&str, u64> = TableDefinition::new("proven");
+const PROVERS: TableDefinition<&str, &str> = TableDefinition::new("provers");
+const ACCOUNTS: TableDefinition<u64, &str> = TableDefinition::new("accounts");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_by_order");
+const TASK_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("task_counts");
+
+/// 1 once `pending_by_order` and `task_counts` hold every task.
+const INDEX_VERSION: &str = "index_version";
+
+/// Maps any displayable error to a store error naming the operation.
+trait Ctx<T> {
+    fn ctx(self, what: &'static str) -> Result<T, CoordinatorError>;
+}
+
+impl<T, E: std::fmt::Display> Ctx<T> for Result<T, E> {
+    fn ctx(self, what: &'static str) -> Result<T, CoordinatorError> {
+        self.map_err(|e| CoordinatorError::store(what, e))
+    }
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&str, &str>,
+    key: &str,
+) -> R<Option<T>> {
+    let t = txn.open_table(table).ctx("open table")?;
+    let v = t.get(key).ctx("read")?;
+    match v {
+        Some(g) => Ok(Some(from_json(g.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn put_json<T: serde::Serialize>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&str, &str>,
+    key: &str,
+    value: &T,
+) -> R<()> {
+    let text = to_json(value)?;
+    let mut t = txn.open_table(table).ctx("open table")?;
+    t.insert(key, text.as_str()).ctx("write")?;
+    Ok(())
+}
+
+fn get_u64(txn: &WriteTransaction, table: TableDefinition<&str, u64>, key: &str) -> R<u64> {
+    let t = txn.open_table(table).ctx("open table")?;
+    let v = t.get(key).ctx("read")?.map(|g| g.value());
+    Ok(v.unwrap_or(0))
+}
+
+fn put_u64(txn: &WriteTransaction, table: TableDefinition<&str, u64>, key: &str, v: u64) -> R<()> {
+    let mut t = txn.open_table(table).ctx("open table")?;
+    t.insert(key, v).ctx("write")?;
+    Ok(())
+}
+
+fn count_key(task_type: u8, state: TaskState) -> String {
+    format!("{}/{}", type_name(task_type), state.name())
+}
+
+/// Moves `task` in the indexes from state `from` to state `to` (`None`: not in the store).
+fn index_task(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+    from: Option<TaskState>,
+    to: Option<TaskState>,
+) -> R<()> {
+    {
+        let mut p = txn.open_table(PENDING).ctx("open pending_by_order")?;
+        if from == Some(TaskState::Pending) {
+            p.remove(task.order).ctx("write pending_by_order")?;
+        }
+        if to == Some(TaskState::Pending) {
+            p.insert(task.order, task.task_id.as_str())
+                .ctx("write pending_by_order")?;
+        }
+    }
+    for (state, up) in [(from, false), (to, true)] {
+        let Some(state) = state else { continue };
+        let key = count_key(task.task_type, state);
+        let v = get_u64(txn, TASK_COUNTS, &key)?;
+        let v = if up { v + 1 } else { v.saturating_sub(1) };
+        put_u64(txn, TASK_COUNTS, &key, v)?;
+    }
+    Ok(())
+}
+
+/// Fills the indexes from every task (a store made before them; once, when opened).
+fn build_indexes(txn: &WriteTransaction) -> R<()> {
+    let records: Vec<TaskRecord> = {
+        let t = txn.open_table(TASKS).ctx("open tasks")?;
+        let mut v = Vec::new();
+        for item in t.iter().ctx("iterate tasks")? {
+            let (_, r) = item.ctx("iterate tasks")?;
+            v.push(from_json::<TaskRecord>(r.value())?);
+        }
+        v
+    };
+    for r in &records {
+        index_task(txn, r, None, Some(r.state))?;
+    }
+    put_u64(txn, COUNTERS, INDEX_VERSION, 1)
+}
+
+/// Opens (or creates) the redb file; a damaged one is [`CoordinatorError::Damaged`], never a
+/// panic.
+fn open_redb(path: &Path) -> R<Database> {
+    prover_core::redb_file::open(path).map_err(|e| match e {
+        prover_core::redb_file::RedbOpenError::Damaged(reason) => CoordinatorError::Damaged {
+            path: path.into(),
+            reason,
+        },
+        prover_core::redb_file::RedbOpenError::Other(e) => CoordinatorError::Store {
+            what: "open",
+            reason: format!("{}: {e}", path.display()),
+        },
+    })
+}
+
+/// The redb backend.
+pub struct RedbBackend {
+    db: Database,
+}
+
+impl RedbBackend {
+    /// Opens (or creates) the store file and its tables.
+    pub fn open(path: &Path) -> R<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| CoordinatorError::Io {
+                what: format!("creating {}", dir.display()),
+                source,
+            })?;
+        }
+        let db = open_redb(path)?;
+        let txn = db.begin_write().ctx("begin")?;
+        {
+            txn.open_table(TASKS).ctx("create tasks")?;
+            txn.open_table(PAYLOADS).ctx("create payloads")?;
+            txn.open_table(ASSIGNMENTS).ctx("create assignments")?;
+            txn.open_table(OUTSTANDING).ctx("create outstanding")?;
+            txn.open_table(PROOFS).ctx("create proofs")?;
+            txn.open_table(CHALLENGES).ctx("create challenges")?;
+            txn.open_table(BLOCKED).ctx("create blocked")?;
+            txn.open_table(INVALID).ctx("create invalid_proofs")?;
+            txn.open_table(PROVEN).ctx("create proven")?;
+            txn.open_table(PROVERS).ctx("create provers")?;
+            txn.open_table(ACCOUNTS).ctx("create accounts")?;
+            txn.open_table(COUNTERS).ctx("create counters")?;
+            txn.open_table(PENDING).ctx("create pending_by_order")?;
+            txn.open_table(TASK_COUNTS).ctx("create task_counts")?;
+        }
+        if get_u64(&txn, COUNTERS, INDEX_VERSION)? < 1 {
+            build_indexes(&txn)?;
+        }
+        txn.commit().ctx("commit")?;
+        Ok(Self { db })
+    }
+}
+
+/// The blocked keys and the invalid-proof counts, into `report`.
+fn read_keys(r: &redb::ReadTransaction, report: &mut StatusReport) -> R<()> {
+    let blocked = r.open_table(BLOCKED).ctx("open blocked")?;
+    for item in blocked.iter().ctx("iterate blocked")? {
+        let (k, _) = item.ctx("iterate blocked")?;
+        report.blocked.push(k.value().to_string());
+    }
+    let invalid = r.open_table(INVALID).ctx("open invalid_proofs")?;
+    for item in invalid.iter().ctx("iterate invalid_proofs")? {
+        let (k, v) = item.ctx("iterate invalid_proofs")?;
+        report
+            .invalid_proofs
+            .insert(k.value().to_string(), v.value());
+    }
+    Ok(())
+}
+
+impl Backend for RedbBackend {
+    fn write(&self, f: &mut dyn FnMut(&mut dyn Txn) -> R<()>) -> R<()> {
+        let txn = self.db.begin_write().ctx("begin")?;
+        f(&mut RedbTxn { txn: &txn })?;
+        txn.commit().ctx("commit")
+    }
+
+    fn health(&self) -> R<u64> {
+        let r = self.db.begin_read().ctx("begin read")?;
+        let t = r.open_table(TASKS).ctx("open tasks")?;
+        t.len().ctx("count tasks")
+    }
+
+    fn load_accounts(&self) -> R<Vec<(u64, Account)>> {
+        let r = self.db.begin_read().ctx("begin read")?;
+        let t = r.open_table(ACCOUNTS).ctx("open accounts")?;
+        let mut out = Vec::new();
+        for item in t.iter().ctx("iterate accounts")? {
+            let (k, v) = item.ctx("iterate accounts")?;
+            out.push((k.value(), from_json(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
+        let txn = self.db.begin_write().ctx("begin")?;
+        let fresh = {
+            let mut t = txn.open_table(CHALLENGES).ctx("open challenges")?;
+            t.retain(|_, exp| exp >= now_ms).ctx("purge challenges")?;
+            if t.get(nonce).ctx("read challenge")?.is_some() {
+                false
+            } else {
+                t.insert(nonce, exp_ms).ctx("write challenge")?;
+                true
+            }
+        };
+        txn.commit().ctx("commit")?;
+        Ok(fresh)
+    }
+
+    fn prune(&self, before_ms: u64) -> R<Pruned> {
+        let txn = self.db.begin_write().ctx("begin")?;
+        let doomed: Vec<TaskRecord> = {
+            let t = txn.open_table(TASKS).ctx("open tasks")?;
+            let mut v = Vec::new();
+            for item in t.iter().ctx("iterate tasks")? {
+                let (_, r) = item.ctx("iterate tasks")?;
+                let rec = from_json::<TaskRecord>(r.value())?;
+                if prunable(&rec, before_ms) {
+                    v.push(rec);
+                }
+            }
+            v
+        };
+        let ids: std::collections::HashSet<&str> =
+            doomed.iter().map(|r| r.task_id.as_str()).collect();
+        let mut pruned = Pruned::default();
+        {
+            let mut tasks = txn.open_table(TASKS).ctx("open tasks")?;
+            let mut payloads = txn.open_table(PAYLOADS).ctx("open payloads")?;
+            let mut proofs = txn.open_table(PROOFS).ctx("open proofs")?;
+            for r in &doomed {
+                tasks.remove(r.task_id.as_str()).ctx("remove task")?;
+                payloads.remove(r.task_id.as_str()).ctx("remove payload")?;
+                if proofs
+                    .remove(r.task_id.as_str())
+                    .ctx("remove proof")?
+                    .is_some()
+                {
+                    pruned.proofs += 1;
+                }
+                *pruned.tasks.entry(type_name(r.task_type)).or_default() += 1;
+            }
+        }
+        for r in &doomed {
+            index_task(&txn, r, Some(r.state), None)?;
+        }
+        {
+            let mut a = txn.open_table(ASSIGNMENTS).ctx("open assignments")?;
+            let mut gone = Vec::new();
+            for item in a.iter().ctx("iterate assignments")? {
+                let (k, v) = item.ctx("iterate assignments")?;
+                let rec = from_json::<Assignment>(v.value())?;
+                if rec.state != AssignmentState::Live && ids.contains(rec.task_id.as_str()) {
+                    gone.push(k.value().to_string());
+                }
+            }
+            for uuid in gone {
+                a.remove(uuid.as_str()).ctx("remove assignment")?;
+                pruned.assignments += 1;
+            }
+        }
+        txn.commit().ctx("commit")?;
+        Ok(pruned)
+    }
+
+    fn status(&self) -> R<StatusReport> {
+        let r = self.db.begin_read().ctx("begin read")?;
+        let mut report = StatusReport::zeroed();
+        let tasks = r.open_table(TASKS).ctx("open tasks")?;
+        let mut records = Vec::new();
+        for item in tasks.iter().ctx("iterate tasks")? {
+            let (_, v) = item.ctx("iterate tasks")?;
+            records.push(from_json::<TaskRecord>(v.value())?);
+        }
+        records.sort_by_key(|r| r.order);
+        for rec in records {
+            *report
+                .counts
+                .entry(type_name(rec.task_type))
+                .or_default()
+                .entry(rec.state.name().to_string())
+                .or_default() += 1;
+            report.tasks.push(task_row(rec));
+        }
+        read_keys(&r, &mut report)?;
+        Ok(report)
+    }
+
+    fn summary(&self) -> R<StatusReport> {
+        let r = self.db.begin_read().ctx("begin read")?;
+        let mut report = StatusReport::zeroed();
+        let counts = r.open_table(TASK_COUNTS).ctx("open task_counts")?;
+        for item in counts.iter().ctx("iterate task_counts")? {
+            let (k, v) = item.ctx("iterate task_counts")?;
+            let Some((kind, state)) = k.value().split_once('/') else {
+                continue;
+            };
+            report
+                .counts
+                .entry(kind.to_string())
+                .or_default()
+                .insert(state.to_string(), v.value());
+        }
+        drop(counts);
+        read_keys(&r, &mut report)?;
+        Ok(report)
+    }
+}
+
+/// One redb write transaction.
+struct RedbTxn<'a> {
+    txn: &'a WriteTransaction,
+}
+
+impl Txn for RedbTxn<'_> {
+    fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
+        get_json(self.txn, TASKS, task_id)
+    }
+
+    fn insert_task(&mut self, task: &TaskRecord, payload: &str) -> R<()> {
+        self.save_task(task)?;
+        let mut t = self.txn.open_table(PAYLOADS).ctx("open payloads")?;
+        t.insert(task.task_id.as_str(), payload)
+            .ctx("write payload")?;
+        Ok(())
+    }
+
+    fn save_task(&mut self, task: &TaskRecord) -> R<()> {
+        let before = get_json::<TaskRecord>(self.txn, TASKS, &task.task_id)?.map(|t| t.state);
+        put_json(self.txn, TASKS, &task.task_id, task)?;
+        if before != Some(task.state) {
+            index_task(self.txn, task, before, Some(task.state))?;
+        }
+        Ok(())
+    }
+
+    fn payload(&mut self, task_id: &str) -> R<Option<String>> {
+        let t = self.txn.open_table(PAYLOADS).ctx("open payloads")?;
+        let v = t
+            .get(task_id)
+            .ctx("read payload")?
+            .map(|g| g.value().to_string());
+        Ok(v)
+    }
+
+    fn pending(
+        &mut self,
+        task_types: &[u8],
+        after: Option<u64>,
+        limit: usize,
+    ) -> R<Vec<TaskRecord>> {
+        let p = self.txn.open_table(PENDING).ctx("open pending_by_order")?;
+        let from = after.map_or(0, |o| o.saturating_add(1));
+        let mut out = Vec::new();
+        for item in p.range(from..).ctx("iterate pending_by_order")? {
+            let (_, id) = item.ctx("iterate pending_by_order")?;
+            let Some(task) = get_json::<TaskRecord>(self.txn, TASKS, id.value())? else {
+                return Err(CoordinatorError::store(
+                    "read task",
+                    format!("the pending index names a missing task {}", id.value()),
+                ));
+            };
+            if task_types.contains(&task.task_type) {
+                out.push(task);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {
+        get_json(self.txn, ASSIGNMENTS, uuid)
+    }
+
+    fn put_assignment(&mut self, a: &Assignment) -> R<()> {
+        put_json(self.txn, ASSIGNMENTS, &a.uuid, a)
+    }
+
+    fn expired(&mut self, now_ms: u64) -> R<Vec<Assignment>> {
+        let live: Vec<(String, String)> = {
+            let t = self.txn.open_table(OUTSTANDING).ctx("open outstanding")?;
+            let mut v = Vec::new();
+            for item in t.iter().ctx("iterate outstanding")? {
+                let (k, u) = item.ctx("iterate outstanding")?;
+                v.push((k.value().to_string(), u.value().to_string()));
+            }
+            v
+        };
+        let mut out = Vec::new();
+        for (key, uuid) in live {
+            match self.assignment(&uuid)? {
+                Some(a) if a.state == AssignmentState::Live && a.deadline_ms <= now_ms => {
+                    out.push(a)
+                }
+                Some(_) => {}
+                // An entry without its assignment: nothing to time out; drop it.
+                None => self.clear_outstanding(&key, &uuid)?,
+            }
+        }
+        Ok(out)
+    }
+
+    fn outstanding(&mut self, public_key: &str) -> R<Option<String>> {
+        let t = self.txn.open_table(OUTSTANDING).ctx("open outstanding")?;
+        let v = t
+            .get(public_key)
+            .ctx("read outstanding")?
+            .map(|g| g.value().to_string());
+        Ok(v)
+    }
+
+    fn set_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {
+        let mut t = self.txn.open_table(OUTSTANDING).ctx("open outstanding")?;
+        t.insert(public_key, uuid).ctx("write outstanding")?;
+        Ok(())
+    }
+
+    fn clear_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {
+        let mut t = self.txn.open_table(OUTSTANDING).ctx("open outstanding")?;
+        let current = t
+            .get(public_key)
+            .ctx("read outstanding")?
+            .map(|g| g.value().to_string());
+        if current.as_deref() == Some(uuid) {
+            t.remove(public_key).ctx("write outstanding")?;
+        }
+        Ok(())
+    }
+
+    fn seen(&mut self, public_key: &str, seen: &ProverSeen) -> R<()> {
+        put_json(self.txn, PROVERS, public_key, seen)
+    }
+
+    fn provers(&mut self) -> R<Vec<(String, ProverSeen)>> {
+        let t = self.txn.open_table(PROVERS).ctx("open provers")?;
+        let mut v = Vec::new();
+        for item in t.iter().ctx("iterate provers")? {
+            let (k, p) = item.ctx("iterate provers")?;
+            v.push((k.value().to_string(), from_json::<ProverSeen>(p.value())?));
+        }
+        Ok(v)
+    }
+
+    fn proven(&mut self, public_key: &str) -> R<bool> {
+        Ok(get_u64(self.txn, PROVEN, public_key)? > 0)
+    }
+
+    fn add_proven(&mut self, public_key: &str) -> R<()> {
+        let n = get_u64(self.txn, PROVEN, public_key)?;
+        put_u64(self.txn, PROVEN, public_key, n + 1)
+    }
+
+    fn blocked(&mut self, public_key: &str) -> R<Option<String>> {
+        let t = self.txn.open_table(BLOCKED).ctx("open blocked")?;
+        let v = t
+            .get(public_key)
+            .ctx("read blocked")?
+            .map(|g| g.value().to_string());
+        Ok(v)
+    }
+
+    fn block(&mut self, public_key: &str, reason: &str) -> R<()> {
+        let mut t = self.txn.open_table(BLOCKED).ctx("open blocked")?;
+        t.insert(public_key, reason).ctx("write blocked")?;
+        Ok(())
+    }
+
+    fn unblock(&mut self, public_key: &str) -> R<bool> {
+        let was = {
+            let mut t = self.txn.open_table(BLOCKED).ctx("open blocked")?;
+            let was = t.remove(public_key).ctx("write blocked")?.is_some();
+            was
+        };
+        let mut t = self.txn.open_table(INVALID).ctx("open invalid_proofs")?;
+        t.remove(public_key).ctx("write invalid_proofs")?;
+        Ok(was)
+    }
+
+    fn add_invalid(&mut self, public_key: &str) -> R<u64> {
+        let n = get_u64(self.txn, INVALID, public_key)? + 1;
+        put_u64(self.txn, INVALID, public_key, n)?;
+        Ok(n)
+    }
+
+    fn proof(&mut self, task_id: &str) -> R<Option<ProofPayload>> {
+        get_json(self.txn, PROOFS, task_id)
+    }
+
+    fn put_proof(&mut self, task_id: &str, proof: &ProofPayload) -> R<()> {
+        put_json(self.txn, PROOFS, task_id, proof)
+    }
+
+    fn counter(&mut self, name: &str) -> R<u64> {
+        get_u64(self.txn, COUNTERS, name)
+    }
+
+    fn set_counter(&mut self, name: &str, v: u64) -> R<()> {
+        put_u64(self.txn, COUNTERS, name, v)
+    }
+
+    fn save_accounts(&mut self, accounts: &[(u64, Account)]) -> R<()> {
+        let mut t = self.txn.open_table(ACCOUNTS).ctx("open accounts")?;
+        for (i, a) in accounts {
+            let text = to_json(a)?;
+            t.insert(*i, text.as_str()).ctx("write account")?;
+        }
+        Ok(())
+    }
+}
