@@ -30,7 +30,7 @@ pub enum CoordinatorError {
 }
 
 impl CoordinatorError {
-    pub(crate) fn store(what: &'static str, e: impl std::fmt::Display) -> Self {
+    pub fn store(what: &'static str, e: impl std::fmt::Display) -> Self {
         CoordinatorError::Store {
             what,
             reason: e.to_string(),

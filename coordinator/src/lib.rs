@@ -94,12 +94,48 @@ pub(crate) struct App {
     pub vks: AcceptedVks,
     pub metrics: metrics::Metrics,
     /// The rollup state after every enqueued chunk (persisted in the store).
-    pub rollup: Mutex<RollupState>,
+    pub rollup: Mutex<Chain>,
     /// Assignments whose submission is being processed: a concurrent duplicate is turned away
     /// before it costs a verification.
     pub submitting: Mutex<std::collections::HashSet<String>>,
     /// Bounds concurrent proof verifications (CPU-bound) to the machine's parallelism.
     pub verify_slots: tokio::sync::Semaphore,
+}
+
+/// The rollup state after the last enqueued chunk, and that chunk's successor's number.
+pub(crate) struct Chain {
+    pub state: RollupState,
+    pub next_seq: u64,
+}
+
+impl Chain {
+    /// From the store; the genesis state (written to it) when the store has no accounts.
+    fn load(store: &store::Store, config: &CoordinatorConfig) -> Result<Self, CoordinatorError> {
+        // The sequence number first: an enqueue committed between the two reads leaves the
+        // accounts newer than the number, and the next enqueue is refused as stale, never
+        // built on a mismatched pair.
+        let next_seq = store.chunk_seq()?;
+        let saved = store.load_accounts()?;
+        let depth = config.chunk.tree_depth;
+        let state = if saved.is_empty() {
+            let state =
+                RollupState::genesis(depth, config.genesis.accounts, config.genesis.balance)
+                    .map_err(|e| CoordinatorError::Config(format!("genesis: {e}")))?;
+            let accounts: Vec<(u64, Account)> = state.accounts().map(|(i, a)| (*i, *a)).collect();
+            store.save_accounts(&accounts)?;
+            state
+        } else {
+            let mut state = RollupState::new(depth)
+                .map_err(|e| CoordinatorError::Config(format!("account state: {e}")))?;
+            for (i, a) in saved {
+                state
+                    .insert(i, a)
+                    .map_err(|e| CoordinatorError::Config(format!("stored account {i}: {e}")))?;
+            }
+            state
+        };
+        Ok(Self { state, next_seq })
+    }
 }
 
 /// Runs a blocking closure on the blocking pool.
@@ -116,38 +152,70 @@ impl App {
         if transfers.is_empty() {
             return Err(CoordinatorError::InvalidTransfers("no transfers".into()));
         }
-        let mut state = self.rollup.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = state.clone();
-        let max = self.config.chunk.max_txs;
-        let mut chunks = Vec::new();
-        let mut touched = BTreeSet::new();
-        for (i, part) in transfers.chunks(max).enumerate() {
-            let data = next.apply_chunk(self.config.chunk, part).map_err(|e| {
-                CoordinatorError::InvalidTransfers(format!(
-                    "transfers {}..{} (chunk {i}): {e}",
-                    i * max,
-                    i * max + part.len()
-                ))
-            })?;
-            touched.extend(part.iter().flat_map(|t| [t.from, t.to]));
-            chunks.push(data);
+        let mut chain = self.rollup.lock().unwrap_or_else(|p| p.into_inner());
+        // Replicas sharing a database each hold the state in memory: a stale one reloads it
+        // and builds the chunks again (a few tries: each loses only to another enqueue).
+        for _ in 0..8 {
+            let mut next = chain.state.clone();
+            let max = self.config.chunk.max_txs;
+            let mut chunks = Vec::new();
+            let mut touched = BTreeSet::new();
+            let mut invalid = None;
+            for (i, part) in transfers.chunks(max).enumerate() {
+                match next.apply_chunk(self.config.chunk, part) {
+                    Ok(data) => chunks.push(data),
+                    Err(e) => {
+                        invalid = Some(CoordinatorError::InvalidTransfers(format!(
+                            "transfers {}..{} (chunk {i}): {e}",
+                            i * max,
+                            i * max + part.len()
+                        )));
+                        break;
+                    }
+                }
+                touched.extend(part.iter().flat_map(|t| [t.from, t.to]));
+            }
+            if let Some(e) = invalid {
+                // Invalid against this state; perhaps valid against a newer one.
+                if self.store.chunk_seq()? == chain.next_seq {
+                    return Err(e);
+                }
+                *chain = Chain::load(&self.store, &self.config)?;
+                continue;
+            }
+            let accounts: Vec<(u64, Account)> = touched
+                .into_iter()
+                .filter_map(|i| next.account(i).map(|a| (i, *a)))
+                .collect();
+            match self
+                .store
+                .enqueue_chunks_at(chain.next_seq, &chunks, &accounts, now_ms())?
+            {
+                Ok(ids) => {
+                    chain.next_seq += ids.len() as u64;
+                    chain.state = next;
+                    return Ok(ids);
+                }
+                Err(stale) => {
+                    tracing::info!("{stale}");
+                    *chain = Chain::load(&self.store, &self.config)?;
+                }
+            }
         }
-        let accounts: Vec<(u64, Account)> = touched
-            .into_iter()
-            .filter_map(|i| next.account(i).map(|a| (i, *a)))
-            .collect();
-        let ids = self.store.enqueue_chunks(&chunks, &accounts, now_ms())?;
-        *state = next;
-        Ok(ids)
+        Err(CoordinatorError::store(
+            "enqueue",
+            "other replicas kept enqueueing first; try again",
+        ))
     }
 
     fn random_transfers(&self, n: usize, seed: u64) -> Vec<Transfer> {
-        let state = self.rollup.lock().unwrap_or_else(|p| p.into_inner());
-        let mut sim: HashMap<u64, (u64, u64)> = state
+        let chain = self.rollup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sim: HashMap<u64, (u64, u64)> = chain
+            .state
             .accounts()
             .map(|(i, a)| (*i, (a.balance, a.nonce)))
             .collect();
-        drop(state);
+        drop(chain);
         let indices: Vec<u64> = {
             let mut v: Vec<u64> = sim.keys().copied().collect();
             v.sort_unstable();
@@ -205,29 +273,10 @@ impl Coordinator {
     ) -> Result<RunningCoordinator, CoordinatorError> {
         config.validate()?;
         let store_config = config.clone();
-        let genesis = config.genesis;
-        let depth = config.chunk.tree_depth;
         let (store, rollup) = blocking(move || {
             let store = store::Store::from_config(&store_config)?;
-            let saved = store.load_accounts()?;
-            let rollup = if saved.is_empty() {
-                let state = RollupState::genesis(depth, genesis.accounts, genesis.balance)
-                    .map_err(|e| CoordinatorError::Config(format!("genesis: {e}")))?;
-                let accounts: Vec<(u64, Account)> =
-                    state.accounts().map(|(i, a)| (*i, *a)).collect();
-                store.save_accounts(&accounts)?;
-                state
-            } else {
-                let mut state = RollupState::new(depth)
-                    .map_err(|e| CoordinatorError::Config(format!("account state: {e}")))?;
-                for (i, a) in saved {
-                    state.insert(i, a).map_err(|e| {
-                        CoordinatorError::Config(format!("stored account {i}: {e}"))
-                    })?;
-                }
-                state
-            };
-            Ok((store, rollup))
+            let chain = Chain::load(&store, &store_config)?;
+            Ok((store, chain))
         })
         .await?;
         let chunk_spec = CircuitSpec::Chunk {

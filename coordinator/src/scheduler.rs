@@ -23,8 +23,9 @@ use prover_core::wire::{
 };
 
 use crate::store::{
-    chunk_id, type_name, AssignOutcome, Assignment, AssignmentState, Effects, ProverIdentity,
-    ProverSeen, RequeueError, SubmitContext, SubmitError, TaskRecord, TaskState, Txn,
+    chunk_id, type_name, AssignOutcome, Assignment, AssignmentState, Effects, EnqueueError,
+    ProverIdentity, ProverSeen, RequeueError, SubmitContext, SubmitError, TaskRecord, TaskState,
+    Txn,
 };
 use crate::CoordinatorError;
 
@@ -74,12 +75,26 @@ impl Policy {
 }
 
 /// Adds chunk tasks (in chain order) and the account state they lead to. Returns the new ids.
+/// With `expected_seq`, only if the store's next chunk is that one (the chunks were built on the
+/// state after its last chunk): replicas sharing a database each keep the state in memory, and
+/// one whose state is behind gets [`EnqueueError::Stale`] instead of forking the chain.
 pub fn enqueue_chunks(
     tx: &mut dyn Txn,
     chunks: &[ChunkTaskData],
     accounts: &[(u64, Account)],
+    expected_seq: Option<u64>,
     now_ms: u64,
-) -> R<Vec<String>> {
+) -> R<Result<Vec<String>, EnqueueError>> {
+    if let Some(expected) = expected_seq {
+        // Read (and, on a shared database, locked) before anything is written.
+        let next = tx.counter(NEXT_CHUNK_SEQ)?;
+        if next != expected {
+            return Ok(Err(EnqueueError::Stale {
+                expected,
+                found: next,
+            }));
+        }
+    }
     let mut ids = Vec::with_capacity(chunks.len());
     for data in chunks {
         let seq = tx.bump(NEXT_CHUNK_SEQ)?;
@@ -90,7 +105,12 @@ pub fn enqueue_chunks(
         ids.push(id);
     }
     tx.save_accounts(accounts)?;
-    Ok(ids)
+    Ok(Ok(ids))
+}
+
+/// The number of chunks ever enqueued (the next chunk's sequence number).
+pub fn chunk_seq(tx: &mut dyn Txn) -> R<u64> {
+    tx.counter(NEXT_CHUNK_SEQ)
 }
 
 fn insert_task(

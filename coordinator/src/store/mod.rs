@@ -168,6 +168,16 @@ pub enum SubmitError {
     AlreadyVerified(String),
 }
 
+/// Why an enqueue refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnqueueError {
+    #[error(
+        "the chunks were built after chunk {expected} but the store is at chunk {found} (another \
+         replica enqueued); reload the state and build them again"
+    )]
+    Stale { expected: u64, found: u64 },
+}
+
 /// Why `requeue` refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RequeueError {
@@ -373,8 +383,9 @@ impl Store {
         }
     }
 
-    /// Runs `f` in one write transaction (see [`Backend::write`]).
-    fn write<T>(&self, mut f: impl FnMut(&mut dyn Txn) -> R<T>) -> R<T> {
+    /// Runs `f` in one write transaction (see [`Backend::write`]): the scheduler's functions
+    /// (or several of them, committed together; tools seeding a store use this).
+    pub fn transaction<T>(&self, mut f: impl FnMut(&mut dyn Txn) -> R<T>) -> R<T> {
         let mut out = None;
         self.backend.write(&mut |tx| {
             out = Some(f(tx)?);
@@ -395,7 +406,7 @@ impl Store {
 
     /// Writes accounts (genesis, or those changed by an enqueue) without tasks.
     pub fn save_accounts(&self, accounts: &[(u64, Account)]) -> R<()> {
-        self.write(|tx| tx.save_accounts(accounts))
+        self.transaction(|tx| tx.save_accounts(accounts))
     }
 
     /// Adds chunk tasks (in chain order) and the account state they lead to, in one transaction.
@@ -406,12 +417,32 @@ impl Store {
         accounts: &[(u64, Account)],
         now_ms: u64,
     ) -> R<Vec<String>> {
-        self.write(|tx| scheduler::enqueue_chunks(tx, chunks, accounts, now_ms))
+        self.transaction(|tx| scheduler::enqueue_chunks(tx, chunks, accounts, None, now_ms))?
+            .map_err(|e| CoordinatorError::store("enqueue", e))
+    }
+
+    /// The same, only if the store's next chunk is `expected_seq` (see
+    /// [`scheduler::enqueue_chunks`]).
+    pub fn enqueue_chunks_at(
+        &self,
+        expected_seq: u64,
+        chunks: &[prover_core::wire::ChunkTaskData],
+        accounts: &[(u64, Account)],
+        now_ms: u64,
+    ) -> R<Result<Vec<String>, EnqueueError>> {
+        self.transaction(|tx| {
+            scheduler::enqueue_chunks(tx, chunks, accounts, Some(expected_seq), now_ms)
+        })
+    }
+
+    /// The number of chunks ever enqueued.
+    pub fn chunk_seq(&self) -> R<u64> {
+        self.transaction(scheduler::chunk_seq)
     }
 
     /// Returns timed-out assignments' tasks to the pool (or fails them after the attempt cap).
     pub fn sweep(&self, policy: &Policy, now_ms: u64) -> R<Effects> {
-        self.write(|tx| scheduler::sweep(tx, policy, now_ms))
+        self.transaction(|tx| scheduler::sweep(tx, policy, now_ms))
     }
 
     /// `get_task`: sweep timeouts, then re-send the caller's outstanding task or assign a new one.
@@ -422,7 +453,7 @@ impl Store {
         policy: &Policy,
         now_ms: u64,
     ) -> R<(AssignOutcome, Effects)> {
-        self.write(|tx| scheduler::assign(tx, who, task_types, policy, now_ms))
+        self.transaction(|tx| scheduler::assign(tx, who, task_types, policy, now_ms))
     }
 
     /// Checks a submission before verification: the assignment exists, is the caller's, is not
@@ -434,7 +465,7 @@ impl Store {
         task_id: &str,
         task_type: u8,
     ) -> R<Result<SubmitContext, SubmitError>> {
-        self.write(|tx| scheduler::check_submission(tx, public_key, uuid, task_id, task_type))
+        self.transaction(|tx| scheduler::check_submission(tx, public_key, uuid, task_id, task_type))
     }
 
     /// See [`scheduler::record_failure`]. One transaction.
@@ -450,7 +481,7 @@ impl Store {
         policy: &Policy,
         now_ms: u64,
     ) -> R<Result<Effects, SubmitError>> {
-        self.write(|tx| {
+        self.transaction(|tx| {
             scheduler::record_failure(
                 tx,
                 public_key,
@@ -478,16 +509,21 @@ impl Store {
         policy: &Policy,
         now_ms: u64,
     ) -> R<Result<Effects, SubmitError>> {
-        self.write(|tx| {
+        self.transaction(|tx| {
             scheduler::record_verified(
                 tx, public_key, uuid, task_id, task_type, proof, verify_ms, policy, now_ms,
             )
         })
     }
 
+    /// A task's payload (its task_data JSON text).
+    pub fn payload(&self, task_id: &str) -> R<Option<String>> {
+        self.transaction(|tx| tx.payload(task_id))
+    }
+
     /// The stored proof of a verified task.
     pub fn proof(&self, task_id: &str) -> R<Option<ProofPayload>> {
-        self.write(|tx| tx.proof(task_id))
+        self.transaction(|tx| tx.proof(task_id))
     }
 
     /// Records a challenge nonce as used until `exp_ms`; false if it was already used. Expired
@@ -498,17 +534,17 @@ impl Store {
 
     /// Blocks a public key (its outstanding assignment stays until it times out or is submitted).
     pub fn block(&self, public_key: &str, reason: &str) -> R<()> {
-        self.write(|tx| tx.block(public_key, reason))
+        self.transaction(|tx| tx.block(public_key, reason))
     }
 
     /// Unblocks a key and resets its invalid-proof count. Returns whether it was blocked.
     pub fn unblock(&self, public_key: &str) -> R<bool> {
-        self.write(|tx| tx.unblock(public_key))
+        self.transaction(|tx| tx.unblock(public_key))
     }
 
     /// The operator's `requeue` (see [`scheduler::requeue`]).
     pub fn requeue(&self, task_id: &str, now_ms: u64) -> R<Result<(), RequeueError>> {
-        self.write(|tx| scheduler::requeue(tx, task_id, now_ms))
+        self.transaction(|tx| scheduler::requeue(tx, task_id, now_ms))
     }
 
     /// The operator's `prune`: removes the finished tasks last changed before `before_ms` — a
@@ -533,7 +569,7 @@ impl Store {
 
     /// The live assignment of a public key, if any.
     pub fn outstanding(&self, public_key: &str) -> R<Option<Assignment>> {
-        self.write(|tx| scheduler::outstanding(tx, public_key))
+        self.transaction(|tx| scheduler::outstanding(tx, public_key))
     }
 }
 

@@ -95,6 +95,57 @@ fn assignment_state(s: AssignmentState) -> &'static str {
     }
 }
 
+/// Creates a new, empty database named `{prefix}_{random}` on the server of `server_url` (a URL
+/// as `database_url` takes, naming any database the user may connect to) and returns the new
+/// database's URL. For tests, benchmarks and first setups; the coordinator itself only needs the
+/// database to exist. `prefix` must be a lower-case SQL identifier.
+pub fn create_database(server_url: &str, prefix: &str) -> R<String> {
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(CoordinatorError::Config(format!(
+            "database name prefix {prefix:?}: lower-case letters, digits and _ only"
+        )));
+    }
+    let (base, _) = server_url.rsplit_once('/').ok_or_else(|| {
+        CoordinatorError::Config(format!("{server_url:?} does not end in /DATABASE"))
+    })?;
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let sql = format!("CREATE DATABASE {name}");
+    let server_url = server_url.to_string();
+    // Its own thread and runtime: callers may be inside another runtime.
+    std::thread::spawn(move || -> R<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| CoordinatorError::Io {
+                what: "starting a runtime to create a database".into(),
+                source,
+            })?;
+        rt.block_on(async {
+            let (client, conn) =
+                tokio_postgres::connect(&server_url, NoTls)
+                    .await
+                    .map_err(|e| {
+                        CoordinatorError::store("connect to create a database", describe(&e))
+                    })?;
+            let driver = tokio::spawn(conn);
+            let r = client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| CoordinatorError::store("create a database", describe(&e)));
+            drop(client);
+            let _ = driver.await;
+            r
+        })
+    })
+    .join()
+    .map_err(|_| CoordinatorError::store("create a database", "the thread panicked"))??;
+    Ok(format!("{base}/{name}"))
+}
+
 /// The PostgreSQL backend.
 pub struct PgBackend {
     pool: Pool,

@@ -61,35 +61,10 @@ pub fn config(dir: &Path) -> CoordinatorConfig {
 /// in `/DATABASE`), a new empty database on that server and its URL; `None` without.
 pub fn fresh_database() -> Option<String> {
     let server = std::env::var("COORDINATOR_TEST_POSTGRES").ok()?;
-    let base = server
-        .rsplit_once('/')
-        .expect("COORDINATOR_TEST_POSTGRES ends in /DATABASE")
-        .0
-        .to_string();
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let sql = format!("CREATE DATABASE {name}");
-    // Its own thread and runtime: callers may be sync tests or async ones.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
-                .await
-                .expect("connect to the test PostgreSQL server");
-            let driver = tokio::spawn(conn);
-            client
-                .batch_execute(&sql)
-                .await
-                .expect("create a test database");
-            drop(client);
-            let _ = driver.await;
-        });
-    })
-    .join()
-    .expect("create a test database");
-    Some(format!("{base}/{name}"))
+    Some(
+        coordinator::store::pg::create_database(&server, "t")
+            .expect("create a test database (COORDINATOR_TEST_POSTGRES)"),
+    )
 }
 
 pub async fn start(config: CoordinatorConfig) -> RunningCoordinator {
