@@ -206,6 +206,9 @@ impl CircuitsSection {
 pub struct CoordinatorSection {
     /// Base URL, without `/coordinator/v1`.
     pub base_url: String,
+    /// Other replicas of the same coordinator (sharing its database), tried in order after
+    /// `base_url` when a call cannot reach it or gets a transient error.
+    pub failover_urls: Vec<String>,
     /// Pause between `get_task` polls when there is no work or after an error.
     pub poll_interval_ms: u64,
     /// Random extra pause, uniform in `0..=poll_jitter_ms`, added to each poll pause.
@@ -224,6 +227,7 @@ impl Default for CoordinatorSection {
     fn default() -> Self {
         Self {
             base_url: "http://127.0.0.1:8390".into(),
+            failover_urls: Vec::new(),
             poll_interval_ms: 2000,
             poll_jitter_ms: 500,
             request_timeout_sec: 30,
@@ -389,15 +393,16 @@ impl NodeConfig {
             }
         }
         let c = &self.coordinator;
-        match reqwest::Url::parse(&c.base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-            Ok(_) => {
-                return bad(
-                    "coordinator.base_url",
-                    format!("{:?} is not an http(s) URL with a host", c.base_url),
-                )
+        for (key, u) in std::iter::once(("coordinator.base_url", &c.base_url)).chain(
+            c.failover_urls
+                .iter()
+                .map(|u| ("coordinator.failover_urls", u)),
+        ) {
+            match reqwest::Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                Ok(_) => return bad(key, format!("{u:?} is not an http(s) URL with a host")),
+                Err(e) => return bad(key, format!("{u:?}: {e}")),
             }
-            Err(e) => return bad("coordinator.base_url", format!("{:?}: {e}", c.base_url)),
         }
         if c.poll_interval_ms == 0 {
             return bad("coordinator.poll_interval_ms", "must be > 0".into());

@@ -1,5 +1,6 @@
 //! The coordinator client against a recording fake of the HTTP API: login, "no work", re-login
-//! once on an expired token, refusal classification, unreachable coordinator.
+//! once on an expired token, refusal classification, unreachable coordinator, failover between
+//! several replicas' URLs.
 
 mod fake;
 
@@ -207,4 +208,94 @@ async fn an_unreachable_coordinator_is_a_transient_error() {
     assert!(err.is_transient());
     let err = c.submit_proof(&submission()).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
+}
+
+fn failover_client(bases: &[String]) -> CoordinatorClient {
+    CoordinatorClient::with_failover(bases, Duration::from_secs(5), info()).unwrap()
+}
+
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_unreachable_replica_fails_over_to_the_next_and_calls_stay_there() {
+    let fake = Fake::start().await;
+    let c = failover_client(&[dead_url(), fake.base_url()]);
+    assert_eq!(c.get_task().await.unwrap(), None);
+    assert_eq!(fake.routes(), ["challenge", "login", "get_task"]);
+    assert!(c.current_url().starts_with(&fake.base_url()));
+    // The next calls go straight to the live replica (no new login either).
+    assert_eq!(
+        c.submit_proof(&submission()).await.unwrap(),
+        SubmitOutcome::Accepted
+    );
+    assert_eq!(
+        fake.routes(),
+        ["challenge", "login", "get_task", "submit_proof"]
+    );
+}
+
+#[tokio::test]
+async fn http_errors_and_internal_errors_move_on_and_the_token_is_renewed_where_refused() {
+    let a = Fake::start().await;
+    let b = Fake::start().await;
+    let c = failover_client(&[a.base_url(), b.base_url()]);
+    // A logs the client in, then fails its get_task with HTTP 503: B is asked. B does not know
+    // A's token (these fakes share no secret), so the client logs in there and asks again.
+    a.script("get_task", [Reply::Http(503)]);
+    b.script("get_task", [Reply::task(&task())]);
+    assert_eq!(c.get_task().await.unwrap(), Some(task()));
+    assert_eq!(a.routes(), ["challenge", "login", "get_task"]);
+    assert_eq!(
+        b.routes(),
+        ["get_task", "challenge", "login", "get_task"],
+        "refused token at B, then a login at B"
+    );
+    // B answers errcode INTERNAL (its storage failed): the submission goes to A, which (restarted
+    // with a new secret, say) no longer accepts any earlier token, so the client logs in again.
+    a.expire_tokens();
+    b.script(
+        "submit_proof",
+        [Reply::err(errcode::INTERNAL, "store down")],
+    );
+    assert_eq!(
+        c.submit_proof(&submission()).await.unwrap(),
+        SubmitOutcome::Accepted
+    );
+    assert_eq!(b.routes().last(), Some(&"submit_proof"));
+    assert_eq!(
+        &a.routes()[3..],
+        ["submit_proof", "challenge", "login", "submit_proof"]
+    );
+    assert!(c.current_url().starts_with(&a.base_url()));
+}
+
+#[tokio::test]
+async fn when_every_replica_fails_the_last_error_is_returned_after_one_round() {
+    let a = Fake::start().await;
+    let b = Fake::start().await;
+    let c = failover_client(&[a.base_url(), b.base_url()]);
+    a.script("get_task", [Reply::Http(502)]);
+    b.script("get_task", [Reply::err(errcode::INTERNAL, "store down")]);
+    // The last replica's INTERNAL is returned as that replica's refusal (transient).
+    let err = c.get_task().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Refused { errcode: e, .. } if e == errcode::INTERNAL),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    assert_eq!(a.routes().iter().filter(|r| **r == "get_task").count(), 1);
+    assert_eq!(
+        b.routes().iter().filter(|r| **r == "get_task").count(),
+        2,
+        "one refused token, one call"
+    );
+    // Two dead replicas: a transport error, after trying each once.
+    let c = failover_client(&[dead_url(), dead_url()]);
+    let err = c.submit_proof(&submission()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport { .. }), "{err}");
 }

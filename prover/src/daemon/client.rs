@@ -6,7 +6,14 @@
 //! Errors are classified for the worker: [`ClientError::is_transient`] (the coordinator could not be
 //! reached or answered garbage: retry with backoff, never drop anything) versus refusals with an
 //! errcode. [`SubmitOutcome`] separates an accepted submission from a definitive refusal.
+//!
+//! A client may know several coordinator URLs (replicas sharing one database, see the coordinator
+//! README): each call goes to the current one, and when it cannot be reached or answers a transient
+//! error (transport, HTTP error, garbage, errcode 50000-range internal error) the call moves on to
+//! the next URL at once, at most once round the list; the next call starts where the last one
+//! succeeded. Login tokens are accepted by every replica of one coordinator, so the token is kept.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k256::ecdsa::SigningKey;
@@ -75,10 +82,13 @@ pub struct LoginInfo {
     pub vks: Vec<String>,
 }
 
-/// One worker's connection to the coordinator.
+/// One worker's connection to the coordinator (one or several replicas of it).
 pub struct CoordinatorClient {
     http: reqwest::Client,
-    base: String,
+    /// API roots (`…/coordinator/v1`), in the order given; never empty.
+    bases: Vec<String>,
+    /// Index into `bases` of the replica calls go to.
+    current: AtomicUsize,
     login: LoginInfo,
     token: Mutex<Option<String>>,
 }
@@ -90,20 +100,74 @@ impl CoordinatorClient {
         request_timeout: Duration,
         login: LoginInfo,
     ) -> Result<Self, ClientError> {
+        Self::with_failover(&[base_url], request_timeout, login)
+    }
+
+    /// Several base URLs of one coordinator's replicas (the first is used first); see the module
+    /// documentation for when a call moves to the next. An empty list is the default URL's
+    /// error at the first call, as an unreachable coordinator.
+    pub fn with_failover(
+        base_urls: &[impl AsRef<str>],
+        request_timeout: Duration,
+        login: LoginInfo,
+    ) -> Result<Self, ClientError> {
+        let mut bases: Vec<String> = base_urls
+            .iter()
+            .map(|u| format!("{}{API_BASE}", u.as_ref().trim_end_matches('/')))
+            .collect();
+        if bases.is_empty() {
+            bases.push(format!("http://127.0.0.1:8390{API_BASE}"));
+        }
         let http = reqwest::Client::builder()
             .timeout(request_timeout)
             .connect_timeout(request_timeout)
             .build()
             .map_err(|source| ClientError::Transport {
-                url: base_url.into(),
+                url: bases[0].clone(),
                 source,
             })?;
         Ok(Self {
             http,
-            base: format!("{}{API_BASE}", base_url.trim_end_matches('/')),
+            bases,
+            current: AtomicUsize::new(0),
             login,
             token: Mutex::new(None),
         })
+    }
+
+    /// The API root calls go to now.
+    pub fn current_url(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Runs `call` (given an index into `bases`) against the current replica, then against the
+    /// next ones while it fails
+    /// transiently (at most once round the list). The last error is returned.
+    async fn failover<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let n = self.bases.len();
+        let mut tries = 0;
+        loop {
+            let i = self.current.load(Ordering::Relaxed) % n;
+            match call(i).await {
+                Err(e) if e.is_transient() && tries + 1 < n => {
+                    let next = (i + 1) % n;
+                    tracing::warn!(call = what, error = %e, next = %self.bases[next], "coordinator replica failed; trying the next one");
+                    // Another call may have moved on already; then follow it.
+                    let _ = self.current.compare_exchange(
+                        i,
+                        next,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The task types this client asks for.
@@ -111,9 +175,14 @@ impl CoordinatorClient {
         &self.login.prover_types
     }
 
-    /// Challenge, then a signed login; keeps the login token.
+    /// Challenge, then a signed login (both at one replica); keeps the login token.
     pub async fn login(&self) -> Result<(), ClientError> {
-        let url = format!("{}/challenge", self.base);
+        self.failover("login", |i| self.login_at(&self.bases[i]))
+            .await
+    }
+
+    async fn login_at(&self, base: &str) -> Result<(), ClientError> {
+        let url = format!("{base}/challenge");
         let challenge: Envelope<TokenReply> =
             decode(&url, self.http.get(&url).send().await)?.await?;
         let challenge = match (challenge.errcode, challenge.data) {
@@ -135,7 +204,7 @@ impl CoordinatorClient {
             vks: self.login.vks.clone(),
         };
         let body = prover_core::login::sign_login(&self.login.key, message)?;
-        let url = format!("{}/login", self.base);
+        let url = format!("{base}/login");
         let reply: Envelope<TokenReply> = decode(
             &url,
             self.http
@@ -185,7 +254,7 @@ impl CoordinatorClient {
             (errcode::SUCCESS, Some(task)) => Ok(Some(task)),
             (errcode::NO_TASK, _) => Ok(None),
             (errcode::SUCCESS, None) => Err(ClientError::Decode {
-                url: format!("{}/get_task", self.base),
+                url: format!("{}/get_task", self.current_url()),
                 reason: "errcode 0 without a task".into(),
             }),
             (code, _) => Err(ClientError::Refused {
@@ -218,16 +287,46 @@ impl CoordinatorClient {
         }
     }
 
-    /// An authenticated POST: logs in if needed; on 50001/50000 logs in again once and retries.
+    /// An authenticated POST, with failover: a reply with errcode INTERNAL (the replica's
+    /// storage failed) moves on to the next replica too, and is returned as is from the last.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         route: &'static str,
         body: &Req,
     ) -> Result<Envelope<Resp>, ClientError> {
+        // Calls made so far: all but the last of a round turn INTERNAL into an error, so that
+        // `failover` moves on; the last returns the envelope for the caller to classify.
+        let tries = AtomicUsize::new(0);
+        let n = self.bases.len();
+        self.failover(route, |i| {
+            let more = tries.fetch_add(1, Ordering::Relaxed) + 1 < n;
+            async move {
+                let reply = self.call_at(&self.bases[i], route, body).await?;
+                if reply.errcode == errcode::INTERNAL && more {
+                    return Err(ClientError::Refused {
+                        call: route,
+                        errcode: reply.errcode,
+                        errmsg: reply.errmsg,
+                    });
+                }
+                Ok(reply)
+            }
+        })
+        .await
+    }
+
+    /// One authenticated POST at one replica: logs in if needed; on 50001/50000 logs in again
+    /// once and retries.
+    async fn call_at<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        base: &str,
+        route: &'static str,
+        body: &Req,
+    ) -> Result<Envelope<Resp>, ClientError> {
         let mut relogged = false;
         loop {
-            let token = self.token().await?;
-            let url = format!("{}/{route}", self.base);
+            let token = self.token_at(base).await?;
+            let url = format!("{base}/{route}");
             let reply: Envelope<Resp> = decode(
                 &url,
                 self.http
@@ -249,17 +348,17 @@ impl CoordinatorClient {
         }
     }
 
-    async fn token(&self) -> Result<String, ClientError> {
+    async fn token_at(&self, base: &str) -> Result<String, ClientError> {
         if let Some(t) = self.token.lock().await.clone() {
             return Ok(t);
         }
-        self.login().await?;
+        self.login_at(base).await?;
         self.token
             .lock()
             .await
             .clone()
             .ok_or_else(|| ClientError::Decode {
-                url: format!("{}/login", self.base),
+                url: format!("{base}/login"),
                 reason: "login succeeded without a token".into(),
             })
     }

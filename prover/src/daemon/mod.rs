@@ -388,8 +388,11 @@ async fn supervise(
             prover_types: config.node.task_types.clone(),
             vks: vks.clone(),
         };
-        let client = CoordinatorClient::new(
-            &config.coordinator.base_url,
+        let urls: Vec<&str> = std::iter::once(config.coordinator.base_url.as_str())
+            .chain(config.coordinator.failover_urls.iter().map(String::as_str))
+            .collect();
+        let client = CoordinatorClient::with_failover(
+            &urls,
             Duration::from_secs(config.coordinator.request_timeout_sec),
             login,
         )?;

@@ -64,8 +64,29 @@ impl World {
         c
     }
 
+    /// Starts another replica of the coordinator (same configuration and database, a port of its
+    /// own): only with a PostgreSQL `database_url`.
+    #[allow(dead_code)]
+    pub async fn start_replica(&self) -> RunningCoordinator {
+        let mut config = self.coordinator_config.clone();
+        config.listen = "127.0.0.1:0".into();
+        Coordinator::start(config, self.core.clone())
+            .await
+            .expect("replica starts")
+    }
+
     /// Writes the config of node `name` (one worker) and returns its path.
     pub fn node_config(&self, name: &str, base_url: &str) -> PathBuf {
+        self.node_config_with_failover(name, base_url, &[])
+    }
+
+    /// The same, with `coordinator.failover_urls`.
+    pub fn node_config_with_failover(
+        &self,
+        name: &str,
+        base_url: &str,
+        failover_urls: &[String],
+    ) -> PathBuf {
         let node_dir = self.dir.path().join(name);
         std::fs::create_dir_all(&node_dir).expect("node dir");
         let config = serde_json::json!({
@@ -83,7 +104,7 @@ impl World {
                 "chunk_max_txs": CHUNK.max_txs, "batch_k": 20, "batch_num_chunks": 2
             },
             "coordinator": {
-                "base_url": base_url, "poll_interval_ms": 100, "poll_jitter_ms": 50,
+                "base_url": base_url, "failover_urls": failover_urls, "poll_interval_ms": 100, "poll_jitter_ms": 50,
                 "request_timeout_sec": 10, "retry_initial_ms": 100, "retry_max_ms": 1000,
                 "prover_version": null
             },
