@@ -151,9 +151,16 @@ async fn not_found() -> Response {
     err(errcode::INVALID_PARAMETER, "no such route")
 }
 
+/// How far past its limit a body is still read (and thrown away) before the refusal is sent:
+/// a client still writing when the server answers and closes sees a broken pipe instead of the
+/// reply, so a body a little too large is received whole and gets its clear 20001. Bodies larger
+/// than that are refused at once (the connection closes under the client).
+const OVERSIZE_DRAIN: usize = 256 * 1024;
+
 /// Reads and decodes a JSON body of at most `limit` bytes. Call it only once the caller is
-/// authenticated. A declared `Content-Length` over the limit is refused before anything is read;
-/// every failure (too large, unreadable, malformed, missing field) is 20001.
+/// authenticated. A declared `Content-Length` over the limit (by more than [`OVERSIZE_DRAIN`])
+/// is refused before anything is read; every failure (too large, unreadable, malformed, missing
+/// field) is 20001.
 async fn parse<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
@@ -170,10 +177,11 @@ async fn parse<T: DeserializeOwned>(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let read_cap = limit.saturating_add(OVERSIZE_DRAIN);
+    if declared.is_some_and(|n| n > read_cap as u64) {
         return Err(too_large());
     }
-    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, read_cap))
         .await
         .map_err(|_| {
             ApiError(
@@ -195,6 +203,9 @@ async fn parse<T: DeserializeOwned>(
             )
         }
     })?;
+    if bytes.len() > limit {
+        return Err(too_large());
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError(
             errcode::INVALID_PARAMETER,
