@@ -1,0 +1,409 @@
+//! A load test of a running coordinator over real HTTP with real signed logins: `get_task` and
+//! `submit_proof` latency (p50, p99) and throughput with a given history of finished tasks and
+//! a given number of provers polling, on redb or on PostgreSQL.
+//!
+//! ```text
+//! cargo run --release --workspace --example load -- \
+//!     --history 100000 --provers 1000 --seconds 20 [--postgres postgresql://…] [--replicas 2]
+//! ```
+//!
+//! - The history (verified chunk tasks, delivered by the provers' own keys, so every key is
+//!   proven) and a pool of pending tasks are written through the store's own transactions
+//!   before the coordinator starts.
+//! - Each prover logs in (challenge, secp256k1 signature, token) and then, until the time is up,
+//!   asks for a task and reports it failed (`submit_proof` with status 1: the submission path
+//!   without a proof verification, which is CPU time, not the coordinator's cost per request).
+//! - The provers share one HTTP client with a connection pool: the point is the coordinator's
+//!   cost per request, and 1,000 sockets would measure the kernel.
+//! - With `--postgres URL` (a server, as `scripts/pg-cluster url` prints it) the run creates a
+//!   fresh database there; redb in a temporary directory without.
+//! - With `--replicas N` (PostgreSQL only), N coordinators share the database and the provers
+//!   are spread over them. They run in this process, on the same cores as the provers: the
+//!   figures are the cost per request on one machine, not a cluster's capacity.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use coordinator::store::{AssignOutcome, Policy, ProverIdentity, Store};
+use coordinator::{scheduler, Coordinator, CoordinatorConfig};
+use k256::ecdsa::SigningKey;
+use prover_core::login::{public_key_hex, sign_login};
+use prover_core::rollup::RollupState;
+use prover_core::wire::{
+    errcode, Base64Bytes, ChunkConfig, CircuitSpec, Envelope, GetTaskRequest, LoginMessage,
+    ProofMeta, ProofPayload, SubmitProofRequest, Task, TokenReply, Transfer,
+};
+use prover_core::{CoreConfig, ProvingCore};
+
+const CONFIG: ChunkConfig = ChunkConfig {
+    k: 13,
+    tree_depth: 4,
+    max_txs: 2,
+};
+
+#[derive(Parser)]
+struct Args {
+    /// Verified tasks in the store before the run.
+    #[arg(long, default_value_t = 10_000)]
+    history: usize,
+    /// Provers polling at once.
+    #[arg(long, default_value_t = 100)]
+    provers: usize,
+    /// Length of the measured run.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Pause of each prover after each get_task/submit round (0: back to back, a closed loop
+    /// whose latency is mostly queueing; real nodes poll every few seconds).
+    #[arg(long, default_value_t = 0)]
+    pause_ms: u64,
+    /// Pending tasks at the start (default: enough for the run).
+    #[arg(long)]
+    pending: Option<usize>,
+    /// PostgreSQL server URL: the run makes a fresh database there. redb in a temp dir without.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Coordinator processes sharing the database (PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Directory for parameters and keys (dev parameters are made there when missing).
+    #[arg(long, default_value = "target/load-env")]
+    env_dir: std::path::PathBuf,
+}
+
+fn key(i: usize) -> SigningKey {
+    let mut secret = [7u8; 32];
+    secret[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+    SigningKey::from_slice(&secret).unwrap_or_else(|e| panic!("key {i}: {e}"))
+}
+
+fn fake_proof(task_id: &str) -> ProofPayload {
+    ProofPayload {
+        version: 1,
+        task_id: task_id.to_string(),
+        spec: CircuitSpec::Chunk { config: CONFIG },
+        vk_digest: "history".into(),
+        instances: vec![],
+        proof: Base64Bytes(vec![0; 32]),
+        meta: ProofMeta {
+            engine: "history".into(),
+            backend: "none".into(),
+            prove_ms: 1,
+            fallback: None,
+        },
+    }
+}
+
+/// Writes `history` verified tasks (by the provers' keys) and `pending` pending ones.
+fn seed(
+    store: &Store,
+    history: usize,
+    pending: usize,
+    keys: &[String],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let policy = Policy {
+        chunk_timeout_ms: 3_600_000,
+        batch_timeout_ms: 3_600_000,
+        session_attempts: 5,
+        max_invalid_proofs: 1_000_000,
+        prover_active_ms: 60_000,
+        batch: None,
+    };
+    let mut state = RollupState::genesis(CONFIG.tree_depth, 8, 1_000_000_000)?;
+    let total = history + pending;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < total {
+        let n = (total - done).min(2000);
+        let mut chunks = Vec::with_capacity(n);
+        for i in done..done + n {
+            let t = Transfer {
+                from: 0,
+                to: 1,
+                amount: 1,
+                nonce: i as u64,
+            };
+            chunks.push(state.apply_chunk(CONFIG, &[t])?);
+        }
+        let accounts: Vec<_> = state.accounts().map(|(i, a)| (*i, *a)).collect();
+        let finish = history.saturating_sub(done).min(n);
+        store.transaction(|tx| {
+            scheduler::enqueue_chunks(tx, &chunks, &accounts, None, 0)?
+                .map_err(|e| coordinator::CoordinatorError::store("seed", e))?;
+            for j in 0..finish {
+                let who = ProverIdentity {
+                    public_key: keys[(done + j) % keys.len()].clone(),
+                    prover_name: "history".into(),
+                    prover_types: vec![1],
+                };
+                let (outcome, _) = scheduler::assign(tx, &who, &[1], &policy, 1)?;
+                let AssignOutcome::Task { task, .. } = outcome else {
+                    return Err(coordinator::CoordinatorError::store(
+                        "seed",
+                        format!("no task: {outcome:?}"),
+                    ));
+                };
+                scheduler::record_verified(
+                    tx,
+                    &who.public_key,
+                    &task.uuid,
+                    &task.task_id,
+                    1,
+                    &fake_proof(&task.task_id),
+                    1,
+                    &policy,
+                    1,
+                )?
+                .map_err(|e| coordinator::CoordinatorError::store("seed", e))?;
+            }
+            Ok(())
+        })?;
+        done += n;
+        eprint!(
+            "\rseeded {done}/{total} tasks ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!();
+    Ok(())
+}
+
+struct Prover {
+    http: reqwest::Client,
+    base: String,
+    key: SigningKey,
+    name: String,
+    vk: String,
+    token: String,
+}
+
+impl Prover {
+    async fn post<T: serde::Serialize>(
+        &self,
+        path: &str,
+        bearer: &str,
+        body: &T,
+    ) -> Result<Envelope<serde_json::Value>, reqwest::Error> {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await?
+            .json()
+            .await
+    }
+
+    async fn login(&mut self) -> Result<(), String> {
+        let ch: Envelope<TokenReply> = self
+            .http
+            .get(format!("{}/coordinator/v1/challenge", self.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let challenge = ch.data.ok_or(ch.errmsg)?.token;
+        let req = sign_login(
+            &self.key,
+            LoginMessage {
+                challenge: challenge.clone(),
+                prover_version: "0.1.0".into(),
+                prover_name: self.name.clone(),
+                prover_provider_type: 1,
+                prover_types: vec![1],
+                vks: vec![self.vk.clone()],
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let env = self
+            .post("/coordinator/v1/login", &challenge, &req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let data = env.data.ok_or(env.errmsg)?;
+        let reply: TokenReply = serde_json::from_value(data).map_err(|e| e.to_string())?;
+        self.token = reply.token;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Samples {
+    get_task: Vec<f64>,
+    submit: Vec<f64>,
+    no_task: u64,
+    errors: u64,
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if args.replicas > 1 && args.postgres.is_none() {
+        return Err("--replicas needs --postgres (redb is one process's file)".into());
+    }
+    let params_dir = args.env_dir.join("params");
+    params::ensure_dev(&params_dir, CONFIG.k, false)?;
+    let core = Arc::new(ProvingCore::new(CoreConfig::new(
+        params_dir.clone(),
+        args.env_dir.join("keys"),
+    )));
+    let dir = tempfile::tempdir()?;
+    let mut config = CoordinatorConfig::local(
+        dir.path(),
+        params_dir,
+        args.env_dir.join("keys"),
+        CONFIG,
+        None,
+    );
+    config.database_url = match &args.postgres {
+        Some(server) => Some(coordinator::store::pg::create_database(server, "load")?),
+        None => None,
+    };
+    config.http.max_connections = 4096;
+    config.session_attempts = 1_000_000;
+    let keys: Vec<SigningKey> = (0..args.provers).map(key).collect();
+    let public: Vec<String> = keys.iter().map(public_key_hex).collect();
+    // Enough pending tasks that every request of the run finds one (a generous guess at the
+    // throughput), unless given.
+    let pending = args
+        .pending
+        .unwrap_or((args.seconds as usize * 2000).max(args.provers * 4));
+    {
+        let seed_config = config.clone();
+        let public = public.clone();
+        let (history, pending) = (args.history, pending);
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let store = Store::from_config(&seed_config).map_err(|e| e.to_string())?;
+            seed(&store, history, pending, &public).map_err(|e| e.to_string())
+        })
+        .await??;
+    }
+    let mut running = Vec::new();
+    for _ in 0..args.replicas {
+        running.push(Coordinator::start(config.clone(), core.clone()).await?);
+    }
+    let vk = running[0].accepted_vks().chunk;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()?;
+    let mut provers = Vec::new();
+    let login_started = Instant::now();
+    for (i, key) in keys.into_iter().enumerate() {
+        let mut p = Prover {
+            http: http.clone(),
+            base: running[i % running.len()].base_url(),
+            key,
+            name: format!("load-{i}"),
+            vk: vk.clone(),
+            token: String::new(),
+        };
+        p.login().await.map_err(|e| format!("login {i}: {e}"))?;
+        provers.push(p);
+    }
+    eprintln!(
+        "{} provers logged in ({:.1} s)",
+        provers.len(),
+        login_started.elapsed().as_secs_f64()
+    );
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let pause = Duration::from_millis(args.pause_ms);
+    let mut handles = Vec::new();
+    for (i, p) in provers.into_iter().enumerate() {
+        // Spread the first requests over one pause, as independent nodes would be.
+        let offset = pause.mul_f64(i as f64 / args.provers.max(1) as f64);
+        handles.push(tokio::spawn(async move {
+            let mut s = Samples::default();
+            let get = GetTaskRequest {
+                task_types: vec![1],
+                prover_height: None,
+            };
+            tokio::time::sleep(offset).await;
+            while Instant::now() < deadline {
+                if !pause.is_zero() && (s.get_task.len() as u64 + s.errors) > 0 {
+                    tokio::time::sleep(pause).await;
+                }
+                let t0 = Instant::now();
+                let env = match p.post("/coordinator/v1/get_task", &p.token, &get).await {
+                    Ok(e) => e,
+                    Err(_) => {
+                        s.errors += 1;
+                        continue;
+                    }
+                };
+                s.get_task.push(t0.elapsed().as_secs_f64() * 1e3);
+                if env.errcode == errcode::NO_TASK {
+                    s.no_task += 1;
+                    continue;
+                }
+                let Some(task) = env
+                    .data
+                    .and_then(|d| serde_json::from_value::<Task>(d).ok())
+                else {
+                    s.errors += 1;
+                    continue;
+                };
+                let req = SubmitProofRequest {
+                    uuid: task.uuid.clone(),
+                    task_id: task.task_id.clone(),
+                    task_type: task.task_type,
+                    status: 1,
+                    proof: String::new(),
+                    failure_type: 2,
+                    failure_msg: "load test".into(),
+                };
+                let t1 = Instant::now();
+                match p.post("/coordinator/v1/submit_proof", &p.token, &req).await {
+                    Ok(e) if e.errcode == 0 => s.submit.push(t1.elapsed().as_secs_f64() * 1e3),
+                    _ => s.errors += 1,
+                }
+            }
+            s
+        }));
+    }
+    let mut all = Samples::default();
+    for h in handles {
+        let s = h.await?;
+        all.get_task.extend(s.get_task);
+        all.submit.extend(s.submit);
+        all.no_task += s.no_task;
+        all.errors += s.errors;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let backend = if args.postgres.is_some() {
+        "postgres"
+    } else {
+        "redb"
+    };
+    println!(
+        "{backend}, {} replica(s), {} finished tasks, {} provers (pause {} ms), {:.1} s: get_task {} ({:.0}/s) p50 {:.2} ms p99 {:.2} ms; submit {} ({:.0}/s) p50 {:.2} ms p99 {:.2} ms; no task {}; errors {}",
+        args.replicas,
+        args.history,
+        args.provers,
+        args.pause_ms,
+        took,
+        all.get_task.len(),
+        all.get_task.len() as f64 / took,
+        pct(&mut all.get_task, 0.5),
+        pct(&mut all.get_task, 0.99),
+        all.submit.len(),
+        all.submit.len() as f64 / took,
+        pct(&mut all.submit, 0.5),
+        pct(&mut all.submit, 0.99),
+        all.no_task,
+        all.errors,
+    );
+    for c in running {
+        c.shutdown().await;
+    }
+    Ok(())
+}
