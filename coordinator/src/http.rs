@@ -428,7 +428,8 @@ async fn get_task(State(app): AppState, headers: HeaderMap, body: Body) -> Respo
     let r = blocking(move || a.store.assign(&who, &req.task_types, &a.policy, now_ms())).await;
     let (outcome, effects) = match r {
         Ok(v) => v,
-        Err(e) => return err(errcode::GET_TASK_FAILURE, format!("get_task failed: {e}")),
+        // The store failed (the database away, say): transient, as every storage error.
+        Err(e) => return internal(format!("get_task: {e}")),
     };
     if effects.timed_out > 0 {
         app.metrics.timeouts.inc_by(effects.timed_out);
