@@ -1,0 +1,147 @@
+//! The PostgreSQL server restarted under load: the coordinator answers "retry later" (errcode 500,
+//! HTTP 503) while the database is away, reconnects by itself, and loses nothing — every failure
+//! report it accepted is recorded once, every task is still there. Needs `COORDINATOR_TEST_POSTGRES`
+//! and `COORDINATOR_TEST_PG_DIR` (the `scripts/pg-cluster` directory of that server, which this
+//! test restarts; `scripts/test` sets both). Without them it says so and checks nothing.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{config, start, Client};
+use prover_core::wire::errcode;
+
+#[derive(Default, Debug)]
+struct Tally {
+    /// Reports answered 0.
+    accepted: u64,
+    /// Reports answered "already submitted" after an earlier try got no clear answer: the
+    /// earlier try was recorded.
+    already: u64,
+    /// Replies with errcode 500 (the database away), on either call.
+    internal: u64,
+    /// get_task calls answered (a task or "no task": both ran a transaction) after the restart
+    /// finished.
+    after_restart: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_restarted_under_load_loses_nothing() {
+    let (Ok(_), Ok(pg_dir)) = (
+        std::env::var("COORDINATOR_TEST_POSTGRES"),
+        std::env::var("COORDINATOR_TEST_PG_DIR"),
+    ) else {
+        eprintln!(
+            "no COORDINATOR_TEST_POSTGRES / COORDINATOR_TEST_PG_DIR: this test restarts a \
+             private cluster (scripts/test)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    assert!(cfg.database_url.is_some());
+    cfg.session_attempts = 1_000;
+    let c = start(cfg).await;
+    let ids = c.enqueue_random(600, 5).await.expect("enqueue");
+    let n_tasks = ids.len();
+    assert!(n_tasks >= 50, "{n_tasks} tasks");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let restarted = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for i in 0..4u8 {
+        let mut p = Client::new(&c, &format!("p{i}"), 10 + i);
+        p.login().await;
+        let (stop, restarted) = (stop.clone(), restarted.clone());
+        handles.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            while !stop.load(Ordering::SeqCst) {
+                let env = p.get_task_env(&[1]).await;
+                if env.errcode == errcode::INTERNAL {
+                    t.internal += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+                if restarted.load(Ordering::SeqCst) {
+                    t.after_restart += 1;
+                }
+                match env.errcode {
+                    errcode::SUCCESS => {}
+                    errcode::NO_TASK => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    other => panic!("get_task: {other} {}", env.errmsg),
+                }
+                let task = serde_json::from_value(env.data.expect("data")).expect("task");
+                // The same report until it has a definite answer.
+                let mut unclear = false;
+                loop {
+                    let r = p.report_failure(&task).await;
+                    match r.errcode {
+                        errcode::SUCCESS => {
+                            t.accepted += 1;
+                            break;
+                        }
+                        errcode::INTERNAL => {
+                            t.internal += 1;
+                            unclear = true;
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        errcode::PROOF_FAILURE if unclear => {
+                            t.already += 1;
+                            break;
+                        }
+                        other => panic!("report: {other} {}", r.errmsg),
+                    }
+                }
+            }
+            t
+        }));
+    }
+    // Load first, then the restart in the middle of it (the scenario's timing, not a
+    // synchronisation: the assertions hold whenever it falls).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-cluster");
+    let out = tokio::process::Command::new(script)
+        .args(["restart", &pg_dir])
+        .output()
+        .await
+        .expect("run scripts/pg-cluster restart");
+    assert!(
+        out.status.success(),
+        "restart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    restarted.store(true, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut all = Tally::default();
+    for h in handles {
+        let t = h.await.expect("prover task");
+        all.accepted += t.accepted;
+        all.already += t.already;
+        all.internal += t.internal;
+        all.after_restart += t.after_restart;
+    }
+    eprintln!("{all:?}");
+    assert!(
+        all.after_restart > 0,
+        "no get_task succeeded after the restart: {all:?}"
+    );
+    let report = c.status().await.expect("status after the restart");
+    assert_eq!(report.tasks.len(), n_tasks, "every task is still there");
+    // Keys that never delivered a proof have their reports counted apart (issue 14's rule).
+    let recorded: u64 = report
+        .tasks
+        .iter()
+        .map(|t| u64::from(t.failures) + u64::from(t.unproven_failures))
+        .sum();
+    assert_eq!(
+        recorded,
+        all.accepted + all.already,
+        "each report the coordinator accepted is recorded once: {all:?}"
+    );
+    c.shutdown().await;
+}
