@@ -104,8 +104,8 @@ impl CoordinatorClient {
     }
 
     /// Several base URLs of one coordinator's replicas (the first is used first); see the module
-    /// documentation for when a call moves to the next. An empty list is the default URL's
-    /// error at the first call, as an unreachable coordinator.
+    /// documentation for when a call moves to the next. An empty list means the default URL,
+    /// `http://127.0.0.1:8390` (the configuration always gives at least `base_url`).
     pub fn with_failover(
         base_urls: &[impl AsRef<str>],
         request_timeout: Duration,
@@ -141,8 +141,8 @@ impl CoordinatorClient {
     }
 
     /// Runs `call` (given an index into `bases`) against the current replica, then against the
-    /// next ones while it fails
-    /// transiently (at most once round the list). The last error is returned.
+    /// next ones while it fails transiently (at most once round the list). The last error is
+    /// returned.
     async fn failover<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, ClientError>
     where
         F: Fn(usize) -> Fut,
