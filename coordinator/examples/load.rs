@@ -21,6 +21,9 @@
 //!   are spread over them. They run in this process, on the same cores as the provers: the
 //!   figures are the cost per request on one machine, not a cluster's capacity.
 
+#[path = "../tests/common/login.rs"]
+mod login;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,11 +31,11 @@ use clap::Parser;
 use coordinator::store::{AssignOutcome, Policy, ProverIdentity, Store};
 use coordinator::{scheduler, Coordinator, CoordinatorConfig};
 use k256::ecdsa::SigningKey;
-use prover_core::login::{public_key_hex, sign_login};
+use prover_core::login::public_key_hex;
 use prover_core::rollup::RollupState;
 use prover_core::wire::{
-    errcode, Base64Bytes, ChunkConfig, CircuitSpec, Envelope, GetTaskRequest, LoginMessage,
-    ProofMeta, ProofPayload, SubmitProofRequest, Task, TokenReply, Transfer,
+    errcode, Base64Bytes, ChunkConfig, CircuitSpec, Envelope, GetTaskRequest, ProofMeta,
+    ProofPayload, SubmitProofRequest, Task, Transfer,
 };
 use prover_core::{CoreConfig, ProvingCore};
 
@@ -195,35 +198,8 @@ impl Prover {
     }
 
     async fn login(&mut self) -> Result<(), String> {
-        let ch: Envelope<TokenReply> = self
-            .http
-            .get(format!("{}/coordinator/v1/challenge", self.base))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let challenge = ch.data.ok_or(ch.errmsg)?.token;
-        let req = sign_login(
-            &self.key,
-            LoginMessage {
-                challenge: challenge.clone(),
-                prover_version: "0.1.0".into(),
-                prover_name: self.name.clone(),
-                prover_provider_type: 1,
-                prover_types: vec![1],
-                vks: vec![self.vk.clone()],
-            },
-        )
-        .map_err(|e| e.to_string())?;
-        let env = self
-            .post("/coordinator/v1/login", &challenge, &req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let data = env.data.ok_or(env.errmsg)?;
-        let reply: TokenReply = serde_json::from_value(data).map_err(|e| e.to_string())?;
-        self.token = reply.token;
+        self.token =
+            login::signed_login(&self.http, &self.base, &self.key, &self.name, &self.vk).await?;
         Ok(())
     }
 }

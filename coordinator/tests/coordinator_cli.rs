@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{config, start};
+use common::{config, spawn_serve, start};
 use coordinator::{StatusReport, TaskState};
 
 fn bin() -> Command {
@@ -125,38 +124,6 @@ async fn admin_subcommands_talk_to_a_running_coordinator() {
     c.shutdown().await;
 }
 
-/// `coordinator serve` with `cfg` written to a file; returns the child, its URL and its stdout.
-fn spawn_serve(
-    dir: &std::path::Path,
-    cfg: &coordinator::CoordinatorConfig,
-) -> (
-    std::process::Child,
-    String,
-    std::io::Lines<BufReader<std::process::ChildStdout>>,
-) {
-    let path = dir.join("coordinator.json");
-    std::fs::write(&path, serde_json::to_string_pretty(cfg).expect("json")).expect("write");
-    let mut child = bin()
-        .args(["serve", "--config", path.to_str().expect("utf8")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    // Any lines before the address are skipped (the key generation logs through tracing, on stderr).
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("serve printed its address before exiting")
-            .expect("read");
-        if let Some(url) = line.trim().strip_prefix("coordinator listening on ") {
-            break url.to_string();
-        }
-    };
-    (child, url, lines)
-}
-
 fn signal(child: &std::process::Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
@@ -206,7 +173,7 @@ fn serve_runs_from_a_config_file_and_stops_on_sigterm() {
     cfg.http.header_timeout_ms = 120_000;
     cfg.http.body_timeout_ms = 120_000;
     cfg.http.shutdown_grace_ms = 1_000;
-    let (mut child, url, _lines) = spawn_serve(dir.path(), &cfg);
+    let (mut child, url, _lines) = spawn_serve(dir.path(), "coordinator.json", &cfg);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let health: serde_json::Value = rt.block_on(async {
         reqwest::get(format!("{url}/health"))
@@ -235,7 +202,7 @@ fn a_second_signal_exits_at_once() {
     cfg.http.header_timeout_ms = 120_000;
     cfg.http.body_timeout_ms = 120_000;
     cfg.http.shutdown_grace_ms = 120_000;
-    let (mut child, url, mut lines) = spawn_serve(dir.path(), &cfg);
+    let (mut child, url, mut lines) = spawn_serve(dir.path(), "coordinator.json", &cfg);
     let _open = half_sent_request(&url, &cfg.admin_token);
     signal(&child, "TERM");
     // Wait until the first signal was handled, then send the second.

@@ -9,45 +9,23 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::{config, start};
 use coordinator::TaskState;
 use k256::ecdsa::SigningKey;
-use prover_core::login::sign_login;
-use prover_core::wire::{
-    errcode, Envelope, GetTaskRequest, LoginMessage, SubmitProofRequest, Task, TokenReply,
-};
+use prover_core::wire::{errcode, Envelope, GetTaskRequest, SubmitProofRequest, Task};
 use tokio::sync::mpsc;
 
-/// `coordinator serve` on `cfg` (written to `dir`); the child and its URL.
-fn spawn_serve(
+/// `coordinator serve` on `cfg`; the child and its URL. Its stdout is read to the end, so
+/// that it never writes into a closed pipe.
+fn spawn_replica(
     dir: &std::path::Path,
     name: &str,
     cfg: &coordinator::CoordinatorConfig,
 ) -> (Child, String) {
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(cfg).expect("json")).expect("write");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(["serve", "--config", path.to_str().expect("utf8")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn coordinator serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("serve printed its address before exiting")
-            .expect("read");
-        if let Some(url) = line.trim().strip_prefix("coordinator listening on ") {
-            break url.to_string();
-        }
-    };
-    // Keep reading, so that the child never writes into a closed pipe.
+    let (child, url, lines) = common::spawn_serve(dir, &format!("{name}.json"), cfg);
     std::thread::spawn(move || for _ in lines {});
     (child, url)
 }
@@ -75,41 +53,15 @@ type Attempt = Result<Envelope<serde_json::Value>, String>;
 
 impl Prover {
     async fn login(&mut self) -> Result<(), String> {
-        let base = &self.urls[self.cur];
-        let ch: Envelope<TokenReply> = self
-            .http
-            .get(format!("{base}/coordinator/v1/challenge"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let challenge = ch.data.ok_or(ch.errmsg)?.token;
-        let req = sign_login(
+        let token = common::login::signed_login(
+            &self.http,
+            &self.urls[self.cur],
             &self.key,
-            LoginMessage {
-                challenge: challenge.clone(),
-                prover_version: "0.1.0".into(),
-                prover_name: self.name.clone(),
-                prover_provider_type: 1,
-                prover_types: vec![1],
-                vks: vec![self.vk.clone()],
-            },
+            &self.name,
+            &self.vk,
         )
-        .map_err(|e| e.to_string())?;
-        let env: Envelope<TokenReply> = self
-            .http
-            .post(format!("{base}/coordinator/v1/login"))
-            .bearer_auth(&challenge)
-            .json(&req)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        self.token = Some(env.data.ok_or(env.errmsg)?.token);
+        .await?;
+        self.token = Some(token);
         Ok(())
     }
 
@@ -183,8 +135,8 @@ async fn replicas_killed_mid_verification_and_mid_assignment_lose_nothing() {
     let a = start(cfg.clone()).await;
     let mut process_cfg = cfg.clone();
     process_cfg.listen = "127.0.0.1:0".into();
-    let (mut b, b_url) = spawn_serve(dir.path(), "b", &process_cfg);
-    let (mut c, c_url) = spawn_serve(dir.path(), "c", &process_cfg);
+    let (mut b, b_url) = spawn_replica(dir.path(), "b", &process_cfg);
+    let (mut c, c_url) = spawn_replica(dir.path(), "c", &process_cfg);
     let ids = a.enqueue_random(12, 31).await.expect("enqueue");
     let n = ids.len();
     assert_eq!(n, 6);

@@ -3,6 +3,9 @@
 //! logs in like a prover.
 #![allow(dead_code)]
 
+pub mod login;
+
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -65,6 +68,40 @@ pub fn fresh_database() -> Option<String> {
         coordinator::store::pg::create_database(&server, "t")
             .expect("create a test database (COORDINATOR_TEST_POSTGRES)"),
     )
+}
+
+/// `coordinator serve` with `cfg` written to `dir/file`; returns the child, its URL and the rest
+/// of its stdout.
+pub fn spawn_serve(
+    dir: &Path,
+    file: &str,
+    cfg: &CoordinatorConfig,
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let path = dir.join(file);
+    std::fs::write(&path, serde_json::to_string_pretty(cfg).expect("json")).expect("write");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .args(["serve", "--config", path.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn coordinator serve");
+    let stdout = child.stdout.take().expect("stdout");
+    // Any lines before the address are skipped (the key generation logs through tracing, on stderr).
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its address before exiting")
+            .expect("read");
+        if let Some(url) = line.trim().strip_prefix("coordinator listening on ") {
+            break url.to_string();
+        }
+    };
+    (child, url, lines)
 }
 
 pub async fn start(config: CoordinatorConfig) -> RunningCoordinator {
