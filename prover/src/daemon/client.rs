@@ -140,19 +140,19 @@ impl CoordinatorClient {
         &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
     }
 
-    /// Runs `call` (given an index into `bases`) against the current replica, then against the
-    /// next ones while it fails transiently (at most once round the list). The last error is
-    /// returned.
+    /// Runs `call` against the current replica, then against the next ones while it fails
+    /// transiently (at most once round the list). `call` gets the index into `bases` and whether
+    /// this is the last try. The last error is returned.
     async fn failover<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, ClientError>
     where
-        F: Fn(usize) -> Fut,
+        F: Fn(usize, bool) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
         let n = self.bases.len();
         let mut tries = 0;
         loop {
             let i = self.current.load(Ordering::Relaxed) % n;
-            match call(i).await {
+            match call(i, tries + 1 >= n).await {
                 Err(e) if e.is_transient() && tries + 1 < n => {
                     let next = (i + 1) % n;
                     tracing::warn!(call = what, error = %e, next = %self.bases[next], "coordinator replica failed; trying the next one");
@@ -177,7 +177,7 @@ impl CoordinatorClient {
 
     /// Challenge, then a signed login (both at one replica); keeps the login token.
     pub async fn login(&self) -> Result<(), ClientError> {
-        self.failover("login", |i| self.login_at(&self.bases[i]))
+        self.failover("login", |i, _| self.login_at(&self.bases[i]))
             .await
     }
 
@@ -294,23 +294,18 @@ impl CoordinatorClient {
         route: &'static str,
         body: &Req,
     ) -> Result<Envelope<Resp>, ClientError> {
-        // Calls made so far: all but the last of a round turn INTERNAL into an error, so that
-        // `failover` moves on; the last returns the envelope for the caller to classify.
-        let tries = AtomicUsize::new(0);
-        let n = self.bases.len();
-        self.failover(route, |i| {
-            let more = tries.fetch_add(1, Ordering::Relaxed) + 1 < n;
-            async move {
-                let reply = self.call_at(&self.bases[i], route, body).await?;
-                if reply.errcode == errcode::INTERNAL && more {
-                    return Err(ClientError::Refused {
-                        call: route,
-                        errcode: reply.errcode,
-                        errmsg: reply.errmsg,
-                    });
-                }
-                Ok(reply)
+        // All tries but the last turn INTERNAL into an error, so that `failover` moves on; the
+        // last returns the envelope for the caller to classify.
+        self.failover(route, |i, last| async move {
+            let reply = self.call_at(&self.bases[i], route, body).await?;
+            if reply.errcode == errcode::INTERNAL && !last {
+                return Err(ClientError::Refused {
+                    call: route,
+                    errcode: reply.errcode,
+                    errmsg: reply.errmsg,
+                });
             }
+            Ok(reply)
         })
         .await
     }
