@@ -151,15 +151,16 @@ async fn not_found() -> Response {
     err(errcode::INVALID_PARAMETER, "no such route")
 }
 
-/// How far past its limit a body is still read (and thrown away) before the refusal is sent:
-/// a client still writing when the server answers and closes sees a broken pipe instead of the
-/// reply, so a body a little too large is received whole and gets its clear 20001. Bodies larger
-/// than that are refused at once (the connection closes under the client).
+/// How far past its limit a body is still read (and thrown away) before the refusal is sent, at
+/// most: a client still writing when the server answers and closes sees a broken pipe instead of
+/// the reply, so a body a little too large is received whole and gets its clear 20001. The slack
+/// is the limit itself up to this (a 64 KiB route reads at most 128 KiB); larger bodies are
+/// refused at once (the connection closes under the client).
 const OVERSIZE_DRAIN: usize = 256 * 1024;
 
 /// Reads and decodes a JSON body of at most `limit` bytes. Call it only once the caller is
-/// authenticated. A declared `Content-Length` over the limit (by more than [`OVERSIZE_DRAIN`])
-/// is refused before anything is read; every failure (too large, unreadable, malformed, missing
+/// authenticated. A declared `Content-Length` over the limit by more than the slack (see
+/// [`OVERSIZE_DRAIN`]) is refused before anything is read; every failure (too large, unreadable, malformed, missing
 /// field) is 20001.
 async fn parse<T: DeserializeOwned>(
     headers: &HeaderMap,
@@ -177,7 +178,7 @@ async fn parse<T: DeserializeOwned>(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let read_cap = limit.saturating_add(OVERSIZE_DRAIN);
+    let read_cap = limit.saturating_add(limit.min(OVERSIZE_DRAIN));
     if declared.is_some_and(|n| n > read_cap as u64) {
         return Err(too_large());
     }
