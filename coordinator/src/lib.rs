@@ -111,20 +111,26 @@ pub(crate) struct Chain {
 impl Chain {
     /// From the store; the genesis state (written to it) when the store has no accounts.
     fn load(store: &store::Store, config: &CoordinatorConfig) -> Result<Self, CoordinatorError> {
-        // The sequence number first: an enqueue committed between the two reads leaves the
-        // accounts newer than the number, and the next enqueue is refused as stale, never
-        // built on a mismatched pair.
-        let next_seq = store.chunk_seq()?;
-        let saved = store.load_accounts()?;
-        let depth = config.chunk.tree_depth;
-        let state = if saved.is_empty() {
-            let state =
-                RollupState::genesis(depth, config.genesis.accounts, config.genesis.balance)
-                    .map_err(|e| CoordinatorError::Config(format!("genesis: {e}")))?;
-            let accounts: Vec<(u64, Account)> = state.accounts().map(|(i, a)| (*i, *a)).collect();
-            store.save_accounts(&accounts)?;
-            state
-        } else {
+        // Twice at most: an empty store gets the genesis accounts unless another replica's
+        // first enqueue came first; then its accounts are read back.
+        for _ in 0..2 {
+            // The sequence number first: an enqueue committed between the two reads leaves the
+            // accounts newer than the number, and the next enqueue is refused as stale, never
+            // built on a mismatched pair.
+            let next_seq = store.chunk_seq()?;
+            let saved = store.load_accounts()?;
+            let depth = config.chunk.tree_depth;
+            if saved.is_empty() {
+                let state =
+                    RollupState::genesis(depth, config.genesis.accounts, config.genesis.balance)
+                        .map_err(|e| CoordinatorError::Config(format!("genesis: {e}")))?;
+                let accounts: Vec<(u64, Account)> =
+                    state.accounts().map(|(i, a)| (*i, *a)).collect();
+                if store.save_genesis(&accounts)? {
+                    return Ok(Self { state, next_seq: 0 });
+                }
+                continue;
+            }
             let mut state = RollupState::new(depth)
                 .map_err(|e| CoordinatorError::Config(format!("account state: {e}")))?;
             for (i, a) in saved {
@@ -132,9 +138,12 @@ impl Chain {
                     .insert(i, a)
                     .map_err(|e| CoordinatorError::Config(format!("stored account {i}: {e}")))?;
             }
-            state
-        };
-        Ok(Self { state, next_seq })
+            return Ok(Self { state, next_seq });
+        }
+        Err(CoordinatorError::store(
+            "load the account state",
+            "the chain has chunks but the store has no accounts",
+        ))
     }
 }
 

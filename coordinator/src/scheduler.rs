@@ -108,6 +108,18 @@ pub fn enqueue_chunks(
     Ok(Ok(ids))
 }
 
+/// Writes the genesis accounts, only while no chunk was ever enqueued (the chain counter, read
+/// and locked here, is the one every enqueue bumps): a replica starting on an empty store
+/// never overwrites the accounts another replica's first enqueue wrote. Returns whether it
+/// wrote them.
+pub fn save_genesis(tx: &mut dyn Txn, accounts: &[(u64, Account)]) -> R<bool> {
+    if tx.counter(NEXT_CHUNK_SEQ)? != 0 {
+        return Ok(false);
+    }
+    tx.save_accounts(accounts)?;
+    Ok(true)
+}
+
 /// The number of chunks ever enqueued (the next chunk's sequence number).
 pub fn chunk_seq(tx: &mut dyn Txn) -> R<u64> {
     tx.counter(NEXT_CHUNK_SEQ)

@@ -404,9 +404,9 @@ impl Store {
         self.backend.load_accounts()
     }
 
-    /// Writes accounts (genesis, or those changed by an enqueue) without tasks.
-    pub fn save_accounts(&self, accounts: &[(u64, Account)]) -> R<()> {
-        self.transaction(|tx| tx.save_accounts(accounts))
+    /// See [`scheduler::save_genesis`]. One transaction.
+    pub fn save_genesis(&self, accounts: &[(u64, Account)]) -> R<bool> {
+        self.transaction(|tx| scheduler::save_genesis(tx, accounts))
     }
 
     /// Adds chunk tasks (in chain order) and the account state they lead to, in one transaction.
