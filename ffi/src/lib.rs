@@ -119,6 +119,7 @@ fn core_status(e: &CoreError) -> ProverStatus {
         CoreError::Params(_) | CoreError::Keys(_) | CoreError::Backend(_) => ProverStatus::Setup,
         CoreError::Engine(_) => ProverStatus::ProveFailed,
         CoreError::UnknownCircuit { .. } => ProverStatus::UnknownCircuit,
+        CoreError::Evm(_) => ProverStatus::Internal,
     }
 }
 

@@ -22,7 +22,7 @@ use snark_verifier_sdk::{Snark, BITS, LIMBS, SHPLONK};
 
 use crate::circuits::{batch, chunk};
 use crate::compute::{Compute, SelectError};
-use crate::engine::{self, EngineError, EngineKind};
+use crate::engine::{self, EngineError, EngineKind, Transcript};
 use crate::keys::{CircuitKeys, Generated, KeyError, KeyStore};
 use crate::rollup::{check_chunk, check_shape, ChunkError};
 use crate::wire::{
@@ -79,6 +79,8 @@ pub enum CoreError {
     BadAccumulator,
     #[error("proof rejected: the KZG accumulator pairing check of the batch failed")]
     AccumulatorPairing,
+    #[error("{0}")]
+    Evm(String),
 }
 
 impl CoreError {
@@ -218,12 +220,13 @@ impl ProvingCore {
         circuit: C,
         instances: &[Fr],
         rng: impl RngCore + Clone,
+        transcript: Transcript,
     ) -> Result<Proved, CoreError> {
         let srs = self.srs(k)?;
         let pk = &keys.pk;
         match self.config.engine {
             EngineKind::Reference => Ok(Proved {
-                proof: engine::prove(&srs, pk, circuit, instances, rng)?,
+                proof: engine::prove_with(&srs, pk, circuit, instances, rng, transcript)?,
                 engine: EngineKind::Reference,
                 backend: "cpu".into(),
                 fallback: None,
@@ -241,6 +244,7 @@ impl ProvingCore {
                     &circuit,
                     instances,
                     rng.clone(),
+                    transcript,
                 );
                 match attempt {
                     Err(EngineError::Native(e))
@@ -256,8 +260,9 @@ impl ProvingCore {
                             "device fault during a proof; proving it again on the CPU backend"
                         );
                         let cpu = gpu::CpuBackend::new();
-                        let proof =
-                            self.prove_native_on(&cpu, k, &srs, keys, &circuit, instances, rng)?;
+                        let proof = self.prove_native_on(
+                            &cpu, k, &srs, keys, &circuit, instances, rng, transcript,
+                        )?;
                         Ok(Proved {
                             proof,
                             engine: EngineKind::Native,
@@ -282,6 +287,7 @@ impl ProvingCore {
     }
 
     /// One native proof on `backend`, with that backend's key cache.
+    #[allow(clippy::too_many_arguments)]
     fn prove_native_on<C: Circuit<Fr>>(
         &self,
         backend: &dyn gpu::ComputeBackend,
@@ -291,6 +297,7 @@ impl ProvingCore {
         circuit: &C,
         instances: &[Fr],
         rng: impl RngCore,
+        transcript: Transcript,
     ) -> Result<Vec<u8>, EngineError> {
         let bases = self.compute.bases(k, srs);
         let coset_file = self.keys.coset_path(&keys.meta.spec, srs);
@@ -300,7 +307,7 @@ impl ProvingCore {
             &keys.pk,
             Some((&coset_file, &keys.meta.pk_sha256)),
         )?;
-        engine::prove_native(
+        engine::prove_native_with(
             backend,
             srs,
             &bases,
@@ -309,6 +316,7 @@ impl ProvingCore {
             circuit,
             instances,
             rng,
+            transcript,
         )
     }
 
@@ -472,7 +480,15 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proved = self.prove_circuit(backend, data.config.k, &keys, builder, &instances, rng)?;
+        let proved = self.prove_circuit(
+            backend,
+            data.config.k,
+            &keys,
+            builder,
+            &instances,
+            rng,
+            Transcript::Poseidon,
+        )?;
         Ok(payload(
             task_id,
             CircuitSpec::Chunk {
@@ -550,7 +566,15 @@ impl ProvingCore {
         let config = data.config;
         let started = Instant::now();
         let (keys, circuit, instances) = self.batch_circuit(data)?;
-        let proved = self.prove_circuit(backend, config.k, &keys, circuit, &instances, rng)?;
+        let proved = self.prove_circuit(
+            backend,
+            config.k,
+            &keys,
+            circuit,
+            &instances,
+            rng,
+            Transcript::Poseidon,
+        )?;
         Ok(payload(
             task_id,
             CircuitSpec::Batch { config },
@@ -638,6 +662,54 @@ impl ProvingCore {
             spec: proof.spec.clone(),
             statement,
         })
+    }
+
+    /// A chunk proof with the Keccak transcript, as a Solidity verifier of the chunk circuit
+    /// ([`Self::evm_verifier`]) reads it: its public inputs and its proof bytes. The chunk is
+    /// checked natively first. For settling a small circuit on L1 (the settlement tests).
+    pub fn prove_chunk_evm(
+        &self,
+        data: &ChunkTaskData,
+        rng: impl RngCore + Clone,
+    ) -> Result<(Vec<Fr>, Vec<u8>), CoreError> {
+        check_chunk(data)?;
+        let keys = self.chunk_keys(data.config)?;
+        let mut builder = BaseCircuitBuilder::prover(
+            keys.meta.circuit_params.clone(),
+            keys.meta.break_points.clone(),
+        );
+        chunk::synthesize(&mut builder, data);
+        let instances: Vec<Fr> = builder.assigned_instances[0]
+            .iter()
+            .map(|v| *v.value())
+            .collect();
+        let proved = self.prove_circuit(
+            None,
+            data.config.k,
+            &keys,
+            builder,
+            &instances,
+            rng,
+            Transcript::Keccak,
+        )?;
+        Ok((instances, proved.proof))
+    }
+
+    /// Solidity source of the L1 verifier of `spec`'s circuit for proofs made with the Keccak
+    /// transcript (for a batch, the verifier also decides the accumulator in its public inputs).
+    /// Uses the cached keys of `spec`, generated if allowed as for [`Self::keys_for`].
+    pub fn evm_verifier(&self, spec: &CircuitSpec) -> Result<String, CoreError> {
+        let keys = self.keys_for(spec)?;
+        let srs = self.srs(spec.k())?;
+        let (num_instances, accumulator) = match spec {
+            CircuitSpec::Chunk { .. } => (chunk::NUM_INSTANCES, None),
+            CircuitSpec::Batch { .. } => (
+                batch::NUM_INSTANCES,
+                Some((0..batch::ACCUMULATOR_LIMBS).map(|i| (0, i)).collect()),
+            ),
+        };
+        crate::evm::verifier_solidity(&srs, keys.vk(), num_instances, accumulator)
+            .map_err(|e| CoreError::Evm(e.to_string()))
     }
 
     /// The verifying-key digest for a circuit (what a prover lists in its login `vks`).

@@ -8,10 +8,13 @@ use halo2_proofs::poly::commitment::ParamsProver;
 use halo2_proofs::poly::kzg::commitment::KZGCommitmentScheme;
 use halo2_proofs::poly::kzg::multiopen::{ProverSHPLONK, VerifierSHPLONK};
 use halo2_proofs::poly::kzg::strategy::SingleStrategy;
-use halo2_proofs::transcript::TranscriptWriterBuffer;
+use halo2_proofs::transcript::{
+    EncodedChallenge, TranscriptRead, TranscriptReadBuffer, TranscriptWriterBuffer,
+};
 use halo2curves::bn256::{Bn256, Fr, G1Affine};
 use rand_core::RngCore;
 use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
+use snark_verifier_sdk::snark_verifier::system::halo2::transcript::evm::EvmTranscript;
 use snark_verifier_sdk::NativeLoader;
 
 /// Which prover implementation proves (and which produced a proof). In configuration files:
@@ -71,7 +74,23 @@ pub enum EngineError {
     Native(#[from] crate::native::NativeError),
 }
 
-/// Creates a proof of `circuit` with public inputs `instances` (one instance column).
+/// The Fiat–Shamir transcript of a proof. Proofs that are aggregated (chunks into a batch) use
+/// Poseidon, which snark-verifier reads cheaply in-circuit; a proof checked by a Solidity verifier
+/// on L1 uses Keccak (the EVM's native hash, as snark-verifier's generated verifier reads it).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transcript {
+    #[default]
+    Poseidon,
+    Keccak,
+}
+
+type EvmWriter = EvmTranscript<G1Affine, NativeLoader, Vec<u8>, Vec<u8>>;
+
+/// Creates a proof of `circuit` with public inputs `instances` (one instance column), with the
+/// Poseidon transcript.
 pub fn prove<C: Circuit<Fr>>(
     params: &params::Srs,
     pk: &ProvingKey<G1Affine>,
@@ -79,17 +98,47 @@ pub fn prove<C: Circuit<Fr>>(
     instances: &[Fr],
     rng: impl RngCore,
 ) -> Result<Vec<u8>, EngineError> {
-    let mut transcript = PoseidonTranscript::<NativeLoader, Vec<u8>>::init(Vec::new());
-    create_proof::<KZGCommitmentScheme<Bn256>, ProverSHPLONK<'_, Bn256>, _, _, _, _>(
-        params,
-        pk,
-        &[circuit],
-        &[&[instances]],
-        rng,
-        &mut transcript,
-    )
-    .map_err(EngineError::Prove)?;
-    Ok(transcript.finalize())
+    prove_with(params, pk, circuit, instances, rng, Transcript::Poseidon)
+}
+
+/// [`prove`] with the given transcript.
+pub fn prove_with<C: Circuit<Fr>>(
+    params: &params::Srs,
+    pk: &ProvingKey<G1Affine>,
+    circuit: C,
+    instances: &[Fr],
+    rng: impl RngCore,
+    transcript: Transcript,
+) -> Result<Vec<u8>, EngineError> {
+    fn run<
+        C: Circuit<Fr>,
+        E: EncodedChallenge<G1Affine>,
+        T: TranscriptWriterBuffer<Vec<u8>, G1Affine, E>,
+    >(
+        params: &params::Srs,
+        pk: &ProvingKey<G1Affine>,
+        circuit: C,
+        instances: &[Fr],
+        rng: impl RngCore,
+    ) -> Result<Vec<u8>, EngineError> {
+        let mut transcript = T::init(Vec::new());
+        create_proof::<KZGCommitmentScheme<Bn256>, ProverSHPLONK<'_, Bn256>, _, _, _, _>(
+            params,
+            pk,
+            &[circuit],
+            &[&[instances]],
+            rng,
+            &mut transcript,
+        )
+        .map_err(EngineError::Prove)?;
+        Ok(transcript.finalize())
+    }
+    match transcript {
+        Transcript::Poseidon => run::<_, _, PoseidonTranscript<NativeLoader, Vec<u8>>>(
+            params, pk, circuit, instances, rng,
+        ),
+        Transcript::Keccak => run::<_, _, EvmWriter>(params, pk, circuit, instances, rng),
+    }
 }
 
 /// Creates the same kind of proof as [`prove`] (SHPLONK, Poseidon transcript) with the native
@@ -105,26 +154,71 @@ pub fn prove_native<C: Circuit<Fr>>(
     cache: Option<&crate::native::KeyCache>,
     circuit: &C,
     instances: &[Fr],
-    mut rng: impl RngCore,
+    rng: impl RngCore,
 ) -> Result<Vec<u8>, EngineError> {
-    let mut transcript = PoseidonTranscript::<NativeLoader, Vec<u8>>::init(Vec::new());
-    crate::native::create_proof(
+    prove_native_with(
         backend,
         params,
         bases,
         pk,
         cache,
         circuit,
-        &[instances],
-        &mut rng,
-        &mut transcript,
-    )?;
-    let proof = transcript.finalize();
+        instances,
+        rng,
+        Transcript::Poseidon,
+    )
+}
+
+/// [`prove_native`] with the given transcript.
+#[allow(clippy::too_many_arguments)]
+pub fn prove_native_with<C: Circuit<Fr>>(
+    backend: &dyn gpu::ComputeBackend,
+    params: &params::Srs,
+    bases: &gpu::Bases,
+    pk: &ProvingKey<G1Affine>,
+    cache: Option<&crate::native::KeyCache>,
+    circuit: &C,
+    instances: &[Fr],
+    mut rng: impl RngCore,
+    transcript: Transcript,
+) -> Result<Vec<u8>, EngineError> {
+    let proof = match transcript {
+        Transcript::Poseidon => {
+            let mut t = PoseidonTranscript::<NativeLoader, Vec<u8>>::init(Vec::new());
+            crate::native::create_proof(
+                backend,
+                params,
+                bases,
+                pk,
+                cache,
+                circuit,
+                &[instances],
+                &mut rng,
+                &mut t,
+            )?;
+            t.finalize()
+        }
+        Transcript::Keccak => {
+            let mut t = <EvmWriter as TranscriptWriterBuffer<_, G1Affine, _>>::init(Vec::new());
+            crate::native::create_proof(
+                backend,
+                params,
+                bases,
+                pk,
+                cache,
+                circuit,
+                &[instances],
+                &mut rng,
+                &mut t,
+            )?;
+            TranscriptWriterBuffer::<_, G1Affine, _>::finalize(t)
+        }
+    };
     // The proof is checked before it leaves: a wrong value from any step (a device that computed
     // wrongly, a bug) fails here, at the cost of one verification (6-7 ms for a k=13 chunk on
     // the 2-core VM), instead of at the coordinator.
     let started = std::time::Instant::now();
-    verify(params, pk.get_vk(), instances, &proof)
+    verify_with(params, pk.get_vk(), instances, &proof, transcript)
         .map_err(|e| crate::native::NativeError::NotVerified(crate::report::error_line(&e)))?;
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
@@ -133,29 +227,64 @@ pub fn prove_native<C: Circuit<Fr>>(
     Ok(proof)
 }
 
-/// Verifies `proof` against `vk` and `instances`, including the final pairing check. The proof must
-/// be read to its last byte: trailing bytes would make one proof have many encodings.
+/// Verifies `proof` (Poseidon transcript) against `vk` and `instances`, including the final
+/// pairing check. The proof must be read to its last byte: trailing bytes would make one proof
+/// have many encodings.
 pub fn verify(
     params: &params::Srs,
     vk: &VerifyingKey<G1Affine>,
     instances: &[Fr],
     proof: &[u8],
 ) -> Result<(), EngineError> {
+    verify_with(params, vk, instances, proof, Transcript::Poseidon)
+}
+
+/// [`verify`] for a proof made with the given transcript.
+pub fn verify_with(
+    params: &params::Srs,
+    vk: &VerifyingKey<G1Affine>,
+    instances: &[Fr],
+    proof: &[u8],
+    transcript: Transcript,
+) -> Result<(), EngineError> {
+    fn run<E: EncodedChallenge<G1Affine>, T: TranscriptRead<G1Affine, E>>(
+        params: &params::Srs,
+        vk: &VerifyingKey<G1Affine>,
+        instances: &[Fr],
+        mut transcript: T,
+    ) -> Result<(), EngineError> {
+        let strategy = SingleStrategy::new(params.verifier_params());
+        verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
+            params.verifier_params(),
+            vk,
+            strategy,
+            &[&[instances]],
+            &mut transcript,
+        )
+        .map_err(|e| EngineError::Rejected(format!("{e:?}")))
+    }
     let mut reader = Cursor::new(proof);
-    let mut transcript = PoseidonTranscript::<NativeLoader, &mut Cursor<&[u8]>>::from_spec(
-        &mut reader,
-        POSEIDON_SPEC.clone(),
-    );
-    let strategy = SingleStrategy::new(params.verifier_params());
-    verify_proof::<KZGCommitmentScheme<Bn256>, VerifierSHPLONK<'_, Bn256>, _, _, _>(
-        params.verifier_params(),
-        vk,
-        strategy,
-        &[&[instances]],
-        &mut transcript,
-    )
-    .map_err(|e| EngineError::Rejected(format!("{e:?}")))?;
-    drop(transcript);
+    match transcript {
+        Transcript::Poseidon => run(
+            params,
+            vk,
+            instances,
+            PoseidonTranscript::<NativeLoader, &mut Cursor<&[u8]>>::from_spec(
+                &mut reader,
+                POSEIDON_SPEC.clone(),
+            ),
+        )?,
+        Transcript::Keccak => run(
+            params,
+            vk,
+            instances,
+            <EvmTranscript<G1Affine, NativeLoader, &mut Cursor<&[u8]>, Vec<u8>> as TranscriptReadBuffer<
+                _,
+                G1Affine,
+                _,
+            >>::init(&mut reader),
+        )?,
+    }
     let read = reader.position();
     if read != proof.len() as u64 {
         return Err(EngineError::Rejected(format!(

@@ -11,6 +11,7 @@ pub mod circuits;
 pub mod compute;
 pub mod core;
 pub mod engine;
+pub mod evm;
 pub mod keys;
 pub mod login;
 pub mod native;
