@@ -97,6 +97,9 @@ pub struct CoordinatorConfig {
     /// Timeouts, connection cap and shutdown grace of the HTTP server.
     #[serde(default)]
     pub http: crate::serve::HttpLimits,
+    /// L1 settlement of verified items on the rollup contract (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<crate::settle::SettlementConfig>,
 }
 
 fn default_chunk_timeout() -> u64 {
@@ -157,6 +160,7 @@ impl CoordinatorConfig {
             genesis: GenesisConfig::default(),
             admin_token: random_secret(),
             http: crate::serve::HttpLimits::default(),
+            settlement: None,
         }
     }
 
@@ -226,6 +230,9 @@ impl CoordinatorConfig {
             return bad("timeouts must be at least 1 second".into());
         }
         if let Err(e) = self.http.validate() {
+            return bad(e);
+        }
+        if let Some(Err(e)) = self.settlement.as_ref().map(|s| s.validate()) {
             return bad(e);
         }
         if self.genesis.accounts == 0 || (self.genesis.accounts - 1) >> self.chunk.tree_depth != 0 {

@@ -686,7 +686,7 @@ async fn health(State(app): AppState) -> Response {
 
 async fn metrics(State(app): AppState) -> Response {
     let a = app.clone();
-    let status = match blocking(move || a.store.summary()).await {
+    let status = match blocking(move || a.report(false)).await {
         Ok(s) => s,
         Err(e) => return internal(e),
     };
@@ -782,7 +782,7 @@ async fn admin_status(State(app): AppState, headers: HeaderMap) -> Response {
         return r.into_response();
     }
     let a = app.clone();
-    match blocking(move || a.store.status()).await {
+    match blocking(move || a.report(true)).await {
         Ok(s) => ok(s),
         Err(e) => internal(e),
     }

@@ -11,9 +11,11 @@ pub mod auth;
 pub mod config;
 mod error;
 mod http;
+pub mod l1;
 pub mod metrics;
 pub mod scheduler;
 pub mod serve;
+pub mod settle;
 pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
@@ -89,7 +91,7 @@ pub(crate) struct App {
     pub config: CoordinatorConfig,
     pub policy: Policy,
     pub core: Arc<ProvingCore>,
-    pub store: store::Store,
+    pub store: Arc<store::Store>,
     pub tokens: auth::Tokens,
     pub vks: AcceptedVks,
     pub metrics: metrics::Metrics,
@@ -157,6 +159,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 impl App {
+    /// `status` (every task) or the summary (`/metrics`: counts only), with the L1 view when
+    /// settlement is configured.
+    fn report(&self, full: bool) -> Result<StatusReport, CoordinatorError> {
+        let mut report = if full {
+            self.store.status()?
+        } else {
+            self.store.summary()?
+        };
+        if self.config.settlement.is_some() {
+            report.l1 = Some(settle::summary(&self.store)?);
+        }
+        Ok(report)
+    }
+
     fn enqueue(&self, transfers: Vec<Transfer>) -> Result<Vec<String>, CoordinatorError> {
         if transfers.is_empty() {
             return Err(CoordinatorError::InvalidTransfers("no transfers".into()));
@@ -260,6 +276,21 @@ impl App {
     }
 }
 
+/// The state root the configured genesis accounts give (where the rollup contract starts).
+pub fn genesis_root(
+    config: &CoordinatorConfig,
+) -> Result<alloy::primitives::B256, CoordinatorError> {
+    let state = RollupState::genesis(
+        config.chunk.tree_depth,
+        config.genesis.accounts,
+        config.genesis.balance,
+    )
+    .map_err(|e| CoordinatorError::Config(format!("genesis: {e}")))?;
+    Ok(alloy::primitives::B256::from(prover_core::evm::fr_be(
+        &state.root(),
+    )))
+}
+
 /// Entry point: see [`Coordinator::start`].
 pub struct Coordinator;
 
@@ -270,6 +301,7 @@ pub struct RunningCoordinator {
     cancel: CancellationToken,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    settler: Option<JoinHandle<()>>,
 }
 
 impl Coordinator {
@@ -321,7 +353,7 @@ impl Coordinator {
             tokens: auth::Tokens::new(&config.auth.secret),
             config,
             core,
-            store,
+            store: Arc::new(store),
             vks,
             metrics: metrics::Metrics::new(),
             rollup: Mutex::new(rollup),
@@ -334,6 +366,18 @@ impl Coordinator {
         let router = http::router(app.clone());
         let server = serve::spawn(listener, router, app.config.http, cancel.clone());
         let sweeper = tokio::spawn(sweep_loop(app.clone(), cancel.clone()));
+        let settler = app.config.settlement.clone().map(|cfg| {
+            let (store, stats, cancel) = (
+                app.store.clone(),
+                app.metrics.settle.clone(),
+                cancel.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = settle::Settler::run(store, cfg, stats, cancel).await {
+                    tracing::error!(error = %e, "settlement stopped");
+                }
+            })
+        });
         tracing::info!(%addr, "coordinator listening");
         Ok(RunningCoordinator {
             app,
@@ -341,6 +385,7 @@ impl Coordinator {
             cancel,
             server,
             sweeper,
+            settler,
         })
     }
 }
@@ -417,7 +462,7 @@ impl RunningCoordinator {
 
     pub async fn status(&self) -> Result<StatusReport, CoordinatorError> {
         let app = self.app.clone();
-        blocking(move || app.store.status()).await
+        blocking(move || app.report(true)).await
     }
 
     /// Blocks a prover's public key: its `get_task` calls get errcode 20002.
@@ -467,6 +512,11 @@ impl RunningCoordinator {
         }
         if let Err(e) = self.sweeper.await {
             tracing::error!("sweeper task failed: {e}");
+        }
+        if let Some(settler) = self.settler {
+            if let Err(e) = settler.await {
+                tracing::error!("settlement task failed: {e}");
+            }
         }
         // Blocking work still running holds an `App` reference until it ends. Polled because
         // spawn_blocking work cannot be awaited from here once its request was dropped.

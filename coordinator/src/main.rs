@@ -9,7 +9,7 @@ use coordinator::{
     BlockRequest, Coordinator, CoordinatorConfig, EnqueueReply, EnqueueRequest, PruneRequest,
     RequeueRequest, StatusReport,
 };
-use prover_core::wire::{Envelope, Transfer};
+use prover_core::wire::{CircuitSpec, Envelope, Transfer};
 use prover_core::{CoreConfig, ProvingCore};
 
 #[derive(Parser)]
@@ -81,6 +81,46 @@ enum Command {
         admin: Admin,
         task_id: String,
     },
+    /// Generate the L1 verifier of one of the configured circuits (snark-verifier, for proofs
+    /// with the Keccak transcript), compile it and the rollup contract with solc, and write
+    /// sources, creation code (hex) and ABIs to `--out`.
+    L1Contracts {
+        #[arg(long, default_value = "coordinator/coordinator.json")]
+        config: PathBuf,
+        /// Which configured circuit: chunk or batch.
+        #[arg(long, default_value = "batch")]
+        circuit: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// solc-js's solc.js or a solc binary (default: $SOLC, else what scripts/ensure-l1
+        /// installed).
+        #[arg(long)]
+        solc: Option<PathBuf>,
+        /// Accept a verifier over the EIP-170 code size limit (24,576 bytes), for a chain
+        /// without it (a dev chain such as `anvil --code-size-limit`).
+        #[arg(long)]
+        allow_oversize: bool,
+    },
+    /// Deploy the contracts written by `l1-contracts` on an L1 node: the verifier, then the
+    /// rollup contract starting at the configured genesis state root. Prints the rollup
+    /// contract's address (for `settlement.contract`).
+    L1Deploy {
+        #[arg(long, default_value = "coordinator/coordinator.json")]
+        config: PathBuf,
+        /// Which configured circuit the verifier is for (chunk or batch): where its roots are.
+        #[arg(long, default_value = "batch")]
+        circuit: String,
+        /// The directory `l1-contracts` wrote.
+        #[arg(long)]
+        contracts: PathBuf,
+        #[arg(long)]
+        rpc_url: String,
+        #[arg(long)]
+        chain_id: u64,
+        /// File with the deploying account's private key (hex).
+        #[arg(long)]
+        key_file: PathBuf,
+    },
     /// Remove finished tasks (verified chunks already in a batch, verified batches) last changed
     /// more than `--older-than-hours` ago, with their payloads, proofs and assignments.
     Prune {
@@ -110,6 +150,21 @@ async fn main() {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config).await,
+        Command::L1Contracts {
+            config,
+            circuit,
+            out,
+            solc,
+            allow_oversize,
+        } => l1_contracts(config, &circuit, out, solc, allow_oversize).await,
+        Command::L1Deploy {
+            config,
+            circuit,
+            contracts,
+            rpc_url,
+            chain_id,
+            key_file,
+        } => l1_deploy(config, &circuit, contracts, &rpc_url, chain_id, key_file).await,
         Command::Enqueue {
             admin,
             transfers,
@@ -206,6 +261,98 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The configured circuit named `which`.
+fn configured_circuit(config: &CoordinatorConfig, which: &str) -> Result<CircuitSpec> {
+    match which {
+        "chunk" => Ok(CircuitSpec::Chunk {
+            config: config.chunk,
+        }),
+        "batch" => match config.batch {
+            Some(b) => Ok(CircuitSpec::Batch { config: b }),
+            None => bail!("the configuration has no batch circuit"),
+        },
+        other => bail!("unknown circuit {other:?} (expected chunk or batch)"),
+    }
+}
+
+async fn l1_contracts(
+    path: PathBuf,
+    which: &str,
+    out: PathBuf,
+    solc: Option<PathBuf>,
+    allow_oversize: bool,
+) -> Result<()> {
+    let config = CoordinatorConfig::from_file(&path)?;
+    let spec = configured_circuit(&config, which)?;
+    let solc = match solc {
+        Some(p) => coordinator::l1::solc::Solc::at(p),
+        None => coordinator::l1::solc::Solc::locate(
+            &std::env::current_dir().context("the current directory")?,
+        )?,
+    };
+    let core = ProvingCore::new(CoreConfig::new(
+        config.params_dir.clone(),
+        config.keys_dir.clone(),
+    ));
+    let started = std::time::Instant::now();
+    let built = tokio::task::spawn_blocking(move || -> Result<_> {
+        let source = core.evm_verifier(&spec)?;
+        let limit = (!allow_oversize).then_some(coordinator::l1::contracts::MAX_CODE_SIZE);
+        Ok(coordinator::l1::contracts::build(&solc, source, limit)?)
+    })
+    .await??;
+    coordinator::l1::contracts::write(&out, &built)?;
+    println!(
+        "wrote {} ({}: verifier runtime {} bytes, rollup runtime {} bytes) in {:.1} s",
+        out.display(),
+        which,
+        built.verifier.deployed_size,
+        built.rollup.deployed_size,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn l1_deploy(
+    path: PathBuf,
+    which: &str,
+    dir: PathBuf,
+    rpc_url: &str,
+    chain_id: u64,
+    key_file: PathBuf,
+) -> Result<()> {
+    use coordinator::l1::contracts;
+    let config = CoordinatorConfig::from_file(&path)?;
+    let spec = configured_circuit(&config, which)?;
+    let key = std::fs::read_to_string(&key_file)
+        .with_context(|| format!("reading {}", key_file.display()))?;
+    let signer: alloy::signers::local::PrivateKeySigner = key
+        .trim()
+        .parse()
+        .with_context(|| format!("{} is not a hex private key", key_file.display()))?;
+    let genesis = coordinator::genesis_root(&config)?;
+    let l1 = coordinator::l1::chain::L1::connect(rpc_url, chain_id, signer).await?;
+    let verifier_code = contracts::read_bytecode(&dir, "Halo2Verifier")?;
+    let (verifier, verifier_gas) = l1.deploy(&verifier_code).await?;
+    println!("verifier {verifier} ({verifier_gas} gas)");
+    let rollup_code = hex::decode(
+        std::fs::read_to_string(dir.join("Rollup.bin"))
+            .with_context(|| format!("reading {}", dir.join("Rollup.bin").display()))?
+            .trim(),
+    )
+    .context("Rollup.bin is not hex")?;
+    let compiled = coordinator::l1::solc::Compiled {
+        abi: serde_json::Value::Null,
+        bytecode: rollup_code,
+        deployed_size: 0,
+    };
+    let layout = contracts::RootLayout::for_circuit(&spec);
+    let code = contracts::rollup_deploy_code(&compiled, verifier, layout, genesis);
+    let (rollup, rollup_gas) = l1.deploy(&code).await?;
+    println!("rollup {rollup} ({rollup_gas} gas), genesis root {genesis}");
+    Ok(())
 }
 
 async fn serve(path: PathBuf) -> Result<()> {
@@ -341,6 +488,36 @@ fn print_status(r: &StatusReport) {
             opt(t.verify_ms),
             t.result.as_deref().unwrap_or("")
         );
+    }
+    if let Some(l1) = &r.l1 {
+        println!();
+        println!(
+            "L1: {} of {} item(s) finalised; last {} (root {})",
+            l1.finalized,
+            l1.enqueued,
+            l1.last_finalized.as_deref().unwrap_or("-"),
+            l1.last_root
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+        if let Some(cur) = &l1.current {
+            println!(
+                "    settling {cur}: {}, tx {}, mined in block {}, {} re-send(s), {} reorg(s){}",
+                l1.current_state.as_deref().unwrap_or("-"),
+                l1.pending_tx
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                l1.mined_block
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                l1.resends,
+                l1.reorgs,
+                l1.note
+                    .as_deref()
+                    .map(|n| format!("; {n}"))
+                    .unwrap_or_default()
+            );
+        }
     }
     if !r.blocked.is_empty() {
         println!();

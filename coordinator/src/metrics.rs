@@ -21,6 +21,10 @@ pub struct Metrics {
     pub verifications: Family<Labels, Counter>,
     pub verify_seconds: Histogram,
     pub logins: Family<Labels, Counter>,
+    /// The settlement loop's counters.
+    pub settle: std::sync::Arc<crate::settle::LoopStats>,
+    l1_items: Family<Labels, Gauge>,
+    l1_confirmations: Gauge,
 }
 
 impl Default for Metrics {
@@ -66,7 +70,53 @@ impl Metrics {
             verify_seconds.clone(),
         );
         registry.register("logins", "Login attempts by result", logins.clone());
+        let settle = std::sync::Arc::new(crate::settle::LoopStats::default());
+        let l1_items = Family::<Labels, Gauge>::default();
+        let l1_confirmations = Gauge::default();
+        registry.register(
+            "l1_items",
+            "Settlement items: enqueued, finalized (on L1, confirmed)",
+            l1_items.clone(),
+        );
+        registry.register(
+            "l1_confirmations",
+            "Blocks containing or following the current item's mined finalisation (0: not mined)",
+            l1_confirmations.clone(),
+        );
+        registry.register(
+            "l1_head_block",
+            "The L1 node's head at the last poll",
+            settle.head.clone(),
+        );
+        registry.register(
+            "l1_resends",
+            "Finalisations re-sent with a higher fee",
+            settle.resends.clone(),
+        );
+        registry.register(
+            "l1_reorgs",
+            "Mined finalisations a reorg dropped (sent again)",
+            settle.reorgs.clone(),
+        );
+        registry.register(
+            "l1_refusals",
+            "Items whose proof the rollup contract refused",
+            settle.refusals.clone(),
+        );
+        registry.register(
+            "l1_finalized_here",
+            "Items this process saw become final",
+            settle.finalized.clone(),
+        );
+        registry.register(
+            "l1_rpc_errors",
+            "Polls that failed because the L1 node did not answer",
+            settle.rpc_errors.clone(),
+        );
         Self {
+            settle,
+            l1_items,
+            l1_confirmations,
             registry,
             tasks,
             assignments,
@@ -86,6 +136,19 @@ impl Metrics {
                     .get_or_create(&vec![("type", kind.clone()), ("state", state.clone())])
                     .set(i64::try_from(*n).unwrap_or(i64::MAX));
             }
+        }
+        if let Some(l1) = &status.l1 {
+            let set = |state: &str, n: u64| {
+                self.l1_items
+                    .get_or_create(&vec![("state", state.to_string())])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            };
+            set("enqueued", l1.enqueued);
+            set("finalized", l1.finalized);
+            let head = u64::try_from(self.settle.head.get()).unwrap_or(0);
+            let confirmations = l1.mined_block.map_or(0, |b| (head + 1).saturating_sub(b));
+            self.l1_confirmations
+                .set(i64::try_from(confirmations).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
         encode(&mut out, &self.registry)?;

@@ -234,6 +234,9 @@ pub struct StatusReport {
     pub blocked: Vec<String>,
     /// Invalid proofs counted per public key.
     pub invalid_proofs: BTreeMap<String, u64>,
+    /// The L1 settlement view (when settlement is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1: Option<crate::settle::L1Summary>,
 }
 
 impl StatusReport {
@@ -332,6 +335,10 @@ pub trait Txn {
         Ok(v)
     }
     fn save_accounts(&mut self, accounts: &[(u64, Account)]) -> R<()>;
+    /// Settlement record `index` (JSON text of [`crate::settle::Settlement`]), locked for the
+    /// rest of the transaction where the backend locks rows.
+    fn settlement(&mut self, index: u64) -> R<Option<String>>;
+    fn put_settlement(&mut self, index: u64, record: &str) -> R<()>;
 }
 
 /// A storage backend.

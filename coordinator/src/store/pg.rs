@@ -862,4 +862,22 @@ impl Txn for PgTxn<'_> {
         }
         Ok(())
     }
+
+    fn settlement(&mut self, index: u64) -> R<Option<String>> {
+        self.one_text(
+            "read settlement",
+            "SELECT record FROM settlements WHERE idx = $1 FOR UPDATE",
+            &[&i64_of(index)],
+        )
+    }
+
+    fn put_settlement(&mut self, index: u64, record: &str) -> R<()> {
+        self.exec(
+            "write settlement",
+            "INSERT INTO settlements (idx, record) VALUES ($1, $2) \
+             ON CONFLICT (idx) DO UPDATE SET record = EXCLUDED.record",
+            &[&i64_of(index), &record],
+        )?;
+        Ok(())
+    }
 }

@@ -39,6 +39,7 @@ const ACCOUNTS: TableDefinition<u64, &str> = TableDefinition::new("accounts");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_by_order");
 const TASK_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("task_counts");
+const SETTLEMENTS: TableDefinition<u64, &str> = TableDefinition::new("settlements");
 
 /// 1 once `pending_by_order` and `task_counts` hold every task.
 const INDEX_VERSION: &str = "index_version";
@@ -550,6 +551,18 @@ impl Txn for RedbTxn<'_> {
             let text = to_json(a)?;
             t.insert(*i, text.as_str()).ctx("write account")?;
         }
+        Ok(())
+    }
+
+    fn settlement(&mut self, index: u64) -> R<Option<String>> {
+        let t = self.txn.open_table(SETTLEMENTS).ctx("open settlements")?;
+        let v = t.get(index).ctx("read settlement")?;
+        Ok(v.map(|g| g.value().to_string()))
+    }
+
+    fn put_settlement(&mut self, index: u64, record: &str) -> R<()> {
+        let mut t = self.txn.open_table(SETTLEMENTS).ctx("open settlements")?;
+        t.insert(index, record).ctx("write settlement")?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! logs in like a prover.
 #![allow(dead_code)]
 
+pub mod anvil;
 pub mod login;
 
 use std::io::{BufRead, BufReader};
