@@ -313,6 +313,10 @@ impl Coordinator {
         core: Arc<ProvingCore>,
     ) -> Result<RunningCoordinator, CoordinatorError> {
         config.validate()?;
+        // The settlement key is read now so that a missing or malformed key stops the start.
+        if let Some(settlement) = &config.settlement {
+            settlement.signer()?;
+        }
         let store_config = config.clone();
         let (store, rollup) = blocking(move || {
             let store = store::Store::from_config(&store_config)?;

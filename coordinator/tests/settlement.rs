@@ -616,3 +616,37 @@ async fn the_coordinator_killed_between_send_and_confirmation_resumes_without_a_
     );
     assert_eq!(item.finalized_by, Some(item.txs[0].hash));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_malformed_settlement_key_stops_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = sync(|| common::config(dir.path()));
+    let mut settlement = settle::SettlementConfig {
+        rpc_url: "http://127.0.0.1:1".into(),
+        chain_id: anvil::CHAIN_ID,
+        key_file: dir.path().join("missing.key"),
+        contract: Address::ZERO,
+        confirmations: 3,
+        resend_after_s: 60,
+        max_fee_gwei: 500,
+        poll_ms: 100,
+    };
+    cfg.settlement = Some(settlement.clone());
+    let core = common::env().core.clone();
+    let err = match coordinator::Coordinator::start(cfg.clone(), core.clone()).await {
+        Ok(_) => panic!("started without its settlement key"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("settlement key") && err.contains("missing.key"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("bad.key"), "not a key").expect("write");
+    settlement.key_file = dir.path().join("bad.key");
+    cfg.settlement = Some(settlement);
+    let err = match coordinator::Coordinator::start(cfg, core).await {
+        Ok(_) => panic!("started with a malformed settlement key"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("not a hex private key"), "{err}");
+}

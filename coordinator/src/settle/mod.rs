@@ -414,8 +414,11 @@ impl Settler {
         self.stats.head.set(i64::try_from(head).unwrap_or(i64::MAX));
         let root = self.l1.rollup_root(self.rollup).await?;
         let mined_nonce = self.l1.mined_nonce().await?;
+        // Only the transactions of the current nonce: an earlier one that reverted sent the
+        // item back to the queue already, and must not send it back again.
+        let nonce = item.last_tx().map(|t| t.nonce);
         let mut receipt = None;
-        for tx in item.txs.iter().rev() {
+        for tx in item.txs.iter().rev().filter(|t| Some(t.nonce) == nonce) {
             if let Some(r) = self.l1.receipt(tx.hash).await? {
                 if let (Some(block), Some(block_hash)) = (r.block_number, r.block_hash) {
                     receipt = Some(Receipt {
