@@ -132,6 +132,9 @@ fn a_sent_item_whose_nonce_was_taken_is_final_or_requeued_by_the_root() {
     let it = sent(5, 0);
     let mut o = obs(NEW);
     o.mined_nonce = 6;
+    // Within the resend timeout: the node may not have indexed our receipt yet.
+    assert_eq!(decide(&it, &o, &POLICY), Step::Wait);
+    o.now_ms = POLICY.resend_after_ms;
     assert_eq!(decide(&it, &o, &POLICY), Step::Finalized { by: None });
     o.root = OLD;
     assert!(matches!(decide(&it, &o, &POLICY), Step::Requeue(_)));

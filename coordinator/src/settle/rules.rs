@@ -230,10 +230,16 @@ pub fn decide(item: &Settlement, obs: &Observed, policy: &Policy) -> Step {
                 let Some(last) = item.last_tx() else {
                     return Step::Requeue("no transaction recorded".into());
                 };
+                let waited = obs.now_ms.saturating_sub(last.signed_ms) >= policy.resend_after_ms;
                 if obs.mined_nonce > last.nonce {
-                    // Our nonce is used and none of our transactions has a receipt: another
-                    // transaction of this account took it. The root says what happened.
-                    if finalised_on_chain(item, obs) {
+                    // Our nonce is used but none of our transactions has a receipt. Usually the
+                    // node has mined ours and not yet indexed its receipt (anvil, under load):
+                    // wait for it, so that it is tracked to its confirmations. Still none after
+                    // the resend timeout: another transaction of this account took the nonce,
+                    // and the root says what happened.
+                    if !waited {
+                        Step::Wait
+                    } else if finalised_on_chain(item, obs) {
                         Step::Finalized { by: None }
                     } else {
                         Step::Requeue(format!(
@@ -241,7 +247,7 @@ pub fn decide(item: &Settlement, obs: &Observed, policy: &Policy) -> Step {
                             last.nonce
                         ))
                     }
-                } else if obs.now_ms.saturating_sub(last.signed_ms) >= policy.resend_after_ms {
+                } else if waited {
                     Step::Sign {
                         nonce: last.nonce,
                         bump_from: Some(last.fees),
