@@ -112,6 +112,7 @@ fn core_status(e: &CoreError) -> ProverStatus {
         CoreError::Wire(_)
         | CoreError::Chunk(_)
         | CoreError::Batch(_)
+        | CoreError::Bundle(_)
         | CoreError::VkMismatch { .. }
         | CoreError::InstanceCount { .. }
         | CoreError::BadAccumulator

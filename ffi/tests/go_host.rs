@@ -81,7 +81,7 @@ fn go_host_builds_and_runs() {
         "prove: ok",
         "verify: valid",
         "malformed task (expected): code=3 last_error=\"malformed task JSON",
-        "unknown task type (expected): code=4 last_error=\"unknown task type 3",
+        "unknown task type (expected): code=4 last_error=\"unknown task type 9",
         "tampered proof (expected): valid=false reason=\"proof is invalid",
         "concurrent: 2 proofs from 2 goroutines, both valid",
         "go host: all checks passed",

@@ -316,10 +316,10 @@ fn input_error_paths_on_a_live_handle() {
     api.assert_err(code, MALFORMED_JSON, "task");
     let (code, _) = api.prove(
         p,
-        task.replace("\"task_type\": 1", "\"task_type\": 3")
+        task.replace("\"task_type\": 1", "\"task_type\": 9")
             .as_bytes(),
     );
-    api.assert_err(code, UNKNOWN_TASK_TYPE, "task type 3");
+    api.assert_err(code, UNKNOWN_TASK_TYPE, "task type 9");
     let (code, _) = api.prove(p, task.replace("pnode-v1", "bernoulli").as_bytes());
     api.assert_err(code, INVALID_INPUT, "hard_fork_name");
     let (code, _) = api.prove(

@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
     if (!unknown) return 2;
     memcpy(unknown, task, len + 1);
     char *type = strstr(unknown, "\"task_type\": 1");
-    if (type) type[strlen("\"task_type\": ")] = '3';
+    if (type) type[strlen("\"task_type\": ")] = '9';
     expect("prove unknown task type", prover_prove(p, unknown, &proof),
            PROVER_STATUS_UNKNOWN_TASK_TYPE);
     free(unknown);

@@ -150,7 +150,7 @@ func main() {
 		fail("malformed task: %v", err)
 	}
 	fmt.Printf("malformed task (expected): code=%d last_error=%q\n", e.Code, e.Message)
-	_, err = p.Prove(strings.Replace(task, "\"task_type\": 1", "\"task_type\": 3", 1))
+	_, err = p.Prove(strings.Replace(task, "\"task_type\": 1", "\"task_type\": 9", 1))
 	if err == nil {
 		fail("unknown task type accepted")
 	}

@@ -20,20 +20,23 @@ use snark_verifier_sdk::snark_verifier::system::halo2::{compile, Config};
 use snark_verifier_sdk::snark_verifier::util::arithmetic::fe_from_limbs;
 use snark_verifier_sdk::{Snark, BITS, LIMBS, SHPLONK};
 
-use crate::circuits::{batch, chunk};
+use crate::circuits::{batch, bundle, chunk};
 use crate::compute::{Compute, SelectError};
 use crate::engine::{self, EngineError, EngineKind, Transcript};
 use crate::keys::{CircuitKeys, Generated, KeyError, KeyStore};
 use crate::rollup::{check_chunk, check_shape, ChunkError};
 use crate::wire::{
-    Base64Bytes, BatchConfig, BatchTaskData, ChunkConfig, ChunkTaskData, CircuitSpec, FrHex,
-    ProofMeta, ProofPayload, Task, TaskPayload, WireError, PROOF_VERSION,
+    Base64Bytes, BatchConfig, BatchTaskData, BundleConfig, BundleTaskData, ChunkConfig,
+    ChunkTaskData, CircuitSpec, FrHex, ProofMeta, ProofPayload, Task, TaskPayload, WireError,
+    PROOF_VERSION,
 };
 
 /// Rows halo2 reserves at the bottom of every circuit (blinding and the last rows).
 const MINIMUM_ROWS: usize = 20;
 /// Most chunks one batch may aggregate.
 pub const MAX_CHUNKS_PER_BATCH: usize = 16;
+/// Most batches one bundle may aggregate.
+pub const MAX_BATCHES_PER_BUNDLE: usize = 16;
 
 /// Errors of the proving core. Each says which input was at fault.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,8 @@ pub enum CoreError {
     Chunk(#[from] ChunkError),
     #[error("invalid batch: {0}")]
     Batch(String),
+    #[error("invalid bundle: {0}")]
+    Bundle(String),
     #[error("parameters: {0}")]
     Params(#[from] params::ParamsError),
     #[error(transparent)]
@@ -75,9 +80,11 @@ pub enum CoreError {
         expected: usize,
         found: usize,
     },
-    #[error("the accumulator in the batch public inputs is not a valid pair of curve points")]
+    #[error(
+        "the accumulator in the aggregation's public inputs is not a valid pair of curve points"
+    )]
     BadAccumulator,
-    #[error("proof rejected: the KZG accumulator pairing check of the batch failed")]
+    #[error("proof rejected: the KZG accumulator pairing check of the aggregated proofs failed")]
     AccumulatorPairing,
     #[error("{0}")]
     Evm(String),
@@ -375,6 +382,35 @@ impl ProvingCore {
         })?)
     }
 
+    /// Proving key of the bundle circuit for `config` (generates the batch and chunk keys too if
+    /// needed).
+    pub fn bundle_keys(&self, config: BundleConfig) -> Result<Arc<CircuitKeys>, CoreError> {
+        check_bundle_config(&config)?;
+        let batch_keys = self.batch_keys(config.batch)?;
+        let batch_srs = self.srs(config.batch.k)?;
+        let srs = self.srs(config.k)?;
+        let spec = CircuitSpec::Bundle { config };
+        Ok(self.keys.get_or_generate(&spec, &srs, || {
+            let protocol = batch_protocol(&batch_srs, &batch_keys);
+            let dummies: Vec<Snark> = (0..config.num_batches)
+                .map(|_| gen_dummy_snark_from_protocol::<SHPLONK>(protocol.clone()))
+                .collect();
+            let agg_config = AggregationConfigParams {
+                degree: config.k,
+                lookup_bits: config.k as usize - 1,
+                ..Default::default()
+            };
+            let mut circuit = bundle::build(CircuitBuilderStage::Keygen, agg_config, &srs, dummies);
+            let circuit_params = circuit.builder.calculate_params(Some(MINIMUM_ROWS));
+            let pk = keygen(&srs, &circuit, "bundle")?;
+            Ok(Generated {
+                pk,
+                circuit_params,
+                break_points: circuit.break_points(),
+            })
+        })?)
+    }
+
     /// The keys to verify a proof of `spec` with, never generated unless `spec` is in
     /// `verify_allow`: an out-of-range configuration is refused first, then the key cache is looked
     /// up (memory, then the entries' metadata on disk, and only if one is for `spec`, the SRS and
@@ -407,6 +443,7 @@ impl ProvingCore {
         match spec {
             CircuitSpec::Chunk { config } => self.chunk_keys(*config),
             CircuitSpec::Batch { config } => self.batch_keys(*config),
+            CircuitSpec::Bundle { config } => self.bundle_keys(*config),
         }
     }
 
@@ -435,6 +472,10 @@ impl ProvingCore {
             TaskPayload::Batch(data) => {
                 self.check_batch(&data)?;
                 self.prove_batch_on(backend, &task.task_id, &data, rng)
+            }
+            TaskPayload::Bundle(data) => {
+                self.check_bundle(&data)?;
+                self.prove_bundle_on(backend, &task.task_id, &data, rng)
             }
         }
     }
@@ -623,6 +664,127 @@ impl ProvingCore {
         Ok((keys, circuit, instances))
     }
 
+    /// Aggregates the batch proofs of a bundle task into the proof settled on L1 (Keccak
+    /// transcript), after verifying each and checking that they chain.
+    pub fn prove_bundle(
+        &self,
+        task_id: &str,
+        data: &BundleTaskData,
+        rng: impl RngCore + Clone,
+    ) -> Result<ProofPayload, CoreError> {
+        self.check_bundle(data)?;
+        self.prove_bundle_on(None, task_id, data, rng)
+    }
+
+    /// The checks of [`Self::prove_bundle`]: each batch proof is for the bundle's batch circuit,
+    /// verifies (its accumulator included), and the batches chain.
+    fn check_bundle(&self, data: &BundleTaskData) -> Result<(), CoreError> {
+        let config = data.config;
+        check_bundle_config(&config)?;
+        if data.batch_proofs.len() != config.num_batches {
+            return Err(CoreError::Bundle(format!(
+                "{} batch proofs for a bundle of {} batches",
+                data.batch_proofs.len(),
+                config.num_batches
+            )));
+        }
+        self.batch_keys(config.batch)?;
+        let mut statements = Vec::with_capacity(config.num_batches);
+        for (i, p) in data.batch_proofs.iter().enumerate() {
+            if p.spec
+                != (CircuitSpec::Batch {
+                    config: config.batch,
+                })
+            {
+                return Err(CoreError::Bundle(format!(
+                    "batch proof {i} is not for the bundle's batch circuit {:?}",
+                    config.batch
+                )));
+            }
+            let verified = self
+                .verify(p)
+                .map_err(|e| CoreError::Bundle(format!("batch proof {i} does not verify: {e}")))?;
+            statements.push(batch_statement(&verified.statement)?);
+        }
+        for (i, pair) in statements.windows(2).enumerate() {
+            if pair[0][1] != pair[1][0] {
+                return Err(CoreError::Bundle(format!(
+                    "batches do not chain: batch {i} ends at root {} but batch {} starts at {}",
+                    FrHex(pair[0][1]),
+                    i + 1,
+                    FrHex(pair[1][0])
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn prove_bundle_on(
+        &self,
+        backend: Option<&Arc<dyn gpu::ComputeBackend>>,
+        task_id: &str,
+        data: &BundleTaskData,
+        rng: impl RngCore + Clone,
+    ) -> Result<ProofPayload, CoreError> {
+        let config = data.config;
+        let started = Instant::now();
+        let (keys, circuit, instances) = self.bundle_circuit(data)?;
+        let proved = self.prove_circuit(
+            backend,
+            config.k,
+            &keys,
+            circuit,
+            &instances,
+            rng,
+            Transcript::Keccak,
+        )?;
+        Ok(payload(
+            task_id,
+            CircuitSpec::Bundle { config },
+            &keys,
+            instances,
+            proved,
+            started,
+        ))
+    }
+
+    /// The bundle circuit of a task with its witness, its keys and its public inputs (no checks
+    /// of the batch proofs; see [`Self::batch_circuit`] on the randomness of the witness).
+    pub fn bundle_circuit(
+        &self,
+        data: &BundleTaskData,
+    ) -> Result<(Arc<CircuitKeys>, AggregationCircuit, Vec<Fr>), CoreError> {
+        let config = data.config;
+        check_bundle_config(&config)?;
+        let keys = self.bundle_keys(config)?;
+        let batch_keys = self.batch_keys(config.batch)?;
+        let batch_srs = self.srs(config.batch.k)?;
+        let srs = self.srs(config.k)?;
+        let protocol = batch_protocol(&batch_srs, &batch_keys);
+        let snarks = data
+            .batch_proofs
+            .iter()
+            .map(|p| {
+                Snark::new(
+                    protocol.clone(),
+                    vec![p.instances.iter().map(|x| x.0).collect()],
+                    p.proof.0.clone(),
+                )
+            })
+            .collect();
+        let agg_config =
+            AggregationConfigParams::try_from(&keys.meta.circuit_params).map_err(|e| {
+                CoreError::Bundle(format!("cached bundle configuration is unusable: {e}"))
+            })?;
+        let circuit = bundle::build(CircuitBuilderStage::Prover, agg_config, &srs, snarks)
+            .use_break_points(keys.meta.break_points.clone());
+        let instances: Vec<Fr> = circuit.builder.assigned_instances[0]
+            .iter()
+            .map(|v| *v.value())
+            .collect();
+        Ok((keys, circuit, instances))
+    }
+
     /// Verifies a proof: the verifying key it names is this prover's key for its circuit, the halo2
     /// proof is valid for its public inputs, and for a batch the deferred KZG pairing holds.
     ///
@@ -633,6 +795,7 @@ impl ProvingCore {
         let (circuit, expected) = match &proof.spec {
             CircuitSpec::Chunk { .. } => ("chunk", chunk::NUM_INSTANCES),
             CircuitSpec::Batch { .. } => ("batch", batch::NUM_INSTANCES),
+            CircuitSpec::Bundle { .. } => ("bundle", bundle::NUM_INSTANCES),
         };
         if proof.instances.len() != expected {
             return Err(CoreError::InstanceCount {
@@ -650,10 +813,16 @@ impl ProvingCore {
         }
         let srs = self.srs(proof.spec.k())?;
         let instances: Vec<Fr> = proof.instances.iter().map(|x| x.0).collect();
-        engine::verify(&srs, keys.vk(), &instances, &proof.proof.0)?;
+        engine::verify_with(
+            &srs,
+            keys.vk(),
+            &instances,
+            &proof.proof.0,
+            transcript_of(&proof.spec),
+        )?;
         let statement = match proof.spec {
             CircuitSpec::Chunk { .. } => proof.instances.clone(),
-            CircuitSpec::Batch { .. } => {
+            CircuitSpec::Batch { .. } | CircuitSpec::Bundle { .. } => {
                 check_accumulator(&srs, &instances[..batch::ACCUMULATOR_LIMBS])?;
                 proof.instances[batch::ACCUMULATOR_LIMBS..].to_vec()
             }
@@ -703,7 +872,7 @@ impl ProvingCore {
         let srs = self.srs(spec.k())?;
         let (num_instances, accumulator) = match spec {
             CircuitSpec::Chunk { .. } => (chunk::NUM_INSTANCES, None),
-            CircuitSpec::Batch { .. } => (
+            CircuitSpec::Batch { .. } | CircuitSpec::Bundle { .. } => (
                 batch::NUM_INSTANCES,
                 Some((0..batch::ACCUMULATOR_LIMBS).map(|i| (0, i)).collect()),
             ),
@@ -736,6 +905,25 @@ pub fn expected_statement(payload: &TaskPayload) -> Result<Vec<FrHex>, CoreError
                 .ok_or_else(|| CoreError::Batch("a batch without chunks".into()))?;
             Ok(s.into_iter().map(FrHex).collect())
         }
+        TaskPayload::Bundle(data) => {
+            let statements = data
+                .batch_proofs
+                .iter()
+                .map(|p| {
+                    if p.instances.len() != batch::NUM_INSTANCES {
+                        return Err(CoreError::InstanceCount {
+                            circuit: "batch",
+                            expected: batch::NUM_INSTANCES,
+                            found: p.instances.len(),
+                        });
+                    }
+                    batch_statement(&p.instances[batch::ACCUMULATOR_LIMBS..])
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let s = bundle::public_inputs(&statements)
+                .ok_or_else(|| CoreError::Bundle("a bundle without batches".into()))?;
+            Ok(s.into_iter().map(FrHex).collect())
+        }
     }
 }
 
@@ -744,6 +932,45 @@ pub fn check_spec(spec: &CircuitSpec) -> Result<(), CoreError> {
     match spec {
         CircuitSpec::Chunk { config } => Ok(crate::rollup::check_config(config)?),
         CircuitSpec::Batch { config } => check_batch_config(config),
+        CircuitSpec::Bundle { config } => check_bundle_config(config),
+    }
+}
+
+fn check_bundle_config(config: &BundleConfig) -> Result<(), CoreError> {
+    check_batch_config(&config.batch)?;
+    if !(1..=MAX_BATCHES_PER_BUNDLE).contains(&config.num_batches) {
+        return Err(CoreError::Bundle(format!(
+            "num_batches {} is outside 1..={MAX_BATCHES_PER_BUNDLE}",
+            config.num_batches
+        )));
+    }
+    if !(16..=26).contains(&config.k) {
+        return Err(CoreError::Bundle(format!(
+            "bundle k {} is outside 16..=26",
+            config.k
+        )));
+    }
+    Ok(())
+}
+
+/// The transcript a circuit's proofs are made with: Keccak for the bundle (read by the Solidity
+/// verifier on L1), Poseidon for the others (read by the aggregation circuits in-circuit).
+pub fn transcript_of(spec: &CircuitSpec) -> Transcript {
+    match spec {
+        CircuitSpec::Bundle { .. } => Transcript::Keccak,
+        CircuitSpec::Chunk { .. } | CircuitSpec::Batch { .. } => Transcript::Poseidon,
+    }
+}
+
+/// A batch statement (its public inputs after the accumulator): old root, new root, commitment.
+fn batch_statement(s: &[FrHex]) -> Result<[Fr; 3], CoreError> {
+    match s {
+        [old, new, commitment] => Ok([old.0, new.0, commitment.0]),
+        _ => Err(CoreError::InstanceCount {
+            circuit: "batch",
+            expected: batch::NUM_INSTANCES,
+            found: s.len() + batch::ACCUMULATOR_LIMBS,
+        }),
     }
 }
 
@@ -820,6 +1047,23 @@ fn chunk_protocol(
         chunk_srs,
         chunk_keys.vk(),
         Config::kzg().with_num_instance(vec![chunk::NUM_INSTANCES]),
+    )
+}
+
+/// The batch circuit as the bundle circuit verifies it: its first 12 public inputs are the KZG
+/// accumulator it defers, which the bundle folds into its own.
+fn batch_protocol(
+    batch_srs: &params::Srs,
+    batch_keys: &CircuitKeys,
+) -> snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol<G1Affine> {
+    compile(
+        batch_srs,
+        batch_keys.vk(),
+        Config::kzg()
+            .with_num_instance(vec![batch::NUM_INSTANCES])
+            .with_accumulator_indices(Some(
+                (0..batch::ACCUMULATOR_LIMBS).map(|i| (0, i)).collect(),
+            )),
     )
 }
 

@@ -16,7 +16,7 @@ use ff::PrimeField;
 use halo2curves::bn256::Fr;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-/// Version of [`ChunkTaskData`] and [`BatchTaskData`] this build reads and writes.
+/// Version of [`ChunkTaskData`], [`BatchTaskData`] and [`BundleTaskData`] this build reads and writes.
 pub const TASK_DATA_VERSION: u32 = 1;
 /// Version of [`ProofPayload`] this build reads and writes.
 pub const PROOF_VERSION: u32 = 1;
@@ -37,9 +37,7 @@ pub enum WireError {
         found: u32,
         supported: u32,
     },
-    #[error(
-        "unknown task type {0} (known: 1 chunk, 2 batch; 3 bundle is not supported by this prover)"
-    )]
+    #[error("unknown task type {0} (known: 1 chunk, 2 batch, 3 bundle)")]
     UnknownTaskType(u8),
     #[error("unsupported hard_fork_name {found:?} (this prover proves {supported:?})")]
     HardFork {
@@ -55,6 +53,7 @@ pub enum WireError {
 pub enum TaskType {
     Chunk,
     Batch,
+    Bundle,
 }
 
 impl TaskType {
@@ -62,12 +61,14 @@ impl TaskType {
         match self {
             TaskType::Chunk => 1,
             TaskType::Batch => 2,
+            TaskType::Bundle => 3,
         }
     }
     pub fn from_u8(v: u8) -> Result<Self, WireError> {
         match v {
             1 => Ok(TaskType::Chunk),
             2 => Ok(TaskType::Batch),
+            3 => Ok(TaskType::Bundle),
             other => Err(WireError::UnknownTaskType(other)),
         }
     }
@@ -75,6 +76,7 @@ impl TaskType {
         match self {
             TaskType::Chunk => "chunk",
             TaskType::Batch => "batch",
+            TaskType::Bundle => "bundle",
         }
     }
 }
@@ -95,7 +97,7 @@ pub struct Task {
     pub task_id: String,
     /// Raw task type number; decoded with [`Task::kind`] so an unknown type is a clear error.
     pub task_type: u8,
-    /// JSON text of [`ChunkTaskData`] or [`BatchTaskData`].
+    /// JSON text of [`ChunkTaskData`], [`BatchTaskData`] or [`BundleTaskData`].
     pub task_data: String,
     pub hard_fork_name: String,
 }
@@ -105,6 +107,7 @@ pub struct Task {
 pub enum TaskPayload {
     Chunk(ChunkTaskData),
     Batch(BatchTaskData),
+    Bundle(BundleTaskData),
 }
 
 impl Task {
@@ -130,6 +133,11 @@ impl Task {
                 let data: BatchTaskData = from_json("batch task_data", &self.task_data)?;
                 check_version("batch task_data", data.version, TASK_DATA_VERSION)?;
                 Ok(TaskPayload::Batch(data))
+            }
+            TaskType::Bundle => {
+                let data: BundleTaskData = from_json("bundle task_data", &self.task_data)?;
+                check_version("bundle task_data", data.version, TASK_DATA_VERSION)?;
+                Ok(TaskPayload::Bundle(data))
             }
         }
     }
@@ -186,6 +194,19 @@ pub struct BatchConfig {
     pub chunk: ChunkConfig,
 }
 
+/// Shape of the bundle circuit: aggregates batch proofs (themselves aggregations) into the proof
+/// that is settled on L1, made with the Keccak transcript so that a Solidity verifier can check it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct BundleConfig {
+    /// log2 of the number of rows of the aggregation circuit.
+    pub k: u32,
+    /// Number of batch proofs aggregated.
+    pub num_batches: usize,
+    /// The batch circuit whose proofs are aggregated.
+    pub batch: BatchConfig,
+}
+
 /// One transfer of the rollup.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -238,12 +259,22 @@ pub struct BatchTaskData {
     pub chunk_proofs: Vec<ProofPayload>,
 }
 
+/// `task_data` of a bundle task (task type 3): the batch proofs to aggregate, in chain order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BundleTaskData {
+    pub version: u32,
+    pub config: BundleConfig,
+    pub batch_proofs: Vec<ProofPayload>,
+}
+
 /// Which circuit a proof is for, with its configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "circuit", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CircuitSpec {
     Chunk { config: ChunkConfig },
     Batch { config: BatchConfig },
+    Bundle { config: BundleConfig },
 }
 
 impl CircuitSpec {
@@ -251,12 +282,14 @@ impl CircuitSpec {
         match self {
             CircuitSpec::Chunk { .. } => TaskType::Chunk,
             CircuitSpec::Batch { .. } => TaskType::Batch,
+            CircuitSpec::Bundle { .. } => TaskType::Bundle,
         }
     }
     pub fn k(&self) -> u32 {
         match self {
             CircuitSpec::Chunk { config } => config.k,
             CircuitSpec::Batch { config } => config.k,
+            CircuitSpec::Bundle { config } => config.k,
         }
     }
 }
@@ -272,7 +305,7 @@ pub struct ProofPayload {
     pub vk_digest: String,
     /// Public inputs of the single instance column.
     pub instances: Vec<FrHex>,
-    /// base64 of the halo2 proof bytes (SHPLONK, Poseidon transcript).
+    /// base64 of the halo2 proof bytes (SHPLONK; Poseidon transcript, Keccak for a bundle).
     pub proof: Base64Bytes,
     /// How the proof was produced (informational; never trusted by a verifier).
     pub meta: ProofMeta,

@@ -43,6 +43,21 @@ pub fn build(
     params: &params::Srs,
     snarks: Vec<Snark>,
 ) -> AggregationCircuit {
+    build_chained(stage, config, params, snarks, 0)
+}
+
+/// The aggregation circuit of a batch or a bundle: verifies `snarks` in-circuit (folding the KZG
+/// accumulators they carry, if their protocol says so), constrains that they chain (proof i's new
+/// root, at instance `offset + 1`, is proof i+1's old root, at `offset`), and exposes the first old
+/// root, the last new root and the Poseidon hash of their commitments (at `offset + 2`) after its
+/// own accumulator.
+pub(crate) fn build_chained(
+    stage: CircuitBuilderStage,
+    config: AggregationConfigParams,
+    params: &params::Srs,
+    snarks: Vec<Snark>,
+    offset: usize,
+) -> AggregationCircuit {
     let mut circuit = AggregationCircuit::new::<SHPLONK>(
         stage,
         config,
@@ -57,11 +72,11 @@ pub fn build(
     let ctx = circuit.builder.main(0);
     hasher.initialize_consts(ctx, range.gate());
     for pair in prev.windows(2) {
-        ctx.constrain_equal(&pair[0][1], &pair[1][0]);
+        ctx.constrain_equal(&pair[0][offset + 1], &pair[1][offset]);
     }
-    let commitments: Vec<_> = prev.iter().map(|inst| inst[2]).collect();
+    let commitments: Vec<_> = prev.iter().map(|inst| inst[offset + 2]).collect();
     let commitment = hasher.hash_fix_len_array(ctx, range.gate(), &commitments);
-    let (first_old, last_new) = (prev[0][0], prev[prev.len() - 1][1]);
+    let (first_old, last_new) = (prev[0][offset], prev[prev.len() - 1][offset + 1]);
     circuit.builder.assigned_instances[0].extend([first_old, last_new, commitment]);
     circuit
 }
