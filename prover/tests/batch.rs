@@ -1,6 +1,9 @@
 //! The one aggregation test of the suite: a batch of 2 chained chunk proofs proves (native engine, the
 //! default) and verifies with halo2-axiom's and snark-verifier's verifiers;
-//! a batch whose chunks do not chain is refused, and if proved anyway its proof is rejected.
+//! a batch whose chunks do not chain is refused, and if proved anyway its proof is rejected. Then
+//! the batch proof is aggregated once more into a bundle (Keccak transcript), whose Solidity
+//! verifier, compiled with solc and deployed on a local anvil, lets the rollup contract finalise the
+//! bundle's root.
 
 mod common;
 
@@ -9,9 +12,10 @@ use halo2curves::bn256::Fr;
 use prover::circuits::batch;
 use prover::rollup::{hash::poseidon, RollupState};
 use prover::wire::{
-    BatchConfig, BatchTaskData, ChunkConfig, FrHex, TaskPayload, TASK_DATA_VERSION,
+    BatchConfig, BatchTaskData, BundleConfig, BundleTaskData, ChunkConfig, CircuitSpec, FrHex,
+    ProofPayload, TaskPayload, TASK_DATA_VERSION,
 };
-use prover::CoreError;
+use prover::{CoreError, ProvingCore};
 
 /// Tall and narrow: few columns means few commitments for the in-circuit verifier to process.
 const CHUNK: ChunkConfig = ChunkConfig {
@@ -20,9 +24,11 @@ const CHUNK: ChunkConfig = ChunkConfig {
     max_txs: 2,
 };
 const BATCH_K: u32 = 20;
+/// One batch proof aggregated: the same size as the batch circuit suffices.
+const BUNDLE_K: u32 = 20;
 
 #[test]
-fn batch_of_two_chunks_verifies_and_a_broken_chain_is_rejected() {
+fn batch_of_two_chunks_verifies_a_broken_chain_is_rejected_and_its_bundle_settles_on_l1() {
     let env = env(&[CHUNK.k, BATCH_K]);
     let core = &env.core;
     let mut state = genesis(CHUNK);
@@ -100,6 +106,8 @@ fn batch_of_two_chunks_verifies_and_a_broken_chain_is_rejected() {
     bad.instances[batch::ACCUMULATOR_LIMBS] = FrHex(Fr::from(1u64));
     assert!(core.verify(&bad).is_err());
 
+    bundle_of_the_batch_settles_on_l1(core, config, &proof, &verified.statement);
+
     // A chunk from another history: its old root is not d0's new root.
     let mut other_state = RollupState::genesis(CHUNK.tree_depth, 4, 5000).unwrap();
     let other = other_state
@@ -124,4 +132,154 @@ fn batch_of_two_chunks_verifies_and_a_broken_chain_is_rejected() {
             "a batch of unchained chunks verified"
         ),
     }
+}
+
+/// The batch proof aggregated into a bundle with the Keccak transcript: it verifies natively (its
+/// accumulator folds the batch's), a batch proof with a wrong accumulator is refused before any
+/// proving, and on a local anvil the bundle's generated Solidity verifier lets the rollup contract
+/// move the root from the batch's old root to its new one — once.
+fn bundle_of_the_batch_settles_on_l1(
+    core: &ProvingCore,
+    batch: BatchConfig,
+    batch_proof: &ProofPayload,
+    batch_statement: &[FrHex],
+) {
+    let config = BundleConfig {
+        k: BUNDLE_K,
+        num_batches: 1,
+        batch,
+    };
+    let data = BundleTaskData {
+        version: TASK_DATA_VERSION,
+        config,
+        batch_proofs: vec![batch_proof.clone()],
+    };
+    let started = std::time::Instant::now();
+    let bundle = core
+        .prove_bundle("bundle", &data, rng())
+        .expect("bundle proves");
+    println!(
+        "bundle proof (k={BUNDLE_K}, 1 batch; keys generated in the call): {:.1} s, {} bytes",
+        started.elapsed().as_secs_f64(),
+        bundle.proof.0.len()
+    );
+    let verified = core.verify(&bundle).expect("bundle proof verifies");
+    assert_eq!(
+        verified.statement,
+        vec![
+            batch_statement[0],
+            batch_statement[1],
+            FrHex(poseidon(&[batch_statement[2].0]))
+        ]
+    );
+    assert_eq!(
+        verified.statement,
+        prover::core::expected_statement(&TaskPayload::Bundle(data.clone())).unwrap()
+    );
+    assert_ne!(
+        bundle.instances[..batch::ACCUMULATOR_LIMBS],
+        batch_proof.instances[..batch::ACCUMULATOR_LIMBS],
+        "the bundle's accumulator is a new one"
+    );
+    // Its proof is Keccak's: read with the batches' Poseidon transcript it does not verify.
+    let keys = core.bundle_keys(config).unwrap();
+    let srs = core.srs(BUNDLE_K).unwrap();
+    let instances: Vec<Fr> = bundle.instances.iter().map(|x| x.0).collect();
+    assert!(prover::engine::verify(&srs, keys.vk(), &instances, &bundle.proof.0).is_err());
+    // A batch proof whose accumulator was changed is refused, before any proving.
+    let mut wrong = batch_proof.clone();
+    wrong.instances[0] = FrHex(wrong.instances[0].0 + Fr::from(1));
+    let err = core
+        .prove_bundle(
+            "wrong",
+            &BundleTaskData {
+                batch_proofs: vec![wrong],
+                ..data.clone()
+            },
+            rng(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Bundle(m) if m.contains("does not verify")),
+        "{err}"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(settle(core, config, &bundle));
+}
+
+async fn settle(core: &ProvingCore, config: BundleConfig, bundle: &ProofPayload) {
+    use alloy::primitives::B256;
+    use coordinator::l1::anvil::{self, Anvil};
+    use coordinator::l1::chain::{finalize_calldata, L1};
+    use coordinator::l1::contracts::{self, RootLayout};
+    use coordinator::l1::solc::Solc;
+
+    let spec = CircuitSpec::Bundle { config };
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let started = std::time::Instant::now();
+    let source = core.evm_verifier(&spec).expect("verifier source");
+    let solc = Solc::locate(&repo).unwrap_or_else(|e| panic!("{e}"));
+    let built = contracts::build(&solc, source, None).expect("compile");
+    println!(
+        "bundle verifier: {} bytes of Solidity, {} bytes of runtime code (EIP-170: {}); \
+         generated and compiled in {:.1} s",
+        built.verifier_source.len(),
+        built.verifier.deployed_size,
+        contracts::MAX_CODE_SIZE,
+        started.elapsed().as_secs_f64()
+    );
+    let path = Anvil::locate(&repo).unwrap_or_else(|e| panic!("{e}"));
+    let node = Anvil::start(&path, 0, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let signer: alloy::signers::local::PrivateKeySigner = anvil::DEV_KEY.parse().unwrap();
+    let l1 = L1::connect(node.url(), anvil::DEV_CHAIN_ID, signer)
+        .await
+        .expect("connect");
+    let (verifier, verifier_gas) = l1
+        .deploy(&built.verifier.bytecode)
+        .await
+        .expect("deploy verifier");
+    let word = |x: &FrHex| B256::from(prover::evm::fr_be(&x.0));
+    let (old, new) = (word(&bundle.instances[12]), word(&bundle.instances[13]));
+    let (rollup, _) = l1
+        .deploy(&contracts::rollup_deploy_code(
+            &built.rollup,
+            verifier,
+            RootLayout::for_circuit(&spec),
+            old,
+        ))
+        .await
+        .expect("deploy rollup");
+    let words: Vec<B256> = bundle.instances.iter().map(word).collect();
+    let input = finalize_calldata(old, new, &words, &bundle.proof.0);
+    let gas = l1
+        .estimate_gas(Some(rollup), &input)
+        .await
+        .expect("the bundle proof finalises");
+    let fees = l1.fees().await.expect("fees");
+    let nonce = l1.mined_nonce().await.expect("nonce");
+    let signed = l1
+        .sign(Some(rollup), &input, nonce, gas + gas / 5, fees)
+        .await
+        .expect("sign");
+    l1.send_raw(&signed).await.expect("send");
+    let receipt = l1.wait_receipt(signed.hash).await.expect("receipt");
+    assert!(receipt.status(), "the finalisation succeeds");
+    println!(
+        "bundle finalize: {} gas ({} calldata bytes, proof {} bytes); verifier deployment {} gas; \
+         tx {}",
+        receipt.gas_used,
+        input.len(),
+        bundle.proof.0.len(),
+        verifier_gas,
+        signed.hash
+    );
+    assert_eq!(l1.rollup_root(rollup).await.expect("root"), new);
+    assert_eq!(l1.rollup_finalized(rollup).await.expect("finalized"), 1);
+    // The same bundle again: its old root is no longer the current one.
+    let err = l1
+        .estimate_gas(Some(rollup), &input)
+        .await
+        .expect_err("a second finalisation");
+    assert!(err.to_string().contains("StaleRoot"), "{err}");
 }

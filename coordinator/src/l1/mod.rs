@@ -2,8 +2,10 @@
 //!
 //! - [`solc`]: the Solidity compiler (solc-js from npm, or a native binary) in standard-JSON mode;
 //! - [`contracts`]: snark-verifier's generated verifier and our rollup contract, compiled;
-//! - [`chain`]: the L1 node through alloy (signing, raw transactions, receipts, the rollup's calls).
+//! - [`chain`]: the L1 node through alloy (signing, raw transactions, receipts, the rollup's calls);
+//! - [`anvil`]: a local development node (tests, `prover demo`).
 
+pub mod anvil;
 pub mod chain;
 pub mod contracts;
 pub mod solc;
