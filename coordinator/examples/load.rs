@@ -107,10 +107,13 @@ fn seed(
     let policy = Policy {
         chunk_timeout_ms: 3_600_000,
         batch_timeout_ms: 3_600_000,
+        bundle_timeout_ms: 3_600_000,
         session_attempts: 5,
         max_invalid_proofs: 1_000_000,
         prover_active_ms: 60_000,
         batch: None,
+        bundle: None,
+        settle: false,
     };
     let mut state = RollupState::genesis(CONFIG.tree_depth, 8, 1_000_000_000)?;
     let total = history + pending;

@@ -30,10 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = Policy {
         chunk_timeout_ms: 3_600_000,
         batch_timeout_ms: 3_600_000,
+        bundle_timeout_ms: 3_600_000,
         session_attempts: 1,
         max_invalid_proofs: 1_000_000,
         prover_active_ms: 60_000,
         batch: None,
+        bundle: None,
+        settle: false,
     };
     for n in sizes {
         let dir = tempfile::tempdir()?;

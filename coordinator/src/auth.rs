@@ -126,6 +126,8 @@ pub struct AcceptedVks {
     pub chunk: String,
     /// None when batch creation is disabled.
     pub batch: Option<String>,
+    /// None when bundle creation is disabled.
+    pub bundle: Option<String>,
 }
 
 /// Prover types of the login message, as in Scroll's coordinator today.
@@ -145,7 +147,7 @@ pub mod prover_type {
 /// - type 2 (batch): our batch vk must be among `vks` when batch tasks are enabled; otherwise the
 ///   type is tolerated (a legacy Scroll prover) and brings no tasks;
 /// - type 3 (OpenVM, as in Scroll): at least one of our vks must be among `vks`; it may be handed
-///   every task type whose vk it presented (bundle tasks, task type 3, are not created yet).
+///   every task type whose vk it presented (bundle tasks, task type 3, only to such a prover).
 ///
 /// A vk we do not know is refused unless the prover declared type 2 with batch disabled or type 3
 /// (it may hold keys for circuits we do not serve, as Scroll's coordinator allows for its own).
@@ -189,14 +191,22 @@ pub fn check_vks(
                 if batch.as_ref().is_some_and(has) {
                     task_types.push(2);
                 }
+                if accepted.bundle.as_ref().is_some_and(has) {
+                    task_types.push(3);
+                }
                 if task_types.len() == before {
                     return Err(format!(
                         "incompatible vk: prover type 3 (OpenVM) must present the vk of a circuit \
-                         this coordinator serves (chunk {}{})",
+                         this coordinator serves (chunk {}{}{})",
                         accepted.chunk,
                         batch
                             .as_ref()
                             .map(|b| format!(", batch {b}"))
+                            .unwrap_or_default(),
+                        accepted
+                            .bundle
+                            .as_ref()
+                            .map(|b| format!(", bundle {b}"))
                             .unwrap_or_default()
                     ));
                 }
@@ -209,10 +219,11 @@ pub fn check_vks(
         }
     }
     if !tolerate_unknown {
-        if let Some(vk) = vks
-            .iter()
-            .find(|vk| **vk != accepted.chunk && Some(*vk) != accepted.batch.as_ref())
-        {
+        if let Some(vk) = vks.iter().find(|vk| {
+            **vk != accepted.chunk
+                && Some(*vk) != accepted.batch.as_ref()
+                && Some(*vk) != accepted.bundle.as_ref()
+        }) {
             return Err(format!(
                 "incompatible vk: {vk} is not a verifying key of this coordinator"
             ));
@@ -221,4 +232,53 @@ pub fn check_vks(
     task_types.sort_unstable();
     task_types.dedup();
     Ok(task_types)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vks(bundle: bool) -> AcceptedVks {
+        AcceptedVks {
+            chunk: "chunk-vk".into(),
+            batch: Some("batch-vk".into()),
+            bundle: bundle.then(|| "bundle-vk".into()),
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn bundle_tasks_go_to_type_3_provers_presenting_the_bundle_vk() {
+        let accepted = vks(true);
+        assert_eq!(
+            check_vks(&accepted, &[3], &strings(&["bundle-vk"])),
+            Ok(vec![3])
+        );
+        assert_eq!(
+            check_vks(
+                &accepted,
+                &[1, 2, 3],
+                &strings(&["chunk-vk", "batch-vk", "bundle-vk"])
+            ),
+            Ok(vec![1, 2, 3])
+        );
+        // Without the bundle vk, no bundle tasks.
+        assert_eq!(
+            check_vks(&accepted, &[3], &strings(&["chunk-vk"])),
+            Ok(vec![1])
+        );
+        // A bundle vk presented to a coordinator without bundles is an unknown vk: refused for
+        // types 1 and 2, tolerated next to one of ours for type 3.
+        let without = vks(false);
+        assert!(check_vks(&without, &[1], &strings(&["chunk-vk", "bundle-vk"])).is_err());
+        assert_eq!(
+            check_vks(&without, &[3], &strings(&["chunk-vk", "bundle-vk"])),
+            Ok(vec![1])
+        );
+        let err = check_vks(&without, &[3], &strings(&["bundle-vk"])).unwrap_err();
+        assert!(err.contains("must present the vk"), "{err}");
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use prover_core::wire::{BatchConfig, ChunkConfig};
+use prover_core::wire::{BatchConfig, BundleConfig, ChunkConfig};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -69,12 +69,19 @@ pub struct CoordinatorConfig {
     /// The batch circuit; `null` (or `num_chunks` 0) disables batch creation.
     #[serde(default)]
     pub batch: Option<BatchConfig>,
+    /// The bundle circuit; `null` (or `num_batches` 0) disables bundle creation. Needs batches;
+    /// with `settlement`, each verified bundle is settled on L1, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleConfig>,
     /// Assignment timeout of chunk tasks, seconds.
     #[serde(default = "default_chunk_timeout")]
     pub chunk_timeout_sec: u64,
     /// Assignment timeout of batch tasks, seconds.
     #[serde(default = "default_batch_timeout")]
     pub batch_timeout_sec: u64,
+    /// Assignment timeout of bundle tasks, seconds.
+    #[serde(default = "default_bundle_timeout")]
+    pub bundle_timeout_sec: u64,
     /// Failed or timed-out assignments after which a task is failed.
     #[serde(default = "default_session_attempts")]
     pub session_attempts: u32,
@@ -107,6 +114,9 @@ fn default_chunk_timeout() -> u64 {
 }
 fn default_batch_timeout() -> u64 {
     600
+}
+fn default_bundle_timeout() -> u64 {
+    900
 }
 fn default_session_attempts() -> u32 {
     5
@@ -151,8 +161,10 @@ impl CoordinatorConfig {
             min_prover_version: String::new(),
             chunk,
             batch,
+            bundle: None,
             chunk_timeout_sec: default_chunk_timeout(),
             batch_timeout_sec: default_batch_timeout(),
+            bundle_timeout_sec: default_bundle_timeout(),
             session_attempts: default_session_attempts(),
             max_invalid_proofs: default_max_invalid(),
             prover_active_sec: default_prover_active(),
@@ -167,6 +179,11 @@ impl CoordinatorConfig {
     /// The batch configuration if batch creation is enabled.
     pub fn batch_enabled(&self) -> Option<BatchConfig> {
         self.batch.filter(|b| b.num_chunks > 0)
+    }
+
+    /// The bundle configuration if bundle creation is enabled.
+    pub fn bundle_enabled(&self) -> Option<BundleConfig> {
+        self.bundle.filter(|b| b.num_batches > 0)
     }
 
     /// Reads a JSON config file (unknown keys are an error).
@@ -220,13 +237,26 @@ impl CoordinatorConfig {
                 return bad("batch.chunk must equal chunk".into());
             }
         }
+        if let Some(b) = self.bundle_enabled() {
+            if self.batch_enabled() != Some(b.batch) {
+                return bad("bundle.batch must equal batch (and batches must be enabled)".into());
+            }
+            if let Err(e) =
+                prover_core::core::check_spec(&prover_core::wire::CircuitSpec::Bundle { config: b })
+            {
+                return bad(format!("bundle: {e}"));
+            }
+        }
         if self.max_invalid_proofs == 0 {
             return bad("max_invalid_proofs must be at least 1".into());
         }
         if self.session_attempts == 0 {
             return bad("session_attempts must be at least 1".into());
         }
-        if self.chunk_timeout_sec == 0 || self.batch_timeout_sec == 0 {
+        if self.chunk_timeout_sec == 0
+            || self.batch_timeout_sec == 0
+            || self.bundle_timeout_sec == 0
+        {
             return bad("timeouts must be at least 1 second".into());
         }
         if let Err(e) = self.http.validate() {

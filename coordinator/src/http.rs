@@ -559,6 +559,7 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         let spec = match &payload {
             TaskPayload::Chunk(d) => CircuitSpec::Chunk { config: d.config },
             TaskPayload::Batch(d) => CircuitSpec::Batch { config: d.config },
+            TaskPayload::Bundle(d) => CircuitSpec::Bundle { config: d.config },
         };
         if proof.spec != spec {
             return Err(Refusal::Invalid(format!(
@@ -619,6 +620,12 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
                     tracing::info!(task_id = %ctx.task.task_id, prover = %printable(&claims.prover_name), verify_ms, "proof verified");
                     if let Some(batch) = effects.batch_created {
                         tracing::info!(task_id = %batch, "batch task created");
+                    }
+                    if let Some(bundle) = effects.bundle_created {
+                        tracing::info!(task_id = %bundle, "bundle task created");
+                    }
+                    if let Some(bundle) = effects.settlement_enqueued {
+                        tracing::info!(task_id = %bundle, "verified bundles enqueued for settlement up to this one");
                     }
                     ("verified", ok(serde_json::Value::Null))
                 }
@@ -832,7 +839,8 @@ async fn admin_prune(State(app): AppState, headers: HeaderMap, body: Body) -> Re
     };
     let before = now_ms().saturating_sub(req.older_than_sec.saturating_mul(1000));
     let a = app.clone();
-    match blocking(move || a.store.prune(before)).await {
+    let consumers = app.policy.consumers();
+    match blocking(move || a.store.prune(before, consumers)).await {
         Ok(p) => {
             tracing::info!(tasks = ?p.tasks, proofs = p.proofs, assignments = p.assignments, "finished tasks pruned by the operator");
             ok(p)

@@ -330,6 +330,9 @@ impl Coordinator {
         let batch_spec = config
             .batch_enabled()
             .map(|config| CircuitSpec::Batch { config });
+        let bundle_spec = config
+            .bundle_enabled()
+            .map(|config| CircuitSpec::Bundle { config });
         let vk_core = core.clone();
         let vks = blocking(move || {
             let chunk = vk_core.vk_digest(&chunk_spec)?;
@@ -337,7 +340,15 @@ impl Coordinator {
                 Some(spec) => Some(vk_core.vk_digest(&spec)?),
                 None => None,
             };
-            Ok(AcceptedVks { chunk, batch })
+            let bundle = match bundle_spec {
+                Some(spec) => Some(vk_core.vk_digest(&spec)?),
+                None => None,
+            };
+            Ok(AcceptedVks {
+                chunk,
+                batch,
+                bundle,
+            })
         })
         .await?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -396,7 +407,11 @@ impl Coordinator {
 
 /// Returns timed-out assignments to the pool between `get_task` calls too.
 async fn sweep_loop(app: Arc<App>, cancel: CancellationToken) {
-    let min_timeout = app.policy.chunk_timeout_ms.min(app.policy.batch_timeout_ms);
+    let p = &app.policy;
+    let min_timeout = p
+        .chunk_timeout_ms
+        .min(p.batch_timeout_ms)
+        .min(p.bundle_timeout_ms);
     let period = Duration::from_millis((min_timeout / 4).clamp(200, 10_000));
     loop {
         tokio::select! {
@@ -491,6 +506,15 @@ impl RunningCoordinator {
         let app = self.app.clone();
         let id = task_id.to_string();
         blocking(move || app.store.requeue(&id, now_ms())).await
+    }
+
+    /// Settlement item `index` (the verified bundles, in chain order).
+    pub async fn settlement(
+        &self,
+        index: u64,
+    ) -> Result<Option<crate::settle::Settlement>, CoordinatorError> {
+        let app = self.app.clone();
+        blocking(move || crate::settle::item(&app.store, index)).await
     }
 
     /// The stored proof of a verified task.

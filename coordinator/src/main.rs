@@ -87,7 +87,7 @@ enum Command {
     L1Contracts {
         #[arg(long, default_value = "coordinator/coordinator.json")]
         config: PathBuf,
-        /// Which configured circuit: chunk or batch.
+        /// Which configured circuit: chunk, batch or bundle (the one settled on L1).
         #[arg(long, default_value = "batch")]
         circuit: String,
         #[arg(long)]
@@ -107,7 +107,8 @@ enum Command {
     L1Deploy {
         #[arg(long, default_value = "coordinator/coordinator.json")]
         config: PathBuf,
-        /// Which configured circuit the verifier is for (chunk or batch): where its roots are.
+        /// Which configured circuit the verifier is for (chunk, batch or bundle): where its roots
+        /// are.
         #[arg(long, default_value = "batch")]
         circuit: String,
         /// The directory `l1-contracts` wrote.
@@ -273,7 +274,11 @@ fn configured_circuit(config: &CoordinatorConfig, which: &str) -> Result<Circuit
             Some(b) => Ok(CircuitSpec::Batch { config: b }),
             None => bail!("the configuration has no batch circuit"),
         },
-        other => bail!("unknown circuit {other:?} (expected chunk or batch)"),
+        "bundle" => match config.bundle {
+            Some(b) => Ok(CircuitSpec::Bundle { config: b }),
+            None => bail!("the configuration has no bundle circuit"),
+        },
+        other => bail!("unknown circuit {other:?} (expected chunk, batch or bundle)"),
     }
 }
 

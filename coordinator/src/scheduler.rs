@@ -13,13 +13,15 @@
 //! The other rules: one live assignment per public key (a `get_task` while one is live re-sends
 //! it, same uuid); assignments time out (`sweep`, run by every `get_task` and by a timer); a task
 //! is not handed to a prover that failed it while another prover that can take it is available;
-//! blocked keys get nothing; `num_chunks` consecutive verified chunks make a batch task; a proof
-//! that arrives after its assignment timed out still verifies the task.
+//! blocked keys get nothing; `num_chunks` consecutive verified chunks make a batch task, and
+//! `num_batches` consecutive verified batches a bundle task; verified bundles are enqueued for L1
+//! settlement in chain order; a proof that arrives after its assignment timed out still verifies
+//! the task.
 
 use prover_core::rollup::Account;
 use prover_core::wire::{
-    BatchConfig, BatchTaskData, ChunkTaskData, ProofPayload, Task, TaskType, HARD_FORK_NAME,
-    TASK_DATA_VERSION,
+    BatchConfig, BatchTaskData, BundleConfig, BundleTaskData, ChunkTaskData, ProofPayload, Task,
+    TaskType, HARD_FORK_NAME, TASK_DATA_VERSION,
 };
 
 use crate::store::{
@@ -34,6 +36,9 @@ type R<T> = Result<T, CoordinatorError>;
 const NEXT_CHUNK_SEQ: &str = "next_chunk_seq";
 const NEXT_BATCH_SEQ: &str = "next_batch_seq";
 const NEXT_UNBATCHED: &str = "next_unbatched_chunk";
+const NEXT_BUNDLE_SEQ: &str = "next_bundle_seq";
+const NEXT_UNBUNDLED: &str = "next_unbundled_batch";
+const NEXT_UNSETTLED: &str = "next_unsettled_bundle";
 const NEXT_ORDER: &str = "next_order";
 
 /// Pending tasks read per step of [`assign`]'s walk (most `get_task`s take the first).
@@ -47,11 +52,16 @@ pub const MAX_UNPROVEN_REMEMBERED: usize = 64;
 pub struct Policy {
     pub chunk_timeout_ms: u64,
     pub batch_timeout_ms: u64,
+    pub bundle_timeout_ms: u64,
     pub session_attempts: u32,
     pub max_invalid_proofs: u32,
     pub prover_active_ms: u64,
     /// Batch creation (None: disabled).
     pub batch: Option<BatchConfig>,
+    /// Bundle creation from consecutive verified batches (None: disabled).
+    pub bundle: Option<BundleConfig>,
+    /// Whether verified bundles are enqueued, in order, for settlement on L1.
+    pub settle: bool,
 }
 
 impl Policy {
@@ -59,19 +69,37 @@ impl Policy {
         Self {
             chunk_timeout_ms: c.chunk_timeout_sec.saturating_mul(1000),
             batch_timeout_ms: c.batch_timeout_sec.saturating_mul(1000),
+            bundle_timeout_ms: c.bundle_timeout_sec.saturating_mul(1000),
             session_attempts: c.session_attempts,
             max_invalid_proofs: c.max_invalid_proofs,
             prover_active_ms: c.prover_active_sec.saturating_mul(1000),
             batch: c.batch_enabled(),
+            bundle: c.bundle_enabled(),
+            settle: c.settlement.is_some(),
         }
     }
     fn timeout_ms(&self, task_type: u8) -> u64 {
-        if task_type == TaskType::Chunk.as_u8() {
-            self.chunk_timeout_ms
-        } else {
-            self.batch_timeout_ms
+        match TaskType::from_u8(task_type) {
+            Ok(TaskType::Chunk) => self.chunk_timeout_ms,
+            Ok(TaskType::Bundle) => self.bundle_timeout_ms,
+            Ok(TaskType::Batch) | Err(_) => self.batch_timeout_ms,
         }
     }
+    /// What consumes verified tasks of each level, for [`crate::store::Store::prune`].
+    pub fn consumers(&self) -> Consumers {
+        Consumers {
+            bundles: self.bundle.is_some(),
+            settlement: self.settle,
+        }
+    }
+}
+
+/// Whether verified batches are still to be bundled and verified bundles still to be settled:
+/// such tasks are kept by `prune` until they are (a chunk is kept until it is batched).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Consumers {
+    pub bundles: bool,
+    pub settlement: bool,
 }
 
 /// Adds chunk tasks (in chain order) and the account state they lead to. Returns the new ids.
@@ -477,7 +505,8 @@ pub fn record_failure(
 }
 
 /// A verified proof: store it, mark the task verified, free every prover holding it, and create
-/// a batch task if enough consecutive chunks are now verified.
+/// a batch task if enough consecutive chunks are now verified (a bundle task from batches, the
+/// same way), or enqueue the verified bundles that are next in chain order for settlement.
 #[allow(clippy::too_many_arguments)]
 pub fn record_verified(
     tx: &mut dyn Txn,
@@ -496,6 +525,14 @@ pub fn record_verified(
         // lock, taken before any task's, puts chunk verifications in one order; locking it
         // after this chunk's row would deadlock with the verification of the next chunk.
         tx.counter(NEXT_UNBATCHED)?;
+    }
+    let makes_bundles = policy.bundle.is_some() && task_type == TaskType::Batch.as_u8();
+    if makes_bundles {
+        tx.counter(NEXT_UNBUNDLED)?; // as above, for bundle creation
+    }
+    let settles = policy.settle && task_type == TaskType::Bundle.as_u8();
+    if settles {
+        tx.counter(NEXT_UNSETTLED)?; // as above, for the settlement order
     }
     let ctx = match check_submission(tx, public_key, uuid, task_id, task_type)? {
         Ok(c) => c,
@@ -530,7 +567,87 @@ pub fn record_verified(
     if let (true, Some(batch)) = (makes_batches, policy.batch) {
         effects.batch_created = make_batches(tx, batch, now_ms)?;
     }
+    if let (true, Some(bundle)) = (makes_bundles, policy.bundle) {
+        effects.bundle_created = make_bundles(tx, bundle, now_ms)?;
+    }
+    if settles {
+        effects.settlement_enqueued = enqueue_settlements(tx, now_ms)?;
+    }
     Ok(Ok(effects))
+}
+
+/// Creates bundle tasks while `num_batches` consecutive unbundled batches are verified. Returns
+/// the last bundle id created.
+fn make_bundles(tx: &mut dyn Txn, bundle: BundleConfig, now_ms: u64) -> R<Option<String>> {
+    let mut created = None;
+    loop {
+        let start = tx.counter(NEXT_UNBUNDLED)?;
+        let n = bundle.num_batches as u64;
+        let mut proofs = Vec::with_capacity(bundle.num_batches);
+        let mut records = Vec::with_capacity(bundle.num_batches);
+        for seq in start..start + n {
+            let id = batch_id(seq);
+            let Some(rec) = tx.task(&id)? else {
+                return Ok(created);
+            };
+            if rec.state != TaskState::Verified {
+                return Ok(created);
+            }
+            let proof = tx.proof(&id)?.ok_or_else(|| {
+                CoordinatorError::store("read proof", format!("verified {id} has no proof"))
+            })?;
+            proofs.push(proof);
+            records.push(rec);
+        }
+        let data = BundleTaskData {
+            version: TASK_DATA_VERSION,
+            config: bundle,
+            batch_proofs: proofs,
+        };
+        let seq = tx.bump(NEXT_BUNDLE_SEQ)?;
+        let id = bundle_id(seq);
+        let payload =
+            serde_json::to_string(&data).map_err(|e| CoordinatorError::store("encode task", e))?;
+        insert_task(tx, &id, TaskType::Bundle, seq, &payload, now_ms)?;
+        for mut rec in records {
+            rec.batched = true;
+            tx.save_task(&rec)?;
+        }
+        tx.set_counter(NEXT_UNBUNDLED, start + n)?;
+        created = Some(id);
+    }
+}
+
+/// Enqueues for settlement every verified bundle that is next in chain order (bundles may be
+/// verified out of order; L1 takes them in order). Returns the last bundle enqueued.
+fn enqueue_settlements(tx: &mut dyn Txn, now_ms: u64) -> R<Option<String>> {
+    let mut enqueued = None;
+    loop {
+        let seq = tx.counter(NEXT_UNSETTLED)?;
+        let id = bundle_id(seq);
+        let Some(mut rec) = tx.task(&id)? else {
+            return Ok(enqueued);
+        };
+        if rec.state != TaskState::Verified {
+            return Ok(enqueued);
+        }
+        let proof = tx.proof(&id)?.ok_or_else(|| {
+            CoordinatorError::store("read proof", format!("verified {id} has no proof"))
+        })?;
+        crate::settle::enqueue_proof(tx, &id, &proof, now_ms)?;
+        rec.batched = true;
+        tx.save_task(&rec)?;
+        tx.set_counter(NEXT_UNSETTLED, seq + 1)?;
+        enqueued = Some(id);
+    }
+}
+
+fn batch_id(seq: u64) -> String {
+    format!("batch-{seq}")
+}
+
+fn bundle_id(seq: u64) -> String {
+    format!("bundle-{seq}")
 }
 
 /// Creates batch tasks while `num_chunks` consecutive unbatched chunks are verified. Returns the
@@ -563,7 +680,7 @@ fn make_batches(tx: &mut dyn Txn, batch: BatchConfig, now_ms: u64) -> R<Option<S
             chunk_proofs: proofs,
         };
         let seq = tx.bump(NEXT_BATCH_SEQ)?;
-        let id = format!("batch-{seq}");
+        let id = batch_id(seq);
         let payload =
             serde_json::to_string(&data).map_err(|e| CoordinatorError::store("encode task", e))?;
         insert_task(tx, &id, TaskType::Batch, seq, &payload, now_ms)?;

@@ -32,6 +32,7 @@ fn policy() -> Policy {
         // Long: no assignment times out, so each task must be handed out exactly once.
         chunk_timeout_ms: 3_600_000,
         batch_timeout_ms: 3_600_000,
+        bundle_timeout_ms: 3_600_000,
         session_attempts: 3,
         max_invalid_proofs: 3,
         prover_active_ms: 10_000,
@@ -40,6 +41,8 @@ fn policy() -> Policy {
             num_chunks: 2,
             chunk: SMALL,
         }),
+        bundle: None,
+        settle: false,
     }
 }
 

@@ -8,8 +8,8 @@ use coordinator::store::{AssignOutcome, Policy, ProverIdentity, Store, SubmitErr
 use coordinator::TaskState;
 use prover_core::rollup::RollupState;
 use prover_core::wire::{
-    Base64Bytes, BatchConfig, BatchTaskData, ChunkConfig, CircuitSpec, ProofMeta, ProofPayload,
-    Task, Transfer,
+    Base64Bytes, BatchConfig, BatchTaskData, BundleConfig, BundleTaskData, ChunkConfig,
+    CircuitSpec, FrHex, ProofMeta, ProofPayload, Task, Transfer,
 };
 
 const SMALL: ChunkConfig = ChunkConfig {
@@ -22,10 +22,13 @@ fn policy() -> Policy {
     Policy {
         chunk_timeout_ms: 1000,
         batch_timeout_ms: 2000,
+        bundle_timeout_ms: 3000,
         session_attempts: 3,
         max_invalid_proofs: 2,
         prover_active_ms: 10_000,
         batch: None,
+        bundle: None,
+        settle: false,
     }
 }
 
@@ -143,13 +146,31 @@ fn task(outcome: AssignOutcome) -> (Task, bool) {
     }
 }
 
+/// A proof the store takes as verified. A bundle's carries the public inputs settlement reads:
+/// bundle-n goes from root n to root n+1.
 fn fake_proof(task: &Task) -> ProofPayload {
+    let (spec, instances) = if task.task_type == 3 {
+        let data: BundleTaskData = serde_json::from_str(&task.task_data).expect("bundle data");
+        let n: u64 = task.task_id["bundle-".len()..]
+            .parse()
+            .expect("bundle number");
+        let mut instances = vec![FrHex::default(); 12];
+        instances.extend([n, n + 1, 99].map(|x| FrHex(x.into())));
+        (
+            CircuitSpec::Bundle {
+                config: data.config,
+            },
+            instances,
+        )
+    } else {
+        (CircuitSpec::Chunk { config: SMALL }, vec![])
+    };
     ProofPayload {
         version: 1,
         task_id: task.task_id.clone(),
-        spec: CircuitSpec::Chunk { config: SMALL },
+        spec,
         vk_digest: "vk".into(),
-        instances: vec![],
+        instances,
         proof: Base64Bytes(vec![1, 2, 3]),
         meta: ProofMeta {
             engine: "reference".into(),
@@ -502,6 +523,102 @@ fn consecutive_verified_chunks_become_a_batch_for_batch_provers_only() {
     assert_eq!(f.store.sweep(&p, 2100).expect("sweep").timed_out, 1);
 }
 
+/// `num_batches` consecutive verified batches make a bundle task, handed only to provers asking
+/// for type 3, with its own timeout; verified bundles are enqueued for settlement in chain order
+/// whatever order they are verified in; and `prune` keeps batches until they are bundled and
+/// bundles until they are enqueued.
+#[test]
+fn consecutive_verified_batches_become_bundles_settled_in_chain_order() {
+    let f = fixture(8);
+    let batch = BatchConfig {
+        k: 16,
+        num_chunks: 2,
+        chunk: SMALL,
+    };
+    let bundle = BundleConfig {
+        k: 16,
+        num_batches: 2,
+        batch,
+    };
+    let p = Policy {
+        batch: Some(batch),
+        bundle: Some(bundle),
+        settle: true,
+        ..policy()
+    };
+    let a = prover("a", &[1, 2, 3]);
+    for i in 0..8u64 {
+        let (t, _) = task(assign(&f.store, &a, &[1], &p, i));
+        verify(&f.store, &a, &t, &p, i).expect("chunk verified");
+    }
+    let mut batches = Vec::new();
+    for _ in 0..4 {
+        let (t, _) = task(assign(&f.store, &a, &[2], &p, 10));
+        verify(&f.store, &a, &t, &p, 10).expect("batch verified");
+        batches.push(t);
+    }
+    assert_eq!(
+        f.store
+            .status()
+            .expect("s")
+            .count("bundle", TaskState::Pending),
+        2
+    );
+    // Only a prover asking for type 3 gets a bundle.
+    assert_eq!(assign(&f.store, &a, &[1, 2], &p, 20), AssignOutcome::NoTask);
+    let b = prover("b", &[1, 2, 3]);
+    let (u0, _) = task(assign(&f.store, &a, &[3], &p, 20));
+    let (u1, _) = task(assign(&f.store, &b, &[3], &p, 20));
+    assert_eq!(
+        (u0.task_id.as_str(), u0.task_type, u1.task_id.as_str()),
+        ("bundle-0", 3, "bundle-1")
+    );
+    let data: BundleTaskData = serde_json::from_str(&u0.task_data).expect("bundle data");
+    assert_eq!(data.config, bundle);
+    let ids: Vec<_> = data
+        .batch_proofs
+        .iter()
+        .map(|p| p.task_id.as_str())
+        .collect();
+    assert_eq!(ids, ["batch-0", "batch-1"]);
+    // The bundle timeout (3000 ms) applies, not the batch's (2000 ms).
+    assert_eq!(f.store.sweep(&p, 2500).expect("sweep").timed_out, 0);
+    // bundle-1 verified first waits for bundle-0: L1 takes them in order.
+    let e1 = verify(&f.store, &b, &u1, &p, 2600).expect("bundle-1 verified");
+    assert_eq!(e1.settlement_enqueued, None);
+    assert!(coordinator::settle::item(&f.store, 0)
+        .expect("read")
+        .is_none());
+    // Batches are pruned once bundled, bundles only once enqueued.
+    let pruned = f.store.prune(5000, p.consumers()).expect("prune");
+    assert_eq!(pruned.tasks.get("batch"), Some(&4));
+    assert_eq!(
+        pruned.tasks.get("bundle"),
+        None,
+        "bundle-1 is not enqueued yet"
+    );
+    let e0 = verify(&f.store, &a, &u0, &p, 2700).expect("bundle-0 verified");
+    assert_eq!(e0.settlement_enqueued.as_deref(), Some("bundle-1"));
+    for (index, label) in [(0, "bundle-0"), (1, "bundle-1")] {
+        let item = coordinator::settle::item(&f.store, index)
+            .expect("read")
+            .expect("enqueued");
+        assert_eq!(item.label, label);
+        let root = |x: u64| alloy::primitives::B256::from(prover_core::evm::fr_be(&x.into()));
+        assert_eq!(
+            (item.old_root, item.new_root),
+            (root(index), root(index + 1))
+        );
+        assert_eq!(item.instances.len(), 15);
+    }
+    assert!(coordinator::settle::item(&f.store, 2)
+        .expect("read")
+        .is_none());
+    let pruned = f.store.prune(5000, p.consumers()).expect("prune");
+    assert_eq!(pruned.tasks.get("bundle"), Some(&2));
+    counts_agree(&f.store);
+}
+
 #[test]
 fn the_store_survives_reopening() {
     let f = fixture(2);
@@ -779,10 +896,13 @@ fn prune_removes_only_finished_consumed_tasks_before_the_cutoff() {
     let (bt, _) = task(assign(&f.store, &a, &[2], &p, 40));
     assert_eq!(bt.task_id, "batch-0");
     // Nothing finished before t=5.
-    assert_eq!(f.store.prune(5).expect("prune"), Default::default());
+    assert_eq!(
+        f.store.prune(5, p.consumers()).expect("prune"),
+        Default::default()
+    );
     // Before t=25: chunk-0 and chunk-1 (batched, verified at 11 and 21); not chunk-2 (unbatched),
     // not batch-0 (assigned).
-    let pruned = f.store.prune(25).expect("prune");
+    let pruned = f.store.prune(25, p.consumers()).expect("prune");
     assert_eq!(pruned.tasks.get("chunk"), Some(&2));
     assert_eq!(pruned.tasks.get("batch"), None);
     assert_eq!((pruned.proofs, pruned.assignments), (2, 2));
@@ -802,7 +922,7 @@ fn prune_removes_only_finished_consumed_tasks_before_the_cutoff() {
     assert_eq!(t3.task_id, "chunk-3");
     let effects = verify(&f.store, &a, &t3, &p, 61).expect("verified");
     assert_eq!(effects.batch_created.as_deref(), Some("batch-1"));
-    let pruned = f.store.prune(100).expect("prune");
+    let pruned = f.store.prune(100, p.consumers()).expect("prune");
     assert_eq!(pruned.tasks.get("batch"), Some(&1), "batch-0, verified");
     assert_eq!(
         pruned.tasks.get("chunk"),

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use prover_core::wire::{BatchConfig, ChunkConfig, CircuitSpec};
+use prover_core::wire::{BatchConfig, BundleConfig, ChunkConfig, CircuitSpec};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override configuration keys.
@@ -154,6 +154,8 @@ pub struct CircuitsSection {
     pub chunk_max_txs: usize,
     pub batch_k: u32,
     pub batch_num_chunks: usize,
+    pub bundle_k: u32,
+    pub bundle_num_batches: usize,
 }
 
 impl Default for CircuitsSection {
@@ -165,6 +167,8 @@ impl Default for CircuitsSection {
             chunk_max_txs: c.max_txs,
             batch_k: 20,
             batch_num_chunks: 2,
+            bundle_k: 20,
+            bundle_num_batches: 1,
         }
     }
 }
@@ -186,7 +190,15 @@ impl CircuitsSection {
         }
     }
 
-    /// The circuit announced for a task type (1 chunk, 2 batch).
+    pub fn bundle(&self) -> BundleConfig {
+        BundleConfig {
+            k: self.bundle_k,
+            num_batches: self.bundle_num_batches,
+            batch: self.batch(),
+        }
+    }
+
+    /// The circuit announced for a task type (1 chunk, 2 batch, 3 bundle).
     pub fn spec_for(&self, task_type: u8) -> Option<CircuitSpec> {
         match task_type {
             1 => Some(CircuitSpec::Chunk {
@@ -194,6 +206,9 @@ impl CircuitsSection {
             }),
             2 => Some(CircuitSpec::Batch {
                 config: self.batch(),
+            }),
+            3 => Some(CircuitSpec::Bundle {
+                config: self.bundle(),
             }),
             _ => None,
         }
@@ -339,7 +354,9 @@ impl NodeConfig {
             if self.circuits.spec_for(*t).is_none() {
                 return bad(
                     "node.task_types",
-                    format!("unknown task type {t} (this prover proves 1 chunk, 2 batch)"),
+                    format!(
+                        "unknown task type {t} (this prover proves 1 chunk, 2 batch, 3 bundle)"
+                    ),
                 );
             }
             if !seen.insert(*t) {
@@ -447,6 +464,13 @@ impl NodeConfig {
             return bad(
                 "circuits.batch_num_chunks",
                 format!("{} is outside 1..={max}", self.circuits.batch_num_chunks),
+            );
+        }
+        let max = prover_core::core::MAX_BATCHES_PER_BUNDLE;
+        if !(1..=max).contains(&self.circuits.bundle_num_batches) {
+            return bad(
+                "circuits.bundle_num_batches",
+                format!("{} is outside 1..={max}", self.circuits.bundle_num_batches),
             );
         }
         Ok(())

@@ -135,7 +135,7 @@ fn invalid_configurations_are_rejected_with_the_key() {
     for (var, value, key) in [
         ("PROVER_NODE_N_WORKERS", "0", "node.n_workers"),
         ("PROVER_NODE_MAX_ATTEMPTS", "0", "node.max_attempts"),
-        ("PROVER_NODE_TASK_TYPES", "3", "node.task_types"),
+        ("PROVER_NODE_TASK_TYPES", "4", "node.task_types"),
         ("PROVER_NODE_TASK_TYPES", "1,1", "node.task_types"),
         ("PROVER_NODE_TASK_TYPES", "", "node.task_types"),
         ("PROVER_NODE_NAME", " ", "node.name"),
@@ -172,6 +172,11 @@ fn invalid_configurations_are_rejected_with_the_key() {
             "circuits.batch_num_chunks",
         ),
         ("PROVER_CIRCUITS_CHUNK_TREE_DEPTH", "0", "circuits.chunk_*"),
+        (
+            "PROVER_CIRCUITS_BUNDLE_NUM_BATCHES",
+            "0",
+            "circuits.bundle_num_batches",
+        ),
     ] {
         let err = load_with(&[(var, value)]).unwrap_err();
         assert!(

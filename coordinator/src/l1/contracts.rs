@@ -25,7 +25,7 @@ pub struct RootLayout {
 
 impl RootLayout {
     /// Where `spec`'s circuit puts the roots: a chunk's public inputs are `[old, new, commitment]`;
-    /// a batch's, the accumulator limbs then `[old, new, commitment]`.
+    /// a batch's or a bundle's, the accumulator limbs then `[old, new, commitment]`.
     pub fn for_circuit(spec: &prover_core::wire::CircuitSpec) -> Self {
         use prover_core::circuits::{batch, chunk};
         use prover_core::wire::CircuitSpec;
@@ -35,7 +35,7 @@ impl RootLayout {
                 old_root_index: 0,
                 new_root_index: 1,
             },
-            CircuitSpec::Batch { .. } => Self {
+            CircuitSpec::Batch { .. } | CircuitSpec::Bundle { .. } => Self {
                 num_instances: batch::NUM_INSTANCES,
                 old_root_index: batch::ACCUMULATOR_LIMBS,
                 new_root_index: batch::ACCUMULATOR_LIMBS + 1,

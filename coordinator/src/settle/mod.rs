@@ -157,20 +157,76 @@ pub fn enqueue(
 ) -> R<u64> {
     let proof = Bytes::from(proof);
     store.transaction(|tx| {
-        let index = tx.counter(ENQUEUED)?;
-        let item = Settlement::new(
-            index,
-            label.to_string(),
+        enqueue_in(
+            tx,
+            label,
             old_root,
             new_root,
             instances.clone(),
             proof.clone(),
             now_ms(),
-        );
-        write(tx, &item)?;
-        tx.set_counter(ENQUEUED, index + 1)?;
-        Ok(index)
+        )
     })
+}
+
+/// As [`enqueue`], inside the caller's transaction.
+pub fn enqueue_in(
+    tx: &mut dyn Txn,
+    label: &str,
+    old_root: B256,
+    new_root: B256,
+    instances: Vec<B256>,
+    proof: Bytes,
+    now_ms: u64,
+) -> R<u64> {
+    let index = tx.counter(ENQUEUED)?;
+    let item = Settlement::new(
+        index,
+        label.to_string(),
+        old_root,
+        new_root,
+        instances,
+        proof,
+        now_ms,
+    );
+    write(tx, &item)?;
+    tx.set_counter(ENQUEUED, index + 1)?;
+    Ok(index)
+}
+
+/// Enqueues a verified proof (the scheduler's verified bundles), its roots read where its circuit
+/// puts them, inside the caller's transaction.
+pub fn enqueue_proof(
+    tx: &mut dyn Txn,
+    label: &str,
+    proof: &prover_core::wire::ProofPayload,
+    now_ms: u64,
+) -> R<u64> {
+    let layout = crate::l1::contracts::RootLayout::for_circuit(&proof.spec);
+    if proof.instances.len() != layout.num_instances {
+        return Err(CoordinatorError::store(
+            "enqueue for settlement",
+            format!(
+                "{label} has {} public inputs, its circuit {}",
+                proof.instances.len(),
+                layout.num_instances
+            ),
+        ));
+    }
+    let words: Vec<B256> = proof
+        .instances
+        .iter()
+        .map(|x| B256::from(prover_core::evm::fr_be(&x.0)))
+        .collect();
+    enqueue_in(
+        tx,
+        label,
+        words[layout.old_root_index],
+        words[layout.new_root_index],
+        words,
+        Bytes::from(proof.proof.0.clone()),
+        now_ms,
+    )
 }
 
 /// Item `index`.

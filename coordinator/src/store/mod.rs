@@ -26,7 +26,7 @@ use prover_core::rollup::Account;
 use prover_core::wire::{ProofPayload, Task, TaskType};
 use serde::{Deserialize, Serialize};
 
-pub use crate::scheduler::{Policy, MAX_UNPROVEN_REMEMBERED};
+pub use crate::scheduler::{Consumers, Policy, MAX_UNPROVEN_REMEMBERED};
 use crate::{scheduler, CoordinatorError};
 
 type R<T> = Result<T, CoordinatorError>;
@@ -92,7 +92,8 @@ pub struct TaskRecord {
     pub verify_ms: Option<u64>,
     /// Last failure reason, or "verified".
     pub result: Option<String>,
-    /// For a chunk: already part of a batch task.
+    /// Consumed by the next level: a chunk part of a batch task, a batch part of a bundle task,
+    /// a bundle enqueued for settlement.
     pub batched: bool,
 }
 
@@ -205,6 +206,9 @@ pub struct Effects {
     pub timed_out: u64,
     pub tasks_failed: u64,
     pub batch_created: Option<String>,
+    pub bundle_created: Option<String>,
+    /// The last verified bundle enqueued for settlement.
+    pub settlement_enqueued: Option<String>,
     pub blocked: bool,
 }
 
@@ -243,7 +247,7 @@ impl StatusReport {
     /// Every task type and state listed with a count of 0.
     pub fn zeroed() -> Self {
         let mut report = Self::default();
-        for t in [TaskType::Chunk, TaskType::Batch] {
+        for t in [TaskType::Chunk, TaskType::Batch, TaskType::Bundle] {
             let m = report.counts.entry(t.name().to_string()).or_default();
             for s in TaskState::ALL {
                 m.insert(s.name().to_string(), 0);
@@ -354,7 +358,7 @@ pub trait Backend: Send + Sync {
     /// entries are purged.
     fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool>;
     /// See [`Store::prune`].
-    fn prune(&self, before_ms: u64) -> R<Pruned>;
+    fn prune(&self, before_ms: u64, consumers: Consumers) -> R<Pruned>;
     /// Every task, in creation order, with the counts and the keys.
     fn status(&self) -> R<StatusReport>;
     /// The counts and the keys, without the task list (cost independent of finished tasks).
@@ -556,11 +560,13 @@ impl Store {
 
     /// The operator's `prune`: removes the finished tasks last changed before `before_ms` — a
     /// verified chunk once it is part of a batch task (its proof lives on in the batch's payload),
-    /// a verified batch — with their payloads, proofs and assignments, in one transaction.
-    /// Pending, assigned and failed tasks, and verified chunks not yet batched, stay. Returns what
+    /// a verified batch once it is part of a bundle (or at once when `consumers` say bundles are
+    /// off), a verified bundle once it is enqueued for settlement (or at once without settlement)
+    /// — with their payloads, proofs and assignments, in one transaction. Pending, assigned and
+    /// failed tasks, and verified tasks still to be consumed, stay. Returns what
     /// was removed. Walks the verified tasks: an operator's command, not a request path.
-    pub fn prune(&self, before_ms: u64) -> R<Pruned> {
-        self.backend.prune(before_ms)
+    pub fn prune(&self, before_ms: u64, consumers: Consumers) -> R<Pruned> {
+        self.backend.prune(before_ms, consumers)
     }
 
     /// Everything `coordinator status` shows.
@@ -580,10 +586,17 @@ impl Store {
     }
 }
 
-/// Whether a pruned task may go: verified, consumed (a batch, or a chunk in a batch), no live
-/// assignment, last changed before `before_ms`.
-pub(crate) fn prunable(rec: &TaskRecord, before_ms: u64) -> bool {
-    let consumed = rec.task_type != TaskType::Chunk.as_u8() || rec.batched;
+/// Whether a pruned task may go: verified, consumed (a chunk in a batch; a batch in a bundle, or
+/// any batch when bundles are off; a bundle enqueued for settlement, or any bundle when
+/// settlement is off), no live assignment, last changed before `before_ms`.
+pub(crate) fn prunable(rec: &TaskRecord, before_ms: u64, consumers: Consumers) -> bool {
+    let consumed = rec.batched
+        || match TaskType::from_u8(rec.task_type) {
+            Ok(TaskType::Chunk) => false,
+            Ok(TaskType::Batch) => !consumers.bundles,
+            Ok(TaskType::Bundle) => !consumers.settlement,
+            Err(_) => true,
+        };
     rec.state == TaskState::Verified
         && consumed
         && rec.live.is_empty()

@@ -30,7 +30,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
-    ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
+    Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
 };
 use crate::CoordinatorError;
 
@@ -399,7 +399,7 @@ impl Backend for PgBackend {
         Ok(out)
     }
 
-    fn prune(&self, before_ms: u64) -> R<Pruned> {
+    fn prune(&self, before_ms: u64, consumers: Consumers) -> R<Pruned> {
         let mut pruned = Pruned::default();
         self.run(|tx| {
             pruned = Pruned::default();
@@ -413,7 +413,7 @@ impl Backend for PgBackend {
             for row in rows {
                 let text: String = col(&row, 0)?;
                 let rec: TaskRecord = from_json(&text)?;
-                if prunable(&rec, before_ms) {
+                if prunable(&rec, before_ms, consumers) {
                     *pruned.tasks.entry(type_name(rec.task_type)).or_default() += 1;
                     tx.count_verified(rec.task_type, -1)?;
                     ids.push(rec.task_id);

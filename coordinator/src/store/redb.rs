@@ -21,7 +21,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, Writ
 
 use super::{
     from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
-    ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
+    Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
 };
 use crate::CoordinatorError;
 
@@ -252,7 +252,7 @@ impl Backend for RedbBackend {
         Ok(fresh)
     }
 
-    fn prune(&self, before_ms: u64) -> R<Pruned> {
+    fn prune(&self, before_ms: u64, consumers: Consumers) -> R<Pruned> {
         let txn = self.db.begin_write().ctx("begin")?;
         let doomed: Vec<TaskRecord> = {
             let t = txn.open_table(TASKS).ctx("open tasks")?;
@@ -260,7 +260,7 @@ impl Backend for RedbBackend {
             for item in t.iter().ctx("iterate tasks")? {
                 let (_, r) = item.ctx("iterate tasks")?;
                 let rec = from_json::<TaskRecord>(r.value())?;
-                if prunable(&rec, before_ms) {
+                if prunable(&rec, before_ms, consumers) {
                     v.push(rec);
                 }
             }
