@@ -344,6 +344,13 @@ struct DemoArgs {
     /// Prove the chunks only.
     #[arg(long)]
     no_batch: bool,
+    /// log2 rows of the bundle circuit (one batch per bundle; settled on a local anvil when
+    /// `scripts/ensure-l1` has installed anvil and solc).
+    #[arg(long, default_value_t = 20)]
+    bundle_k: u32,
+    /// Stop at the batch: no bundle, no settlement.
+    #[arg(long)]
+    no_bundle: bool,
     /// Prover workers (one identity each) in the embedded daemon.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -513,6 +520,7 @@ fn run(cli: Cli) -> Result<()> {
             chunks: args.chunks,
             txs: args.txs,
             batch_k: (!args.no_batch).then_some(args.batch_k),
+            bundle_k: (!args.no_batch && !args.no_bundle).then_some(args.bundle_k),
             workers: args.workers,
             seed: args.seed,
             timeout: std::time::Duration::from_secs(args.timeout_sec),
