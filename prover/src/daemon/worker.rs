@@ -373,6 +373,7 @@ fn task_span(task: &Task, backend: &str) -> tracing::Span {
     let k = match task.payload() {
         Ok(TaskPayload::Chunk(d)) => Some(d.config.k),
         Ok(TaskPayload::Batch(d)) => Some(d.config.k),
+        Ok(TaskPayload::Bundle(d)) => Some(d.config.k),
         Err(_) => None,
     };
     tracing::info_span!(
