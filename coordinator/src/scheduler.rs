@@ -576,46 +576,106 @@ pub fn record_verified(
     Ok(Ok(effects))
 }
 
-/// Creates bundle tasks while `num_batches` consecutive unbundled batches are verified. Returns
-/// the last bundle id created.
-fn make_bundles(tx: &mut dyn Txn, bundle: BundleConfig, now_ms: u64) -> R<Option<String>> {
+/// One level of aggregation: `n` consecutive verified tasks of the level below make one task.
+struct Level<'a> {
+    /// Counter of the first task below not yet part of a task of this level.
+    next_unconsumed: &'static str,
+    /// Counter of this level's task numbers.
+    next_seq: &'static str,
+    n: usize,
+    below: fn(u64) -> String,
+    here: fn(u64) -> String,
+    task_type: TaskType,
+    /// The task data over the proofs below, as JSON.
+    payload: &'a dyn Fn(Vec<ProofPayload>) -> serde_json::Result<String>,
+}
+
+/// Creates tasks of `level` while `n` consecutive unconsumed tasks below are verified. Returns
+/// the last id created.
+fn make_level(tx: &mut dyn Txn, level: &Level, now_ms: u64) -> R<Option<String>> {
     let mut created = None;
     loop {
-        let start = tx.counter(NEXT_UNBUNDLED)?;
-        let n = bundle.num_batches as u64;
-        let mut proofs = Vec::with_capacity(bundle.num_batches);
-        let mut records = Vec::with_capacity(bundle.num_batches);
-        for seq in start..start + n {
-            let id = batch_id(seq);
-            let Some(rec) = tx.task(&id)? else {
+        // Read (and, on a shared database, locked) first: one creation at a time.
+        let start = tx.counter(level.next_unconsumed)?;
+        let mut proofs = Vec::with_capacity(level.n);
+        let mut records = Vec::with_capacity(level.n);
+        for seq in start..start + level.n as u64 {
+            let Some((rec, proof)) = verified(tx, &(level.below)(seq))? else {
                 return Ok(created);
             };
-            if rec.state != TaskState::Verified {
-                return Ok(created);
-            }
-            let proof = tx.proof(&id)?.ok_or_else(|| {
-                CoordinatorError::store("read proof", format!("verified {id} has no proof"))
-            })?;
             proofs.push(proof);
             records.push(rec);
         }
-        let data = BundleTaskData {
-            version: TASK_DATA_VERSION,
-            config: bundle,
-            batch_proofs: proofs,
-        };
-        let seq = tx.bump(NEXT_BUNDLE_SEQ)?;
-        let id = bundle_id(seq);
         let payload =
-            serde_json::to_string(&data).map_err(|e| CoordinatorError::store("encode task", e))?;
-        insert_task(tx, &id, TaskType::Bundle, seq, &payload, now_ms)?;
+            (level.payload)(proofs).map_err(|e| CoordinatorError::store("encode task", e))?;
+        let seq = tx.bump(level.next_seq)?;
+        let id = (level.here)(seq);
+        insert_task(tx, &id, level.task_type, seq, &payload, now_ms)?;
         for mut rec in records {
             rec.batched = true;
             tx.save_task(&rec)?;
         }
-        tx.set_counter(NEXT_UNBUNDLED, start + n)?;
+        tx.set_counter(level.next_unconsumed, start + level.n as u64)?;
         created = Some(id);
     }
+}
+
+/// A task's record and proof, if it is verified.
+fn verified(tx: &mut dyn Txn, id: &str) -> R<Option<(TaskRecord, ProofPayload)>> {
+    let Some(rec) = tx.task(id)? else {
+        return Ok(None);
+    };
+    if rec.state != TaskState::Verified {
+        return Ok(None);
+    }
+    let proof = tx.proof(id)?.ok_or_else(|| {
+        CoordinatorError::store("read proof", format!("verified {id} has no proof"))
+    })?;
+    Ok(Some((rec, proof)))
+}
+
+/// Creates batch tasks while `num_chunks` consecutive unbatched chunks are verified. Returns the
+/// last batch id created.
+fn make_batches(tx: &mut dyn Txn, batch: BatchConfig, now_ms: u64) -> R<Option<String>> {
+    let payload = |chunk_proofs| {
+        serde_json::to_string(&BatchTaskData {
+            version: TASK_DATA_VERSION,
+            config: batch,
+            chunk_proofs,
+        })
+    };
+    let level = Level {
+        next_unconsumed: NEXT_UNBATCHED,
+        next_seq: NEXT_BATCH_SEQ,
+        n: batch.num_chunks,
+        below: chunk_id,
+        here: batch_id,
+        task_type: TaskType::Batch,
+        payload: &payload,
+    };
+    make_level(tx, &level, now_ms)
+}
+
+/// Creates bundle tasks while `num_batches` consecutive unbundled batches are verified. Returns
+/// the last bundle id created.
+fn make_bundles(tx: &mut dyn Txn, bundle: BundleConfig, now_ms: u64) -> R<Option<String>> {
+    let payload = |batch_proofs| {
+        serde_json::to_string(&BundleTaskData {
+            version: TASK_DATA_VERSION,
+            config: bundle,
+            batch_proofs,
+        })
+    };
+    let level = Level {
+        next_unconsumed: NEXT_UNBUNDLED,
+        next_seq: NEXT_BUNDLE_SEQ,
+        n: bundle.num_batches,
+        below: batch_id,
+        here: bundle_id,
+        task_type: TaskType::Bundle,
+        payload: &payload,
+    };
+    make_level(tx, &level, now_ms)
 }
 
 /// Enqueues for settlement every verified bundle that is next in chain order (bundles may be
@@ -625,15 +685,9 @@ fn enqueue_settlements(tx: &mut dyn Txn, now_ms: u64) -> R<Option<String>> {
     loop {
         let seq = tx.counter(NEXT_UNSETTLED)?;
         let id = bundle_id(seq);
-        let Some(mut rec) = tx.task(&id)? else {
+        let Some((mut rec, proof)) = verified(tx, &id)? else {
             return Ok(enqueued);
         };
-        if rec.state != TaskState::Verified {
-            return Ok(enqueued);
-        }
-        let proof = tx.proof(&id)?.ok_or_else(|| {
-            CoordinatorError::store("read proof", format!("verified {id} has no proof"))
-        })?;
         crate::settle::enqueue_proof(tx, &id, &proof, now_ms)?;
         rec.batched = true;
         tx.save_task(&rec)?;
@@ -648,49 +702,6 @@ fn batch_id(seq: u64) -> String {
 
 fn bundle_id(seq: u64) -> String {
     format!("bundle-{seq}")
-}
-
-/// Creates batch tasks while `num_chunks` consecutive unbatched chunks are verified. Returns the
-/// last batch id created.
-fn make_batches(tx: &mut dyn Txn, batch: BatchConfig, now_ms: u64) -> R<Option<String>> {
-    let mut created = None;
-    loop {
-        // Read (and, on a shared database, locked) first: one batch creation at a time.
-        let start = tx.counter(NEXT_UNBATCHED)?;
-        let n = batch.num_chunks as u64;
-        let mut proofs = Vec::with_capacity(batch.num_chunks);
-        let mut records = Vec::with_capacity(batch.num_chunks);
-        for seq in start..start + n {
-            let id = chunk_id(seq);
-            let Some(rec) = tx.task(&id)? else {
-                return Ok(created);
-            };
-            if rec.state != TaskState::Verified {
-                return Ok(created);
-            }
-            let proof = tx.proof(&id)?.ok_or_else(|| {
-                CoordinatorError::store("read proof", format!("verified {id} has no proof"))
-            })?;
-            proofs.push(proof);
-            records.push(rec);
-        }
-        let data = BatchTaskData {
-            version: TASK_DATA_VERSION,
-            config: batch,
-            chunk_proofs: proofs,
-        };
-        let seq = tx.bump(NEXT_BATCH_SEQ)?;
-        let id = batch_id(seq);
-        let payload =
-            serde_json::to_string(&data).map_err(|e| CoordinatorError::store("encode task", e))?;
-        insert_task(tx, &id, TaskType::Batch, seq, &payload, now_ms)?;
-        for mut rec in records {
-            rec.batched = true;
-            tx.save_task(&rec)?;
-        }
-        tx.set_counter(NEXT_UNBATCHED, start + n)?;
-        created = Some(id);
-    }
 }
 
 /// The operator's `requeue`: a failed task goes back to pending with its failure counts and
