@@ -13,8 +13,6 @@ use halo2curves::bn256::Fr;
 use snark_verifier_sdk::halo2::aggregation::{AggregationCircuit, AggregationConfigParams};
 use snark_verifier_sdk::Snark;
 
-use crate::rollup::hash::poseidon;
-
 use super::batch;
 
 /// Limbs of the KZG accumulator at the front of the bundle instances.
@@ -25,10 +23,8 @@ pub const NUM_INSTANCES: usize = ACCUMULATOR_LIMBS + 3;
 /// The bundle's own public inputs (after the accumulator) for the given batch statements (each
 /// `[old_root, new_root, commitment]`, the batch instances after their accumulator).
 pub fn public_inputs(batch_statements: &[[Fr; 3]]) -> Option<[Fr; 3]> {
-    let first = batch_statements.first()?;
-    let last = batch_statements.last()?;
-    let commitments: Vec<Fr> = batch_statements.iter().map(|b| b[2]).collect();
-    Some([first[0], last[1], poseidon(&commitments)])
+    // The same chaining as the batch over its chunks' `[old_root, new_root, commitment]`.
+    batch::public_inputs(batch_statements)
 }
 
 /// Builds the aggregation circuit over `snarks` (each a batch proof with its 15 instances, whose
