@@ -21,7 +21,7 @@
 //!   are spread over them. They run in this process, on the same cores as the provers: the
 //!   figures are the cost per request on one machine, not a cluster's capacity.
 
-#[path = "../tests/common/login.rs"]
+#[path = "../tests/service/common/login.rs"]
 mod login;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! is one process's file, so without a server these tests say so and check nothing).
 //! `scripts/test` runs them on a private PostgreSQL cluster.
 
-mod common;
+use crate::common;
 
 use common::{config, start, Client};
 use coordinator::{RunningCoordinator, TaskState};

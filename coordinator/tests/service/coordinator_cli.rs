@@ -1,7 +1,7 @@
 //! The `coordinator` binary: admin subcommands against a running coordinator, and `serve` with a
 //! config file, stopped by SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

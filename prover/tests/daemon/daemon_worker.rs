@@ -3,7 +3,7 @@
 //! proving error → failure_type 2, retries while submission fails, drain on shutdown, /health and
 //! /metrics.
 
-mod fake;
+use crate::fake;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

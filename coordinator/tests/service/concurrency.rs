@@ -4,7 +4,7 @@
 //! Every task must be handed out once, verified once, and a proof submitted twice at the same
 //! moment must be accepted once.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

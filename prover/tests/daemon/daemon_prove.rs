@@ -1,8 +1,8 @@
 //! `prover::daemon::run` with the real proving core: a real chunk task from the fake coordinator is
 //! proved in the daemon and the submitted proof verifies with the statement the task expects.
 
-mod common;
-mod fake;
+use crate::common;
+use crate::fake;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! and `COORDINATOR_TEST_PG_DIR` (the `scripts/pg-cluster` directory of that server, which this
 //! test restarts; `scripts/test` sets both). Without them it says so and checks nothing.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

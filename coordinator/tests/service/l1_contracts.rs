@@ -3,7 +3,7 @@
 //! contract. A Keccak-transcript chunk proof finalises the root; a wrong proof, a stale root and
 //! roots that are not the proof's are refused, and a refusal does not block the next valid one.
 
-mod common;
+use crate::common;
 
 use alloy::primitives::B256;
 use common::anvil::{self, Anvil};

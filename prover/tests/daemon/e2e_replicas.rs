@@ -5,7 +5,7 @@
 //! node, real proofs, real HTTP. Without a PostgreSQL server (redb is one process's file) the
 //! test says so and checks nothing; `scripts/test` runs it on a private cluster.
 
-mod e2e;
+use crate::e2e;
 
 use e2e::{all_verified, wait_for, Node, World};
 

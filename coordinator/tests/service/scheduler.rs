@@ -2,7 +2,7 @@
 //! On redb, or on PostgreSQL when `COORDINATOR_TEST_POSTGRES` names a server (a fresh database
 //! per test; `scripts/test` runs this file both ways).
 
-mod common;
+use crate::common;
 
 use coordinator::store::{AssignOutcome, Policy, ProverIdentity, Store, SubmitError};
 use coordinator::TaskState;

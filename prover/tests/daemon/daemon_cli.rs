@@ -2,7 +2,7 @@
 //! the recording fake coordinator, SIGTERM → graceful stop with exit status 0; configuration
 //! errors are reported before anything starts.
 
-mod fake;
+use crate::fake;
 
 use fake::Fake;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! once on an expired token, refusal classification, unreachable coordinator, failover between
 //! several replicas' URLs.
 
-mod fake;
+use crate::fake;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The HTTP API over loopback with a real redb file: login, bad input of every documented kind,
 //! invalid-proof blocking, admin routes, health and metrics.
 
-mod common;
+use crate::common;
 
 use common::{config, start, Client};
 use coordinator::auth::{ChallengeClaims, LoginClaims, Tokens};

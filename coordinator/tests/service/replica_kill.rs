@@ -7,7 +7,7 @@
 //! every proof the provers sent is accounted for. Without a PostgreSQL server the test says so
 //! and checks nothing (`scripts/test` runs it on a private cluster).
 
-mod common;
+use crate::common;
 
 use std::process::Child;
 use std::time::Duration;

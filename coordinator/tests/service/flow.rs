@@ -2,7 +2,7 @@
 //! refused, the coordinator restarted in-process on the same port and store with all state intact,
 //! and an assignment timing out and going to another prover.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

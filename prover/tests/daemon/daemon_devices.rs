@@ -3,7 +3,7 @@
 //! `CUDA_EMU_DEVICES=2` (`scripts/test` runs it so); skips with a message elsewhere, unless
 //! `PROVER_REQUIRE_GPU=1`.
 
-mod fake;
+use crate::fake;
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};

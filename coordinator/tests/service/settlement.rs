@@ -9,7 +9,7 @@
 //! its generated Solidity verifier; the store is redb, or PostgreSQL when
 //! `COORDINATOR_TEST_POSTGRES` is set.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! (less than the k=13 chunk circuit needs: the node stops with a clear error before its login).
 //! Skips with a message elsewhere, unless `PROVER_REQUIRE_GPU=1`.
 
-mod fake;
+use crate::fake;
 
 use std::path::Path;
 use std::sync::Arc;

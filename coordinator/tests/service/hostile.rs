@@ -10,7 +10,7 @@
 //! - fresh keys reporting failures cannot fail a task; only a failed task can be requeued;
 //! - a duplicate submission during verification is a retry-later HTTP 503, not a refusal.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

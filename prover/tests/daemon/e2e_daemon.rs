@@ -8,7 +8,7 @@
 //!   and the coordinator's state survived it;
 //! - a task with an invalid payload is reported as a failure (failure_type 2); the node keeps working.
 
-mod e2e;
+use crate::e2e;
 
 use std::time::Duration;
 
