@@ -3,6 +3,7 @@
 //! and the rollup contract's calls and errors.
 
 use alloy::eips::eip2718::Encodable2718;
+use alloy::eips::BlockId;
 use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
 use alloy::primitives::{Address, Bytes, TxHash, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
@@ -285,6 +286,27 @@ impl L1 {
             .await?;
         IRollup::rootCall::abi_decode_returns(&out)
             .map_err(|e| L1Error::Rpc(format!("root(): {e}")))
+    }
+
+    /// The rollup contract's root as of block `number` (state after that block); `None` when the
+    /// contract did not exist yet then (the call returns nothing).
+    pub async fn rollup_root_at(
+        &self,
+        rollup: Address,
+        number: u64,
+    ) -> Result<Option<B256>, L1Error> {
+        let out = self
+            .provider
+            .call(self.request(Some(rollup), &IRollup::rootCall {}.abi_encode()))
+            .block(BlockId::number(number))
+            .await
+            .map_err(describe)?;
+        if out.is_empty() {
+            return Ok(None);
+        }
+        IRollup::rootCall::abi_decode_returns(&out)
+            .map(Some)
+            .map_err(|e| L1Error::Rpc(format!("root() at block {number}: {e}")))
     }
 
     /// How many finalisations the rollup contract has accepted.

@@ -469,6 +469,13 @@ impl Settler {
         let head = self.l1.block_number().await?;
         self.stats.head.set(i64::try_from(head).unwrap_or(i64::MAX));
         let root = self.l1.rollup_root(self.rollup).await?;
+        // The root `confirmations` deep: another sender's finalisation counts once it is there.
+        let deep = (head + 1).saturating_sub(self.policy.confirmations.max(1));
+        let deep_root = if deep >= head {
+            Some(root)
+        } else {
+            self.l1.rollup_root_at(self.rollup, deep).await?
+        };
         let mined_nonce = self.l1.mined_nonce().await?;
         // Only the transactions of the current nonce: an earlier one that reverted sent the
         // item back to the queue already, and must not send it back again.
@@ -495,6 +502,7 @@ impl Settler {
             now_ms: now_ms(),
             head,
             root,
+            deep_root,
             mined_nonce,
             receipt,
             canonical_hash,

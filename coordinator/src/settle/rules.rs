@@ -14,7 +14,9 @@
 //! ```
 //!
 //! and is also Finalized, without a transaction of ours, when the contract's root already is its
-//! new root or the old root of a later item (another sender finalised it).
+//! new root or the old root of a later item (another sender finalised it) — in the block
+//! `confirmations` deep, so that another sender's finalisation is as final as ours would have to
+//! be; while only the newer blocks show it, the item waits.
 
 use alloy::primitives::{Bytes, B256};
 use serde::{Deserialize, Serialize};
@@ -150,6 +152,9 @@ pub struct Observed {
     pub head: u64,
     /// The rollup contract's root at the head.
     pub root: B256,
+    /// Its root in the block `confirmations` deep (`head + 1 − confirmations`; the head's root when
+    /// `confirmations` ≤ 1); `None` when the contract did not exist yet in that block.
+    pub deep_root: Option<B256>,
     /// The signing account's nonce counting mined transactions.
     pub mined_nonce: u64,
     /// A receipt for one of the item's transactions, if the node has one.
@@ -194,38 +199,63 @@ pub enum Step {
     Stale(B256),
 }
 
-/// The contract's root says the item is already final: it is the item's new root, or the old
-/// root of an item after it.
-fn finalised_on_chain(item: &Settlement, obs: &Observed) -> bool {
-    obs.root == item.new_root || obs.later_old_roots.contains(&obs.root)
+/// The contract's root is past the item: it is the item's new root, or the old root of an item
+/// after it.
+fn past(item: &Settlement, obs: &Observed, root: Option<B256>) -> bool {
+    root.is_some_and(|root| root == item.new_root || obs.later_old_roots.contains(&root))
+}
+
+/// What the contract's roots say of an item someone finalised, whoever sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnChain {
+    /// Past it in the block `confirmations` deep: final.
+    Deep,
+    /// Past it at the head only: wait for the blocks over it.
+    Shallow,
+    /// Not past it.
+    No,
+}
+
+fn on_chain(item: &Settlement, obs: &Observed) -> OnChain {
+    if past(item, obs, obs.deep_root) {
+        OnChain::Deep
+    } else if past(item, obs, Some(obs.root)) {
+        OnChain::Shallow
+    } else {
+        OnChain::No
+    }
+}
+
+/// The step when another sender may have finalised the item: final once that is deep enough,
+/// wait while it is not, `otherwise` when no root says so.
+fn by_another(item: &Settlement, obs: &Observed, otherwise: impl FnOnce() -> Step) -> Step {
+    match on_chain(item, obs) {
+        OnChain::Deep => Step::Finalized { by: None },
+        OnChain::Shallow => Step::Wait,
+        OnChain::No => otherwise(),
+    }
 }
 
 /// The next step for `item`.
 pub fn decide(item: &Settlement, obs: &Observed, policy: &Policy) -> Step {
     match item.state {
         SettleState::Finalized | SettleState::Refused => Step::Wait,
-        SettleState::Queued => {
-            if finalised_on_chain(item, obs) {
-                Step::Finalized { by: None }
-            } else if obs.root != item.old_root {
+        SettleState::Queued => by_another(item, obs, || {
+            if obs.root != item.old_root {
                 Step::Stale(obs.root)
             } else {
                 Step::Preflight
             }
-        }
+        }),
         SettleState::Sent => match &obs.receipt {
             Some(r) if r.success => Step::Mined(MinedAt {
                 hash: r.hash,
                 block: r.block,
                 block_hash: r.block_hash,
             }),
-            Some(r) => {
-                if finalised_on_chain(item, obs) {
-                    Step::Finalized { by: None }
-                } else {
-                    Step::Requeue(format!("transaction {} reverted", r.hash))
-                }
-            }
+            Some(r) => by_another(item, obs, || {
+                Step::Requeue(format!("transaction {} reverted", r.hash))
+            }),
             None => {
                 let Some(last) = item.last_tx() else {
                     return Step::Requeue("no transaction recorded".into());
@@ -239,13 +269,13 @@ pub fn decide(item: &Settlement, obs: &Observed, policy: &Policy) -> Step {
                     // and the root says what happened.
                     if !waited {
                         Step::Wait
-                    } else if finalised_on_chain(item, obs) {
-                        Step::Finalized { by: None }
                     } else {
-                        Step::Requeue(format!(
-                            "nonce {} was used by another transaction",
-                            last.nonce
-                        ))
+                        by_another(item, obs, || {
+                            Step::Requeue(format!(
+                                "nonce {} was used by another transaction",
+                                last.nonce
+                            ))
+                        })
                     }
                 } else if waited {
                     Step::Sign {

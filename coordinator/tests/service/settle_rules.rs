@@ -76,6 +76,7 @@ fn obs(root: B256) -> Observed {
         now_ms: 1_000,
         head: 100,
         root,
+        deep_root: Some(root),
         mined_nonce: 5,
         receipt: None,
         canonical_hash: None,
@@ -136,7 +137,7 @@ fn a_sent_item_whose_nonce_was_taken_is_final_or_requeued_by_the_root() {
     assert_eq!(decide(&it, &o, &POLICY), Step::Wait);
     o.now_ms = POLICY.resend_after_ms;
     assert_eq!(decide(&it, &o, &POLICY), Step::Finalized { by: None });
-    o.root = OLD;
+    (o.root, o.deep_root) = (OLD, Some(OLD));
     assert!(matches!(decide(&it, &o, &POLICY), Step::Requeue(_)));
 }
 
@@ -155,15 +156,54 @@ fn a_receipt_moves_a_sent_item_on() {
     );
     // Reverted while the root is still the old one: back to the queue.
     o.receipt = receipt(false, 90, BLOCK_HASH);
-    o.root = OLD;
+    (o.root, o.deep_root) = (OLD, Some(OLD));
     let step = decide(&it, &o, &POLICY);
     assert!(matches!(step, Step::Requeue(_)), "{step:?}");
     let back = apply(&it, &step, None, 2);
     assert_eq!(back.state, SettleState::Queued);
     assert_eq!(back.version, it.version + 1);
     // Reverted because another sender finalised it first.
-    o.root = NEW;
+    (o.root, o.deep_root) = (NEW, Some(NEW));
     assert_eq!(decide(&it, &o, &POLICY), Step::Finalized { by: None });
+}
+
+#[test]
+fn another_senders_finalisation_counts_only_once_it_is_confirmations_deep() {
+    // The head's root is past the item, the root `confirmations` deep is still its old root:
+    // a reorg could still drop that other transaction, so every state waits.
+    let shallow = |mut o: Observed| {
+        o.root = NEW;
+        o.deep_root = Some(OLD);
+        o
+    };
+    assert_eq!(decide(&item(), &shallow(obs(OLD)), &POLICY), Step::Wait);
+    let it = sent(5, 0);
+    let mut reverted = shallow(obs(OLD));
+    reverted.receipt = receipt(false, 90, BLOCK_HASH);
+    assert_eq!(decide(&it, &reverted, &POLICY), Step::Wait);
+    let mut taken = shallow(obs(OLD));
+    taken.mined_nonce = 6;
+    taken.now_ms = POLICY.resend_after_ms;
+    assert_eq!(decide(&it, &taken, &POLICY), Step::Wait);
+    // The contract is younger than the confirmations (no root that deep): the same, and an item
+    // at the contract's root is sent as usual.
+    let mut young = shallow(obs(OLD));
+    young.deep_root = None;
+    assert_eq!(decide(&item(), &young, &POLICY), Step::Wait);
+    young.root = OLD;
+    assert_eq!(decide(&item(), &young, &POLICY), Step::Preflight);
+    // Deep enough: final, in each of them.
+    let queued = item();
+    for (state, mut o) in [(&queued, shallow(obs(OLD))), (&it, reverted), (&it, taken)] {
+        o.deep_root = Some(NEW);
+        assert_eq!(decide(state, &o, &POLICY), Step::Finalized { by: None });
+    }
+    // The other transaction left the chain: both roots are the old one again, and the item goes
+    // on as if nobody had finalised it.
+    assert_eq!(decide(&queued, &obs(OLD), &POLICY), Step::Preflight);
+    let mut o = obs(OLD);
+    o.receipt = receipt(false, 90, BLOCK_HASH);
+    assert!(matches!(decide(&it, &o, &POLICY), Step::Requeue(_)));
 }
 
 #[test]

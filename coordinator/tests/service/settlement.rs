@@ -2,8 +2,9 @@
 //! their confirmations; a transaction dropped from the pool re-sent with a higher fee; a reorg
 //! after one confirmation answered by sending again, the root ending right; a refused proof that
 //! waits for a new one without blocking the items after it; an item another sender finalised
-//! skipped; the coordinator killed between send and confirmation resuming without a second
-//! finalisation; the node stopped for 30 s and settlement continuing.
+//! skipped once that finalisation is as deep as the confirmations ask; the coordinator killed
+//! between send and confirmation resuming without a second finalisation; the node stopped for
+//! 30 s and settlement continuing.
 //!
 //! The items are Keccak-transcript proofs of the small chunk circuit (cheap enough for CI) with
 //! its generated Solidity verifier; the store is redb, or PostgreSQL when
@@ -466,12 +467,27 @@ async fn an_item_another_sender_finalised_is_skipped() {
         .status());
     let nonce_before = w.l1.mined_nonce().await.expect("nonce");
 
-    let s = w.settler(policy(1, 60_000));
+    // Three confirmations: the other transaction's block is the head, so item 0 waits (nothing
+    // sent) until two more blocks cover it.
+    let s = w.settler(policy(3, 60_000));
+    for _ in 0..3 {
+        s.tick().await.expect("tick");
+    }
+    assert_eq!(w.item(0).state, SettleState::Queued, "final only when deep");
+    assert!(w.item(0).txs.is_empty());
+    w.mine(1).await;
+    s.tick().await.expect("tick");
+    assert_eq!(
+        w.item(0).state,
+        SettleState::Queued,
+        "one block over it: not yet"
+    );
+    w.mine(1).await;
     w.until(&s, 0, SettleState::Finalized, false, 2).await;
     let item = w.item(0);
     assert_eq!(item.finalized_by, None, "finalised by another sender");
     assert!(item.txs.is_empty(), "nothing sent for it");
-    w.until(&s, 1, SettleState::Finalized, true, 4).await;
+    w.until(&s, 1, SettleState::Finalized, true, 6).await;
     assert_eq!(w.root().await, f.items[1].new_root);
     assert_eq!(
         w.l1.mined_nonce().await.expect("nonce"),
