@@ -357,52 +357,34 @@ impl ProvingCore {
     /// Proving key of the batch circuit for `config` (generates the chunk keys too if needed).
     pub fn batch_keys(&self, config: BatchConfig) -> Result<Arc<CircuitKeys>, CoreError> {
         check_batch_config(&config)?;
-        let chunk_keys = self.chunk_keys(config.chunk)?;
-        let chunk_srs = self.srs(config.chunk.k)?;
-        let srs = self.srs(config.k)?;
-        let spec = CircuitSpec::Batch { config };
-        Ok(self.keys.get_or_generate(&spec, &srs, || {
-            let protocol = chunk_protocol(&chunk_srs, &chunk_keys);
-            let dummies: Vec<Snark> = (0..config.num_chunks)
-                .map(|_| gen_dummy_snark_from_protocol::<SHPLONK>(protocol.clone()))
-                .collect();
-            let agg_config = AggregationConfigParams {
-                degree: config.k,
-                lookup_bits: config.k as usize - 1,
-                ..Default::default()
-            };
-            let mut circuit = batch::build(CircuitBuilderStage::Keygen, agg_config, &srs, dummies);
-            let circuit_params = circuit.builder.calculate_params(Some(MINIMUM_ROWS));
-            let pk = keygen(&srs, &circuit, "batch")?;
-            Ok(Generated {
-                pk,
-                circuit_params,
-                break_points: circuit.break_points(),
-            })
-        })?)
+        self.aggregation_keys(&Level::batch(config))
     }
 
     /// Proving key of the bundle circuit for `config` (generates the batch and chunk keys too if
     /// needed).
     pub fn bundle_keys(&self, config: BundleConfig) -> Result<Arc<CircuitKeys>, CoreError> {
         check_bundle_config(&config)?;
-        let batch_keys = self.batch_keys(config.batch)?;
-        let batch_srs = self.srs(config.batch.k)?;
-        let srs = self.srs(config.k)?;
-        let spec = CircuitSpec::Bundle { config };
-        Ok(self.keys.get_or_generate(&spec, &srs, || {
-            let protocol = batch_protocol(&batch_srs, &batch_keys);
-            let dummies: Vec<Snark> = (0..config.num_batches)
+        self.aggregation_keys(&Level::bundle(config))
+    }
+
+    /// The keys of an aggregation circuit, generated over dummy proofs of the level below.
+    fn aggregation_keys(&self, level: &Level) -> Result<Arc<CircuitKeys>, CoreError> {
+        let inner_keys = self.keys_for(&level.inner)?;
+        let inner_srs = self.srs(level.inner.k())?;
+        let srs = self.srs(level.k)?;
+        Ok(self.keys.get_or_generate(&level.spec, &srs, || {
+            let protocol = (level.protocol)(&inner_srs, &inner_keys);
+            let dummies: Vec<Snark> = (0..level.count)
                 .map(|_| gen_dummy_snark_from_protocol::<SHPLONK>(protocol.clone()))
                 .collect();
             let agg_config = AggregationConfigParams {
-                degree: config.k,
-                lookup_bits: config.k as usize - 1,
+                degree: level.k,
+                lookup_bits: level.k as usize - 1,
                 ..Default::default()
             };
-            let mut circuit = bundle::build(CircuitBuilderStage::Keygen, agg_config, &srs, dummies);
+            let mut circuit = (level.build)(CircuitBuilderStage::Keygen, agg_config, &srs, dummies);
             let circuit_params = circuit.builder.calculate_params(Some(MINIMUM_ROWS));
-            let pk = keygen(&srs, &circuit, "bundle")?;
+            let pk = keygen(&srs, &circuit, level.name)?;
             Ok(Generated {
                 pk,
                 circuit_params,
@@ -410,7 +392,6 @@ impl ProvingCore {
             })
         })?)
     }
-
     /// The keys to verify a proof of `spec` with, never generated unless `spec` is in
     /// `verify_allow`: an out-of-range configuration is refused first, then the key cache is looked
     /// up (memory, then the entries' metadata on disk, and only if one is for `spec`, the SRS and
@@ -471,11 +452,13 @@ impl ProvingCore {
             }
             TaskPayload::Batch(data) => {
                 self.check_batch(&data)?;
-                self.prove_batch_on(backend, &task.task_id, &data, rng)
+                let level = Level::batch(data.config);
+                self.prove_aggregation_on(backend, &task.task_id, &level, &data.chunk_proofs, rng)
             }
             TaskPayload::Bundle(data) => {
                 self.check_bundle(&data)?;
-                self.prove_bundle_on(backend, &task.task_id, &data, rng)
+                let level = Level::bundle(data.config);
+                self.prove_aggregation_on(backend, &task.task_id, &level, &data.batch_proofs, rng)
             }
         }
     }
@@ -555,35 +538,8 @@ impl ProvingCore {
 
     /// The checks of [`Self::prove_batch`]: the chunk proofs verify and chain.
     fn check_batch(&self, data: &BatchTaskData) -> Result<(), CoreError> {
-        let config = data.config;
-        check_batch_config(&config)?;
-        if data.chunk_proofs.len() != config.num_chunks {
-            return Err(CoreError::Batch(format!(
-                "{} chunk proofs for a batch of {} chunks",
-                data.chunk_proofs.len(),
-                config.num_chunks
-            )));
-        }
-        // The task's own chunk circuit: its keys are needed to aggregate anyway, so they may be
-        // generated here, and the chunk proofs below then verify with them.
-        self.chunk_keys(config.chunk)?;
-        let mut statements = Vec::with_capacity(config.num_chunks);
-        for (i, p) in data.chunk_proofs.iter().enumerate() {
-            if p.spec
-                != (CircuitSpec::Chunk {
-                    config: config.chunk,
-                })
-            {
-                return Err(CoreError::Batch(format!(
-                    "chunk proof {i} is not for the batch's chunk circuit {:?}",
-                    config.chunk
-                )));
-            }
-            self.verify(p)
-                .map_err(|e| CoreError::Batch(format!("chunk proof {i} does not verify: {e}")))?;
-            statements.push(chunk_statement(p)?);
-        }
-        check_chain(&statements)
+        check_batch_config(&data.config)?;
+        self.check_aggregated(&Level::batch(data.config), &data.chunk_proofs)
     }
 
     /// Aggregation without the native chain check (the circuit must then reject a broken chain).
@@ -594,36 +550,9 @@ impl ProvingCore {
         data: &BatchTaskData,
         rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
-        self.prove_batch_on(None, task_id, data, rng)
-    }
-
-    fn prove_batch_on(
-        &self,
-        backend: Option<&Arc<dyn gpu::ComputeBackend>>,
-        task_id: &str,
-        data: &BatchTaskData,
-        rng: impl RngCore + Clone,
-    ) -> Result<ProofPayload, CoreError> {
-        let config = data.config;
-        let started = Instant::now();
-        let (keys, circuit, instances) = self.batch_circuit(data)?;
-        let proved = self.prove_circuit(
-            backend,
-            config.k,
-            &keys,
-            circuit,
-            &instances,
-            rng,
-            Transcript::Poseidon,
-        )?;
-        Ok(payload(
-            task_id,
-            CircuitSpec::Batch { config },
-            &keys,
-            instances,
-            proved,
-            started,
-        ))
+        check_batch_config(&data.config)?;
+        let level = Level::batch(data.config);
+        self.prove_aggregation_on(None, task_id, &level, &data.chunk_proofs, rng)
     }
 
     /// The batch circuit of a task with its witness, its keys and its public inputs (no checks of
@@ -633,35 +562,8 @@ impl ProvingCore {
         &self,
         data: &BatchTaskData,
     ) -> Result<(Arc<CircuitKeys>, AggregationCircuit, Vec<Fr>), CoreError> {
-        let config = data.config;
-        check_batch_config(&config)?;
-        let keys = self.batch_keys(config)?;
-        let chunk_keys = self.chunk_keys(config.chunk)?;
-        let chunk_srs = self.srs(config.chunk.k)?;
-        let srs = self.srs(config.k)?;
-        let protocol = chunk_protocol(&chunk_srs, &chunk_keys);
-        let snarks = data
-            .chunk_proofs
-            .iter()
-            .map(|p| {
-                Snark::new(
-                    protocol.clone(),
-                    vec![p.instances.iter().map(|x| x.0).collect()],
-                    p.proof.0.clone(),
-                )
-            })
-            .collect();
-        let agg_config =
-            AggregationConfigParams::try_from(&keys.meta.circuit_params).map_err(|e| {
-                CoreError::Batch(format!("cached batch configuration is unusable: {e}"))
-            })?;
-        let circuit = batch::build(CircuitBuilderStage::Prover, agg_config, &srs, snarks)
-            .use_break_points(keys.meta.break_points.clone());
-        let instances: Vec<Fr> = circuit.builder.assigned_instances[0]
-            .iter()
-            .map(|v| *v.value())
-            .collect();
-        Ok((keys, circuit, instances))
+        check_batch_config(&data.config)?;
+        self.aggregation_circuit(&Level::batch(data.config), &data.chunk_proofs)
     }
 
     /// Aggregates the batch proofs of a bundle task into the proof settled on L1 (Keccak
@@ -673,43 +575,59 @@ impl ProvingCore {
         rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
         self.check_bundle(data)?;
-        self.prove_bundle_on(None, task_id, data, rng)
+        let level = Level::bundle(data.config);
+        self.prove_aggregation_on(None, task_id, &level, &data.batch_proofs, rng)
     }
 
     /// The checks of [`Self::prove_bundle`]: each batch proof is for the bundle's batch circuit,
     /// verifies (its accumulator included), and the batches chain.
     fn check_bundle(&self, data: &BundleTaskData) -> Result<(), CoreError> {
-        let config = data.config;
-        check_bundle_config(&config)?;
-        if data.batch_proofs.len() != config.num_batches {
-            return Err(CoreError::Bundle(format!(
-                "{} batch proofs for a bundle of {} batches",
-                data.batch_proofs.len(),
-                config.num_batches
+        check_bundle_config(&data.config)?;
+        self.check_aggregated(&Level::bundle(data.config), &data.batch_proofs)
+    }
+
+    /// The bundle circuit of a task with its witness, its keys and its public inputs (no checks
+    /// of the batch proofs; see [`Self::batch_circuit`] on the randomness of the witness).
+    pub fn bundle_circuit(
+        &self,
+        data: &BundleTaskData,
+    ) -> Result<(Arc<CircuitKeys>, AggregationCircuit, Vec<Fr>), CoreError> {
+        check_bundle_config(&data.config)?;
+        self.aggregation_circuit(&Level::bundle(data.config), &data.batch_proofs)
+    }
+
+    /// The proofs an aggregation task carries: as many as its circuit takes, each for the circuit
+    /// below and verifying (accumulator included), and chaining: proof i's new root is proof
+    /// i+1's old root.
+    fn check_aggregated(&self, level: &Level, proofs: &[ProofPayload]) -> Result<(), CoreError> {
+        let (name, inner, inners) = (level.name, level.inner_name, level.inner_plural);
+        if proofs.len() != level.count {
+            return Err((level.error)(format!(
+                "{} {inner} proofs for a {name} of {} {inners}",
+                proofs.len(),
+                level.count
             )));
         }
-        self.batch_keys(config.batch)?;
-        let mut statements = Vec::with_capacity(config.num_batches);
-        for (i, p) in data.batch_proofs.iter().enumerate() {
-            if p.spec
-                != (CircuitSpec::Batch {
-                    config: config.batch,
-                })
-            {
-                return Err(CoreError::Bundle(format!(
-                    "batch proof {i} is not for the bundle's batch circuit {:?}",
-                    config.batch
+        // The task's own inner circuit: its keys are needed to aggregate anyway, so they may be
+        // generated here, and the proofs below then verify with them.
+        self.keys_for(&level.inner)?;
+        let mut statements = Vec::with_capacity(level.count);
+        for (i, p) in proofs.iter().enumerate() {
+            if p.spec != level.inner {
+                return Err((level.error)(format!(
+                    "{inner} proof {i} is not for the {name}'s {inner} circuit {:?}",
+                    level.inner
                 )));
             }
             let verified = self
                 .verify(p)
-                .map_err(|e| CoreError::Bundle(format!("batch proof {i} does not verify: {e}")))?;
-            statements.push(batch_statement(&verified.statement)?);
+                .map_err(|e| (level.error)(format!("{inner} proof {i} does not verify: {e}")))?;
+            statements.push(statement(inner, &verified.statement, 0)?);
         }
         for (i, pair) in statements.windows(2).enumerate() {
             if pair[0][1] != pair[1][0] {
-                return Err(CoreError::Bundle(format!(
-                    "batches do not chain: batch {i} ends at root {} but batch {} starts at {}",
+                return Err((level.error)(format!(
+                    "{inners} do not chain: {inner} {i} ends at root {} but {inner} {} starts at {}",
                     FrHex(pair[0][1]),
                     i + 1,
                     FrHex(pair[1][0])
@@ -719,28 +637,28 @@ impl ProvingCore {
         Ok(())
     }
 
-    fn prove_bundle_on(
+    fn prove_aggregation_on(
         &self,
         backend: Option<&Arc<dyn gpu::ComputeBackend>>,
         task_id: &str,
-        data: &BundleTaskData,
+        level: &Level,
+        proofs: &[ProofPayload],
         rng: impl RngCore + Clone,
     ) -> Result<ProofPayload, CoreError> {
-        let config = data.config;
         let started = Instant::now();
-        let (keys, circuit, instances) = self.bundle_circuit(data)?;
+        let (keys, circuit, instances) = self.aggregation_circuit(level, proofs)?;
         let proved = self.prove_circuit(
             backend,
-            config.k,
+            level.k,
             &keys,
             circuit,
             &instances,
             rng,
-            Transcript::Keccak,
+            transcript_of(&level.spec),
         )?;
         Ok(payload(
             task_id,
-            CircuitSpec::Bundle { config },
+            level.spec.clone(),
             &keys,
             instances,
             proved,
@@ -748,21 +666,18 @@ impl ProvingCore {
         ))
     }
 
-    /// The bundle circuit of a task with its witness, its keys and its public inputs (no checks
-    /// of the batch proofs; see [`Self::batch_circuit`] on the randomness of the witness).
-    pub fn bundle_circuit(
+    /// An aggregation circuit over `proofs` with its witness, its keys and its public inputs.
+    fn aggregation_circuit(
         &self,
-        data: &BundleTaskData,
+        level: &Level,
+        proofs: &[ProofPayload],
     ) -> Result<(Arc<CircuitKeys>, AggregationCircuit, Vec<Fr>), CoreError> {
-        let config = data.config;
-        check_bundle_config(&config)?;
-        let keys = self.bundle_keys(config)?;
-        let batch_keys = self.batch_keys(config.batch)?;
-        let batch_srs = self.srs(config.batch.k)?;
-        let srs = self.srs(config.k)?;
-        let protocol = batch_protocol(&batch_srs, &batch_keys);
-        let snarks = data
-            .batch_proofs
+        let keys = self.aggregation_keys(level)?;
+        let inner_keys = self.keys_for(&level.inner)?;
+        let inner_srs = self.srs(level.inner.k())?;
+        let srs = self.srs(level.k)?;
+        let protocol = (level.protocol)(&inner_srs, &inner_keys);
+        let snarks = proofs
             .iter()
             .map(|p| {
                 Snark::new(
@@ -774,9 +689,12 @@ impl ProvingCore {
             .collect();
         let agg_config =
             AggregationConfigParams::try_from(&keys.meta.circuit_params).map_err(|e| {
-                CoreError::Bundle(format!("cached bundle configuration is unusable: {e}"))
+                (level.error)(format!(
+                    "cached {} configuration is unusable: {e}",
+                    level.name
+                ))
             })?;
-        let circuit = bundle::build(CircuitBuilderStage::Prover, agg_config, &srs, snarks)
+        let circuit = (level.build)(CircuitBuilderStage::Prover, agg_config, &srs, snarks)
             .use_break_points(keys.meta.break_points.clone());
         let instances: Vec<Fr> = circuit.builder.assigned_instances[0]
             .iter()
@@ -784,7 +702,6 @@ impl ProvingCore {
             .collect();
         Ok((keys, circuit, instances))
     }
-
     /// Verifies a proof: the verifying key it names is this prover's key for its circuit, the halo2
     /// proof is valid for its public inputs, and for a batch the deferred KZG pairing holds.
     ///
@@ -899,7 +816,7 @@ pub fn expected_statement(payload: &TaskPayload) -> Result<Vec<FrHex>, CoreError
             let statements = data
                 .chunk_proofs
                 .iter()
-                .map(chunk_statement)
+                .map(|p| statement("chunk", &p.instances, 0))
                 .collect::<Result<Vec<_>, _>>()?;
             let s = batch::public_inputs(&statements)
                 .ok_or_else(|| CoreError::Batch("a batch without chunks".into()))?;
@@ -909,16 +826,7 @@ pub fn expected_statement(payload: &TaskPayload) -> Result<Vec<FrHex>, CoreError
             let statements = data
                 .batch_proofs
                 .iter()
-                .map(|p| {
-                    if p.instances.len() != batch::NUM_INSTANCES {
-                        return Err(CoreError::InstanceCount {
-                            circuit: "batch",
-                            expected: batch::NUM_INSTANCES,
-                            found: p.instances.len(),
-                        });
-                    }
-                    batch_statement(&p.instances[batch::ACCUMULATOR_LIMBS..])
-                })
+                .map(|p| statement("batch", &p.instances, batch::ACCUMULATOR_LIMBS))
                 .collect::<Result<Vec<_>, _>>()?;
             let s = bundle::public_inputs(&statements)
                 .ok_or_else(|| CoreError::Bundle("a bundle without batches".into()))?;
@@ -962,14 +870,19 @@ pub fn transcript_of(spec: &CircuitSpec) -> Transcript {
     }
 }
 
-/// A batch statement (its public inputs after the accumulator): old root, new root, commitment.
-fn batch_statement(s: &[FrHex]) -> Result<[Fr; 3], CoreError> {
-    match s {
-        [old, new, commitment] => Ok([old.0, new.0, commitment.0]),
+/// A proof's statement: old root, new root, commitment — its public inputs after the first
+/// `accumulator` (the KZG accumulator limbs an aggregation proof carries first).
+fn statement(
+    circuit: &'static str,
+    instances: &[FrHex],
+    accumulator: usize,
+) -> Result<[Fr; 3], CoreError> {
+    match instances.get(accumulator..) {
+        Some([old, new, commitment]) => Ok([old.0, new.0, commitment.0]),
         _ => Err(CoreError::InstanceCount {
-            circuit: "batch",
-            expected: batch::NUM_INSTANCES,
-            found: s.len() + batch::ACCUMULATOR_LIMBS,
+            circuit,
+            expected: accumulator + 3,
+            found: instances.len(),
         }),
     }
 }
@@ -987,30 +900,6 @@ fn check_batch_config(config: &BatchConfig) -> Result<(), CoreError> {
             "batch k {} is outside 16..=26",
             config.k
         )));
-    }
-    Ok(())
-}
-
-fn chunk_statement(p: &ProofPayload) -> Result<[Fr; chunk::NUM_INSTANCES], CoreError> {
-    let v: Vec<Fr> = p.instances.iter().map(|x| x.0).collect();
-    v.try_into().map_err(|v: Vec<Fr>| CoreError::InstanceCount {
-        circuit: "chunk",
-        expected: chunk::NUM_INSTANCES,
-        found: v.len(),
-    })
-}
-
-/// Chunk i's new root must be chunk i+1's old root.
-pub fn check_chain(statements: &[[Fr; chunk::NUM_INSTANCES]]) -> Result<(), CoreError> {
-    for (i, pair) in statements.windows(2).enumerate() {
-        if pair[0][1] != pair[1][0] {
-            return Err(CoreError::Batch(format!(
-                "chunks do not chain: chunk {i} ends at root {} but chunk {} starts at {}",
-                FrHex(pair[0][1]),
-                i + 1,
-                FrHex(pair[1][0])
-            )));
-        }
     }
     Ok(())
 }
@@ -1039,10 +928,67 @@ fn keygen<C: halo2_proofs::plonk::Circuit<Fr>>(
     })
 }
 
-fn chunk_protocol(
-    chunk_srs: &params::Srs,
-    chunk_keys: &CircuitKeys,
-) -> snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol<G1Affine> {
+type Protocol = snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol<G1Affine>;
+
+/// One level of aggregation: the batch circuit over chunk proofs, or the bundle circuit over
+/// batch proofs. Their keys, checks, witness and proof differ only in what is named here.
+struct Level {
+    name: &'static str,
+    spec: CircuitSpec,
+    k: u32,
+    /// How many proofs of `inner` it aggregates.
+    count: usize,
+    inner: CircuitSpec,
+    inner_name: &'static str,
+    inner_plural: &'static str,
+    /// How the circuit sees an `inner` proof.
+    protocol: fn(&params::Srs, &CircuitKeys) -> Protocol,
+    build: fn(
+        CircuitBuilderStage,
+        AggregationConfigParams,
+        &params::Srs,
+        Vec<Snark>,
+    ) -> AggregationCircuit,
+    error: fn(String) -> CoreError,
+}
+
+impl Level {
+    fn batch(config: BatchConfig) -> Self {
+        Level {
+            name: "batch",
+            spec: CircuitSpec::Batch { config },
+            k: config.k,
+            count: config.num_chunks,
+            inner: CircuitSpec::Chunk {
+                config: config.chunk,
+            },
+            inner_name: "chunk",
+            inner_plural: "chunks",
+            protocol: chunk_protocol,
+            build: batch::build,
+            error: CoreError::Batch,
+        }
+    }
+
+    fn bundle(config: BundleConfig) -> Self {
+        Level {
+            name: "bundle",
+            spec: CircuitSpec::Bundle { config },
+            k: config.k,
+            count: config.num_batches,
+            inner: CircuitSpec::Batch {
+                config: config.batch,
+            },
+            inner_name: "batch",
+            inner_plural: "batches",
+            protocol: batch_protocol,
+            build: bundle::build,
+            error: CoreError::Bundle,
+        }
+    }
+}
+
+fn chunk_protocol(chunk_srs: &params::Srs, chunk_keys: &CircuitKeys) -> Protocol {
     compile(
         chunk_srs,
         chunk_keys.vk(),
@@ -1052,10 +998,7 @@ fn chunk_protocol(
 
 /// The batch circuit as the bundle circuit verifies it: its first 12 public inputs are the KZG
 /// accumulator it defers, which the bundle folds into its own.
-fn batch_protocol(
-    batch_srs: &params::Srs,
-    batch_keys: &CircuitKeys,
-) -> snark_verifier_sdk::snark_verifier::verifier::plonk::PlonkProtocol<G1Affine> {
+fn batch_protocol(batch_srs: &params::Srs, batch_keys: &CircuitKeys) -> Protocol {
     compile(
         batch_srs,
         batch_keys.vk(),
