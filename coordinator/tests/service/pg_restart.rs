@@ -1,8 +1,10 @@
 //! The PostgreSQL server restarted under load: the coordinator answers "retry later" (errcode 500,
 //! HTTP 503) while the database is away, reconnects by itself, and loses nothing — every failure
-//! report it accepted is recorded once, every task is still there. Needs `COORDINATOR_TEST_POSTGRES`
-//! and `COORDINATOR_TEST_PG_DIR` (the `scripts/pg-cluster` directory of that server, which this
-//! test restarts; `scripts/test` sets both). Without them it says so and checks nothing.
+//! report it accepted is recorded once, every task is still there. Runs when
+//! `COORDINATOR_TEST_POSTGRES` is set (PostgreSQL is installed; `scripts/test` sets it), on a
+//! cluster of its own (`scripts/pg-cluster` in a temporary directory, stopped at the end): the
+//! other tests of this binary use the shared server at the same time, and must not see it restart.
+//! Without the variable it says so and checks nothing.
 
 use crate::common;
 
@@ -28,19 +30,19 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_restarted_under_load_loses_nothing() {
-    let (Ok(_), Ok(pg_dir)) = (
-        std::env::var("COORDINATOR_TEST_POSTGRES"),
-        std::env::var("COORDINATOR_TEST_PG_DIR"),
-    ) else {
+    if std::env::var("COORDINATOR_TEST_POSTGRES").is_err() {
         eprintln!(
-            "no COORDINATOR_TEST_POSTGRES / COORDINATOR_TEST_PG_DIR: this test restarts a \
-             private cluster (scripts/test)"
+            "no COORDINATOR_TEST_POSTGRES: this test restarts a private PostgreSQL cluster \
+             (scripts/test)"
         );
         return;
-    };
+    }
+    let cluster = Cluster::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
-    assert!(cfg.database_url.is_some());
+    cfg.database_url = Some(
+        coordinator::store::pg::create_database(&cluster.url, "t").expect("create a database"),
+    );
     cfg.session_attempts = 1_000;
     let c = start(cfg).await;
     let ids = c.enqueue_random(600, 5).await.expect("enqueue");
@@ -103,17 +105,10 @@ async fn the_database_restarted_under_load_loses_nothing() {
     // Load first, then the restart in the middle of it (the scenario's timing, not a
     // synchronisation: the assertions hold whenever it falls).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-cluster");
-    let out = tokio::process::Command::new(script)
-        .args(["restart", &pg_dir])
-        .output()
+    let dir_arg = cluster.dir.path().to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || pg_cluster(&["restart", &dir_arg]))
         .await
-        .expect("run scripts/pg-cluster restart");
-    assert!(
-        out.status.success(),
-        "restart failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .expect("restart");
     restarted.store(true, Ordering::SeqCst);
     tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     stop.store(true, Ordering::SeqCst);
@@ -144,4 +139,44 @@ async fn the_database_restarted_under_load_loses_nothing() {
         "each report the coordinator accepted is recorded once: {all:?}"
     );
     c.shutdown().await;
+}
+
+const PG_CLUSTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-cluster");
+
+/// Runs `scripts/pg-cluster ARGS`; its last line of stdout.
+fn pg_cluster(args: &[&str]) -> String {
+    let out = std::process::Command::new(PG_CLUSTER)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/pg-cluster {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/pg-cluster {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// A PostgreSQL cluster of this test's own, in a temporary directory; stopped when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = pg_cluster(&["start", &dir.path().to_string_lossy()]);
+        Cluster { dir, url }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let _ = std::process::Command::new(PG_CLUSTER)
+            .args(["stop", &dir])
+            .output();
+    }
 }
