@@ -325,3 +325,83 @@ fn bad_tasks_get_clear_errors() {
         .to_string();
     assert!(err.contains("15"), "{err}");
 }
+
+#[test]
+fn aggregation_tasks_with_the_wrong_proofs_are_refused_before_any_aggregation_key() {
+    use prover::wire::{BatchConfig, BatchTaskData, BundleConfig, BundleTaskData, CircuitSpec};
+    use prover::wire::{ChunkConfig, TASK_DATA_VERSION};
+
+    let env = env(KS);
+    let proof = env
+        .core
+        .prove_chunk("c0", &honest_data(), rng())
+        .expect("prove");
+    let config = BatchConfig {
+        k: 16,
+        num_chunks: 2,
+        chunk: SMALL,
+    };
+    let batch = |chunk_proofs: Vec<ProofPayload>| {
+        let data = BatchTaskData {
+            version: TASK_DATA_VERSION,
+            config,
+            chunk_proofs,
+        };
+        match env.core.prove_batch("b", &data, rng()) {
+            Err(CoreError::Batch(m)) => m,
+            other => panic!("expected a batch refusal, got {other:?}"),
+        }
+    };
+    // Each refusal comes from the checks, before the batch's keys (and its k=16 parameters, which
+    // this environment does not have) are needed.
+    let m = batch(vec![proof.clone()]);
+    assert_eq!(m, "1 chunk proofs for a batch of 2 chunks");
+    let mut other_circuit = proof.clone();
+    other_circuit.spec = CircuitSpec::Chunk {
+        config: ChunkConfig {
+            max_txs: SMALL.max_txs + 1,
+            ..SMALL
+        },
+    };
+    let m = batch(vec![proof.clone(), other_circuit]);
+    assert!(
+        m.starts_with("chunk proof 1 is not for the batch's chunk circuit"),
+        "{m}"
+    );
+    let mut forged = proof.clone();
+    forged.instances[1] = FrHex(forged.instances[1].0 + Fr::ONE);
+    let m = batch(vec![proof.clone(), forged]);
+    assert!(m.starts_with("chunk proof 1 does not verify"), "{m}");
+    // The same chunk twice: its new root is not its own old root.
+    let m = batch(vec![proof.clone(), proof.clone()]);
+    assert!(
+        m.starts_with("chunks do not chain: chunk 0 ends at root"),
+        "{m}"
+    );
+
+    let bundle = BundleConfig {
+        k: 16,
+        num_batches: 1,
+        batch: config,
+    };
+    let data = BundleTaskData {
+        version: TASK_DATA_VERSION,
+        config: bundle,
+        batch_proofs: Vec::new(),
+    };
+    match env.core.prove_bundle("u", &data, rng()) {
+        Err(CoreError::Bundle(m)) => assert_eq!(m, "0 batch proofs for a bundle of 1 batches"),
+        other => panic!("expected a bundle refusal, got {other:?}"),
+    }
+    let data = BundleTaskData {
+        config: BundleConfig {
+            num_batches: 17,
+            ..bundle
+        },
+        ..data
+    };
+    match env.core.prove_bundle("u", &data, rng()) {
+        Err(CoreError::Bundle(m)) => assert!(m.contains("num_batches 17 is outside"), "{m}"),
+        other => panic!("expected a bundle refusal, got {other:?}"),
+    }
+}
