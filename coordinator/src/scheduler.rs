@@ -335,14 +335,17 @@ fn assign_in(
     'walk: loop {
         let page = tx.pending(&types, after, PENDING_PAGE)?;
         let last = page.len() < PENDING_PAGE;
-        for task in page {
-            after = Some(task.order);
-            if task.state != TaskState::Pending {
+        for candidate in page {
+            after = Some(candidate.order);
+            if !may_take(tx, &candidate, who, policy, now_ms, &mut provers)? {
                 continue;
             }
-            if task.failed_provers.contains(&who.public_key)
-                && !may_take_failed(tx, &task, who, policy, now_ms, &mut provers)?
-            {
+            // Lock it; on a shared database another get_task may hold it or have taken it
+            // since the page was read, and the rules are checked again on what it is now.
+            let Some(task) = tx.claim(&candidate.task_id)? else {
+                continue;
+            };
+            if !may_take(tx, &task, who, policy, now_ms, &mut provers)? {
                 continue;
             }
             chosen = Some(task);
@@ -380,8 +383,8 @@ fn assign_in(
     })
 }
 
-/// Whether `who`, which failed `task` before, may be given it again.
-fn may_take_failed(
+/// Whether pending task `task` may be given to `who` (the failed-prover rule).
+fn may_take(
     tx: &mut dyn Txn,
     task: &TaskRecord,
     who: &ProverIdentity,
@@ -389,6 +392,12 @@ fn may_take_failed(
     now_ms: u64,
     provers: &mut Option<Vec<(String, ProverSeen)>>,
 ) -> R<bool> {
+    if task.state != TaskState::Pending {
+        return Ok(false);
+    }
+    if !task.failed_provers.contains(&who.public_key) {
+        return Ok(true);
+    }
     // An unproven key that failed this task does not get it again (module doc).
     if !tx.proven(&who.public_key)? {
         return Ok(false);

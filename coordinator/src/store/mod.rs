@@ -16,6 +16,7 @@
 //!
 //! All methods are blocking; async callers run them in `spawn_blocking`.
 
+mod group_commit;
 pub mod pg;
 pub mod redb;
 
@@ -292,7 +293,8 @@ pub fn chunk_id(seq: u64) -> String {
 /// The reads and writes of one write transaction: what the scheduler's rules are made of. A
 /// backend commits them all or none. On a shared database, reads of tasks, assignments and
 /// counters lock what they return until the end of the transaction (the rules write back what
-/// they read), and [`Txn::pending`] and [`Txn::expired`] skip rows another transaction holds.
+/// they read); [`Txn::pending`] reads without locking (candidates), [`Txn::claim`] locks the
+/// one chosen, and [`Txn::claim`] and [`Txn::expired`] skip rows another transaction holds.
 pub trait Txn {
     fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>>;
     /// A new task with its payload (the task_data JSON text).
@@ -300,13 +302,17 @@ pub trait Txn {
     /// Writes an existing task back (and moves it between the backend's indexes).
     fn save_task(&mut self, task: &TaskRecord) -> R<()>;
     fn payload(&mut self, task_id: &str) -> R<Option<String>>;
-    /// Up to `limit` pending tasks of `task_types`, in creation order, after order `after`.
+    /// Up to `limit` pending tasks of `task_types`, in creation order, after order `after`:
+    /// candidates, not locked (on a shared database another transaction may take one first).
     fn pending(
         &mut self,
         task_types: &[u8],
         after: Option<u64>,
         limit: usize,
     ) -> R<Vec<TaskRecord>>;
+    /// Task `task_id` as it is now, locked for this transaction, if it is pending and no other
+    /// transaction holds it; `None` otherwise.
+    fn claim(&mut self, task_id: &str) -> R<Option<TaskRecord>>;
     fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>>;
     fn put_assignment(&mut self, a: &Assignment) -> R<()>;
     /// The live assignments whose deadline is not after `now_ms`.

@@ -12,13 +12,20 @@
 //! oldest first) and `task_counts` "type/state" → tasks in that state (what `/metrics` reads). So
 //! neither costs more as finished tasks pile up; a store made before the indexes gets them built
 //! once when opened.
+//!
+//! Commits are grouped ([`super::group_commit`]): each transaction commits without an fsync and
+//! returns once a shared durable commit that began after it has finished, so concurrent requests
+//! share one fsync instead of queueing behind one each.
 
 use std::path::Path;
 
 use prover_core::rollup::Account;
 use prover_core::wire::ProofPayload;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 
+use super::group_commit::GroupSync;
 use super::{
     from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
     Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
@@ -158,6 +165,7 @@ fn open_redb(path: &Path) -> R<Database> {
 /// The redb backend.
 pub struct RedbBackend {
     db: Database,
+    group: GroupSync,
 }
 
 impl RedbBackend {
@@ -191,7 +199,40 @@ impl RedbBackend {
             build_indexes(&txn)?;
         }
         txn.commit().ctx("commit")?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            group: GroupSync::default(),
+        })
+    }
+
+    /// A write transaction whose commit does not sync; [`Self::commit`] it.
+    fn begin(&self) -> R<WriteTransaction> {
+        let mut txn = self.db.begin_write().ctx("begin")?;
+        txn.set_durability(Durability::None);
+        Ok(txn)
+    }
+
+    /// Commits `txn` (begun by [`Self::begin`]) and returns once it is on disk.
+    fn commit(&self, mut txn: WriteTransaction) -> R<()> {
+        if let Some(generation) = self.group.lead() {
+            // No durable commit runs: this one is it, covering the commits before it as well.
+            txn.set_durability(Durability::Immediate);
+            let result = txn.commit();
+            self.group.finish(generation, &result);
+            return result.ctx("commit");
+        }
+        txn.commit().ctx("commit")?;
+        self.group.durable(|| -> Result<(), redb::Error> {
+            // An empty transaction with the default durability: its fsync persists every commit
+            // before it.
+            self.db.begin_write()?.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Durable commits run so far (each covers every write transaction committed before it).
+    pub fn durable_commits(&self) -> u64 {
+        self.group.syncs()
     }
 }
 
@@ -214,9 +255,9 @@ fn read_keys(r: &redb::ReadTransaction, report: &mut StatusReport) -> R<()> {
 
 impl Backend for RedbBackend {
     fn write(&self, f: &mut dyn FnMut(&mut dyn Txn) -> R<()>) -> R<()> {
-        let txn = self.db.begin_write().ctx("begin")?;
+        let txn = self.begin()?;
         f(&mut RedbTxn { txn: &txn })?;
-        txn.commit().ctx("commit")
+        self.commit(txn)
     }
 
     fn health(&self) -> R<u64> {
@@ -237,7 +278,7 @@ impl Backend for RedbBackend {
     }
 
     fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
-        let txn = self.db.begin_write().ctx("begin")?;
+        let txn = self.begin()?;
         let fresh = {
             let mut t = txn.open_table(CHALLENGES).ctx("open challenges")?;
             t.retain(|_, exp| exp >= now_ms).ctx("purge challenges")?;
@@ -248,7 +289,7 @@ impl Backend for RedbBackend {
                 true
             }
         };
-        txn.commit().ctx("commit")?;
+        self.commit(txn)?;
         Ok(fresh)
     }
 
@@ -413,6 +454,13 @@ impl Txn for RedbTxn<'_> {
             }
         }
         Ok(out)
+    }
+
+    fn claim(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
+        // One writer at a time: nothing else holds it.
+        Ok(self
+            .task(task_id)?
+            .filter(|t| t.state == TaskState::Pending))
     }
 
     fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {

@@ -17,3 +17,4 @@ mod replicas;
 mod scheduler;
 mod settle_rules;
 mod settlement;
+mod store_kill;
