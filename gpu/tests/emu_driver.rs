@@ -33,7 +33,8 @@ fn emulator() -> Option<Emulator> {
 }
 
 fn module(ctx: &Arc<CudaContext>, unit: gpu::kernels::Source) -> Arc<CudaModule> {
-    let cubin = gpu::cuda::compile_source(unit.name, unit.text, (9, 0)).expect("NVRTC");
+    // From the kernel cache, as the backend loads it (the equivalence suite compiled it already).
+    let cubin = gpu::cuda::cached_cubin(unit, (9, 0)).expect("NVRTC");
     ctx.load_module(Ptx::from_binary(cubin))
         .expect("load the CUBIN")
 }
@@ -120,7 +121,9 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         "{missing}"
     );
     // A CUBIN for another architecture is refused.
-    let sm80 = gpu::cuda::compile_source(MSM.name, MSM.text, (8, 0)).unwrap();
+    // (A one-line kernel: what is refused is the CUBIN's target, not its contents.)
+    let tiny = "extern \"C\" __global__ void k(unsigned *p) { p[threadIdx.x] = 1; }";
+    let sm80 = gpu::cuda::compile_source("tiny.cu", tiny, (8, 0)).unwrap();
     let e = ctx.load_module(Ptx::from_binary(sm80)).unwrap_err();
     assert_eq!(e.0, CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU, "{e}");
 

@@ -297,6 +297,17 @@ pub fn precompile(arch: (i32, i32), cache_dir: &Path) -> Result<Vec<PathBuf>, Ba
         .collect()
 }
 
+/// The CUBIN of one kernel unit for `sm_{arch}`, exactly as the backend loads it: from the kernel
+/// cache (`$PNODE_KERNEL_CACHE`, …), compiled into it first when missing. For diagnostics and
+/// tests that load a unit by hand.
+pub fn cached_cubin(unit: Source, arch: (i32, i32)) -> Result<Vec<u8>, BackendError> {
+    let nvrtc = nvrtc::Nvrtc::load()?;
+    let path = compile_cached(&nvrtc, unit, arch, &nvrtc::cache_dir())?;
+    std::fs::read(&path).map_err(|e| {
+        BackendError::Device(format!("reading the cached kernel {}: {e}", path.display()))
+    })
+}
+
 /// Compiles one source with the backend's NVRTC binding (`source` may include the kernel headers
 /// by name) for `sm_{arch}`; returns the CUBIN, or [`BackendError::Compile`] with the log and
 /// options. For diagnostics and tests.

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use prover::rollup::RollupState;
 use prover::wire::{ChunkConfig, ChunkTaskData, Task, TaskType, Transfer, HARD_FORK_NAME};
@@ -64,18 +64,27 @@ impl ProcessDir {
     }
 }
 
-/// One environment per test binary, with dev params for every k in `ks`.
+/// One environment per test binary, with dev params for every k in `ks` (made on the first call
+/// that asks for them: the modules of one binary share the environment and ask for different ks).
 pub fn env(ks: &[u32]) -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| {
+    static PARAMS: Mutex<()> = Mutex::new(());
+    let env = ENV.get_or_init(|| {
         let dir = ProcessDir::new();
-        let params_dir = dir.path().join("params");
-        for &k in ks {
-            params::ensure_dev(&params_dir, k, false).expect("dev params");
-        }
-        let core = ProvingCore::new(CoreConfig::new(params_dir, dir.path().join("keys")));
+        let core = ProvingCore::new(CoreConfig::new(
+            dir.path().join("params"),
+            dir.path().join("keys"),
+        ));
         Env { dir, core }
-    })
+    });
+    // One writer at a time: two tests must not generate the same file at once.
+    let _writing = PARAMS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for &k in ks {
+        params::ensure_dev(&env.params_dir(), k, false).expect("dev params");
+    }
+    env
 }
 
 pub fn rng() -> ChaCha20Rng {

@@ -2,7 +2,7 @@
 //! the free memory of each device at start, instead of failing mid-proof.
 //!
 //! The estimate follows the engine's data path (see the module documentation of
-//! [`super::quotient`] and [`super::KeyCache`]); `prover/core/tests/native_cuda.rs` checks it
+//! [`super::quotient`] and [`super::KeyCache`]); `prover/core/tests/engine/native_cuda.rs` checks it
 //! against the peak the emulated device measures for a whole proof.
 
 use gpu::cuda::plan;

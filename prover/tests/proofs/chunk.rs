@@ -1,7 +1,7 @@
 //! The chunk circuit with real proofs: honest chunks verify; a wrong new root, an overdrawn balance,
 //! a wrong nonce, a tampered Merkle path, a receiver overflow and a flipped proof byte are rejected.
 
-mod common;
+use crate::common;
 
 use common::{chunk_task, env, genesis, rng, transfer, SMALL};
 use ff::Field;

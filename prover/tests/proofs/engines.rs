@@ -2,7 +2,7 @@
 //! by the reference engine verifies, `meta` records what proved it, a fixed seed gives
 //! byte-identical native proofs, and verification never selects a compute backend.
 
-mod common;
+use crate::common;
 
 use common::{env, genesis, transfer, SMALL};
 use prover::config::{BackendChoice, EngineChoice};

@@ -3,7 +3,7 @@
 //! damaged or foreign file is refused, computed again and rewritten. The proofs stay
 //! byte-identical throughout.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

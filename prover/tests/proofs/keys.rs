@@ -2,7 +2,7 @@
 //! never parsed into a panic; the cached keys prove and verify; verifying a proof never generates
 //! keys for a circuit configuration that is neither cached nor in `verify_allow`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! verifier, compiled with solc and deployed on a local anvil, lets the rollup contract finalise the
 //! bundle's root.
 
-mod common;
+use crate::common;
 
 use common::{env, genesis, rng, transfer};
 use halo2curves::bn256::Fr;
