@@ -285,13 +285,13 @@ fn compile_cached(
     }
 }
 
-/// Compiles every kernel unit the backend launches (`msm.cu`, `ntt.cu`, `arith_check.cu`) for
+/// Compiles every kernel unit the backend launches (`msm.cu`, `ntt.cu`, `poly.cu`, `arith_check.cu`) for
 /// `sm_{arch.0}{arch.1}` into `cache_dir` (skipping units already cached) and returns the CUBIN
 /// paths. Needs NVRTC but no GPU: it fills the cache ahead of the first run (e.g. at install
 /// time) and lets the run-time compile path be tested without a device.
 pub fn precompile(arch: (i32, i32), cache_dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
     let nvrtc = nvrtc::Nvrtc::load()?;
-    [MSM, NTT, ARITH_CHECK]
+    [MSM, NTT, POLY, ARITH_CHECK]
         .into_iter()
         .map(|u| compile_cached(&nvrtc, u, arch, cache_dir))
         .collect()

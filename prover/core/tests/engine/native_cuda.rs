@@ -104,14 +104,23 @@ fn native_proofs_on_cuda_and_cpu_are_byte_identical_and_verify() {
         let started = Instant::now();
         let cuda_cache = native::KeyCache::new(&*cuda, &keys.pk).expect("cuda key cache");
         let cuda_cache_time = started.elapsed();
-        // Warm-up: kernel compilation (or the disk cache), bases upload.
-        let _ = prove(&*cuda, &cuda_cache);
         let emulator = gpu::Emulator::open();
+        // In shuffled thread order (CI's second pass over the emulated device) only the byte
+        // identity is in question: no warm-up proof and no counters, which the forward pass
+        // measures (an emulated proof takes about 28 s on the 2-core VM).
+        let shuffled = match &emulator {
+            Some(e) => e.order().expect("emulator order") == "shuffle",
+            None => false,
+        };
+        if !shuffled {
+            // Warm-up: kernel compilation (or the disk cache), bases upload.
+            let _ = prove(&*cuda, &cuda_cache);
+        }
         if let Some(e) = &emulator {
             e.reset().expect("reset the emulator's counters");
         }
         let (on_cuda, instances, cuda_time) = prove(&*cuda, &cuda_cache);
-        if let Some(e) = &emulator {
+        if let Some(e) = emulator.as_ref().filter(|_| !shuffled) {
             // What one proof moves across "PCIe" and launches (the baseline of the
             // device-resident engine): every NTT and MSM uploads and downloads its vector.
             let c = e.counters().expect("emulator counters");
