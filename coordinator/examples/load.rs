@@ -13,13 +13,17 @@
 //! - Each prover logs in (challenge, secp256k1 signature, token) and then, until the time is up,
 //!   asks for a task and reports it failed (`submit_proof` with status 1: the submission path
 //!   without a proof verification, which is CPU time, not the coordinator's cost per request).
+//!   After `session_attempts` failures (the coordinator's default unless given) a task is
+//!   failed for good; the pool of pending tasks is large enough for the run.
 //! - The provers share one HTTP client with a connection pool: the point is the coordinator's
 //!   cost per request, and 1,000 sockets would measure the kernel.
 //! - With `--postgres URL` (a server, as `scripts/pg-cluster url` prints it) the run creates a
 //!   fresh database there; redb in a temporary directory without.
+//! - The coordinators run in this process on a tokio runtime of their own (two worker threads),
+//!   the provers on another, all on the same cores: the figures are the cost per request on one
+//!   machine, not a cluster's capacity.
 //! - With `--replicas N` (PostgreSQL only), N coordinators share the database and the provers
-//!   are spread over them. They run in this process, on the same cores as the provers: the
-//!   figures are the cost per request on one machine, not a cluster's capacity.
+//!   are spread over them.
 
 #[path = "../tests/service/common/login.rs"]
 mod login;
@@ -66,6 +70,13 @@ struct Args {
     /// PostgreSQL server URL: the run makes a fresh database there. redb in a temp dir without.
     #[arg(long)]
     postgres: Option<String>,
+    /// Attempts per task before it fails (default: the coordinator's). A task's record keeps
+    /// the keys that failed it, at most this many proven ones: a cap of 1,000,000 with every
+    /// request failing its task makes each pending task at the front of the queue remember
+    /// every prover (1,000 keys, ~70 KB of JSON per task read), a state the default never
+    /// reaches.
+    #[arg(long)]
+    session_attempts: Option<u32>,
     /// Coordinator processes sharing the database (PostgreSQL only).
     #[arg(long, default_value_t = 1)]
     replicas: usize,
@@ -248,7 +259,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     config.http.max_connections = 4096;
-    config.session_attempts = 1_000_000;
+    if let Some(n) = args.session_attempts {
+        config.session_attempts = n;
+    }
     let keys: Vec<SigningKey> = (0..args.provers).map(key).collect();
     let public: Vec<String> = keys.iter().map(public_key_hex).collect();
     // Enough pending tasks that every request of the run finds one (a generous guess at the
@@ -266,9 +279,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await??;
     }
+    // The coordinators run on a runtime of their own, as they would in their own process: on
+    // the provers' runtime a request would also wait behind the provers' own tasks.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("coordinator")
+        .enable_all()
+        .build()?;
     let mut running = Vec::new();
     for _ in 0..args.replicas {
-        running.push(Coordinator::start(config.clone(), core.clone()).await?);
+        let (config, core) = (config.clone(), core.clone());
+        running.push(
+            server_rt
+                .spawn(async move { Coordinator::start(config, core).await })
+                .await??,
+        );
     }
     let vk = running[0].accepted_vks().chunk;
     let http = reqwest::Client::builder()
@@ -382,7 +407,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         all.errors,
     );
     for c in running {
-        c.shutdown().await;
+        server_rt.spawn(c.shutdown()).await?;
     }
+    server_rt.shutdown_background();
     Ok(())
 }

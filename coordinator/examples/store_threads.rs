@@ -7,9 +7,9 @@
 //! cargo run --release --workspace --example store_threads -- 1 4 16 64
 //! ```
 //!
-//! Every call is one write transaction: on redb they take turns (one writer at a time) and each
-//! must be on disk before it returns, so this is the cost of the scheduler's transactions plus
-//! the commits, and how it scales with callers (see `store/group_commit.rs`).
+//! Every call is one scheduler decision that must be on disk before it returns: on redb,
+//! concurrent calls share a write transaction and its durable commit (see `store/batch.rs`), so
+//! this is the cost of the decisions plus the commits, and how it scales with callers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

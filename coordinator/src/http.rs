@@ -487,6 +487,47 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
             ),
         );
     }
+    let policy = app.policy;
+    if req.status == proof_status::ERROR {
+        // One transaction: `record_failure` makes the same checks as `submit_context`.
+        let Some(_in_flight) = InFlight::claim(app, &req.uuid) else {
+            return (
+                "busy",
+                retry_later(
+                    "a submission for this assignment is already being processed; retry later",
+                ),
+            );
+        };
+        let a = app.clone();
+        let reason = format!(
+            "prover reported failure (type {}): {}",
+            req.failure_type,
+            printable(&truncated(&req.failure_msg, MAX_FAILURE_MSG))
+        );
+        let key = claims.public_key.clone();
+        let task_id = req.task_id.clone();
+        let r = blocking(move || {
+            a.store.record_failure(
+                &key,
+                &req.uuid,
+                &req.task_id,
+                req.task_type,
+                &reason,
+                false,
+                &policy,
+                now_ms(),
+            )
+        })
+        .await;
+        return match r {
+            Ok(Ok(_)) => {
+                tracing::warn!(task_id = %printable(&task_id), prover = %printable(&claims.prover_name), "prover reported a failure");
+                ("failure_recorded", ok(serde_json::Value::Null))
+            }
+            Ok(Err(e)) => ("refused", submit_error(e)),
+            Err(e) => ("internal", internal(e)),
+        };
+    }
     let key = claims.public_key.clone();
     let a = app.clone();
     let (uuid, task_id, task_type) = (req.uuid.clone(), req.task_id.clone(), req.task_type);
@@ -504,37 +545,6 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
             retry_later("a submission for this assignment is already being processed; retry later"),
         );
     };
-    let policy = app.policy;
-    if req.status == proof_status::ERROR {
-        let a = app.clone();
-        let reason = format!(
-            "prover reported failure (type {}): {}",
-            req.failure_type,
-            printable(&truncated(&req.failure_msg, MAX_FAILURE_MSG))
-        );
-        let key = claims.public_key.clone();
-        let r = blocking(move || {
-            a.store.record_failure(
-                &key,
-                &req.uuid,
-                &req.task_id,
-                req.task_type,
-                &reason,
-                false,
-                &policy,
-                now_ms(),
-            )
-        })
-        .await;
-        return match r {
-            Ok(Ok(_)) => {
-                tracing::warn!(task_id = %ctx.task.task_id, prover = %printable(&claims.prover_name), "prover reported a failure");
-                ("failure_recorded", ok(serde_json::Value::Null))
-            }
-            Ok(Err(e)) => ("refused", submit_error(e)),
-            Err(e) => ("internal", internal(e)),
-        };
-    }
     let _slot = match app.verify_slots.acquire().await {
         Ok(permit) => permit,
         Err(e) => return ("internal", internal(e)),

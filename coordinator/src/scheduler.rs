@@ -43,6 +43,10 @@ const NEXT_ORDER: &str = "next_order";
 
 /// Pending tasks read per step of [`assign`]'s walk (most `get_task`s take the first).
 const PENDING_PAGE: usize = 32;
+/// Pending tasks read by the first step of that walk.
+const FIRST_PENDING_PAGE: usize = 4;
+/// Provers read at a time by the failed-prover rule.
+const PROVERS_PAGE: usize = 32;
 
 /// Most entries unproven keys may add to a task's failed set (see [`fail_once`]).
 pub const MAX_UNPROVEN_REMEMBERED: usize = 64;
@@ -327,17 +331,19 @@ fn assign_in(
         return Ok(AssignOutcome::NoTask);
     }
     // The pending tasks of those types, oldest first, a page at a time (an index: the cost does
-    // not grow with finished tasks). The provers are read only when the failed-prover rule
-    // needs them.
-    let mut provers: Option<Vec<(String, ProverSeen)>> = None;
+    // not grow with finished tasks).
     let mut chosen = None;
     let mut after = None;
+    // The first page is small: the oldest candidate is usually the one taken, and each one read
+    // is a record decoded inside the write transaction.
+    let mut limit = FIRST_PENDING_PAGE;
     'walk: loop {
-        let page = tx.pending(&types, after, PENDING_PAGE)?;
-        let last = page.len() < PENDING_PAGE;
+        let page = tx.pending(&types, after, limit)?;
+        let last = page.len() < limit;
+        limit = PENDING_PAGE;
         for candidate in page {
             after = Some(candidate.order);
-            if !may_take(tx, &candidate, who, policy, now_ms, &mut provers)? {
+            if !may_take(tx, &candidate, who, policy, now_ms)? {
                 continue;
             }
             // Lock it; on a shared database another get_task may hold it or have taken it
@@ -345,7 +351,7 @@ fn assign_in(
             let Some(task) = tx.claim(&candidate.task_id)? else {
                 continue;
             };
-            if !may_take(tx, &task, who, policy, now_ms, &mut provers)? {
+            if !may_take(tx, &task, who, policy, now_ms)? {
                 continue;
             }
             chosen = Some(task);
@@ -390,7 +396,6 @@ fn may_take(
     who: &ProverIdentity,
     policy: &Policy,
     now_ms: u64,
-    provers: &mut Option<Vec<(String, ProverSeen)>>,
 ) -> R<bool> {
     if task.state != TaskState::Pending {
         return Ok(false);
@@ -404,22 +409,28 @@ fn may_take(
     }
     // Not to the same failed prover while another prover that can take it (declared the type,
     // asked for work recently or is busy with a live assignment — it asks again when done —, not
-    // blocked, not failed on it) exists.
-    if provers.is_none() {
-        *provers = Some(tx.provers()?);
-    }
-    for (key, seen) in provers.iter().flatten() {
-        if key != &who.public_key
-            && seen.prover_types.contains(&task.task_type)
-            && (seen.last_seen_ms.saturating_add(policy.prover_active_ms) >= now_ms
-                || tx.outstanding(key)?.is_some())
-            && !task.failed_provers.contains(key)
-            && tx.blocked(key)?.is_none()
-        {
-            return Ok(false);
+    // blocked, not failed on it) exists. The provers are read a page at a time and the walk ends
+    // at the first such one.
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx.provers(after.as_deref(), PROVERS_PAGE)?;
+        let last = page.len() < PROVERS_PAGE;
+        for (key, seen) in &page {
+            if key != &who.public_key
+                && seen.prover_types.contains(&task.task_type)
+                && (seen.last_seen_ms.saturating_add(policy.prover_active_ms) >= now_ms
+                    || tx.outstanding(key)?.is_some())
+                && !task.failed_provers.contains(key)
+                && tx.blocked(key)?.is_none()
+            {
+                return Ok(false);
+            }
+        }
+        match page.into_iter().last() {
+            Some((key, _)) if !last => after = Some(key),
+            _ => return Ok(true),
         }
     }
-    Ok(true)
 }
 
 /// Checks a submission: the assignment exists, is the caller's, is not submitted, matches the

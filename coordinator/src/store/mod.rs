@@ -16,7 +16,7 @@
 //!
 //! All methods are blocking; async callers run them in `spawn_blocking`.
 
-mod group_commit;
+mod batch;
 pub mod pg;
 pub mod redb;
 
@@ -323,7 +323,8 @@ pub trait Txn {
     /// Clears the outstanding entry of `public_key` if it is `uuid`.
     fn clear_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()>;
     fn seen(&mut self, public_key: &str, seen: &ProverSeen) -> R<()>;
-    fn provers(&mut self) -> R<Vec<(String, ProverSeen)>>;
+    /// Up to `limit` provers in key order, after key `after`.
+    fn provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>>;
     /// Whether the key has delivered a verified proof.
     fn proven(&mut self, public_key: &str) -> R<bool>;
     fn add_proven(&mut self, public_key: &str) -> R<()>;

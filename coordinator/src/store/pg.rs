@@ -733,11 +733,12 @@ impl Txn for PgTxn<'_> {
         Ok(())
     }
 
-    fn provers(&mut self) -> R<Vec<(String, ProverSeen)>> {
+    fn provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>> {
         let rows = self.q(
             "read provers",
-            "SELECT public_key, record FROM provers",
-            &[],
+            "SELECT public_key, record FROM provers WHERE public_key > $1 \
+             ORDER BY public_key LIMIT $2",
+            &[&after.unwrap_or(""), &(limit as i64)],
         )?;
         rows.iter()
             .map(|r| Ok((col(r, 0)?, from_json(&col::<String>(r, 1)?)?)))

@@ -9,13 +9,16 @@
 //! [`ProverSeen`]; `accounts` index → account JSON (the rollup state); `counters` name → value;
 //! two indexes kept in step with `tasks` by every write of a task (`save_task`):
 //! `pending_by_order` creation order → task id of every pending task (what `get_task` walks,
-//! oldest first) and `task_counts` "type/state" → tasks in that state (what `/metrics` reads). So
-//! neither costs more as finished tasks pile up; a store made before the indexes gets them built
-//! once when opened.
+//! oldest first) and `task_counts` "type/state" → tasks in that state (what `/metrics` reads);
+//! one kept in step with `assignments` (`put_assignment`): `live_by_deadline` (deadline, uuid) of
+//! every live assignment (what the timeout sweep of every `get_task` reads: only the expired
+//! ones). So none costs more as finished tasks or busy provers pile up; a store made before the
+//! indexes gets them built once when opened.
 //!
-//! Commits are grouped ([`super::group_commit`]): each transaction commits without an fsync and
-//! returns once a shared durable commit that began after it has finished, so concurrent requests
-//! share one fsync instead of queueing behind one each.
+//! Concurrent writes share one transaction and one durable commit ([`super::batch`]): each
+//! caller's closure runs in turn in the open transaction, and the caller returns once that
+//! transaction is on disk, so concurrent requests share one commit instead of queueing behind
+//! one each.
 
 use std::path::Path;
 
@@ -25,7 +28,7 @@ use redb::{
     Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
-use super::group_commit::GroupSync;
+use super::batch::Batcher;
 use super::{
     from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
     Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
@@ -47,8 +50,10 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_by_order");
 const TASK_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("task_counts");
 const SETTLEMENTS: TableDefinition<u64, &str> = TableDefinition::new("settlements");
+const LIVE: TableDefinition<(u64, &str), ()> = TableDefinition::new("live_by_deadline");
 
-/// 1 once `pending_by_order` and `task_counts` hold every task.
+/// 1 once `pending_by_order` and `task_counts` hold every task; 2 once `live_by_deadline` holds
+/// every live assignment.
 const INDEX_VERSION: &str = "index_version";
 
 /// Maps any displayable error to a store error naming the operation.
@@ -147,6 +152,29 @@ fn build_indexes(txn: &WriteTransaction) -> R<()> {
     put_u64(txn, COUNTERS, INDEX_VERSION, 1)
 }
 
+/// Fills `live_by_deadline` from every assignment (a store made before it; once, when opened).
+fn build_live_index(txn: &WriteTransaction) -> R<()> {
+    let live: Vec<Assignment> = {
+        let t = txn.open_table(ASSIGNMENTS).ctx("open assignments")?;
+        let mut v = Vec::new();
+        for item in t.iter().ctx("iterate assignments")? {
+            let (_, r) = item.ctx("iterate assignments")?;
+            let a = from_json::<Assignment>(r.value())?;
+            if a.state == AssignmentState::Live {
+                v.push(a);
+            }
+        }
+        v
+    };
+    let mut t = txn.open_table(LIVE).ctx("open live_by_deadline")?;
+    for a in &live {
+        t.insert((a.deadline_ms, a.uuid.as_str()), ())
+            .ctx("write live_by_deadline")?;
+    }
+    drop(t);
+    put_u64(txn, COUNTERS, INDEX_VERSION, 2)
+}
+
 /// Opens (or creates) the redb file; a damaged one is [`CoordinatorError::Damaged`], never a
 /// panic.
 fn open_redb(path: &Path) -> R<Database> {
@@ -165,7 +193,7 @@ fn open_redb(path: &Path) -> R<Database> {
 /// The redb backend.
 pub struct RedbBackend {
     db: Database,
-    group: GroupSync,
+    batch: Batcher<WriteTransaction>,
 }
 
 impl RedbBackend {
@@ -194,45 +222,38 @@ impl RedbBackend {
             txn.open_table(COUNTERS).ctx("create counters")?;
             txn.open_table(PENDING).ctx("create pending_by_order")?;
             txn.open_table(TASK_COUNTS).ctx("create task_counts")?;
+            txn.open_table(LIVE).ctx("create live_by_deadline")?;
         }
-        if get_u64(&txn, COUNTERS, INDEX_VERSION)? < 1 {
+        let version = get_u64(&txn, COUNTERS, INDEX_VERSION)?;
+        if version < 1 {
             build_indexes(&txn)?;
+        }
+        if version < 2 {
+            build_live_index(&txn)?;
         }
         txn.commit().ctx("commit")?;
         Ok(Self {
             db,
-            group: GroupSync::default(),
+            batch: Batcher::default(),
         })
     }
 
-    /// A write transaction whose commit does not sync; [`Self::commit`] it.
-    fn begin(&self) -> R<WriteTransaction> {
-        let mut txn = self.db.begin_write().ctx("begin")?;
-        txn.set_durability(Durability::None);
-        Ok(txn)
+    /// Runs `f` in the shared write transaction; returns once it is durably committed.
+    fn shared(&self, f: &mut dyn FnMut(&WriteTransaction) -> R<()>) -> R<()> {
+        self.batch.run(
+            || {
+                let mut txn = self.db.begin_write().ctx("begin")?;
+                txn.set_durability(Durability::Immediate);
+                Ok(txn)
+            },
+            |txn| txn.commit().ctx("commit"),
+            f,
+        )
     }
 
-    /// Commits `txn` (begun by [`Self::begin`]) and returns once it is on disk.
-    fn commit(&self, mut txn: WriteTransaction) -> R<()> {
-        if let Some(generation) = self.group.lead() {
-            // No durable commit runs: this one is it, covering the commits before it as well.
-            txn.set_durability(Durability::Immediate);
-            let result = txn.commit();
-            self.group.finish(generation, &result);
-            return result.ctx("commit");
-        }
-        txn.commit().ctx("commit")?;
-        self.group.durable(|| -> Result<(), redb::Error> {
-            // An empty transaction with the default durability: its fsync persists every commit
-            // before it.
-            self.db.begin_write()?.commit()?;
-            Ok(())
-        })
-    }
-
-    /// Durable commits run so far (each covers every write transaction committed before it).
+    /// Durable commits made so far (each covers every caller of its batch).
     pub fn durable_commits(&self) -> u64 {
-        self.group.syncs()
+        self.batch.commits()
     }
 }
 
@@ -255,9 +276,7 @@ fn read_keys(r: &redb::ReadTransaction, report: &mut StatusReport) -> R<()> {
 
 impl Backend for RedbBackend {
     fn write(&self, f: &mut dyn FnMut(&mut dyn Txn) -> R<()>) -> R<()> {
-        let txn = self.begin()?;
-        f(&mut RedbTxn { txn: &txn })?;
-        self.commit(txn)
+        self.shared(&mut |txn| f(&mut RedbTxn { txn }))
     }
 
     fn health(&self) -> R<u64> {
@@ -278,18 +297,18 @@ impl Backend for RedbBackend {
     }
 
     fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
-        let txn = self.begin()?;
-        let fresh = {
+        let mut fresh = false;
+        self.shared(&mut |txn| {
             let mut t = txn.open_table(CHALLENGES).ctx("open challenges")?;
             t.retain(|_, exp| exp >= now_ms).ctx("purge challenges")?;
-            if t.get(nonce).ctx("read challenge")?.is_some() {
+            fresh = if t.get(nonce).ctx("read challenge")?.is_some() {
                 false
             } else {
                 t.insert(nonce, exp_ms).ctx("write challenge")?;
                 true
-            }
-        };
-        self.commit(txn)?;
+            };
+            Ok(())
+        })?;
         Ok(fresh)
     }
 
@@ -468,28 +487,45 @@ impl Txn for RedbTxn<'_> {
     }
 
     fn put_assignment(&mut self, a: &Assignment) -> R<()> {
-        put_json(self.txn, ASSIGNMENTS, &a.uuid, a)
+        let before = get_json::<Assignment>(self.txn, ASSIGNMENTS, &a.uuid)?;
+        put_json(self.txn, ASSIGNMENTS, &a.uuid, a)?;
+        let mut t = self.txn.open_table(LIVE).ctx("open live_by_deadline")?;
+        if let Some(b) = before.filter(|b| b.state == AssignmentState::Live) {
+            t.remove((b.deadline_ms, b.uuid.as_str()))
+                .ctx("write live_by_deadline")?;
+        }
+        if a.state == AssignmentState::Live {
+            t.insert((a.deadline_ms, a.uuid.as_str()), ())
+                .ctx("write live_by_deadline")?;
+        }
+        Ok(())
     }
 
     fn expired(&mut self, now_ms: u64) -> R<Vec<Assignment>> {
-        let live: Vec<(String, String)> = {
-            let t = self.txn.open_table(OUTSTANDING).ctx("open outstanding")?;
+        // The index's entries up to `now_ms` ("" sorts before every uuid).
+        let due: Vec<(u64, String)> = {
+            let t = self.txn.open_table(LIVE).ctx("open live_by_deadline")?;
             let mut v = Vec::new();
-            for item in t.iter().ctx("iterate outstanding")? {
-                let (k, u) = item.ctx("iterate outstanding")?;
-                v.push((k.value().to_string(), u.value().to_string()));
+            let end = (now_ms.saturating_add(1), "");
+            for item in t.range(..end).ctx("iterate live_by_deadline")? {
+                let (k, _) = item.ctx("iterate live_by_deadline")?;
+                let (deadline, uuid) = k.value();
+                v.push((deadline, uuid.to_string()));
             }
             v
         };
         let mut out = Vec::new();
-        for (key, uuid) in live {
+        for (deadline, uuid) in due {
             match self.assignment(&uuid)? {
                 Some(a) if a.state == AssignmentState::Live && a.deadline_ms <= now_ms => {
                     out.push(a)
                 }
-                Some(_) => {}
-                // An entry without its assignment: nothing to time out; drop it.
-                None => self.clear_outstanding(&key, &uuid)?,
+                // An entry out of step with its assignment: drop it.
+                _ => {
+                    let mut t = self.txn.open_table(LIVE).ctx("open live_by_deadline")?;
+                    t.remove((deadline, uuid.as_str()))
+                        .ctx("write live_by_deadline")?;
+                }
             }
         }
         Ok(out)
@@ -526,10 +562,16 @@ impl Txn for RedbTxn<'_> {
         put_json(self.txn, PROVERS, public_key, seen)
     }
 
-    fn provers(&mut self) -> R<Vec<(String, ProverSeen)>> {
+    fn provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>> {
+        use std::ops::Bound;
         let t = self.txn.open_table(PROVERS).ctx("open provers")?;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut v = Vec::new();
-        for item in t.iter().ctx("iterate provers")? {
+        for item in t
+            .range::<&str>((from, Bound::Unbounded))
+            .ctx("iterate provers")?
+            .take(limit)
+        {
             let (k, p) = item.ctx("iterate provers")?;
             v.push((k.value().to_string(), from_json::<ProverSeen>(p.value())?));
         }

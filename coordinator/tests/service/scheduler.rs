@@ -350,6 +350,34 @@ fn a_failed_prover_does_not_get_the_task_back_while_another_can_take_it() {
     assert_eq!((row.state, row.failures), (TaskState::Failed, 3));
 }
 
+/// The failed-prover rule reads the provers a page at a time: the one other prover that can take
+/// the task is found behind more than a page of provers that cannot (they declared batch
+/// proving only), and when it cannot either the failed prover gets the task back.
+#[test]
+fn the_failed_prover_rule_looks_past_a_page_of_provers() {
+    let f = fixture(3);
+    let p = policy();
+    let (a, z) = (prover("a", &[1]), prover("z", &[1]));
+    prove_one_each(&f.store, &[&a, &z], &p, 0);
+    // 40 provers between "key-a" and "key-z" in key order, all recently seen, none for chunks.
+    for i in 0..40 {
+        let m = prover(&format!("m{i:02}"), &[2]);
+        assert_eq!(assign(&f.store, &m, &[2], &p, 5), AssignOutcome::NoTask);
+    }
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 10));
+    assert_eq!(ta.task_id, "chunk-2");
+    assert_eq!(assign(&f.store, &z, &[1], &p, 11), AssignOutcome::NoTask);
+    fail(&f.store, &a, &ta, false, &p, 20).expect("failure recorded");
+    // z (past the first page) can take it: a is skipped.
+    assert_eq!(assign(&f.store, &a, &[1], &p, 30), AssignOutcome::NoTask);
+    let (tz, _) = task(assign(&f.store, &z, &[1], &p, 40));
+    assert_eq!(tz.task_id, "chunk-2");
+    fail(&f.store, &z, &tz, false, &p, 50).expect("failure recorded");
+    // Both failed on it, and none of the 40 can take it: a may try again.
+    let (ta2, _) = task(assign(&f.store, &a, &[1], &p, 60));
+    assert_eq!(ta2.task_id, "chunk-2");
+}
+
 #[test]
 fn a_prover_not_seen_recently_does_not_hold_back_a_failed_task() {
     let f = fixture(2);
@@ -869,6 +897,51 @@ fn a_store_from_before_the_indexes_gets_them_when_opened() {
     let c = prover("c", &[1]);
     let (t2, _) = task(assign(&store, &c, &[1], &p, 40));
     assert_eq!(t2.task_id, "chunk-2", "the oldest pending task first");
+}
+
+/// A store written before the deadline index (`live_by_deadline`, index version 2) gets it built
+/// when opened: an assignment made before then still times out and its task goes to another
+/// prover, and one that has not timed out stays.
+#[test]
+fn a_store_from_before_the_deadline_index_still_times_out_its_assignments() {
+    let f = redb_fixture(3);
+    let p = policy();
+    let a = prover("a", &[1]);
+    let b = prover("b", &[1]);
+    let (t0, _) = task(assign(&f.store, &a, &[1], &p, 10));
+    let (t1, _) = task(assign(&f.store, &b, &[1], &p, 600));
+    assert_eq!(
+        (t0.task_id.as_str(), t1.task_id.as_str()),
+        ("chunk-0", "chunk-1")
+    );
+    let Backing::Redb(path) = &f.backing else {
+        unreachable!("a redb fixture")
+    };
+    let path = path.clone();
+    drop(f.store);
+    {
+        let db = redb::Database::open(&path).expect("open the file with redb");
+        let txn = db.begin_write().expect("begin");
+        let live: redb::TableDefinition<(u64, &str), ()> =
+            redb::TableDefinition::new("live_by_deadline");
+        assert!(txn.delete_table(live).expect("delete live_by_deadline"));
+        {
+            let counters: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("counters");
+            let mut t = txn.open_table(counters).expect("counters");
+            t.insert("index_version", 1).expect("write");
+        }
+        txn.commit().expect("commit");
+    }
+    let store = Store::open(&path).expect("reopen");
+    // a's deadline (10 + 1000) has passed at 1100, b's (600 + 1000) has not.
+    let c = prover("c", &[1]);
+    let (t, _) = task(assign(&store, &c, &[1], &p, 1100));
+    assert_eq!(t.task_id, "chunk-0", "a's timed-out task, handed out again");
+    let d = prover("d", &[1]);
+    let (t, _) = task(assign(&store, &d, &[1], &p, 1101));
+    assert_eq!(t.task_id, "chunk-2", "b still holds chunk-1");
+    let s = store.summary().expect("summary");
+    assert_eq!(s.count("chunk", TaskState::Assigned), 3);
 }
 
 /// `prune` removes verified chunks already in a batch and verified batches changed before the

@@ -1,9 +1,8 @@
 //! A `coordinator serve` process killed with SIGKILL while 48 provers ask for tasks at once: every
-//! assignment it answered is in the store when it is opened again. On redb the transactions of
-//! concurrent requests commit without an fsync and share one durable commit
-//! (`store/group_commit.rs`); this is the check that no answer goes out before that commit (a
-//! non-durable commit is gone after the kill: redb reopens at its last durable commit). With
-//! `COORDINATOR_TEST_POSTGRES` the same on PostgreSQL.
+//! assignment it answered is in the store when it is opened again. On redb concurrent requests
+//! share one write transaction and one durable commit (`store/batch.rs`); this is the check that
+//! no answer goes out before that commit (an uncommitted transaction is gone after the kill).
+//! With `COORDINATOR_TEST_POSTGRES` the same on PostgreSQL.
 
 use crate::common;
 
