@@ -256,6 +256,33 @@ mod tests {
         })
     }
 
+    type Shared = (Arc<Batcher<Log>>, Arc<Disk>);
+
+    /// A caller that writes `v` and, on its first run, holds the turn until the returned sender
+    /// is used; returns once it holds the turn.
+    fn holder((b, d): &Shared, v: u32) -> (std::thread::JoinHandle<R<()>>, mpsc::Sender<()>) {
+        let (entered_tx, entered_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (b, d) = (b.clone(), d.clone());
+        let mut hold = Some((entered_tx, release_rx));
+        let h = std::thread::spawn(move || {
+            b.run(|| d.open(), |t| d.commit(t), &mut |t: &Log| {
+                if let Some((entered, release)) = hold.take() {
+                    entered.send(()).unwrap();
+                    release.recv().unwrap();
+                }
+                t.lock().unwrap().push(v);
+                Ok(())
+            })
+        });
+        entered_rx.recv().unwrap();
+        (h, release_tx)
+    }
+
+    fn shared() -> Shared {
+        (Arc::new(Batcher::default()), Arc::new(Disk::default()))
+    }
+
     #[test]
     fn a_lone_caller_commits_its_own_transaction() {
         let (b, d) = (Batcher::default(), Disk::default());
@@ -270,22 +297,9 @@ mod tests {
     /// them all, and each returns only after it.
     #[test]
     fn callers_waiting_for_the_turn_share_one_commit() {
-        let b = Arc::new(Batcher::default());
-        let d = Arc::new(Disk::default());
-        let (entered_tx, entered_rx) = mpsc::channel::<()>();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let first = {
-            let (b, d) = (b.clone(), d.clone());
-            std::thread::spawn(move || {
-                b.run(|| d.open(), |t| d.commit(t), &mut |t: &Log| {
-                    entered_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                    t.lock().unwrap().push(100);
-                    Ok(())
-                })
-            })
-        };
-        entered_rx.recv().unwrap();
+        let sh = shared();
+        let (b, d) = sh.clone();
+        let (first, release_tx) = holder(&sh, 100);
         let others: Vec<_> = (0..8)
             .map(|v| {
                 let (b, d) = (b.clone(), d.clone());
@@ -309,28 +323,12 @@ mod tests {
     /// again and are committed, and nothing of the failed one reaches the disk.
     #[test]
     fn a_failing_member_rolls_back_and_the_others_run_again() {
-        let b = Arc::new(Batcher::default());
-        let d = Arc::new(Disk::default());
+        let sh = shared();
+        let (b, d) = sh.clone();
         let runs = Arc::new(AtomicUsize::new(0));
-        let (entered_tx, entered_rx) = mpsc::channel::<()>();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
         // The first holds the turn (on its first run) until a succeeding and a failing caller
         // wait behind it.
-        let first = {
-            let (b, d) = (b.clone(), d.clone());
-            let mut hold = Some((entered_tx, release_rx));
-            std::thread::spawn(move || {
-                b.run(|| d.open(), |t| d.commit(t), &mut |t: &Log| {
-                    if let Some((entered, release)) = hold.take() {
-                        entered.send(()).unwrap();
-                        release.recv().unwrap();
-                    }
-                    t.lock().unwrap().push(1);
-                    Ok(())
-                })
-            })
-        };
-        entered_rx.recv().unwrap();
+        let (first, release_tx) = holder(&sh, 1);
         let failing = {
             let (b, d) = (b.clone(), d.clone());
             std::thread::spawn(move || {
@@ -366,22 +364,9 @@ mod tests {
     /// A failed commit fails every caller of its batch, and the next batch works.
     #[test]
     fn a_failed_commit_fails_every_member() {
-        let b = Arc::new(Batcher::default());
-        let d = Arc::new(Disk::default());
-        let (entered_tx, entered_rx) = mpsc::channel::<()>();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let first = {
-            let (b, d) = (b.clone(), d.clone());
-            std::thread::spawn(move || {
-                b.run(|| d.open(), |t| d.commit(t), &mut |t: &Log| {
-                    entered_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                    t.lock().unwrap().push(1);
-                    Ok(())
-                })
-            })
-        };
-        entered_rx.recv().unwrap();
+        let sh = shared();
+        let (b, d) = sh.clone();
+        let (first, release_tx) = holder(&sh, 1);
         let others: Vec<_> = (0..3)
             .map(|v| {
                 let (b, d) = (b.clone(), d.clone());

@@ -855,6 +855,38 @@ fn a_swarm_of_unproven_keys_cannot_grow_a_task_without_bound() {
     assert_eq!(again.task_id, "chunk-0");
 }
 
+/// Closes a redb fixture's store, changes its file with `edit` in one redb transaction (to the
+/// layout of an older store) and opens it again.
+fn reopen_edited(f: Fixture, edit: impl FnOnce(&redb::WriteTransaction)) -> Fixture {
+    let Backing::Redb(path) = &f.backing else {
+        unreachable!("a redb fixture")
+    };
+    let path = path.clone();
+    drop(f.store);
+    {
+        let db = redb::Database::open(&path).expect("open the file with redb");
+        let txn = db.begin_write().expect("begin");
+        edit(&txn);
+        txn.commit().expect("commit");
+    }
+    Fixture {
+        store: Store::open(&path).expect("reopen"),
+        ..f
+    }
+}
+
+/// Sets (or removes) the store's index version counter.
+fn index_version(txn: &redb::WriteTransaction, v: Option<u64>) {
+    let counters: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("counters");
+    let mut t = txn.open_table(counters).expect("counters");
+    match v {
+        Some(v) => {
+            t.insert("index_version", v).expect("write");
+        }
+        None => assert!(t.remove("index_version").expect("remove").is_some()),
+    }
+}
+
 /// A store written before the indexes (no `pending_by_order`, no `task_counts`) gets them built
 /// when opened: the counts match a scan and the oldest pending task is handed out first.
 #[test]
@@ -867,28 +899,16 @@ fn a_store_from_before_the_indexes_gets_them_when_opened() {
     verify(&f.store, &a, &t0, &p, 20).expect("verified");
     let (t1, _) = task(assign(&f.store, &b, &[1], &p, 30));
     assert_eq!(t1.task_id, "chunk-1");
-    let Backing::Redb(path) = &f.backing else {
-        unreachable!("a redb fixture")
-    };
-    let path = path.clone();
-    drop(f.store);
-    {
-        // Back to the layout of a store from before the indexes.
-        let db = redb::Database::open(&path).expect("open the file with redb");
-        let txn = db.begin_write().expect("begin");
+    // Back to the layout of a store from before the indexes.
+    let f = reopen_edited(f, |txn| {
         let pending: redb::TableDefinition<u64, &str> =
             redb::TableDefinition::new("pending_by_order");
         let counts: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("task_counts");
         assert!(txn.delete_table(pending).expect("delete pending_by_order"));
         assert!(txn.delete_table(counts).expect("delete task_counts"));
-        {
-            let counters: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("counters");
-            let mut t = txn.open_table(counters).expect("counters");
-            assert!(t.remove("index_version").expect("remove").is_some());
-        }
-        txn.commit().expect("commit");
-    }
-    let store = Store::open(&path).expect("reopen");
+        index_version(txn, None);
+    });
+    let store = &f.store;
     counts_agree(&store);
     let s = store.summary().expect("summary");
     assert_eq!(s.count("chunk", TaskState::Verified), 1);
@@ -914,25 +934,13 @@ fn a_store_from_before_the_deadline_index_still_times_out_its_assignments() {
         (t0.task_id.as_str(), t1.task_id.as_str()),
         ("chunk-0", "chunk-1")
     );
-    let Backing::Redb(path) = &f.backing else {
-        unreachable!("a redb fixture")
-    };
-    let path = path.clone();
-    drop(f.store);
-    {
-        let db = redb::Database::open(&path).expect("open the file with redb");
-        let txn = db.begin_write().expect("begin");
+    let f = reopen_edited(f, |txn| {
         let live: redb::TableDefinition<(u64, &str), ()> =
             redb::TableDefinition::new("live_by_deadline");
         assert!(txn.delete_table(live).expect("delete live_by_deadline"));
-        {
-            let counters: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("counters");
-            let mut t = txn.open_table(counters).expect("counters");
-            t.insert("index_version", 1).expect("write");
-        }
-        txn.commit().expect("commit");
-    }
-    let store = Store::open(&path).expect("reopen");
+        index_version(txn, Some(1));
+    });
+    let store = &f.store;
     // a's deadline (10 + 1000) has passed at 1100, b's (600 + 1000) has not.
     let c = prover("c", &[1]);
     let (t, _) = task(assign(&store, &c, &[1], &p, 1100));
