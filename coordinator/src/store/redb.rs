@@ -487,16 +487,16 @@ impl Txn for RedbTxn<'_> {
     }
 
     fn put_assignment(&mut self, a: &Assignment) -> R<()> {
-        let before = get_json::<Assignment>(self.txn, ASSIGNMENTS, &a.uuid)?;
         put_json(self.txn, ASSIGNMENTS, &a.uuid, a)?;
+        // An assignment's deadline is set when it is made, so its index entry is keyed by the
+        // deadline it has now: no read of the record before. (An entry left behind by a changed
+        // deadline would be dropped by `expired` once due.)
         let mut t = self.txn.open_table(LIVE).ctx("open live_by_deadline")?;
-        if let Some(b) = before.filter(|b| b.state == AssignmentState::Live) {
-            t.remove((b.deadline_ms, b.uuid.as_str()))
-                .ctx("write live_by_deadline")?;
-        }
+        let key = (a.deadline_ms, a.uuid.as_str());
         if a.state == AssignmentState::Live {
-            t.insert((a.deadline_ms, a.uuid.as_str()), ())
-                .ctx("write live_by_deadline")?;
+            t.insert(key, ()).ctx("write live_by_deadline")?;
+        } else {
+            t.remove(key).ctx("write live_by_deadline")?;
         }
         Ok(())
     }
