@@ -434,7 +434,8 @@ fn may_take(
 }
 
 /// Checks a submission: the assignment exists, is the caller's, is not submitted, matches the
-/// task, and the task is not verified.
+/// task, and the task is not verified. With the task as handed out (its payload, which the proof
+/// is checked against): what the proof path reads before verification.
 pub fn check_submission(
     tx: &mut dyn Txn,
     public_key: &str,
@@ -442,6 +443,27 @@ pub fn check_submission(
     task_id: &str,
     task_type: u8,
 ) -> R<Result<SubmitContext, SubmitError>> {
+    let (assignment, task) = match checked(tx, public_key, uuid, task_id, task_type)? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let wire_task = wire_task(tx, &assignment)?;
+    Ok(Ok(SubmitContext {
+        assignment,
+        task,
+        wire_task,
+    }))
+}
+
+/// [`check_submission`]'s checks, without reading the payload (what the recording
+/// transactions need: they do not look at it).
+fn checked(
+    tx: &mut dyn Txn,
+    public_key: &str,
+    uuid: &str,
+    task_id: &str,
+    task_type: u8,
+) -> R<Result<(Assignment, TaskRecord), SubmitError>> {
     let Some(a) = tx.assignment(uuid)? else {
         return Ok(Err(SubmitError::NoAssignment(uuid.to_string())));
     };
@@ -468,12 +490,7 @@ pub fn check_submission(
     if task.state == TaskState::Verified {
         return Ok(Err(SubmitError::AlreadyVerified(task.task_id)));
     }
-    let wire = wire_task(tx, &a)?;
-    Ok(Ok(SubmitContext {
-        assignment: a,
-        task,
-        wire_task: wire,
-    }))
+    Ok(Ok((a, task)))
 }
 
 /// A failure report (`status` 1) or an invalid proof: the attempt is consumed, the prover joins
@@ -491,17 +508,15 @@ pub fn record_failure(
     policy: &Policy,
     now_ms: u64,
 ) -> R<Result<Effects, SubmitError>> {
-    let ctx = match check_submission(tx, public_key, uuid, task_id, task_type)? {
+    let (mut a, mut task) = match checked(tx, public_key, uuid, task_id, task_type)? {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
     let mut effects = Effects::default();
-    let mut a = ctx.assignment;
     let was_live = a.state == AssignmentState::Live;
     a.state = AssignmentState::Submitted;
     tx.put_assignment(&a)?;
     tx.clear_outstanding(&a.public_key, &a.uuid)?;
-    let mut task = ctx.task;
     if was_live {
         // A timed-out assignment's failure was already counted by the sweep.
         task.live.retain(|u| u != &a.uuid);
@@ -554,15 +569,13 @@ pub fn record_verified(
     if settles {
         tx.counter(NEXT_UNSETTLED)?; // as above, for the settlement order
     }
-    let ctx = match check_submission(tx, public_key, uuid, task_id, task_type)? {
+    let (mut a, mut task) = match checked(tx, public_key, uuid, task_id, task_type)? {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    let mut a = ctx.assignment;
     a.state = AssignmentState::Submitted;
     tx.put_assignment(&a)?;
     tx.clear_outstanding(&a.public_key, &a.uuid)?;
-    let mut task = ctx.task;
     for other in std::mem::take(&mut task.live) {
         if other == a.uuid {
             continue;
