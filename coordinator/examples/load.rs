@@ -131,7 +131,14 @@ fn seed(
     let started = Instant::now();
     let mut done = 0;
     while done < total {
-        let n = (total - done).min(2000);
+        // History in small transactions: inside one transaction every task it assigns stays in
+        // PostgreSQL's pending index (its old row version cannot be pruned before the commit), so
+        // each assign would walk all those before it.
+        let n = if done < history {
+            (history - done).min(200)
+        } else {
+            (total - done).min(2000)
+        };
         let mut chunks = Vec::with_capacity(n);
         for i in done..done + n {
             let t = Transfer {
