@@ -352,6 +352,10 @@ pub trait Txn {
     fn put_settlement(&mut self, index: u64, record: &str) -> R<()>;
 }
 
+/// Expired challenges removed by one login at most: a login's cost stays bounded however many
+/// expire together (anyone can log in with a fresh key), and the rest go with the next logins.
+pub const PURGE_PER_LOGIN: usize = 1000;
+
 /// A storage backend.
 pub trait Backend: Send + Sync {
     /// Runs `f` in one write transaction and commits it when `f` returns `Ok`. A backend shared
@@ -362,7 +366,8 @@ pub trait Backend: Send + Sync {
     fn health(&self) -> R<u64>;
     fn load_accounts(&self) -> R<Vec<(u64, Account)>>;
     /// Records a challenge nonce as used until `exp_ms`; false if it was already used. Expired
-    /// entries are purged.
+    /// entries are purged, at most [`PURGE_PER_LOGIN`] per call, found through an index on the
+    /// expiry (not a scan of those still valid).
     fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool>;
     /// See [`Store::prune`].
     fn prune(&self, before_ms: u64, consumers: Consumers) -> R<Pruned>;
@@ -545,7 +550,7 @@ impl Store {
     }
 
     /// Records a challenge nonce as used until `exp_ms`; false if it was already used. Expired
-    /// entries are purged in the same transaction.
+    /// entries are purged in the same transaction (at most [`PURGE_PER_LOGIN`]).
     pub fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
         self.backend.use_challenge(nonce, exp_ms, now_ms)
     }

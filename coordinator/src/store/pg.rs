@@ -32,7 +32,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
-    Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
+    Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, PURGE_PER_LOGIN, R,
 };
 use crate::CoordinatorError;
 
@@ -392,10 +392,14 @@ impl Backend for PgBackend {
     fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
         let mut out = false;
         self.run(|tx| {
+            // At most `PURGE_PER_LOGIN` of the expired ones (through the `exp_ms` index), and
+            // none another login is purging: concurrent logins do not queue on each other's
+            // row locks.
             tx.exec(
                 "purge challenges",
-                "DELETE FROM challenges WHERE exp_ms < $1",
-                &[&i64_of(now_ms)],
+                "DELETE FROM challenges WHERE nonce IN (SELECT nonce FROM challenges \
+                 WHERE exp_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                &[&i64_of(now_ms), &(PURGE_PER_LOGIN as i64)],
             )?;
             let n = tx.exec(
                 "record challenge",

@@ -4,10 +4,11 @@
 //! Tables (keys and values are strings or integers; records are JSON): `tasks` task id →
 //! [`TaskRecord`]; `payloads` task id → task_data JSON text; `assignments` uuid → [`Assignment`];
 //! `outstanding` public key → uuid of its live assignment; `proofs` task id → proof JSON;
-//! `challenges` challenge nonce → expiry (ms); `blocked` public key → reason; `invalid_proofs`
-//! public key → count; `proven` public key → verified proofs delivered; `provers` public key →
-//! [`ProverSeen`]; `accounts` index → account JSON (the rollup state); `counters` name → value;
-//! two indexes kept in step with `tasks` by every write of a task (`save_task`):
+//! `challenges` challenge nonce → expiry (ms), with `challenges_by_expiry` (expiry, nonce) so
+//! that a login reads only expired ones, at most [`PURGE_PER_LOGIN`] (index version 3);
+//! `blocked` public key → reason; `invalid_proofs` public key → count; `proven` public key →
+//! verified proofs delivered; `provers` public key → [`ProverSeen`]; `accounts` index → account
+//! JSON (the rollup state); `counters` name → value; two indexes kept in step with `tasks` by every write of a task (`save_task`):
 //! `pending_by_order` creation order → task id of every pending task (what `get_task` walks,
 //! oldest first) and `task_counts` "type/state" → tasks in that state (what `/metrics` reads);
 //! one kept in step with `assignments` (`put_assignment`): `live_by_deadline` (deadline, uuid) of
@@ -31,7 +32,7 @@ use redb::{
 use super::batch::Batcher;
 use super::{
     from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
-    Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, R,
+    Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, PURGE_PER_LOGIN, R,
 };
 use crate::CoordinatorError;
 
@@ -51,9 +52,11 @@ const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_by_ord
 const TASK_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("task_counts");
 const SETTLEMENTS: TableDefinition<u64, &str> = TableDefinition::new("settlements");
 const LIVE: TableDefinition<(u64, &str), ()> = TableDefinition::new("live_by_deadline");
+const CHALLENGE_EXPIRY: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("challenges_by_expiry");
 
 /// 1 once `pending_by_order` and `task_counts` hold every task; 2 once `live_by_deadline` holds
-/// every live assignment.
+/// every live assignment; 3 once `challenges_by_expiry` holds every used challenge.
 const INDEX_VERSION: &str = "index_version";
 
 /// Maps any displayable error to a store error naming the operation.
@@ -175,6 +178,28 @@ fn build_live_index(txn: &WriteTransaction) -> R<()> {
     put_u64(txn, COUNTERS, INDEX_VERSION, 2)
 }
 
+/// Fills `challenges_by_expiry` from `challenges` (a store made before it; once, when opened).
+fn build_challenge_index(txn: &WriteTransaction) -> R<()> {
+    let used: Vec<(String, u64)> = {
+        let t = txn.open_table(CHALLENGES).ctx("open challenges")?;
+        let mut v = Vec::new();
+        for item in t.iter().ctx("iterate challenges")? {
+            let (nonce, exp) = item.ctx("iterate challenges")?;
+            v.push((nonce.value().to_string(), exp.value()));
+        }
+        v
+    };
+    let mut t = txn
+        .open_table(CHALLENGE_EXPIRY)
+        .ctx("open challenges_by_expiry")?;
+    for (nonce, exp) in &used {
+        t.insert((*exp, nonce.as_str()), ())
+            .ctx("write challenges_by_expiry")?;
+    }
+    drop(t);
+    put_u64(txn, COUNTERS, INDEX_VERSION, 3)
+}
+
 /// Opens (or creates) the redb file; a damaged one is [`CoordinatorError::Damaged`], never a
 /// panic.
 fn open_redb(path: &Path) -> R<Database> {
@@ -223,6 +248,8 @@ impl RedbBackend {
             txn.open_table(PENDING).ctx("create pending_by_order")?;
             txn.open_table(TASK_COUNTS).ctx("create task_counts")?;
             txn.open_table(LIVE).ctx("create live_by_deadline")?;
+            txn.open_table(CHALLENGE_EXPIRY)
+                .ctx("create challenges_by_expiry")?;
         }
         let version = get_u64(&txn, COUNTERS, INDEX_VERSION)?;
         if version < 1 {
@@ -230,6 +257,9 @@ impl RedbBackend {
         }
         if version < 2 {
             build_live_index(&txn)?;
+        }
+        if version < 3 {
+            build_challenge_index(&txn)?;
         }
         txn.commit().ctx("commit")?;
         Ok(Self {
@@ -249,11 +279,6 @@ impl RedbBackend {
             |txn| txn.commit().ctx("commit"),
             f,
         )
-    }
-
-    /// Durable commits made so far (each covers every caller of its batch).
-    pub fn durable_commits(&self) -> u64 {
-        self.batch.commits()
     }
 }
 
@@ -299,14 +324,40 @@ impl Backend for RedbBackend {
     fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
         let mut fresh = false;
         self.shared(&mut |txn| {
+            let mut by_expiry = txn
+                .open_table(CHALLENGE_EXPIRY)
+                .ctx("open challenges_by_expiry")?;
             let mut t = txn.open_table(CHALLENGES).ctx("open challenges")?;
-            t.retain(|_, exp| exp >= now_ms).ctx("purge challenges")?;
-            fresh = if t.get(nonce).ctx("read challenge")?.is_some() {
-                false
-            } else {
-                t.insert(nonce, exp_ms).ctx("write challenge")?;
-                true
+            // The index's front, expired before `now_ms` ("" sorts before every nonce): the
+            // challenges still valid are not read.
+            let expired: Vec<(u64, String)> = {
+                let mut v = Vec::new();
+                for item in by_expiry
+                    .range(..(now_ms, ""))
+                    .ctx("iterate challenges_by_expiry")?
+                    .take(PURGE_PER_LOGIN)
+                {
+                    let (k, _) = item.ctx("iterate challenges_by_expiry")?;
+                    let (exp, nonce) = k.value();
+                    v.push((exp, nonce.to_string()));
+                }
+                v
             };
+            for (exp, old) in &expired {
+                by_expiry
+                    .remove((*exp, old.as_str()))
+                    .ctx("purge challenges_by_expiry")?;
+                t.remove(old.as_str()).ctx("purge challenges")?;
+            }
+            // Still stored: used (or expired and not purged yet, when more than
+            // `PURGE_PER_LOGIN` expired at once; its token has expired too).
+            fresh = t.get(nonce).ctx("read challenge")?.is_none();
+            if fresh {
+                t.insert(nonce, exp_ms).ctx("write challenge")?;
+                by_expiry
+                    .insert((exp_ms, nonce), ())
+                    .ctx("write challenges_by_expiry")?;
+            }
             Ok(())
         })?;
         Ok(fresh)

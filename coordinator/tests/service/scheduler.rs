@@ -952,6 +952,115 @@ fn a_store_from_before_the_deadline_index_still_times_out_its_assignments() {
     assert_eq!(s.count("chunk", TaskState::Assigned), 3);
 }
 
+/// The used challenges the store holds (redb: `challenges` and its expiry index, which must
+/// agree).
+fn used_challenges(f: Fixture) -> (Fixture, u64) {
+    match &f.backing {
+        Backing::Redb(_) => {
+            let mut n = 0;
+            let f = reopen_edited(f, |txn| {
+                use redb::ReadableTableMetadata;
+                let used: redb::TableDefinition<&str, u64> =
+                    redb::TableDefinition::new("challenges");
+                let by_expiry: redb::TableDefinition<(u64, &str), ()> =
+                    redb::TableDefinition::new("challenges_by_expiry");
+                n = txn
+                    .open_table(used)
+                    .expect("challenges")
+                    .len()
+                    .expect("len");
+                let indexed = txn
+                    .open_table(by_expiry)
+                    .expect("challenges_by_expiry")
+                    .len()
+                    .expect("len");
+                assert_eq!(indexed, n, "the expiry index holds every used challenge");
+            });
+            (f, n)
+        }
+        Backing::Postgres(url) => {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            let n = rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                tokio::spawn(conn);
+                let row = client
+                    .query_one("SELECT count(*) FROM challenges", &[])
+                    .await
+                    .expect("count challenges");
+                row.get::<_, i64>(0)
+            });
+            (f, u64::try_from(n).expect("a count"))
+        }
+    }
+}
+
+/// A login purges expired challenges through the expiry index, at most `PURGE_PER_LOGIN` of them
+/// (anyone can log in with a fresh key, so one login must not pay for a whole hour's logins),
+/// and leaves those still valid; a used challenge is refused until it is purged.
+#[test]
+fn a_login_purges_a_bounded_number_of_expired_challenges() {
+    use coordinator::store::PURGE_PER_LOGIN;
+    let f = fixture(1);
+    let extra = 100;
+    let n = PURGE_PER_LOGIN as u64 + extra;
+    for i in 0..n {
+        assert!(f
+            .store
+            .use_challenge(&format!("c-{i}"), 1000 + i, 0)
+            .expect("challenge"));
+    }
+    assert!(f
+        .store
+        .use_challenge("valid", 1_000_000, 0)
+        .expect("challenge"));
+    let (f, stored) = used_challenges(f);
+    assert_eq!(stored, n + 1);
+    // Every c-* has expired at 500,000: the oldest PURGE_PER_LOGIN go with this login.
+    assert!(f
+        .store
+        .use_challenge("x", 2_000_000, 500_000)
+        .expect("challenge"));
+    let (f, stored) = used_challenges(f);
+    assert_eq!(stored, extra + 2, "{PURGE_PER_LOGIN} purged, \"x\" added");
+    // The next login purges the rest; "valid" has not expired and is still refused.
+    assert!(!f
+        .store
+        .use_challenge("valid", 1_000_000, 500_000)
+        .expect("challenge"));
+    let (f, stored) = used_challenges(f);
+    assert_eq!(stored, 2, "only \"valid\" and \"x\" left");
+    assert!(
+        f.store
+            .use_challenge("c-0", 600_000, 500_000)
+            .expect("challenge"),
+        "a purged challenge is forgotten"
+    );
+}
+
+/// A store written before the challenges' expiry index (index version 3) gets it built when
+/// opened: a challenge used before then is still refused, and purged once expired.
+#[test]
+fn a_store_from_before_the_challenge_index_still_purges_its_challenges() {
+    let f = redb_fixture(1);
+    assert!(f.store.use_challenge("old", 1000, 0).expect("challenge"));
+    let f = reopen_edited(f, |txn| {
+        let by_expiry: redb::TableDefinition<(u64, &str), ()> =
+            redb::TableDefinition::new("challenges_by_expiry");
+        assert!(txn
+            .delete_table(by_expiry)
+            .expect("delete challenges_by_expiry"));
+        index_version(txn, Some(2));
+    });
+    let (f, stored) = used_challenges(f);
+    assert_eq!(stored, 1);
+    assert!(!f.store.use_challenge("old", 1000, 10).expect("challenge"));
+    assert!(f.store.use_challenge("new", 9000, 5000).expect("challenge"));
+    let (_, stored) = used_challenges(f);
+    assert_eq!(stored, 1, "\"old\" purged once expired");
+}
+
 /// `prune` removes verified chunks already in a batch and verified batches changed before the
 /// cut-off, with their proofs and assignments; unbatched, pending and newer tasks stay, the counts
 /// follow, and the chain goes on (the next batch is still made from the chunks that stayed).
