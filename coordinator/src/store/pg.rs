@@ -11,7 +11,8 @@
 //!   (`claim`: `FOR UPDATE SKIP LOCKED`, pending re-checked on the row as it is then), and the
 //!   sweep's read of expired assignments uses `FOR UPDATE SKIP LOCKED`, so two replicas never
 //!   hand out one task twice nor time out one assignment twice.
-//!   A `get_task` first writes its caller's `provers` row, which orders two requests of one key.
+//!   A `get_task` first writes its caller's `provers` row, which orders two requests of one key
+//!   (the caller's `blocked` and `outstanding` rows are read in the same pipeline).
 //!   A deadlock, serialization failure or unique-key race rolls the transaction back and runs it
 //!   again; so does a connection lost before the commit.
 //! - **Proofs** live in the database (`proofs`, tens of KiB each): one transaction writes a
@@ -53,6 +54,9 @@ const MIGRATION_LOCK: i64 = 0x636f_6f72_645f_6d69;
 /// with a finished history).
 pub const PENDING_WALK: &str = "SELECT ord, record FROM tasks WHERE state = 'pending' \
      AND task_type = $1 AND ord > $2 ORDER BY ord LIMIT $3";
+
+const READ_BLOCKED: &str = "SELECT reason FROM blocked WHERE public_key = $1";
+const READ_OUTSTANDING: &str = "SELECT uuid FROM outstanding WHERE public_key = $1";
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -333,6 +337,8 @@ impl PgBackend {
                 tx,
                 conflict: None,
                 verified_delta: Default::default(),
+                caller: None,
+                claimed: None,
             };
             let result = f(&mut txn).and_then(|v| txn.finish().map(|()| v));
             let PgTxn { tx, conflict, .. } = txn;
@@ -477,6 +483,18 @@ struct PgTxn<'a> {
     conflict: Option<String>,
     /// Changes to `verified_counts` per task type, written last (see [`PgTxn::finish`]).
     verified_delta: std::collections::BTreeMap<u8, i64>,
+    /// What `seen` read of its caller, kept in step with this transaction's own writes.
+    caller: Option<Caller>,
+    /// The payload of the task `claim` locked last (task id, payload).
+    claimed: Option<(String, String)>,
+}
+
+/// The caller of a `get_task` as its transaction sees it: read with the `provers` write, in the
+/// same pipeline, since the scheduler reads both next.
+struct Caller {
+    public_key: String,
+    blocked: Option<String>,
+    outstanding: Option<String>,
 }
 
 impl PgTxn<'_> {
@@ -503,6 +521,11 @@ impl PgTxn<'_> {
             tx.execute(&st, params).await
         });
         r.map_err(|e| self.note(what, e))
+    }
+
+    /// The caller's entry, if `seen` was called for `public_key` in this transaction.
+    fn caller(&mut self, public_key: &str) -> Option<&mut Caller> {
+        self.caller.as_mut().filter(|c| c.public_key == public_key)
     }
 
     fn one_text(&mut self, what: &'static str, sql: &str, params: Params<'_>) -> R<Option<String>> {
@@ -605,6 +628,9 @@ impl Txn for PgTxn<'_> {
     }
 
     fn payload(&mut self, task_id: &str) -> R<Option<String>> {
+        if let Some((_, payload)) = self.claimed.take_if(|(id, _)| id == task_id) {
+            return Ok(Some(payload));
+        }
         self.one_text(
             "read payload",
             "SELECT payload FROM tasks WHERE task_id = $1",
@@ -649,14 +675,20 @@ impl Txn for PgTxn<'_> {
     }
 
     fn claim(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
-        self.one_text(
+        // With its payload, which the scheduler reads next when it hands the task out (a
+        // payload never changes).
+        let rows = self.q(
             "claim task",
-            "SELECT record FROM tasks WHERE task_id = $1 AND state = 'pending' \
+            "SELECT record, payload FROM tasks WHERE task_id = $1 AND state = 'pending' \
              FOR UPDATE SKIP LOCKED",
             &[&task_id],
-        )?
-        .map(|t| from_json(&t))
-        .transpose()
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let task = from_json(&col::<String>(row, 0)?)?;
+        self.claimed = Some((task_id.to_string(), col(row, 1)?));
+        Ok(Some(task))
     }
 
     fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {
@@ -701,11 +733,10 @@ impl Txn for PgTxn<'_> {
     }
 
     fn outstanding(&mut self, public_key: &str) -> R<Option<String>> {
-        self.one_text(
-            "read outstanding",
-            "SELECT uuid FROM outstanding WHERE public_key = $1",
-            &[&public_key],
-        )
+        if let Some(c) = self.caller(public_key) {
+            return Ok(c.outstanding.clone());
+        }
+        self.one_text("read outstanding", READ_OUTSTANDING, &[&public_key])
     }
 
     fn set_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {
@@ -716,6 +747,9 @@ impl Txn for PgTxn<'_> {
             "INSERT INTO outstanding (public_key, uuid) VALUES ($1, $2)",
             &[&public_key, &uuid],
         )?;
+        if let Some(c) = self.caller(public_key) {
+            c.outstanding = Some(uuid.to_string());
+        }
         Ok(())
     }
 
@@ -725,17 +759,46 @@ impl Txn for PgTxn<'_> {
             "DELETE FROM outstanding WHERE public_key = $1 AND uuid = $2",
             &[&public_key, &uuid],
         )?;
+        if let Some(c) = self.caller(public_key) {
+            c.outstanding.take_if(|u| u == uuid);
+        }
         Ok(())
     }
 
     fn seen(&mut self, public_key: &str, seen: &ProverSeen) -> R<()> {
         let record = to_json(seen)?;
-        self.exec(
-            "write prover",
-            "INSERT INTO provers (public_key, record) VALUES ($1, $2) \
-             ON CONFLICT (public_key) DO UPDATE SET record = EXCLUDED.record",
-            &[&public_key, &record],
-        )?;
+        let tx = &self.tx;
+        // The caller's blocked reason and outstanding assignment, which `assign` reads next, go
+        // in the same pipeline: three statements, run one after the other as three calls would
+        // be (each reads what was committed when it starts, after the write has its row lock),
+        // for one round trip.
+        let r = self.rt.block_on(async {
+            let (write, blocked, outstanding) = tokio::try_join!(
+                biased;
+                tx.prepare_cached(
+                    "INSERT INTO provers (public_key, record) VALUES ($1, $2) \
+                     ON CONFLICT (public_key) DO UPDATE SET record = EXCLUDED.record",
+                ),
+                tx.prepare_cached(READ_BLOCKED),
+                tx.prepare_cached(READ_OUTSTANDING),
+            )?;
+            let write_params: [&(dyn ToSql + Sync); 2] = [&public_key, &record];
+            let key: [&(dyn ToSql + Sync); 1] = [&public_key];
+            // `biased`: polled in this order, so the write is sent first.
+            let (_, blocked, outstanding) = tokio::try_join!(
+                biased;
+                tx.execute(&write, &write_params),
+                tx.query_opt(&blocked, &key),
+                tx.query_opt(&outstanding, &key),
+            )?;
+            Ok((blocked, outstanding))
+        });
+        let (blocked, outstanding) = r.map_err(|e| self.note("write prover", e))?;
+        self.caller = Some(Caller {
+            public_key: public_key.to_string(),
+            blocked: blocked.map(|r| col(&r, 0)).transpose()?,
+            outstanding: outstanding.map(|r| col(&r, 0)).transpose()?,
+        });
         Ok(())
     }
 
@@ -771,11 +834,10 @@ impl Txn for PgTxn<'_> {
     }
 
     fn blocked(&mut self, public_key: &str) -> R<Option<String>> {
-        self.one_text(
-            "read blocked",
-            "SELECT reason FROM blocked WHERE public_key = $1",
-            &[&public_key],
-        )
+        if let Some(c) = self.caller(public_key) {
+            return Ok(c.blocked.clone());
+        }
+        self.one_text("read blocked", READ_BLOCKED, &[&public_key])
     }
 
     fn block(&mut self, public_key: &str, reason: &str) -> R<()> {
@@ -785,6 +847,9 @@ impl Txn for PgTxn<'_> {
              ON CONFLICT (public_key) DO UPDATE SET reason = EXCLUDED.reason",
             &[&public_key, &reason],
         )?;
+        if let Some(c) = self.caller(public_key) {
+            c.blocked = Some(reason.to_string());
+        }
         Ok(())
     }
 
@@ -794,6 +859,9 @@ impl Txn for PgTxn<'_> {
             "DELETE FROM blocked WHERE public_key = $1",
             &[&public_key],
         )?;
+        if let Some(c) = self.caller(public_key) {
+            c.blocked = None;
+        }
         self.exec(
             "write invalid_proofs",
             "DELETE FROM invalid_proofs WHERE public_key = $1",
