@@ -24,6 +24,10 @@
 //!   machine, not a cluster's capacity.
 //! - With `--replicas N` (PostgreSQL only), N coordinators share the database and the provers
 //!   are spread over them.
+//! - Latency is printed twice: as the provers saw it (from sending a request to reading its
+//!   reply, which includes the wait of the provers' own tasks for a core), and as the
+//!   coordinators measured it (`coordinator_request_seconds` from their `/metrics`, summed over
+//!   the replicas, quantiles interpolated within a bucket as Prometheus does).
 
 #[path = "../tests/service/common/login.rs"]
 mod login;
@@ -233,6 +237,61 @@ struct Samples {
     errors: u64,
 }
 
+/// Cumulative counts of `coordinator_request_seconds` for `endpoint` in a `/metrics` text, by
+/// bucket (upper bound in seconds; the last is +Inf), in the text's order.
+fn buckets(text: &str, endpoint: &str) -> Vec<(f64, u64)> {
+    let label = format!("endpoint=\"{endpoint}\"");
+    text.lines()
+        .filter(|l| l.starts_with("coordinator_request_seconds_bucket{") && l.contains(&label))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `q` quantile in ms of cumulative `buckets`, interpolated linearly within its bucket (as
+/// Prometheus' `histogram_quantile`).
+fn bucket_quantile(buckets: &[(f64, u64)], q: f64) -> f64 {
+    let Some(&(_, total)) = buckets.last() else {
+        return f64::NAN;
+    };
+    let rank = q * total as f64;
+    let (mut lower, mut below) = (0.0, 0);
+    for &(upper, n) in buckets {
+        if n as f64 >= rank && n > below {
+            if upper.is_infinite() {
+                return lower * 1e3;
+            }
+            return (lower + (upper - lower) * (rank - below as f64) / (n - below) as f64) * 1e3;
+        }
+        (lower, below) = (upper, n);
+    }
+    f64::NAN
+}
+
+/// The coordinators' own latency of `endpoint` (`/metrics`, summed over `texts`): p50 and p99 in
+/// ms.
+fn served(texts: &[String], endpoint: &str) -> (f64, f64) {
+    let mut sum: Vec<(f64, u64)> = Vec::new();
+    for t in texts {
+        let b = buckets(t, endpoint);
+        if sum.is_empty() {
+            sum = b;
+        } else {
+            for (s, (_, n)) in sum.iter_mut().zip(b) {
+                s.1 += n;
+            }
+        }
+    }
+    (bucket_quantile(&sum, 0.5), bucket_quantile(&sum, 0.99))
+}
+
 fn pct(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -390,13 +449,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         all.errors += s.errors;
     }
     let took = started.elapsed().as_secs_f64();
+    let mut texts = Vec::new();
+    for c in &running {
+        texts.push(
+            http.get(format!("{}/metrics", c.base_url()))
+                .send()
+                .await?
+                .text()
+                .await?,
+        );
+    }
+    let get_served = served(&texts, "/coordinator/v1/get_task");
+    let submit_served = served(&texts, "/coordinator/v1/submit_proof");
     let backend = if args.postgres.is_some() {
         "postgres"
     } else {
         "redb"
     };
     println!(
-        "{backend}, {} replica(s), {} finished tasks, {} provers (pause {} ms), {:.1} s: get_task {} ({:.0}/s) p50 {:.2} ms p99 {:.2} ms; submit {} ({:.0}/s) p50 {:.2} ms p99 {:.2} ms; no task {}; errors {}",
+        "{backend}, {} replica(s), {} finished tasks, {} provers (pause {} ms), {:.1} s: get_task {} ({:.0}/s) p50 {:.2} ms p99 {:.2} ms; submit {} ({:.0}/s) p50 {:.2} ms p99 {:.2} ms; no task {}; errors {}; in the coordinator: get_task p50 {:.2} ms p99 {:.2} ms, submit p50 {:.2} ms p99 {:.2} ms",
         args.replicas,
         args.history,
         args.provers,
@@ -412,6 +483,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(&mut all.submit, 0.99),
         all.no_task,
         all.errors,
+        get_served.0,
+        get_served.1,
+        submit_served.0,
+        submit_served.1,
     );
     for c in running {
         server_rt.spawn(c.shutdown()).await?;

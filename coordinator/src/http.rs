@@ -61,8 +61,24 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/admin/v1/unblock", post(admin_unblock))
         .route("/admin/v1/requeue", post(admin_requeue))
         .route("/admin/v1/prune", post(admin_prune))
+        // Only matched routes are timed, so the endpoint label is one of the paths above.
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .fallback(not_found)
         .with_state(app)
+}
+
+/// Times a request to a route into `request_seconds`.
+async fn timed(
+    State(app): AppState,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = Instant::now();
+    let endpoint = req.uri().path().to_string();
+    let response = next.run(req).await;
+    app.metrics
+        .observe_request(&endpoint, started.elapsed().as_secs_f64());
+    response
 }
 
 fn ok<T: Serialize>(data: T) -> Response {

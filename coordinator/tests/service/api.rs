@@ -311,6 +311,29 @@ async fn bad_input_gets_its_errcode_and_the_server_keeps_serving() {
     assert!(metrics.contains("coordinator_verify_seconds"), "{metrics}");
     let env = a.post_raw("/nope", None, vec![]).await;
     assert_eq!(env.errcode, errcode::INVALID_PARAMETER);
+    // Every routed request is timed by endpoint; an unrouted path adds no label.
+    let metrics = a
+        .http
+        .get(format!("{}/metrics", a.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let timed = |endpoint: &str| -> u64 {
+        let prefix = format!("coordinator_request_seconds_count{{endpoint=\"{endpoint}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix}in {metrics}"))
+            .parse()
+            .expect("a count")
+    };
+    assert!(timed("/coordinator/v1/submit_proof") >= 3, "{metrics}");
+    assert!(timed("/coordinator/v1/get_task") >= 1, "{metrics}");
+    assert_eq!(timed("/metrics"), 1, "the first /metrics call is timed");
+    assert!(!metrics.contains("/nope"), "{metrics}");
     c.shutdown().await;
 }
 
