@@ -291,15 +291,7 @@ async fn bad_input_gets_its_errcode_and_the_server_keeps_serving() {
     assert_eq!(health["errcode"], 0);
     assert_eq!(health["data"]["tasks"], 4);
     a.challenge().await;
-    let metrics = a
-        .http
-        .get(format!("{}/metrics", a.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = a.get_text("/metrics").await;
     assert!(
         metrics.contains("coordinator_tasks{type=\"chunk\",state=\"pending\"}"),
         "{metrics}"
@@ -312,15 +304,7 @@ async fn bad_input_gets_its_errcode_and_the_server_keeps_serving() {
     let env = a.post_raw("/nope", None, vec![]).await;
     assert_eq!(env.errcode, errcode::INVALID_PARAMETER);
     // Every routed request is timed by endpoint; an unrouted path adds no label.
-    let metrics = a
-        .http
-        .get(format!("{}/metrics", a.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = a.get_text("/metrics").await;
     let timed = |endpoint: &str| -> u64 {
         let prefix = format!("coordinator_request_seconds_count{{endpoint=\"{endpoint}\"}} ");
         metrics

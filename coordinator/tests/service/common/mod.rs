@@ -142,14 +142,18 @@ impl Client {
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get_text(path).await).expect("json reply")
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
         self.http
             .get(format!("{}{path}", self.base))
             .send()
             .await
             .expect("request")
-            .json()
+            .text()
             .await
-            .expect("json reply")
+            .expect("text reply")
     }
 
     /// POSTs raw bytes with an optional bearer token; returns the decoded envelope.
