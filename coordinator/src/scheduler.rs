@@ -341,21 +341,28 @@ fn assign_in(
         let page = tx.pending(&types, after, limit)?;
         let last = page.len() < limit;
         limit = PENDING_PAGE;
-        for candidate in page {
+        let mut eligible = Vec::with_capacity(page.len());
+        for candidate in &page {
             after = Some(candidate.order);
-            if !may_take(tx, &candidate, who, policy, now_ms)? {
-                continue;
+            if may_take(tx, candidate, who, policy, now_ms)? {
+                eligible.push(candidate.task_id.as_str());
             }
-            // Lock it; on a shared database another get_task may hold it or have taken it
-            // since the page was read, and the rules are checked again on what it is now.
-            let Some(task) = tx.claim(&candidate.task_id)? else {
-                continue;
-            };
-            if !may_take(tx, &task, who, policy, now_ms)? {
-                continue;
+        }
+        // Lock the first of them that is free, in one step: on a shared database the oldest
+        // ones are often held by concurrent get_tasks, or taken since the page was read. The
+        // rules are checked again on the task as it is now.
+        while let Some(task) = tx.claim(&eligible)? {
+            if may_take(tx, &task, who, policy, now_ms)? {
+                chosen = Some(task);
+                break 'walk;
             }
-            chosen = Some(task);
-            break 'walk;
+            match eligible.iter().position(|id| *id == task.task_id) {
+                Some(i) => {
+                    eligible.drain(..=i);
+                }
+                // Not one of those asked for: a backend fault, not a reason to loop.
+                None => break,
+            }
         }
         if last {
             break;

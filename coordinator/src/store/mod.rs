@@ -310,9 +310,10 @@ pub trait Txn {
         after: Option<u64>,
         limit: usize,
     ) -> R<Vec<TaskRecord>>;
-    /// Task `task_id` as it is now, locked for this transaction, if it is pending and no other
-    /// transaction holds it; `None` otherwise.
-    fn claim(&mut self, task_id: &str) -> R<Option<TaskRecord>>;
+    /// The first of `task_ids` (given oldest first, as `pending` returns them) that is pending
+    /// and that no other transaction holds, as it is now, locked for this transaction; `None`
+    /// when there is none (or `task_ids` is empty).
+    fn claim(&mut self, task_ids: &[&str]) -> R<Option<TaskRecord>>;
     fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>>;
     fn put_assignment(&mut self, a: &Assignment) -> R<()>;
     /// The live assignments whose deadline is not after `now_ms`.

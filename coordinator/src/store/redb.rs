@@ -526,11 +526,14 @@ impl Txn for RedbTxn<'_> {
         Ok(out)
     }
 
-    fn claim(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
-        // One writer at a time: nothing else holds it.
-        Ok(self
-            .task(task_id)?
-            .filter(|t| t.state == TaskState::Pending))
+    fn claim(&mut self, task_ids: &[&str]) -> R<Option<TaskRecord>> {
+        // One writer at a time: nothing else holds them.
+        for id in task_ids {
+            if let Some(t) = self.task(id)?.filter(|t| t.state == TaskState::Pending) {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
     }
 
     fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {

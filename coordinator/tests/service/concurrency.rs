@@ -271,3 +271,74 @@ fn one_proof_submitted_twice_at_once_is_accepted_once() {
         }
     }
 }
+
+/// `claim` locks the first of the tasks it is given that is free: one no longer pending is
+/// passed over, and on PostgreSQL so is one another transaction holds (skipped, not waited for).
+#[test]
+fn a_claim_takes_the_first_free_task_of_those_it_is_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stores, backend) = stores(dir.path());
+    enqueue(&stores[0], 4);
+    let ids: Vec<String> = stores[0]
+        .transaction(|tx| tx.pending(&[1], None, 10))
+        .expect("pending")
+        .into_iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(ids.len(), 4);
+    let claim = |store: &Store, ids: &[&str]| {
+        store
+            .transaction(|tx| tx.claim(ids))
+            .expect("claim")
+            .map(|t| t.task_id)
+    };
+    assert_eq!(claim(&stores[0], &[]), None);
+    assert_eq!(claim(&stores[0], &["no-such-task"]), None);
+    // The oldest is handed out: no longer pending.
+    let who = ProverIdentity {
+        public_key: "key-a".into(),
+        prover_name: "a".into(),
+        prover_types: vec![1],
+    };
+    let (outcome, _) = stores[0].assign(&who, &[1], &policy(), 1).expect("assign");
+    assert!(
+        matches!(&outcome, AssignOutcome::Task { task, .. } if task.task_id == ids[0]),
+        "{outcome:?}"
+    );
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(claim(&stores[0], &all).as_deref(), Some(ids[1].as_str()));
+    assert_eq!(
+        claim(&stores[0], &all[2..]).as_deref(),
+        Some(ids[2].as_str())
+    );
+    if backend == "postgres" {
+        // Another replica holds the second one in an open transaction.
+        let held = Arc::new(Barrier::new(2));
+        let release = Arc::new(Barrier::new(2));
+        let holder = {
+            let (store, id, held, release) = (
+                stores[1].clone(),
+                ids[1].clone(),
+                held.clone(),
+                release.clone(),
+            );
+            std::thread::spawn(move || {
+                store
+                    .transaction(|tx| {
+                        let t = tx.claim(&[id.as_str()])?;
+                        assert_eq!(t.map(|t| t.task_id).as_deref(), Some(id.as_str()));
+                        held.wait();
+                        release.wait();
+                        Ok(())
+                    })
+                    .expect("hold a task");
+            })
+        };
+        held.wait();
+        assert_eq!(claim(&stores[0], &all).as_deref(), Some(ids[2].as_str()));
+        assert_eq!(claim(&stores[0], &all[..2]), None);
+        release.wait();
+        holder.join().expect("holder thread");
+        assert_eq!(claim(&stores[0], &all).as_deref(), Some(ids[1].as_str()));
+    }
+}
