@@ -15,16 +15,22 @@
 //!   (the caller's `blocked` and `outstanding` rows are read in the same pipeline).
 //!   A deadlock, serialization failure or unique-key race rolls the transaction back and runs it
 //!   again; so does a connection lost before the commit.
+//! - **Round trips:** statements are pipelined (see `PgTxn`): BEGIN goes with the first
+//!   statement, writes whose answer nothing reads wait for the next statement or the COMMIT. A
+//!   connection goes back to the pool only when it is known to be outside a transaction.
 //! - **Proofs** live in the database (`proofs`, tens of KiB each): one transaction writes a
 //!   proof with the task's state, every replica reads it, and one backup holds everything.
 //! - **Flat cost:** `get_task` walks a partial index of the pending tasks; `/metrics` counts the
 //!   unfinished tasks through a partial index and reads the verified counts from
 //!   `verified_counts`, kept by every write of a task.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::future::join_all;
 use prover_core::rollup::Account;
 use prover_core::wire::ProofPayload;
 use tokio_postgres::error::SqlState;
@@ -70,6 +76,15 @@ const READ_BLOCKED: &str = "SELECT reason FROM blocked WHERE public_key = $1";
 const READ_OUTSTANDING: &str = "SELECT uuid FROM outstanding WHERE public_key = $1";
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+/// The parameters of a statement sent later: owned.
+type Owned = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Owned statement parameters.
+macro_rules! owned {
+    ($($p:expr),* $(,)?) => {
+        vec![$(Box::new($p) as Box<dyn ToSql + Sync + Send>),*]
+    };
+}
 
 /// A tokio-postgres error with its cause (the server's message), as one line.
 fn describe(e: &tokio_postgres::Error) -> String {
@@ -338,43 +353,69 @@ impl PgBackend {
         let mut run = 0;
         loop {
             run += 1;
-            let mut client = self.client()?;
-            let rt = self.rt();
-            let tx = rt
-                .block_on(client.transaction())
-                .map_err(|e| pg_err("begin", &e))?;
-            let mut txn = PgTxn {
-                rt,
-                tx,
-                conflict: None,
-                verified_delta: Default::default(),
-                caller: None,
-                claimed: None,
+            let mut conn = Conn {
+                obj: Some(self.client()?),
+                idle: false,
             };
-            let result = f(&mut txn).and_then(|v| txn.finish().map(|()| v));
-            let PgTxn { tx, conflict, .. } = txn;
-            match (result, conflict) {
-                (Ok(v), _) => {
-                    return match rt.block_on(tx.commit()) {
-                        Ok(()) => Ok(v),
-                        // A lost connection is not retried here: whether the commit happened
-                        // is unknown.
-                        Err(e) if is_conflict(&e) && !e.is_closed() && run < MAX_RUNS => {
-                            tracing::debug!(run, error = %describe(&e), "conflict at commit; running the transaction again");
-                            continue;
+            let (result, conflict) = {
+                let mut txn = PgTxn::new(self.rt(), conn.client());
+                match f(&mut txn).and_then(|v| txn.finish().map(|()| v)) {
+                    Ok(v) => match txn.commit() {
+                        Ok(()) => {
+                            conn.idle = true;
+                            (Ok(v), None)
                         }
-                        Err(e) => Err(pg_err("commit", &e)),
-                    };
+                        Err(failed) => {
+                            conn.idle = failed.ended;
+                            (Err(failed.error), failed.conflict)
+                        }
+                    },
+                    Err(e) => {
+                        let conflict = txn.conflict.take();
+                        conn.idle = txn.rollback();
+                        (Err(e), conflict)
+                    }
                 }
+            };
+            // Back to the pool only outside a transaction (else closed: see `Conn`).
+            drop(conn);
+            match (result, conflict) {
+                (Ok(v), _) => return Ok(v),
                 (Err(_), Some(why)) if run < MAX_RUNS => {
-                    // Dropping the transaction rolls it back; a closed connection is not
-                    // returned to the pool (deadpool checks it).
-                    drop(tx);
                     tracing::debug!(run, error = %why, "conflict; running the transaction again");
                     // A short, growing pause lets the other transaction finish.
                     std::thread::sleep(Duration::from_millis(u64::from(run) * 2));
                 }
                 (Err(e), _) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A pooled connection that goes back to the pool only when it is known to be outside a
+/// transaction (`idle`); otherwise (a statement failed and so did the rollback, a commit's
+/// outcome is unknown, or a panic unwound through the transaction) it is closed, which ends
+/// whatever it had open, and the pool makes a new one.
+struct Conn {
+    /// `None` only while dropping.
+    obj: Option<deadpool_postgres::Object>,
+    idle: bool,
+}
+
+impl Conn {
+    fn client(&self) -> &ClientWrapper {
+        match &self.obj {
+            Some(o) => o,
+            None => unreachable!("only `drop` takes the connection"),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.idle {
+            if let Some(o) = self.obj.take() {
+                drop(deadpool_postgres::Object::take(o));
             }
         }
     }
@@ -399,8 +440,8 @@ impl Backend for PgBackend {
         )?;
         rows.iter()
             .map(|r| {
-                let i: i64 = col(&r, 0)?;
-                let text: String = col(&r, 1)?;
+                let i: i64 = col(r, 0)?;
+                let text: String = col(r, 1)?;
                 Ok((u64_of(i), from_json(&text)?))
             })
             .collect()
@@ -412,12 +453,12 @@ impl Backend for PgBackend {
             // At most `PURGE_PER_LOGIN` of the expired ones (through the `exp_ms` index), and
             // none another login is purging: concurrent logins do not queue on each other's
             // row locks.
-            tx.exec(
+            tx.queue(
                 "purge challenges",
                 "DELETE FROM challenges WHERE nonce IN (SELECT nonce FROM challenges \
                  WHERE exp_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                &[&i64_of(now_ms), &(PURGE_PER_LOGIN as i64)],
-            )?;
+                owned![i64_of(now_ms), PURGE_PER_LOGIN as i64],
+            );
             let n = tx.exec(
                 "record challenge",
                 "INSERT INTO challenges (nonce, exp_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -486,10 +527,18 @@ impl Backend for PgBackend {
     }
 }
 
-/// One PostgreSQL transaction.
+/// One PostgreSQL transaction, with its own BEGIN and COMMIT so that both travel with other
+/// statements: BEGIN with the first statement, COMMIT with the last writes. Writes whose answer
+/// nothing reads are queued and sent with the next statement that is waited for, in order, in
+/// one pipeline (one round trip). A hand-out is 5 round trips and recording a verified proof 3;
+/// with one round trip per statement they were 9 and 10.
 struct PgTxn<'a> {
     rt: &'a tokio::runtime::Runtime,
-    tx: deadpool_postgres::Transaction<'a>,
+    client: &'a ClientWrapper,
+    /// Whether BEGIN has been sent.
+    begun: bool,
+    /// Writes not sent yet (see above).
+    queued: Vec<Queued>,
     /// Set when a statement failed in a way that running the transaction again may cure.
     conflict: Option<String>,
     /// Changes to `verified_counts` per task type, written last (see [`PgTxn::finish`]).
@@ -498,6 +547,33 @@ struct PgTxn<'a> {
     caller: Option<Caller>,
     /// The payload of the task `claim` locked last (task id, payload).
     claimed: Option<(String, String)>,
+    /// The state of each task this transaction holds locked (read `FOR UPDATE`, claimed or
+    /// inserted), as this transaction has left it: what `save_task` needs to know of the row
+    /// it replaces, so that its write can be queued.
+    locked: HashMap<String, TaskState>,
+}
+
+/// A write sent later (see [`PgTxn`]).
+struct Queued {
+    what: &'static str,
+    sql: &'static str,
+    params: Owned,
+}
+
+/// A pipeline that failed: the first statement that did, and whether anything was sent.
+struct SendError {
+    what: &'static str,
+    error: tokio_postgres::Error,
+    sent: bool,
+}
+
+/// A commit that failed.
+struct CommitFailed {
+    error: CoordinatorError,
+    /// Why running the transaction again may succeed, if it may.
+    conflict: Option<String>,
+    /// Whether the transaction is known to have ended (committed or not).
+    ended: bool,
 }
 
 /// The caller of a `get_task` as its transaction sees it: read with the `provers` write, in the
@@ -508,7 +584,21 @@ struct Caller {
     outstanding: Option<String>,
 }
 
-impl PgTxn<'_> {
+impl<'a> PgTxn<'a> {
+    fn new(rt: &'a tokio::runtime::Runtime, client: &'a ClientWrapper) -> Self {
+        Self {
+            rt,
+            client,
+            begun: false,
+            queued: Vec::new(),
+            conflict: None,
+            verified_delta: Default::default(),
+            caller: None,
+            claimed: None,
+            locked: HashMap::new(),
+        }
+    }
+
     fn note(&mut self, what: &'static str, e: tokio_postgres::Error) -> CoordinatorError {
         if is_conflict(&e) {
             self.conflict = Some(describe(&e));
@@ -516,22 +606,153 @@ impl PgTxn<'_> {
         pg_err(what, &e)
     }
 
-    fn q(&mut self, what: &'static str, sql: &str, params: Params<'_>) -> R<Vec<Row>> {
-        let tx = &self.tx;
+    /// Queues a write whose answer nothing reads (see [`PgTxn`]). It fails, if it does, when
+    /// the pipeline it goes with is sent: with the next statement waited for, or the commit.
+    fn queue(&mut self, what: &'static str, sql: &'static str, params: Owned) {
+        self.queued.push(Queued { what, sql, params });
+    }
+
+    /// Sends, in one pipeline: BEGIN (the first time), the queued writes, then `last`; waits for
+    /// all of them. They run in that order; the first that fails is the error (any after it
+    /// fail only because the transaction is then aborted).
+    fn send_raw<T>(
+        &mut self,
+        what: &'static str,
+        last: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, SendError> {
+        let queued = std::mem::take(&mut self.queued);
+        let begin = !self.begun;
+        let client = self.client;
+        let mut sent = false;
         let r = self.rt.block_on(async {
-            let st = tx.prepare_cached(sql).await?;
-            tx.query(&st, params).await
+            // Prepared first (each statement is cached on its connection after its first use),
+            // so that nothing waits between the sends below and the order holds.
+            let mut statements = Vec::with_capacity(queued.len());
+            for q in &queued {
+                let st = client
+                    .prepare_cached(q.sql)
+                    .await
+                    .map_err(|error| SendError {
+                        what: q.what,
+                        error,
+                        sent: false,
+                    })?;
+                statements.push(st);
+            }
+            sent = true;
+            let begun = async {
+                if begin {
+                    client.batch_execute("BEGIN").await
+                } else {
+                    Ok(())
+                }
+            };
+            let written = join_all(queued.iter().zip(&statements).map(|(q, st)| async move {
+                let params: Vec<&(dyn ToSql + Sync)> = q
+                    .params
+                    .iter()
+                    .map(|p| &**p as &(dyn ToSql + Sync))
+                    .collect();
+                client.execute(st, &params).await.map_err(|e| (q.what, e))
+            }));
+            // `biased`: polled in this order, and each sends its statement when first polled.
+            let (begun, written, answer) = tokio::join!(biased; begun, written, last);
+            let failed = |what, error| SendError {
+                what,
+                error,
+                sent: true,
+            };
+            begun.map_err(|e| failed("begin", e))?;
+            for w in written {
+                w.map_err(|(what, e)| failed(what, e))?;
+            }
+            answer.map_err(|e| failed(what, e))
         });
-        r.map_err(|e| self.note(what, e))
+        self.begun |= sent;
+        r
+    }
+
+    /// [`PgTxn::send_raw`] for a statement inside the transaction.
+    fn send<T>(
+        &mut self,
+        what: &'static str,
+        last: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> R<T> {
+        self.send_raw(what, last)
+            .map_err(|f| self.note(f.what, f.error))
+    }
+
+    fn q(&mut self, what: &'static str, sql: &str, params: Params<'_>) -> R<Vec<Row>> {
+        let client = self.client;
+        self.send(what, async move {
+            let st = client.prepare_cached(sql).await?;
+            client.query(&st, params).await
+        })
     }
 
     fn exec(&mut self, what: &'static str, sql: &str, params: Params<'_>) -> R<u64> {
-        let tx = &self.tx;
-        let r = self.rt.block_on(async {
-            let st = tx.prepare_cached(sql).await?;
-            tx.execute(&st, params).await
-        });
-        r.map_err(|e| self.note(what, e))
+        let client = self.client;
+        self.send(what, async move {
+            let st = client.prepare_cached(sql).await?;
+            client.execute(&st, params).await
+        })
+    }
+
+    /// Sends what is queued with COMMIT.
+    fn commit(&mut self) -> Result<(), Box<CommitFailed>> {
+        if !self.begun && self.queued.is_empty() {
+            // Nothing was sent: there is no transaction.
+            return Ok(());
+        }
+        let client = self.client;
+        match self.send_raw("commit", client.batch_execute("COMMIT")) {
+            Ok(()) => Ok(()),
+            Err(f) if !f.sent => {
+                let error = self.note(f.what, f.error);
+                Err(Box::new(CommitFailed {
+                    error,
+                    conflict: self.conflict.take(),
+                    ended: self.rollback(),
+                }))
+            }
+            // A lost connection: whether the commit happened is unknown, so it is not run
+            // again here.
+            Err(f) if f.error.is_closed() => Err(Box::new(CommitFailed {
+                error: CoordinatorError::store(
+                    "commit",
+                    format!(
+                        "{} (at {}; whether the transaction was committed is unknown)",
+                        describe(&f.error),
+                        f.what
+                    ),
+                ),
+                conflict: None,
+                ended: false,
+            })),
+            // A statement or the COMMIT failed: the transaction ended without effect (a COMMIT
+            // after a failed statement rolls back).
+            Err(f) => Err(Box::new(CommitFailed {
+                conflict: is_conflict(&f.error).then(|| describe(&f.error)),
+                error: pg_err(f.what, &f.error),
+                ended: true,
+            })),
+        }
+    }
+
+    /// Ends the transaction without committing; whether the connection is known to be outside
+    /// one now.
+    fn rollback(&mut self) -> bool {
+        self.queued.clear();
+        if !self.begun {
+            return true;
+        }
+        match self.rt.block_on(self.client.batch_execute("ROLLBACK")) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %describe(&e), "rollback failed; closing the connection");
+                false
+            }
+        }
     }
 
     /// The caller's entry, if `seen` was called for `public_key` in this transaction.
@@ -559,18 +780,20 @@ impl PgTxn<'_> {
             if delta == 0 {
                 continue;
             }
-            self.exec(
+            self.queue(
                 "count verified tasks",
                 "INSERT INTO verified_counts (task_type, n) VALUES ($1, GREATEST($2::bigint, 0)) \
                  ON CONFLICT (task_type) DO UPDATE \
                  SET n = GREATEST(verified_counts.n + $2::bigint, 0)",
-                &[&i16::from(task_type), &delta],
-            )?;
+                owned![i16::from(task_type), delta],
+            );
         }
         Ok(())
     }
 
-    fn write_task(&mut self, task: &TaskRecord) -> R<Option<String>> {
+    /// Writes a task this transaction has not locked, and returns its state before (`None`:
+    /// no such task).
+    fn write_task(&mut self, task: &TaskRecord) -> R<Option<TaskState>> {
         let record = to_json(task)?;
         // One statement: the row locked, its previous state read, and the update made.
         let before = self.one_text(
@@ -585,37 +808,57 @@ impl PgTxn<'_> {
                 &record,
             ],
         )?;
-        Ok(before)
+        before
+            .map(|name| {
+                TaskState::ALL
+                    .into_iter()
+                    .find(|s| s.name() == name)
+                    .ok_or_else(|| {
+                        CoordinatorError::store(
+                            "write task",
+                            format!("task {} was in an unknown state {name:?}", task.task_id),
+                        )
+                    })
+            })
+            .transpose()
     }
 }
 
 impl Txn for PgTxn<'_> {
     fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
-        self.one_text(
-            "read task",
-            "SELECT record FROM tasks WHERE task_id = $1 FOR UPDATE",
-            &[&task_id],
-        )?
-        .map(|t| from_json(&t))
-        .transpose()
+        let task: Option<TaskRecord> = self
+            .one_text(
+                "read task",
+                "SELECT record FROM tasks WHERE task_id = $1 FOR UPDATE",
+                &[&task_id],
+            )?
+            .map(|t| from_json(&t))
+            .transpose()?;
+        if let Some(t) = &task {
+            self.locked.insert(t.task_id.clone(), t.state);
+        }
+        Ok(task)
     }
 
     fn insert_task(&mut self, task: &TaskRecord, payload: &str) -> R<()> {
         let record = to_json(task)?;
-        self.exec(
+        // A task inserted twice (two replicas making one batch) is a unique-key conflict when
+        // the write is sent: the transaction runs again and finds it.
+        self.queue(
             "insert task",
             "INSERT INTO tasks (task_id, task_type, ord, state, updated_ms, record, payload) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &task.task_id,
-                &i16::from(task.task_type),
-                &i64_of(task.order),
-                &task.state.name(),
-                &i64_of(task.updated_ms),
-                &record,
-                &payload,
+            owned![
+                task.task_id.clone(),
+                i16::from(task.task_type),
+                i64_of(task.order),
+                task.state.name(),
+                i64_of(task.updated_ms),
+                record,
+                payload.to_string(),
             ],
-        )?;
+        );
+        self.locked.insert(task.task_id.clone(), task.state);
         if task.state == TaskState::Verified {
             self.count_verified(task.task_type, 1)?;
         }
@@ -623,16 +866,32 @@ impl Txn for PgTxn<'_> {
     }
 
     fn save_task(&mut self, task: &TaskRecord) -> R<()> {
-        let Some(before) = self.write_task(task)? else {
-            return Err(CoordinatorError::store(
-                "write task",
-                format!("no task {} to update", task.task_id),
-            ));
+        let before = match self.locked.get(&task.task_id) {
+            // Locked by this transaction: its state is known and the row cannot go away.
+            Some(before) => {
+                let before = *before;
+                self.queue(
+                    "write task",
+                    "UPDATE tasks SET state = $2, updated_ms = $3, record = $4 \
+                     WHERE task_id = $1",
+                    owned![
+                        task.task_id.clone(),
+                        task.state.name(),
+                        i64_of(task.updated_ms),
+                        to_json(task)?,
+                    ],
+                );
+                before
+            }
+            None => self.write_task(task)?.ok_or_else(|| {
+                CoordinatorError::store("write task", format!("no task {} to update", task.task_id))
+            })?,
         };
-        let verified = TaskState::Verified.name();
-        if before != verified && task.state == TaskState::Verified {
+        self.locked.insert(task.task_id.clone(), task.state);
+        let verified = TaskState::Verified;
+        if before != verified && task.state == verified {
             self.count_verified(task.task_type, 1)?;
-        } else if before == verified && task.state != TaskState::Verified {
+        } else if before == verified && task.state != verified {
             self.count_verified(task.task_type, -1)?;
         }
         Ok(())
@@ -699,6 +958,7 @@ impl Txn for PgTxn<'_> {
         };
         let task: TaskRecord = from_json(&col::<String>(row, 0)?)?;
         self.claimed = Some((task.task_id.clone(), col(row, 1)?));
+        self.locked.insert(task.task_id.clone(), task.state);
         Ok(Some(task))
     }
 
@@ -714,20 +974,20 @@ impl Txn for PgTxn<'_> {
 
     fn put_assignment(&mut self, a: &Assignment) -> R<()> {
         let record = to_json(a)?;
-        self.exec(
+        self.queue(
             "write assignment",
             "INSERT INTO assignments (uuid, task_id, state, deadline_ms, record) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (uuid) DO UPDATE \
              SET state = EXCLUDED.state, deadline_ms = EXCLUDED.deadline_ms, \
              record = EXCLUDED.record",
-            &[
-                &a.uuid,
-                &a.task_id,
-                &assignment_state(a.state),
-                &i64_of(a.deadline_ms),
-                &record,
+            owned![
+                a.uuid.clone(),
+                a.task_id.clone(),
+                assignment_state(a.state),
+                i64_of(a.deadline_ms),
+                record,
             ],
-        )?;
+        );
         Ok(())
     }
 
@@ -751,13 +1011,14 @@ impl Txn for PgTxn<'_> {
     }
 
     fn set_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {
-        // A plain insert: a second live assignment for one key is a unique-key conflict (the
-        // transaction runs again and finds the first), never an overwrite.
-        self.exec(
+        // A plain insert: a second live assignment for one key is a unique-key conflict when
+        // the write is sent (the transaction runs again and finds the first), never an
+        // overwrite.
+        self.queue(
             "write outstanding",
             "INSERT INTO outstanding (public_key, uuid) VALUES ($1, $2)",
-            &[&public_key, &uuid],
-        )?;
+            owned![public_key.to_string(), uuid.to_string()],
+        );
         if let Some(c) = self.caller(public_key) {
             c.outstanding = Some(uuid.to_string());
         }
@@ -765,11 +1026,11 @@ impl Txn for PgTxn<'_> {
     }
 
     fn clear_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {
-        self.exec(
+        self.queue(
             "clear outstanding",
             "DELETE FROM outstanding WHERE public_key = $1 AND uuid = $2",
-            &[&public_key, &uuid],
-        )?;
+            owned![public_key.to_string(), uuid.to_string()],
+        );
         if let Some(c) = self.caller(public_key) {
             c.outstanding.take_if(|u| u == uuid);
         }
@@ -777,34 +1038,29 @@ impl Txn for PgTxn<'_> {
     }
 
     fn seen(&mut self, public_key: &str, seen: &ProverSeen) -> R<()> {
-        let record = to_json(seen)?;
-        let tx = &self.tx;
-        // The caller's blocked reason and outstanding assignment, which `assign` reads next, go
-        // in the same pipeline: three statements, run one after the other as three calls would
-        // be (each reads what was committed when it starts, after the write has its row lock),
-        // for one round trip.
-        let r = self.rt.block_on(async {
-            let (write, blocked, outstanding) = tokio::try_join!(
+        // The write first: it holds the caller's row until commit. The caller's blocked reason
+        // and outstanding assignment, which `assign` reads next, go in the same pipeline, each
+        // read after the write (as separate calls would be).
+        self.queue(
+            "write prover",
+            "INSERT INTO provers (public_key, record) VALUES ($1, $2) \
+             ON CONFLICT (public_key) DO UPDATE SET record = EXCLUDED.record",
+            owned![public_key.to_string(), to_json(seen)?],
+        );
+        let client = self.client;
+        let (blocked, outstanding) = self.send("read prover", async move {
+            let (blocked, outstanding) = tokio::try_join!(
                 biased;
-                tx.prepare_cached(
-                    "INSERT INTO provers (public_key, record) VALUES ($1, $2) \
-                     ON CONFLICT (public_key) DO UPDATE SET record = EXCLUDED.record",
-                ),
-                tx.prepare_cached(READ_BLOCKED),
-                tx.prepare_cached(READ_OUTSTANDING),
+                client.prepare_cached(READ_BLOCKED),
+                client.prepare_cached(READ_OUTSTANDING),
             )?;
-            let write_params: [&(dyn ToSql + Sync); 2] = [&public_key, &record];
             let key: [&(dyn ToSql + Sync); 1] = [&public_key];
-            // `biased`: polled in this order, so the write is sent first.
-            let (_, blocked, outstanding) = tokio::try_join!(
+            tokio::try_join!(
                 biased;
-                tx.execute(&write, &write_params),
-                tx.query_opt(&blocked, &key),
-                tx.query_opt(&outstanding, &key),
-            )?;
-            Ok((blocked, outstanding))
-        });
-        let (blocked, outstanding) = r.map_err(|e| self.note("write prover", e))?;
+                client.query_opt(&blocked, &key),
+                client.query_opt(&outstanding, &key),
+            )
+        })?;
         self.caller = Some(Caller {
             public_key: public_key.to_string(),
             blocked: blocked.map(|r| col(&r, 0)).transpose()?,
@@ -835,12 +1091,12 @@ impl Txn for PgTxn<'_> {
     }
 
     fn add_proven(&mut self, public_key: &str) -> R<()> {
-        self.exec(
+        self.queue(
             "write proven",
             "INSERT INTO proven (public_key, n) VALUES ($1, 1) \
              ON CONFLICT (public_key) DO UPDATE SET n = proven.n + 1",
-            &[&public_key],
-        )?;
+            owned![public_key.to_string()],
+        );
         Ok(())
     }
 
@@ -852,12 +1108,12 @@ impl Txn for PgTxn<'_> {
     }
 
     fn block(&mut self, public_key: &str, reason: &str) -> R<()> {
-        self.exec(
+        self.queue(
             "write blocked",
             "INSERT INTO blocked (public_key, reason) VALUES ($1, $2) \
              ON CONFLICT (public_key) DO UPDATE SET reason = EXCLUDED.reason",
-            &[&public_key, &reason],
-        )?;
+            owned![public_key.to_string(), reason.to_string()],
+        );
         if let Some(c) = self.caller(public_key) {
             c.blocked = Some(reason.to_string());
         }
@@ -873,11 +1129,11 @@ impl Txn for PgTxn<'_> {
         if let Some(c) = self.caller(public_key) {
             c.blocked = None;
         }
-        self.exec(
+        self.queue(
             "write invalid_proofs",
             "DELETE FROM invalid_proofs WHERE public_key = $1",
-            &[&public_key],
-        )?;
+            owned![public_key.to_string()],
+        );
         Ok(n > 0)
     }
 
@@ -905,13 +1161,12 @@ impl Txn for PgTxn<'_> {
     }
 
     fn put_proof(&mut self, task_id: &str, proof: &ProofPayload) -> R<()> {
-        let text = to_json(proof)?;
-        self.exec(
+        self.queue(
             "write proof",
             "INSERT INTO proofs (task_id, proof) VALUES ($1, $2) \
              ON CONFLICT (task_id) DO UPDATE SET proof = EXCLUDED.proof",
-            &[&task_id, &text],
-        )?;
+            owned![task_id.to_string(), to_json(proof)?],
+        );
         Ok(())
     }
 
@@ -930,12 +1185,12 @@ impl Txn for PgTxn<'_> {
     }
 
     fn set_counter(&mut self, name: &str, v: u64) -> R<()> {
-        self.exec(
+        self.queue(
             "write counter",
             "INSERT INTO counters (name, v) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET v = EXCLUDED.v",
-            &[&name, &i64_of(v)],
-        )?;
+            owned![name.to_string(), i64_of(v)],
+        );
         Ok(())
     }
 
@@ -954,13 +1209,12 @@ impl Txn for PgTxn<'_> {
 
     fn save_accounts(&mut self, accounts: &[(u64, Account)]) -> R<()> {
         for (i, a) in accounts {
-            let record = to_json(a)?;
-            self.exec(
+            self.queue(
                 "write account",
                 "INSERT INTO accounts (idx, record) VALUES ($1, $2) \
                  ON CONFLICT (idx) DO UPDATE SET record = EXCLUDED.record",
-                &[&i64_of(*i), &record],
-            )?;
+                owned![i64_of(*i), to_json(a)?],
+            );
         }
         Ok(())
     }
@@ -974,12 +1228,12 @@ impl Txn for PgTxn<'_> {
     }
 
     fn put_settlement(&mut self, index: u64, record: &str) -> R<()> {
-        self.exec(
+        self.queue(
             "write settlement",
             "INSERT INTO settlements (idx, record) VALUES ($1, $2) \
              ON CONFLICT (idx) DO UPDATE SET record = EXCLUDED.record",
-            &[&i64_of(index), &record],
-        )?;
+            owned![i64_of(index), record.to_string()],
+        );
         Ok(())
     }
 }

@@ -342,3 +342,51 @@ fn a_claim_takes_the_first_free_task_of_those_it_is_given() {
         assert_eq!(claim(&stores[0], &all).as_deref(), Some(ids[1].as_str()));
     }
 }
+
+/// A transaction that fails leaves nothing behind, whether its writes were sent (a read sends
+/// them) or not yet (on PostgreSQL a write waits for the next statement or the commit), and
+/// the connections it used serve the next transactions (more of them than the pool has
+/// connections): a connection goes back to the pool only outside a transaction. On
+/// PostgreSQL, the same after a panic inside a transaction.
+#[test]
+fn a_failed_transaction_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stores, backend) = stores(dir.path());
+    let store = &stores[0];
+    let fail = || coordinator::CoordinatorError::store("test", "failing on purpose");
+    for _ in 0..20 {
+        let sent: Result<(), _> = store.transaction(|tx| {
+            tx.set_counter("sent", 7)?;
+            assert_eq!(tx.counter("sent")?, 7);
+            Err(fail())
+        });
+        assert!(sent.is_err());
+        let queued: Result<(), _> = store.transaction(|tx| {
+            tx.set_counter("queued", 7)?;
+            Err(fail())
+        });
+        assert!(queued.is_err());
+    }
+    if backend == "postgres" {
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.transaction(|tx| -> Result<(), _> {
+                tx.set_counter("panicked", 7)?;
+                assert_eq!(tx.counter("panicked")?, 7);
+                panic!("on purpose, inside a transaction");
+            })
+        }));
+        assert!(panicked.is_err());
+    }
+    for _ in 0..20 {
+        let counts = store
+            .transaction(|tx| {
+                Ok((
+                    tx.counter("sent")?,
+                    tx.counter("queued")?,
+                    tx.counter("panicked")?,
+                ))
+            })
+            .expect("read the counters");
+        assert_eq!(counts, (0, 0, 0));
+    }
+}
