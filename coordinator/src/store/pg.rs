@@ -66,7 +66,8 @@ pub const PENDING_WALK: &str = "SELECT ord, record FROM tasks WHERE state = 'pen
 /// those held elsewhere skipped and `pending` checked again on each row as it is once locked,
 /// until one is locked. The order is the array's, not `ORDER BY ord`: an order by `ord` could
 /// be planned as a walk of the pending index from its oldest entry (a table not yet analysed
-/// was, ~2,000 index entries read per claim) instead of one primary-key lookup per id.
+/// was: ~2,000 index entries read per get_task in one load run) instead of one primary-key
+/// lookup per id.
 const CLAIM: &str =
     "SELECT t.record, t.payload FROM unnest($1::text[]) WITH ORDINALITY AS c(id, i) \
      JOIN tasks t ON t.task_id = c.id WHERE t.state = 'pending' \
