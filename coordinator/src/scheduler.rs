@@ -26,8 +26,8 @@ use prover_core::wire::{
 
 use crate::store::{
     chunk_id, type_name, AssignOutcome, Assignment, AssignmentState, Effects, EnqueueError,
-    ProverIdentity, ProverSeen, RequeueError, SubmitContext, SubmitError, TaskRecord, TaskState,
-    Txn,
+    ProverIdentity, ProverSeen, Reads, RequeueError, SubmitContext, SubmitError, TaskRecord,
+    TaskState, Txn,
 };
 use crate::CoordinatorError;
 
@@ -255,7 +255,7 @@ pub fn sweep(tx: &mut dyn Txn, policy: &Policy, now_ms: u64) -> R<Effects> {
     Ok(effects)
 }
 
-fn wire_task(tx: &mut dyn Txn, a: &Assignment) -> R<Task> {
+fn wire_task(tx: &mut dyn Reads, a: &Assignment) -> R<Task> {
     let payload = tx.payload(&a.task_id)?.ok_or_else(|| {
         CoordinatorError::store("read payload", format!("task {} has no payload", a.task_id))
     })?;
@@ -442,9 +442,10 @@ fn may_take(
 
 /// Checks a submission: the assignment exists, is the caller's, is not submitted, matches the
 /// task, and the task is not verified. With the task as handed out (its payload, which the proof
-/// is checked against): what the proof path reads before verification.
+/// is checked against): what the proof path reads before verification, outside a transaction
+/// (the recording transaction makes the same checks).
 pub fn check_submission(
-    tx: &mut dyn Txn,
+    tx: &mut dyn Reads,
     public_key: &str,
     uuid: &str,
     task_id: &str,
@@ -465,7 +466,7 @@ pub fn check_submission(
 /// [`check_submission`]'s checks, without reading the payload (what the recording
 /// transactions need: they do not look at it).
 fn checked(
-    tx: &mut dyn Txn,
+    tx: &mut dyn Reads,
     public_key: &str,
     uuid: &str,
     task_id: &str,

@@ -290,18 +290,24 @@ pub fn chunk_id(seq: u64) -> String {
     format!("chunk-{seq}")
 }
 
+/// The reads a check before a decision needs ([`Backend::read`]), also part of every write
+/// transaction ([`Txn`]).
+pub trait Reads {
+    fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>>;
+    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>>;
+    fn payload(&mut self, task_id: &str) -> R<Option<String>>;
+}
+
 /// The reads and writes of one write transaction: what the scheduler's rules are made of. A
 /// backend commits them all or none. On a shared database, reads of tasks, assignments and
 /// counters lock what they return until the end of the transaction (the rules write back what
 /// they read); [`Txn::pending`] reads without locking (candidates), [`Txn::claim`] locks the
 /// one chosen, and [`Txn::claim`] and [`Txn::expired`] skip rows another transaction holds.
-pub trait Txn {
-    fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>>;
+pub trait Txn: Reads {
     /// A new task with its payload (the task_data JSON text).
     fn insert_task(&mut self, task: &TaskRecord, payload: &str) -> R<()>;
     /// Writes an existing task back (and moves it between the backend's indexes).
     fn save_task(&mut self, task: &TaskRecord) -> R<()>;
-    fn payload(&mut self, task_id: &str) -> R<Option<String>>;
     /// Up to `limit` pending tasks of `task_types`, in creation order, after order `after`:
     /// candidates, not locked (on a shared database another transaction may take one first).
     fn pending(
@@ -314,7 +320,6 @@ pub trait Txn {
     /// and that no other transaction holds, as it is now, locked for this transaction; `None`
     /// when there is none (or `task_ids` is empty).
     fn claim(&mut self, task_ids: &[&str]) -> R<Option<TaskRecord>>;
-    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>>;
     fn put_assignment(&mut self, a: &Assignment) -> R<()>;
     /// The live assignments whose deadline is not after `now_ms`.
     fn expired(&mut self, now_ms: u64) -> R<Vec<Assignment>>;
@@ -363,6 +368,10 @@ pub trait Backend: Send + Sync {
     /// with other processes may run `f` again after the database reports a conflict
     /// (serialization failure, deadlock), so `f` must not have effects outside the transaction.
     fn write(&self, f: &mut dyn FnMut(&mut dyn Txn) -> R<()>) -> R<()>;
+    /// Runs `f` over the committed state, locking nothing and waiting for no commit (redb: a
+    /// read transaction; PostgreSQL: each read a statement of its own, outside a transaction).
+    /// What it reads may change before the next write transaction, which must check again.
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Reads) -> R<()>) -> R<()>;
     /// The number of tasks (for `/health`; cheap).
     fn health(&self) -> R<u64>;
     fn load_accounts(&self) -> R<Vec<(u64, Account)>>;
@@ -481,7 +490,9 @@ impl Store {
     }
 
     /// Checks a submission before verification: the assignment exists, is the caller's, is not
-    /// submitted, matches the task, and the task is not verified. Writes nothing.
+    /// submitted, matches the task, and the task is not verified. Reads only ([`Backend::read`]):
+    /// it neither waits for nor holds anything, and the transaction that records the outcome
+    /// makes the same checks again.
     pub fn submit_context(
         &self,
         public_key: &str,
@@ -489,7 +500,14 @@ impl Store {
         task_id: &str,
         task_type: u8,
     ) -> R<Result<SubmitContext, SubmitError>> {
-        self.transaction(|tx| scheduler::check_submission(tx, public_key, uuid, task_id, task_type))
+        let mut out = None;
+        self.backend.read(&mut |tx| {
+            out = Some(scheduler::check_submission(
+                tx, public_key, uuid, task_id, task_type,
+            )?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| CoordinatorError::store("read", "the read returned nothing"))
     }
 
     /// See [`scheduler::record_failure`]. One transaction.

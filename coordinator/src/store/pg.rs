@@ -39,7 +39,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{
     from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
-    Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, PURGE_PER_LOGIN, R,
+    Consumers, ProverSeen, Pruned, Reads, StatusReport, TaskRecord, TaskState, Txn,
+    PURGE_PER_LOGIN, R,
 };
 use crate::CoordinatorError;
 
@@ -286,16 +287,7 @@ impl PgBackend {
     /// One query outside a scheduler transaction.
     fn query(&self, what: &'static str, sql: &str, params: Params<'_>) -> R<Vec<Row>> {
         let client = self.client()?;
-        self.rt().block_on(async {
-            let st = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| pg_err(what, &e))?;
-            client
-                .query(&st, params)
-                .await
-                .map_err(|e| pg_err(what, &e))
-        })
+        query_on(self.rt(), &client, what, sql, params)
     }
 
     /// The counts per type and state, the blocked keys and the invalid-proof counts.
@@ -393,6 +385,67 @@ impl PgBackend {
     }
 }
 
+/// One statement on `client`, on its own (outside a transaction, or in the one `client` has
+/// open).
+fn query_on(
+    rt: &tokio::runtime::Runtime,
+    client: &ClientWrapper,
+    what: &'static str,
+    sql: &str,
+    params: Params<'_>,
+) -> R<Vec<Row>> {
+    rt.block_on(async {
+        let st = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| pg_err(what, &e))?;
+        client
+            .query(&st, params)
+            .await
+            .map_err(|e| pg_err(what, &e))
+    })
+}
+
+/// The first column of the first row, as text.
+fn first_text(rows: &[Row]) -> R<Option<String>> {
+    rows.first().map(|r| col(r, 0)).transpose()
+}
+
+const READ_TASK: &str = "SELECT record FROM tasks WHERE task_id = $1";
+const READ_ASSIGNMENT: &str = "SELECT record FROM assignments WHERE uuid = $1";
+const READ_PAYLOAD: &str = "SELECT payload FROM tasks WHERE task_id = $1";
+
+/// [`Backend::read`]'s reads: each a statement of its own on one pooled connection, outside a
+/// transaction (no xid, no row lock, no commit to wait for).
+struct PgReads<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    client: &'a ClientWrapper,
+}
+
+impl PgReads<'_> {
+    fn text(&self, what: &'static str, sql: &str, key: &str) -> R<Option<String>> {
+        first_text(&query_on(self.rt, self.client, what, sql, &[&key])?)
+    }
+}
+
+impl Reads for PgReads<'_> {
+    fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
+        self.text("read task", READ_TASK, task_id)?
+            .map(|t| from_json(&t))
+            .transpose()
+    }
+
+    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {
+        self.text("read assignment", READ_ASSIGNMENT, uuid)?
+            .map(|t| from_json(&t))
+            .transpose()
+    }
+
+    fn payload(&mut self, task_id: &str) -> R<Option<String>> {
+        self.text("read payload", READ_PAYLOAD, task_id)
+    }
+}
+
 /// A pooled connection that goes back to the pool only when it is known to be outside a
 /// transaction (`idle`); otherwise (a statement failed and so did the rollback, a commit's
 /// outcome is unknown, or a panic unwound through the transaction) it is closed, which ends
@@ -425,6 +478,15 @@ impl Drop for Conn {
 impl Backend for PgBackend {
     fn write(&self, f: &mut dyn FnMut(&mut dyn Txn) -> R<()>) -> R<()> {
         self.run(|tx| f(tx))
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Reads) -> R<()>) -> R<()> {
+        // Outside a transaction, the connection goes back to the pool as it is.
+        let client = self.client()?;
+        f(&mut PgReads {
+            rt: self.rt(),
+            client: &client,
+        })
     }
 
     fn health(&self) -> R<u64> {
@@ -762,10 +824,7 @@ impl<'a> PgTxn<'a> {
     }
 
     fn one_text(&mut self, what: &'static str, sql: &str, params: Params<'_>) -> R<Option<String>> {
-        self.q(what, sql, params)?
-            .first()
-            .map(|r| col(r, 0))
-            .transpose()
+        first_text(&self.q(what, sql, params)?)
     }
 
     fn count_verified(&mut self, task_type: u8, delta: i64) -> R<()> {
@@ -825,7 +884,7 @@ impl<'a> PgTxn<'a> {
     }
 }
 
-impl Txn for PgTxn<'_> {
+impl Reads for PgTxn<'_> {
     fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
         let task: Option<TaskRecord> = self
             .one_text(
@@ -841,6 +900,25 @@ impl Txn for PgTxn<'_> {
         Ok(task)
     }
 
+    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {
+        self.one_text(
+            "read assignment",
+            "SELECT record FROM assignments WHERE uuid = $1 FOR UPDATE",
+            &[&uuid],
+        )?
+        .map(|t| from_json(&t))
+        .transpose()
+    }
+
+    fn payload(&mut self, task_id: &str) -> R<Option<String>> {
+        if let Some((_, payload)) = self.claimed.take_if(|(id, _)| id == task_id) {
+            return Ok(Some(payload));
+        }
+        self.one_text("read payload", READ_PAYLOAD, &[&task_id])
+    }
+}
+
+impl Txn for PgTxn<'_> {
     fn insert_task(&mut self, task: &TaskRecord, payload: &str) -> R<()> {
         let record = to_json(task)?;
         // A task inserted twice (two replicas making one batch) is a unique-key conflict when
@@ -898,17 +976,6 @@ impl Txn for PgTxn<'_> {
         Ok(())
     }
 
-    fn payload(&mut self, task_id: &str) -> R<Option<String>> {
-        if let Some((_, payload)) = self.claimed.take_if(|(id, _)| id == task_id) {
-            return Ok(Some(payload));
-        }
-        self.one_text(
-            "read payload",
-            "SELECT payload FROM tasks WHERE task_id = $1",
-            &[&task_id],
-        )
-    }
-
     fn pending(
         &mut self,
         task_types: &[u8],
@@ -961,16 +1028,6 @@ impl Txn for PgTxn<'_> {
         self.claimed = Some((task.task_id.clone(), col(row, 1)?));
         self.locked.insert(task.task_id.clone(), task.state);
         Ok(Some(task))
-    }
-
-    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {
-        self.one_text(
-            "read assignment",
-            "SELECT record FROM assignments WHERE uuid = $1 FOR UPDATE",
-            &[&uuid],
-        )?
-        .map(|t| from_json(&t))
-        .transpose()
     }
 
     fn put_assignment(&mut self, a: &Assignment) -> R<()> {

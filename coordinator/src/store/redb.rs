@@ -26,13 +26,15 @@ use std::path::Path;
 use prover_core::rollup::Account;
 use prover_core::wire::ProofPayload;
 use redb::{
-    Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 
 use super::batch::Batcher;
 use super::{
     from_json, prunable, task_row, to_json, type_name, Assignment, AssignmentState, Backend,
-    Consumers, ProverSeen, Pruned, StatusReport, TaskRecord, TaskState, Txn, PURGE_PER_LOGIN, R,
+    Consumers, ProverSeen, Pruned, Reads, StatusReport, TaskRecord, TaskState, Txn,
+    PURGE_PER_LOGIN, R,
 };
 use crate::CoordinatorError;
 
@@ -70,17 +72,53 @@ impl<T, E: std::fmt::Display> Ctx<T> for Result<T, E> {
     }
 }
 
+/// A text table's value, read in a write or a read-only transaction.
+trait Text {
+    fn text<T>(
+        &self,
+        table: TableDefinition<&str, &str>,
+        key: &str,
+        f: impl FnOnce(&str) -> R<T>,
+    ) -> R<Option<T>>;
+}
+
+/// `f` of the value under `key`, if any.
+fn text_in<T>(
+    t: &impl ReadableTable<&'static str, &'static str>,
+    key: &str,
+    f: impl FnOnce(&str) -> R<T>,
+) -> R<Option<T>> {
+    t.get(key).ctx("read")?.map(|g| f(g.value())).transpose()
+}
+
+impl Text for WriteTransaction {
+    fn text<T>(
+        &self,
+        table: TableDefinition<&str, &str>,
+        key: &str,
+        f: impl FnOnce(&str) -> R<T>,
+    ) -> R<Option<T>> {
+        text_in(&self.open_table(table).ctx("open table")?, key, f)
+    }
+}
+
+impl Text for ReadTransaction {
+    fn text<T>(
+        &self,
+        table: TableDefinition<&str, &str>,
+        key: &str,
+        f: impl FnOnce(&str) -> R<T>,
+    ) -> R<Option<T>> {
+        text_in(&self.open_table(table).ctx("open table")?, key, f)
+    }
+}
+
 fn get_json<T: serde::de::DeserializeOwned>(
-    txn: &WriteTransaction,
+    txn: &impl Text,
     table: TableDefinition<&str, &str>,
     key: &str,
 ) -> R<Option<T>> {
-    let t = txn.open_table(table).ctx("open table")?;
-    let v = t.get(key).ctx("read")?;
-    match v {
-        Some(g) => Ok(Some(from_json(g.value())?)),
-        None => Ok(None),
-    }
+    txn.text(table, key, from_json)
 }
 
 fn put_json<T: serde::Serialize>(
@@ -304,6 +342,11 @@ impl Backend for RedbBackend {
         self.shared(&mut |txn| f(&mut RedbTxn { txn }))
     }
 
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Reads) -> R<()>) -> R<()> {
+        let txn = self.db.begin_read().ctx("begin read")?;
+        f(&mut RedbTxn { txn: &txn })
+    }
+
     fn health(&self) -> R<u64> {
         let r = self.db.begin_read().ctx("begin read")?;
         let t = r.open_table(TASKS).ctx("open tasks")?;
@@ -463,16 +506,26 @@ impl Backend for RedbBackend {
     }
 }
 
-/// One redb write transaction.
-struct RedbTxn<'a> {
-    txn: &'a WriteTransaction,
+/// One redb transaction: a write transaction, or a read-only one for [`Reads`].
+struct RedbTxn<'a, X = WriteTransaction> {
+    txn: &'a X,
 }
 
-impl Txn for RedbTxn<'_> {
+impl<X: Text> Reads for RedbTxn<'_, X> {
     fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>> {
         get_json(self.txn, TASKS, task_id)
     }
 
+    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {
+        get_json(self.txn, ASSIGNMENTS, uuid)
+    }
+
+    fn payload(&mut self, task_id: &str) -> R<Option<String>> {
+        self.txn.text(PAYLOADS, task_id, |v| Ok(v.to_string()))
+    }
+}
+
+impl Txn for RedbTxn<'_> {
     fn insert_task(&mut self, task: &TaskRecord, payload: &str) -> R<()> {
         self.save_task(task)?;
         let mut t = self.txn.open_table(PAYLOADS).ctx("open payloads")?;
@@ -488,15 +541,6 @@ impl Txn for RedbTxn<'_> {
             index_task(self.txn, task, before, Some(task.state))?;
         }
         Ok(())
-    }
-
-    fn payload(&mut self, task_id: &str) -> R<Option<String>> {
-        let t = self.txn.open_table(PAYLOADS).ctx("open payloads")?;
-        let v = t
-            .get(task_id)
-            .ctx("read payload")?
-            .map(|g| g.value().to_string());
-        Ok(v)
     }
 
     fn pending(
@@ -534,10 +578,6 @@ impl Txn for RedbTxn<'_> {
             }
         }
         Ok(None)
-    }
-
-    fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>> {
-        get_json(self.txn, ASSIGNMENTS, uuid)
     }
 
     fn put_assignment(&mut self, a: &Assignment) -> R<()> {

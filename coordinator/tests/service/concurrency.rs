@@ -390,3 +390,51 @@ fn a_failed_transaction_leaves_nothing_behind() {
         assert_eq!(counts, (0, 0, 0));
     }
 }
+
+/// A submission's check before verification only reads: it finishes while another transaction
+/// (another replica's, on PostgreSQL) holds the assignment's row, and on redb while the one
+/// writer is busy, and it sees the assignment as last committed.
+#[test]
+fn a_submission_check_waits_for_no_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stores, backend) = stores(dir.path());
+    enqueue(&stores[0], 1);
+    let who = ProverIdentity {
+        public_key: "key-a".into(),
+        prover_name: "a".into(),
+        prover_types: vec![1],
+    };
+    let (outcome, _) = stores[0].assign(&who, &[1], &policy(), 1).expect("assign");
+    let AssignOutcome::Task { task, .. } = outcome else {
+        panic!("no task handed out: {outcome:?}");
+    };
+    let (done, checked) = std::sync::mpsc::channel();
+    let mut checker = None;
+    let result = stores[1]
+        .transaction(|tx| {
+            // Held until this transaction ends.
+            assert!(tx.assignment(&task.uuid)?.is_some());
+            let (store, key, uuid, id, done) = (
+                stores[0].clone(),
+                who.public_key.clone(),
+                task.uuid.clone(),
+                task.task_id.clone(),
+                done.clone(),
+            );
+            checker = Some(std::thread::spawn(move || {
+                let _ = done.send(store.submit_context(&key, &uuid, &id, 1));
+            }));
+            Ok(checked.recv_timeout(std::time::Duration::from_secs(20)))
+        })
+        .expect("transaction");
+    if let Some(t) = checker {
+        t.join().expect("checker thread");
+    }
+    let ctx = result
+        .unwrap_or_else(|e| panic!("{backend}: the check waited for the open transaction: {e}"))
+        .expect("check")
+        .expect("a valid submission");
+    assert_eq!(ctx.assignment.uuid, task.uuid);
+    assert_eq!(ctx.task.task_id, task.task_id);
+    assert_eq!(ctx.wire_task.task_data, task.task_data);
+}
