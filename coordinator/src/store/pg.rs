@@ -14,7 +14,9 @@
 //!   A `get_task` first writes its caller's `provers` row, which orders two requests of one key
 //!   (the caller's `blocked` and `outstanding` rows are read in the same pipeline).
 //!   A deadlock, serialization failure or unique-key race rolls the transaction back and runs it
-//!   again; so does a connection lost before the commit.
+//!   again; so does a connection lost before the commit. A submission's check before
+//!   verification ([`Backend::read`]) reads outside a transaction, locking nothing: the
+//!   transaction that records the outcome checks again.
 //! - **Round trips:** statements are pipelined (see `PgTxn`): BEGIN goes with the first
 //!   statement, writes whose answer nothing reads wait for the next statement or the COMMIT. A
 //!   connection goes back to the pool only when it is known to be outside a transaction.
