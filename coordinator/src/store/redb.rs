@@ -91,27 +91,23 @@ fn text_in<T>(
     t.get(key).ctx("read")?.map(|g| f(g.value())).transpose()
 }
 
-impl Text for WriteTransaction {
-    fn text<T>(
-        &self,
-        table: TableDefinition<&str, &str>,
-        key: &str,
-        f: impl FnOnce(&str) -> R<T>,
-    ) -> R<Option<T>> {
-        text_in(&self.open_table(table).ctx("open table")?, key, f)
-    }
+/// The same body for both: their `open_table`s return different table types.
+macro_rules! impl_text {
+    ($($txn:ty),*) => {$(
+        impl Text for $txn {
+            fn text<T>(
+                &self,
+                table: TableDefinition<&str, &str>,
+                key: &str,
+                f: impl FnOnce(&str) -> R<T>,
+            ) -> R<Option<T>> {
+                text_in(&self.open_table(table).ctx("open table")?, key, f)
+            }
+        }
+    )*};
 }
 
-impl Text for ReadTransaction {
-    fn text<T>(
-        &self,
-        table: TableDefinition<&str, &str>,
-        key: &str,
-        f: impl FnOnce(&str) -> R<T>,
-    ) -> R<Option<T>> {
-        text_in(&self.open_table(table).ctx("open table")?, key, f)
-    }
-}
+impl_text!(WriteTransaction, ReadTransaction);
 
 fn get_json<T: serde::de::DeserializeOwned>(
     txn: &impl Text,
