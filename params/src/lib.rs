@@ -32,7 +32,7 @@ pub use dev::{dev_secret, dev_setup, DEV_SECRET_DOMAIN, DEV_SEED_DEFAULT};
 pub use downsize::{downsize, downsize_file, ensure_dev, load};
 pub use error::{ParamsError, Section};
 pub use format::{expected_file_len, read_file, write_file, MAX_K};
-pub use verify::{verify, verify_file, VerifyReport};
+pub use verify::{lagrange_points, verify, verify_file, VerifyReport};
 
 /// Re-exported so callers can name the scalar field without another dependency.
 pub use halo2curves::bn256::Fr;

@@ -167,9 +167,12 @@ fn first_identity(section: Section, points: &[G1Affine]) -> Result<(), ParamsErr
     }
 }
 
+/// The SRS's `g_lagrange` points (`L_i(s)·G` for the domain of size `2^k`), with every
+/// point checked to lie on the curve.
+///
 /// `ParamsKZG` has no getter for `g_lagrange`, so serialise the SRS through
 /// halo2's own writer into a sink that keeps only the Lagrange section.
-fn lagrange_points(srs: &Srs) -> Result<Vec<G1Affine>, ParamsError> {
+pub fn lagrange_points(srs: &Srs) -> Result<Vec<G1Affine>, ParamsError> {
     let skip = HEADER_BYTES + (srs.get_g().len() * G1_BYTES) as u64;
     let mut sink = SectionSink {
         pos: 0,

@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (keys, circuit, instances) = core.batch_circuit(&data)?;
     eprintln!("batch circuit synthesized in {:?}", started.elapsed());
     let srs = core.srs(data.config.k)?;
-    let bases = native::srs_bases(&srs);
+    let bases = native::srs_bases(&srs)?;
     let cpu = gpu::CpuBackend::new();
     let cuda = gpu::select(gpu::BackendChoice::Cuda)?.backend;
     let emulator = gpu::Emulator::open();

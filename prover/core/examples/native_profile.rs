@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         vk.get_domain().extended_k()
     );
     let cpu = gpu::CpuBackend::new();
-    let bases = native::srs_bases(&srs);
+    let bases = native::srs_bases(&srs)?;
     let started = std::time::Instant::now();
     let cache = native::KeyCache::new(&cpu, &keys.pk)?;
     eprintln!(

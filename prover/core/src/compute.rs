@@ -1,15 +1,15 @@
 //! What the native engine proves on: the compute backend (selected once, lazily, so a core that
-//! only verifies never touches a GPU) and the SRS points as backend [`Bases`], one per k, built
+//! only verifies never touches a GPU) and the SRS points as backend [`SrsBases`], one per k, built
 //! once so a device backend can keep them resident.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use gpu::{BackendChoice, Bases, ComputeBackend};
+use gpu::{BackendChoice, ComputeBackend};
 use halo2_proofs::plonk::ProvingKey;
 use halo2curves::bn256::G1Affine;
 
-use crate::native::{KeyCache, NativeError};
+use crate::native::{KeyCache, NativeError, SrsBases};
 
 /// Errors of backend selection.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ type CacheSlot = Arc<Mutex<Option<Arc<KeyCache>>>>;
 #[derive(Default)]
 pub struct Compute {
     backend: Mutex<Option<Arc<dyn ComputeBackend>>>,
-    bases: Mutex<HashMap<u32, Arc<Bases>>>,
+    bases: Mutex<HashMap<u32, Arc<SrsBases>>>,
     /// Per proving key (by verifying-key digest): its extended-coset columns, built on the first
     /// native proof with that key. A second prover of the same key waits for the first build.
     key_caches: Mutex<HashMap<String, CacheSlot>>,
@@ -68,13 +68,13 @@ impl Compute {
     }
 
     /// The bases of the SRS for `k` (`srs` must be the core's cached SRS for `k`), built once.
-    pub fn bases(&self, k: u32, srs: &params::Srs) -> Arc<Bases> {
+    pub fn bases(&self, k: u32, srs: &params::Srs) -> Result<Arc<SrsBases>, NativeError> {
         if let Some(b) = lock(&self.bases).get(&k) {
-            return b.clone();
+            return Ok(b.clone());
         }
-        let built = Arc::new(crate::native::srs_bases(srs));
-        // Two threads may build it at once; both then use the first one stored (one id per k).
-        lock(&self.bases).entry(k).or_insert(built).clone()
+        let built = Arc::new(crate::native::srs_bases(srs)?);
+        // Two threads may build them at once; both then use the first stored (one id per k).
+        Ok(lock(&self.bases).entry(k).or_insert(built).clone())
     }
 }
 

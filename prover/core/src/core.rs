@@ -213,9 +213,9 @@ impl ProvingCore {
     }
 
     /// The SRS for `k` as backend bases (built once per k, reused by every native proof).
-    pub fn bases(&self, k: u32) -> Result<Arc<gpu::Bases>, CoreError> {
+    pub fn bases(&self, k: u32) -> Result<Arc<crate::native::SrsBases>, CoreError> {
         let srs = self.srs(k)?;
-        Ok(self.compute.bases(k, &srs))
+        Ok(self.compute.bases(k, &srs).map_err(EngineError::Native)?)
     }
 
     /// Proves `circuit` with the configured engine.
@@ -306,7 +306,7 @@ impl ProvingCore {
         rng: impl RngCore,
         transcript: Transcript,
     ) -> Result<Vec<u8>, EngineError> {
-        let bases = self.compute.bases(k, srs);
+        let bases = self.compute.bases(k, srs)?;
         let coset_file = self.keys.coset_path(&keys.meta.spec, srs);
         let cache = self.compute.key_cache(
             &keys.meta.vk_digest,

@@ -149,7 +149,7 @@ pub fn prove_with<C: Circuit<Fr>>(
 pub fn prove_native<C: Circuit<Fr>>(
     backend: &dyn gpu::ComputeBackend,
     params: &params::Srs,
-    bases: &gpu::Bases,
+    bases: &crate::native::SrsBases,
     pk: &ProvingKey<G1Affine>,
     cache: Option<&crate::native::KeyCache>,
     circuit: &C,
@@ -174,7 +174,7 @@ pub fn prove_native<C: Circuit<Fr>>(
 pub fn prove_native_with<C: Circuit<Fr>>(
     backend: &dyn gpu::ComputeBackend,
     params: &params::Srs,
-    bases: &gpu::Bases,
+    bases: &crate::native::SrsBases,
     pk: &ProvingKey<G1Affine>,
     cache: Option<&crate::native::KeyCache>,
     circuit: &C,

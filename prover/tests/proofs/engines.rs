@@ -55,7 +55,7 @@ fn native_on_the_cpu_verifies_records_its_engine_and_is_deterministic_for_a_seed
     assert_eq!(native.backend().unwrap().name(), gpu::BackendName::Cpu);
     // The SRS bases are built once per k and reused.
     let bases = native.bases(SMALL.k).unwrap();
-    assert_eq!(bases.id(), native.bases(SMALL.k).unwrap().id());
+    assert_eq!(bases.g.id(), native.bases(SMALL.k).unwrap().g.id());
 
     // Verification does not depend on the engine: the reference core accepts the native proof.
     let reference = core(EngineChoice::Reference, BackendChoice::Auto);

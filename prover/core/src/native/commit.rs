@@ -9,21 +9,31 @@ use super::{Ctx, NativeError};
 
 /// KZG commitment to resident coefficients: `Σ c_i · g_i` (one backend MSM).
 pub fn commit_poly(ctx: &Ctx<'_>, coeffs: &Poly) -> Result<G1Affine, NativeError> {
+    msm(ctx, ctx.bases, coeffs)
+}
+
+/// KZG commitment to resident values on the domain: `Σ v_i · L_i(s)G` (one backend MSM over
+/// the Lagrange bases, as halo2's `commit_lagrange`; the same group element as committing the
+/// coefficients, and cheaper for a witness's mostly small values).
+pub fn commit_values(ctx: &Ctx<'_>, values: &Poly) -> Result<G1Affine, NativeError> {
+    msm(ctx, ctx.lagrange, values)
+}
+
+fn msm(ctx: &Ctx<'_>, bases: &gpu::Bases, scalars: &Poly) -> Result<G1Affine, NativeError> {
     Ok(ctx
         .backend
-        .msm_polys(ctx.bases, &[coeffs])?
+        .msm_polys(bases, &[scalars])?
         .pop()
         .ok_or_else(|| NativeError::Internal("msm_polys returned no sum".into()))?
         .to_affine())
 }
 
-/// Commits to resident Lagrange values, turning them into coefficients in place (an inverse NTT
-/// in the backend; the same group element as halo2's `commit_lagrange`). Returns the
-/// coefficients and the commitment.
+/// Commits to resident Lagrange values ([`commit_values`]), then turns them into coefficients
+/// in place (an inverse NTT in the backend). Returns the coefficients and the commitment.
 pub fn commit_lagrange(ctx: &Ctx<'_>, mut values: Poly) -> Result<(Poly, G1Affine), NativeError> {
+    let c = commit_values(ctx, &values)?;
     ctx.backend
         .ntt_poly(&mut values, &ctx.domain, Direction::Inverse, false)?;
-    let c = commit_poly(ctx, &values)?;
     Ok((values, c))
 }
 

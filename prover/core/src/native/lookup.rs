@@ -14,7 +14,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 use rayon::prelude::*;
 
-use super::commit::{coeffs_of, commit_lagrange, commit_poly, eval_at};
+use super::commit::{coeffs_of, commit_lagrange, commit_values, eval_at};
 use super::program::{Columns, Program};
 use super::quotient::{compile, expr, Layout};
 use super::{Ctx, NativeError};
@@ -164,12 +164,12 @@ where
     permuted_table.resize_with(n, || Fr::random(&mut *rng));
     let _input_blind = Fr::random(&mut *rng);
     let permuted_input = ctx.backend.upload_owned(permuted_input)?;
+    let ci = commit_values(ctx, &permuted_input)?;
     let permuted_input_coeffs = coeffs_of(ctx, &permuted_input)?;
-    let ci = commit_poly(ctx, &permuted_input_coeffs)?;
     let _table_blind = Fr::random(&mut *rng);
     let permuted_table = ctx.backend.upload_owned(permuted_table)?;
+    let ct = commit_values(ctx, &permuted_table)?;
     let permuted_table_coeffs = coeffs_of(ctx, &permuted_table)?;
-    let ct = commit_poly(ctx, &permuted_table_coeffs)?;
     transcript.write_point(ci)?;
     transcript.write_point(ct)?;
     Ok(Permuted {

@@ -22,7 +22,8 @@ const POINT: u64 = 64;
 pub struct DeviceNeed {
     /// Kept per key and device for every later proof: the [`super::KeyCache`] columns.
     pub key_cache: u64,
-    /// Kept per device for every proof of this size: the SRS points and the NTT tables.
+    /// Kept per device for every proof of this size: the SRS points (both bases) and the NTT
+    /// tables.
     pub shared: u64,
     /// Held while one proof runs (the peak of its steps): this proof's columns, one part of the
     /// parts' columns in the quotient step, the backend's scratch.
@@ -59,8 +60,9 @@ pub fn device_need(pk: &ProvingKey<G1Affine>) -> Result<DeviceNeed, NativeError>
     // l0, l_last and l_active, all on the domain (the quotient's parts are computed from
     // them in each proof).
     let key_cache = FR * ((2 * (fixed + sigmas) + 1 + 3) * n);
-    // The SRS points and the NTT tables of the domain, both directions.
-    let shared = POINT * n + 2 * plan::ntt_table_bytes(k) as u64;
+    // The SRS points in both bases (`g` and `g_lagrange`) and the NTT tables of the domain,
+    // both directions.
+    let shared = 2 * POINT * n + 2 * plan::ntt_table_bytes(k) as u64;
 
     // Held from the witness to the lookup products: advice and instance values and
     // coefficients, each lookup's product and permuted columns' coefficients, the permutation

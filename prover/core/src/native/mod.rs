@@ -68,6 +68,10 @@ pub enum NativeError {
     Unsupported(String),
     #[error("the SRS bases hold {bases} points but the circuit needs {needed}")]
     BasesTooShort { bases: usize, needed: usize },
+    #[error("the SRS's Lagrange bases hold {bases} points, the circuit's domain {n}")]
+    LagrangeBases { bases: usize, n: usize },
+    #[error("SRS: {0}")]
+    Params(#[from] params::ParamsError),
     #[error("the witness does not satisfy the circuit: {0}")]
     Unsatisfied(String),
     /// The finished proof fails verification against the key it was made with.
@@ -84,6 +88,8 @@ pub struct Ctx<'a> {
     pub backend: &'a dyn ComputeBackend,
     /// The SRS points `g` (monomial basis), at least `n` of them.
     pub bases: &'a Bases,
+    /// The SRS points `g_lagrange` (Lagrange basis of the domain), `n` of them.
+    pub lagrange: &'a Bases,
     /// The domain of size n.
     pub domain: Domain,
     /// n.
@@ -125,10 +131,26 @@ fn resident_mib() -> u64 {
         .map_or(0, |kb| kb >> 10)
 }
 
-/// The SRS points as backend [`Bases`]. Build it once per SRS and reuse it: the id lets a
-/// device backend upload the points once.
-pub fn srs_bases(params: &params::Srs) -> Bases {
-    Bases::new(params.get_g().to_vec())
+/// The SRS as backend [`Bases`], in both forms the engine commits with.
+pub struct SrsBases {
+    /// `g`: commitments to coefficients (the quotient's pieces, the openings, random
+    /// polynomials).
+    pub g: Bases,
+    /// `g_lagrange`: commitments to values on the domain (advice columns, the lookups' permuted
+    /// columns, the grand products), as halo2 commits them. The same group elements as
+    /// committing their coefficients to `g`, but cheaper for a witness: its values are mostly
+    /// small, and the MSM skips a scalar's zero windows, which a column's coefficients (full
+    /// width after the inverse NTT) do not have.
+    pub lagrange: Bases,
+}
+
+/// The SRS points as backend [`SrsBases`]. Build them once per SRS and reuse them: the ids let
+/// a device backend upload the points once.
+pub fn srs_bases(params: &params::Srs) -> Result<SrsBases, NativeError> {
+    Ok(SrsBases {
+        g: Bases::new(params.get_g().to_vec()),
+        lagrange: Bases::new(params::lagrange_points(params)?),
+    })
 }
 
 impl NativeError {
@@ -154,7 +176,7 @@ impl NativeError {
 pub fn create_proof<C, E, T>(
     backend: &dyn ComputeBackend,
     params: &params::Srs,
-    bases: &Bases,
+    bases: &SrsBases,
     pk: &ProvingKey<G1Affine>,
     cache: Option<&KeyCache>,
     circuit: &C,
@@ -184,7 +206,7 @@ where
 fn create_proof_steps<C, E, T>(
     backend: &dyn ComputeBackend,
     params: &params::Srs,
-    bases: &Bases,
+    bases: &SrsBases,
     pk: &ProvingKey<G1Affine>,
     cache: Option<&KeyCache>,
     circuit: &C,
@@ -208,10 +230,16 @@ where
             params.n()
         )));
     }
-    if bases.len() < n {
+    if bases.g.len() < n {
         return Err(NativeError::BasesTooShort {
-            bases: bases.len(),
+            bases: bases.g.len(),
             needed: n,
+        });
+    }
+    if bases.lagrange.len() != n {
+        return Err(NativeError::LagrangeBases {
+            bases: bases.lagrange.len(),
+            n,
         });
     }
     if instances.len() != cs.num_instance_columns() {
@@ -223,7 +251,8 @@ where
     }
     let ctx = Ctx {
         backend,
-        bases,
+        bases: &bases.g,
+        lagrange: &bases.lagrange,
         domain: Domain::new(hdomain.k)?,
         n,
         blinding_factors: cs.blinding_factors(),

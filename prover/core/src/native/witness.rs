@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use gpu::Poly;
 
-use super::commit::{coeffs_of, commit_poly, Values};
+use super::commit::{coeffs_of, commit_values, Values};
 use super::{Ctx, NativeError};
 
 /// The committed witness.
@@ -106,8 +106,8 @@ where
         for (&i, vals) in columns.iter().zip(values) {
             // The values go to the backend once; the coefficients are made there.
             let vals = Values::new(self.ctx, vals)?;
+            let c = commit_values(self.ctx, vals.poly())?;
             let coeffs = coeffs_of(self.ctx, vals.poly())?;
-            let c = commit_poly(self.ctx, &coeffs)?;
             self.transcript.write_point(c)?;
             self.advice_values[i] = Some(vals);
             self.advice_coeffs[i] = Some(coeffs);

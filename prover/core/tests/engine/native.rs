@@ -99,13 +99,13 @@ fn prover_circuit(s: &Setup, xs: &[u64]) -> (BaseCircuitBuilder<Fr>, Vec<Fr>) {
     (builder, instances)
 }
 
-fn prove_native(s: &Setup, bases: &gpu::Bases, xs: &[u64], seed: u64) -> (Vec<u8>, Vec<Fr>) {
+fn prove_native(s: &Setup, bases: &native::SrsBases, xs: &[u64], seed: u64) -> (Vec<u8>, Vec<Fr>) {
     prove_native_with(s, bases, xs, seed, None)
 }
 
 fn prove_native_with(
     s: &Setup,
-    bases: &gpu::Bases,
+    bases: &native::SrsBases,
     xs: &[u64],
     seed: u64,
     cache: Option<&native::KeyCache>,
@@ -144,7 +144,7 @@ fn verify(s: &Setup, instances: &[Fr], proof: &[u8]) -> bool {
 #[test]
 fn native_gate_circuit_verifies_rejects_tampering_and_is_deterministic() {
     let s = setup();
-    let bases = native::srs_bases(&s.params);
+    let bases = native::srs_bases(&s.params).unwrap();
     let xs = [3, 1, 4, 1, 5, 9, 2, 6];
 
     let (proof, instances) = prove_native(&s, &bases, &xs, 42);
@@ -323,7 +323,7 @@ fn native_runs_every_msm_and_ntt_on_the_backend_and_poseidon_transcript_verifies
     use snark_verifier_sdk::halo2::{PoseidonTranscript, POSEIDON_SPEC};
     use snark_verifier_sdk::NativeLoader;
     let s = setup();
-    let bases = native::srs_bases(&s.params);
+    let bases = native::srs_bases(&s.params).unwrap();
     let (circuit, instances) = prover_circuit(&s, &[2, 7, 1, 8, 2, 8, 1, 8]);
     let backend = Counting::default();
     let mut transcript = PoseidonTranscript::<NativeLoader, Vec<u8>>::init(Vec::new());
@@ -368,7 +368,7 @@ fn native_runs_every_msm_and_ntt_on_the_backend_and_poseidon_transcript_verifies
 #[test]
 fn the_coset_file_serves_the_parts_and_a_file_damaged_later_is_not_trusted() {
     let s = setup();
-    let bases = native::srs_bases(&s.params);
+    let bases = native::srs_bases(&s.params).unwrap();
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("coset-file-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
@@ -421,7 +421,7 @@ fn the_coset_file_serves_the_parts_and_a_file_damaged_later_is_not_trusted() {
 #[test]
 fn native_refuses_a_witness_that_violates_a_copy_constraint() {
     let s = setup();
-    let bases = native::srs_bases(&s.params);
+    let bases = native::srs_bases(&s.params).unwrap();
     let (circuit, mut instances) = prover_circuit(&s, &[1, 1, 2, 3, 5, 8, 13, 21]);
     instances[1] += Fr::from(1);
     let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
@@ -473,7 +473,7 @@ fn native_circuit_with_lookups_verifies_and_is_deterministic() {
         config,
         break_points,
     };
-    let bases = native::srs_bases(&s.params);
+    let bases = native::srs_bases(&s.params).unwrap();
     let prove_on = |backend: &dyn gpu::ComputeBackend,
                     xs: &[u64],
                     seed: u64,
@@ -604,7 +604,7 @@ fn native_chunk_proof_passes_the_production_verifier() {
     let data = state
         .apply_chunk(config, &[transfer(0, 1, 5, 0), transfer(1, 2, 3, 0)])
         .expect("chunk");
-    let bases = native::srs_bases(&srs);
+    let bases = native::srs_bases(&srs).unwrap();
     let prove = |seed: u64| {
         let mut builder = BaseCircuitBuilder::prover(
             keys.meta.circuit_params.clone(),
@@ -841,7 +841,7 @@ fn native_two_phase_circuit_with_a_challenge_verifies() {
     let vk = keygen_vk(&params, &keygen_circuit).expect("keygen_vk");
     let pk = keygen_pk(&params, vk, &keygen_circuit).expect("keygen_pk");
     assert_eq!(pk.get_vk().cs().num_challenges(), 1);
-    let bases = native::srs_bases(&params);
+    let bases = native::srs_bases(&params).unwrap();
     let circuit = rlc::RlcCircuit::<0> {
         xs: (5..24u64).map(Fr::from).collect(),
         tamper: None,
@@ -950,7 +950,7 @@ fn a_degree_6_circuit_is_proved_on_6_cosets_with_its_degree_checked() {
     );
     let cosets = native::cosets::Cosets::new(domain.k(), 5).expect("cosets");
     assert_eq!(cosets.parts(), 6);
-    let bases = native::srs_bases(&params);
+    let bases = native::srs_bases(&params).unwrap();
     let instances = vec![Fr::from(3)];
     let prove = |backend: &dyn gpu::ComputeBackend| {
         let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
@@ -1008,7 +1008,7 @@ fn native_keccak_transcript_proof_verifies_with_halo2_and_snark_verifier() {
     use snark_verifier_sdk::{NativeLoader, PlonkVerifier, SHPLONK};
 
     let s = setup();
-    let bases = native::srs_bases(&s.params);
+    let bases = native::srs_bases(&s.params).unwrap();
     let xs = [2, 7, 1, 8, 2, 8, 1, 8];
     let prove = |seed: u64| {
         let (circuit, instances) = prover_circuit(&s, &xs);

@@ -73,7 +73,7 @@ fn native_proofs_on_cuda_and_cpu_are_byte_identical_and_verify() {
         let data = state
             .apply_chunk(config, &[t(0, 1, 5), t(1, 2, 3)])
             .expect("chunk");
-        let bases = native::srs_bases(&srs);
+        let bases = native::srs_bases(&srs).unwrap();
         let cpu: Arc<dyn ComputeBackend> = Arc::new(CpuBackend::new());
         let circuit = || {
             let mut b = BaseCircuitBuilder::prover(
