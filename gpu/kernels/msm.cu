@@ -26,7 +26,8 @@
 #define MSM_SIGN_BIT 0x80000000u
 
 static __device__ __forceinline__ void msm_load_scalar(const u32* scalars, u32 i, u32 s[8]) {
-    for (int l = 0; l < 8; l++) s[l] = scalars[8u * i + l];
+    const fr_t v = fr_t::load(scalars + 8u * i);  // the raw limbs, by fr_t's 128-bit loads
+    for (int l = 0; l < 8; l++) s[l] = v.l[l];
 }
 
 extern "C" __global__ void msm_histogram(const u32* scalars, u32 n, u32 c, u32 num_windows,

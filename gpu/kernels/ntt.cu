@@ -1,20 +1,21 @@
 // Radix-2 NTT over the BN254 scalar field, several stages per pass in shared memory.
-// Driven by gpu/src/cuda/mod.rs (CudaBackend::ntt_device):
-//   1. ntt_bitrev       out[bitrev(i)] = in[i] (· s·b^i for the coset forward transform, from two
-//                       split power tables: lo[i & (2^lo_bits - 1)] · hi[i >> lo_bits]); the one
-//                       bit-reversal pass, out of place, fused with the coset shift;
-//   2. ntt_pass         decimation-in-time butterflies (bit-reversed in, natural out): a block
-//                       loads the 2^s elements that stages m..m+s-1 mix (stride 2^m) into shared
-//                       memory, runs the s stages there and writes them back; ceil(log_n / 10)
-//                       passes (e.g. 8 + 8 + 8 stages for 2^24). The last pass fuses the output
-//                       scaling: n^-1 for the inverse, n^-1·g^-i (split tables) for the inverse
-//                       coset transform.
+// Driven by gpu/src/cuda/mod.rs (CudaBackend::ntt_device): ntt_pass, once per pass of
+// ceil(log_n / 10) (e.g. 8 + 8 + 8 stages for 2^24), decimation-in-time butterflies (bit-reversed
+// in, natural out). A block loads the 2^s elements that stages m..m+s-1 mix (stride 2^m) into
+// shared memory, runs the s stages there and writes them back.
+//   - The first pass gathers: element i of its (bit-reversed) input is in[bitrev(i)], read out of
+//     place from the caller's vector (an element is 32 bytes, one memory sector, so the scattered
+//     reads cost no more sectors than contiguous ones), with the coset shift s·b^j of the
+//     forward coset transform applied to source element j on the way in (split tables:
+//     lo[j & (2^lo_bits - 1)] · hi[j >> lo_bits]). No separate bit-reversal pass.
+//   - The last pass fuses the output scaling: n^-1 for the inverse, n^-1·g^-i (split tables)
+//     for the inverse coset transform.
 // Twiddles: tw[k] = w^k for k < n/2 (w = omega or omega^-1), computed on the host from the Domain.
 // Values are Fr in Montgomery form, 8 little-endian u32 limbs (halo2curves' raw layout).
 // STATUS: compiled by NVRTC (tests/nvrtc_compile.rs); not yet run on a GPU.
 #include "field.cuh"
 
-// Output scaling modes of ntt_pass / ntt_bitrev.
+// Scaling modes of ntt_pass's input (first pass) and output (last pass).
 #define NTT_SCALE_NONE 0u
 #define NTT_SCALE_CONST 1u   // · scale[0..8]
 #define NTT_SCALE_POWERS 2u  // · lo[i & mask] · hi[i >> lo_bits]
@@ -24,17 +25,6 @@ static __device__ __forceinline__ fr_t ntt_factor(u32 mode, u32 i, const u32* sc
     if (mode == NTT_SCALE_CONST) return fr_t::load(scale);
     u32 mask = (1u << lo_bits) - 1u;
     return fr_t::mul(fr_t::load(lo + 8u * (i & mask)), fr_t::load(hi + 8u * (i >> lo_bits)));
-}
-
-extern "C" __global__ void ntt_bitrev(const u32* in, u32* out, u32 log_n, u32 mode,
-                                      const u32* scale, const u32* lo, const u32* hi,
-                                      u32 lo_bits) {
-    u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (log_n == 0u || i >= (1u << log_n)) return;
-    fr_t v = fr_t::load(in + 8u * i);
-    if (mode != NTT_SCALE_NONE) v = fr_t::mul(v, ntt_factor(mode, i, scale, lo, hi, lo_bits));
-    u32 j = __brev(i) >> (32u - log_n);
-    v.store(out + 8u * j);
 }
 
 // Shared memory holds the group limb-major (limb l of element e at sh[l * size + e]), so that
@@ -49,11 +39,25 @@ static __device__ __forceinline__ void ntt_sh_store(u32* sh, u32 size, u32 e, co
     for (int l = 0; l < 8; l++) sh[l * size + e] = v.l[l];
 }
 
+// Element idx of a pass's input: data[idx], or in the first pass (gather) src[bitrev(idx)] times
+// the input scaling of its source index.
+static __device__ __forceinline__ fr_t ntt_input(const u32* src, const u32* data, u32 gather,
+                                                 u32 log_n, u32 idx, u32 pre, const u32* scale,
+                                                 const u32* lo, const u32* hi, u32 lo_bits) {
+    if (!gather) return fr_t::load(data + 8u * idx);
+    u32 from = __brev(idx) >> (32u - log_n);
+    fr_t v = fr_t::load(src + 8u * from);
+    if (pre != NTT_SCALE_NONE) v = fr_t::mul(v, ntt_factor(pre, from, scale, lo, hi, lo_bits));
+    return v;
+}
+
 // Stages m..m+s-1 (stage j combines pairs at distance 2^j) on groups of 2^s elements; launched
 // with 2^(s-1) threads per block, 2^(log_n - s) blocks and 2^s * 32 bytes of shared memory.
-extern "C" __global__ void ntt_pass(u32* data, u32 log_n, u32 m, u32 s, const u32* tw,
-                                    u32 mode, const u32* scale, const u32* lo, const u32* hi,
-                                    u32 lo_bits) {
+// `gather` (first pass only, m = 0): read from `src` (another buffer than `data`) in bit-reversed
+// order, scaled by `pre`; otherwise in place on `data` (`src` unread). `post` scales the output.
+extern "C" __global__ void ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s,
+                                    const u32* tw, u32 gather, u32 pre, u32 post,
+                                    const u32* scale, const u32* lo, const u32* hi, u32 lo_bits) {
     extern __shared__ u32 sh[];
     u32 t = threadIdx.x;
     u32 half = 1u << (s - 1u);
@@ -65,7 +69,7 @@ extern "C" __global__ void ntt_pass(u32* data, u32 log_n, u32 m, u32 s, const u3
 
     for (u32 e = t; e < size; e += half) {
         u32 idx = base | (e << m);
-        ntt_sh_store(sh, size, e, fr_t::load(data + 8u * idx));
+        ntt_sh_store(sh, size, e, ntt_input(src, data, gather, log_n, idx, pre, scale, lo, hi, lo_bits));
     }
     __syncthreads();
 
@@ -86,7 +90,7 @@ extern "C" __global__ void ntt_pass(u32* data, u32 log_n, u32 m, u32 s, const u3
     for (u32 e = t; e < size; e += half) {
         u32 idx = base | (e << m);
         fr_t v = ntt_sh_load(sh, size, e);
-        if (mode != NTT_SCALE_NONE) v = fr_t::mul(v, ntt_factor(mode, idx, scale, lo, hi, lo_bits));
+        if (post != NTT_SCALE_NONE) v = fr_t::mul(v, ntt_factor(post, idx, scale, lo, hi, lo_bits));
         v.store(data + 8u * idx);
     }
 }

@@ -165,8 +165,9 @@ extern "C" __global__ void poly_scan_mul_apply(u32* v, u32 n, u32 chunk, const u
 extern "C" __global__ void __launch_bounds__(POLY_CARRY_THREADS)
     poly_affine_carries(const u32* t, const u32* m, u32 count, const u32* init, u32 reverse,
                         u32* carry) {
-    __shared__ u32 seg_t[8 * POLY_CARRY_THREADS];
-    __shared__ u32 seg_m[8 * POLY_CARRY_THREADS];
+    // 16-byte aligned: fr_t's loads and stores are 128-bit accesses on the device.
+    __shared__ __align__(16) u32 seg_t[8 * POLY_CARRY_THREADS];
+    __shared__ __align__(16) u32 seg_m[8 * POLY_CARRY_THREADS];
     u32 k = threadIdx.x;
     u32 per = (count + POLY_CARRY_THREADS - 1u) / POLY_CARRY_THREADS;
     u32 lo = poly_min(count, k * per);

@@ -302,7 +302,8 @@ fn limb_layouts_round_trip() {
     assert!(limbs_to_point(&bad).is_err());
 }
 
-/// The NTT exactly as `ntt_bitrev` + `ntt_pass` index it, on the host.
+/// The NTT exactly as `ntt_pass` indexes it (the first pass gathering in bit-reversed order), on
+/// the host.
 fn emulated_ntt(values: &mut [Fr], d: &Domain, forward: bool, coset: bool) {
     let log_n = d.log_n();
     if log_n == 0 {
@@ -312,15 +313,6 @@ fn emulated_ntt(values: &mut [Fr], d: &Domain, forward: bool, coset: bool) {
     let tw = twiddles(if forward { d.omega() } else { d.omega_inv() }, log_n);
     let tables = coset_tables(d, forward);
     let mut data = vec![Fr::ZERO; n];
-    for (i, v) in values.iter().enumerate() {
-        let x = if forward && coset {
-            *v * tables.get(i)
-        } else {
-            *v
-        };
-        let j = (i as u32).reverse_bits() >> (32 - log_n);
-        data[j as usize] = x;
-    }
     let schedule = pass_schedule(log_n);
     let mut m = 0u32;
     for (p, &s) in schedule.iter().enumerate() {
@@ -331,7 +323,18 @@ fn emulated_ntt(values: &mut [Fr], d: &Domain, forward: bool, coset: bool) {
             let high = block >> m;
             let base = (high << (m + s)) | low;
             let mut sh: Vec<Fr> = (0..2 * half)
-                .map(|e| data[(base | (e << m)) as usize])
+                .map(|e| {
+                    let idx = base | (e << m);
+                    if p > 0 {
+                        return data[idx as usize];
+                    }
+                    let from = (idx.reverse_bits() >> (32 - log_n)) as usize;
+                    if forward && coset {
+                        values[from] * tables.get(from)
+                    } else {
+                        values[from]
+                    }
+                })
                 .collect();
             for jj in 0..s {
                 let j = m + jj;

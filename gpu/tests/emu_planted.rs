@@ -6,7 +6,9 @@
 //! - a removed `__syncthreads` in `scan_block` (the MSM's prefix sum): a race that changes the
 //!   MSM in at least one of the orders `CUDA_EMU_ORDER=forward|reverse|shuffle`;
 //! - half of `scan_block`'s threads returning before its barrier: barrier divergence;
-//! - an out-of-bounds store in `ntt_bitrev`: an illegal-address fault naming the allocation;
+//! - an out-of-bounds store in `ntt_pass`: an illegal-address fault naming the allocation;
+//! - an element read 4 bytes off its place in `ntt_pass` (a misaligned 128-bit load on a GPU): a
+//!   misaligned-address fault;
 //! - `__launch_bounds__(256)` on `ntt_pass`, launched with 512 threads: a launch error;
 //! - 48 KiB of static shared memory added to `ntt_pass` (plus its 32 KiB dynamic): a launch error.
 //!
@@ -40,8 +42,8 @@ const PLANTS: &[Plant] = &[
     Plant {
         name: "ntt_missing_barrier",
         unit: NTT,
-        from: "        ntt_sh_store(sh, size, e, fr_t::load(data + 8u * idx));\n    }\n    __syncthreads();\n",
-        to: "        ntt_sh_store(sh, size, e, fr_t::load(data + 8u * idx));\n    }\n",
+        from: "lo, hi, lo_bits));\n    }\n    __syncthreads();\n",
+        to: "lo, hi, lo_bits));\n    }\n",
     },
     Plant {
         name: "scan_missing_barrier",
@@ -58,8 +60,14 @@ const PLANTS: &[Plant] = &[
     Plant {
         name: "ntt_out_of_bounds",
         unit: NTT,
-        from: "    v.store(out + 8u * j);\n",
-        to: "    v.store(out + 8u * (j + 1u));\n",
+        from: "        v.store(data + 8u * idx);\n",
+        to: "        v.store(data + 8u * (idx + 1u));\n",
+    },
+    Plant {
+        name: "ntt_misaligned",
+        unit: NTT,
+        from: "    fr_t v = fr_t::load(src + 8u * from);\n",
+        to: "    fr_t v = fr_t::load(src + 8u * from + 1u);\n",
     },
     Plant {
         name: "ntt_launch_bounds",
@@ -281,6 +289,17 @@ fn planted_bugs_are_caught() {
                     );
                 }
             }
+            "ntt_misaligned" => {
+                for (o, r) in &results {
+                    assert!(
+                        r.contains("misaligned address")
+                            && r.contains("16-byte access")
+                            && r.contains("at offset"),
+                        "{} ({o}): {r}",
+                        p.name
+                    );
+                }
+            }
             "ntt_launch_bounds" => {
                 for (o, r) in &results {
                     assert!(
@@ -359,11 +378,11 @@ fn asan_catches_the_out_of_bounds_store(dir: &Path) -> String {
         "the ASan child must stop at the overflow"
     );
     assert!(
-        stderr.contains("AddressSanitizer: heap-buffer-overflow") && stderr.contains("ntt_bitrev"),
-        "ASan did not report the overflow in ntt_bitrev:\n{stderr}"
+        stderr.contains("AddressSanitizer: heap-buffer-overflow") && stderr.contains("ntt_pass"),
+        "ASan did not report the overflow in ntt_pass:\n{stderr}"
     );
     format!(
-        "{:<22} {:<8} AddressSanitizer: heap-buffer-overflow in ntt_bitrev (asan build)",
+        "{:<22} {:<8} AddressSanitizer: heap-buffer-overflow in ntt_pass (asan build)",
         p.name, "forward"
     )
 }

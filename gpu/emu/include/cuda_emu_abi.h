@@ -34,6 +34,9 @@ const EmuThreadCtx* cuEmuThreadCtx(void);
 void cuEmuSyncthreads(void);
 void* cuEmuDynamicShared(void);
 void* cuEmuStaticShared(void* storage, size_t bytes, unsigned long long* generation);
+// Reports a vector access of `align` bytes at a misaligned address `p` as a kernel fault
+// (CUDA_ERROR_MISALIGNED_ADDRESS, as a GPU does); does not return.
+[[noreturn]] void cuEmuMisaligned(const void* p, unsigned align);
 // Provided by each kernel library (gpu/emu/src/registry.cpp).
 void emu_kernel_registry_add(const EmuKernelEntry* entry);
 }

@@ -10,6 +10,9 @@
 // `__CUDA_ARCH__` is not defined), warp intrinsics, the weak memory model, timing.
 #pragma once
 
+// Kernel headers test this to check what only a GPU would enforce (vector-access alignment).
+#define CUDA_EMU_KERNEL 1
+
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -42,10 +45,11 @@ static inline T* emu_dynamic_shared() {
     return static_cast<T*>(cuEmuDynamicShared());
 }
 
-// `__shared__ T name[N];` becomes `EMU_STATIC_SHARED(T, name, [N])`: storage per worker thread
-// (a block runs wholly on one worker), refilled with garbage when a new block starts.
-#define EMU_STATIC_SHARED(T, name, dims)                                                   \
-    static thread_local T name##_emu_storage dims;                                         \
+// `__shared__ __align__(A) T name[N];` becomes `EMU_STATIC_SHARED(T, name, [N], A)` (A is
+// `alignof(T)` without `__align__`): storage per worker thread (a block runs wholly on one
+// worker), refilled with garbage when a new block starts.
+#define EMU_STATIC_SHARED(T, name, dims, align)                                            \
+    alignas(align) static thread_local T name##_emu_storage dims;                          \
     static thread_local unsigned long long name##_emu_generation = 0;                      \
     auto& name = *static_cast<decltype(&name##_emu_storage)>(cuEmuStaticShared(          \
         &name##_emu_storage, sizeof(name##_emu_storage), &name##_emu_generation))

@@ -101,6 +101,7 @@ const char* error_name(int code) {
         case 700: return "CUDA_ERROR_ILLEGAL_ADDRESS";
         case 701: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
         case 714: return "CUDA_ERROR_HARDWARE_STACK_ERROR";
+        case 716: return "CUDA_ERROR_MISALIGNED_ADDRESS";
         case 719: return "CUDA_ERROR_LAUNCH_FAILED";
         case 800: return "CUDA_ERROR_NOT_PERMITTED";
         case 801: return "CUDA_ERROR_NOT_SUPPORTED";
@@ -128,6 +129,7 @@ const char* error_text(int code) {
         case 700: return "an illegal memory access was encountered";
         case 701: return "too many resources requested for launch";
         case 714: return "an illegal instruction was encountered";
+        case 716: return "misaligned address";
         case 719: return "unspecified launch failure";
         case 800: return "operation not permitted";
         case 801: return "operation not supported";

@@ -296,6 +296,8 @@ struct Worker {
     volatile sig_atomic_t in_kernel = 0;
     void* fault_addr = nullptr;
     int fault_sig = 0;
+    // Set by cuEmuMisaligned before it jumps out: the access's required alignment (0: a signal).
+    unsigned fault_align = 0;
     char* dyn_shared = nullptr;
     size_t dyn_size = 0;
     void* dyn_map = nullptr;
@@ -541,7 +543,13 @@ __attribute__((noinline)) void report_fault(Worker* w, Job& job) {
     uintptr_t a = reinterpret_cast<uintptr_t>(w->fault_addr);
     std::string where = "kernel " + job.f->name + ", " +
                         (f ? ids(f->ctx.blockIdx, f->ctx.threadIdx) : std::string("?")) + ": ";
-    if (f && a >= reinterpret_cast<uintptr_t>(f->map) && a < reinterpret_cast<uintptr_t>(f->stack)) {
+    const unsigned align = w->fault_align;
+    w->fault_align = 0;
+    if (align != 0) {
+        job.set_error(ERROR_MISALIGNED_ADDRESS, where + std::to_string(align) +
+                                                    "-byte access at a misaligned address (" +
+                                                    memory().describe(a) + ")");
+    } else if (f && a >= reinterpret_cast<uintptr_t>(f->map) && a < reinterpret_cast<uintptr_t>(f->stack)) {
         job.set_error(ERROR_HARDWARE_STACK_ERROR, where + "stack overflow (the emulator gives each thread " +
                                                       std::to_string(kFiberStack / 1024) + " KiB)");
     } else if (w->dyn_map && a >= reinterpret_cast<uintptr_t>(w->dyn_map) &&
@@ -792,6 +800,20 @@ extern "C" __attribute__((visibility("default"), noinline)) void cuEmuSyncthread
     Worker* w = f->w;
     w->in_kernel = 0;
     switch_to_worker(f);
+}
+
+extern "C" [[noreturn]] __attribute__((visibility("default"), noinline)) void cuEmuMisaligned(
+    const void* p, unsigned align) {
+    Worker* w = tls_worker;
+    if (!w || !w->in_kernel) {
+        log("misaligned vector access outside a kernel");
+        std::abort();
+    }
+    // As a fault: the worker's handler reports it and the launch fails with a sticky error.
+    w->fault_addr = const_cast<void*>(p);
+    w->fault_sig = 0;
+    w->fault_align = align;
+    siglongjmp(w->jmp, 1);
 }
 
 extern "C" __attribute__((visibility("default"))) void* cuEmuDynamicShared(void) {

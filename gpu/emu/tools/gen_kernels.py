@@ -15,14 +15,25 @@ import sys
 
 BOUNDS = r'(?:__launch_bounds__\s*\([^)]*\)\s*)?'
 KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+' + BOUNDS + r'void\s+' + BOUNDS + r'(\w+)\s*\(')
-ALIGN = r'(?:__align__\s*\(\s*\d+\s*\)\s*)?'
+ALIGN = r'(?:__align__\s*\(\s*(\d+)\s*\)\s*)?'
 DYNAMIC = re.compile(r'extern\s+__shared__\s+' + ALIGN + r'([\w:<>, ]+?)\s+(\w+)\s*\[\s*\]\s*;')
 STATIC = re.compile(r'__shared__\s+' + ALIGN + r'([\w:<>, ]+?)\s+(\w+)\s*((?:\[[^\]]+\])+)\s*;')
 
 
 def rewrite(text: str, path: str) -> tuple[str, list[str]]:
-    text = DYNAMIC.sub(lambda m: f'{m.group(1)}* {m.group(2)} = emu_dynamic_shared<{m.group(1)}>();', text)
-    text = STATIC.sub(lambda m: f'EMU_STATIC_SHARED({m.group(1)}, {m.group(2)}, {m.group(3)});', text)
+    # Dynamic shared memory starts 16-byte aligned (as on a GPU); a larger __align__ is refused.
+    def dynamic(m: re.Match) -> str:
+        if m.group(1) and int(m.group(1)) > 16:
+            raise SystemExit(f'{path}: __align__({m.group(1)}) on dynamic shared memory: the emulator gives 16')
+        return f'{m.group(2)}* {m.group(3)} = emu_dynamic_shared<{m.group(2)}>();'
+
+    # Static shared memory keeps its __align__ (else the type's own alignment, as on a GPU).
+    def static(m: re.Match) -> str:
+        align = m.group(1) or f'alignof({m.group(2)})'
+        return f'EMU_STATIC_SHARED({m.group(2)}, {m.group(3)}, {m.group(4)}, {align});'
+
+    text = DYNAMIC.sub(dynamic, text)
+    text = STATIC.sub(static, text)
     for n, line in enumerate(text.splitlines(), 1):
         code = line.split('//', 1)[0]
         if '__shared__' in code:

@@ -98,7 +98,6 @@ struct Kernels {
     msm_parts_sum: CudaFunction,
     scan_block: CudaFunction,
     scan_add: CudaFunction,
-    ntt_bitrev: CudaFunction,
     ntt_pass: CudaFunction,
     poly_eval: CudaFunction,
     poly_from_mont: CudaFunction,
@@ -478,7 +477,6 @@ impl CudaBackend {
             msm_parts_sum: function(&msm, "msm_parts_sum")?,
             scan_block: function(&msm, "scan_block")?,
             scan_add: function(&msm, "scan_add")?,
-            ntt_bitrev: function(&ntt, "ntt_bitrev")?,
             ntt_pass: function(&ntt, "ntt_pass")?,
             poly_eval: function(&poly, "poly_eval")?,
             poly_from_mont: function(&poly, "poly_from_mont")?,
@@ -892,7 +890,6 @@ fn ntt_launch(
 ) -> Result<(), BackendError> {
     let k = &inner.kernels;
     let s = &inner.stream;
-    let n = 1usize << log_n;
     let coset = powers.is_some();
     let pre = if forward && coset {
         NTT_SCALE_POWERS
@@ -909,27 +906,14 @@ fn ntt_launch(
         Some(p) => (&p.lo, &p.hi, p.lo_bits),
         None => (&t.twiddles, &t.twiddles, 0u32),
     };
-    // SAFETY: ntt_bitrev(const u32* in, u32* out, u32 log_n, u32 mode, const u32* scale,
-    // const u32* lo, const u32* hi, u32 lo_bits): `data` and `scratch` hold n·8 limbs (checked by
-    // check_len against the domain), the tables were built for this log_n and direction, and
-    // each of the n threads touches only element i of `data` and element bitrev(i) of `scratch`.
-    unsafe {
-        s.launch_builder(&k.ntt_bitrev)
-            .arg(data)
-            .arg(&mut *scratch)
-            .arg(&log_n)
-            .arg(&pre)
-            .arg(&t.scale)
-            .arg(lo)
-            .arg(hi)
-            .arg(&lo_bits)
-            .launch(grid(n, 256)?)
-    }
-    .map_err(drv("launching ntt_bitrev"))?;
     let schedule = plan::pass_schedule(log_n);
     let mut m = 0u32;
     for (p, &stages) in schedule.iter().enumerate() {
-        let mode = if p + 1 == schedule.len() {
+        // The first pass gathers `data` into `scratch` in bit-reversed order (with the input
+        // scaling); the later ones work on `scratch` in place.
+        let gather = u32::from(p == 0);
+        let pre_mode = if p == 0 { pre } else { NTT_SCALE_NONE };
+        let post_mode = if p + 1 == schedule.len() {
             post
         } else {
             NTT_SCALE_NONE
@@ -939,19 +923,25 @@ fn ntt_launch(
             block_dim: (1u32 << (stages - 1), 1, 1),
             shared_mem_bytes: 32u32 << stages,
         };
-        // SAFETY: ntt_pass(u32* data, u32 log_n, u32 m, u32 s, const u32* tw, u32 mode,
-        // const u32* scale, const u32* lo, const u32* hi, u32 lo_bits): stages m..m+s-1 of a
-        // transform of size 2^log_n over `scratch` (n·8 limbs); 2^(log_n - s) blocks of 2^(s-1)
-        // threads each own a disjoint group of 2^s elements; 2^s·32 bytes of shared memory
-        // (≤ 32 KiB since s ≤ 10); the twiddle table has n/2 entries.
+        // SAFETY: ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s, const u32* tw,
+        // u32 gather, u32 pre, u32 post, const u32* scale, const u32* lo, const u32* hi,
+        // u32 lo_bits): stages m..m+s-1 of a transform of size 2^log_n into `scratch` (n·8
+        // limbs; `data`, a different buffer of the same length, is read only by the first pass,
+        // element bitrev(i) for element i, a bijection); 2^(log_n - s) blocks of 2^(s-1) threads
+        // each own a disjoint group of 2^s elements of `scratch`; 2^s·32 bytes of shared memory
+        // (≤ 32 KiB since s ≤ 10); the twiddle table has n/2 entries and the tables were built
+        // for this log_n and direction.
         unsafe {
             s.launch_builder(&k.ntt_pass)
+                .arg(data)
                 .arg(&mut *scratch)
                 .arg(&log_n)
                 .arg(&m)
                 .arg(&stages)
                 .arg(&t.twiddles)
-                .arg(&mode)
+                .arg(&gather)
+                .arg(&pre_mode)
+                .arg(&post_mode)
                 .arg(&t.scale)
                 .arg(lo)
                 .arg(hi)
