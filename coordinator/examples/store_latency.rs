@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             chunks.push(state.apply_chunk(CONFIG, &[t])?);
         }
-        let accounts: Vec<_> = state.accounts().map(|(i, a)| (*i, a.clone())).collect();
+        let accounts: Vec<_> = state.accounts().map(|(i, a)| (*i, *a)).collect();
         let made = Instant::now();
         store.enqueue_chunks(&chunks[..n], &accounts, 0)?;
         // Finish the history: each task assigned and failed once, by rotating provers.

@@ -100,7 +100,7 @@ fn main() -> Result<(), Error> {
         };
         chunks.push(state.apply_chunk(CONFIG, &[t])?);
     }
-    let accounts: Vec<_> = state.accounts().map(|(i, a)| (*i, a.clone())).collect();
+    let accounts: Vec<_> = state.accounts().map(|(i, a)| (*i, *a)).collect();
     for t in threads {
         let dir = tempfile::tempdir()?;
         let store = Arc::new(Store::open(&dir.path().join("c.redb"))?);
@@ -108,7 +108,7 @@ fn main() -> Result<(), Error> {
         let end = Instant::now() + RUN;
         let handles: Vec<_> = (0..t)
             .map(|i| {
-                let (store, policy) = (store.clone(), policy.clone());
+                let (store, policy) = (store.clone(), policy);
                 std::thread::spawn(move || rounds(&store, &policy, i, end))
             })
             .collect();

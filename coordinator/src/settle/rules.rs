@@ -358,7 +358,7 @@ pub fn fees(estimate: Fees, bump_from: Option<Fees>, cap: u128) -> Option<Fees> 
     max_fee = max_fee.max(tip).min(cap);
     tip = tip.min(max_fee);
     if let Some(old) = bump_from {
-        let enough = |new: u128, old: u128| new >= old + old / 10 + 1;
+        let enough = |new: u128, old: u128| new > old + old / 10;
         if !enough(max_fee, old.max_fee_per_gas) || !enough(tip, old.max_priority_fee_per_gas) {
             return None;
         }

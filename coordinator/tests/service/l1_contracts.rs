@@ -156,8 +156,8 @@ async fn rollup_contract_finalises_verified_proofs_only() {
     assert_eq!(l1.rollup_root(rollup).await.expect("root"), b256(&genesis));
 
     // Then both valid proofs, in order.
-    for i in 0..2 {
-        let input = call(i, &proofs[i].1);
+    for (i, proof) in proofs.iter().enumerate().take(2) {
+        let input = call(i, &proof.1);
         let gas = l1
             .estimate_gas(Some(rollup), &input)
             .await

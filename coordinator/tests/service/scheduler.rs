@@ -199,10 +199,7 @@ fn verify(
             p,
             now,
         )
-        .map(|r| {
-            counts_agree(store);
-            r
-        })
+        .inspect(|_| counts_agree(store))
         .expect("store")
 }
 
@@ -909,13 +906,13 @@ fn a_store_from_before_the_indexes_gets_them_when_opened() {
         index_version(txn, None);
     });
     let store = &f.store;
-    counts_agree(&store);
+    counts_agree(store);
     let s = store.summary().expect("summary");
     assert_eq!(s.count("chunk", TaskState::Verified), 1);
     assert_eq!(s.count("chunk", TaskState::Assigned), 1);
     assert_eq!(s.count("chunk", TaskState::Pending), 3);
     let c = prover("c", &[1]);
-    let (t2, _) = task(assign(&store, &c, &[1], &p, 40));
+    let (t2, _) = task(assign(store, &c, &[1], &p, 40));
     assert_eq!(t2.task_id, "chunk-2", "the oldest pending task first");
 }
 
@@ -943,10 +940,10 @@ fn a_store_from_before_the_deadline_index_still_times_out_its_assignments() {
     let store = &f.store;
     // a's deadline (10 + 1000) has passed at 1100, b's (600 + 1000) has not.
     let c = prover("c", &[1]);
-    let (t, _) = task(assign(&store, &c, &[1], &p, 1100));
+    let (t, _) = task(assign(store, &c, &[1], &p, 1100));
     assert_eq!(t.task_id, "chunk-0", "a's timed-out task, handed out again");
     let d = prover("d", &[1]);
-    let (t, _) = task(assign(&store, &d, &[1], &p, 1101));
+    let (t, _) = task(assign(store, &d, &[1], &p, 1101));
     assert_eq!(t.task_id, "chunk-2", "b still holds chunk-1");
     let s = store.summary().expect("summary");
     assert_eq!(s.count("chunk", TaskState::Assigned), 3);

@@ -292,8 +292,7 @@ pub fn shift_tables(
     if forward {
         return Ok(SplitPowers::new(shift, Fr::ONE, domain.log_n()));
     }
-    let inv =
-        Option::<Fr>::from(ff::Field::invert(&shift)).ok_or_else(|| BackendError::ZeroShift)?;
+    let inv = Option::<Fr>::from(ff::Field::invert(&shift)).ok_or(BackendError::ZeroShift)?;
     Ok(SplitPowers::new(inv, domain.n_inv(), domain.log_n()))
 }
 
