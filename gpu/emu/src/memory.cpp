@@ -156,12 +156,13 @@ std::string Memory::describe_unlocked(uintptr_t p, size_t len) const {
     const Allocation* below = nullptr;
     const Allocation* above = it == live_.end() ? nullptr : &it->second;
     if (it != live_.begin()) below = &std::prev(it)->second;
-    if (below && p >= below->base && len <= below->size - (p - below->base)) {
+    const bool starts_inside = below && p >= below->base && p - below->base < below->size;
+    if (starts_inside && len <= below->size - (p - below->base)) {
         std::snprintf(buf, sizeof buf, "0x%llx is at offset %zu of allocation #%llu (0x%llx, %zu bytes)",
                       (unsigned long long)p, (size_t)(p - below->base),
                       (unsigned long long)below->serial, (unsigned long long)below->base,
                       below->size);
-    } else if (below && p >= below->base && p < below->base + below->size) {
+    } else if (starts_inside) {
         std::snprintf(buf, sizeof buf,
                       "[0x%llx, +%zu) runs %zu bytes past the end of allocation #%llu (0x%llx, "
                       "%zu bytes)",
