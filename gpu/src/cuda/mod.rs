@@ -909,10 +909,9 @@ fn ntt_launch(
     let schedule = plan::pass_schedule(log_n);
     let mut m = 0u32;
     for (p, &stages) in schedule.iter().enumerate() {
-        // The first pass gathers `data` into `scratch` in bit-reversed order (with the input
-        // scaling); the later ones work on `scratch` in place.
+        // The first pass gathers `data` into `scratch` in bit-reversed order, with the input
+        // scaling `pre` (read only when gathering); the later ones work on `scratch` in place.
         let gather = u32::from(p == 0);
-        let pre_mode = if p == 0 { pre } else { NTT_SCALE_NONE };
         let post_mode = if p + 1 == schedule.len() {
             post
         } else {
@@ -940,7 +939,7 @@ fn ntt_launch(
                 .arg(&stages)
                 .arg(&t.twiddles)
                 .arg(&gather)
-                .arg(&pre_mode)
+                .arg(&pre)
                 .arg(&post_mode)
                 .arg(&t.scale)
                 .arg(lo)
