@@ -503,13 +503,9 @@ async fn settlement_waits_while_the_node_is_stopped_for_30_s_and_continues() {
     w.enqueue(1);
     let s = w.settler(policy(2, 60_000));
     w.until_mined(&s, 0).await;
-    // The node stops answering (SIGSTOP: its state is kept, its socket accepts nothing).
-    let pid = w.node.pid().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .expect("kill -STOP");
-    assert!(status.success());
+    // The node stops answering (SIGSTOP: its state is kept; connections are accepted by the
+    // kernel and never answered).
+    w.node.pause();
     let stopped = Instant::now();
     let before = w.item(0);
     let mut failures = 0;
@@ -521,11 +517,7 @@ async fn settlement_waits_while_the_node_is_stopped_for_30_s_and_continues() {
     }
     assert!(failures > 0);
     assert_eq!(w.item(0), before, "nothing changes while the node is away");
-    let status = std::process::Command::new("kill")
-        .args(["-CONT", &pid])
-        .status()
-        .expect("kill -CONT");
-    assert!(status.success());
+    w.node.resume();
     w.until(&s, 0, SettleState::Finalized, true, 4).await;
     w.until(&s, 1, SettleState::Finalized, true, 6).await;
     assert_eq!(w.root().await, fixture().items[1].new_root);

@@ -3,6 +3,7 @@
 //! killed when dropped.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 #[allow(unused_imports)] // not every test binary uses every dev account
 pub use coordinator::l1::anvil::{DEV_CHAIN_ID as CHAIN_ID, DEV_KEY, DEV_KEY_2};
@@ -41,9 +42,51 @@ impl Anvil {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.node.pid()
+    /// Stops the node (SIGSTOP: its state is kept, its socket accepts connections and answers
+    /// nothing) and returns once every one of its threads is stopped. `kill` returns when the
+    /// signal is queued; until the kernel has stopped each thread, a thread already awake (one
+    /// woken by a request, say) still answers, and on a loaded machine that lasts long enough
+    /// for a whole settlement poll.
+    pub fn pause(&self) {
+        let pid = self.node.pid();
+        signal(pid, "-STOP");
+        let tasks = PathBuf::from(format!("/proc/{pid}/task"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let running: Vec<(String, char)> = std::fs::read_dir(&tasks)
+                .unwrap_or_else(|e| panic!("{}: {e}", tasks.display()))
+                .filter_map(|t| {
+                    let t = t.ok()?;
+                    let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                    // `pid (comm) state …`: the state follows the last ')'.
+                    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+                    let tid = t.file_name().to_string_lossy().into_owned();
+                    (state != 'T' && state != 't').then_some((tid, state))
+                })
+                .collect();
+            if running.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "anvil {pid}: threads not stopped 10 s after SIGSTOP: {running:?}"
+            );
+            std::thread::yield_now();
+        }
     }
+
+    /// Lets a node stopped by [`Anvil::pause`] run again.
+    pub fn resume(&self) {
+        signal(self.node.pid(), "-CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill {sig} {pid}: {e}"));
+    assert!(status.success(), "kill {sig} {pid}: {status}");
 }
 
 /// A signer from a hex private key.
