@@ -240,4 +240,38 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         msg.contains("cuDeviceGetPCIBusId is not implemented"),
         "{msg}"
     );
+
+    // Page-locked host memory: an asynchronous copy from or into it runs when something waits
+    // for it (as a GPU's copy engine runs it after the call returns). Last: the misuse at the
+    // end leaves the context with a sticky fault.
+    // SAFETY: the host touches the buffer only as the checks below say; the copies are waited
+    // for (or the context faults) before it is freed.
+    let mut pinned = unsafe { ctx.alloc_pinned_with_flags::<u32>(1024, 0) }.expect("pinned");
+    let done = ctx.new_event(None).expect("event");
+    let ramp: Vec<u32> = (0..1024).collect();
+    let mut dev = stream
+        .clone_htod(&ramp)
+        .expect("pageable copy: done at once");
+    let host = pinned.as_mut_slice().expect("pinned slice");
+    // Device to host: until the wait, the destination holds the emulator's 0xA5 bytes.
+    stream.memcpy_dtoh(&dev, host).expect("queued copy");
+    assert_eq!(host[5], 0xA5A5_A5A5, "read before the copy ran");
+    done.record(&stream).expect("record");
+    done.synchronize().expect("wait");
+    assert!(*host == *ramp, "the copy ran at the wait");
+    // Host to device, waited for: the device gets the bytes, the buffer may be written again.
+    host.fill(7);
+    stream.memcpy_htod(&*host, &mut dev).expect("queued copy");
+    done.record(&stream).expect("record");
+    done.synchronize().expect("wait");
+    host.fill(9);
+    assert!(stream.clone_dtoh(&dev).expect("back") == vec![7; 1024]);
+    // Host to device, the buffer written before the wait: the context faults, naming it.
+    stream.memcpy_htod(&*host, &mut dev).expect("queued copy");
+    host[3] = 1;
+    let e = stream.synchronize().unwrap_err().to_string();
+    assert!(
+        e.contains("was written while an asynchronous copy from it to the device was still queued"),
+        "{e}"
+    );
 }

@@ -15,7 +15,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -49,12 +51,25 @@ namespace {
 
 struct Module;
 
+// An asynchronous copy between the device and page-locked host memory that has not run yet.
+struct Pending {
+    bool to_device;
+    uintptr_t dev;
+    unsigned char* host;
+    size_t n;
+    std::vector<unsigned char> source;  // the host bytes when the copy was queued (to_device)
+    unsigned long long seq;
+};
+
 struct Context {
     int device;
     int refcount = 0;
     Result sticky = SUCCESS;
     std::string sticky_detail;
     std::set<Module*> modules;
+    std::mutex queue_mu;
+    std::deque<Pending> queue;
+    unsigned long long queued = 0;  // copies ever queued (their `seq`s are 1..queued)
 };
 
 struct Module {
@@ -70,6 +85,8 @@ struct Stream {
 struct Event {
     std::chrono::steady_clock::time_point at;
     bool recorded = false;
+    Context* ctx = nullptr;     // where it was last recorded
+    unsigned long long seq = 0; // the copies queued there before it
 };
 
 std::mutex g_mu;  // contexts, modules, streams, events
@@ -80,6 +97,7 @@ thread_local Context* tls_ctx = nullptr;
 std::set<Stream*> g_streams;
 std::set<Event*> g_events;
 std::set<Function*> g_functions;
+std::map<uintptr_t, size_t> g_pinned;  // page-locked host allocations: start, bytes
 
 const char* error_name(int code) {
     switch (code) {
@@ -164,6 +182,10 @@ Result check_stream(void* s) {
 }
 
 void destroy_context(Context* c) {
+    {
+        std::lock_guard<std::mutex> g(c->queue_mu);
+        c->queue.clear();
+    }
     for (Module* m : c->modules) {
         for (auto& kv : m->functions) {
             g_functions.erase(kv.second);
@@ -187,6 +209,69 @@ Result check_range(unsigned long long p, size_t n, const char* what) {
         return fail(ERROR_INVALID_VALUE, std::string(what) + ": " + why);
     }
     return SUCCESS;
+}
+
+// ---- copies through page-locked host memory ----------------------------------------------------------
+// On a GPU an asynchronous copy from or to page-locked (pinned) host memory is done by a copy
+// engine after the call has returned: the host may not write its source, nor read its
+// destination, until its stream or an event recorded after it says that it is done. The emulator
+// keeps such copies queued until something needs them — a synchronisation that covers them, or
+// any other device operation, which it orders after them — so that a program that skips the
+// wait either reads a destination the copy has not written yet (it holds 0xA5 bytes until then)
+// or is told that it wrote a source the copy had not read yet (the context faults).
+
+bool is_pinned(const void* p, size_t n) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    std::lock_guard<std::mutex> g(g_mu);
+    auto it = g_pinned.upper_bound(a);
+    if (it == g_pinned.begin()) return false;
+    --it;
+    return a >= it->first && n <= it->second && a - it->first <= it->second - n;
+}
+
+void enqueue(Context* c, Pending p) {
+    std::lock_guard<std::mutex> g(c->queue_mu);
+    p.seq = ++c->queued;
+    c->queue.push_back(std::move(p));
+}
+
+// Runs the queued copies of `c` up to `seq` (all of them by default), in order. The queue's lock
+// is held until they are done: a thread that finds the queue empty may rely on its copies.
+Result drain(Context* c, unsigned long long seq = ~0ull) {
+    std::string fault;
+    {
+        std::lock_guard<std::mutex> g(c->queue_mu);
+        while (!c->queue.empty() && c->queue.front().seq <= seq) {
+            Pending& p = c->queue.front();
+            if (!p.to_device) {
+                std::memcpy(p.host, reinterpret_cast<const void*>(p.dev), p.n);
+            } else if (std::memcmp(p.host, p.source.data(), p.n) != 0) {
+                fault = "page-locked host memory at " + hex(reinterpret_cast<uintptr_t>(p.host)) + " (" +
+                        std::to_string(p.n) +
+                        " bytes) was written while an asynchronous copy from it to the device was still "
+                        "queued: wait for the copy (its stream, or an event recorded after it) before "
+                        "writing the buffer again";
+                c->queue.pop_front();
+                break;
+            } else {
+                std::memcpy(reinterpret_cast<void*>(p.dev), p.host, p.n);
+            }
+            c->queue.pop_front();
+        }
+    }
+    if (fault.empty()) return SUCCESS;
+    Result r = fail(ERROR_ILLEGAL_ADDRESS, fault);
+    std::lock_guard<std::mutex> g(g_mu);
+    c->sticky = r;
+    c->sticky_detail = tls_last_detail;
+    return r;
+}
+
+// The current context with every queued copy done (for operations ordered after them).
+Result current_drained(Context** out) {
+    if (Result r = current(out)) return r;
+    if (Result r = drain(*out)) return r;
+    return current(out);
 }
 
 Result load_image(const void* image, size_t size, const std::string& origin, Module** out) {
@@ -472,7 +557,7 @@ EXPORT CUresult cuCtxGetDevice(CUdevice* d) {
 
 EXPORT CUresult cuCtxSynchronize(void) {
     Context* c;
-    return current(&c);
+    return current_drained(&c);
 }
 
 EXPORT CUresult cuCtxSetFlags(unsigned) {
@@ -541,7 +626,7 @@ EXPORT CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, CUstream s) {
 
 EXPORT CUresult cuMemFree_v2(CUdeviceptr p) {
     Context* c;
-    if (Result r = current(&c)) return r;
+    if (Result r = current_drained(&c)) return r;
     return memory().free((uintptr_t)p);
 }
 
@@ -555,19 +640,34 @@ EXPORT CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned) {
     if (Result r = current(&c)) return r;
     if (!p) return ERROR_INVALID_VALUE;
     *p = std::malloc(bytes ? bytes : 1);
-    return *p ? SUCCESS : fail(ERROR_OUT_OF_MEMORY, "pinned host allocation of " + std::to_string(bytes));
+    if (!*p) return fail(ERROR_OUT_OF_MEMORY, "pinned host allocation of " + std::to_string(bytes));
+    std::lock_guard<std::mutex> g(g_mu);
+    g_pinned[reinterpret_cast<uintptr_t>(*p)] = bytes;
+    return SUCCESS;
 }
 
 EXPORT CUresult cuMemAllocHost_v2(void** p, size_t bytes) { return cuMemHostAlloc(p, bytes, 0); }
 
 EXPORT CUresult cuMemFreeHost(void* p) {
+    if (!p) return SUCCESS;
+    std::vector<Context*> live;
+    {
+        std::lock_guard<std::mutex> g(g_mu);
+        if (!g_pinned.erase(reinterpret_cast<uintptr_t>(p))) {
+            return fail(ERROR_INVALID_VALUE, "freeing host memory that cuMemHostAlloc did not allocate");
+        }
+        for (Context* c : g_primary)
+            if (c && c->refcount > 0) live.push_back(c);
+    }
+    // Copies still queued from or to it run first (a GPU's would have finished before the free).
+    for (Context* c : live) drain(c);
     std::free(p);
     return SUCCESS;
 }
 
 EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
     Context* c;
-    if (Result r = current(&c)) return r;
+    if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
     if (!src) return fail(ERROR_INVALID_VALUE, "host-to-device copy from a null host pointer");
     if (Result r = check_range(dst, n, "host-to-device copy destination")) return r;
@@ -579,7 +679,7 @@ EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
 
 EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
     Context* c;
-    if (Result r = current(&c)) return r;
+    if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
     if (!dst) return fail(ERROR_INVALID_VALUE, "device-to-host copy to a null host pointer");
     if (Result r = check_range(src, n, "device-to-host copy source")) return r;
@@ -591,7 +691,7 @@ EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
 
 EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
     Context* c;
-    if (Result r = current(&c)) return r;
+    if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
     if (Result r = check_range(src, n, "device-to-device copy source")) return r;
     if (Result r = check_range(dst, n, "device-to-device copy destination")) return r;
@@ -600,14 +700,34 @@ EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
     return SUCCESS;
 }
 
+// From page-locked memory: queued (see `drain`); from pageable memory the copy is done before
+// the call returns, as a GPU's driver does by staging it.
 EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream s) {
     if (Result r = check_stream(s)) return r;
-    return cuMemcpyHtoD_v2(dst, src, n);
+    if (n == 0 || !src || !is_pinned(src, n)) return cuMemcpyHtoD_v2(dst, src, n);
+    Context* c;
+    if (Result r = current(&c)) return r;
+    if (Result r = check_range(dst, n, "host-to-device copy destination")) return r;
+    const unsigned char* h = static_cast<const unsigned char*>(src);
+    enqueue(c, Pending{true, (uintptr_t)dst, const_cast<unsigned char*>(h), n,
+                       std::vector<unsigned char>(h, h + n), 0});
+    counters().htod_bytes += n;
+    counters().htod_copies++;
+    return SUCCESS;
 }
 
+// To page-locked memory: queued, the destination reading 0xA5 until the copy is done.
 EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream s) {
     if (Result r = check_stream(s)) return r;
-    return cuMemcpyDtoH_v2(dst, src, n);
+    if (n == 0 || !dst || !is_pinned(dst, n)) return cuMemcpyDtoH_v2(dst, src, n);
+    Context* c;
+    if (Result r = current(&c)) return r;
+    if (Result r = check_range(src, n, "device-to-host copy source")) return r;
+    std::memset(dst, 0xA5, n);
+    enqueue(c, Pending{false, (uintptr_t)src, static_cast<unsigned char*>(dst), n, {}, 0});
+    counters().dtoh_bytes += n;
+    counters().dtoh_copies++;
+    return SUCCESS;
 }
 
 EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {
@@ -617,7 +737,7 @@ EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n,
 
 EXPORT CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) {
     Context* c;
-    if (Result r = current(&c)) return r;
+    if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
     if (Result r = check_range(dst, n, "memset destination")) return r;
     std::memset(reinterpret_cast<void*>(dst), v, n);
@@ -632,7 +752,7 @@ EXPORT CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUst
 
 EXPORT CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned v, size_t n) {
     Context* c;
-    if (Result r = current(&c)) return r;
+    if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
     if (dst % 4) return fail(ERROR_INVALID_VALUE, "cuMemsetD32 destination not 4-byte aligned");
     if (Result r = check_range(dst, n * 4, "memset destination")) return r;
@@ -677,29 +797,39 @@ static Result destroy_handle(std::set<T*>& live, void* h, const char* what) {
 
 EXPORT CUresult cuStreamDestroy_v2(CUstream s) { return destroy_handle(g_streams, s, "stream"); }
 
-// Every operation completes before its call returns: synchronising only reports a sticky fault.
+// Every operation but a queued copy completes before its call returns: synchronising runs the
+// queued copies and reports a sticky fault.
 EXPORT CUresult cuStreamSynchronize(CUstream s) {
     if (Result r = check_stream(s)) return r;
     Context* c;
-    return current(&c);
+    return current_drained(&c);
 }
 
 EXPORT CUresult cuStreamQuery(CUstream s) { return cuStreamSynchronize(s); }
 
 EXPORT CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned) {
     if (Result r = check_stream(s)) return r;
+    Context* at = nullptr;
+    unsigned long long seq = 0;
     {
         std::lock_guard<std::mutex> g(g_mu);
-        if (!g_events.count(static_cast<Event*>(e))) return fail(ERROR_INVALID_HANDLE, "waiting on an unknown event");
+        Event* ev = static_cast<Event*>(e);
+        if (!g_events.count(ev)) return fail(ERROR_INVALID_HANDLE, "waiting on an unknown event");
+        at = ev->ctx;
+        seq = ev->seq;
     }
     Context* c;
+    if (Result r = current(&c)) return r;
+    if (at) {
+        if (Result r = drain(at, seq)) return r;
+    }
     return current(&c);
 }
 
 EXPORT CUresult cuLaunchHostFunc(CUstream s, void (*fn)(void*), void* data) {
     if (Result r = check_stream(s)) return r;
     Context* c;
-    if (Result r = current(&c)) return r;
+    if (Result r = current_drained(&c)) return r;
     if (!fn) return ERROR_INVALID_VALUE;
     fn(data);
     return SUCCESS;
@@ -729,6 +859,11 @@ EXPORT CUresult cuEventRecord(CUevent e, CUstream s) {
     if (Result r = find_event(e, &ev)) return r;
     Context* c;
     if (Result r = current(&c)) return r;
+    {
+        std::lock_guard<std::mutex> g(c->queue_mu);
+        ev->seq = c->queued;
+    }
+    ev->ctx = c;
     ev->at = std::chrono::steady_clock::now();
     ev->recorded = true;
     return SUCCESS;
@@ -736,10 +871,15 @@ EXPORT CUresult cuEventRecord(CUevent e, CUstream s) {
 
 EXPORT CUresult cuEventRecordWithFlags(CUevent e, CUstream s, unsigned) { return cuEventRecord(e, s); }
 
+// Runs the copies queued before the event's last record.
 EXPORT CUresult cuEventSynchronize(CUevent e) {
     Event* ev;
     if (Result r = find_event(e, &ev)) return r;
     Context* c;
+    if (Result r = current(&c)) return r;
+    if (ev->ctx) {
+        if (Result r = drain(ev->ctx, ev->seq)) return r;
+    }
     return current(&c);
 }
 
@@ -1033,7 +1173,7 @@ EXPORT CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned
                                unsigned by, unsigned bz, unsigned shared, CUstream s, void** params,
                                void** extra) {
     Context* c;
-    if (Result r = current(&c)) return r;
+    if (Result r = current_drained(&c)) return r;
     if (Result r = check_stream(s)) return r;
     Function* f;
     if (Result r = find_function(fn, &f)) return r;
