@@ -309,6 +309,51 @@ fn ntt_device_resident_round_trip() {
     ));
 }
 
+/// Uploads and downloads go through two page-locked staging buffers of `STAGING_CHUNK` elements
+/// (the emulated device runs such copies only when something waits for them): sizes around one,
+/// two and several chunks, a kernel right after an upload, and a vector uploaded while the
+/// previous one's copies may still be queued.
+#[test]
+fn values_cross_the_staging_buffers_whole() {
+    let Some(gpu) = cuda() else { return };
+    let c = gpu::cuda::STAGING_CHUNK;
+    let seed: u64 = rand::random();
+    eprintln!("staging test seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    for len in [
+        0,
+        1,
+        7,
+        c - 1,
+        c,
+        c + 1,
+        2 * c,
+        2 * c + 3,
+        4 * c + c / 2 + 5,
+    ] {
+        let x: Vec<Fr> = (0..len).map(|_| Fr::random(&mut rng)).collect();
+        let y: Vec<Fr> = (0..len).map(|_| Fr::random(&mut rng)).collect();
+        let dx = gpu.upload_values(&x).unwrap();
+        let dy = gpu.upload_values(&y).unwrap();
+        let mut back = vec![Fr::ONE; len];
+        gpu.download_values(&dy, &mut back).unwrap();
+        assert!(back == y, "len {len}: second upload back");
+        gpu.download_values(&dx, &mut back).unwrap();
+        assert!(back == x, "len {len}: first upload back");
+    }
+    // A transform launched right after its upload sees the whole vector (two chunks at 2^18).
+    let d = Domain::new(max_log_n().min(18)).unwrap();
+    let x: Vec<Fr> = (0..d.size()).map(|_| Fr::random(&mut rng)).collect();
+    let mut dev = gpu.upload_values(&x).unwrap();
+    gpu.ntt_device(&mut dev, &d, Direction::Forward, false)
+        .unwrap();
+    let mut got = vec![Fr::ZERO; x.len()];
+    gpu.download_values(&dev, &mut got).unwrap();
+    let mut want = x;
+    cpu_transform(&mut want, &d, Direction::Forward, false);
+    assert!(got == want, "ntt after a staged upload");
+}
+
 #[test]
 fn auto_selects_cuda_when_present() {
     let Some(_gpu) = cuda() else { return };

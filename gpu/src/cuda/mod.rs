@@ -17,6 +17,9 @@
 //! - NTT: described in `kernels/ntt.cu`; twiddles and the coset/scaling power tables are computed
 //!   on the host from the [`Domain`] and cached on the device per (size, direction); at 2^24 the
 //!   twiddles take 256 MiB per direction.
+//! - Vectors cross PCIe through two page-locked staging buffers per direction (`cuda/staging.rs`):
+//!   the host converts one chunk while the copy engine moves the other; uploads return with their
+//!   last copies queued on the stream.
 //! - Every driver error (out of memory, launch failure, ...) comes back as
 //!   [`BackendError::Driver`] with the step that failed; compile errors as
 //!   [`BackendError::Compile`] with the NVRTC log and options. Operations synchronise the stream
@@ -33,6 +36,9 @@ pub mod emu;
 pub(crate) mod nvrtc;
 pub mod plan;
 mod resident;
+mod staging;
+
+pub use staging::CHUNK as STAGING_CHUNK;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -146,6 +152,8 @@ struct Inner {
     shift_tables: HashMap<(u32, bool, [u8; 32]), Arc<ShiftTables>>,
     /// The NTT's out-of-place buffer, kept between calls of the same size.
     ntt_scratch: Option<CudaSlice<u32>>,
+    /// Page-locked buffers for vector uploads and downloads, made on first use.
+    staging: Option<staging::Staging>,
     /// For the lazily compiled arithmetic check kernels.
     nvrtc: nvrtc::Nvrtc,
     arith: Option<ArithKernels>,
@@ -504,6 +512,7 @@ impl CudaBackend {
                 ntt_tables: HashMap::new(),
                 shift_tables: HashMap::new(),
                 ntt_scratch: None,
+                staging: None,
                 nvrtc,
                 arith: None,
             }),
@@ -690,19 +699,35 @@ impl CudaBackend {
         Ok(r)
     }
 
-    /// Uploads values for [`Self::ntt_device`].
+    /// Uploads values for [`Self::ntt_device`] (through page-locked staging buffers; the last
+    /// copies may still be queued on the stream when this returns, `values` read in full).
     pub fn upload_values(&self, values: &[Fr]) -> Result<DeviceValues, BackendError> {
-        let inner = self.lock()?;
-        let limbs = plan::fr_to_limbs(values)?;
+        let mut inner = self.lock()?;
         let len = values.len();
-        let n = (len * 8).max(8);
-        let data = if limbs.is_empty() {
-            inner.stream.alloc_zeros::<u32>(n)
-        } else {
-            inner.stream.clone_htod(&limbs)
+        let mut data = inner
+            .stream
+            .alloc_zeros::<u32>((len * 8).max(8))
+            .map_err(drv("uploading values"))?;
+        if len > 0 {
+            let (stream, staging) = self.staging(&mut inner)?;
+            staging.upload(stream, values, &mut data)?;
         }
-        .map_err(drv("uploading values"))?;
         Ok(DeviceValues { data, len })
+    }
+
+    /// The stream and the staging buffers (made on first use).
+    fn staging<'a>(
+        &self,
+        inner: &'a mut Inner,
+    ) -> Result<(&'a Arc<CudaStream>, &'a mut staging::Staging), BackendError> {
+        let Inner {
+            stream, staging, ..
+        } = inner;
+        let staging = match staging {
+            Some(s) => s,
+            None => staging.insert(staging::Staging::new(&self.ctx)?),
+        };
+        Ok((stream, staging))
     }
 
     /// Copies device values back into `out` (`out.len()` must equal `values.len()`).
@@ -718,16 +743,12 @@ impl CudaBackend {
                 out.len()
             )));
         }
-        let inner = self.lock()?;
-        let mut limbs = vec![0u32; values.len * 8];
-        if !limbs.is_empty() {
-            inner
-                .stream
-                .memcpy_dtoh(&values.data.slice(..values.len * 8), &mut limbs)
-                .map_err(drv("downloading values"))?;
+        if out.is_empty() {
+            return Ok(());
         }
-        plan::limbs_to_fr(&limbs, out);
-        Ok(())
+        let mut inner = self.lock()?;
+        let (stream, staging) = self.staging(&mut inner)?;
+        staging.download(stream, &values.data, out)
     }
 
     /// Waits for all work on the backend's stream.

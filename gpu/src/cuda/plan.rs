@@ -126,14 +126,26 @@ fn from_raw_limbs<F: SerdeObject>(l: &[u32]) -> F {
 /// Montgomery limbs of `values` (8 per element), in parallel.
 pub fn fr_to_limbs(values: &[Fr]) -> Result<Vec<u32>, BackendError> {
     let mut out = vec![0u32; values.len() * 8];
+    fr_into_limbs(values, &mut out)?;
+    Ok(out)
+}
+
+/// [`fr_to_limbs`] into `out` (`values.len() * 8` limbs), in parallel.
+pub fn fr_into_limbs(values: &[Fr], out: &mut [u32]) -> Result<(), BackendError> {
+    if out.len() != values.len() * 8 {
+        return Err(BackendError::Device(format!(
+            "{} limbs for {} elements",
+            out.len(),
+            values.len()
+        )));
+    }
     out.par_chunks_mut(8 * 4096)
         .zip(values.par_chunks(4096))
         .try_for_each(|(o, v)| {
             v.iter()
                 .zip(o.chunks_exact_mut(8))
                 .try_for_each(|(x, l)| raw_limbs(x, l))
-        })?;
-    Ok(out)
+        })
 }
 
 /// Inverse of [`fr_to_limbs`], writing into `values`. Limbs must be canonical Montgomery values
