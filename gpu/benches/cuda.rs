@@ -8,7 +8,11 @@
 //! - `msm/cuda-h2h/{log n}`: scalars from host memory (converted and uploaded each time), bases
 //!   resident (they are uploaded once per SRS);
 //! - `ntt/cuda/{forward|inverse|coset}/{log n}`: values resident on the device;
-//! - `ntt/cuda-h2h/{forward|inverse|coset}/{log n}`: host slice in, host slice out.
+//! - `ntt/cuda-h2h/{forward|inverse|coset}/{log n}`: host slice in, host slice out;
+//! - `transfer/cuda/{upload|download}/{log n}`: `upload_values` / `download_values` (through the
+//!   backend's page-locked staging buffers; the upload waited for on the stream), and
+//!   `transfer/cuda-pageable/upload/{log n}`: what the upload was before them (the whole vector
+//!   converted into a fresh `Vec`, then copied from that pageable memory).
 //!
 //! Timing is wall-clock around calls that synchronise the stream, after criterion's warm-up (the
 //! first call also compiles or loads the kernels and builds the twiddle tables; the warm-up
@@ -165,5 +169,54 @@ fn bench_ntt(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_msm, bench_ntt);
+fn bench_transfer(c: &mut Criterion) {
+    let Some(gpu) = backend() else { return };
+    let ctx = match cudarc::driver::CudaContext::new(0) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("transfer benches: no context ({e}); SKIPPED");
+            return;
+        }
+    };
+    let stream = ctx.default_stream();
+    let mut g = c.benchmark_group("transfer");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(1));
+    for log_n in log_sizes() {
+        let n = 1usize << log_n;
+        let input = random_scalars(n, 13);
+        let dev = match gpu.upload_values(&input) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("transfer 2^{log_n}: upload failed ({e}); skipped");
+                continue;
+            }
+        };
+        let mut out = vec![Fr::ZERO; n];
+        g.throughput(Throughput::Bytes(n as u64 * 32));
+        g.bench_function(BenchmarkId::new("cuda/upload", log_n), |b| {
+            b.iter(|| {
+                let d = gpu.upload_values(&input).expect("upload");
+                gpu.synchronize().expect("synchronize");
+                d
+            })
+        });
+        g.bench_function(BenchmarkId::new("cuda/download", log_n), |b| {
+            b.iter(|| gpu.download_values(&dev, &mut out).expect("download"))
+        });
+        g.bench_function(BenchmarkId::new("cuda-pageable/upload", log_n), |b| {
+            b.iter(|| {
+                let limbs = gpu::cuda::plan::fr_to_limbs(&input).expect("limbs");
+                let d = stream.clone_htod(&limbs).expect("upload");
+                stream.synchronize().expect("synchronize");
+                d
+            })
+        });
+        assert!(out == input, "transfer 2^{log_n}: the download differs");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_msm, bench_ntt, bench_transfer);
 criterion_main!(benches);

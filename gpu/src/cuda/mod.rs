@@ -704,14 +704,19 @@ impl CudaBackend {
     pub fn upload_values(&self, values: &[Fr]) -> Result<DeviceValues, BackendError> {
         let mut inner = self.lock()?;
         let len = values.len();
-        let mut data = inner
-            .stream
-            .alloc_zeros::<u32>((len * 8).max(8))
-            .map_err(drv("uploading values"))?;
-        if len > 0 {
-            let (stream, staging) = self.staging(&mut inner)?;
-            staging.upload(stream, values, &mut data)?;
+        if len == 0 {
+            let data = inner
+                .stream
+                .alloc_zeros::<u32>(8)
+                .map_err(drv("uploading values"))?;
+            return Ok(DeviceValues { data, len });
         }
+        // SAFETY: u32 has no invalid bit patterns, and every one of the len·8 limbs is written by
+        // the upload's copies, ordered on this stream before any later use.
+        let mut data =
+            unsafe { inner.stream.alloc::<u32>(len * 8) }.map_err(drv("uploading values"))?;
+        let (stream, staging) = self.staging(&mut inner)?;
+        staging.upload(stream, values, &mut data)?;
         Ok(DeviceValues { data, len })
     }
 
