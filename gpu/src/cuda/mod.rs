@@ -23,7 +23,8 @@
 //! - Every driver error (out of memory, launch failure, ...) comes back as
 //!   [`BackendError::Driver`] with the step that failed; compile errors as
 //!   [`BackendError::Compile`] with the NVRTC log and options. Operations synchronise the stream
-//!   before returning, so asynchronous kernel faults surface in the call that caused them.
+//!   before returning, so asynchronous kernel faults surface in the call that caused them
+//!   (uploads excepted: a failed copy surfaces in the next call).
 //! - Arguments are validated in safe Rust (lengths, sizes) before the launchers run.
 //!
 //! STATUS: emulated, unverified on a GPU. CI runs `tests/cuda.rs` and the native engine's
