@@ -354,6 +354,81 @@ fn values_cross_the_staging_buffers_whole() {
     assert!(got == want, "ntt after a staged upload");
 }
 
+/// Device memory may be dropped on a thread that never used the device (a task's vectors, a key
+/// cache evicted by another worker, the backend itself at shutdown): the free must reach the
+/// backend's context, not fail for want of a current one and leave an error that the next
+/// operation would report as a device fault.
+#[test]
+fn device_memory_dropped_on_another_thread() {
+    if cuda().is_none() {
+        return;
+    }
+    // A backend of its own: a failure here must not poison the one the other tests share.
+    let gpu = Arc::new(CudaBackend::new(0).unwrap());
+    let seed: u64 = rand::random();
+    eprintln!("drop test seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let x: Vec<Fr> = (0..1000).map(|_| Fr::random(&mut rng)).collect();
+    let values = gpu.upload_values(&x).unwrap();
+    let poly = gpu.upload(&x).unwrap();
+    let scalars = gpu.upload_scalars(&x).unwrap();
+    std::thread::spawn(move || {
+        drop(values);
+        drop(poly);
+        drop(scalars);
+    })
+    .join()
+    .unwrap();
+    let y: Vec<Fr> = (0..1000).map(|_| Fr::random(&mut rng)).collect();
+    let dy = gpu.upload_values(&y).unwrap();
+    let mut back = vec![Fr::ZERO; y.len()];
+    gpu.download_values(&dy, &mut back).unwrap();
+    assert!(back == y, "the backend after a drop on another thread");
+    // The whole backend (its tables, staging buffers and vectors) dropped on a fresh thread.
+    std::thread::spawn(move || {
+        let keep = dy;
+        drop(gpu);
+        drop(keep);
+    })
+    .join()
+    .unwrap();
+    // The shared backend still works after another backend of the same context went away.
+    let shared = cuda().unwrap();
+    let dz = shared.upload_values(&y).unwrap();
+    shared.download_values(&dz, &mut back).unwrap();
+    assert!(
+        back == y,
+        "the shared backend after another one was dropped"
+    );
+}
+
+/// With two devices, a vector of device 0 dropped on a thread whose current context is device
+/// 1's (a worker thread that proved on the other device) is freed in device 0's context. Runs
+/// where a second device exists (`CUDA_EMU_DEVICES=2` in `scripts/test`).
+#[test]
+fn device_memory_freed_in_its_own_devices_context() {
+    if cuda().is_none() {
+        return;
+    }
+    let Ok(second) = CudaBackend::new(1) else {
+        eprintln!("one CUDA device: the two-device case is not run");
+        return;
+    };
+    let first = CudaBackend::new(0).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(rand::random());
+    let x: Vec<Fr> = (0..100).map(|_| Fr::random(&mut rng)).collect();
+    let on_first = first.upload_values(&x).unwrap();
+    let on_second = second.upload_values(&x).unwrap(); // device 1's context is current now
+    drop(on_first);
+    drop(on_second);
+    for (name, gpu) in [("device 0", &first), ("device 1", &second)] {
+        let d = gpu.upload_values(&x).unwrap();
+        let mut back = vec![Fr::ZERO; x.len()];
+        gpu.download_values(&d, &mut back).unwrap();
+        assert!(back == x, "{name} after the drops");
+    }
+}
+
 #[test]
 fn auto_selects_cuda_when_present() {
     let Some(_gpu) = cuda() else { return };

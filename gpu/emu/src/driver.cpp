@@ -627,7 +627,7 @@ EXPORT CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, CUstream s) {
 EXPORT CUresult cuMemFree_v2(CUdeviceptr p) {
     Context* c;
     if (Result r = current_drained(&c)) return r;
-    return memory().free((uintptr_t)p);
+    return memory().free((uintptr_t)p, c->device);
 }
 
 EXPORT CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) {

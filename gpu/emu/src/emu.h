@@ -85,7 +85,10 @@ class Memory {
     // Allocates `size` bytes (size 0 allowed), filled with garbage. OOM when over the device's
     // total memory.
     Result alloc(int device, size_t size, uintptr_t* out);
-    Result free(uintptr_t p);
+    // Frees an allocation of `device` (the current context's). Freeing another device's memory
+    // is refused: cudarc frees on the legacy default stream, which names the current context's
+    // stream, so such a free would not be ordered with the owning device's work.
+    Result free(uintptr_t p, int device);
     // Checks that [p, p + len) lies inside one live allocation.
     bool contains(uintptr_t p, size_t len, std::string* why) const;
     // Describes an address relative to the nearest allocation (for fault messages).

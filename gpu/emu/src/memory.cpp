@@ -108,7 +108,7 @@ Result Memory::alloc(int device, size_t size, uintptr_t* out) {
     return SUCCESS;
 }
 
-Result Memory::free(uintptr_t p) {
+Result Memory::free(uintptr_t p, int device) {
     if (p == 0) return SUCCESS;
     Allocation a;
     {
@@ -116,6 +116,14 @@ Result Memory::free(uintptr_t p) {
         auto it = live_.find(p);
         if (it == live_.end()) {
             return fail(ERROR_INVALID_VALUE, "freeing " + describe_locked_free(p));
+        }
+        if (it->second.device != device) {
+            return fail(ERROR_INVALID_VALUE,
+                        "freeing allocation #" + std::to_string(it->second.serial) + " of device " +
+                            std::to_string(it->second.device) + " with device " +
+                            std::to_string(device) +
+                            "'s context current: the free would not be ordered with the work of "
+                            "the device that owns it");
         }
         a = it->second;
         in_use_ -= a.size;

@@ -206,6 +206,37 @@ pub struct DeviceValues {
     len: usize,
 }
 
+impl Drop for DeviceScalars {
+    fn drop(&mut self) {
+        bind_for_drop(self.limbs.context());
+    }
+}
+
+impl Drop for DeviceValues {
+    fn drop(&mut self) {
+        bind_for_drop(self.data.context());
+    }
+}
+
+/// Makes `ctx` current on this thread before device memory of it is freed here. cudarc frees a
+/// `CudaSlice` on its stream, and the backend's (legacy default) stream means "the current
+/// context's": on a thread with no context current (a task's vectors dropped on another thread,
+/// the backend at shutdown) the free fails, leaking the memory and leaving an error that the next
+/// operation reports as a device fault; on a thread with another device's context current it
+/// would be ordered with that device's work instead of this one's.
+fn bind_for_drop(ctx: &CudaContext) {
+    // SAFETY: `cu_ctx` is the primary context that `ctx` retains (it stays valid while `ctx`
+    // lives, and `ctx` is borrowed here); making a valid context current on the calling thread
+    // has no other precondition. cudarc's own `bind_to_thread` is not used because it first takes
+    // (and would here lose) an error recorded by an earlier operation.
+    let bound = unsafe { cudarc::driver::result::ctx::set_current(ctx.cu_ctx()) };
+    if let Err(e) = bound {
+        // Nothing to return an error to: cudarc's free then records its own failure, which the
+        // next operation on this context reports.
+        tracing::warn!("cannot make the CUDA context current to free device memory: {e}");
+    }
+}
+
 impl DeviceValues {
     /// Number of elements.
     pub fn len(&self) -> usize {
@@ -407,6 +438,14 @@ fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction, Backen
             step: format!("looking up kernel {name}"),
             message: e.to_string(),
         })
+}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        // The tables, scratch, resident bases and staging buffers are freed after this, on
+        // whatever thread drops the backend.
+        bind_for_drop(&self.ctx);
+    }
 }
 
 impl CudaBackend {
