@@ -499,7 +499,13 @@ impl ProvingCore {
             keys.meta.circuit_params.clone(),
             keys.meta.break_points.clone(),
         );
+        let witness_started = Instant::now();
         chunk::synthesize(&mut builder, data);
+        tracing::debug!(
+            circuit = "chunk",
+            ms = witness_started.elapsed().as_millis() as u64,
+            "circuit witness"
+        );
         let instances: Vec<Fr> = builder.assigned_instances[0]
             .iter()
             .map(|v| *v.value())
@@ -694,8 +700,14 @@ impl ProvingCore {
                     level.name
                 ))
             })?;
+        let witness_started = Instant::now();
         let circuit = (level.build)(CircuitBuilderStage::Prover, agg_config, &srs, snarks)
             .use_break_points(keys.meta.break_points.clone());
+        tracing::debug!(
+            circuit = level.name,
+            ms = witness_started.elapsed().as_millis() as u64,
+            "circuit witness"
+        );
         let instances: Vec<Fr> = circuit.builder.assigned_instances[0]
             .iter()
             .map(|v| *v.value())

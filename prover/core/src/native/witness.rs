@@ -58,6 +58,8 @@ where
     transcript: &'c mut T,
     /// The first error met inside a callback that cannot return one.
     error: Option<NativeError>,
+    /// Time spent in the backend (uploads, commitments, coefficients), apart from synthesis.
+    backend_time: std::time::Duration,
     _e: std::marker::PhantomData<E>,
 }
 
@@ -103,6 +105,7 @@ where
         for _ in &columns {
             let _blind = Fr::random(&mut *self.rng);
         }
+        let started = std::time::Instant::now();
         for (&i, vals) in columns.iter().zip(values) {
             // The values go to the backend once; the coefficients are made there.
             let vals = Values::new(self.ctx, vals)?;
@@ -112,6 +115,7 @@ where
             self.advice_values[i] = Some(vals);
             self.advice_coeffs[i] = Some(coeffs);
         }
+        self.backend_time += started.elapsed();
         for (index, &p) in self.challenge_phase.iter().enumerate() {
             if p == phase {
                 let c = *self.transcript.squeeze_challenge_scalar::<()>();
@@ -272,8 +276,10 @@ where
         rng,
         transcript,
         error: None,
+        backend_time: std::time::Duration::ZERO,
         _e: std::marker::PhantomData,
     };
+    let started = std::time::Instant::now();
     while w.current_phase < num_phases {
         C::FloorPlanner::synthesize(&mut w, circuit, config.clone(), cs.constants().clone())
             .map_err(|e| NativeError::Synthesis(format!("{e:?}")))?;
@@ -287,6 +293,14 @@ where
             }
         }
     }
+    // What a GPU cannot shorten (the circuit's assignment and the cells' evaluation, on the
+    // host) apart from what it can.
+    let total = started.elapsed();
+    tracing::debug!(
+        synthesis_ms = total.saturating_sub(w.backend_time).as_millis() as u64,
+        commit_ms = w.backend_time.as_millis() as u64,
+        "native prover witness"
+    );
     let challenges = (0..cs.num_challenges())
         .map(|i| {
             w.challenges
