@@ -354,6 +354,20 @@ fn values_cross_the_staging_buffers_whole() {
     assert!(got == want, "ntt after a staged upload");
 }
 
+/// The device's memory pool keeps freed memory for the next allocation (by default a pool gives
+/// it all back at every synchronisation, and nearly every backend call synchronises).
+#[test]
+fn the_memory_pool_keeps_freed_memory() {
+    let Some(gpu) = cuda() else { return };
+    let threshold = gpu.pool_release_threshold().unwrap();
+    assert_eq!(
+        threshold,
+        Some(u64::MAX),
+        "release threshold of {}",
+        gpu.name()
+    );
+}
+
 /// Device memory may be dropped on a thread that never used the device (a task's vectors, a key
 /// cache evicted by another worker, the backend itself at shutdown): the free must reach the
 /// backend's context, not fail for want of a current one and leave an error that the next

@@ -635,6 +635,72 @@ EXPORT CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) {
     return cuMemFree_v2(p);
 }
 
+// ---- memory pools: each device's default pool, where cuMemAllocAsync allocates -----------------
+// Only its attributes are kept (the allocations are the ones above): the release threshold
+// (CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, 4), how much freed memory a GPU's pool keeps instead of
+// returning it at the next synchronisation (0 by default, as on a GPU), and the three reuse flags.
+
+namespace emu {
+namespace {
+struct Pool {
+    unsigned long long release_threshold = 0;
+    int reuse[3] = {1, 1, 1};  // attributes 1-3: follow event dependencies, opportunistic, internal
+};
+Pool g_pools[16];
+
+Result pool_of(void* pool, Pool** out) {
+    for (Pool& p : g_pools) {
+        if (&p == pool) {
+            *out = &p;
+            return SUCCESS;
+        }
+    }
+    return fail(ERROR_INVALID_HANDLE, "not a memory pool of the emulated devices");
+}
+}  // namespace
+}  // namespace emu
+
+EXPORT CUresult cuDeviceGetDefaultMemPool(void** pool, CUdevice d) {
+    if (Result r = valid_device(d)) return r;
+    if (!pool) return ERROR_INVALID_VALUE;
+    *pool = &g_pools[d];
+    return SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetMemPool(void** pool, CUdevice d) { return cuDeviceGetDefaultMemPool(pool, d); }
+
+EXPORT CUresult cuMemPoolSetAttribute(void* pool, int attr, void* value) {
+    Pool* p;
+    if (Result r = pool_of(pool, &p)) return r;
+    if (!value) return ERROR_INVALID_VALUE;
+    std::lock_guard<std::mutex> g(g_mu);
+    if (attr >= 1 && attr <= 3) {
+        p->reuse[attr - 1] = *static_cast<int*>(value) != 0;
+    } else if (attr == 4) {
+        p->release_threshold = *static_cast<unsigned long long*>(value);
+    } else {
+        return fail(ERROR_INVALID_VALUE, "memory pool attribute " + std::to_string(attr) +
+                                             " cannot be set on the emulated device");
+    }
+    return SUCCESS;
+}
+
+EXPORT CUresult cuMemPoolGetAttribute(void* pool, int attr, void* value) {
+    Pool* p;
+    if (Result r = pool_of(pool, &p)) return r;
+    if (!value) return ERROR_INVALID_VALUE;
+    std::lock_guard<std::mutex> g(g_mu);
+    if (attr >= 1 && attr <= 3) {
+        *static_cast<int*>(value) = p->reuse[attr - 1];
+    } else if (attr == 4) {
+        *static_cast<unsigned long long*>(value) = p->release_threshold;
+    } else {
+        return fail(ERROR_INVALID_VALUE, "memory pool attribute " + std::to_string(attr) +
+                                             " is not kept by the emulated device");
+    }
+    return SUCCESS;
+}
+
 EXPORT CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned) {
     Context* c;
     if (Result r = current(&c)) return r;

@@ -218,6 +218,40 @@ impl Drop for DeviceValues {
     }
 }
 
+/// Freed device memory stays in the device's memory pool (where cudarc's stream-ordered
+/// allocations come from) for the next allocation. A pool's release threshold is 0 by default: at
+/// every synchronisation it returns all freed memory to the driver, and nearly every backend call
+/// synchronises, so each MSM or transform would have its scratch mapped again. Without pools
+/// (cudarc then allocates synchronously) there is nothing to set; a refusal keeps the default,
+/// with a warning.
+fn keep_freed_memory(ctx: &CudaContext) {
+    if !ctx.has_async_alloc() {
+        return;
+    }
+    let set = || -> Result<(), DriverError> {
+        ctx.bind_to_thread()?;
+        let mut keep_all = u64::MAX;
+        // SAFETY: `cu_device` is the device of cudarc's live context (from cuDeviceGet), as
+        // cuDeviceGetMemPool requires; CU_MEMPOOL_ATTR_RELEASE_THRESHOLD reads a u64 through the
+        // pointer, which points to `keep_all` for the duration of the call.
+        unsafe {
+            let pool = cudarc::driver::result::device::get_mem_pool(ctx.cu_device())?;
+            cudarc::driver::sys::cuMemPoolSetAttribute(
+                pool,
+                cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut keep_all as *mut u64).cast(),
+            )
+            .result()
+        }
+    };
+    if let Err(e) = set() {
+        tracing::warn!(
+            "the device's memory pool returns freed memory at every synchronisation \
+             (raising its release threshold failed: {e})"
+        );
+    }
+}
+
 /// Makes `ctx` current on this thread before device memory of it is freed here. cudarc frees a
 /// `CudaSlice` on its stream, and the backend's (legacy default) stream means "the current
 /// context's": on a thread with no context current (a task's vectors dropped on another thread,
@@ -470,6 +504,32 @@ impl CudaBackend {
             .map_err(drv("reading free device memory"))
     }
 
+    /// How many freed bytes the device's memory pool keeps for later allocations instead of
+    /// returning them at a synchronisation (`u64::MAX`, all, once the backend is open); `None`
+    /// where the driver has no memory pools.
+    pub fn pool_release_threshold(&self) -> Result<Option<u64>, BackendError> {
+        if !self.ctx.has_async_alloc() {
+            return Ok(None);
+        }
+        self.ctx
+            .bind_to_thread()
+            .map_err(drv("binding the context"))?;
+        let mut threshold = 0u64;
+        // SAFETY: as in `keep_freed_memory`; the attribute writes a u64 to `threshold`.
+        unsafe {
+            let pool = cudarc::driver::result::device::get_mem_pool(self.ctx.cu_device())
+                .map_err(drv("the device's memory pool"))?;
+            cudarc::driver::sys::cuMemPoolGetAttribute(
+                pool,
+                cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            )
+            .result()
+            .map_err(drv("the memory pool's release threshold"))?;
+        }
+        Ok(Some(threshold))
+    }
+
     /// Opens device `ordinal`: probes the driver, creates the context, compiles (or loads from
     /// the cache) the kernels. Every failure is an error, never a panic.
     pub fn new(ordinal: usize) -> Result<Self, BackendError> {
@@ -505,6 +565,7 @@ impl CudaBackend {
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
             .map_err(drv("compute capability"))?;
         let arch = (major, minor);
+        keep_freed_memory(&ctx);
         let nvrtc = nvrtc::Nvrtc::load()?;
         tracing::info!(
             device = %device_name,
