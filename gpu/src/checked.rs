@@ -229,6 +229,10 @@ impl ComputeBackend for CheckedBackend {
         self.primary.device_memory()
     }
 
+    fn device_memory_pending(&self) -> u64 {
+        self.primary.device_memory_pending()
+    }
+
     fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {
         {
             let (p, r) = poly.pair_mut()?;

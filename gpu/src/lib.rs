@@ -33,7 +33,7 @@ pub use backend::{BackendError, BackendName, Bases, ComputeBackend, Direction, D
 pub use checked::CheckedBackend;
 pub use cpu::CpuBackend;
 pub use cuda::emu::{EmuCounters, Emulator};
-pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues};
+pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues, LocalMemory};
 pub use poly::Poly;
 pub use program::{Program, ProgramBuilder};
 pub use select::{

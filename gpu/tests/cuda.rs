@@ -368,6 +368,80 @@ fn the_memory_pool_keeps_freed_memory() {
     );
 }
 
+/// The threads' local memory is device memory that a GPU takes at the first launch of a kernel
+/// needing more of it per thread than the context's stack size (poly_eval's interpreter frame),
+/// out of sight of the free memory read before. The backend reserves it at open, so that a
+/// node's memory check at start counts it.
+#[test]
+fn the_kernels_local_memory_is_reserved_at_open() {
+    let Some(gpu) = cuda() else { return };
+    let local = gpu.local_memory();
+    println!("{}: {local:?}", gpu.name());
+    assert!(local.per_thread > 0 && local.threads > 0, "{local:?}");
+    assert!(
+        local.stack_limit >= local.per_thread,
+        "the stack size covers every kernel: {local:?}"
+    );
+    assert_eq!(local.pending, 0, "{local:?}");
+    if let Some(emu) = gpu::Emulator::open() {
+        assert_eq!(local.kernel, "poly_eval", "{local:?}");
+        assert_eq!(local.threads, 132 * 2048);
+        // Beyond a new context's 1 KiB per thread, counted in cuMemGetInfo.
+        assert_eq!(
+            emu.counters().unwrap().local_reserved,
+            (local.stack_limit - 1024) * local.threads
+        );
+    }
+}
+
+/// A driver older than the NVRTC's CUDA major version runs none of the CUBINs it makes: the
+/// backend refuses at open and names both versions (instead of a module that fails to load).
+/// `scripts/test` runs this with the emulated driver reporting CUDA 11.8 (refused) and 12.2 (the
+/// 12.6 NVRTC's CUBINs run under minor version compatibility).
+#[test]
+fn nvrtc_newer_than_the_driver() {
+    let Some(driver) = std::env::var("CUDA_EMU_DRIVER_VERSION")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        eprintln!("CUDA_EMU_DRIVER_VERSION is not set: the driver-version case is not run");
+        return;
+    };
+    if gpu::Emulator::open().is_none() {
+        assert!(
+            !required(),
+            "CUDA_EMU_DRIVER_VERSION needs the emulated device"
+        );
+        return;
+    }
+    let (major, minor) = (driver / 1000, driver % 1000 / 10);
+    let nvrtc = gpu::cuda::nvrtc_version((9, 0)).expect("an NVRTC");
+    match CudaBackend::new(0) {
+        Err(e) => {
+            let e = e.to_string();
+            println!("{e}");
+            assert!(
+                nvrtc.0 > major,
+                "refused with NVRTC {nvrtc:?} under {major}.{minor}: {e}"
+            );
+            for part in [
+                format!("NVRTC {}.{}", nvrtc.0, nvrtc.1),
+                format!("this driver supports CUDA {major}.{minor}"),
+                "GPU_NVRTC_LIB".to_string(),
+            ] {
+                assert!(e.contains(&part), "missing {part:?} in: {e}");
+            }
+        }
+        Ok(b) => {
+            assert!(
+                nvrtc.0 <= major,
+                "NVRTC {nvrtc:?} accepted under {major}.{minor}"
+            );
+            assert_eq!(b.nvrtc_version(), nvrtc);
+        }
+    }
+}
+
 /// Device memory may be dropped on a thread that never used the device (a task's vectors, a key
 /// cache evicted by another worker, the backend itself at shutdown): the free must reach the
 /// backend's context, not fail for want of a current one and leave an error that the next

@@ -13,7 +13,7 @@ use cudarc::driver::{
     PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
-use gpu::kernels::{ARITH_CHECK, MSM};
+use gpu::kernels::{ARITH_CHECK, MSM, POLY};
 use gpu::Emulator;
 
 fn emulator() -> Option<Emulator> {
@@ -240,6 +240,68 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         msg.contains("cuDeviceGetPCIBusId is not implemented"),
         "{msg}"
     );
+
+    // The threads' local memory (the context's stack size) is device memory, kept for every
+    // thread the device holds at once (132 SMs × 2048): set by the program, or raised by a launch
+    // whose kernel needs more than the stack size, and not given back by the driver itself.
+    let threads = 132u64 * 2048;
+    let stack = sys::CUlimit::CU_LIMIT_STACK_SIZE;
+    let free = || ctx.mem_get_info().expect("free memory").0 as u64;
+    ctx.set_limit(stack, 1024).expect("the default stack size");
+    assert_eq!(emu.counters().unwrap().local_reserved, 0);
+    let before = free();
+    ctx.set_limit(stack, 4096).expect("4 KiB per thread");
+    assert_eq!(ctx.get_limit(stack).unwrap(), 4096);
+    assert_eq!(emu.counters().unwrap().local_reserved, 3072 * threads);
+    assert_eq!(before - free(), 3072 * threads, "cuMemGetInfo counts it");
+    // 1 MiB per thread is 264 GiB: refused, the stack size unchanged.
+    let e = ctx.set_limit(stack, 1 << 20).unwrap_err().to_string();
+    assert!(e.contains("OUT_OF_MEMORY"), "{e}");
+    assert_eq!(ctx.get_limit(stack).unwrap(), 4096, "unchanged");
+    ctx.set_limit(stack, 1024).expect("back to the default");
+    assert_eq!(free(), before, "given back");
+    // poly_eval keeps its interpreter's slots in a local frame larger than the default stack:
+    // its first launch raises the stack size to the frame and takes the memory then.
+    let poly_eval = module(&ctx, POLY).load_function("poly_eval").unwrap();
+    let frame = poly_eval.local_size_bytes().unwrap() as u64;
+    println!("poly_eval: {frame} bytes of local memory per thread");
+    assert!(frame > 1024, "poly_eval's frame: {frame} bytes");
+    let y = stream.clone_htod(&[0u32; 8]).expect("y");
+    let py = y.device_ptr(&stream).0;
+    let (null, zero) = (0u64, 0u32);
+    let at_launch = free();
+    // SAFETY: poly_eval(const u32* code, u32 n_instr, const u32* consts, const u64* inputs,
+    // const u32* q_input, const u32* q_shift, u32 size, u32* acc, const u32* y_limbs): every
+    // argument has its parameter's size; with size 0 it reads y_limbs (8 u32, valid) and nothing
+    // else.
+    unsafe {
+        stream
+            .launch_builder(&poly_eval)
+            .arg(&null)
+            .arg(&zero)
+            .arg(&null)
+            .arg(&null)
+            .arg(&null)
+            .arg(&null)
+            .arg(&zero)
+            .arg(&null)
+            .arg(&py)
+            .launch(cfg((1, 1, 1), (32, 1, 1)))
+    }
+    .expect("poly_eval on no rows");
+    stream.synchronize().expect("ran");
+    assert_eq!(
+        ctx.get_limit(stack).unwrap() as u64,
+        frame,
+        "raised by the launch"
+    );
+    assert_eq!(
+        at_launch - free(),
+        (frame - 1024) * threads,
+        "taken at the launch"
+    );
+    ctx.set_limit(stack, 1024).expect("back to the default");
+    drop(y);
 
     // Page-locked host memory: an asynchronous copy from or into it runs when something waits
     // for it (as a GPU's copy engine runs it after the call returns). Last: the misuse at the

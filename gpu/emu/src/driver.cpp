@@ -70,6 +70,10 @@ struct Context {
     std::mutex queue_mu;
     std::deque<Pending> queue;
     unsigned long long queued = 0;  // copies ever queued (their `seq`s are 1..queued)
+    // CU_LIMIT_STACK_SIZE: the local memory of each thread. A real driver reserves it for every
+    // thread the device can hold at once, raises it at a launch whose kernel needs more, and never
+    // lowers it again by itself. What lies beyond the default is counted in memory().
+    size_t stack_limit = kDefaultStack;
 };
 
 struct Module {
@@ -181,7 +185,34 @@ Result check_stream(void* s) {
     return SUCCESS;
 }
 
+// Bytes the device takes for `per_thread` bytes of local memory per thread beyond the default
+// (the default belongs to what a context takes before its memory is first read).
+size_t local_reservation(size_t per_thread) {
+    return per_thread > kDefaultStack
+               ? (per_thread - kDefaultStack) * (size_t)kSmCount * kMaxThreadsPerSm
+               : 0;
+}
+
+// Sets the context's stack limit, reserving or releasing the difference.
+Result set_stack_limit(Context* c, size_t per_thread, const std::string& why) {
+    size_t before = local_reservation(c->stack_limit), after = local_reservation(per_thread);
+    if (after > before) {
+        if (memory().reserve_local(after - before) != SUCCESS) {
+            return fail(ERROR_OUT_OF_MEMORY, why + ": " + std::to_string(per_thread) +
+                                                 " bytes of local memory per thread for " +
+                                                 std::to_string(kSmCount * kMaxThreadsPerSm) +
+                                                 " threads do not fit: " + tls_last_detail);
+        }
+    } else {
+        memory().release_local(before - after);
+    }
+    c->stack_limit = per_thread;
+    return SUCCESS;
+}
+
 void destroy_context(Context* c) {
+    memory().release_local(local_reservation(c->stack_limit));
+    c->stack_limit = kDefaultStack;
     {
         std::lock_guard<std::mutex> g(c->queue_mu);
         c->queue.clear();
@@ -366,7 +397,12 @@ EXPORT CUresult cuInit(unsigned flags) {
 
 EXPORT CUresult cuDriverGetVersion(int* v) {
     if (!v) return ERROR_INVALID_VALUE;
+    // CUDA_EMU_DRIVER_VERSION (e.g. 11080 for CUDA 11.8) stands for an older or newer driver.
     *v = 12060;
+    if (const char* e = std::getenv("CUDA_EMU_DRIVER_VERSION")) {
+        int d = std::atoi(e);
+        if (d > 0) *v = d;
+    }
     return SUCCESS;
 }
 
@@ -569,13 +605,19 @@ EXPORT CUresult cuCtxGetLimit(size_t* v, int limit) {
     Context* c;
     if (Result r = current(&c)) return r;
     if (!v) return ERROR_INVALID_VALUE;
-    *v = limit == 0 ? 1024 : 0;  // stack size
+    std::lock_guard<std::mutex> g(g_mu);
+    *v = limit == 0 ? c->stack_limit : 0;  // stack size
     return SUCCESS;
 }
 
-EXPORT CUresult cuCtxSetLimit(int, size_t) {
+// The stack size (CU_LIMIT_STACK_SIZE) is emulated with its memory; other limits are accepted
+// and have no effect.
+EXPORT CUresult cuCtxSetLimit(int limit, size_t value) {
     Context* c;
-    return current(&c);
+    if (Result r = current_drained(&c)) return r;
+    if (limit != 0) return SUCCESS;
+    std::lock_guard<std::mutex> g(g_mu);
+    return set_stack_limit(c, value, "cuCtxSetLimit(CU_LIMIT_STACK_SIZE)");
 }
 
 EXPORT CUresult cuCtxGetCacheConfig(int* cfg) {
@@ -605,7 +647,7 @@ EXPORT CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
     if (Result r = current(&c)) return r;
     if (!free_bytes || !total) return ERROR_INVALID_VALUE;
     *total = total_memory();
-    *free_bytes = total_memory() - memory().in_use();
+    *free_bytes = total_memory() - memory().in_use() - memory().local_reserved();
     return SUCCESS;
 }
 
@@ -1248,6 +1290,13 @@ EXPORT CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned
     }
     LaunchConfig cfg{{gx, gy, gz}, {bx, by, bz}, shared};
     if (Result r = check_launch(*f, cfg, params)) return r;
+    {
+        // The driver raises the stack limit for a kernel whose threads need more local memory.
+        std::lock_guard<std::mutex> g(g_mu);
+        if (f->meta.local_bytes > c->stack_limit) {
+            if (Result r = set_stack_limit(c, f->meta.local_bytes, "launching " + f->name)) return r;
+        }
+    }
     counters().launches++;
     {
         std::lock_guard<std::mutex> g(counters().mu);
@@ -1274,7 +1323,7 @@ extern "C" {
 struct CuEmuCounters {
     unsigned long long htod_bytes, dtoh_bytes, dtod_bytes, memset_bytes;
     unsigned long long htod_copies, dtoh_copies, launches, allocations;
-    unsigned long long live_allocations, bytes_in_use, peak_bytes;
+    unsigned long long live_allocations, bytes_in_use, peak_bytes, local_reserved;
 };
 }
 
@@ -1293,6 +1342,7 @@ EXPORT int cuEmuGetCounters(CuEmuCounters* out, size_t size) {
     out->live_allocations = memory().count();
     out->bytes_in_use = memory().in_use();
     out->peak_bytes = memory().peak();
+    out->local_reserved = memory().local_reserved();
     return SUCCESS;
 }
 

@@ -63,6 +63,8 @@ constexpr unsigned kMaxThreadsPerSm = 2048;
 constexpr unsigned kMaxBlocksPerSm = 32;
 constexpr unsigned kSmCount = 132;
 constexpr unsigned kWarpSize = 32;
+// The stack size (local memory per thread) of a new context, as on a GPU.
+constexpr size_t kDefaultStack = 1024;
 // The device's memory: 80 GiB, or CUDA_EMU_MEMORY bytes (read once).
 unsigned long long total_memory();
 
@@ -96,6 +98,12 @@ class Memory {
     // Frees every allocation of `device` (context destroyed).
     void release_device(int device);
     size_t in_use() const;
+    // Local memory (the threads' stacks) a context took beyond its default: counted against the
+    // device's total like allocations (cuMemGetInfo, out of memory), but not in in_use/peak,
+    // which count allocations only. OOM when it does not fit.
+    Result reserve_local(size_t bytes);
+    void release_local(size_t bytes);
+    size_t local_reserved() const;
     size_t peak() const;
     void reset_peak();
     uint64_t count() const;
@@ -106,6 +114,7 @@ class Memory {
     mutable std::mutex mu_;
     std::map<uintptr_t, Allocation> live_;
     size_t in_use_ = 0;
+    size_t local_ = 0;
     size_t peak_ = 0;
     uint64_t serial_ = 0;
 };

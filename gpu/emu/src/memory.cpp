@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -83,11 +84,12 @@ unsigned long long total_memory() {
 Result Memory::alloc(int device, size_t size, uintptr_t* out) {
     {
         std::lock_guard<std::mutex> g(mu_);
-        if (in_use_ + size > total_memory()) {
+        if (in_use_ + local_ + size > total_memory()) {
             return fail(ERROR_OUT_OF_MEMORY,
                         "allocating " + std::to_string(size) + " bytes: " +
-                            std::to_string(in_use_) + " of the device's " +
-                            std::to_string(total_memory()) + " bytes are in use");
+                            std::to_string(in_use_ + local_) + " of the device's " +
+                            std::to_string(total_memory()) + " bytes are in use (" +
+                            std::to_string(local_) + " of them the threads' local memory)");
         }
     }
     void* map = nullptr;
@@ -217,6 +219,25 @@ void Memory::release_device(int device) {
 size_t Memory::in_use() const {
     std::lock_guard<std::mutex> g(mu_);
     return in_use_;
+}
+Result Memory::reserve_local(size_t bytes) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (in_use_ + local_ + bytes > total_memory()) {
+        return fail(ERROR_OUT_OF_MEMORY,
+                    "reserving " + std::to_string(bytes) + " bytes of local memory: " +
+                        std::to_string(in_use_ + local_) + " of the device's " +
+                        std::to_string(total_memory()) + " bytes are in use");
+    }
+    local_ += bytes;
+    return SUCCESS;
+}
+void Memory::release_local(size_t bytes) {
+    std::lock_guard<std::mutex> g(mu_);
+    local_ -= std::min(local_, bytes);
+}
+size_t Memory::local_reserved() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return local_;
 }
 size_t Memory::peak() const {
     std::lock_guard<std::mutex> g(mu_);

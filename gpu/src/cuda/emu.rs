@@ -36,6 +36,10 @@ pub struct EmuCounters {
     pub bytes_in_use: u64,
     /// Largest `bytes_in_use` since the last reset.
     pub peak_bytes: u64,
+    /// Device bytes the contexts' stacks (the threads' local memory) take now beyond a new
+    /// context's default: counted in the free memory `cuMemGetInfo` reports, not in
+    /// `bytes_in_use` or `peak_bytes`.
+    pub local_reserved: u64,
 }
 
 impl EmuCounters {
@@ -73,7 +77,7 @@ impl Emulator {
         let mut c = EmuCounters::default();
         // SAFETY: cuEmuGetCounters(CuEmuCounters*, size_t) has this signature (gpu/emu/src/
         // driver.cpp); `c` is a valid, writable struct of the size passed, with the same layout
-        // (eleven u64 fields, repr(C)); the emulator checks the size.
+        // (twelve u64 fields, repr(C)); the emulator checks the size.
         let rc = unsafe {
             let f = self.sym::<F>(b"cuEmuGetCounters\0")?;
             f(&mut c, std::mem::size_of::<EmuCounters>())

@@ -292,8 +292,87 @@ pub struct CudaBackend {
     ordinal: usize,
     device_name: String,
     arch: (i32, i32),
+    nvrtc_version: (i32, i32),
+    local: LocalMemory,
     ctx: Arc<CudaContext>,
     inner: Mutex<Inner>,
+}
+
+/// The threads' local memory (their stacks) on one device. A GPU keeps it for every thread it
+/// can hold at once, so a kernel needing `n` bytes per thread takes `n` × SMs × threads per SM
+/// of device memory at its first launch (≈ 0.5 GiB for 2 KiB on an H100/H200), memory that
+/// `cuMemGetInfo` does not show until then. The backend reserves it at open instead (the
+/// context's stack size), so that a node's check of free memory at start sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalMemory {
+    /// The most local memory per thread of any kernel the backend launches.
+    pub per_thread: u64,
+    /// The kernel that needs it.
+    pub kernel: &'static str,
+    /// Threads resident at once: SMs × threads per SM.
+    pub threads: u64,
+    /// The context's stack size per thread after open (`CU_LIMIT_STACK_SIZE`).
+    pub stack_limit: u64,
+    /// Bytes still to be taken at the first launches because the reservation at open failed
+    /// (not enough free memory then); 0 normally.
+    pub pending: u64,
+}
+
+/// Raises the context's stack size to `per_thread` (a driver reserves it for every resident
+/// thread at once). A failed reservation is not an error here: it leaves `pending` bytes, which
+/// [`ComputeBackend::device_memory_pending`] reports for the node's memory check.
+fn reserve_local_memory(
+    ctx: &Arc<CudaContext>,
+    per_thread: u64,
+    kernel: &'static str,
+) -> Result<LocalMemory, BackendError> {
+    let attr = |a| {
+        ctx.attribute(a)
+            .map_err(drv("the device's thread capacity"))
+    };
+    let sms = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+    let per_sm = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?;
+    let threads = u64::try_from(sms).unwrap_or(0) * u64::try_from(per_sm).unwrap_or(0);
+    let stack = cudarc::driver::sys::CUlimit::CU_LIMIT_STACK_SIZE;
+    let before = ctx
+        .get_limit(stack)
+        .map_err(drv("reading the stack size"))? as u64;
+    let mut local = LocalMemory {
+        per_thread,
+        kernel,
+        threads,
+        stack_limit: before,
+        pending: 0,
+    };
+    if per_thread <= before {
+        return Ok(local);
+    }
+    match ctx.set_limit(stack, per_thread as usize) {
+        Ok(()) => {
+            local.stack_limit = ctx
+                .get_limit(stack)
+                .map_err(drv("reading the stack size"))? as u64;
+            tracing::debug!(
+                kernel,
+                per_thread,
+                threads,
+                mib = ((per_thread - before) * threads) >> 20,
+                "reserved the kernels' local memory"
+            );
+        }
+        Err(e) => {
+            local.pending = (per_thread - before) * threads;
+            tracing::warn!(
+                kernel,
+                per_thread,
+                threads,
+                error = %e,
+                "the kernels' local memory could not be reserved at open; it is taken at their \
+                 first launch"
+            );
+        }
+    }
+    Ok(local)
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -363,7 +442,7 @@ fn compile_cached(
 /// paths. Needs NVRTC but no GPU: it fills the cache ahead of the first run (e.g. at install
 /// time) and lets the run-time compile path be tested without a device.
 pub fn precompile(arch: (i32, i32), cache_dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
-    let nvrtc = nvrtc::Nvrtc::load()?;
+    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target { arch, driver: None })?;
     [MSM, NTT, POLY, ARITH_CHECK]
         .into_iter()
         .map(|u| compile_cached(&nvrtc, u, arch, cache_dir))
@@ -374,18 +453,25 @@ pub fn precompile(arch: (i32, i32), cache_dir: &Path) -> Result<Vec<PathBuf>, Ba
 /// cache (`$PNODE_KERNEL_CACHE`, …), compiled into it first when missing. For diagnostics and
 /// tests that load a unit by hand.
 pub fn cached_cubin(unit: Source, arch: (i32, i32)) -> Result<Vec<u8>, BackendError> {
-    let nvrtc = nvrtc::Nvrtc::load()?;
+    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target { arch, driver: None })?;
     let path = compile_cached(&nvrtc, unit, arch, &nvrtc::cache_dir())?;
     std::fs::read(&path).map_err(|e| {
         BackendError::Device(format!("reading the cached kernel {}: {e}", path.display()))
     })
 }
 
+/// The version of the NVRTC the backend compiles with for `sm_{arch}` when the driver is new
+/// enough for it (the first candidate that compiles for the architecture). For diagnostics and
+/// tests.
+pub fn nvrtc_version(arch: (i32, i32)) -> Result<(i32, i32), BackendError> {
+    nvrtc::Nvrtc::load(nvrtc::Target { arch, driver: None }).map(|n| n.version)
+}
+
 /// Compiles one source with the backend's NVRTC binding (`source` may include the kernel headers
 /// by name) for `sm_{arch}`; returns the CUBIN, or [`BackendError::Compile`] with the log and
 /// options. For diagnostics and tests.
 pub fn compile_source(name: &str, source: &str, arch: (i32, i32)) -> Result<Vec<u8>, BackendError> {
-    let nvrtc = nvrtc::Nvrtc::load()?;
+    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target { arch, driver: None })?;
     let headers: Vec<(&str, &str)> = HEADERS.iter().map(|h| (h.name, h.text)).collect();
     let options = vec![
         format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
@@ -439,6 +525,21 @@ fn driver_usable() -> Result<(), BackendError> {
         )));
     }
     driver_loadable()
+}
+
+/// The CUDA version the loaded driver supports (`cuDriverGetVersion`), `None` when it cannot
+/// say (then NVRTC is chosen by the architecture alone).
+fn driver_version() -> Option<(i32, i32)> {
+    let mut v: std::ffi::c_int = 0;
+    // SAFETY: `v` is a valid out-pointer; the driver library is loaded (a context exists).
+    match unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }.result() {
+        Ok(()) if v > 0 => Some((v / 1000, (v % 1000) / 10)),
+        Ok(()) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the driver's CUDA version is unknown");
+            None
+        }
+    }
 }
 
 fn driver_loadable() -> Result<(), BackendError> {
@@ -566,16 +667,32 @@ impl CudaBackend {
             .map_err(drv("compute capability"))?;
         let arch = (major, minor);
         keep_freed_memory(&ctx);
-        let nvrtc = nvrtc::Nvrtc::load()?;
+        let driver = driver_version();
+        let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target { arch, driver })?;
         tracing::info!(
             device = %device_name,
             arch = %format!("sm_{major}{minor}"),
+            driver = %driver.map(|(a, b)| format!("CUDA {a}.{b}")).unwrap_or_else(|| "unknown".into()),
             nvrtc = %format!("{}.{} ({})", nvrtc.version.0, nvrtc.version.1, nvrtc.origin),
             "CUDA backend"
         );
         let msm = load_unit(&ctx, &nvrtc, msm_unit, arch)?;
         let ntt = load_unit(&ctx, &nvrtc, ntt_unit, arch)?;
         let poly = load_unit(&ctx, &nvrtc, POLY, arch)?;
+        // The most local memory per thread of any kernel, and which.
+        let mut most_local = (0u64, "");
+        let mut function = |module: &Arc<CudaModule>, name: &'static str| {
+            let f = function(module, name)?;
+            let bytes = f.local_size_bytes().map_err(|e| BackendError::Driver {
+                step: format!("the local memory of kernel {name}"),
+                message: e.to_string(),
+            })?;
+            let bytes = u64::try_from(bytes).unwrap_or(0);
+            if bytes > most_local.0 {
+                most_local = (bytes, name);
+            }
+            Ok::<_, BackendError>(f)
+        };
         let kernels = Kernels {
             msm_histogram: function(&msm, "msm_histogram")?,
             msm_scatter: function(&msm, "msm_scatter")?,
@@ -599,12 +716,15 @@ impl CudaBackend {
             poly_eval_sum: function(&poly, "poly_eval_sum")?,
             _modules: vec![msm, ntt, poly],
         };
+        let local = reserve_local_memory(&ctx, most_local.0, most_local.1)?;
         let stream = ctx.default_stream();
         Ok(Self {
             id: NEXT_BACKEND_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ordinal,
             device_name,
             arch,
+            nvrtc_version: nvrtc.version,
+            local,
             ctx,
             inner: Mutex::new(Inner {
                 stream,
@@ -623,6 +743,16 @@ impl CudaBackend {
     /// The device's compute capability `(major, minor)`.
     pub fn arch(&self) -> (i32, i32) {
         self.arch
+    }
+
+    /// The version of the NVRTC that compiled the kernels.
+    pub fn nvrtc_version(&self) -> (i32, i32) {
+        self.nvrtc_version
+    }
+
+    /// The threads' local memory on this device, as reserved at open.
+    pub fn local_memory(&self) -> LocalMemory {
+        self.local
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, BackendError> {
@@ -1360,6 +1490,10 @@ impl ComputeBackend for CudaBackend {
 
     fn device_memory(&self) -> Result<Option<(usize, usize)>, BackendError> {
         self.memory_info().map(Some)
+    }
+
+    fn device_memory_pending(&self) -> u64 {
+        self.local.pending
     }
 
     fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {

@@ -6,6 +6,12 @@
 //! loads, while a missing library must be an `Err`. Candidates, in order: `$GPU_NVRTC_LIB`, `libnvrtc.so`,
 //! `libnvrtc.so.13`, `libnvrtc.so.12` (dlopen search path), then the same names under
 //! `$CUDA_HOME/lib64`, `/usr/local/cuda/lib64` and the repository's `.tools/nvrtc` wheel.
+//!
+//! The first candidate that can make code for the target is taken ([`Target`]): one that
+//! compiles for the device's architecture and whose CUDA major version the driver runs. A CUBIN
+//! of a newer minor version within the driver's major runs (CUDA's minor version compatibility);
+//! one of a newer major does not (a CUDA 13 NVRTC with a CUDA 12 driver), and an NVRTC without
+//! the architecture refuses to compile for it (CUDA 13 dropped sm_50–sm_72).
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -28,6 +34,41 @@ pub(crate) struct Nvrtc {
     pub(crate) origin: String,
     /// `(major, minor)` from `nvrtcVersion`.
     pub(crate) version: (i32, i32),
+    /// The `sm_XY` architectures it compiles for, as `10·X + Y` (`nvrtcGetSupportedArchs`);
+    /// empty when the library cannot say.
+    pub(crate) archs: Vec<i32>,
+}
+
+/// What the compiled code must run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// The device's compute capability.
+    pub(crate) arch: (i32, i32),
+    /// The CUDA version the driver supports (`cuDriverGetVersion`), when there is a driver:
+    /// precompiling the kernel cache needs none.
+    pub(crate) driver: Option<(i32, i32)>,
+}
+
+/// Why an NVRTC of `version` that compiles for `archs` (empty: unknown) cannot make code for
+/// `target`; `None` when it can.
+pub(crate) fn unsuitable(version: (i32, i32), archs: &[i32], target: Target) -> Option<String> {
+    let arch = target.arch.0 * 10 + target.arch.1;
+    if !archs.is_empty() && !archs.contains(&arch) {
+        return Some(format!(
+            "NVRTC {}.{} does not compile for sm_{arch} (it compiles for sm_{} to sm_{})",
+            version.0,
+            version.1,
+            archs.iter().min().copied().unwrap_or_default(),
+            archs.iter().max().copied().unwrap_or_default()
+        ));
+    }
+    match target.driver {
+        Some(driver) if version.0 > driver.0 => Some(format!(
+            "NVRTC {}.{} makes code for CUDA {} drivers, and this driver supports CUDA {}.{}",
+            version.0, version.1, version.0, driver.0, driver.1
+        )),
+        _ => None,
+    }
 }
 
 fn candidates() -> Vec<PathBuf> {
@@ -56,31 +97,92 @@ fn candidates() -> Vec<PathBuf> {
 }
 
 impl Nvrtc {
-    /// Loads the first NVRTC library that opens.
-    pub(crate) fn load() -> Result<Self, BackendError> {
+    /// Loads the first NVRTC library that opens and can make code for `target` (see the module
+    /// documentation); the error names every candidate and why it was passed over.
+    pub(crate) fn load(target: Target) -> Result<Self, BackendError> {
         let mut tried = Vec::new();
+        let mut unsuitable_ones = Vec::new();
         for cand in candidates() {
             // SAFETY: loading libnvrtc runs its initialisers, which have no preconditions; the
             // library stays loaded for the lifetime of `Nvrtc`, which outlives every symbol taken
             // from it (symbols are looked up per call and dropped before returning).
-            match unsafe { Library::new(&cand) } {
-                Ok(lib) => {
-                    let mut n = Self {
-                        lib,
-                        origin: cand.display().to_string(),
-                        version: (0, 0),
-                    };
-                    n.version = n.query_version()?;
-                    return Ok(n);
+            let lib = match unsafe { Library::new(&cand) } {
+                Ok(lib) => lib,
+                Err(e) => {
+                    tried.push(format!("{}: {e}", cand.display()));
+                    continue;
                 }
-                Err(e) => tried.push(format!("{}: {e}", cand.display())),
+            };
+            let mut n = Self {
+                lib,
+                origin: cand.display().to_string(),
+                version: (0, 0),
+                archs: Vec::new(),
+            };
+            n.version = match n.query_version() {
+                Ok(v) => v,
+                Err(e) => {
+                    unsuitable_ones.push(format!("{}: {e}", n.origin));
+                    continue;
+                }
+            };
+            n.archs = n.supported_archs();
+            match unsuitable(n.version, &n.archs, target) {
+                None => return Ok(n),
+                Some(why) => {
+                    tracing::debug!(nvrtc = %n.origin, %why, "NVRTC passed over");
+                    unsuitable_ones.push(format!("{}: {why}", n.origin));
+                }
             }
+        }
+        if !unsuitable_ones.is_empty() {
+            let driver = match target.driver {
+                Some((major, minor)) => format!(
+                    "; install an NVRTC of CUDA {major}.x or older (CUDA {major}.{minor}'s \
+                     toolkit matches this driver) or a newer driver, and point GPU_NVRTC_LIB at it"
+                ),
+                None => "; point GPU_NVRTC_LIB at another NVRTC".to_string(),
+            };
+            return Err(BackendError::Unavailable(format!(
+                "no NVRTC (the CUDA run-time compiler) found here can make code for sm_{}{}{}: {}{driver}",
+                target.arch.0,
+                target.arch.1,
+                target
+                    .driver
+                    .map(|(a, b)| format!(" under a CUDA {a}.{b} driver"))
+                    .unwrap_or_default(),
+                unsuitable_ones.join("; ")
+            )));
         }
         Err(BackendError::Unavailable(format!(
             "NVRTC (the CUDA run-time compiler) not found; set GPU_NVRTC_LIB or install the CUDA \
              toolkit's libnvrtc; tried: {}",
             tried.join("; ")
         )))
+    }
+
+    /// The architectures this NVRTC compiles for (`10·major + minor`); empty when it cannot
+    /// say (the query is missing or fails).
+    fn supported_archs(&self) -> Vec<i32> {
+        type Num = unsafe extern "C" fn(*mut c_int) -> NvrtcResult;
+        type Get = unsafe extern "C" fn(*mut c_int) -> NvrtcResult;
+        let (Ok(num), Ok(get)) = (
+            self.sym::<Num>(b"nvrtcGetNumSupportedArchs\0"),
+            self.sym::<Get>(b"nvrtcGetSupportedArchs\0"),
+        ) else {
+            return Vec::new();
+        };
+        let mut n: c_int = 0;
+        // SAFETY: `n` is a valid out-pointer.
+        if unsafe { num(&mut n) } != 0 || !(1..=1024).contains(&n) {
+            return Vec::new();
+        }
+        let mut archs = vec![0 as c_int; n as usize];
+        // SAFETY: `archs` has the `n` entries NVRTC said it writes.
+        if unsafe { get(archs.as_mut_ptr()) } != 0 {
+            return Vec::new();
+        }
+        archs
     }
 
     fn sym<T>(&self, name: &[u8]) -> Result<Symbol<'_, T>, BackendError> {
@@ -321,4 +423,48 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{unsuitable, Target};
+
+    fn target(arch: (i32, i32), driver: Option<(i32, i32)>) -> Target {
+        Target { arch, driver }
+    }
+
+    #[test]
+    fn an_nvrtc_is_chosen_by_driver_major_and_architecture() {
+        let cuda12 = [50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90];
+        let cuda13 = [75, 80, 86, 87, 88, 89, 90, 100, 103, 110, 120, 121];
+        // A newer minor version within the driver's major: the CUBIN runs.
+        assert_eq!(
+            unsuitable((12, 6), &cuda12, target((9, 0), Some((12, 2)))),
+            None
+        );
+        // An older major under a newer driver: backward compatible.
+        assert_eq!(
+            unsuitable((12, 6), &cuda12, target((9, 0), Some((13, 0)))),
+            None
+        );
+        // A newer major than the driver's.
+        let why = unsuitable((13, 0), &cuda13, target((9, 0), Some((12, 8)))).unwrap();
+        assert!(
+            why.contains("NVRTC 13.0") && why.contains("CUDA 12.8"),
+            "{why}"
+        );
+        // An architecture the NVRTC dropped, with or without a driver.
+        let why = unsuitable((13, 0), &cuda13, target((7, 0), None)).unwrap();
+        assert!(
+            why.contains("sm_70") && why.contains("sm_75 to sm_121"),
+            "{why}"
+        );
+        // Without a driver (precompiling), only the architecture matters.
+        assert_eq!(unsuitable((13, 0), &cuda13, target((9, 0), None)), None);
+        // An NVRTC that cannot list its architectures is not refused for it.
+        assert_eq!(
+            unsuitable((12, 0), &[], target((9, 0), Some((12, 0)))),
+            None
+        );
+    }
 }

@@ -488,8 +488,9 @@ fn gib(bytes: u64) -> String {
 
 /// Refuses to go on when a device's free memory is less than what its workers need: the key
 /// caches of every configured circuit, their SRS points and NTT tables, and one proof's peak per
-/// worker on that device (the largest circuit's). A clear error now instead of an out-of-memory
-/// fault mid-proof.
+/// worker on that device (the largest circuit's), plus the kernels' local memory where the
+/// backend could not reserve it at open. A clear error now instead of an out-of-memory fault
+/// mid-proof.
 async fn check_device_memory(
     config: &NodeConfig,
     prover: Arc<dyn TaskProver>,
@@ -533,13 +534,19 @@ async fn check_device_memory(
         else {
             continue;
         };
-        let needed = key_caches + shared + workers * per_proof;
-        let detail = format!(
+        // The kernels' local memory when the backend could not reserve it at open: taken at
+        // their first launch, not shown as used yet.
+        let pending = backend.device_memory_pending();
+        let needed = key_caches + shared + workers * per_proof + pending;
+        let mut detail = format!(
             "key caches {}, SRS points and NTT tables {}, {workers} proof(s) at once × {}",
             gib(key_caches),
             gib(shared),
             gib(per_proof)
         );
+        if pending > 0 {
+            detail += &format!(", the kernels' local memory {}", gib(pending));
+        }
         tracing::info!(device = %backend.name(), free = %gib(free as u64), needed = %gib(needed), %detail, "device memory");
         if needed > free as u64 {
             return Err(DaemonError::DeviceMemory {
