@@ -357,9 +357,9 @@ pub trait ComputeBackend: Send + Sync {
 
     /// Device memory this backend will still take at its first launches, which
     /// [`Self::device_memory`] does not show as used yet (the CUDA backend's threads' local
-    /// memory when it could not be reserved at open). 0 for backends without a device.
-    fn device_memory_pending(&self) -> u64 {
-        0
+    /// memory when it could not be reserved at open), read now. 0 for backends without a device.
+    fn device_memory_pending(&self) -> Result<u64, BackendError> {
+        Ok(0)
     }
 
     // Resident vectors ([`Poly`]): made by this backend, used only with it.

@@ -229,7 +229,7 @@ impl ComputeBackend for CheckedBackend {
         self.primary.device_memory()
     }
 
-    fn device_memory_pending(&self) -> u64 {
+    fn device_memory_pending(&self) -> Result<u64, BackendError> {
         self.primary.device_memory_pending()
     }
 

@@ -382,14 +382,17 @@ fn the_kernels_local_memory_is_reserved_at_open() {
         local.stack_limit >= local.per_thread,
         "the stack size covers every kernel: {local:?}"
     );
-    assert_eq!(local.pending, 0, "{local:?}");
+    assert_eq!(gpu.local_memory_pending().unwrap(), 0, "{local:?}");
+    assert_eq!(gpu.device_memory_pending().unwrap(), 0, "through the trait");
     if let Some(emu) = gpu::Emulator::open() {
         assert_eq!(local.kernel, "poly_eval", "{local:?}");
         assert_eq!(local.threads, 132 * 2048);
-        // Beyond a new context's 1 KiB per thread, counted in cuMemGetInfo.
-        assert_eq!(
-            emu.counters().unwrap().local_reserved,
-            (local.stack_limit - 1024) * local.threads
+        // Beyond a new context's 1 KiB per thread, counted in cuMemGetInfo (at least: the
+        // counter is process-wide, and other tests run beside this one).
+        let reserved = emu.counters().unwrap().local_reserved;
+        assert!(
+            reserved >= (local.stack_limit - 1024) * local.threads,
+            "{reserved} B reserved for {local:?}"
         );
     }
 }
@@ -420,6 +423,7 @@ fn nvrtc_newer_than_the_driver() {
         Err(e) => {
             let e = e.to_string();
             println!("{e}");
+            // Every NVRTC found was refused, the first that compiles for sm_90 among them.
             assert!(
                 nvrtc.0 > major,
                 "refused with NVRTC {nvrtc:?} under {major}.{minor}: {e}"
@@ -433,11 +437,12 @@ fn nvrtc_newer_than_the_driver() {
             }
         }
         Ok(b) => {
+            // Not necessarily the first NVRTC found: the first the driver runs.
+            let chosen = b.nvrtc_version();
             assert!(
-                nvrtc.0 <= major,
-                "NVRTC {nvrtc:?} accepted under {major}.{minor}"
+                chosen.0 <= major,
+                "NVRTC {chosen:?} accepted under {major}.{minor}"
             );
-            assert_eq!(b.nvrtc_version(), nvrtc);
         }
     }
 }

@@ -254,9 +254,15 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
     assert_eq!(ctx.get_limit(stack).unwrap(), 4096);
     assert_eq!(emu.counters().unwrap().local_reserved, 3072 * threads);
     assert_eq!(before - free(), 3072 * threads, "cuMemGetInfo counts it");
-    // 1 MiB per thread is 264 GiB: refused, the stack size unchanged.
-    let e = ctx.set_limit(stack, 1 << 20).unwrap_err().to_string();
+    // 512 KiB per thread (the most a thread may have) is 132 GiB: refused for memory; more is
+    // refused outright. The stack size stays.
+    let e = ctx.set_limit(stack, 512 << 10).unwrap_err().to_string();
     assert!(e.contains("OUT_OF_MEMORY"), "{e}");
+    let e = ctx
+        .set_limit(stack, (512 << 10) + 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("INVALID_VALUE"), "{e}");
     assert_eq!(ctx.get_limit(stack).unwrap(), 4096, "unchanged");
     ctx.set_limit(stack, 1024).expect("back to the default");
     assert_eq!(free(), before, "given back");

@@ -195,6 +195,11 @@ size_t local_reservation(size_t per_thread) {
 
 // Sets the context's stack limit, reserving or releasing the difference.
 Result set_stack_limit(Context* c, size_t per_thread, const std::string& why) {
+    if (per_thread > kMaxStack) {
+        return fail(ERROR_INVALID_VALUE, why + ": " + std::to_string(per_thread) +
+                                             " bytes per thread, over the device's " +
+                                             std::to_string(kMaxStack) + "-byte limit");
+    }
     size_t before = local_reservation(c->stack_limit), after = local_reservation(per_thread);
     if (after > before) {
         if (memory().reserve_local(after - before) != SUCCESS) {

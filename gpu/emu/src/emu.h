@@ -65,6 +65,8 @@ constexpr unsigned kSmCount = 132;
 constexpr unsigned kWarpSize = 32;
 // The stack size (local memory per thread) of a new context, as on a GPU.
 constexpr size_t kDefaultStack = 1024;
+// The most local memory a thread can have (sm_90: 512 KiB).
+constexpr size_t kMaxStack = 512 * 1024;
 // The device's memory: 80 GiB, or CUDA_EMU_MEMORY bytes (read once).
 unsigned long long total_memory();
 

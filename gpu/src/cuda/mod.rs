@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::sys::CUlimit::CU_LIMIT_STACK_SIZE;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DriverError, LaunchConfig,
     PushKernelArg,
@@ -301,8 +302,9 @@ pub struct CudaBackend {
 /// The threads' local memory (their stacks) on one device. A GPU keeps it for every thread it
 /// can hold at once, so a kernel needing `n` bytes per thread takes `n` × SMs × threads per SM
 /// of device memory at its first launch (≈ 0.5 GiB for 2 KiB on an H100/H200), memory that
-/// `cuMemGetInfo` does not show until then. The backend reserves it at open instead (the
-/// context's stack size), so that a node's check of free memory at start sees it.
+/// `cuMemGetInfo` does not show until then. The backend takes it at open instead (it raises the
+/// context's stack size and launches `poly_eval` once on no rows, so that whatever the driver
+/// really reserves for it is taken too), so that a node's check of free memory at start sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalMemory {
     /// The most local memory per thread of any kernel the backend launches.
@@ -313,16 +315,15 @@ pub struct LocalMemory {
     pub threads: u64,
     /// The context's stack size per thread after open (`CU_LIMIT_STACK_SIZE`).
     pub stack_limit: u64,
-    /// Bytes still to be taken at the first launches because the reservation at open failed
-    /// (not enough free memory then); 0 normally.
-    pub pending: u64,
 }
 
 /// Raises the context's stack size to `per_thread` (a driver reserves it for every resident
-/// thread at once). A failed reservation is not an error here: it leaves `pending` bytes, which
-/// [`ComputeBackend::device_memory_pending`] reports for the node's memory check.
+/// thread at once) and launches `poly_eval` once on no rows. Not enough free memory for it is not
+/// an error here: the memory is then taken at the kernels' first launch, and
+/// [`ComputeBackend::device_memory_pending`] says how much for the node's memory check.
 fn reserve_local_memory(
     ctx: &Arc<CudaContext>,
+    poly_eval: &CudaFunction,
     per_thread: u64,
     kernel: &'static str,
 ) -> Result<LocalMemory, BackendError> {
@@ -333,35 +334,19 @@ fn reserve_local_memory(
     let sms = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
     let per_sm = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?;
     let threads = u64::try_from(sms).unwrap_or(0) * u64::try_from(per_sm).unwrap_or(0);
-    let stack = cudarc::driver::sys::CUlimit::CU_LIMIT_STACK_SIZE;
-    let before = ctx
-        .get_limit(stack)
-        .map_err(drv("reading the stack size"))? as u64;
+    let before = stack_size(ctx)?;
     let mut local = LocalMemory {
         per_thread,
         kernel,
         threads,
         stack_limit: before,
-        pending: 0,
     };
     if per_thread <= before {
         return Ok(local);
     }
-    match ctx.set_limit(stack, per_thread as usize) {
-        Ok(()) => {
-            local.stack_limit = ctx
-                .get_limit(stack)
-                .map_err(drv("reading the stack size"))? as u64;
-            tracing::debug!(
-                kernel,
-                per_thread,
-                threads,
-                mib = ((per_thread - before) * threads) >> 20,
-                "reserved the kernels' local memory"
-            );
-        }
-        Err(e) => {
-            local.pending = (per_thread - before) * threads;
+    match ctx.set_limit(CU_LIMIT_STACK_SIZE, per_thread as usize) {
+        Ok(()) => {}
+        Err(e) if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
             tracing::warn!(
                 kernel,
                 per_thread,
@@ -370,9 +355,62 @@ fn reserve_local_memory(
                 "the kernels' local memory could not be reserved at open; it is taken at their \
                  first launch"
             );
+            return Ok(local);
+        }
+        Err(e) => {
+            return Err(drv("raising the stack size to the kernels' local memory")(
+                e,
+            ))
         }
     }
+    // poly_eval(code, n_instr, consts, inputs, q_input, q_shift, size = 0, acc, y): with no
+    // rows it reads only y's 8 limbs.
+    let stream = ctx.default_stream();
+    let y = stream
+        .alloc_zeros::<u32>(8)
+        .map_err(drv("allocating the warm-up's y"))?;
+    let (null, zero) = (0u64, 0u32);
+    // SAFETY: every argument has the size of poly_eval's parameter (pointers as u64, u32
+    // counts); with size 0 the kernel reads y_limbs (8 u32, allocated above) and touches
+    // nothing else; the stream is synchronised before `y` is dropped.
+    unsafe {
+        stream
+            .launch_builder(poly_eval)
+            .arg(&null)
+            .arg(&zero)
+            .arg(&null)
+            .arg(&null)
+            .arg(&null)
+            .arg(&null)
+            .arg(&zero)
+            .arg(&null)
+            .arg(&y)
+            .launch(LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (32, 1, 1),
+                shared_mem_bytes: 0,
+            })
+    }
+    .map_err(drv("launching poly_eval on no rows"))?;
+    stream.synchronize().map_err(drv("poly_eval on no rows"))?;
+    drop(y);
+    local.stack_limit = stack_size(ctx)?;
+    tracing::debug!(
+        kernel,
+        per_thread,
+        threads,
+        stack_limit = local.stack_limit,
+        mib = (local.stack_limit.saturating_sub(before) * threads) >> 20,
+        "reserved the kernels' local memory"
+    );
     Ok(local)
+}
+
+/// The context's stack size per thread (`CU_LIMIT_STACK_SIZE`).
+fn stack_size(ctx: &Arc<CudaContext>) -> Result<u64, BackendError> {
+    ctx.get_limit(CU_LIMIT_STACK_SIZE)
+        .map(|v| v as u64)
+        .map_err(drv("reading the stack size"))
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -440,9 +478,13 @@ fn compile_cached(
 /// Compiles every kernel unit the backend launches (`msm.cu`, `ntt.cu`, `poly.cu`, `arith_check.cu`) for
 /// `sm_{arch.0}{arch.1}` into `cache_dir` (skipping units already cached) and returns the CUBIN
 /// paths. Needs NVRTC but no GPU: it fills the cache ahead of the first run (e.g. at install
-/// time) and lets the run-time compile path be tested without a device.
+/// time) and lets the run-time compile path be tested without a device. The NVRTC is chosen as
+/// the backend chooses it, for the installed driver's CUDA version when a driver loads.
 pub fn precompile(arch: (i32, i32), cache_dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
-    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target { arch, driver: None })?;
+    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target {
+        arch,
+        driver: installed_driver_version(),
+    })?;
     [MSM, NTT, POLY, ARITH_CHECK]
         .into_iter()
         .map(|u| compile_cached(&nvrtc, u, arch, cache_dir))
@@ -453,7 +495,10 @@ pub fn precompile(arch: (i32, i32), cache_dir: &Path) -> Result<Vec<PathBuf>, Ba
 /// cache (`$PNODE_KERNEL_CACHE`, …), compiled into it first when missing. For diagnostics and
 /// tests that load a unit by hand.
 pub fn cached_cubin(unit: Source, arch: (i32, i32)) -> Result<Vec<u8>, BackendError> {
-    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target { arch, driver: None })?;
+    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target {
+        arch,
+        driver: installed_driver_version(),
+    })?;
     let path = compile_cached(&nvrtc, unit, arch, &nvrtc::cache_dir())?;
     std::fs::read(&path).map_err(|e| {
         BackendError::Device(format!("reading the cached kernel {}: {e}", path.display()))
@@ -471,7 +516,10 @@ pub fn nvrtc_version(arch: (i32, i32)) -> Result<(i32, i32), BackendError> {
 /// by name) for `sm_{arch}`; returns the CUBIN, or [`BackendError::Compile`] with the log and
 /// options. For diagnostics and tests.
 pub fn compile_source(name: &str, source: &str, arch: (i32, i32)) -> Result<Vec<u8>, BackendError> {
-    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target { arch, driver: None })?;
+    let nvrtc = nvrtc::Nvrtc::load(nvrtc::Target {
+        arch,
+        driver: installed_driver_version(),
+    })?;
     let headers: Vec<(&str, &str)> = HEADERS.iter().map(|h| (h.name, h.text)).collect();
     let options = vec![
         format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
@@ -525,6 +573,14 @@ fn driver_usable() -> Result<(), BackendError> {
         )));
     }
     driver_loadable()
+}
+
+/// The CUDA version of the driver installed here, when there is one that loads: what the
+/// kernel cache is filled for ahead of the first run. `None` without a driver (NVRTC is then
+/// chosen by the architecture alone).
+fn installed_driver_version() -> Option<(i32, i32)> {
+    driver_usable().ok()?;
+    std::panic::catch_unwind(driver_version).ok().flatten()
 }
 
 /// The CUDA version the loaded driver supports (`cuDriverGetVersion`), `None` when it cannot
@@ -716,7 +772,7 @@ impl CudaBackend {
             poly_eval_sum: function(&poly, "poly_eval_sum")?,
             _modules: vec![msm, ntt, poly],
         };
-        let local = reserve_local_memory(&ctx, most_local.0, most_local.1)?;
+        let local = reserve_local_memory(&ctx, &kernels.poly_eval, most_local.0, most_local.1)?;
         let stream = ctx.default_stream();
         Ok(Self {
             id: NEXT_BACKEND_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -753,6 +809,13 @@ impl CudaBackend {
     /// The threads' local memory on this device, as reserved at open.
     pub fn local_memory(&self) -> LocalMemory {
         self.local
+    }
+
+    /// Bytes of the kernels' local memory the device has not taken yet (0 once the stack size
+    /// covers every kernel): what the first launches will still take.
+    pub fn local_memory_pending(&self) -> Result<u64, BackendError> {
+        let now = stack_size(&self.ctx)?;
+        Ok(self.local.per_thread.saturating_sub(now) * self.local.threads)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, BackendError> {
@@ -1492,8 +1555,8 @@ impl ComputeBackend for CudaBackend {
         self.memory_info().map(Some)
     }
 
-    fn device_memory_pending(&self) -> u64 {
-        self.local.pending
+    fn device_memory_pending(&self) -> Result<u64, BackendError> {
+        self.local_memory_pending()
     }
 
     fn batch_invert(&self, poly: &mut Poly) -> Result<(), BackendError> {

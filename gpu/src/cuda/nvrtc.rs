@@ -131,22 +131,36 @@ impl Nvrtc {
                 None => return Ok(n),
                 Some(why) => {
                     tracing::debug!(nvrtc = %n.origin, %why, "NVRTC passed over");
-                    unsuitable_ones.push(format!("{}: {why}", n.origin));
+                    // The same library is often found under several names: once is enough.
+                    if !unsuitable_ones
+                        .iter()
+                        .any(|u| u.ends_with(&format!(": {why}")))
+                    {
+                        unsuitable_ones.push(format!("{}: {why}", n.origin));
+                    }
                 }
             }
         }
         if !unsuitable_ones.is_empty() {
-            let driver = match target.driver {
+            let (major_arch, minor_arch) = target.arch;
+            let hint = match target.driver {
                 Some((major, minor)) => format!(
-                    "; install an NVRTC of CUDA {major}.x or older (CUDA {major}.{minor}'s \
-                     toolkit matches this driver) or a newer driver, and point GPU_NVRTC_LIB at it"
+                    "install an NVRTC that compiles for sm_{major_arch}{minor_arch} and is of CUDA \
+                     {major}.x or older (the toolkit of this driver's CUDA {major}.{minor} is one), \
+                     or a driver that runs the NVRTC found, and point GPU_NVRTC_LIB at the NVRTC"
                 ),
-                None => "; point GPU_NVRTC_LIB at another NVRTC".to_string(),
+                None => format!(
+                    "point GPU_NVRTC_LIB at an NVRTC that compiles for sm_{major_arch}{minor_arch}"
+                ),
+            };
+            let not_opened = if tried.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} other candidates did not open)", tried.len())
             };
             return Err(BackendError::Unavailable(format!(
-                "no NVRTC (the CUDA run-time compiler) found here can make code for sm_{}{}{}: {}{driver}",
-                target.arch.0,
-                target.arch.1,
+                "no NVRTC (the CUDA run-time compiler) found here can make code for \
+                 sm_{major_arch}{minor_arch}{}: {}{not_opened}; {hint}",
                 target
                     .driver
                     .map(|(a, b)| format!(" under a CUDA {a}.{b} driver"))

@@ -536,7 +536,9 @@ async fn check_device_memory(
         };
         // The kernels' local memory when the backend could not reserve it at open: taken at
         // their first launch, not shown as used yet.
-        let pending = backend.device_memory_pending();
+        let pending = backend
+            .device_memory_pending()
+            .map_err(|e| DaemonError::DeviceInfo(format!("{}: {e}", backend.name())))?;
         let needed = key_caches + shared + workers * per_proof + pending;
         let mut detail = format!(
             "key caches {}, SRS points and NTT tables {}, {workers} proof(s) at once × {}",
