@@ -241,6 +241,29 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         "{msg}"
     );
 
+    // A CUBIN records the CUDA version that made it (ELF e_version: 126 for NVRTC 12.6); the
+    // driver (CUDA 12.6 here) runs those of its own major and refuses a newer major's.
+    let cubin = gpu::cuda::cached_cubin(POLY, (9, 0)).expect("NVRTC");
+    let made_by = u32::from_le_bytes(cubin[0x14..0x18].try_into().unwrap());
+    println!(
+        "the CUBIN was made by CUDA {}.{}",
+        made_by / 10,
+        made_by % 10
+    );
+    assert_eq!(made_by / 10, 12, "e_version {made_by}");
+    let with_version = |v: u32| {
+        let mut c = cubin.clone();
+        c[0x14..0x18].copy_from_slice(&v.to_le_bytes());
+        ctx.load_module(Ptx::from_binary(c)).map(|_| ())
+    };
+    with_version(120).expect("CUDA 12.0's CUBIN under a 12.6 driver");
+    with_version(129).expect("CUDA 12.9's: a newer minor runs");
+    let e = with_version(130).unwrap_err().to_string();
+    assert!(
+        e.contains("UNSUPPORTED_PTX_VERSION") && e.contains("made by CUDA 13.0"),
+        "{e}"
+    );
+
     // The threads' local memory (the context's stack size) is device memory, kept for every
     // thread the device holds at once (132 SMs × 2048): set by the program, or raised by a launch
     // whose kernel needs more than the stack size, and not given back by the driver itself.

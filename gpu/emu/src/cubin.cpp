@@ -7,7 +7,7 @@
 //   program header tables after the contents (both are checked, which catches truncation).
 //   -rdc=true gives ET_REL, whose shared memory is only settled by linking: refused here.
 //   e_ident[EI_OSABI] = 0x33 and e_ident[EI_ABIVERSION] = 7; e_version holds the CUDA version
-//   (0x7e = 12.6), not 1, so it is not checked.
+//   (0x7e = 12.6), not 1: reported as cuda_version (the loader compares it with the driver's).
 // e_flags: ABI version 7 keeps the SM in the low byte (sm_90: 0x5a055a, sm_80: 0x500550; bits
 //   16..23 repeat the virtual arch, 0x100 / 0x400 are texture-mode / 64-bit flags, 0x800 marks
 //   sm_90a). ABI version 8 (newer toolkits, not produced by 12.6) moves the SM to bits 8..15, as
@@ -178,6 +178,7 @@ class Parser {
     std::string error_;
     uint16_t type_ = 0;
     uint32_t sm_ = 0;
+    uint32_t cuda_version_ = 0;
     uint64_t shoff_ = 0;
     uint16_t shnum_ = 0;
     uint16_t shstrndx_ = 0;
@@ -201,6 +202,7 @@ bool Parser::read_header() {
         return fail("relocatable CUBIN (-rdc): not a loadable module until linked");
     if (type_ != kEtExec) return fail("ELF type " + std::to_string(type_) + " is not ET_EXEC");
 
+    cuda_version_ = rd32(data_ + 0x14);
     // SM version: low byte of e_flags up to ELF ABI version 7, bits 8..15 from version 8 on.
     uint32_t flags = rd32(data_ + 0x30);
     sm_ = data_[kEiAbiVersion] >= 8 ? (flags >> 8) & 0xff : flags & 0xff;
@@ -481,6 +483,7 @@ bool Parser::read_kernels(CubinInfo* out) {
 bool Parser::run(CubinInfo* out) {
     if (!read_header() || !read_sections() || !read_global_info()) return false;
     out->sm_arch = sm_;
+    out->cuda_version = cuda_version_;
     return read_kernels(out);
 }
 

@@ -35,6 +35,8 @@ struct CubinKernel {
 
 struct CubinInfo {
     uint32_t sm_arch = 0;  // e.g. 90, from e_flags
+    uint32_t cuda_version = 0;  // the CUDA version that made it, 10·major + minor (126 = 12.6),
+                                // from e_version
     std::vector<CubinKernel> kernels;  // in symbol-table order
 };
 

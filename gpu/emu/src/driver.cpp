@@ -115,6 +115,7 @@ const char* error_name(int code) {
         case 200: return "CUDA_ERROR_INVALID_IMAGE";
         case 201: return "CUDA_ERROR_INVALID_CONTEXT";
         case 209: return "CUDA_ERROR_NO_BINARY_FOR_GPU";
+        case 222: return "CUDA_ERROR_UNSUPPORTED_PTX_VERSION";
         case 300: return "CUDA_ERROR_INVALID_SOURCE";
         case 301: return "CUDA_ERROR_FILE_NOT_FOUND";
         case 400: return "CUDA_ERROR_INVALID_HANDLE";
@@ -143,6 +144,7 @@ const char* error_text(int code) {
         case 200: return "device kernel image is invalid";
         case 201: return "invalid device context";
         case 209: return "no kernel image is available for execution on the device";
+        case 222: return "the provided PTX was compiled with an unsupported toolchain.";
         case 300: return "device kernel image is invalid";
         case 301: return "file not found";
         case 400: return "invalid resource handle";
@@ -310,6 +312,16 @@ Result current_drained(Context** out) {
     return current(out);
 }
 
+// The CUDA version the emulated driver supports (cuDriverGetVersion's value): 12.6, or
+// CUDA_EMU_DRIVER_VERSION (e.g. 11080 for CUDA 11.8).
+int emulated_driver_version() {
+    if (const char* e = std::getenv("CUDA_EMU_DRIVER_VERSION")) {
+        int d = std::atoi(e);
+        if (d > 0) return d;
+    }
+    return 12060;
+}
+
 Result load_image(const void* image, size_t size, const std::string& origin, Module** out) {
     Context* c;
     if (Result r = current(&c)) return r;
@@ -325,6 +337,19 @@ Result load_image(const void* image, size_t size, const std::string& origin, Mod
     if (!parse_cubin(image, size, &m->info, &err)) {
         delete m;
         return fail(ERROR_INVALID_IMAGE, "loading " + origin + ": " + err);
+    }
+    // A driver runs CUBINs of its own CUDA major or older ones (minor version compatibility
+    // within the major); one a newer major made, it refuses. e_version values under 100 are
+    // not read as versions.
+    const unsigned made_by = m->info.cuda_version;
+    const int driver = emulated_driver_version();
+    if (made_by >= 100 && (int)(made_by / 10) > driver / 1000) {
+        delete m;
+        return fail(ERROR_UNSUPPORTED_PTX_VERSION,
+                    "loading " + origin + ": the CUBIN was made by CUDA " +
+                        std::to_string(made_by / 10) + "." + std::to_string(made_by % 10) +
+                        ", and this driver supports CUDA " + std::to_string(driver / 1000) + "." +
+                        std::to_string(driver % 1000 / 10) + " (a newer major than the driver's)");
     }
     unsigned arch = kArchMajor * 10 + kArchMinor;
     if (m->info.sm_arch != arch) {
@@ -402,12 +427,7 @@ EXPORT CUresult cuInit(unsigned flags) {
 
 EXPORT CUresult cuDriverGetVersion(int* v) {
     if (!v) return ERROR_INVALID_VALUE;
-    // CUDA_EMU_DRIVER_VERSION (e.g. 11080 for CUDA 11.8) stands for an older or newer driver.
-    *v = 12060;
-    if (const char* e = std::getenv("CUDA_EMU_DRIVER_VERSION")) {
-        int d = std::atoi(e);
-        if (d > 0) *v = d;
-    }
+    *v = emulated_driver_version();
     return SUCCESS;
 }
 
