@@ -672,7 +672,7 @@ EXPORT CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
     if (Result r = current(&c)) return r;
     if (!free_bytes || !total) return ERROR_INVALID_VALUE;
     *total = total_memory();
-    *free_bytes = total_memory() - memory().in_use() - memory().local_reserved();
+    *free_bytes = memory().free_bytes();
     return SUCCESS;
 }
 

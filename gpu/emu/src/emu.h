@@ -107,6 +107,9 @@ class Memory {
     Result reserve_local(size_t bytes);
     void release_local(size_t bytes);
     size_t local_reserved() const;
+    // The device's memory less allocations and local memory, read under one lock (two reads
+    // could straddle a reservation and wrap around).
+    size_t free_bytes() const;
     size_t peak() const;
     void reset_peak();
     uint64_t count() const;

@@ -235,6 +235,10 @@ void Memory::release_local(size_t bytes) {
     std::lock_guard<std::mutex> g(mu_);
     local_ -= std::min(local_, bytes);
 }
+size_t Memory::free_bytes() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return total_memory() - in_use_ - local_;
+}
 size_t Memory::local_reserved() const {
     std::lock_guard<std::mutex> g(mu_);
     return local_;

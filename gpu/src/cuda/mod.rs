@@ -587,7 +587,9 @@ fn installed_driver_version() -> Option<(i32, i32)> {
 /// say (then NVRTC is chosen by the architecture alone).
 fn driver_version() -> Option<(i32, i32)> {
     let mut v: std::ffi::c_int = 0;
-    // SAFETY: `v` is a valid out-pointer; the driver library is loaded (a context exists).
+    // SAFETY: `v` is a valid out-pointer for the call. (cudarc loads the driver library at the
+    // first call: the backend calls this after creating a context, `installed_driver_version`
+    // after checking that the library loads, and catches a panic.)
     match unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }.result() {
         Ok(()) if v > 0 => Some((v / 1000, (v % 1000) / 10)),
         Ok(()) => None,
