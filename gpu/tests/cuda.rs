@@ -633,6 +633,92 @@ fn device_curve_arithmetic_matches_halo2curves() {
     }
 }
 
+/// What `warp_check` (arith_check.cu) must give for `input` in blocks of `block` threads, from
+/// the definition of each warp intrinsic: thread i's warp is the 32 threads of its block that
+/// share i's `(i mod block) / 32`, and of them only the threads below `input.len()` and inside the
+/// block take part.
+fn warp_check_model(input: &[u32], block: usize) -> Vec<u32> {
+    let n = input.len();
+    let mut out = vec![0u32; 8 * n];
+    for (i, o) in out.chunks_exact_mut(8).enumerate() {
+        let t = i % block;
+        let lane = t % 32;
+        let first = i - lane; // the warp's lane 0
+        let lanes = (block - (t - lane)).min(32).min(n - first);
+        let live: u32 = if lanes == 32 {
+            u32::MAX
+        } else {
+            (1u32 << lanes) - 1
+        };
+        let v = |l: usize| input[first + l];
+        let ballot = |p: &dyn Fn(u32) -> bool| -> u32 {
+            (0..lanes).filter(|&l| p(v(l))).map(|l| 1u32 << l).sum()
+        };
+        let me = v(lane);
+        o[0] = ballot(&|x| x & 1 == 1);
+        o[1] = ballot(&|x| x % 5 == me % 5);
+        let src = (me & 31) as usize;
+        o[2] = if src < lanes { v(src) } else { me };
+        o[3] = if lane ^ 1 < lanes { v(lane ^ 1) } else { me };
+        o[4] = if lane % 8 >= 3 { v(lane - 3) } else { me };
+        let dsrc = if lane % 16 + 2 < 16 { lane + 2 } else { lane };
+        o[5] = if dsrc < lanes { v(dsrc) } else { me };
+        let peers = ballot(&|x| x % 3 == me % 3);
+        let leader = peers.trailing_zeros();
+        let rank = (peers & ((1u32 << lane) - 1)).count_ones();
+        let any = u32::from(ballot(&|x| x == 0) != 0);
+        let all = u32::from(ballot(&|x| x != 7) == live);
+        o[6] = any | (all << 1) | (leader << 8) | (peers.count_ones() << 16) | (rank << 24);
+        o[7] = v(lane & 16);
+    }
+    out
+}
+
+#[test]
+fn device_warp_intrinsics_match_their_definition() {
+    let Some(gpu) = cuda() else { return };
+    if gpu.arch() < (7, 0) {
+        eprintln!(
+            "sm_{}{} has no __match_any_sync; warp test SKIPPED",
+            gpu.arch().0,
+            gpu.arch().1
+        );
+        return;
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(24);
+    // Full warps, returned lanes (n not a multiple of the block), partial warps (block 80, 48),
+    // one lone thread; values small (many equal keys, zeros and sevens) and random.
+    for (n, block, small) in [
+        (1000usize, 256u32, true),
+        (1000, 256, false),
+        (200, 96, true),
+        (333, 80, true),
+        (77, 48, false),
+        (1, 32, true),
+    ] {
+        let input: Vec<u32> = (0..n)
+            .map(|_| {
+                if small {
+                    rng.gen_range(0..12)
+                } else {
+                    rng.gen()
+                }
+            })
+            .collect();
+        let got = gpu
+            .warp_check(&input, block)
+            .unwrap_or_else(|e| panic!("warp_check n={n} block={block}: {e}"));
+        let want = warp_check_model(&input, block as usize);
+        for i in 0..n {
+            assert_eq!(
+                got[8 * i..8 * i + 8],
+                want[8 * i..8 * i + 8],
+                "warp_check n={n} block={block} thread {i} (outputs 0..8)"
+            );
+        }
+    }
+}
+
 /// A random program over `inputs` inputs: `outputs` outputs, each a random expression tree of
 /// depth ≤ 4 over rotated queries (rotations −3..=3) and constants (0, 1, −1 and random).
 fn random_program(inputs: usize, outputs: usize, rng: &mut ChaCha20Rng) -> gpu::Program {

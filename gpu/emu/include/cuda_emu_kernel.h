@@ -7,7 +7,8 @@
 // emulator), which runs the threads of a block as fibers.
 //
 // Not emulated: inline PTX (the kernels' headers take their portable C++ paths here because
-// `__CUDA_ARCH__` is not defined), warp intrinsics, the weak memory model, timing.
+// `__CUDA_ARCH__` is not defined), `__activemask`, the weak memory model, timing. The `_sync`
+// warp intrinsics are real exchanges between the block's fibers (below).
 #pragma once
 
 // Kernel headers test this to check what only a GPU would enforce (vector-access alignment).
@@ -15,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <utility>
 
@@ -65,6 +67,7 @@ static inline unsigned int __brev(unsigned int x) {
 }
 static inline int __clz(unsigned int x) { return x == 0 ? 32 : __builtin_clz(x); }
 static inline int __popc(unsigned int x) { return __builtin_popcount(x); }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
 static inline unsigned int __umulhi(unsigned int a, unsigned int b) {
     return (unsigned int)(((unsigned long long)a * b) >> 32);
 }
@@ -107,6 +110,77 @@ static inline T atomicCAS(T* p, T compare, T v) {
 }
 static inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+// ---- warp intrinsics ----------------------------------------------------------------------------
+//
+// Each is one cuEmuWarpSync call: the thread waits until every thread its mask names (in its
+// warp) reached the same call or returned, and the driver computes all results at once. What the
+// CUDA programming guide leaves undefined is made visible: a shuffle from a lane that does not
+// take part (returned, or not in the mask) gives garbage, and a warp that cannot complete the
+// call fails the launch. Macros, so that the call's source file and line tell call sites apart
+// (threads at different calls are divergence; an optimising compiler may duplicate one call,
+// so its return address would not do).
+
+namespace emu_detail {
+template <class T>
+static __forceinline__ unsigned long long warp_bits(T v) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value,
+                  "warp intrinsics take values of at most 8 bytes");
+    unsigned long long b = 0;
+    std::memcpy(&b, &v, sizeof v);
+    return b;
+}
+template <class T>
+static __forceinline__ T warp_call(const char* file, unsigned line, unsigned op, unsigned mask, T var,
+                                   unsigned arg, int width) {
+    unsigned long long r =
+        cuEmuWarpSync(op, mask, warp_bits(var), arg, (unsigned)width, file, line);
+    T v;
+    std::memcpy(&v, &r, sizeof v);
+    return v;
+}
+static __forceinline__ void syncwarp(const char* file, unsigned line, unsigned mask = 0xffffffffu) {
+    cuEmuWarpSync(EMU_WARP_SYNC, mask, 0, 0, warpSize, file, line);
+}
+template <class T>
+static __forceinline__ T shfl(const char* file, unsigned line, unsigned mask, T var, int src_lane,
+                              int width = warpSize) {
+    return warp_call(file, line, EMU_WARP_SHFL_IDX, mask, var, (unsigned)src_lane, width);
+}
+template <class T>
+static __forceinline__ T shfl_up(const char* file, unsigned line, unsigned mask, T var, unsigned delta,
+                                 int width = warpSize) {
+    return warp_call(file, line, EMU_WARP_SHFL_UP, mask, var, delta, width);
+}
+template <class T>
+static __forceinline__ T shfl_down(const char* file, unsigned line, unsigned mask, T var,
+                                   unsigned delta, int width = warpSize) {
+    return warp_call(file, line, EMU_WARP_SHFL_DOWN, mask, var, delta, width);
+}
+template <class T>
+static __forceinline__ T shfl_xor(const char* file, unsigned line, unsigned mask, T var, int lane_mask,
+                                  int width = warpSize) {
+    return warp_call(file, line, EMU_WARP_SHFL_XOR, mask, var, (unsigned)lane_mask, width);
+}
+static __forceinline__ unsigned vote(const char* file, unsigned line, unsigned op, unsigned mask,
+                                     int predicate) {
+    return (unsigned)cuEmuWarpSync(op, mask, predicate != 0, 0, warpSize, file, line);
+}
+template <class T>
+static __forceinline__ unsigned match_any(const char* file, unsigned line, unsigned mask, T value) {
+    return (unsigned)cuEmuWarpSync(EMU_WARP_MATCH_ANY, mask, warp_bits(value), 0, warpSize, file, line);
+}
+}  // namespace emu_detail
+
+#define __syncwarp(...) emu_detail::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+#define __shfl_sync(...) emu_detail::shfl(__FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_up_sync(...) emu_detail::shfl_up(__FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_down_sync(...) emu_detail::shfl_down(__FILE__, __LINE__, __VA_ARGS__)
+#define __shfl_xor_sync(...) emu_detail::shfl_xor(__FILE__, __LINE__, __VA_ARGS__)
+#define __ballot_sync(mask, pred) emu_detail::vote(__FILE__, __LINE__, EMU_WARP_BALLOT, mask, pred)
+#define __any_sync(mask, pred) (int)emu_detail::vote(__FILE__, __LINE__, EMU_WARP_ANY, mask, pred)
+#define __all_sync(mask, pred) (int)emu_detail::vote(__FILE__, __LINE__, EMU_WARP_ALL, mask, pred)
+#define __match_any_sync(mask, value) emu_detail::match_any(__FILE__, __LINE__, mask, value)
 
 // ---- registration -----------------------------------------------------------------------------
 

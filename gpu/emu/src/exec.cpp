@@ -7,8 +7,10 @@
 //   pointer parameters against live allocations, then run to completion before cuLaunchKernel
 //   returns (one kernel at a time; no stream asynchrony).
 // - Blocks are spread over a pool of worker threads. The threads of a block run as fibers on one
-//   worker: each runs until it reaches __syncthreads or returns; when every thread waits at the
-//   same barrier, all continue. CUDA_EMU_ORDER=forward|reverse|shuffle sets the order in which
+//   worker: each runs until it reaches __syncthreads, a warp intrinsic or returns; when every
+//   thread waits at the same barrier, all continue. A warp intrinsic (__shfl_sync, __ballot_sync,
+//   __match_any_sync, ...) completes when every thread its mask names waits at the same call or
+//   has returned: the driver then computes all of their results at once. CUDA_EMU_ORDER=forward|reverse|shuffle sets the order in which
 //   threads (and blocks) run, so that a missing barrier or a race changes the result.
 // - A fault inside a kernel (a load or store in a guard page: out of the bounds of an allocation
 //   or of dynamic shared memory; a fiber stack overflow) is caught by a signal handler and
@@ -257,7 +259,27 @@ namespace {
 
 constexpr size_t kFiberStack = 256 * 1024;
 
-enum class State { Run, Wait, Done };
+enum class State { Run, Wait, WarpWait, Done };
+
+// A warp-synchronous call a fiber waits at (cuEmuWarpSync's arguments).
+struct WarpCall {
+    unsigned op = 0, mask = 0, arg = 0, width = 0;
+    unsigned long long value = 0;
+    const char* file = nullptr;  // the call's source file and line
+    unsigned line = 0;
+
+    // Whether `o` is the same call (source line, operation and mask), so they may complete together.
+    bool same_call(const WarpCall& o) const {
+        return line == o.line && op == o.op && mask == o.mask &&
+               (file == o.file || (file && o.file && std::strcmp(file, o.file) == 0));
+    }
+    std::string where() const {
+        std::string f = file ? file : "?";
+        size_t slash = f.rfind('/');
+        if (slash != std::string::npos) f = f.substr(slash + 1);
+        return f + ":" + std::to_string(line);
+    }
+};
 
 struct Worker;
 
@@ -265,6 +287,8 @@ struct Fiber {
     EmuThreadCtx ctx;
     State state = State::Run;
     void* site = nullptr;  // the __syncthreads call site it waits at
+    WarpCall call;                     // the warp call it waits at (state WarpWait)
+    unsigned long long call_result = 0;  // its result, set when the warp's call completes
     Worker* w = nullptr;
     void* map = nullptr;   // stack mapping, guard page at the bottom
     size_t map_len = 0;
@@ -456,6 +480,149 @@ uint3 unflatten(unsigned long long i, const unsigned d[3]) {
     return r;
 }
 
+const char* warp_op_name(unsigned op) {
+    static const char* const names[EMU_WARP_OPS] = {
+        "__syncwarp",    "__shfl_sync",   "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync",
+        "__ballot_sync", "__any_sync",    "__all_sync",     "__match_any_sync"};
+    return op < EMU_WARP_OPS ? names[op] : "an unknown warp call";
+}
+
+std::string hex(unsigned v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08x", v);
+    return buf;
+}
+
+// The result of lane `lane` of a completed warp call: `members` are the lanes that take part
+// (their `vals`), `c` the call they all made. A shuffle from a lane that does not take part gives
+// garbage, as the CUDA programming guide leaves it undefined.
+unsigned long long warp_result(const WarpCall& c, unsigned lane, unsigned members,
+                               const unsigned long long vals[32], std::mt19937_64& rng) {
+    const unsigned width = c.width, seg = lane & ~(width - 1u);
+    unsigned src = lane;
+    switch (c.op) {
+        case EMU_WARP_SYNC:
+            return 0;
+        case EMU_WARP_SHFL_IDX:
+            src = seg + (c.arg & (width - 1u));
+            break;
+        case EMU_WARP_SHFL_UP:
+            src = lane - seg >= c.arg ? lane - c.arg : lane;
+            break;
+        case EMU_WARP_SHFL_DOWN:
+            src = (unsigned long long)(lane - seg) + c.arg < width ? lane + c.arg : lane;
+            break;
+        case EMU_WARP_SHFL_XOR:
+            src = lane ^ (c.arg & 31u);
+            if (src >= seg + width) src = lane;
+            break;
+        case EMU_WARP_BALLOT:
+        case EMU_WARP_ANY:
+        case EMU_WARP_ALL: {
+            unsigned ballot = 0;
+            for (unsigned l = 0; l < 32; l++) {
+                if ((members >> l & 1u) && vals[l] != 0) ballot |= 1u << l;
+            }
+            if (c.op == EMU_WARP_BALLOT) return ballot;
+            if (c.op == EMU_WARP_ANY) return ballot != 0;
+            return ballot == members;
+        }
+        case EMU_WARP_MATCH_ANY: {
+            unsigned same = 0;
+            for (unsigned l = 0; l < 32; l++) {
+                if ((members >> l & 1u) && vals[l] == vals[lane]) same |= 1u << l;
+            }
+            return same;
+        }
+        default:
+            return 0;
+    }
+    return (members >> src & 1u) ? vals[src] : rng();
+}
+
+// Completes every warp call whose threads have all arrived (each thread its mask names waits at
+// the same call site with the same operation and mask, or has returned; a thread beyond the
+// block's last counts as returned). Sets *released when it completed any (the released threads
+// must run before anything else is judged). Returns false, with the job's error set, when a
+// call is malformed or can never complete: nothing was released and a named thread waits at
+// __syncthreads or at another warp call.
+bool resolve_warp_calls(Worker* w, const Job& job, const uint3& bidx, bool* released_any) {
+    const unsigned n = job.threads;
+    bool released = false;
+    Fiber* stuck = nullptr;
+    Fiber* blocker = nullptr;
+    for (unsigned t = 0; t < n; t++) {
+        Fiber* f = w->fibers[t];
+        if (f->state != State::WarpWait) continue;
+        const WarpCall& c = f->call;
+        const unsigned lane = t % 32u, base = t - lane;
+        std::string bad;
+        if (!(c.mask >> lane & 1u)) {
+            bad = "its mask " + hex(c.mask) + " leaves out its own lane " + std::to_string(lane) + " (" +
+                  c.where() + ")";
+        } else if (c.width == 0 || c.width > 32 || (c.width & (c.width - 1u)) != 0) {
+            bad = "width " + std::to_string(c.width) + " is not a power of two up to 32";
+        }
+        if (!bad.empty()) {
+            const_cast<Job&>(job).set_error(ERROR_LAUNCH_FAILED, "kernel " + job.f->name + ": " +
+                                                                     ids(bidx, f->ctx.threadIdx) + " calls " +
+                                                                     warp_op_name(c.op) + ": " + bad);
+            return false;
+        }
+        // Only the group's lowest waiting lane judges it (the others are judged with it).
+        unsigned members = 0;
+        bool complete = true;
+        bool lowest = true;
+        for (unsigned l = 0; l < 32 && complete; l++) {
+            if (!(c.mask >> l & 1u) || base + l >= n) continue;
+            Fiber* g = w->fibers[base + l];
+            if (g->state == State::Done) continue;
+            if (g->state == State::WarpWait && g->call.same_call(c)) {
+                members |= 1u << l;
+                if (l < lane) lowest = false;
+            } else {
+                complete = false;
+                if (!stuck) {
+                    stuck = f;
+                    blocker = g;
+                }
+            }
+        }
+        if (!complete || !lowest) continue;
+        unsigned long long vals[32] = {};
+        for (unsigned l = 0; l < 32; l++) {
+            if (members >> l & 1u) vals[l] = w->fibers[base + l]->call.value;
+        }
+        for (unsigned l = 0; l < 32; l++) {
+            if (!(members >> l & 1u)) continue;
+            Fiber* g = w->fibers[base + l];
+            g->call_result = warp_result(g->call, l, members, vals, w->rng);
+            g->state = State::Run;
+        }
+        released = true;
+    }
+    *released_any = released;
+    if (released || !stuck) return true;
+    const WarpCall& c = stuck->call;
+    std::string what = blocker->state == State::Wait
+                           ? std::string("waits at __syncthreads")
+                           : std::string("waits at ") + warp_op_name(blocker->call.op) + " (" +
+                                 blocker->call.where() + ", mask " + hex(blocker->call.mask) + ")";
+    const_cast<Job&>(job).set_error(ERROR_LAUNCH_FAILED,
+                                    "kernel " + job.f->name + ": warp divergence: " +
+                                        ids(bidx, stuck->ctx.threadIdx) + " waits at " + warp_op_name(c.op) +
+                                        " (" + c.where() + ", mask " + hex(c.mask) + ") while thread (" +
+                                        std::to_string(blocker->ctx.threadIdx.x) + ", " +
+                                        std::to_string(blocker->ctx.threadIdx.y) + ", " +
+                                        std::to_string(blocker->ctx.threadIdx.z) + ") " + what);
+    // The waiting fibers are abandoned mid-kernel: start them afresh next time.
+    for (unsigned t = 0; t < n; t++) {
+        State st = w->fibers[t]->state;
+        if (st == State::Wait || st == State::WarpWait) fiber_init(w->fibers[t]);
+    }
+    return false;
+}
+
 // Runs one block on worker w. Returns false (with the job's error set) on a barrier error.
 bool run_block(Worker* w, const Job& job, unsigned long long linear) {
     const LaunchConfig& cfg = *job.cfg;
@@ -489,6 +656,10 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
             tls_fiber = nullptr;
             w->current = nullptr;
         }
+        // Warp calls first: the threads they release run before any barrier is judged.
+        bool released = false;
+        if (!resolve_warp_calls(w, job, bidx, &released)) return false;
+        if (released) continue;
         unsigned done = 0, waiting = 0;
         void* site = nullptr;
         bool same_site = true;
@@ -800,6 +971,29 @@ extern "C" __attribute__((visibility("default"), noinline)) void cuEmuSyncthread
     Worker* w = f->w;
     w->in_kernel = 0;
     switch_to_worker(f);
+}
+
+extern "C" __attribute__((visibility("default"), noinline)) unsigned long long cuEmuWarpSync(
+    unsigned op, unsigned mask, unsigned long long value, unsigned arg, unsigned width, const char* file,
+    unsigned line) {
+    Fiber* f = tls_fiber;
+    if (!f) {
+        log("a warp intrinsic called outside a kernel");
+        std::abort();
+    }
+    f->call.op = op;
+    f->call.mask = mask;
+    f->call.value = value;
+    f->call.arg = arg;
+    f->call.width = width;
+    f->call.file = file;
+    f->call.line = line;
+    f->state = State::WarpWait;
+    f->site = nullptr;
+    Worker* w = f->w;
+    w->in_kernel = 0;
+    switch_to_worker(f);
+    return f->call_result;
 }
 
 extern "C" [[noreturn]] __attribute__((visibility("default"), noinline)) void cuEmuMisaligned(

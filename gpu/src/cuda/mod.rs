@@ -10,7 +10,8 @@
 //!   for the device's own `sm_XY` (from its compute capability). CUBINs are cached on disk, keyed
 //!   by sha256 of source + headers + options + arch + NVRTC version (`$PNODE_KERNEL_CACHE`, else
 //!   `~/.cache/pnode-kernels`), and loaded from the cache file ([`precompile`] fills the cache
-//!   without a GPU). `GPU_KERNEL_PORTABLE=1` builds them with `-DFIELD_PORTABLE`.
+//!   without a GPU). `GPU_KERNEL_PORTABLE=1` builds them with `-DFIELD_PORTABLE`,
+//!   `GPU_MSM_PLAIN_ATOMICS=1` with `-DMSM_PLAIN_ATOMICS`.
 //! - MSM: bases are uploaded once per [`Bases::id`] and kept resident (the most recently used
 //!   [`MAX_RESIDENT_BASES`] sets; [`CudaBackend::release_bases`] drops one). The kernel pipeline is
 //!   described in `kernels/msm.cu`; the window combination runs on the host ([`plan`]).
@@ -165,6 +166,7 @@ struct ArithKernels {
     fq_op: CudaFunction,
     fr_op: CudaFunction,
     g1_op: CudaFunction,
+    warp_check: CudaFunction,
     _module: Arc<CudaModule>,
 }
 
@@ -439,6 +441,9 @@ fn compile_cached(
     if portable_kernels() {
         options.push("-DFIELD_PORTABLE".to_string());
     }
+    if plain_msm_atomics() {
+        options.push("-DMSM_PLAIN_ATOMICS".to_string());
+    }
     let key = nvrtc::cache_key((unit.name, unit.text), &headers, &options, nvrtc.version);
     let file_name = format!("{}-{key}.cubin", unit.name.trim_end_matches(".cu"));
     let path = cache_dir.join(&file_name);
@@ -622,6 +627,13 @@ fn driver_loadable() -> Result<(), BackendError> {
 /// portable C++ carry chains (the host-tested ones) instead of the PTX ones, for A/B checks.
 fn portable_kernels() -> bool {
     std::env::var("GPU_KERNEL_PORTABLE").is_ok_and(|v| v == "1")
+}
+
+/// `GPU_MSM_PLAIN_ATOMICS=1` compiles the MSM with `-DMSM_PLAIN_ATOMICS`: one atomic per scalar
+/// per window in `msm_histogram` and `msm_scatter` instead of one per bucket per warp, for A/B
+/// timing on a GPU (the emulated device runs its host build, which this does not change).
+fn plain_msm_atomics() -> bool {
+    std::env::var("GPU_MSM_PLAIN_ATOMICS").is_ok_and(|v| v == "1")
 }
 
 fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction, BackendError> {
@@ -854,16 +866,7 @@ impl CudaBackend {
         }
         let n = a.len() / in_w;
         let n32 = to_u32(n, "arith_check length")?;
-        let mut inner = self.lock()?;
-        if inner.arith.is_none() {
-            let module = load_unit(&self.ctx, &inner.nvrtc, ARITH_CHECK, self.arch)?;
-            inner.arith = Some(ArithKernels {
-                fq_op: function(&module, "fq_op")?,
-                fr_op: function(&module, "fr_op")?,
-                g1_op: function(&module, "g1_op")?,
-                _module: module,
-            });
-        }
+        let inner = self.arith_kernels()?;
         let inner = &*inner;
         let arith = inner
             .arith
@@ -901,6 +904,71 @@ impl CudaBackend {
             .clone_dtoh(&out)
             .map_err(drv("reading arith_check output"))?;
         s.synchronize().map_err(drv("arith_check kernels"))?;
+        Ok(host)
+    }
+
+    /// The backend's state with the kernels of `arith_check.cu` loaded (compiled on first use).
+    fn arith_kernels(&self) -> Result<MutexGuard<'_, Inner>, BackendError> {
+        let mut inner = self.lock()?;
+        if inner.arith.is_none() {
+            let module = load_unit(&self.ctx, &inner.nvrtc, ARITH_CHECK, self.arch)?;
+            inner.arith = Some(ArithKernels {
+                fq_op: function(&module, "fq_op")?,
+                fr_op: function(&module, "fr_op")?,
+                g1_op: function(&module, "g1_op")?,
+                warp_check: function(&module, "warp_check")?,
+                _module: module,
+            });
+        }
+        Ok(inner)
+    }
+
+    /// Runs `warp_check` of `arith_check.cu` on `input` in blocks of `block` threads and returns
+    /// its eight outputs per input (what each is: the kernel's comment). A diagnostic for
+    /// validation runs: it compares the warp intrinsics the MSM uses (`__match_any_sync`,
+    /// `__shfl_sync`, ...) on the device with their definition, including warps with returned
+    /// and missing lanes.
+    pub fn warp_check(&self, input: &[u32], block: u32) -> Result<Vec<u32>, BackendError> {
+        if input.is_empty() || block == 0 || block > 1024 {
+            return Err(BackendError::Device(format!(
+                "warp_check: {} inputs in blocks of {block} threads (need some inputs and 1..=1024 threads)",
+                input.len()
+            )));
+        }
+        if self.arch < (7, 0) {
+            return Err(BackendError::Device(format!(
+                "warp_check needs sm_70 or later (__match_any_sync); this device is sm_{}{}",
+                self.arch.0, self.arch.1
+            )));
+        }
+        let n32 = to_u32(input.len(), "warp_check length")?;
+        let inner = self.arith_kernels()?;
+        let inner = &*inner;
+        let arith = inner
+            .arith
+            .as_ref()
+            .ok_or_else(|| BackendError::Device("arith_check kernels not loaded".into()))?;
+        let s = &inner.stream;
+        let din = s
+            .clone_htod(input)
+            .map_err(drv("uploading warp_check inputs"))?;
+        let mut out = s
+            .alloc_zeros::<u32>(input.len() * 8)
+            .map_err(drv("allocating warp_check output"))?;
+        // SAFETY: warp_check(const u32* in, u32 n, u32* out): `in` holds n words and `out` 8n;
+        // thread i < n reads in[i] and writes out[8i..8i+8]; threads i >= n return at once.
+        unsafe {
+            s.launch_builder(&arith.warp_check)
+                .arg(&din)
+                .arg(&n32)
+                .arg(&mut out)
+                .launch(grid(input.len(), block)?)
+        }
+        .map_err(drv("launching warp_check"))?;
+        let host = s
+            .clone_dtoh(&out)
+            .map_err(drv("reading warp_check output"))?;
+        s.synchronize().map_err(drv("warp_check kernel"))?;
         Ok(host)
     }
 
