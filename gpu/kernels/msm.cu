@@ -1,10 +1,11 @@
 // Pippenger MSM over BN254 G1 with signed-digit windows and sort-based bucket accumulation.
 // Driven by gpu/src/cuda/mod.rs (CudaBackend::msm_device); the launch order is:
 //   1. msm_histogram   thread per scalar: recode into signed digits, count entries per bucket
-//                      (counts[w * B + bucket], B = 2^(c-1) buckets per window);
+//                      (counts[w * B + bucket], B = 2^(c-1) buckets per window; one atomic per
+//                      bucket per warp, MSM_WARP_AGGREGATE);
 //   2. scan_block/scan_add (exclusive prefix sum): counts -> offsets;
 //   3. msm_scatter     thread per scalar: recode again, write (point index | sign << 31) to
-//                      sorted[offset + atomic cursor] -- a counting sort of (bucket, point) pairs
+//                      sorted[offset + atomic cursor (per warp, as in 1.)] -- a counting sort of (bucket, point) pairs
 //                      by bucket (one radix-2^(c-1) pass per window; the order inside a bucket is
 //                      not fixed, which cannot change the sum);
 //   4. msm_segment_count + scan: every bucket is split into segments of at most `seg_len` entries
@@ -24,6 +25,27 @@
 #include "msm.cuh"
 
 #define MSM_SIGN_BIT 0x80000000u
+// The key of a zero digit (no bucket) in the warp-aggregated counting below.
+#define MSM_NO_BUCKET 0xffffffffu
+
+// Warp-aggregated counting (sm_70 and later, and the emulated device, which runs the warp
+// intrinsics): in each window the lanes of a warp that count into the same bucket find each
+// other with __match_any_sync, and the lowest of them does one atomic for the group -- one atomic
+// per distinct bucket per warp instead of one per lane. It is for columns of 0s and 1s (selectors,
+// fixed columns, small witnesses): all 32 lanes of a warp hit bucket 0 of window 0, and 2^20
+// atomics on one counter become 2^15. Random scalars seldom share a bucket (2^(c-1) per window,
+// 2,048 at 2^20) and pay one match per window. Every lane that has not returned takes part in
+// every match (the mask is the whole warp; returned lanes take no part, as the CUDA guide
+// allows). -DMSM_PLAIN_ATOMICS (GPU_MSM_PLAIN_ATOMICS=1 in the backend) keeps one atomic per
+// lane, for comparing the two on a GPU.
+#if (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700) && !defined(MSM_PLAIN_ATOMICS)
+#define MSM_WARP_AGGREGATE 1
+#endif
+
+// The bucket counter of digit d in window w, or MSM_NO_BUCKET for d = 0.
+static __device__ __forceinline__ u32 msm_bucket_key(int d, u32 w, u32 buckets) {
+    return d == 0 ? MSM_NO_BUCKET : w * buckets + (u32)(d < 0 ? -d : d) - 1u;
+}
 
 static __device__ __forceinline__ void msm_load_scalar(const u32* scalars, u32 i, u32 s[8]) {
     const fr_t v = fr_t::load(scalars + 8u * i);  // the raw limbs, by fr_t's 128-bit loads
@@ -39,11 +61,16 @@ extern "C" __global__ void msm_histogram(const u32* scalars, u32 n, u32 c, u32 n
     u32 buckets = 1u << (c - 1u);
     u32 carry = 0;
     for (u32 w = 0; w < num_windows; w++) {
-        int d = msm_window_digit(s, c, w, &carry);
-        if (d != 0) {
-            u32 b = (u32)(d < 0 ? -d : d) - 1u;
-            atomicAdd(&counts[w * buckets + b], 1u);
+        u32 key = msm_bucket_key(msm_window_digit(s, c, w, &carry), w, buckets);
+#ifdef MSM_WARP_AGGREGATE
+        u32 peers = __match_any_sync(0xffffffffu, key);
+        u32 lane = threadIdx.x & 31u;
+        if (key != MSM_NO_BUCKET && lane == (u32)__ffs((int)peers) - 1u) {
+            atomicAdd(&counts[key], (u32)__popc(peers));
         }
+#else
+        if (key != MSM_NO_BUCKET) atomicAdd(&counts[key], 1u);
+#endif
     }
 }
 
@@ -57,11 +84,20 @@ extern "C" __global__ void msm_scatter(const u32* scalars, u32 n, u32 c, u32 num
     u32 carry = 0;
     for (u32 w = 0; w < num_windows; w++) {
         int d = msm_window_digit(s, c, w, &carry);
-        if (d != 0) {
-            u32 b = (u32)(d < 0 ? -d : d) - 1u;
-            u32 pos = atomicAdd(&cursor[w * buckets + b], 1u);
-            sorted[pos] = i | (d < 0 ? MSM_SIGN_BIT : 0u);
-        }
+        u32 key = msm_bucket_key(d, w, buckets);
+#ifdef MSM_WARP_AGGREGATE
+        // The group's leader takes its places with one atomic; each lane takes the place of its
+        // rank among the group's lanes.
+        u32 peers = __match_any_sync(0xffffffffu, key);
+        u32 lane = threadIdx.x & 31u;
+        u32 leader = (u32)__ffs((int)peers) - 1u;
+        u32 first = 0;
+        if (key != MSM_NO_BUCKET && lane == leader) first = atomicAdd(&cursor[key], (u32)__popc(peers));
+        u32 pos = __shfl_sync(0xffffffffu, first, (int)leader) + (u32)__popc(peers & ((1u << lane) - 1u));
+#else
+        u32 pos = key == MSM_NO_BUCKET ? 0u : atomicAdd(&cursor[key], 1u);
+#endif
+        if (key != MSM_NO_BUCKET) sorted[pos] = i | (d < 0 ? MSM_SIGN_BIT : 0u);
     }
 }
 

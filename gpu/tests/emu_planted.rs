@@ -6,6 +6,8 @@
 //! - a removed `__syncthreads` in `scan_block` (the MSM's prefix sum): a race that changes the
 //!   MSM in at least one of the orders `CUDA_EMU_ORDER=forward|reverse|shuffle`;
 //! - half of `scan_block`'s threads returning before its barrier: barrier divergence;
+//! - `msm_scatter`'s shuffle skipped by the lanes without a bucket (a zero digit), while its mask
+//!   names the whole warp: warp divergence, the shuffle's and the next match's source lines named;
 //! - an out-of-bounds store in `ntt_pass`: an illegal-address fault naming the allocation;
 //! - an element read 4 bytes off its place in `ntt_pass` (a misaligned 128-bit load on a GPU): a
 //!   misaligned-address fault;
@@ -56,6 +58,12 @@ const PLANTS: &[Plant] = &[
         unit: MSM,
         from: "    sh[t] = v;\n    __syncthreads();\n",
         to: "    sh[t] = v;\n    if (t >= 256u) return;\n    __syncthreads();\n",
+    },
+    Plant {
+        name: "msm_divergent_shuffle",
+        unit: MSM,
+        from: "        u32 pos = __shfl_sync(0xffffffffu, first, (int)leader)",
+        to: "        u32 pos = key == MSM_NO_BUCKET ? 0u : __shfl_sync(0xffffffffu, first, (int)leader)",
     },
     Plant {
         name: "ntt_out_of_bounds",
@@ -274,6 +282,17 @@ fn planted_bugs_are_caught() {
                 for (o, r) in &results {
                     assert!(
                         r.contains("barrier divergence") && r.contains("has returned"),
+                        "{} ({o}): {r}",
+                        p.name
+                    );
+                }
+            }
+            "msm_divergent_shuffle" => {
+                for (o, r) in &results {
+                    assert!(
+                        r.contains("warp divergence")
+                            && r.contains("waits at __shfl_sync (msm.cu:")
+                            && r.contains("waits at __match_any_sync (msm.cu:"),
                         "{} ({o}): {r}",
                         p.name
                     );

@@ -1,8 +1,8 @@
 //! Compiles every kernel source in `gpu/kernels/` with NVRTC (no GPU needed) for `compute_80`
 //! (PTX), for `sm_90` (CUBIN: NVRTC's `compute_90` PTX, then ptxas over it and the inline PTX
-//! assembly, so a separate `compute_90` PTX compile would check nothing more), and the portable
-//! variant (`-DFIELD_PORTABLE`) for `compute_90`; `GPU_NVRTC_FULL=1` adds sm_80 and the portable
-//! CUBINs. Headers are passed through
+//! assembly, so a separate `compute_90` PTX compile would check nothing more), and the variant
+//! (`-DFIELD_PORTABLE -DMSM_PLAIN_ATOMICS`: portable carry chains, one MSM atomic per lane) for
+//! `compute_90`; `GPU_NVRTC_FULL=1` adds sm_80 and the variant's CUBINs. Headers are passed through
 //! `nvrtcCreateProgram`'s header arrays, so no include path is needed.
 //!
 //! NVRTC comes from the `nvidia-cuda-nvrtc-cu12` wheel installed by `scripts/ensure-nvrtc` into
@@ -228,9 +228,13 @@ fn units() -> Vec<(String, String)> {
     units
 }
 
+/// The variant of the kernels the backend compiles with `GPU_KERNEL_PORTABLE=1` and
+/// `GPU_MSM_PLAIN_ATOMICS=1`: the portable carry chains, one MSM atomic per lane.
+const VARIANT: &[&str] = &["-DFIELD_PORTABLE", "-DMSM_PLAIN_ATOMICS"];
+
 /// Compiles every unit for `target` (`compute_XX` gives PTX, `sm_XX` a CUBIN, which also runs
-/// ptxas over the inline assembly); `portable` adds `-DFIELD_PORTABLE`.
-fn compile_all(target: &str, portable: bool) {
+/// ptxas over the inline assembly) with the options `defines`.
+fn compile_all(target: &str, defines: &[&str]) {
     let Some(nvrtc) = load_nvrtc() else {
         return;
     };
@@ -242,9 +246,7 @@ fn compile_all(target: &str, portable: bool) {
             format!("--gpu-architecture={target}"),
             "-std=c++17".to_string(),
         ];
-        if portable {
-            options.push("-DFIELD_PORTABLE".to_string());
-        }
+        options.extend(defines.iter().map(|d| d.to_string()));
         let t = Instant::now();
         match nvrtc.compile(name, text, &headers, &options, cubin) {
             Ok(bytes) => eprintln!(
@@ -261,7 +263,7 @@ fn compile_all(target: &str, portable: bool) {
     assert!(failures.is_empty(), "NVRTC failures: {failures:#?}");
 }
 
-/// The slower combinations (CUBIN for sm_80 and of the portable variant) run only with
+/// The slower combinations (CUBIN for sm_80 and of the variant) run only with
 /// `GPU_NVRTC_FULL=1`.
 fn full() -> bool {
     std::env::var("GPU_NVRTC_FULL").is_ok_and(|v| v == "1")
@@ -269,17 +271,17 @@ fn full() -> bool {
 
 #[test]
 fn ptx_compute_80() {
-    compile_all("compute_80", false);
+    compile_all("compute_80", &[]);
 }
 
 #[test]
 fn ptx_compute_90_portable() {
-    compile_all("compute_90", true);
+    compile_all("compute_90", VARIANT);
 }
 
 #[test]
 fn cubin_sm_90() {
-    compile_all("sm_90", false);
+    compile_all("sm_90", &[]);
 }
 
 #[test]
@@ -288,8 +290,8 @@ fn cubin_full_matrix() {
         eprintln!("set GPU_NVRTC_FULL=1 for sm_80 and portable CUBINs");
         return;
     }
-    compile_all("sm_80", false);
-    compile_all("sm_80", true);
-    compile_all("sm_90", true);
-    compile_all("compute_80", true);
+    compile_all("sm_80", &[]);
+    compile_all("sm_80", VARIANT);
+    compile_all("sm_90", VARIANT);
+    compile_all("compute_80", VARIANT);
 }
