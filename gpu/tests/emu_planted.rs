@@ -8,6 +8,7 @@
 //! - half of `scan_block`'s threads returning before its barrier: barrier divergence;
 //! - `msm_scatter`'s shuffle skipped by the lanes without a bucket (a zero digit), while its mask
 //!   names the whole warp: warp divergence, the shuffle's and the next match's source lines named;
+//! - `msm_histogram`'s match with a mask that leaves out lane 31: a malformed warp call;
 //! - an out-of-bounds store in `ntt_pass`: an illegal-address fault naming the allocation;
 //! - an element read 4 bytes off its place in `ntt_pass` (a misaligned 128-bit load on a GPU): a
 //!   misaligned-address fault;
@@ -64,6 +65,12 @@ const PLANTS: &[Plant] = &[
         unit: MSM,
         from: "        u32 pos = __shfl_sync(0xffffffffu, first, (int)leader)",
         to: "        u32 pos = key == MSM_NO_BUCKET ? 0u : __shfl_sync(0xffffffffu, first, (int)leader)",
+    },
+    Plant {
+        name: "msm_mask_without_caller",
+        unit: MSM,
+        from: "        u32 peers = __match_any_sync(0xffffffffu, key);\n        u32 lane = threadIdx.x & 31u;\n        if (key",
+        to: "        u32 peers = __match_any_sync(0x7fffffffu, key);\n        u32 lane = threadIdx.x & 31u;\n        if (key",
     },
     Plant {
         name: "ntt_out_of_bounds",
@@ -293,6 +300,16 @@ fn planted_bugs_are_caught() {
                         r.contains("warp divergence")
                             && r.contains("waits at __shfl_sync (msm.cu:")
                             && r.contains("waits at __match_any_sync (msm.cu:"),
+                        "{} ({o}): {r}",
+                        p.name
+                    );
+                }
+            }
+            "msm_mask_without_caller" => {
+                for (o, r) in &results {
+                    assert!(
+                        r.contains("kernel msm_histogram")
+                            && r.contains("calls __match_any_sync: its mask 0x7fffffff leaves out its own lane 31 (msm.cu:"),
                         "{} ({o}): {r}",
                         p.name
                     );

@@ -10,8 +10,9 @@
 //   worker: each runs until it reaches __syncthreads, a warp intrinsic or returns; when every
 //   thread waits at the same barrier, all continue. A warp intrinsic (__shfl_sync, __ballot_sync,
 //   __match_any_sync, ...) completes when every thread its mask names waits at the same call or
-//   has returned: the driver then computes all of their results at once. CUDA_EMU_ORDER=forward|reverse|shuffle sets the order in which
-//   threads (and blocks) run, so that a missing barrier or a race changes the result.
+//   has returned: the driver then computes all of their results at once.
+//   CUDA_EMU_ORDER=forward|reverse|shuffle sets the order in which threads (and blocks) run, so
+//   that a missing barrier or a race changes the result.
 // - A fault inside a kernel (a load or store in a guard page: out of the bounds of an allocation
 //   or of dynamic shared memory; a fiber stack overflow) is caught by a signal handler and
 //   becomes a sticky ERROR_ILLEGAL_ADDRESS naming the kernel, block, thread and allocation.
@@ -546,6 +547,15 @@ unsigned long long warp_result(const WarpCall& c, unsigned lane, unsigned member
 // must run before anything else is judged). Returns false, with the job's error set, when a
 // call is malformed or can never complete: nothing was released and a named thread waits at
 // __syncthreads or at another warp call.
+// After a barrier or warp error: the fibers waiting mid-kernel are abandoned; start them afresh
+// for the worker's next block.
+void restart_waiting(Worker* w, unsigned n) {
+    for (unsigned t = 0; t < n; t++) {
+        State st = w->fibers[t]->state;
+        if (st == State::Wait || st == State::WarpWait) fiber_init(w->fibers[t]);
+    }
+}
+
 bool resolve_warp_calls(Worker* w, const Job& job, const uint3& bidx, bool* released_any) {
     const unsigned n = job.threads;
     bool released = false;
@@ -567,6 +577,7 @@ bool resolve_warp_calls(Worker* w, const Job& job, const uint3& bidx, bool* rele
             const_cast<Job&>(job).set_error(ERROR_LAUNCH_FAILED, "kernel " + job.f->name + ": " +
                                                                      ids(bidx, f->ctx.threadIdx) + " calls " +
                                                                      warp_op_name(c.op) + ": " + bad);
+            restart_waiting(w, n);
             return false;
         }
         // Only the group's lowest waiting lane judges it (the others are judged with it).
@@ -615,11 +626,7 @@ bool resolve_warp_calls(Worker* w, const Job& job, const uint3& bidx, bool* rele
                                         std::to_string(blocker->ctx.threadIdx.x) + ", " +
                                         std::to_string(blocker->ctx.threadIdx.y) + ", " +
                                         std::to_string(blocker->ctx.threadIdx.z) + ") " + what);
-    // The waiting fibers are abandoned mid-kernel: start them afresh next time.
-    for (unsigned t = 0; t < n; t++) {
-        State st = w->fibers[t]->state;
-        if (st == State::Wait || st == State::WarpWait) fiber_init(w->fibers[t]);
-    }
+    restart_waiting(w, n);
     return false;
 }
 
@@ -694,10 +701,7 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
                 ERROR_LAUNCH_FAILED, "kernel " + job.f->name + ": barrier divergence: " +
                                          ids(bidx, first_waiting->ctx.threadIdx) +
                                          " waits at __syncthreads while " + why);
-            // The waiting fibers are abandoned mid-kernel: start them afresh next time.
-            for (unsigned t = 0; t < n; t++) {
-                if (w->fibers[t]->state == State::Wait) fiber_init(w->fibers[t]);
-            }
+            restart_waiting(w, n);
             return false;
         }
         for (unsigned t = 0; t < n; t++) w->fibers[t]->state = State::Run;

@@ -218,17 +218,17 @@ impl ProvingCore {
         Ok(self.compute.bases(k, &srs).map_err(EngineError::Native)?)
     }
 
-    /// Proves `circuit` with the configured engine.
+    /// Proves `circuit` with the configured engine, at the key's size (`k` of its domain).
     fn prove_circuit<C: Circuit<Fr>>(
         &self,
         on: Option<&Arc<dyn gpu::ComputeBackend>>,
-        k: u32,
         keys: &CircuitKeys,
         circuit: C,
         instances: &[Fr],
         rng: impl RngCore + Clone,
         transcript: Transcript,
     ) -> Result<Proved, CoreError> {
+        let k = keys.vk().get_domain().k();
         let srs = self.srs(k)?;
         let pk = &keys.pk;
         match self.config.engine {
@@ -512,7 +512,6 @@ impl ProvingCore {
             .collect();
         let proved = self.prove_circuit(
             backend,
-            data.config.k,
             &keys,
             builder,
             &instances,
@@ -655,7 +654,6 @@ impl ProvingCore {
         let (keys, circuit, instances) = self.aggregation_circuit(level, proofs)?;
         let proved = self.prove_circuit(
             backend,
-            level.k,
             &keys,
             circuit,
             &instances,
@@ -781,15 +779,8 @@ impl ProvingCore {
             .iter()
             .map(|v| *v.value())
             .collect();
-        let proved = self.prove_circuit(
-            None,
-            data.config.k,
-            &keys,
-            builder,
-            &instances,
-            rng,
-            Transcript::Keccak,
-        )?;
+        let proved =
+            self.prove_circuit(None, &keys, builder, &instances, rng, Transcript::Keccak)?;
         Ok((instances, proved.proof))
     }
 

@@ -354,8 +354,9 @@ pub fn evaluate(
         let mut tail_c = Fr::ZERO;
         let mut rho_b = Fr::ONE;
         for b in 0..ratio {
-            if b < pieces {
-                add_scaled(backend, &mut acc[b], &values, c)?;
+            if let Some(piece) = acc.get_mut(b) {
+                // b < pieces (acc holds one accumulator per piece)
+                add_scaled(backend, piece, &values, c)?;
             } else if let Some(rho) = rho {
                 tail_c += rho_b * c;
                 rho_b *= rho;
