@@ -5,9 +5,9 @@
 //                      bucket per warp, MSM_WARP_AGGREGATE);
 //   2. scan_block/scan_add (exclusive prefix sum): counts -> offsets;
 //   3. msm_scatter     thread per scalar: recode again, write (point index | sign << 31) to
-//                      sorted[offset + atomic cursor (per warp, as in 1.)] -- a counting sort of (bucket, point) pairs
-//                      by bucket (one radix-2^(c-1) pass per window; the order inside a bucket is
-//                      not fixed, which cannot change the sum);
+//                      sorted[offset + atomic cursor] (per warp, as in 1.) -- a counting sort of
+//                      (bucket, point) pairs by bucket (one radix-2^(c-1) pass per window; the
+//                      order inside a bucket is not fixed, which cannot change the sum);
 //   4. msm_segment_count + scan: every bucket is split into segments of at most `seg_len` entries
 //                      (oversized buckets -- many equal scalars, e.g. zeros or ones -- are spread
 //                      over many threads);

@@ -53,9 +53,9 @@ void* cuEmuStaticShared(void* storage, size_t bytes, unsigned long long* generat
 // index) has reached the same call with the same mask, or has returned; then the driver computes
 // every member's result at once from their `value`s. `arg` is the source lane, delta or lane mask
 // of a shuffle, `width` its segment width (a power of two up to 32); `file` and `line` name the
-// call (threads of a group must be at the same one, else it is divergence). A call whose mask leaves out
-// the caller, a bad width, or a warp that can never complete the call (a named thread waits at
-// __syncthreads or at another warp call) fails the launch with CUDA_ERROR_LAUNCH_FAILED.
+// call (threads of a group must be at the same one, else it is divergence). A call whose mask
+// leaves out the caller, a bad width, or a warp that can never complete the call (a named thread
+// waits at __syncthreads or at another warp call) fails the launch with CUDA_ERROR_LAUNCH_FAILED.
 unsigned long long cuEmuWarpSync(unsigned op, unsigned mask, unsigned long long value, unsigned arg,
                                  unsigned width, const char* file, unsigned line);
 // Reports a vector access of `align` bytes at a misaligned address `p` as a kernel fault

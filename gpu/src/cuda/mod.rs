@@ -92,6 +92,15 @@ fn grid(n: usize, block: u32) -> Result<LaunchConfig, BackendError> {
     })
 }
 
+/// The backend's state and its loaded `arith_check.cu` kernels ([`CudaBackend::arith_kernels`]).
+fn with_arith(inner: &Inner) -> Result<(&Inner, &ArithKernels), BackendError> {
+    let arith = inner
+        .arith
+        .as_ref()
+        .ok_or_else(|| BackendError::Device("arith_check kernels not loaded".into()))?;
+    Ok((inner, arith))
+}
+
 fn to_u32(n: usize, what: &str) -> Result<u32, BackendError> {
     u32::try_from(n).map_err(|_| BackendError::Device(format!("{what} = {n} does not fit in u32")))
 }
@@ -866,12 +875,8 @@ impl CudaBackend {
         }
         let n = a.len() / in_w;
         let n32 = to_u32(n, "arith_check length")?;
-        let inner = self.arith_kernels()?;
-        let inner = &*inner;
-        let arith = inner
-            .arith
-            .as_ref()
-            .ok_or_else(|| BackendError::Device("arith_check kernels not loaded".into()))?;
+        let guard = self.arith_kernels()?;
+        let (inner, arith) = with_arith(&guard)?;
         let f = match kernel {
             ArithKernel::Fq => &arith.fq_op,
             ArithKernel::Fr => &arith.fr_op,
@@ -907,7 +912,8 @@ impl CudaBackend {
         Ok(host)
     }
 
-    /// The backend's state with the kernels of `arith_check.cu` loaded (compiled on first use).
+    /// The backend's state with the kernels of `arith_check.cu` loaded (compiled on first use;
+    /// [`with_arith`] takes them out).
     fn arith_kernels(&self) -> Result<MutexGuard<'_, Inner>, BackendError> {
         let mut inner = self.lock()?;
         if inner.arith.is_none() {
@@ -942,12 +948,8 @@ impl CudaBackend {
             )));
         }
         let n32 = to_u32(input.len(), "warp_check length")?;
-        let inner = self.arith_kernels()?;
-        let inner = &*inner;
-        let arith = inner
-            .arith
-            .as_ref()
-            .ok_or_else(|| BackendError::Device("arith_check kernels not loaded".into()))?;
+        let guard = self.arith_kernels()?;
+        let (inner, arith) = with_arith(&guard)?;
         let s = &inner.stream;
         let din = s
             .clone_htod(input)
