@@ -24,6 +24,11 @@ pub const ENV_PREFIX: &str = "PROVER_";
 const ENV_ALIASES: &[(&str, &str, &str)] = &[
     ("PROVER_PARAMS_DIR", "prover", "params_dir"),
     ("PROVER_KEYS_DIR", "prover", "keys_dir"),
+    (
+        "PROVER_KEYS_DISK_RESERVE_MIB",
+        "prover",
+        "keys_disk_reserve_mib",
+    ),
 ];
 
 /// Errors reading or validating the configuration.
@@ -68,6 +73,14 @@ pub struct ProverSection {
     pub params_dir: PathBuf,
     /// Directory of the proving-key cache.
     pub keys_dir: PathBuf,
+    /// Free space (MiB) the key and coset caches leave on `keys_dir`'s filesystem: a cache
+    /// file that would leave less is not written (the keys and cosets are then used from memory).
+    #[serde(default = "default_keys_disk_reserve_mib")]
+    pub keys_disk_reserve_mib: u64,
+}
+
+fn default_keys_disk_reserve_mib() -> u64 {
+    prover_core::disk::DEFAULT_RESERVE_MIB
 }
 
 impl Default for ProverSection {
@@ -75,6 +88,7 @@ impl Default for ProverSection {
         Self {
             params_dir: "data/params".into(),
             keys_dir: "data/keys".into(),
+            keys_disk_reserve_mib: default_keys_disk_reserve_mib(),
         }
     }
 }
@@ -486,6 +500,7 @@ impl NodeConfig {
             // The node verifies only the chunk proofs of its batch tasks, with the keys it proves
             // that batch's chunk circuit with.
             verify_allow: Vec::new(),
+            keys_disk_reserve_mib: self.prover.keys_disk_reserve_mib,
         }
     }
 

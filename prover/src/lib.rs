@@ -7,5 +7,5 @@ pub mod daemon;
 
 /// The proving core (`prover_core::core`).
 pub use prover_core::core;
-pub use prover_core::{circuits, engine, evm, keys, login, rollup, wire};
+pub use prover_core::{circuits, disk, engine, evm, keys, login, rollup, wire};
 pub use prover_core::{CoreConfig, CoreError, ProvingCore, Verified};

@@ -44,6 +44,10 @@ struct Dirs {
     /// Directory of the proving-key cache [default: data/keys].
     #[arg(long, env = "PROVER_KEYS_DIR")]
     keys_dir: Option<PathBuf>,
+    /// Free space (MiB) the key and coset caches leave on the keys directory's filesystem: a
+    /// cache file that would leave less is not written [default: 2048].
+    #[arg(long, env = "PROVER_KEYS_DISK_RESERVE_MIB")]
+    keys_disk_reserve_mib: Option<u64>,
 }
 
 impl Dirs {
@@ -77,6 +81,10 @@ impl Dirs {
                 .or_else(|| from_file(|c| &c.prover.keys_dir))
                 .unwrap_or_else(|| "data/keys".into()),
             verify_allow: Vec::new(),
+            keys_disk_reserve_mib: self
+                .keys_disk_reserve_mib
+                .or_else(|| file.as_ref().map(|c| c.prover.keys_disk_reserve_mib))
+                .unwrap_or(prover::disk::DEFAULT_RESERVE_MIB),
         })
     }
 

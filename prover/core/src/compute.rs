@@ -9,7 +9,7 @@ use gpu::{BackendChoice, ComputeBackend};
 use halo2_proofs::plonk::ProvingKey;
 use halo2curves::bn256::G1Affine;
 
-use crate::native::{KeyCache, NativeError, SrsBases};
+use crate::native::{CosetFile, KeyCache, NativeError, SrsBases};
 
 /// Errors of backend selection.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +87,7 @@ impl Compute {
         digest: &str,
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
-        file: Option<(&std::path::Path, &str)>,
+        file: Option<CosetFile<'_>>,
     ) -> Result<Arc<KeyCache>, NativeError> {
         // The columns are resident in the backend: one cache per key and backend.
         let slot = lock(&self.key_caches)
@@ -100,7 +100,7 @@ impl Compute {
         }
         let started = std::time::Instant::now();
         let built = Arc::new(match file {
-            Some((path, sha)) => KeyCache::with_file(backend, pk, path, sha)?,
+            Some(file) => KeyCache::with_file(backend, pk, file)?,
             None => KeyCache::new(backend, pk)?,
         });
         tracing::info!(

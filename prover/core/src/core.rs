@@ -24,6 +24,7 @@ use crate::circuits::{batch, bundle, chunk};
 use crate::compute::{Compute, SelectError};
 use crate::engine::{self, EngineError, EngineKind, Transcript};
 use crate::keys::{CircuitKeys, Generated, KeyError, KeyStore};
+use crate::native::CosetFile;
 use crate::rollup::{check_chunk, check_shape, ChunkError};
 use crate::wire::{
     Base64Bytes, BatchConfig, BatchTaskData, BundleConfig, BundleTaskData, ChunkConfig,
@@ -131,6 +132,15 @@ pub struct CoreConfig {
     /// an untrusted proof must not be able to start a keygen (minutes of CPU, gigabytes on disk).
     #[serde(default)]
     pub verify_allow: Vec<CircuitSpec>,
+    /// Free space (MiB) the key and coset caches leave on the keys directory's filesystem
+    /// ([`crate::disk`]): a cache file that would leave less is not written, and the keys and
+    /// cosets are used from memory. 0 writes every file that fits.
+    #[serde(default = "default_disk_reserve_mib")]
+    pub keys_disk_reserve_mib: u64,
+}
+
+fn default_disk_reserve_mib() -> u64 {
+    crate::disk::DEFAULT_RESERVE_MIB
 }
 
 impl CoreConfig {
@@ -142,6 +152,7 @@ impl CoreConfig {
             engine: EngineKind::default(),
             backend: gpu::BackendChoice::default(),
             verify_allow: Vec::new(),
+            keys_disk_reserve_mib: crate::disk::DEFAULT_RESERVE_MIB,
         }
     }
 }
@@ -176,7 +187,8 @@ struct Proved {
 
 impl ProvingCore {
     pub fn new(config: CoreConfig) -> Self {
-        let keys = KeyStore::new(config.keys_dir.clone());
+        let keys = KeyStore::new(config.keys_dir.clone())
+            .with_disk_reserve(config.keys_disk_reserve_mib.saturating_mul(1 << 20));
         Self {
             config,
             keys,
@@ -312,7 +324,11 @@ impl ProvingCore {
             &keys.meta.vk_digest,
             backend,
             &keys.pk,
-            Some((&coset_file, &keys.meta.pk_sha256)),
+            Some(CosetFile {
+                path: &coset_file,
+                pk_sha256: &keys.meta.pk_sha256,
+                disk_reserve: self.keys.disk_reserve(),
+            }),
         )?;
         engine::prove_native_with(
             backend,

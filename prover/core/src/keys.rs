@@ -4,7 +4,9 @@
 //! ([`KeyMeta`]: circuit parameters, break points, vk digest, and the sha256 of the `.pk` file),
 //! where `id` hashes the circuit specification and the SRS identity. The `.json` is written last,
 //! so a half-written entry is never used; the `.pk` hash is checked before parsing (halo2's reader
-//! panics on short input), and a corrupt entry is regenerated with a warning.
+//! panics on short input), and a corrupt entry is regenerated with a warning. An entry that cannot
+//! be written (the disk full, or short of the reserve in [`crate::disk`]) is not an error: the keys
+//! are used from memory, with a warning, and the next process generates them again.
 //!
 //! Verification only looks keys up ([`KeyStore::has_entry`], [`KeyStore::get_cached`]): a proof
 //! names its own circuit configuration, so an untrusted one must not be able to start a keygen.
@@ -45,6 +47,8 @@ pub enum KeyError {
         circuit: &'static str,
         reason: String,
     },
+    #[error(transparent)]
+    NoRoom(#[from] crate::disk::NoRoom),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -111,15 +115,31 @@ pub struct KeyStore {
     /// circuit wait for one keygen instead of each running their own (minutes for the batch
     /// circuit), while other circuits are not held up.
     loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Bytes the cache files leave free on the directory's filesystem ([`crate::disk`]).
+    reserve: u64,
 }
 
 impl KeyStore {
+    /// A store in `dir` that leaves [`crate::disk::DEFAULT_RESERVE_MIB`] free.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             loaded: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
+            reserve: crate::disk::DEFAULT_RESERVE_MIB << 20,
         }
+    }
+
+    /// The store, leaving `bytes` free on its filesystem instead: a key or coset file that
+    /// would leave less is not written.
+    pub fn with_disk_reserve(mut self, bytes: u64) -> Self {
+        self.reserve = bytes;
+        self
+    }
+
+    /// The bytes the cache files leave free on the directory's filesystem.
+    pub fn disk_reserve(&self) -> u64 {
+        self.reserve
     }
 
     /// Where the native engine keeps the coset cache of `spec`'s key over `params`: next to the
@@ -311,7 +331,6 @@ impl KeyStore {
         tracing::info!(entry = %name, "generating proving key (once per circuit configuration)");
         let generated = keygen()?;
         tracing::info!(entry = %name, secs = started.elapsed().as_secs_f64(), "proving key generated");
-        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let mut bytes = Vec::new();
         generated
             .pk
@@ -326,31 +345,60 @@ impl KeyStore {
             vk_digest: vk_digest(generated.pk.get_vk()),
             pk_sha256: hex::encode(Sha256::digest(&bytes)),
         };
-        write_atomic(&self.dir.join(format!("{name}.pk")), &bytes)?;
-        let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| KeyError::Io {
-            path: self.dir.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })?;
-        write_atomic(&self.dir.join(format!("{name}.json")), &meta_json)?;
+        // The keys are made: a cache that cannot take them costs the next process a keygen, not
+        // this proof.
+        if let Err(e) = self.store(name, &bytes, &meta) {
+            tracing::warn!(
+                entry = %name,
+                error = %e,
+                "proving key not cached on disk: used from memory, generated again by the next process"
+            );
+        }
         Ok(CircuitKeys {
             pk: generated.pk,
             meta,
         })
     }
+
+    /// Writes an entry: the `.pk`, then the `.json` that makes it valid; nothing of it when
+    /// either write fails or would leave less than the reserve free.
+    fn store(&self, name: &str, pk_bytes: &[u8], meta: &KeyMeta) -> Result<(), KeyError> {
+        let meta_json = serde_json::to_vec_pretty(meta).map_err(|e| KeyError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let pk_path = self.dir.join(format!("{name}.pk"));
+        let bytes = (pk_bytes.len() + meta_json.len()) as u64;
+        crate::disk::check_room(&pk_path, bytes, self.reserve)?;
+        write_atomic(&pk_path, pk_bytes)?;
+        if let Err(e) = write_atomic(&self.dir.join(format!("{name}.json")), &meta_json) {
+            // A key without its metadata is never read: do not leave it taking the space.
+            let _ = fs::remove_file(&pk_path);
+            return Err(e);
+        }
+        Ok(())
+    }
 }
 
 /// Writes `path` through a temporary file, fsync and rename, so readers see all or nothing.
 /// The temporary name is unique per write (process id and a counter): two key stores of one
-/// process writing the same entry at once each rename their own complete file.
+/// process writing the same entry at once each rename their own complete file. On failure the
+/// temporary file is removed: a torn 1.5 GB key must not stay to fill the disk further.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     let file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    let mut w = BufWriter::new(file);
-    w.write_all(bytes).map_err(io_err(&tmp))?;
-    let file = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    Ok(())
+    let written = (|| {
+        let mut w = BufWriter::new(file);
+        w.write_all(bytes).map_err(io_err(&tmp))?;
+        let file = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, path).map_err(io_err(path))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }

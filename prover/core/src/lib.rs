@@ -10,6 +10,7 @@
 pub mod circuits;
 pub mod compute;
 pub mod core;
+pub mod disk;
 pub mod engine;
 pub mod evm;
 pub mod keys;

@@ -134,6 +134,45 @@ fn prove_and_verify_a_sample_chunk_and_reject_tampering() {
     ));
     assert!(out.contains("VALID"), "{out}");
 
+    // A keys directory whose disk cannot keep the reserve: the proof is made from memory, each
+    // cache says once why it was not written, and nothing is left there.
+    let out = prover(
+        d,
+        &[
+            "prove",
+            "--task",
+            "tasks/chunk-0.json",
+            "--out",
+            "proof-short.json",
+            "--keys-dir",
+            "short-keys",
+            "--keys-disk-reserve-mib",
+            &(u64::MAX >> 20).to_string(),
+        ],
+    );
+    assert!(ok(&out).contains("proved chunk task"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("proving key not cached on disk").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("coset cache not written").count(), 1, "{err}");
+    assert!(err.contains("keys_disk_reserve_mib"), "{err}");
+    let left = std::fs::read_dir(d.join("short-keys")).map_or(0, |entries| entries.count());
+    assert_eq!(left, 0);
+    let out = ok(&prover(
+        d,
+        &[
+            "verify",
+            "--proof",
+            "proof-short.json",
+            "--task",
+            "tasks/chunk-0.json",
+        ],
+    ));
+    assert!(out.contains("VALID"), "{out}");
+
     // The proof of chunk 0 is not a proof of chunk 1.
     let err = fails(&prover(
         d,

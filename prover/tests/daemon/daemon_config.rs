@@ -81,6 +81,19 @@ fn cli_aliases_apply_and_canonical_variables_win() {
     ])
     .unwrap();
     assert_eq!(c.prover.keys_dir, PathBuf::from("/canonical"));
+
+    // The cache's disk reserve: 2 GiB by default, the CLI's variable an alias, and on to the
+    // proving core.
+    let c = load_with(&[]).unwrap();
+    assert_eq!(c.prover.keys_disk_reserve_mib, 2048);
+    let c = load_with(&[("PROVER_KEYS_DISK_RESERVE_MIB", "512")]).unwrap();
+    assert_eq!(c.core_config().keys_disk_reserve_mib, 512);
+    let c = load_with(&[
+        ("PROVER_PROVER_KEYS_DISK_RESERVE_MIB", "0"),
+        ("PROVER_KEYS_DISK_RESERVE_MIB", "512"),
+    ])
+    .unwrap();
+    assert_eq!(c.core_config().keys_disk_reserve_mib, 0);
 }
 
 #[test]

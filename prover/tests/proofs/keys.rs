@@ -70,6 +70,63 @@ fn keys_are_cached_and_corrupt_entries_regenerated() {
         .expect("verifies with cached keys");
 }
 
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A keys directory that cannot take the caches — short of their free-space reserve, or a write
+/// that fails — costs the next process a keygen, never this proof: it is made and verifies from
+/// memory, and no file or partial file is left behind.
+#[test]
+fn a_keys_dir_that_cannot_take_the_cache_costs_no_proof_and_keeps_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let params_dir = dir.path().join("params");
+    params::ensure_dev(&params_dir, SMALL.k, false).unwrap();
+    let data = genesis(SMALL)
+        .apply_chunk(SMALL, &[transfer(0, 1, 1, 0)])
+        .unwrap();
+
+    // A reserve larger than any disk: neither the key nor the coset file is written.
+    let config = CoreConfig {
+        keys_disk_reserve_mib: u64::MAX >> 20,
+        ..CoreConfig::new(&params_dir, dir.path().join("keys"))
+    };
+    let core = ProvingCore::new(config.clone());
+    let proof = core.prove_chunk("short", &data, rng()).unwrap();
+    core.verify(&proof)
+        .expect("verifies with the keys in memory");
+    assert_eq!(names(&config.keys_dir), Vec::<String>::new());
+    // Nothing cached: another process has no keys to verify with (and does not make them).
+    let err = ProvingCore::new(config).verify(&proof).unwrap_err();
+    assert!(matches!(err, CoreError::UnknownCircuit { .. }), "{err}");
+
+    // A write that fails: the entry's key file name is taken by a directory, so the rename of
+    // the written key fails. The temporary key is removed, no metadata makes the entry valid,
+    // and the proof is made all the same.
+    let config = CoreConfig::new(&params_dir, dir.path().join("keys2"));
+    ProvingCore::new(config.clone()).chunk_keys(SMALL).unwrap();
+    let pk = entry_files(&config.keys_dir, "pk").remove(0);
+    for name in names(&config.keys_dir) {
+        std::fs::remove_file(config.keys_dir.join(name)).unwrap();
+    }
+    std::fs::create_dir_all(pk.join("in the way")).unwrap();
+    let core = ProvingCore::new(config.clone());
+    let proof = core.prove_chunk("failing", &data, rng()).unwrap();
+    core.verify(&proof)
+        .expect("verifies with the keys in memory");
+    let left = names(&config.keys_dir);
+    assert!(
+        left.iter()
+            .all(|n| !n.contains(".tmp") && !n.ends_with(".json")),
+        "{left:?}"
+    );
+}
+
 /// Two cores of one process (as in the test harness, or a node and an embedded coordinator)
 /// generating the same entry at once: both get the keys, and the entry on disk is whole.
 #[test]

@@ -72,7 +72,8 @@ impl Shape {
         self.parts * self.columns
     }
 
-    fn file_len(&self) -> u64 {
+    /// The file's length in bytes.
+    pub fn file_len(&self) -> u64 {
         (HEADER + self.parts * self.part_bytes() + self.blocks() * DIGEST + DIGEST) as u64
     }
 

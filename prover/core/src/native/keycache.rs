@@ -222,6 +222,17 @@ pub(crate) fn to_part(
     Ok(values)
 }
 
+/// Where [`KeyCache::with_file`] keeps the extended columns: the coset file next to a proving key.
+#[derive(Clone, Copy, Debug)]
+pub struct CosetFile<'a> {
+    pub path: &'a std::path::Path,
+    /// The SHA-256 of the proving key the file belongs to.
+    pub pk_sha256: &'a str,
+    /// Bytes the file must leave free on its filesystem, else it is not written
+    /// ([`crate::disk`]).
+    pub disk_reserve: u64,
+}
+
 impl KeyCache {
     /// Builds the cache for `pk` in `backend`: every part's columns on the CPU, the coefficients
     /// behind them on a device.
@@ -239,16 +250,21 @@ impl KeyCache {
         Ok(cache)
     }
 
-    /// As [`Self::new`], with the extended columns kept on disk at `path` (next to the proving
-    /// key whose SHA-256 is `pk_sha256`; see [`super::coset_file`]) on the CPU backend and read
-    /// from there a column at a time: from the file when it is valid, else computed and written
-    /// there (computed per proof if it cannot be written). A device computes them instead.
+    /// As [`Self::new`], with the extended columns kept on disk in `file` (next to the proving
+    /// key; see [`super::coset_file`]) on the CPU backend and read from there a column at a time:
+    /// from the file when it is valid, else computed and written there (computed per proof if it
+    /// cannot be written, or would leave less than its reserve free). A device computes them
+    /// instead.
     pub fn with_file(
         backend: &dyn ComputeBackend,
         pk: &ProvingKey<G1Affine>,
-        path: &std::path::Path,
-        pk_sha256: &str,
+        file: CosetFile<'_>,
     ) -> Result<Self, NativeError> {
+        let CosetFile {
+            path,
+            pk_sha256,
+            disk_reserve,
+        } = file;
         let mut cache = Self::empty(backend, pk)?;
         if cache.domain.is_some() {
             return Ok(cache);
@@ -272,6 +288,10 @@ impl KeyCache {
             Err(e) => {
                 tracing::warn!(error = %e, "native engine: coset cache file unusable; computing it again")
             }
+        }
+        if let Err(e) = crate::disk::check_room(path, shape.file_len(), disk_reserve) {
+            tracing::warn!(error = %e, "native engine: coset cache not written; its columns are computed in every proof");
+            return Ok(cache);
         }
         match cache.write_file(backend, pk, path, pk_sha256, shape) {
             Ok(reader) => {

@@ -43,7 +43,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 
 use self::commit::{eval_one, Values};
-pub use self::keycache::KeyCache;
+pub use self::keycache::{CosetFile, KeyCache};
 use self::open::Query;
 
 /// Errors of the native engine.

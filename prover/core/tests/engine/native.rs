@@ -377,14 +377,19 @@ fn the_coset_file_serves_the_parts_and_a_file_damaged_later_is_not_trusted() {
     let cpu = CpuBackend::new();
     let xs = [2, 7, 1, 8, 2, 8, 1, 8];
     let (want, _) = prove_native(&s, &bases, &xs, 4);
+    let file = |path, disk_reserve| native::CosetFile {
+        path,
+        pk_sha256: &sha,
+        disk_reserve,
+    };
 
     // Written part by part, then read part by part: nothing of it stays in memory.
-    let cache = native::KeyCache::with_file(&cpu, &s.pk, &path, &sha).expect("cache");
+    let cache = native::KeyCache::with_file(&cpu, &s.pk, file(&path, 0)).expect("cache");
     assert_eq!(cache.source(), "file");
     assert_eq!(cache.size_bytes(), 0);
     let written = std::fs::read(&path).expect("the coset file");
     assert_eq!(prove_native_with(&s, &bases, &xs, 4, Some(&cache)).0, want);
-    let reopened = native::KeyCache::with_file(&cpu, &s.pk, &path, &sha).expect("cache");
+    let reopened = native::KeyCache::with_file(&cpu, &s.pk, file(&path, 0)).expect("cache");
     assert_eq!(reopened.source(), "file");
     assert_eq!(
         prove_native_with(&s, &bases, &xs, 4, Some(&reopened)).0,
@@ -399,14 +404,30 @@ fn the_coset_file_serves_the_parts_and_a_file_damaged_later_is_not_trusted() {
     assert_eq!(prove_native_with(&s, &bases, &xs, 4, Some(&cache)).0, want);
     assert_eq!(cache.source(), "computed");
     // A new cache refuses it and writes it again.
-    let rebuilt = native::KeyCache::with_file(&cpu, &s.pk, &path, &sha).expect("cache");
+    let rebuilt = native::KeyCache::with_file(&cpu, &s.pk, file(&path, 0)).expect("cache");
     assert_eq!(rebuilt.source(), "file");
     assert!(std::fs::read(&path).expect("rewritten") == written);
 
     // Where it cannot be written: computed in each proof.
     let nowhere = dir.join("no such directory").join("key.coset");
-    let computed = native::KeyCache::with_file(&cpu, &s.pk, &nowhere, &sha).expect("cache");
+    let computed = native::KeyCache::with_file(&cpu, &s.pk, file(&nowhere, 0)).expect("cache");
     assert_eq!(computed.source(), "computed");
+    assert_eq!(
+        prove_native_with(&s, &bases, &xs, 4, Some(&computed)).0,
+        want
+    );
+    // Where it would leave less than its reserve free: not written (no file, no temporary
+    // one), computed in each proof.
+    let reserved = dir.join("reserved.coset");
+    let cache = native::KeyCache::with_file(&cpu, &s.pk, file(&reserved, u64::MAX / 2));
+    let computed = cache.expect("cache");
+    assert_eq!(computed.source(), "computed");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("tmp dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["key.coset"]);
     assert_eq!(
         prove_native_with(&s, &bases, &xs, 4, Some(&computed)).0,
         want
