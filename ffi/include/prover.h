@@ -122,7 +122,9 @@ const char *prover_version(void);
  (`"auto"`, the default, `"cpu"` or `"cuda"`; selected at the first native proof). A third,
  `"verify_allow"` (a list of circuit specs as proofs carry them in `spec`, e.g.
  `{"circuit": "chunk", "config": {"k": 13, "tree_depth": 4, "max_txs": 2}}`; empty by default),
- names the configurations `prover_verify` may generate keys for.
+ names the configurations `prover_verify` may generate keys for. A fourth,
+ `"keys_disk_reserve_mib"` (default 2048), is the free space the key and coset caches leave on
+ `keys_dir`'s filesystem.
 
  Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory. Parameters and keys
  are loaded (keys generated into `keys_dir` by `prover_prove`) on first use and kept for the
