@@ -55,6 +55,20 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     }
 }
 
+/// As [`free_bytes`], for a directory that may not exist yet: the filesystem of its nearest
+/// existing ancestor (a relative path's last one is the working directory).
+pub fn free_bytes_for(path: &Path) -> Option<u64> {
+    path.ancestors()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .find_map(free_bytes)
+}
+
 /// `bytes` for people: "1.50 GiB", "34.0 MiB", "512 B".
 pub fn size(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
@@ -88,6 +102,10 @@ mod tests {
         assert!(text.contains("keys_disk_reserve_mib"), "{text}");
         // A directory that is not there: the write itself will say why it fails.
         assert!(check_room(Path::new("/no/such/dir/file"), u64::MAX, u64::MAX).is_ok());
+        // Its filesystem is its nearest existing ancestor's.
+        assert!(free_bytes(Path::new("/no/such/dir")).is_none());
+        assert!(free_bytes_for(Path::new("/no/such/dir")).is_some_and(|f| f > 0));
+        assert!(free_bytes_for(Path::new("no-such-relative-dir/keys")).is_some_and(|f| f > 0));
     }
 
     #[test]

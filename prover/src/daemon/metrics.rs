@@ -1,5 +1,6 @@
 //! Prometheus metrics of the daemon (served at `/metrics` by [`super::server`]).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,6 +26,11 @@ pub struct BackendLabel {
     pub engine: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirLabel {
+    pub dir: String,
+}
+
 type HistogramFamily = Family<TypeLabel, Histogram, fn() -> Histogram>;
 
 /// The daemon's counters. Totals are also kept as plain atomics for [`super::DaemonSummary`].
@@ -38,6 +44,9 @@ pub struct Metrics {
     duration: HistogramFamily,
     in_flight: Gauge,
     device_faults: Family<DeviceLabel, Counter>,
+    disk_free: Family<DirLabel, Gauge>,
+    /// The directories whose filesystems' free space is read at each scrape.
+    disks: Vec<(DirLabel, PathBuf)>,
     totals: [AtomicU64; 5],
 }
 
@@ -57,8 +66,9 @@ fn duration_histogram() -> Histogram {
 }
 
 impl Metrics {
-    /// `backends`: the backend of every device in use (one entry for the CPU).
-    pub fn new(backends: &[String], engine: &str) -> Self {
+    /// `backends`: the backend of every device in use (one entry for the CPU); `disks`: the
+    /// directories (by name) whose free space `disk_free_bytes` reports.
+    pub fn new(backends: &[String], engine: &str, disks: Vec<(String, PathBuf)>) -> Self {
         let mut registry = Registry::with_prefix("prover");
         let pulled = Family::<TypeLabel, Counter>::default();
         let proved = Family::<TypeLabel, Counter>::default();
@@ -88,6 +98,13 @@ impl Metrics {
             "Proofs a device fault moved to the CPU backend (out of memory, launch failure, lost \
              device), by device",
             device_faults.clone(),
+        );
+        let disk_free = Family::<DirLabel, Gauge>::default();
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free on the filesystem of the keys directory (key and coset caches) and of the \
+             task stack, read at each scrape",
+            disk_free.clone(),
         );
         registry.register(
             "tasks_pulled",
@@ -135,6 +152,11 @@ impl Metrics {
             duration,
             in_flight,
             device_faults,
+            disk_free,
+            disks: disks
+                .into_iter()
+                .map(|(dir, path)| (DirLabel { dir }, path))
+                .collect(),
             totals: Default::default(),
         }
     }
@@ -181,6 +203,12 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        for (label, path) in &self.disks {
+            if let Some(free) = prover_core::disk::free_bytes_for(path) {
+                let free = i64::try_from(free).unwrap_or(i64::MAX);
+                self.disk_free.get_or_create(label).set(free);
+            }
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prover_core::disk::size;
 use prover_core::wire::{CircuitSpec, ProofPayload, Task};
 use prover_core::ProvingCore;
 use rand_chacha::ChaCha20Rng;
@@ -109,7 +110,7 @@ pub enum DaemonError {
         "device {device} has {} free of {}, but this node needs {} there ({detail}): free memory \
          on the device, lower node.n_workers, or spread the workers over more devices \
          (node.devices)",
-        gib(*.free), gib(*.total), gib(*.needed)
+        size(*.free), size(*.total), size(*.needed)
     )]
     DeviceMemory {
         device: String,
@@ -237,6 +238,7 @@ pub async fn start(
              never run a production node with a seed"
         );
     }
+    warn_if_disk_short(&config);
     let db_path = config.node.db_path.clone();
     let stack = blocking(move || TaskStack::open(&db_path)).await??;
     let dir = config.node.identity_dir.clone();
@@ -284,7 +286,7 @@ pub async fn start(
             })
             .collect(),
         status: Mutex::new("starting"),
-        metrics: Metrics::new(&device_names, engine.name()),
+        metrics: Metrics::new(&device_names, engine.name(), watched_disks(&config)),
         stack: stack.clone(),
     });
     let server_stop = CancellationToken::new();
@@ -477,12 +479,38 @@ pub fn select_backends(
     Ok(backends)
 }
 
-/// `bytes` in GiB (two decimals), or MiB (one) below 1 GiB.
-fn gib(bytes: u64) -> String {
-    if bytes >= 1 << 30 {
-        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+/// The directories whose filesystems' free space `/metrics` reports: the key cache's and the
+/// task stack's.
+fn watched_disks(config: &NodeConfig) -> Vec<(String, std::path::PathBuf)> {
+    let stack_dir = config
+        .node
+        .db_path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    vec![
+        ("keys_dir".to_string(), config.prover.keys_dir.clone()),
+        ("task_stack".to_string(), stack_dir),
+    ]
+}
+
+/// Says at start when a watched filesystem has less free than the caches' reserve: the key
+/// caches will not be written there (they are used from memory), and the task stack may be next.
+fn warn_if_disk_short(config: &NodeConfig) {
+    let reserve = config.prover.keys_disk_reserve_mib.saturating_mul(1 << 20);
+    for (dir, path) in watched_disks(config) {
+        if let Some(free) = prover_core::disk::free_bytes_for(&path) {
+            if free < reserve {
+                tracing::warn!(
+                    dir,
+                    path = %path.display(),
+                    free = %size(free),
+                    reserve = %size(reserve),
+                    "disk: less free than prover.keys_disk_reserve_mib; no key or coset cache \
+                     will be written there, and the task stack may run out of space"
+                );
+            }
+        }
     }
 }
 
@@ -542,14 +570,14 @@ async fn check_device_memory(
         let needed = key_caches + shared + workers * per_proof + pending;
         let mut detail = format!(
             "key caches {}, SRS points and NTT tables {}, {workers} proof(s) at once × {}",
-            gib(key_caches),
-            gib(shared),
-            gib(per_proof)
+            size(key_caches),
+            size(shared),
+            size(per_proof)
         );
         if pending > 0 {
-            detail += &format!(", the kernels' local memory {}", gib(pending));
+            detail += &format!(", the kernels' local memory {}", size(pending));
         }
-        tracing::info!(device = %backend.name(), free = %gib(free as u64), needed = %gib(needed), %detail, "device memory");
+        tracing::info!(device = %backend.name(), free = %size(free as u64), needed = %size(needed), %detail, "device memory");
         if needed > free as u64 {
             return Err(DaemonError::DeviceMemory {
                 device: backend.name().to_string(),

@@ -39,6 +39,9 @@ async fn run_logs_in_every_worker_and_stops_with_status_0_on_sigterm() {
         .args(["run", "--config"])
         .arg(&config)
         .env("PROVER_NODE_N_WORKERS", "2")
+        // A cache reserve larger than any disk: the node says so at start, and its keys are
+        // used from memory rather than written.
+        .env("PROVER_KEYS_DISK_RESERVE_MIB", (u64::MAX >> 20).to_string())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -70,6 +73,18 @@ async fn run_logs_in_every_worker_and_stops_with_status_0_on_sigterm() {
     assert!(stdout.contains("stopped: pulled 0"), "{stdout}");
     assert!(stderr.contains("health and metrics listening"), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
+    for dir in ["keys_dir", "task_stack"] {
+        let warning = stderr
+            .lines()
+            .find(|l| l.contains("disk: less free than") && l.contains(&format!("dir=\"{dir}\"")));
+        assert!(warning.is_some(), "no disk warning for {dir}:\n{stderr}");
+    }
+    assert!(
+        stderr.contains("proving key not cached on disk"),
+        "{stderr}"
+    );
+    let keys = std::fs::read_dir(dir.path().join("keys")).map_or(0, |e| e.count());
+    assert_eq!(keys, 0, "key cache files written under the reserve");
     // The keys were created with mode 0600.
     use std::os::unix::fs::PermissionsExt;
     for i in 0..2 {

@@ -187,6 +187,16 @@ async fn pulls_proves_submits_and_reports_health_and_metrics() {
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
+    // The free space of the key cache's and the task stack's filesystems, read at the scrape.
+    for dir in ["keys_dir", "task_stack"] {
+        let prefix = format!("prover_disk_free_bytes{{dir=\"{dir}\"}} ");
+        let free: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} line in\n{metrics}"));
+        assert!(free > 0, "{dir}: {free}");
+    }
     let summary = running.stop().await.unwrap();
     assert_eq!(summary.tasks_pulled, 1);
     assert_eq!(summary.tasks_proved, 1);
