@@ -495,7 +495,8 @@ fn watched_disks(config: &NodeConfig) -> Vec<(String, std::path::PathBuf)> {
 }
 
 /// Says at start when a watched filesystem has less free than the caches' reserve: the key
-/// caches will not be written there (they are used from memory), and the task stack may be next.
+/// caches are not written there (they are used from memory), and whatever else it holds (the
+/// task stack, where it shares it) may be next.
 fn warn_if_disk_short(config: &NodeConfig) {
     let reserve = config.prover.keys_disk_reserve_mib.saturating_mul(1 << 20);
     for (dir, path) in watched_disks(config) {
@@ -506,8 +507,8 @@ fn warn_if_disk_short(config: &NodeConfig) {
                     path = %path.display(),
                     free = %size(free),
                     reserve = %size(reserve),
-                    "disk: less free than prover.keys_disk_reserve_mib; no key or coset cache \
-                     will be written there, and the task stack may run out of space"
+                    "disk: less free than prover.keys_disk_reserve_mib: no key or coset cache \
+                     is written on this filesystem, and what else it holds may run out of space"
                 );
             }
         }
