@@ -541,12 +541,6 @@ unsigned long long warp_result(const WarpCall& c, unsigned lane, unsigned member
     return (members >> src & 1u) ? vals[src] : rng();
 }
 
-// Completes every warp call whose threads have all arrived (each thread its mask names waits at
-// the same call site with the same operation and mask, or has returned; a thread beyond the
-// block's last counts as returned). Sets *released when it completed any (the released threads
-// must run before anything else is judged). Returns false, with the job's error set, when a
-// call is malformed or can never complete: nothing was released and a named thread waits at
-// __syncthreads or at another warp call.
 // After a barrier or warp error: the fibers waiting mid-kernel are abandoned; start them afresh
 // for the worker's next block.
 void restart_waiting(Worker* w, unsigned n) {
@@ -556,6 +550,12 @@ void restart_waiting(Worker* w, unsigned n) {
     }
 }
 
+// Completes every warp call whose threads have all arrived (each thread its mask names waits at
+// the same call site with the same operation and mask, or has returned; a thread beyond the
+// block's last counts as returned). Sets *released when it completed any (the released threads
+// must run before anything else is judged). Returns false, with the job's error set, when a
+// call is malformed or can never complete: nothing was released and a named thread waits at
+// __syncthreads or at another warp call.
 bool resolve_warp_calls(Worker* w, const Job& job, const uint3& bidx, bool* released_any) {
     const unsigned n = job.threads;
     bool released = false;
