@@ -7,6 +7,9 @@
 //!   per-window partial sums, see `kernels/msm.cu`);
 //! - `msm/cuda-h2h/{log n}`: scalars from host memory (converted and uploaded each time), bases
 //!   resident (they are uploaded once per SRS);
+//! - `msm/cuda-c{c}/{log n}`: as `msm/cuda` with a window of `c` bits instead of
+//!   `plan::window_bits`'s choice, for each `c` in `GPU_BENCH_MSM_WINDOWS` (a comma list, none by
+//!   default): to measure that choice on a GPU;
 //! - `msm/cuda-ones/{log n}`: as `msm/cuda` with every scalar 1 (a fixed or selector column):
 //!   every scalar in one bucket of one window, the case of `msm.cu`'s warp-aggregated counting
 //!   (`GPU_MSM_PLAIN_ATOMICS=1` compiles it without, for comparison);
@@ -46,6 +49,26 @@ fn log_sizes() -> Vec<u32> {
     }
     out.retain(|&k| (1..=28).contains(&k));
     out
+}
+
+/// `GPU_BENCH_MSM_WINDOWS`: window sizes (bits, comma list) for `msm/cuda-c{c}/{log n}`; none by
+/// default. Sizes outside the kernels' range are dropped with a message.
+fn msm_windows() -> Vec<u32> {
+    let spec = std::env::var("GPU_BENCH_MSM_WINDOWS").unwrap_or_default();
+    let range = gpu::cuda::plan::MIN_WINDOW_BITS..=gpu::cuda::plan::MAX_WINDOW_BITS;
+    spec.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| match p.parse::<u32>() {
+            Ok(c) if range.contains(&c) => Some(c),
+            _ => {
+                eprintln!(
+                    "GPU_BENCH_MSM_WINDOWS: '{p}' is not a window size in {range:?}; dropped"
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 fn backend() -> Option<CudaBackend> {
@@ -120,6 +143,15 @@ fn bench_msm(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("cuda-h2h", log_n), &log_n, |b, _| {
             b.iter(|| gpu.msm(&bases, &scalars).expect("cuda msm"))
         });
+        for bits in msm_windows() {
+            let id = BenchmarkId::new(format!("cuda-c{bits}"), log_n);
+            g.bench_with_input(id, &bits, |b, &bits| {
+                b.iter(|| {
+                    gpu.msm_device_with_window(&bases, &dev, bits)
+                        .expect("cuda msm")
+                })
+            });
+        }
         drop(dev);
         match gpu.upload_scalars(&vec![Fr::ONE; n]) {
             Ok(ones) => {

@@ -12,10 +12,15 @@
 //                      (oversized buckets -- many equal scalars, e.g. zeros or ones -- are spread
 //                      over many threads);
 //   5. msm_accumulate  thread per segment: XYZZ mixed additions of the segment's points;
-//   6. msm_bucket_sum  thread per bucket: adds its segments' partial sums;
+//   6. msm_fold_segments thread per group of at most 32 segment sums of one bucket, once per
+//                      level while a bucket may have more than 32 segments (plan::fold_levels);
+//                      then msm_bucket_sum, thread per bucket: adds what is left of its sums;
 //   7. msm_window_reduce thread per (window, part): running-sum reduction of a contiguous range
-//                      of buckets (msm_weighted_sum), left in XYZZ (no inversion);
-//   8. msm_parts_sum     thread per window: the sum of its parts, in XYZZ.
+//                      of buckets (msm_weighted_sum), left in XYZZ (no inversion); 16 buckets
+//                      a part, at least 256 parts a window (plan::reduce_parts);
+//   8. msm_parts_sum     thread per group of at most 32 consecutive part sums, launched once
+//                      per level of a tree (plan::parts_sum_levels) until one sum per window
+//                      is left, in XYZZ.
 // The host reads one XYZZ point per window (a few KiB), normalises them (one inversion each, on
 // the host) and combines the windows (Horner, c doublings per window) with halo2curves.
 // Scalars arrive in canonical (non-Montgomery) form, 8 little-endian u32 limbs; bases are affine,
@@ -109,21 +114,27 @@ extern "C" __global__ void msm_segment_count(const u32* counts, u32 total_bucket
     seg_counts[j] = (counts[j] + seg_len - 1u) / seg_len;
 }
 
-// Thread per segment: finds its bucket (the last j with seg_offsets[j] <= seg, by binary search)
-// and adds the segment's points into one XYZZ partial sum.
-extern "C" __global__ void msm_accumulate(const u32* bases, const u32* sorted, const u32* offsets,
-                                          const u32* counts, const u32* seg_offsets,
-                                          u32 total_buckets, u32 total_segments, u32 seg_len,
-                                          u32* seg_sums) {
-    u32 seg = blockIdx.x * blockDim.x + threadIdx.x;
-    if (seg >= total_segments) return;
+// The bucket of segment `seg`: the last j with seg_offsets[j] <= seg (binary search; empty
+// buckets share their offset with the next bucket, and the last of them is taken).
+static __device__ __forceinline__ u32 msm_segment_bucket(const u32* seg_offsets,
+                                                         u32 total_buckets, u32 seg) {
     u32 lo = 0, hi = total_buckets;  // invariant: seg_offsets[lo] <= seg < seg_offsets[hi]
     while (hi - lo > 1u) {
         u32 mid = lo + (hi - lo) / 2u;
         if (seg_offsets[mid] <= seg) lo = mid;
         else hi = mid;
     }
-    u32 j = lo;
+    return lo;
+}
+
+// Thread per segment: finds its bucket and adds the segment's points into one XYZZ partial sum.
+extern "C" __global__ void msm_accumulate(const u32* bases, const u32* sorted, const u32* offsets,
+                                          const u32* counts, const u32* seg_offsets,
+                                          u32 total_buckets, u32 total_segments, u32 seg_len,
+                                          u32* seg_sums) {
+    u32 seg = blockIdx.x * blockDim.x + threadIdx.x;
+    if (seg >= total_segments) return;
+    u32 j = msm_segment_bucket(seg_offsets, total_buckets, seg);
     u32 k = seg - seg_offsets[j];
     u32 begin = offsets[j] + k * seg_len;
     u32 end = offsets[j] + counts[j];
@@ -139,6 +150,27 @@ extern "C" __global__ void msm_accumulate(const u32* bases, const u32* sorted, c
         acc = acc.add_affine(q);
     }
     msm_store_xyzz(acc, seg_sums + 32u * seg);
+}
+
+// One level of the tree that adds a bucket's segment sums: bucket j's in_counts[j] sums (from
+// in_offsets[j] in `in_sums`) become ceil(in_counts[j] / group) sums (from out_offsets[j] in
+// `out_sums`), a thread adding `group` consecutive ones. For buckets that hold a large share of
+// the points (a column of ones puts every scalar in one bucket: 2^20 / 88 = 11,916 segments at
+// 2^20), which msm_bucket_sum alone would add one after the other in one thread.
+extern "C" __global__ void msm_fold_segments(const u32* in_sums, const u32* in_offsets,
+                                             const u32* in_counts, const u32* out_offsets,
+                                             u32 total_buckets, u32 total_out, u32 group,
+                                             u32* out_sums) {
+    u32 seg = blockIdx.x * blockDim.x + threadIdx.x;
+    if (seg >= total_out) return;
+    u32 j = msm_segment_bucket(out_offsets, total_buckets, seg);
+    u32 k = seg - out_offsets[j];
+    u32 begin = in_offsets[j] + k * group;
+    u32 end = in_offsets[j] + in_counts[j];
+    if (end > begin + group) end = begin + group;
+    g1_xyzz_t acc = g1_xyzz_t::identity();
+    for (u32 p = begin; p < end; p++) acc = acc.add(msm_load_xyzz(in_sums + 32u * p));
+    msm_store_xyzz(acc, out_sums + 32u * seg);
 }
 
 extern "C" __global__ void msm_bucket_sum(const u32* counts, const u32* seg_offsets,

@@ -57,11 +57,14 @@ static FD void msm_store_xyzz(const g1_xyzz_t& a, u32* p) {
     a.ZZZ.store(p + 24);
 }
 
-// k * p for a small k (double-and-add, most significant bit first).
+// k * p for a small k (double-and-add from k's top bit: a part's k = lo has at most c - 1 bits,
+// so the doublings of the identity above it are skipped).
 static FD g1_xyzz_t msm_mul_small(const g1_xyzz_t& p, u32 k) {
     g1_xyzz_t r = g1_xyzz_t::identity();
+    int top = 31;
+    while (top >= 0 && ((k >> top) & 1u) == 0u) top--;
     FIELD_NO_UNROLL
-    for (int bit = 31; bit >= 0; bit--) {
+    for (int bit = top; bit >= 0; bit--) {
         r = r.dbl();
         if ((k >> bit) & 1u) r = r.add(p);
     }

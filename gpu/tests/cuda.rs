@@ -2,9 +2,10 @@
 //! edge cases. Runs when a CUDA device can be opened; otherwise every test prints why and passes,
 //! unless `PROVER_REQUIRE_GPU=1`, which turns a missing or failing device into a failure.
 //!
-//! Sizes: MSM 1, 2, 3, 1023, 1024, 1025, 2^16, 2^20; NTT 2^0..2^11, 2^16, 2^20 in all four
-//! variants. Edge cases: identity bases, duplicate bases, scalars 0, 1, −1 and small (64-bit)
-//! scalars, all-equal scalars (one oversized bucket per window), all-zero scalars.
+//! Sizes: MSM 1, 2, 3, 1023, 1024, 1025, 2^16, 2^20, and every window size on a few hundred
+//! points; NTT 2^0..2^11, 2^16, 2^20 in all four variants. Edge cases: identity bases, duplicate
+//! bases, scalars 0, 1, −1 and small (64-bit) scalars, all-equal scalars (one oversized bucket per
+//! window), all-zero scalars.
 
 use std::sync::{Arc, OnceLock};
 
@@ -163,6 +164,75 @@ fn msm_small_and_awkward_sizes() {
     check_msm(&gpu, &g, &[Fr::ZERO], "generator · 0");
     let empty: [Fr; 0] = [];
     assert_eq!(gpu.msm(&g, &empty).unwrap(), G1::identity());
+}
+
+/// Every window size the kernels take (`plan::MIN_WINDOW_BITS..=plan::MAX_WINDOW_BITS`), through
+/// [`CudaBackend::msm_device_with_window`], against the CPU backend. The default choice takes 10
+/// bits for every size up to 2^18, so without this CI's emulated device would run the kernels at
+/// c = 10 only, while a GPU's sizes take 12 (2^20) to 16 (2^24). Besides random and edge scalars,
+/// each window of each size gets the digits at the signed-digit boundaries: 2^(c-1) (the largest
+/// positive digit), 2^(c-1) + 1 and 2^c − 1 (negative digits with a carry into the next window),
+/// and a scalar whose every window carries. The bucket reduction costs about
+/// `num_windows(c)·2^c` additions whatever the number of points, so windows above
+/// `GPU_TEST_MAX_LOG_N + 2` bits are skipped (CI's forward run takes them all, in about 20 s on
+/// the emulated device).
+#[test]
+fn msm_every_window_size() {
+    use gpu::cuda::plan::{num_windows, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
+    let Some(gpu) = cuda() else { return };
+    let cpu = CpuBackend::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    for c in MIN_WINDOW_BITS..=MAX_WINDOW_BITS {
+        if c > max_log_n().saturating_add(2) {
+            eprintln!(
+                "a window of {c} bits is above GPU_TEST_MAX_LOG_N={} + 2; SKIPPED",
+                max_log_n()
+            );
+            continue;
+        }
+        let n = 300 + 37 * c as usize;
+        let bases = Bases::new(edge_points(n, &mut rng));
+        let mut s = scalars(n, &mut rng);
+        let two_c = Fr::from(1u64 << c);
+        let digits = [
+            Fr::from(1u64 << (c - 1)),
+            Fr::from((1u64 << (c - 1)) + 1),
+            Fr::from((1u64 << c) - 1),
+        ];
+        let mut edges = Vec::new();
+        let mut every_window_carries = Fr::ZERO;
+        let mut place = Fr::ONE; // 2^(c·w)
+        for _ in 0..num_windows(c) {
+            edges.extend(digits.iter().map(|d| *d * place));
+            every_window_carries += digits[2] * place;
+            place *= two_c;
+        }
+        edges.push(every_window_carries);
+        assert!(edges.len() * 3 < n);
+        for (i, e) in edges.into_iter().enumerate() {
+            s[3 * i + 2] = e;
+        }
+        let dev = gpu.upload_scalars(&s).expect("uploading scalars");
+        let got = gpu
+            .msm_device_with_window(&bases, &dev, c)
+            .unwrap_or_else(|e| panic!("c = {c}: cuda msm failed: {e}"));
+        let want = cpu.msm(&bases, &s).expect("cpu msm");
+        assert_eq!(
+            got.to_affine(),
+            want.to_affine(),
+            "c = {c}, n = {n}: msm differs"
+        );
+        gpu.release_bases(&bases).expect("releasing bases");
+    }
+    // Sizes the kernels do not take are refused, not run.
+    let bases = Bases::new(vec![G1Affine::generator()]);
+    let dev = gpu.upload_scalars(&[Fr::ONE]).expect("uploading a scalar");
+    for c in [0, MIN_WINDOW_BITS - 1, MAX_WINDOW_BITS + 1, 32] {
+        let e = gpu
+            .msm_device_with_window(&bases, &dev, c)
+            .expect_err("a window size outside the kernels' range");
+        assert!(e.to_string().contains("window of"), "{e}");
+    }
 }
 
 #[test]

@@ -6,9 +6,10 @@
 
 use ff::{Field, PrimeField};
 use gpu::cuda::plan::{
-    combine_windows, coset_tables, fr_to_limbs, limbs_to_fr, limbs_to_point, num_windows,
-    pass_schedule, points_to_limbs, reduce_parts, scalar_limbs, segment_len, signed_digits,
-    twiddles, window_bits, SplitPowers, MAX_PASS_STAGES,
+    combine_windows, coset_tables, fold_levels, fr_to_limbs, limbs_to_fr, limbs_to_point,
+    num_windows, parts_sum_levels, pass_schedule, points_to_limbs, reduce_parts, scalar_limbs,
+    segment_len, signed_digits, twiddles, window_bits, SplitPowers, FOLD_GROUP, MAX_PASS_STAGES,
+    PARTS_SUM_GROUP,
 };
 use gpu::{Bases, ComputeBackend, CpuBackend, Direction, Domain, Fr, G1Affine, G1};
 use group::prime::PrimeCurveAffine;
@@ -39,8 +40,42 @@ fn segment_lengths() {
     assert_eq!(segment_len(1 << 24, 16), 1024);
     assert_eq!(segment_len(1 << 26, 15), 3840);
     assert_eq!(reduce_parts(512), 256);
-    assert_eq!(reduce_parts(1 << 15), 256);
+    assert_eq!(reduce_parts(1 << 11), 256);
+    assert_eq!(reduce_parts(1 << 13), 512);
+    assert_eq!(reduce_parts(1 << 15), 2048);
+    assert_eq!(reduce_parts(1 << 19), 1 << 15);
     assert_eq!(reduce_parts(128), 128);
+    // The segment sums' fold: a bucket holding every scalar comes down to at most FOLD_GROUP.
+    assert_eq!(fold_levels(700, 32), Vec::<u32>::new());
+    assert_eq!(fold_levels(1024, 32), Vec::<u32>::new());
+    assert_eq!(fold_levels(1025, 32), vec![32]);
+    assert_eq!(fold_levels(1 << 16, 32), vec![32, 32]);
+    assert_eq!(fold_levels(1 << 20, 88), vec![32, 32]);
+    for log_n in [10u32, 16, 20, 24, 26] {
+        let n = 1usize << log_n;
+        let seg = segment_len(n, num_windows(window_bits(n)));
+        let mut most = n.div_ceil(seg as usize);
+        for g in fold_levels(n, seg) {
+            assert_eq!(g, FOLD_GROUP);
+            most = most.div_ceil(g as usize);
+        }
+        assert!(most <= FOLD_GROUP as usize, "2^{log_n}: {most} sums left");
+    }
+    assert_eq!(parts_sum_levels(1), Vec::<u32>::new());
+    assert_eq!(parts_sum_levels(8), vec![8]);
+    assert_eq!(parts_sum_levels(32), vec![32]);
+    assert_eq!(parts_sum_levels(256), vec![32, 8]);
+    assert_eq!(parts_sum_levels(2048), vec![32, 32, 2]);
+    // Every level's group divides what is left, and the product is the parts of a window.
+    for c in 10..=20u32 {
+        let parts = reduce_parts(1 << (c - 1));
+        assert!(parts.is_power_of_two() && (1u32 << (c - 1)).is_multiple_of(parts));
+        let levels = parts_sum_levels(parts);
+        assert_eq!(levels.iter().product::<u32>(), parts, "c = {c}");
+        assert!(levels
+            .iter()
+            .all(|g| *g <= PARTS_SUM_GROUP && g.is_power_of_two()));
+    }
 }
 
 #[test]

@@ -111,6 +111,7 @@ struct Kernels {
     msm_scatter: CudaFunction,
     msm_segment_count: CudaFunction,
     msm_accumulate: CudaFunction,
+    msm_fold_segments: CudaFunction,
     msm_bucket_sum: CudaFunction,
     msm_window_reduce: CudaFunction,
     msm_parts_sum: CudaFunction,
@@ -645,6 +646,14 @@ fn plain_msm_atomics() -> bool {
     std::env::var("GPU_MSM_PLAIN_ATOMICS").is_ok_and(|v| v == "1")
 }
 
+/// `GPU_MSM_NARROW_REDUCE=1` runs the MSM's bucket reduction as before the twenty-fourth
+/// session, for A/B timing on a GPU: one thread per bucket adding all its segment sums (no
+/// [`plan::fold_levels`]), 256 parts a window whatever its size, and one thread per window
+/// adding them (see [`plan::reduce_parts`]). Read at each MSM.
+fn narrow_msm_reduce() -> bool {
+    std::env::var("GPU_MSM_NARROW_REDUCE").is_ok_and(|v| v == "1")
+}
+
 fn function(module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction, BackendError> {
     module
         .load_function(name)
@@ -777,6 +786,7 @@ impl CudaBackend {
             msm_scatter: function(&msm, "msm_scatter")?,
             msm_segment_count: function(&msm, "msm_segment_count")?,
             msm_accumulate: function(&msm, "msm_accumulate")?,
+            msm_fold_segments: function(&msm, "msm_fold_segments")?,
             msm_bucket_sum: function(&msm, "msm_bucket_sum")?,
             msm_window_reduce: function(&msm, "msm_window_reduce")?,
             msm_parts_sum: function(&msm, "msm_parts_sum")?,
@@ -1046,6 +1056,26 @@ impl CudaBackend {
 
     /// `Σ scalars[i]·bases[i]` with the scalars already on the device.
     pub fn msm_device(&self, bases: &Bases, scalars: &DeviceScalars) -> Result<G1, BackendError> {
+        self.msm_device_with_window(bases, scalars, plan::window_bits(scalars.len))
+    }
+
+    /// As [`Self::msm_device`] with window size `c` (bits, `plan::MIN_WINDOW_BITS..=
+    /// plan::MAX_WINDOW_BITS`) instead of [`plan::window_bits`]'s choice: for the equivalence
+    /// tests of every window size and for measuring the choice on a GPU (`msm/cuda-c{c}/{log n}`
+    /// in `benches/cuda.rs`). The result does not depend on `c`.
+    pub fn msm_device_with_window(
+        &self,
+        bases: &Bases,
+        scalars: &DeviceScalars,
+        c: u32,
+    ) -> Result<G1, BackendError> {
+        if !(plan::MIN_WINDOW_BITS..=plan::MAX_WINDOW_BITS).contains(&c) {
+            return Err(BackendError::Device(format!(
+                "msm: a window of {c} bits; the kernels take {}..={} bits",
+                plan::MIN_WINDOW_BITS,
+                plan::MAX_WINDOW_BITS
+            )));
+        }
         if scalars.len > bases.len() {
             return Err(BackendError::TooManyScalars {
                 scalars: scalars.len,
@@ -1057,7 +1087,7 @@ impl CudaBackend {
         }
         let mut inner = self.lock()?;
         let points = Self::resident_bases(&mut inner, bases)?;
-        let r = msm_launch(&inner, &points, scalars);
+        let r = msm_launch(&inner, &points, scalars, c);
         // Surface asynchronous faults of this call here, whatever happened above.
         let sync = inner.stream.synchronize().map_err(drv("msm kernels"));
         let r = r?;
@@ -1391,16 +1421,46 @@ fn scan_in_place(inner: &Inner, data: &mut CudaSlice<u32>, n: usize) -> Result<u
     Ok(total)
 }
 
+/// `ceil(counts[j] / per)` for every bucket j (`msm_segment_count`), their exclusive prefix sums,
+/// and the total: how `counts[j]` items split into groups of at most `per`.
+fn split_segments(
+    inner: &Inner,
+    counts: &CudaSlice<u32>,
+    total_buckets: u32,
+    per: u32,
+) -> Result<(CudaSlice<u32>, CudaSlice<u32>, u32), BackendError> {
+    let s = &inner.stream;
+    let mut split = s
+        .alloc_zeros::<u32>(total_buckets as usize)
+        .map_err(drv("allocating segment counts"))?;
+    // SAFETY: msm_segment_count(const u32* counts, u32 total_buckets, u32 seg_len,
+    // u32* seg_counts): both buffers have total_buckets elements.
+    unsafe {
+        s.launch_builder(&inner.kernels.msm_segment_count)
+            .arg(counts)
+            .arg(&total_buckets)
+            .arg(&per)
+            .arg(&mut split)
+            .launch(grid(total_buckets as usize, 256)?)
+    }
+    .map_err(drv("launching msm_segment_count"))?;
+    let mut offsets = s
+        .clone_dtod(&split)
+        .map_err(drv("copying segment counts"))?;
+    let total = scan_in_place(inner, &mut offsets, total_buckets as usize)?;
+    Ok((split, offsets, total))
+}
+
 fn msm_launch(
     inner: &Inner,
     points: &CudaSlice<u32>,
     scalars: &DeviceScalars,
+    c: u32,
 ) -> Result<G1, BackendError> {
     let k = &inner.kernels;
     let s = &inner.stream;
     let n = scalars.len;
     let n32 = to_u32(n, "msm length")?;
-    let c = plan::window_bits(n);
     let windows = plan::num_windows(c);
     let buckets = 1u32 << (c - 1);
     let total_buckets = (windows * buckets) as usize;
@@ -1449,21 +1509,7 @@ fn msm_launch(
 
     // Segments of at most seg_len entries (see plan::segment_len).
     let seg_len = plan::segment_len(n, windows);
-    let mut seg_offsets = s
-        .alloc_zeros::<u32>(total_buckets)
-        .map_err(drv("allocating segment offsets"))?;
-    // SAFETY: msm_segment_count(const u32* counts, u32 total_buckets, u32 seg_len,
-    // u32* seg_counts): both buffers have total_buckets elements.
-    unsafe {
-        s.launch_builder(&k.msm_segment_count)
-            .arg(&counts)
-            .arg(&tb32)
-            .arg(&seg_len)
-            .arg(&mut seg_offsets)
-            .launch(grid(total_buckets, 256)?)
-    }
-    .map_err(drv("launching msm_segment_count"))?;
-    let segments = scan_in_place(inner, &mut seg_offsets, total_buckets)?;
+    let (seg_counts, seg_offsets, segments) = split_segments(inner, &counts, tb32, seg_len)?;
     let mut seg_sums = s
         .alloc_zeros::<u32>(segments as usize * 32)
         .map_err(drv("allocating segment sums"))?;
@@ -1488,26 +1534,67 @@ fn msm_launch(
     .map_err(drv("launching msm_accumulate"))?;
     drop(sorted);
 
+    // A bucket's segment sums are added in a tree while it may have more than
+    // plan::FOLD_GROUP of them (plan::fold_levels; none with GPU_MSM_NARROW_REDUCE=1).
+    let narrow = narrow_msm_reduce();
+    let levels = if narrow {
+        Vec::new()
+    } else {
+        plan::fold_levels(n, seg_len)
+    };
+    let (mut sums, mut sum_counts, mut sum_offsets) = (seg_sums, seg_counts, seg_offsets);
+    for group in levels {
+        let (out_counts, out_offsets, total_out) = split_segments(inner, &sum_counts, tb32, group)?;
+        let mut out = s
+            .alloc_zeros::<u32>(total_out as usize * 32)
+            .map_err(drv("allocating folded segment sums"))?;
+        // SAFETY: msm_fold_segments(const u32* in_sums, const u32* in_offsets,
+        // const u32* in_counts, const u32* out_offsets, u32 total_buckets, u32 total_out,
+        // u32 group, u32* out_sums): the offset and count buffers have total_buckets entries;
+        // bucket j's in_counts[j] sums start at in_offsets[j] (their total is the length of
+        // `sums` / 32), and its ceil(in_counts[j] / group) outputs at out_offsets[j] (total
+        // total_out, the length of `out` / 32); each thread writes only its own 32 limbs.
+        unsafe {
+            s.launch_builder(&k.msm_fold_segments)
+                .arg(&sums)
+                .arg(&sum_offsets)
+                .arg(&sum_counts)
+                .arg(&out_offsets)
+                .arg(&tb32)
+                .arg(&total_out)
+                .arg(&group)
+                .arg(&mut out)
+                .launch(grid(total_out as usize, 128)?)
+        }
+        .map_err(drv("launching msm_fold_segments"))?;
+        (sums, sum_counts, sum_offsets) = (out, out_counts, out_offsets);
+    }
+
     let mut bucket_sums = s
         .alloc_zeros::<u32>(total_buckets * 32)
         .map_err(drv("allocating bucket sums"))?;
     // SAFETY: msm_bucket_sum(const u32* counts, const u32* seg_offsets, u32 total_buckets,
-    // u32 seg_len, const u32* seg_sums, u32* bucket_sums): bucket j reads its
-    // ceil(counts[j]/seg_len) segments starting at seg_offsets[j] (all < segments) and writes
-    // its own 32 limbs.
+    // u32 seg_len, const u32* seg_sums, u32* bucket_sums): with seg_len 1, bucket j reads its
+    // sum_counts[j] sums starting at sum_offsets[j] (all within `sums`) and writes its own 32
+    // limbs.
     unsafe {
         s.launch_builder(&k.msm_bucket_sum)
-            .arg(&counts)
-            .arg(&seg_offsets)
+            .arg(&sum_counts)
+            .arg(&sum_offsets)
             .arg(&tb32)
-            .arg(&seg_len)
-            .arg(&seg_sums)
+            .arg(&1u32)
+            .arg(&sums)
             .arg(&mut bucket_sums)
             .launch(grid(total_buckets, 128)?)
     }
     .map_err(drv("launching msm_bucket_sum"))?;
+    drop(sums);
 
-    let parts = plan::reduce_parts(buckets);
+    let parts = if narrow {
+        plan::NARROW_REDUCE_PARTS.min(buckets)
+    } else {
+        plan::reduce_parts(buckets)
+    };
     let outputs = (windows * parts) as usize;
     let mut part_sums = s
         .alloc_zeros::<u32>(outputs * 32)
@@ -1525,21 +1612,43 @@ fn msm_launch(
             .launch(grid(outputs, 64)?)
     }
     .map_err(drv("launching msm_window_reduce"))?;
-    let mut out = s
-        .alloc_zeros::<u32>(windows as usize * 32)
-        .map_err(drv("allocating window sums"))?;
-    // SAFETY: msm_parts_sum(const u32* part_sums, u32 num_windows, u32 parts, u32* out): thread
-    // w < num_windows reads the `parts` XYZZ points of window w (windows·parts·32 limbs) and
-    // writes its own 32 limbs of `out` (windows·32 limbs).
-    unsafe {
-        s.launch_builder(&k.msm_parts_sum)
-            .arg(&part_sums)
-            .arg(&windows)
-            .arg(&parts)
-            .arg(&mut out)
-            .launch(grid(windows as usize, 32)?)
+    // The windows' part sums added in a tree (plan::parts_sum_levels): at each level a thread
+    // adds a group of consecutive sums; the groups of a level never straddle two windows (each
+    // divides the sums a window has left), and the last level leaves one sum per window.
+    let mut sums = part_sums;
+    let mut count = outputs;
+    let levels = if narrow {
+        vec![parts] // one thread per window adds all its parts
+    } else {
+        plan::parts_sum_levels(parts)
+    };
+    for group in levels {
+        let next = count / group as usize;
+        let next32 = to_u32(next, "window part sums")?;
+        let mut out = s
+            .alloc_zeros::<u32>(next * 32)
+            .map_err(drv("allocating window part sums"))?;
+        // SAFETY: msm_parts_sum(const u32* part_sums, u32 num_windows, u32 parts, u32* out):
+        // thread i < next reads the `group` XYZZ points i·group.. of `sums` (next·group = count
+        // points, 32 limbs each) and writes its own 32 limbs of `out` (next·32 limbs).
+        unsafe {
+            s.launch_builder(&k.msm_parts_sum)
+                .arg(&sums)
+                .arg(&next32)
+                .arg(&group)
+                .arg(&mut out)
+                .launch(grid(next, 32)?)
+        }
+        .map_err(drv("launching msm_parts_sum"))?;
+        sums = out;
+        count = next;
     }
-    .map_err(drv("launching msm_parts_sum"))?;
+    if count != windows as usize {
+        return Err(BackendError::Device(format!(
+            "msm: {count} window sums for {windows} windows"
+        )));
+    }
+    let out = sums;
     let host = s.clone_dtoh(&out).map_err(drv("reading window sums"))?;
     let window_sums = host
         .chunks_exact(32)

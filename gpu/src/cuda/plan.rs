@@ -42,9 +42,52 @@ pub fn segment_len(n: usize, windows: u32) -> u32 {
     (n.saturating_mul(windows as usize).div_ceil(1 << 18)).clamp(32, 1 << 16) as u32
 }
 
-/// Parts per window of the running-sum reduction (`msm_window_reduce`): 256, or fewer buckets.
+/// Most segment sums of one bucket one thread of `msm_fold_segments` (or `msm_bucket_sum`) adds.
+pub const FOLD_GROUP: u32 = 32;
+
+/// The levels of the tree that adds each bucket's segment sums (`msm_fold_segments`, each thread
+/// adding up to [`FOLD_GROUP`] of one bucket's sums), for `n` scalars in segments of `seg_len`:
+/// as many as a bucket holding every scalar needs (a bucket takes at most one entry per scalar)
+/// to come down to `FOLD_GROUP` sums, which `msm_bucket_sum` adds. E.g. 2^20 scalars in
+/// segments of 88: 11,916 → 373 → 12, two levels; a few hundred scalars: none.
+pub fn fold_levels(n: usize, seg_len: u32) -> Vec<u32> {
+    let mut most = n.div_ceil(seg_len.max(1) as usize);
+    let mut levels = Vec::new();
+    while most > FOLD_GROUP as usize {
+        levels.push(FOLD_GROUP);
+        most = most.div_ceil(FOLD_GROUP as usize);
+    }
+    levels
+}
+
+/// Parts per window of the running-sum reduction (`msm_window_reduce`, one thread per part):
+/// one part per 16 buckets, at least 256 (or every bucket when there are fewer). A thread's
+/// chain of dependent additions is 2 per bucket of its part plus a small multiplication (32
+/// doublings), so this bounds it at about 32 additions from 2^14 buckets a window (c = 15)
+/// upwards, where a fixed 256 parts made it grow with the window: 256 additions a thread at
+/// c = 16, on 4,096 threads in all, too few to hide their latency on a GPU.
 pub fn reduce_parts(buckets: u32) -> u32 {
-    256.min(buckets)
+    (buckets / 16).max(256).min(buckets)
+}
+
+/// Parts per window of the earlier, narrow reduction (`GPU_MSM_NARROW_REDUCE=1`, for A/B timing).
+pub const NARROW_REDUCE_PARTS: u32 = 256;
+
+/// Most part sums one thread of `msm_parts_sum` adds (a power of two).
+pub const PARTS_SUM_GROUP: u32 = 32;
+
+/// The group sizes of the tree that adds each window's `parts` part sums (a power of two, as
+/// [`reduce_parts`] gives): one `msm_parts_sum` launch per level, each thread adding a group of
+/// consecutive sums (e.g. 256 → [32, 8], 2048 → [32, 32, 2], 1 → []).
+pub fn parts_sum_levels(parts: u32) -> Vec<u32> {
+    let mut levels = Vec::new();
+    let mut left = parts.max(1);
+    while left > 1 {
+        let g = left.min(PARTS_SUM_GROUP);
+        levels.push(g);
+        left /= g;
+    }
+    levels
 }
 
 /// The canonical (non-Montgomery) little-endian u32 limbs of a scalar, as the MSM kernels read
@@ -336,13 +379,28 @@ pub fn msm_scratch_bytes(n: usize) -> usize {
     let entries = n * windows;
     let seg_len = segment_len(n, windows as u32).max(1) as usize;
     let segments = entries.div_ceil(seg_len) + total_buckets;
-    let parts = windows * reduce_parts(1 << (c - 1)) as usize;
+    // The fold's levels: each a sum per group of FOLD_GROUP (at most), counts and offsets.
+    let mut folded = 0;
+    let mut level = segments;
+    for g in fold_levels(n, seg_len as u32) {
+        level = level.div_ceil(g as usize) + total_buckets;
+        folded += 128 * level + 8 * total_buckets;
+    }
+    let parts = reduce_parts(1 << (c - 1));
+    // The part sums and every level of their tree (the last level is the window sums).
+    let mut sums = windows * parts as usize;
+    let mut left = sums;
+    for g in parts_sum_levels(parts) {
+        left /= g as usize;
+        sums += left;
+    }
     32 * n                     // scalars
         + 4 * entries          // sorted entries
-        + 3 * 4 * total_buckets // counts, offsets, segment offsets
+        + 4 * 4 * total_buckets // counts, offsets, segment counts and offsets
         + 128 * segments       // segment sums (XYZZ)
+        + folded
         + 128 * total_buckets  // bucket sums
-        + 128 * (parts + windows)
+        + 128 * (sums + windows)
 }
 
 /// Device bytes of the tables of one NTT size and direction: the twiddles `w^k`, k < n/2, and

@@ -168,7 +168,7 @@ impl CudaBackend {
             }
             .map_err(drv("launching poly_from_mont"))?;
             let scalars = DeviceScalars { limbs, len: v.len };
-            let r = msm_launch(&inner, &points, &scalars);
+            let r = msm_launch(&inner, &points, &scalars, plan::window_bits(v.len));
             let sync = inner.stream.synchronize().map_err(drv("msm kernels"));
             out.push(r?);
             sync?;
