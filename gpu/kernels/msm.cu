@@ -127,6 +127,18 @@ static __device__ __forceinline__ u32 msm_segment_bucket(const u32* seg_offsets,
     return lo;
 }
 
+// The items [*begin, *end) of segment `seg` (segments of at most `len` items; bucket j's
+// counts[j] items start at offsets[j], its segments at seg_offsets[j]).
+static __device__ __forceinline__ void msm_segment_range(const u32* offsets, const u32* counts,
+                                                         const u32* seg_offsets,
+                                                         u32 total_buckets, u32 len, u32 seg,
+                                                         u32* begin, u32* end) {
+    u32 j = msm_segment_bucket(seg_offsets, total_buckets, seg);
+    *begin = offsets[j] + (seg - seg_offsets[j]) * len;
+    *end = offsets[j] + counts[j];
+    if (*end > *begin + len) *end = *begin + len;
+}
+
 // Thread per segment: finds its bucket and adds the segment's points into one XYZZ partial sum.
 extern "C" __global__ void msm_accumulate(const u32* bases, const u32* sorted, const u32* offsets,
                                           const u32* counts, const u32* seg_offsets,
@@ -134,11 +146,8 @@ extern "C" __global__ void msm_accumulate(const u32* bases, const u32* sorted, c
                                           u32* seg_sums) {
     u32 seg = blockIdx.x * blockDim.x + threadIdx.x;
     if (seg >= total_segments) return;
-    u32 j = msm_segment_bucket(seg_offsets, total_buckets, seg);
-    u32 k = seg - seg_offsets[j];
-    u32 begin = offsets[j] + k * seg_len;
-    u32 end = offsets[j] + counts[j];
-    if (end > begin + seg_len) end = begin + seg_len;
+    u32 begin, end;
+    msm_segment_range(offsets, counts, seg_offsets, total_buckets, seg_len, seg, &begin, &end);
     g1_xyzz_t acc = g1_xyzz_t::identity();
     for (u32 p = begin; p < end; p++) {
         u32 e = sorted[p];
@@ -163,11 +172,8 @@ extern "C" __global__ void msm_fold_segments(const u32* in_sums, const u32* in_o
                                              u32* out_sums) {
     u32 seg = blockIdx.x * blockDim.x + threadIdx.x;
     if (seg >= total_out) return;
-    u32 j = msm_segment_bucket(out_offsets, total_buckets, seg);
-    u32 k = seg - out_offsets[j];
-    u32 begin = in_offsets[j] + k * group;
-    u32 end = in_offsets[j] + in_counts[j];
-    if (end > begin + group) end = begin + group;
+    u32 begin, end;
+    msm_segment_range(in_offsets, in_counts, out_offsets, total_buckets, group, seg, &begin, &end);
     g1_xyzz_t acc = g1_xyzz_t::identity();
     for (u32 p = begin; p < end; p++) acc = acc.add(msm_load_xyzz(in_sums + 32u * p));
     msm_store_xyzz(acc, out_sums + 32u * seg);
