@@ -62,8 +62,8 @@ pub fn fold_levels(n: usize, seg_len: u32) -> Vec<u32> {
 
 /// Parts per window of the running-sum reduction (`msm_window_reduce`, one thread per part):
 /// one part per 16 buckets, at least 256 (or every bucket when there are fewer). A thread's
-/// chain of dependent additions is 2 per bucket of its part plus a small multiplication (32
-/// doublings), so this bounds it at about 32 additions from 2^14 buckets a window (c = 15)
+/// chain of dependent additions is 2 per bucket of its part plus a small multiplication (at most
+/// c − 1 doublings), so this bounds it at 32 additions from 2^12 buckets a window (c = 13)
 /// upwards, where a fixed 256 parts made it grow with the window: 256 additions a thread at
 /// c = 16, on 4,096 threads in all, too few to hide their latency on a GPU.
 pub fn reduce_parts(buckets: u32) -> u32 {
