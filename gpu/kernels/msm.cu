@@ -179,15 +179,16 @@ extern "C" __global__ void msm_fold_segments(const u32* in_sums, const u32* in_o
     msm_store_xyzz(acc, out_sums + 32u * seg);
 }
 
-extern "C" __global__ void msm_bucket_sum(const u32* counts, const u32* seg_offsets,
-                                          u32 total_buckets, u32 seg_len, const u32* seg_sums,
-                                          u32* bucket_sums) {
+// Thread per bucket: the sum of bucket j's counts[j] partial sums, from offsets[j] in `sums`
+// (what msm_fold_segments left of its segment sums; an empty bucket gives the identity).
+extern "C" __global__ void msm_bucket_sum(const u32* counts, const u32* offsets,
+                                          u32 total_buckets, const u32* sums, u32* bucket_sums) {
     u32 j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= total_buckets) return;
-    u32 first = seg_offsets[j];
-    u32 nseg = (counts[j] + seg_len - 1u) / seg_len;
     g1_xyzz_t acc = g1_xyzz_t::identity();
-    for (u32 s = 0; s < nseg; s++) acc = acc.add(msm_load_xyzz(seg_sums + 32u * (first + s)));
+    for (u32 p = offsets[j]; p < offsets[j] + counts[j]; p++) {
+        acc = acc.add(msm_load_xyzz(sums + 32u * p));
+    }
     msm_store_xyzz(acc, bucket_sums + 32u * j);
 }
 

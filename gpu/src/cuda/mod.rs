@@ -1573,16 +1573,15 @@ fn msm_launch(
     let mut bucket_sums = s
         .alloc_zeros::<u32>(total_buckets * 32)
         .map_err(drv("allocating bucket sums"))?;
-    // SAFETY: msm_bucket_sum(const u32* counts, const u32* seg_offsets, u32 total_buckets,
-    // u32 seg_len, const u32* seg_sums, u32* bucket_sums): with seg_len 1, bucket j reads its
-    // sum_counts[j] sums starting at sum_offsets[j] (all within `sums`) and writes its own 32
-    // limbs.
+    // SAFETY: msm_bucket_sum(const u32* counts, const u32* offsets, u32 total_buckets,
+    // const u32* sums, u32* bucket_sums): both index buffers have total_buckets entries; bucket
+    // j reads its sum_counts[j] sums starting at sum_offsets[j] (all within `sums`) and writes
+    // its own 32 limbs of `bucket_sums` (total_buckets·32 limbs).
     unsafe {
         s.launch_builder(&k.msm_bucket_sum)
             .arg(&sum_counts)
             .arg(&sum_offsets)
             .arg(&tb32)
-            .arg(&1u32)
             .arg(&sums)
             .arg(&mut bucket_sums)
             .launch(grid(total_buckets, 128)?)

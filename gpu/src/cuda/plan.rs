@@ -37,7 +37,7 @@ pub fn num_windows(c: u32) -> u32 {
 /// the `windows · n` bucket entries spread over about 2^18 threads (enough to fill an H100),
 /// clamped to 32..=2^16. With uniform digits most buckets are one segment; a bucket holding a
 /// large share of the points (many equal scalars: zeros are skipped, but ones are not) is spread
-/// over many threads, and `msm_bucket_sum` adds its segments.
+/// over many threads, and `msm_fold_segments` and `msm_bucket_sum` add its segments.
 pub fn segment_len(n: usize, windows: u32) -> u32 {
     (n.saturating_mul(windows as usize).div_ceil(1 << 18)).clamp(32, 1 << 16) as u32
 }
