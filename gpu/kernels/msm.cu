@@ -10,10 +10,11 @@
 //                      order inside a bucket is not fixed, which cannot change the sum);
 //   4. msm_segment_count + scan: every bucket is split into segments of at most `seg_len` entries
 //                      (oversized buckets -- many equal scalars, e.g. zeros or ones -- are spread
-//                      over many threads);
+//                      over many threads); the largest bucket's segment count is read back
+//                      with the segments' total;
 //   5. msm_accumulate  thread per segment: XYZZ mixed additions of the segment's points;
 //   6. msm_fold_segments thread per group of at most 32 segment sums of one bucket, once per
-//                      level while a bucket may have more than 32 segments (plan::fold_levels);
+//                      level while a bucket has more than 32 sums (plan::fold_levels);
 //                      then msm_bucket_sum, thread per bucket: adds what is left of its sums;
 //   7. msm_window_reduce thread per (window, part): running-sum reduction of a contiguous range
 //                      of buckets (msm_weighted_sum), left in XYZZ (no inversion); 16 buckets
@@ -106,12 +107,23 @@ extern "C" __global__ void msm_scatter(const u32* scalars, u32 n, u32 c, u32 num
     }
 }
 
-// seg_counts[j] = ceil(counts[j] / seg_len) for every bucket j < total_buckets.
+// seg_counts[j] = ceil(counts[j] / seg_len) for every bucket j < total_buckets, and *most (zero
+// before the launch) = the largest of them: how many levels msm_fold_segments needs. The largest is
+// taken across each warp with shuffles and sent with one atomic per warp (whole warps: the launch's
+// blocks are multiples of 32 threads, and no lane returns before the shuffles).
 extern "C" __global__ void msm_segment_count(const u32* counts, u32 total_buckets, u32 seg_len,
-                                             u32* seg_counts) {
+                                             u32* seg_counts, u32* most) {
     u32 j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= total_buckets) return;
-    seg_counts[j] = (counts[j] + seg_len - 1u) / seg_len;
+    u32 v = 0;
+    if (j < total_buckets) {
+        v = (counts[j] + seg_len - 1u) / seg_len;
+        seg_counts[j] = v;
+    }
+    for (int lanes = 16; lanes > 0; lanes >>= 1) {
+        u32 other = __shfl_xor_sync(0xffffffffu, v, lanes);
+        if (other > v) v = other;
+    }
+    if ((threadIdx.x & 31u) == 0u && v > 0u) atomicMax(most, v);
 }
 
 // The bucket of segment `seg`: the last j with seg_offsets[j] <= seg (binary search; empty

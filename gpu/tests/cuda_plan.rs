@@ -7,9 +7,9 @@
 use ff::{Field, PrimeField};
 use gpu::cuda::plan::{
     combine_windows, coset_tables, fold_levels, fr_to_limbs, limbs_to_fr, limbs_to_point,
-    num_windows, parts_sum_levels, pass_schedule, points_to_limbs, reduce_parts, scalar_limbs,
-    segment_len, signed_digits, twiddles, window_bits, SplitPowers, FOLD_GROUP, MAX_PASS_STAGES,
-    PARTS_SUM_GROUP,
+    most_segments, num_windows, parts_sum_levels, pass_schedule, points_to_limbs, reduce_parts,
+    scalar_limbs, segment_len, signed_digits, twiddles, window_bits, SplitPowers, FOLD_GROUP,
+    MAX_PASS_STAGES, PARTS_SUM_GROUP,
 };
 use gpu::{Bases, ComputeBackend, CpuBackend, Direction, Domain, Fr, G1Affine, G1};
 use group::prime::PrimeCurveAffine;
@@ -45,17 +45,23 @@ fn segment_lengths() {
     assert_eq!(reduce_parts(1 << 15), 2048);
     assert_eq!(reduce_parts(1 << 19), 1 << 15);
     assert_eq!(reduce_parts(128), 128);
-    // The segment sums' fold: a bucket holding every scalar comes down to at most FOLD_GROUP.
-    assert_eq!(fold_levels(700, 32), Vec::<u32>::new());
-    assert_eq!(fold_levels(1024, 32), Vec::<u32>::new());
-    assert_eq!(fold_levels(1025, 32), vec![32]);
-    assert_eq!(fold_levels(1 << 16, 32), vec![32, 32]);
-    assert_eq!(fold_levels(1 << 20, 88), vec![32, 32]);
+    // The segment sums' fold: the largest bucket comes down to at most FOLD_GROUP sums; a bucket
+    // holding every scalar bounds it.
+    assert_eq!(fold_levels(0), Vec::<u32>::new());
+    assert_eq!(fold_levels(1), Vec::<u32>::new());
+    assert_eq!(fold_levels(32), Vec::<u32>::new());
+    assert_eq!(fold_levels(33), vec![32]);
+    assert_eq!(fold_levels(1024), vec![32]);
+    assert_eq!(fold_levels(1025), vec![32, 32]);
+    assert_eq!(most_segments(700, 32), 22);
+    assert_eq!(most_segments(1025, 32), 33);
+    assert_eq!(most_segments(1 << 20, 88), 11_916);
+    assert_eq!(fold_levels(most_segments(1 << 20, 88)), vec![32, 32]);
     for log_n in [10u32, 16, 20, 24, 26] {
         let n = 1usize << log_n;
         let seg = segment_len(n, num_windows(window_bits(n)));
-        let mut most = n.div_ceil(seg as usize);
-        for g in fold_levels(n, seg) {
+        let mut most = most_segments(n, seg);
+        for g in fold_levels(most) {
             assert_eq!(g, FOLD_GROUP);
             most = most.div_ceil(g as usize);
         }

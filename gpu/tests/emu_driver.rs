@@ -1,7 +1,8 @@
 //! The emulated CUDA device at the driver level, through cudarc: what it reports, which limits it
-//! enforces (from the CUBIN NVRTC produced), and that bad pointers, bad copies and entry points
-//! it does not implement come back as errors that say what was wrong. Skips without a CUDA driver
-//! (fails with `PROVER_REQUIRE_GPU=1`) and on a real GPU (it is about the emulator).
+//! enforces (from the CUBIN NVRTC produced), that bad pointers, bad copies and entry points it
+//! does not implement come back as errors that say what was wrong, and what one MSM of the
+//! backend launches. Skips without a CUDA driver (fails with `PROVER_REQUIRE_GPU=1`) and on a real
+//! GPU (it is about the emulator).
 //!
 //! One test, because the emulator's counters are process-wide.
 
@@ -13,8 +14,13 @@ use cudarc::driver::{
     PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
+use ff::Field;
 use gpu::kernels::{ARITH_CHECK, MSM, POLY};
-use gpu::Emulator;
+use gpu::{Bases, ComputeBackend, CpuBackend, CudaBackend, Emulator, Fr, G1Affine, G1};
+use group::prime::PrimeCurveAffine;
+use group::{Curve, Group};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 
 fn emulator() -> Option<Emulator> {
     if matches!(gpu::cuda_driver_probe(), gpu::DriverProbe::NotFound { .. }) {
@@ -332,6 +338,8 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
     ctx.set_limit(stack, 1024).expect("back to the default");
     drop(y);
 
+    msm_launches(&emu);
+
     // Page-locked host memory: an asynchronous copy from or into it runs when something waits
     // for it (as a GPU's copy engine runs it after the call returns). Last: the misuse at the
     // end leaves the context with a sticky fault.
@@ -365,4 +373,65 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         e.contains("was written while an asynchronous copy from it to the device was still queued"),
         "{e}"
     );
+}
+
+/// One MSM's launches and device-to-host reads on the backend: a bucket's segment sums are folded
+/// in a tree (`msm_fold_segments`) only where the largest bucket, which the device reports, has
+/// more than `plan::FOLD_GROUP` of them -- none for 2^12 random scalars (their largest bucket, in
+/// the top window, about 315 entries: 10 segments of 32), one level for 2^12 equal scalars (128
+/// segments in one bucket).
+fn msm_launches(emu: &Emulator) {
+    let backend = CudaBackend::new(0).expect("backend on the emulated device");
+    let cpu = CpuBackend::new();
+    let n = 1usize << 12;
+    let mut rng = ChaCha20Rng::seed_from_u64(29);
+    // Distinct points cheaply: k·P for a random P, normalised at once.
+    let p = G1::random(&mut rng);
+    let mut acc = vec![G1::identity(); n];
+    for i in 1..n {
+        acc[i] = acc[i - 1] + p;
+    }
+    let mut points = vec![G1Affine::identity(); n];
+    G1::batch_normalize(&acc, &mut points);
+    let bases = Bases::new(points);
+    let narrow = std::env::var("GPU_MSM_NARROW_REDUCE").is_ok_and(|v| v == "1");
+    for (what, scalars, want_folds) in [
+        (
+            "random",
+            (0..n).map(|_| Fr::random(&mut rng)).collect::<Vec<_>>(),
+            0,
+        ),
+        // 5,897 = 5·2^10 + 777, in windows of 10 bits: digit −247 in the first window (bucket
+        // 246: lane 22 of the eighth warp of msm_segment_count) and 6 in the second (bucket 5 of
+        // 512: lane 5 of the seventeenth); each of the two buckets takes every scalar.
+        (
+            "5,897 repeated",
+            vec![Fr::from(5897); n],
+            if narrow { 0 } else { 1 },
+        ),
+    ] {
+        let dev = backend.upload_scalars(&scalars).expect("upload");
+        emu.reset().unwrap();
+        let got = backend.msm_device(&bases, &dev).expect("msm");
+        let c = emu.counters().unwrap();
+        let launches = emu.launch_counts().unwrap();
+        let folds = launches
+            .iter()
+            .find(|(k, _)| k == "msm_fold_segments")
+            .map_or(0, |(_, c)| *c);
+        println!(
+            "msm of 2^12 scalars, {what}: {} launches, {} device-to-host copies ({} bytes), \
+             {folds} of msm_fold_segments",
+            c.launches, c.dtoh_copies, c.dtoh_bytes
+        );
+        assert_eq!(folds, want_folds, "{what}: {launches:?}");
+        // Three reads: the bucket entries' total, the segments' total with the largest bucket's
+        // segment count, the window sums; one more per fold level (its total).
+        assert_eq!(
+            c.dtoh_copies,
+            3 + want_folds,
+            "{what}: device-to-host copies"
+        );
+        assert_eq!(got, cpu.msm(&bases, &scalars).unwrap(), "{what}: the sum");
+    }
 }

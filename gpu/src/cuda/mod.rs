@@ -1377,11 +1377,23 @@ fn ntt_launch(
 
 /// Exclusive prefix sum of `data[..n]` in place; returns the total.
 fn scan_in_place(inner: &Inner, data: &mut CudaSlice<u32>, n: usize) -> Result<u32, BackendError> {
+    Ok(scan_in_place_reading(inner, data, n, None)?.0)
+}
+
+/// Exclusive prefix sum of `data[..n]` in place; returns the total and, read back in the same
+/// copy, the value of `extra` (one element on the device), written before the scan's launches.
+fn scan_in_place_reading(
+    inner: &Inner,
+    data: &mut CudaSlice<u32>,
+    n: usize,
+    extra: Option<&CudaSlice<u32>>,
+) -> Result<(u32, Option<u32>), BackendError> {
     let k = &inner.kernels;
     let s = &inner.stream;
     let blocks = n.div_ceil(1024).max(1);
+    // One sum per block, and after them the place `extra` is copied to before the last read.
     let mut sums = s
-        .alloc_zeros::<u32>(blocks)
+        .alloc_zeros::<u32>(blocks + 1)
         .map_err(drv("allocating scan sums"))?;
     let n32 = to_u32(n, "scan length")?;
     let cfg = LaunchConfig {
@@ -1390,8 +1402,8 @@ fn scan_in_place(inner: &Inner, data: &mut CudaSlice<u32>, n: usize) -> Result<u
         shared_mem_bytes: 0,
     };
     // SAFETY: scan_block(u32* data, u32* block_sums, u32 n): `data` has at least n elements,
-    // `sums` has one per block of 1024; each of the 512 threads of a block touches its own two
-    // elements of `data`.
+    // `sums` has one per block of 1024 (and one more); each of the 512 threads of a block touches
+    // its own two elements of `data`.
     unsafe {
         s.launch_builder(&k.scan_block)
             .arg(&mut *data)
@@ -1401,13 +1413,20 @@ fn scan_in_place(inner: &Inner, data: &mut CudaSlice<u32>, n: usize) -> Result<u
     }
     .map_err(drv("launching scan_block"))?;
     if blocks == 1 {
-        let total = s.clone_dtoh(&sums).map_err(drv("reading scan total"))?;
-        return total
+        if let Some(e) = extra {
+            s.memcpy_dtod(e, &mut sums.slice_mut(1..2))
+                .map_err(drv("copying the value read with the scan total"))?;
+        }
+        let read = s
+            .clone_dtoh(&sums.slice(0..1 + usize::from(extra.is_some())))
+            .map_err(drv("reading scan total"))?;
+        let total = read
             .first()
             .copied()
-            .ok_or_else(|| BackendError::Device("scan: empty block sums".into()));
+            .ok_or_else(|| BackendError::Device("scan: empty block sums".into()))?;
+        return Ok((total, extra.and_then(|_| read.get(1).copied())));
     }
-    let total = scan_in_place(inner, &mut sums, blocks)?;
+    let (total, value) = scan_in_place_reading(inner, &mut sums, blocks, extra)?;
     // SAFETY: scan_add(u32* data, const u32* block_offsets, u32 n): `sums` holds one offset per
     // 1024 elements of `data[..n]`; one thread per element.
     unsafe {
@@ -1418,37 +1437,62 @@ fn scan_in_place(inner: &Inner, data: &mut CudaSlice<u32>, n: usize) -> Result<u
             .launch(grid(n, 256)?)
     }
     .map_err(drv("launching scan_add"))?;
-    Ok(total)
+    Ok((total, value))
 }
 
-/// `ceil(counts[j] / per)` for every bucket j (`msm_segment_count`), their exclusive prefix sums,
-/// and the total: how `counts[j]` items split into groups of at most `per`.
+/// How `counts[j]` items split into groups of at most `per` ([`split_segments`]).
+struct Split {
+    /// `ceil(counts[j] / per)` for every bucket j.
+    counts: CudaSlice<u32>,
+    /// Their exclusive prefix sums.
+    offsets: CudaSlice<u32>,
+    /// Their total.
+    total: u32,
+    /// The largest of them.
+    most: u32,
+}
+
+/// `ceil(counts[j] / per)` for every bucket j, their largest (`msm_segment_count`), their exclusive
+/// prefix sums, and their total (the total and the largest read back in one copy).
 fn split_segments(
     inner: &Inner,
     counts: &CudaSlice<u32>,
     total_buckets: u32,
     per: u32,
-) -> Result<(CudaSlice<u32>, CudaSlice<u32>, u32), BackendError> {
+) -> Result<Split, BackendError> {
     let s = &inner.stream;
     let mut split = s
         .alloc_zeros::<u32>(total_buckets as usize)
         .map_err(drv("allocating segment counts"))?;
+    let mut most = s
+        .alloc_zeros::<u32>(1)
+        .map_err(drv("allocating the largest segment count"))?;
     // SAFETY: msm_segment_count(const u32* counts, u32 total_buckets, u32 seg_len,
-    // u32* seg_counts): both buffers have total_buckets elements.
+    // u32* seg_counts, u32* most): both buffers have total_buckets elements, `most` one (zeroed);
+    // blocks of 256 threads (whole warps, as its shuffles need).
     unsafe {
         s.launch_builder(&inner.kernels.msm_segment_count)
             .arg(counts)
             .arg(&total_buckets)
             .arg(&per)
             .arg(&mut split)
+            .arg(&mut most)
             .launch(grid(total_buckets as usize, 256)?)
     }
     .map_err(drv("launching msm_segment_count"))?;
     let mut offsets = s
         .clone_dtod(&split)
         .map_err(drv("copying segment counts"))?;
-    let total = scan_in_place(inner, &mut offsets, total_buckets as usize)?;
-    Ok((split, offsets, total))
+    let (total, most) =
+        scan_in_place_reading(inner, &mut offsets, total_buckets as usize, Some(&most))?;
+    let most =
+        most.ok_or_else(|| BackendError::Device("scan: the largest count not read".into()))?;
+    Ok(Split {
+        counts: split,
+        offsets,
+        total,
+        most,
+    })
 }
 
 fn msm_launch(
@@ -1509,7 +1553,12 @@ fn msm_launch(
 
     // Segments of at most seg_len entries (see plan::segment_len).
     let seg_len = plan::segment_len(n, windows);
-    let (seg_counts, seg_offsets, segments) = split_segments(inner, &counts, tb32, seg_len)?;
+    let Split {
+        counts: seg_counts,
+        offsets: seg_offsets,
+        total: segments,
+        most: seg_most,
+    } = split_segments(inner, &counts, tb32, seg_len)?;
     let mut seg_sums = s
         .alloc_zeros::<u32>(segments as usize * 32)
         .map_err(drv("allocating segment sums"))?;
@@ -1534,17 +1583,30 @@ fn msm_launch(
     .map_err(drv("launching msm_accumulate"))?;
     drop(sorted);
 
-    // A bucket's segment sums are added in a tree while it may have more than
-    // plan::FOLD_GROUP of them (plan::fold_levels; none with GPU_MSM_NARROW_REDUCE=1).
+    // A bucket's segment sums are added in a tree while it has more than plan::FOLD_GROUP of
+    // them (plan::fold_levels, from the largest bucket's segment count, read back with the
+    // segments' total; none with GPU_MSM_NARROW_REDUCE=1), not from the n entries a bucket could
+    // hold: random scalars at 2^11–2^13 and 2^23–2^25 launch none.
+    let bound = plan::most_segments(n, seg_len);
+    if seg_most as usize > bound {
+        return Err(BackendError::Device(format!(
+            "msm: the largest bucket has {seg_most} segments, more than {bound} possible"
+        )));
+    }
     let narrow = narrow_msm_reduce();
     let levels = if narrow {
         Vec::new()
     } else {
-        plan::fold_levels(n, seg_len)
+        plan::fold_levels(seg_most as usize)
     };
     let (mut sums, mut sum_counts, mut sum_offsets) = (seg_sums, seg_counts, seg_offsets);
     for group in levels {
-        let (out_counts, out_offsets, total_out) = split_segments(inner, &sum_counts, tb32, group)?;
+        let Split {
+            counts: out_counts,
+            offsets: out_offsets,
+            total: total_out,
+            ..
+        } = split_segments(inner, &sum_counts, tb32, group)?;
         let mut out = s
             .alloc_zeros::<u32>(total_out as usize * 32)
             .map_err(drv("allocating folded segment sums"))?;

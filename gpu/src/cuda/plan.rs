@@ -45,13 +45,23 @@ pub fn segment_len(n: usize, windows: u32) -> u32 {
 /// Most segment sums of one bucket one thread of `msm_fold_segments` (or `msm_bucket_sum`) adds.
 pub const FOLD_GROUP: u32 = 32;
 
+/// The most segments a bucket of `n` scalars in segments of `seg_len` can have (a bucket takes at
+/// most one entry per scalar): the bound of the fold's levels before the histogram is known, for
+/// memory planning, and the cap of what the device reports.
+pub fn most_segments(n: usize, seg_len: u32) -> usize {
+    n.div_ceil(seg_len.max(1) as usize)
+}
+
 /// The levels of the tree that adds each bucket's segment sums (`msm_fold_segments`, each thread
-/// adding up to [`FOLD_GROUP`] of one bucket's sums), for `n` scalars in segments of `seg_len`:
-/// as many as a bucket holding every scalar needs (a bucket takes at most one entry per scalar)
-/// to come down to `FOLD_GROUP` sums, which `msm_bucket_sum` adds. E.g. 2^20 scalars in
-/// segments of 88: 11,916 → 373 → 12, two levels; a few hundred scalars: none.
-pub fn fold_levels(n: usize, seg_len: u32) -> Vec<u32> {
-    let mut most = n.div_ceil(seg_len.max(1) as usize);
+/// adding up to [`FOLD_GROUP`] of one bucket's sums) when the largest bucket has `most` segments:
+/// as many as it needs to come down to `FOLD_GROUP` sums, which `msm_bucket_sum` adds. The device
+/// reports `most` (`msm_segment_count`). E.g. a column of ones at 2^20, 11,916 segments of 88
+/// entries: 11,916 → 373 → 12, two levels. Random scalars fill a window's buckets evenly except
+/// the top window's, whose last few bits of a 254-bit scalar take few values: 2^13 scalars
+/// (c = 10, 13 top values: 20 segments of 32) need none, 2^20 (c = 12, 4 top values: 2,979
+/// segments of 88) two, 2^24 (c = 16, 12,389 top values) none.
+pub fn fold_levels(most: usize) -> Vec<u32> {
+    let mut most = most;
     let mut levels = Vec::new();
     while most > FOLD_GROUP as usize {
         levels.push(FOLD_GROUP);
@@ -379,10 +389,11 @@ pub fn msm_scratch_bytes(n: usize) -> usize {
     let entries = n * windows;
     let seg_len = segment_len(n, windows as u32).max(1) as usize;
     let segments = entries.div_ceil(seg_len) + total_buckets;
-    // The fold's levels: each a sum per group of FOLD_GROUP (at most), counts and offsets.
+    // The fold's levels, as many as a bucket holding every scalar would need: each a sum per group
+    // of FOLD_GROUP (at most), counts and offsets.
     let mut folded = 0;
     let mut level = segments;
-    for g in fold_levels(n, seg_len as u32) {
+    for g in fold_levels(most_segments(n, seg_len as u32)) {
         level = level.div_ceil(g as usize) + total_buckets;
         folded += 128 * level + 8 * total_buckets;
     }
