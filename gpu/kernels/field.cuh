@@ -268,6 +268,9 @@ struct Fp {
 
     // Montgomery product a*b*R^-1 mod p (CIOS: one multiply row and one reduction row per limb).
     static FD Fp mul(const Fp& a, const Fp& b) {
+#if defined(CUDA_EMU_KERNEL)
+        emu_count_mul();  // the emulated device counts each thread's multiplications
+#endif
         const Fp p = modulus();
         u32 t[10];
         for (int i = 0; i < 10; i++) t[i] = 0;

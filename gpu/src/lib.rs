@@ -32,7 +32,7 @@ mod select;
 pub use backend::{BackendError, BackendName, Bases, ComputeBackend, Direction, Domain};
 pub use checked::CheckedBackend;
 pub use cpu::CpuBackend;
-pub use cuda::emu::{EmuCounters, Emulator};
+pub use cuda::emu::{EmuCounters, Emulator, KernelMuls};
 pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues, LocalMemory};
 pub use poly::Poly;
 pub use program::{Program, ProgramBuilder};

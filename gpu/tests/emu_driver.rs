@@ -16,7 +16,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 use ff::Field;
 use gpu::kernels::{ARITH_CHECK, MSM, POLY};
-use gpu::{Bases, ComputeBackend, CpuBackend, CudaBackend, Emulator, Fr, G1Affine, G1};
+use gpu::{Bases, ComputeBackend, CpuBackend, CudaBackend, Emulator, Fr, G1Affine, KernelMuls, G1};
 use group::prime::PrimeCurveAffine;
 use group::{Curve, Group};
 use rand::SeedableRng;
@@ -203,6 +203,46 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
     stream
         .synchronize()
         .expect("no sticky fault from refused launches");
+
+    // Field multiplications are counted per thread and kernel: fr_op's product (op 2) makes one
+    // a thread, its inverse (op 4, Fermat) the same number in every thread.
+    let fr_op = module(&ctx, ARITH_CHECK).load_function("fr_op").unwrap();
+    let vals = stream.clone_htod(&vec![3u32; 8 * 1000]).unwrap();
+    let mut prod = stream.clone_htod(&vec![0u32; 8 * 1000]).unwrap();
+    let fr_launch = |op: i32, prod: &mut cudarc::driver::CudaSlice<u32>| {
+        let n = 1000u32;
+        // SAFETY: fr_op(int op, const u32* a, const u32* b, u32* out, u32 n): a, b and out hold
+        // 8·n limbs; each thread i < n reads and writes element i only.
+        unsafe {
+            stream
+                .launch_builder(&fr_op)
+                .arg(&op)
+                .arg(&vals)
+                .arg(&vals)
+                .arg(prod)
+                .arg(&n)
+                .launch(cfg((4, 1, 1), (256, 1, 1)))
+        }
+        .expect("fr_op");
+    };
+    emu.reset().unwrap();
+    fr_launch(2, &mut prod);
+    fr_launch(2, &mut prod);
+    let products = KernelMuls {
+        kernel: "fr_op".into(),
+        muls: 2000,
+        longest: 1,
+        chain: 2,
+    };
+    assert_eq!(emu.mul_counts().unwrap(), vec![products]);
+    emu.reset().unwrap();
+    fr_launch(4, &mut prod);
+    let inv = emu.mul_counts().unwrap();
+    println!("fr inverse: {inv:?}");
+    assert!(
+        inv.len() == 1 && inv[0].longest > 254 && inv[0].muls == 1000 * inv[0].longest,
+        "{inv:?}"
+    );
 
     // Pointer parameters must lie in live device allocations.
     let host_vec = [0u32; 16];
@@ -433,5 +473,20 @@ fn msm_launches(emu: &Emulator) {
             "{what}: device-to-host copies"
         );
         assert_eq!(got, cpu.msm(&bases, &scalars).unwrap(), "{what}: the sum");
+        let muls = emu.mul_counts().unwrap();
+        for m in &muls {
+            println!(
+                "  {}: {} multiplications, the longest thread {}, chain {}",
+                m.kernel, m.muls, m.longest, m.chain
+            );
+        }
+        // What the fold is for: no thread adds more than 32 of a bucket's segment sums (14
+        // multiplications an XYZZ addition); with the earlier reduction one thread adds all 128.
+        let bucket_sum = muls.iter().find(|m| m.kernel == "msm_bucket_sum");
+        let longest = bucket_sum.map_or(0, |m| m.longest);
+        assert!(
+            narrow || longest <= 32 * 14,
+            "{what}: msm_bucket_sum {longest} multiplications in one thread"
+        );
     }
 }

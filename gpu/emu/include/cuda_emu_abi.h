@@ -15,6 +15,9 @@ struct EmuThreadCtx {
     uint3 blockIdx;
     uint3 blockDim;
     uint3 gridDim;
+    // The field multiplications this thread has made (emu_count_mul, called by the kernels'
+    // field.cuh); the driver zeroes it when the thread starts and sums it per launch.
+    unsigned long long mul_ops;
 };
 
 // The operations of cuEmuWarpSync.

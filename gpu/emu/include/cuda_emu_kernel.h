@@ -36,6 +36,12 @@
 #define gridDim (cuEmuThreadCtx()->gridDim)
 #define warpSize 32
 
+// One field multiplication of the calling thread, counted (field.cuh's Fp::mul calls it on the
+// emulated device): the per-kernel totals and longest threads of cuEmuGetMulCounts.
+static inline void emu_count_mul() {
+    ++const_cast<EmuThreadCtx*>(cuEmuThreadCtx())->mul_ops;
+}
+
 // The barrier: a real one (the calling fiber waits until every thread of the block reached it).
 // The driver tells the call sites apart by their return address, so threads meeting at different
 // barriers are reported as divergence.

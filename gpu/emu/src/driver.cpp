@@ -1386,6 +1386,26 @@ EXPORT size_t cuEmuGetLaunchCounts(char* buf, size_t len) {
     return s.size() + 1;
 }
 
+// Writes "name muls longest chain\n" per kernel that made field multiplications into buf
+// (NUL-terminated; see MulStats); returns the length needed.
+EXPORT size_t cuEmuGetMulCounts(char* buf, size_t len) {
+    std::string s;
+    {
+        std::lock_guard<std::mutex> g(counters().mu);
+        for (auto& kv : counters().muls_per_kernel) {
+            if (kv.second.muls == 0) continue;
+            s += kv.first + " " + std::to_string(kv.second.muls) + " " + std::to_string(kv.second.longest) +
+                 " " + std::to_string(kv.second.chain) + "\n";
+        }
+    }
+    if (buf && len) {
+        size_t n = std::min(len - 1, s.size());
+        std::memcpy(buf, s.data(), n);
+        buf[n] = 0;
+    }
+    return s.size() + 1;
+}
+
 // Zeroes the counters and sets the peak to what is allocated now.
 EXPORT void cuEmuResetCounters(void) {
     Counters& k = counters();
@@ -1400,6 +1420,7 @@ EXPORT void cuEmuResetCounters(void) {
     {
         std::lock_guard<std::mutex> g(k.mu);
         k.launches_per_kernel.clear();
+        k.muls_per_kernel.clear();
     }
     memory().reset_peak();
 }

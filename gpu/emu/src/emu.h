@@ -134,11 +134,19 @@ void* guarded_map(size_t len, void** map, size_t* map_len);
 void guarded_unmap(void* map, size_t map_len);
 
 // ---- counters (memory.cpp) ---------------------------------------------------------------------
+// The field multiplications of one kernel's launches (counted per thread by the kernels).
+struct MulStats {
+    uint64_t muls = 0;     // every thread's, summed
+    uint64_t longest = 0;  // the most one thread made in one launch
+    uint64_t chain = 0;    // each launch's longest thread, summed over the launches
+};
+
 struct Counters {
     std::atomic<uint64_t> htod_bytes{0}, dtoh_bytes{0}, dtod_bytes{0}, memset_bytes{0};
     std::atomic<uint64_t> htod_copies{0}, dtoh_copies{0}, launches{0}, allocations{0};
     std::mutex mu;
     std::map<std::string, uint64_t> launches_per_kernel;
+    std::map<std::string, MulStats> muls_per_kernel;
 };
 Counters& counters();
 

@@ -423,6 +423,8 @@ struct Job {
     unsigned long long perm_a, perm_b;  // shuffled block order: (a·i + b) mod blocks
     std::atomic<unsigned long long> next{0};
     std::atomic<bool> abort{false};
+    // Field multiplications: every thread's, and the most of one thread (blocks that completed).
+    std::atomic<unsigned long long> muls{0}, longest{0};
     std::mutex mu;
     Result error = SUCCESS;
     std::string detail;
@@ -645,6 +647,7 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
         f->ctx.blockIdx = bidx;
         f->ctx.blockDim = bdim;
         f->ctx.gridDim = gdim;
+        f->ctx.mul_ops = 0;
         f->state = State::Run;
         f->site = nullptr;
     }
@@ -687,7 +690,20 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
                 }
             }
         }
-        if (waiting == 0) return true;
+        if (waiting == 0) {
+            unsigned long long sum = 0, most = 0;
+            for (unsigned t = 0; t < n; t++) {
+                unsigned long long m = w->fibers[t]->ctx.mul_ops;
+                sum += m;
+                most = std::max(most, m);
+            }
+            Job& j = const_cast<Job&>(job);
+            j.muls.fetch_add(sum, std::memory_order_relaxed);
+            unsigned long long seen = j.longest.load(std::memory_order_relaxed);
+            while (seen < most && !j.longest.compare_exchange_weak(seen, most)) {
+            }
+            return true;
+        }
         if (done != 0 || !same_site) {
             std::string why;
             if (done != 0) {
@@ -946,6 +962,13 @@ Result execute(const Function& f, const LaunchConfig& cfg, void** params) {
     }
     Result r = pool().run(job);
     if (r != SUCCESS) return fail(r, job.detail);
+    {
+        std::lock_guard<std::mutex> g(counters().mu);
+        MulStats& m = counters().muls_per_kernel[f.name];
+        m.muls += job.muls.load();
+        m.longest = std::max<uint64_t>(m.longest, job.longest.load());
+        m.chain += job.longest.load();
+    }
     return SUCCESS;
 }
 

@@ -1,5 +1,5 @@
-//! The emulated CUDA device's own entry points (`gpu/emu/`): the host↔device transfer, launch and
-//! allocation counters that tests assert on. On a real driver these symbols do not exist and
+//! The emulated CUDA device's own entry points (`gpu/emu/`): the host↔device transfer, launch,
+//! allocation and field-multiplication counters that tests and benches read. On a real driver these symbols do not exist and
 //! [`Emulator::open`] returns `None`.
 #![allow(unsafe_code)]
 
@@ -47,6 +47,22 @@ impl EmuCounters {
     pub fn transferred(&self) -> u64 {
         self.htod_bytes + self.dtoh_bytes
     }
+}
+
+/// The field multiplications (BN254's base and scalar fields, Montgomery products and squares)
+/// one kernel's launches made on the emulated device since the last [`Emulator::reset`]. A GPU
+/// runs the same multiplications, so these are counts of its work, not times: `muls` is the
+/// throughput side, `chain` the latency side (each launch waits for its longest thread).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelMuls {
+    /// The kernel's name.
+    pub kernel: String,
+    /// Every thread's multiplications, summed over the launches.
+    pub muls: u64,
+    /// The most multiplications one thread made in one launch.
+    pub longest: u64,
+    /// Each launch's longest thread, summed over the launches.
+    pub chain: u64,
 }
 
 /// A handle on the emulator's extra entry points.
@@ -111,6 +127,41 @@ impl Emulator {
                 Some((name.to_string(), n.parse().ok()?))
             })
             .collect())
+    }
+
+    /// Field multiplications per kernel since the last reset (kernels that made none are left
+    /// out), sorted by name.
+    pub fn mul_counts(&self) -> Result<Vec<KernelMuls>, BackendError> {
+        type F = unsafe extern "C" fn(*mut c_char, usize) -> usize;
+        // SAFETY: cuEmuGetMulCounts(char*, size_t) -> size_t: as cuEmuGetLaunchCounts, writes at
+        // most `len` bytes (NUL-terminated) and returns the length it needs; a null buffer with
+        // length 0 only asks for the length.
+        let text = unsafe {
+            let f = self.sym::<F>(b"cuEmuGetMulCounts\0")?;
+            let need = f(std::ptr::null_mut(), 0);
+            let mut buf = vec![0u8; need + 64];
+            f(buf.as_mut_ptr().cast(), buf.len());
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        };
+        text.lines()
+            .map(|l| {
+                let mut it = l.split(' ');
+                let parsed = (|| {
+                    let kernel = it.next()?.to_string();
+                    let mut num = || it.next()?.parse::<u64>().ok();
+                    Some(KernelMuls {
+                        kernel,
+                        muls: num()?,
+                        longest: num()?,
+                        chain: num()?,
+                    })
+                })();
+                parsed.ok_or_else(|| {
+                    BackendError::Device(format!("cuEmuGetMulCounts: unreadable line {l:?}"))
+                })
+            })
+            .collect()
     }
 
     /// Zeroes the counters (the peak becomes what is allocated now).

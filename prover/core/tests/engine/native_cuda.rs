@@ -144,6 +144,19 @@ fn native_proofs_on_cuda_and_cpu_are_byte_identical_and_verify() {
                 "chunk k={k}: launches per kernel: {}",
                 per_kernel.join(", ")
             );
+            // The device's work by count: field multiplications, and the chain of each launch's
+            // longest thread (what a GPU cannot run in parallel).
+            let muls = e.mul_counts().expect("emulator multiplication counts");
+            let per_kernel: Vec<String> = muls
+                .iter()
+                .map(|m| format!("{} {} (chain {})", m.kernel, m.muls, m.chain))
+                .collect();
+            println!(
+                "chunk k={k}: {} field multiplications on the device, chain {}; per kernel: {}",
+                muls.iter().map(|m| m.muls).sum::<u64>(),
+                muls.iter().map(|m| m.chain).sum::<u64>(),
+                per_kernel.join(", ")
+            );
             assert!(
                 c.launches > 0,
                 "the CUDA proof launched no kernel on the emulated device"
