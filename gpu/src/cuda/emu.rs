@@ -1,6 +1,6 @@
 //! The emulated CUDA device's own entry points (`gpu/emu/`): the host↔device transfer, launch,
-//! allocation and field-multiplication counters that tests and benches read. On a real driver these symbols do not exist and
-//! [`Emulator::open`] returns `None`.
+//! allocation and field-multiplication counters that tests and tools read. On a real driver
+//! these symbols do not exist and [`Emulator::open`] returns `None`.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int};
