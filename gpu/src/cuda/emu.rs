@@ -108,19 +108,8 @@ impl Emulator {
 
     /// Launches per kernel name since the last reset, sorted by name.
     pub fn launch_counts(&self) -> Result<Vec<(String, u64)>, BackendError> {
-        type F = unsafe extern "C" fn(*mut c_char, usize) -> usize;
-        // SAFETY: cuEmuGetLaunchCounts(char*, size_t) -> size_t: writes at most `len` bytes
-        // (NUL-terminated) into the buffer and returns the length it needs; a null buffer with
-        // length 0 only asks for the length.
-        let text = unsafe {
-            let f = self.sym::<F>(b"cuEmuGetLaunchCounts\0")?;
-            let need = f(std::ptr::null_mut(), 0);
-            let mut buf = vec![0u8; need + 64];
-            f(buf.as_mut_ptr().cast(), buf.len());
-            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-            String::from_utf8_lossy(&buf[..end]).into_owned()
-        };
-        Ok(text
+        // SAFETY: cuEmuGetLaunchCounts(char*, size_t) -> size_t is such an entry point.
+        Ok(unsafe { self.text(b"cuEmuGetLaunchCounts\0") }?
             .lines()
             .filter_map(|l| {
                 let (name, n) = l.rsplit_once(' ')?;
@@ -132,19 +121,9 @@ impl Emulator {
     /// Field multiplications per kernel since the last reset (kernels that made none are left
     /// out), sorted by name.
     pub fn mul_counts(&self) -> Result<Vec<KernelMuls>, BackendError> {
-        type F = unsafe extern "C" fn(*mut c_char, usize) -> usize;
-        // SAFETY: cuEmuGetMulCounts(char*, size_t) -> size_t: as cuEmuGetLaunchCounts, writes at
-        // most `len` bytes (NUL-terminated) and returns the length it needs; a null buffer with
-        // length 0 only asks for the length.
-        let text = unsafe {
-            let f = self.sym::<F>(b"cuEmuGetMulCounts\0")?;
-            let need = f(std::ptr::null_mut(), 0);
-            let mut buf = vec![0u8; need + 64];
-            f(buf.as_mut_ptr().cast(), buf.len());
-            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-            String::from_utf8_lossy(&buf[..end]).into_owned()
-        };
-        text.lines()
+        // SAFETY: cuEmuGetMulCounts(char*, size_t) -> size_t is such an entry point.
+        unsafe { self.text(b"cuEmuGetMulCounts\0") }?
+            .lines()
             .map(|l| {
                 let mut it = l.split(' ');
                 let parsed = (|| {
@@ -162,6 +141,26 @@ impl Emulator {
                 })
             })
             .collect()
+    }
+
+    /// The text one of the emulator's text entry points writes.
+    ///
+    /// # Safety
+    /// `symbol` (NUL-terminated) must name a `size_t f(char* buf, size_t len)` that writes at
+    /// most `len` bytes (NUL-terminated) into `buf` and returns the length it needs, and with a
+    /// null buffer and length 0 only returns that length.
+    unsafe fn text(&self, symbol: &[u8]) -> Result<String, BackendError> {
+        type F = unsafe extern "C" fn(*mut c_char, usize) -> usize;
+        // SAFETY: the caller guarantees the signature and behaviour above; the buffer is
+        // `need + 64` bytes and its length is passed.
+        unsafe {
+            let f = self.sym::<F>(symbol)?;
+            let need = f(std::ptr::null_mut(), 0);
+            let mut buf = vec![0u8; need + 64];
+            f(buf.as_mut_ptr().cast(), buf.len());
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+        }
     }
 
     /// Zeroes the counters (the peak becomes what is allocated now).
