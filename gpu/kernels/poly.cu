@@ -11,7 +11,9 @@
 //                      the division of coefficients by (X - b), remainder dropped: the linear
 //                      recurrence c_i = a_i + b·c_{i+1} in the same three passes;
 //   poly_eval_partial, poly_eval_sum
-//                      p(x_k) for several points: Horner per chunk, scaled by x_k^start, summed.
+//                      p_k(x_k) for several (polynomial, point) pairs at once (one polynomial at
+//                      several points, or every evaluation of a proof's opening): Horner per
+//                      chunk, scaled by x_k^start, summed.
 // Values are Fr in Montgomery form, 8 little-endian u32 limbs (halo2curves' raw layout).
 // STATUS: compiled by NVRTC (tests/nvrtc_compile.rs), run on the emulated device; not yet run on
 // a GPU.
@@ -240,15 +242,17 @@ extern "C" __global__ void poly_div_apply(const u32* l, u32* out, u32 n, u32 chu
     }
 }
 
-// Evaluation, pass 1: for point k and chunk c of `chunk` coefficients,
-// part[k·chunks + c] = x_k^(c·chunk) · Σ_{i in chunk} p[i]·x_k^(i - c·chunk).
-extern "C" __global__ void poly_eval_partial(const u32* p, u32 n, u32 chunk, const u32* points,
+// Evaluation, pass 1: for pair k (polynomial p_k at the device address polys[k], n coefficients,
+// at point x_k) and chunk c of `chunk` coefficients,
+// part[k·chunks + c] = x_k^(c·chunk) · Σ_{i in chunk} p_k[i]·x_k^(i - c·chunk).
+extern "C" __global__ void poly_eval_partial(const u64* polys, u32 n, u32 chunk, const u32* points,
                                              u32 npoints, u32* part) {
     u32 chunks = (n + chunk - 1u) / chunk;
     u32 total = chunks * npoints;
     for (u32 w = blockIdx.x * blockDim.x + threadIdx.x; w < total; w += gridDim.x * blockDim.x) {
         u32 k = w / chunks;
         u32 c = w % chunks;
+        const u32* p = (const u32*)polys[k];
         fr_t x = fr_t::load(points + 8u * k);
         u32 s = c * chunk;
         u32 e = poly_min(n, s + chunk);
@@ -258,7 +262,7 @@ extern "C" __global__ void poly_eval_partial(const u32* p, u32 n, u32 chunk, con
     }
 }
 
-// Evaluation, pass 2: out[k] = Σ_c part[k·chunks + c], one thread per point.
+// Evaluation, pass 2: out[k] = Σ_c part[k·chunks + c], one thread per pair.
 extern "C" __global__ void poly_eval_sum(const u32* part, u32 chunks, u32 npoints, u32* out) {
     for (u32 k = blockIdx.x * blockDim.x + threadIdx.x; k < npoints; k += gridDim.x * blockDim.x) {
         fr_t acc = fr_t::zero();

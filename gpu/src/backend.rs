@@ -427,6 +427,16 @@ pub trait ComputeBackend: Send + Sync {
     /// `p(points[k])` for each point, `poly` holding the coefficients of p (lowest first).
     fn evaluate(&self, poly: &Poly, points: &[Fr]) -> Result<Vec<Fr>, BackendError>;
 
+    /// [`ComputeBackend::evaluate`] of every request `(poly, points)`, in order: the
+    /// evaluations of a proof's opening at once (a device runs them in one pass and one read
+    /// back instead of one per polynomial). By default one `evaluate` after the other.
+    fn evaluate_many(&self, requests: &[(&Poly, &[Fr])]) -> Result<Vec<Vec<Fr>>, BackendError> {
+        requests
+            .iter()
+            .map(|(poly, points)| self.evaluate(poly, points))
+            .collect()
+    }
+
     /// Copies `poly[start..start + len]` to the host (a few elements: checks, corrections).
     fn read_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Vec<Fr>, BackendError>;
 

@@ -268,6 +268,28 @@ impl ComputeBackend for CheckedBackend {
         Ok(got)
     }
 
+    fn evaluate_many(&self, requests: &[(&Poly, &[Fr])]) -> Result<Vec<Vec<Fr>>, BackendError> {
+        let mut primary = Vec::with_capacity(requests.len());
+        let mut reference = Vec::with_capacity(requests.len());
+        for (poly, points) in requests {
+            let (p, r) = poly.pair()?;
+            primary.push((p, *points));
+            reference.push((r, *points));
+        }
+        let want = self.reference.evaluate_many(&reference)?;
+        let got = self.primary.evaluate_many(&primary)?;
+        if got.len() != want.len() {
+            return Err(self.mismatch(
+                "evaluate_many",
+                format!("{} results, the reference {}", got.len(), want.len()),
+            ));
+        }
+        for (g, w) in got.iter().zip(&want) {
+            self.compare_vectors("evaluate_many", g, w)?;
+        }
+        Ok(got)
+    }
+
     fn read_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Vec<Fr>, BackendError> {
         let (p, r) = poly.pair()?;
         let want = self.reference.read_range(r, start, len)?;

@@ -254,6 +254,8 @@ fn resident_operations_are_checked_too() {
         let x = checked.upload(&v).unwrap();
         let r = checked.evaluate(&x, &[Fr::ONE, -Fr::ONE]);
         assert_eq!(r.is_err(), faulty, "evaluate: {r:?}");
+        let r = checked.evaluate_many(&[(&x, &[Fr::ONE][..]), (&x, &[-Fr::ONE][..])]);
+        assert_eq!(r.is_err(), faulty, "evaluate_many: {r:?}");
         let r = checked.read_range(&x, 3, 2);
         assert_eq!(r.is_err(), faulty, "read_range: {r:?}");
         let mut x = checked.upload(&v).unwrap();

@@ -1046,6 +1046,38 @@ fn grand_product_and_opening_ops_match_the_cpu_backend() {
         let g = gpu.evaluate(&gpu.upload(&x).unwrap(), &points).unwrap();
         let c = cpu.evaluate(&cpu.upload(&x).unwrap(), &points).unwrap();
         assert_eq!(g, c, "evaluate {n}");
+        let c_one = c;
+        // Several polynomials at once: this one at its points and at none, its halves, a copy
+        // of it with other points, and a zero-length one (the three lengths in one call).
+        let half = n / 2;
+        let parts: Vec<Vec<Fr>> = vec![x.clone(), x[..half].to_vec(), x.clone(), Vec::new()];
+        let other = [Fr::random(&mut rng), -points[4]];
+        let point_sets: [&[Fr]; 5] = [&points, &[], &other, &points[1..3], &points];
+        let on = |b: &dyn ComputeBackend| {
+            let uploaded: Vec<gpu::Poly> = parts.iter().map(|p| b.upload(p).unwrap()).collect();
+            let order = [0usize, 0, 1, 2, 3];
+            let requests: Vec<(&gpu::Poly, &[Fr])> = order
+                .iter()
+                .zip(point_sets)
+                .map(|(&i, x)| (&uploaded[i], x))
+                .collect();
+            b.evaluate_many(&requests).unwrap()
+        };
+        let g = on(gpu.as_ref());
+        let c = on(&cpu);
+        assert_eq!(g, c, "evaluate_many around {n}");
+        assert_eq!(g[0], c_one, "evaluate_many around {n}: one call or many");
+        assert_eq!(
+            g[3],
+            g[0][1..3].to_vec(),
+            "evaluate_many around {n}: a copy"
+        );
+        assert!(g[1].is_empty(), "evaluate_many around {n}: no points");
+        assert_eq!(
+            g[4],
+            vec![Fr::ZERO; points.len()],
+            "evaluate_many: length 0"
+        );
         if n >= 3 {
             let mut p = gpu.upload(&x).unwrap();
             assert_eq!(gpu.read_range(&p, n - 3, 3).unwrap(), x[n - 3..].to_vec());

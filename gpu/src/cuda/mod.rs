@@ -1814,7 +1814,14 @@ impl ComputeBackend for CudaBackend {
     }
 
     fn evaluate(&self, poly: &Poly, points: &[Fr]) -> Result<Vec<Fr>, BackendError> {
-        self.poly_evaluate(poly, points)
+        let mut values = self.poly_evaluate_many(&[(poly, points)])?;
+        values
+            .pop()
+            .ok_or_else(|| BackendError::Device("evaluate: no values came back".into()))
+    }
+
+    fn evaluate_many(&self, requests: &[(&Poly, &[Fr])]) -> Result<Vec<Vec<Fr>>, BackendError> {
+        self.poly_evaluate_many(requests)
     }
 
     fn read_range(&self, poly: &Poly, start: usize, len: usize) -> Result<Vec<Fr>, BackendError> {

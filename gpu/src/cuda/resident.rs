@@ -437,68 +437,106 @@ impl CudaBackend {
         s.synchronize().map_err(drv("division by X - b"))
     }
 
-    pub(super) fn poly_evaluate(
+    /// `p_i(x)` for every point x of every request `(p_i, points_i)`: per length of the
+    /// polynomials, one pass of `poly_eval_partial` over every (polynomial, point) pair and one
+    /// of `poly_eval_sum`, and one read of the values (not one launch pair and one read per
+    /// polynomial).
+    pub(super) fn poly_evaluate_many(
         &self,
-        poly: &Poly,
-        points: &[Fr],
-    ) -> Result<Vec<Fr>, BackendError> {
-        let v = self.values(poly)?;
-        if points.is_empty() {
-            return Ok(Vec::new());
+        requests: &[(&Poly, &[Fr])],
+    ) -> Result<Vec<Vec<Fr>>, BackendError> {
+        let values = requests
+            .iter()
+            .map(|(p, _)| self.values(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out: Vec<Vec<Fr>> = requests
+            .iter()
+            .map(|(_, points)| vec![Fr::ZERO; points.len()])
+            .collect();
+        // The pairs (request, point) by the length of the request's polynomial; the zero
+        // polynomial of length 0 evaluates to zero.
+        let mut by_len: std::collections::BTreeMap<usize, Vec<(usize, usize)>> =
+            std::collections::BTreeMap::new();
+        for (r, ((_, points), v)) in requests.iter().zip(&values).enumerate() {
+            if v.len == 0 {
+                continue;
+            }
+            let pairs = by_len.entry(v.len).or_default();
+            pairs.extend((0..points.len()).map(|k| (r, k)));
         }
-        if v.len == 0 {
-            return Ok(vec![Fr::ZERO; points.len()]);
+        if by_len.values().all(Vec::is_empty) {
+            return Ok(out);
         }
-        let n32 = to_u32(v.len, "evaluate length")?;
-        let chunk = EVAL_CHUNK as u32;
-        let chunks = v.len.div_ceil(EVAL_CHUNK);
-        let np = to_u32(points.len(), "evaluation points")?;
-        let total = chunks * points.len();
-        to_u32(total, "evaluation parts")?;
-        let chunks32 = to_u32(chunks, "evaluation chunks")?;
         let inner = self.lock()?;
         let s = &inner.stream;
-        let points_d = s
-            .clone_htod(&plan::fr_to_limbs(points)?)
-            .map_err(drv("uploading evaluation points"))?;
-        let mut part = s
-            .alloc_zeros::<u32>(total * 8)
-            .map_err(drv("allocating evaluation parts"))?;
-        let mut out = s
-            .alloc_zeros::<u32>(points.len() * 8)
-            .map_err(drv("allocating evaluations"))?;
-        // SAFETY: poly_eval_partial(const u32* p, u32 n, u32 chunk, const u32* points,
-        // u32 npoints, u32* part): `v.data` holds n elements, `points` npoints, `part`
-        // npoints·ceil(n / chunk) (< 2^32, checked); work item w writes part[w] only.
-        unsafe {
-            s.launch_builder(&inner.kernels.poly_eval_partial)
-                .arg(&v.data)
-                .arg(&n32)
-                .arg(&chunk)
-                .arg(&points_d)
-                .arg(&np)
-                .arg(&mut part)
-                .launch(row_grid(total))
+        for (len, pairs) in &by_len {
+            if pairs.is_empty() {
+                continue;
+            }
+            let n32 = to_u32(*len, "evaluate length")?;
+            let chunk = EVAL_CHUNK as u32;
+            let chunks = len.div_ceil(EVAL_CHUNK);
+            let np = to_u32(pairs.len(), "evaluation points")?;
+            let total = chunks * pairs.len();
+            to_u32(total, "evaluation parts")?;
+            let chunks32 = to_u32(chunks, "evaluation chunks")?;
+            let points: Vec<Fr> = pairs.iter().map(|&(r, k)| requests[r].1[k]).collect();
+            // The device address of each pair's polynomial, read by the kernel through `polys`.
+            let (ptrs, _reads): (Vec<u64>, Vec<_>) = pairs
+                .iter()
+                .map(|&(r, _)| values[r].data.device_ptr(s))
+                .unzip();
+            let polys_d = s
+                .clone_htod(&ptrs)
+                .map_err(drv("uploading evaluation polynomials"))?;
+            let points_d = s
+                .clone_htod(&plan::fr_to_limbs(&points)?)
+                .map_err(drv("uploading evaluation points"))?;
+            let mut part = s
+                .alloc_zeros::<u32>(total * 8)
+                .map_err(drv("allocating evaluation parts"))?;
+            let mut sums = s
+                .alloc_zeros::<u32>(pairs.len() * 8)
+                .map_err(drv("allocating evaluations"))?;
+            // SAFETY: poly_eval_partial(const u64* polys, u32 n, u32 chunk, const u32* points,
+            // u32 npoints, u32* part): `polys` holds npoints device addresses of live buffers of
+            // n elements each (every polynomial of this group has length n; the buffers are
+            // borrowed through `values` until the stream is synchronised below), `points`
+            // npoints elements, `part` npoints·ceil(n / chunk) (< 2^32, checked); work item w
+            // writes part[w] only.
+            unsafe {
+                s.launch_builder(&inner.kernels.poly_eval_partial)
+                    .arg(&polys_d)
+                    .arg(&n32)
+                    .arg(&chunk)
+                    .arg(&points_d)
+                    .arg(&np)
+                    .arg(&mut part)
+                    .launch(row_grid(total))
+            }
+            .map_err(drv("launching poly_eval_partial"))?;
+            // SAFETY: poly_eval_sum(const u32* part, u32 chunks, u32 npoints, u32* out): `part`
+            // holds npoints·chunks elements, `sums` npoints; thread k writes sums[k] only.
+            unsafe {
+                s.launch_builder(&inner.kernels.poly_eval_sum)
+                    .arg(&part)
+                    .arg(&chunks32)
+                    .arg(&np)
+                    .arg(&mut sums)
+                    .launch(row_grid(pairs.len()))
+            }
+            .map_err(drv("launching poly_eval_sum"))?;
+            let mut limbs = vec![0u32; pairs.len() * 8];
+            s.memcpy_dtoh(&sums, &mut limbs)
+                .map_err(drv("downloading evaluations"))?;
+            s.synchronize().map_err(drv("evaluation"))?;
+            let mut got = vec![Fr::ZERO; pairs.len()];
+            plan::limbs_to_fr(&limbs, &mut got);
+            for (&(r, k), v) in pairs.iter().zip(got) {
+                out[r][k] = v;
+            }
         }
-        .map_err(drv("launching poly_eval_partial"))?;
-        // SAFETY: poly_eval_sum(const u32* part, u32 chunks, u32 npoints, u32* out): `part`
-        // holds npoints·chunks elements, `out` npoints; thread k writes out[k] only.
-        unsafe {
-            s.launch_builder(&inner.kernels.poly_eval_sum)
-                .arg(&part)
-                .arg(&chunks32)
-                .arg(&np)
-                .arg(&mut out)
-                .launch(row_grid(points.len()))
-        }
-        .map_err(drv("launching poly_eval_sum"))?;
-        let mut limbs = vec![0u32; points.len() * 8];
-        s.memcpy_dtoh(&out, &mut limbs)
-            .map_err(drv("downloading evaluations"))?;
-        s.synchronize().map_err(drv("evaluation"))?;
-        let mut values = vec![Fr::ZERO; points.len()];
-        plan::limbs_to_fr(&limbs, &mut values);
-        Ok(values)
+        Ok(out)
     }
 
     pub(super) fn poly_read_range(

@@ -59,9 +59,19 @@ pub fn eval_at(ctx: &Ctx<'_>, coeffs: &Poly, points: &[Fr]) -> Result<Vec<Fr>, N
     Ok(v)
 }
 
-/// `p(point)` for resident coefficients.
-pub fn eval_one(ctx: &Ctx<'_>, coeffs: &Poly, point: Fr) -> Result<Fr, NativeError> {
-    Ok(eval_at(ctx, coeffs, &[point])?[0])
+/// [`eval_at`] for every request `(coefficients, points)` in one backend call (on a device,
+/// one pass and one read back for all of them); the values in request order, flattened.
+pub fn eval_many(ctx: &Ctx<'_>, requests: &[(&Poly, Vec<Fr>)]) -> Result<Vec<Fr>, NativeError> {
+    let asked: Vec<(&Poly, &[Fr])> = requests.iter().map(|(p, x)| (*p, x.as_slice())).collect();
+    let got = ctx.backend.evaluate_many(&asked)?;
+    if got.len() != requests.len() || got.iter().zip(&asked).any(|(v, (_, x))| v.len() != x.len()) {
+        return Err(NativeError::Internal(format!(
+            "evaluate_many gave {} results for {} requests, or a wrong count of values",
+            got.len(),
+            requests.len()
+        )));
+    }
+    Ok(got.into_iter().flatten().collect())
 }
 
 /// Lagrange values read on the host (the gate check, the lookup arrangement) and in the backend

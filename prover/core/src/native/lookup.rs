@@ -14,7 +14,7 @@ use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 use rayon::prelude::*;
 
-use super::commit::{coeffs_of, commit_lagrange, commit_values, eval_at};
+use super::commit::{coeffs_of, commit_lagrange, commit_values};
 use super::program::{Columns, Program};
 use super::quotient::{compile, expr, Layout};
 use super::{Ctx, NativeError};
@@ -254,24 +254,13 @@ where
     })
 }
 
-/// Writes z(x), z(ωx), a'(x), a'(ω⁻¹x), s'(x).
-pub fn evaluate<E, T>(
-    ctx: &Ctx<'_>,
-    c: &Committed,
-    x: Fr,
-    transcript: &mut T,
-) -> Result<(), NativeError>
-where
-    E: EncodedChallenge<G1Affine>,
-    T: TranscriptWrite<G1Affine, E>,
-{
+/// The evaluations the proof carries, in its order: z(x), z(ωx), a'(x), a'(ω⁻¹x), s'(x).
+pub fn evaluations<'c>(ctx: &Ctx<'_>, c: &'c Committed, x: Fr) -> Vec<(&'c Poly, Vec<Fr>)> {
     let x_next = ctx.rotate(x, Rotation::next());
     let x_prev = ctx.rotate(x, Rotation::prev());
-    let mut values = eval_at(ctx, &c.product, &[x, x_next])?;
-    values.extend(eval_at(ctx, &c.permuted_input, &[x, x_prev])?);
-    values.extend(eval_at(ctx, &c.permuted_table, &[x])?);
-    for v in values {
-        transcript.write_scalar(v)?;
-    }
-    Ok(())
+    vec![
+        (&c.product, vec![x, x_next]),
+        (&c.permuted_input, vec![x, x_prev]),
+        (&c.permuted_table, vec![x]),
+    ]
 }

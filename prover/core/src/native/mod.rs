@@ -42,7 +42,7 @@ use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 
-use self::commit::{eval_one, Values};
+use self::commit::{eval_many, Values};
 pub use self::keycache::{CosetFile, KeyCache};
 use self::open::Query;
 
@@ -421,30 +421,33 @@ where
     let key_coeffs = cache.domain_coeffs(backend, pk)?;
     let xn = x.pow_vartime([n as u64]);
 
-    // Evaluations, in halo2's order: advice, fixed, random, σ, permutation products (all in the
-    // backend; only the values come back).
-    for (column, rot) in cs.advice_queries() {
-        let eval = eval_one(
-            &ctx,
-            &witness.advice_coeffs[column.index()],
-            ctx.rotate(x, *rot),
-        )?;
-        transcript.write_scalar(eval)?;
-    }
-    for (column, rot) in cs.fixed_queries() {
-        let eval = eval_one(&ctx, &key_coeffs.fixed[column.index()], ctx.rotate(x, *rot))?;
-        transcript.write_scalar(eval)?;
-    }
+    // Evaluations, in halo2's order: advice, fixed, random, σ, permutation products, lookups;
+    // all in one backend call (on a device one pass and one read back: only the values come
+    // back).
     let h_poly = vanishing::combine(&ctx, &pieces, xn)?;
     drop(pieces);
-    transcript.write_scalar(eval_one(&ctx, &random, x)?)?;
+    let mut requests: Vec<(&gpu::Poly, Vec<Fr>)> = Vec::new();
+    for (column, rot) in cs.advice_queries() {
+        requests.push((
+            &witness.advice_coeffs[column.index()],
+            vec![ctx.rotate(x, *rot)],
+        ));
+    }
+    for (column, rot) in cs.fixed_queries() {
+        requests.push((&key_coeffs.fixed[column.index()], vec![ctx.rotate(x, *rot)]));
+    }
+    requests.push((&random, vec![x]));
     for sigma in &key_coeffs.sigmas {
-        transcript.write_scalar(eval_one(&ctx, sigma, x)?)?;
+        requests.push((sigma, vec![x]));
     }
-    permutation::evaluate(&ctx, &perm, x, transcript)?;
+    requests.extend(permutation::evaluations(&ctx, &perm, x));
     for l in &lookups {
-        lookup::evaluate(&ctx, l, x, transcript)?;
+        requests.extend(lookup::evaluations(&ctx, l, x));
     }
+    for value in eval_many(&ctx, &requests)? {
+        transcript.write_scalar(value)?;
+    }
+    drop(requests);
 
     // Queries, in halo2's order (their order decides SHPLONK's grouping and challenge powers).
     let mut polys: Vec<&gpu::Poly> = Vec::new();

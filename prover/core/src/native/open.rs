@@ -14,7 +14,7 @@ use gpu::{Poly, ProgramBuilder};
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use halo2curves::bn256::{Fr, G1Affine};
 
-use super::commit::{commit_poly, eval_at};
+use super::commit::{commit_poly, eval_many};
 use super::quotient::compile;
 use super::{Ctx, NativeError};
 
@@ -130,15 +130,24 @@ where
             None => poly_points.push((q.poly, vec![q.point])),
         }
     }
-    let mut sets: Vec<RotationSet> = Vec::new();
-    for (poly, points) in poly_points {
-        if polys[poly].len() != n {
+    for (poly, _) in &poly_points {
+        if polys[*poly].len() != n {
             return Err(NativeError::Internal(format!(
                 "polynomial {poly} to open has {} coefficients, not {n}",
-                polys[poly].len()
+                polys[*poly].len()
             )));
         }
-        let evals = eval_at(ctx, polys[poly], &points)?;
+    }
+    // Every polynomial at its points, in one backend call.
+    let requests: Vec<(&Poly, Vec<Fr>)> = poly_points
+        .iter()
+        .map(|(poly, points)| (polys[*poly], points.clone()))
+        .collect();
+    let mut values = eval_many(ctx, &requests)?.into_iter();
+    drop(requests);
+    let mut sets: Vec<RotationSet> = Vec::new();
+    for (poly, points) in poly_points {
+        let evals: Vec<Fr> = values.by_ref().take(points.len()).collect();
         match sets.iter_mut().find(|s| same_set(&s.points, &points)) {
             Some(set) => {
                 // Keep the evaluations in the set's point order.

@@ -9,7 +9,7 @@ use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
 
-use super::commit::{commit_lagrange, eval_at};
+use super::commit::commit_lagrange;
 use super::keycache::{Held, KeyValues};
 use super::{Ctx, NativeError};
 
@@ -163,29 +163,23 @@ where
     Ok(Committed { products })
 }
 
-/// Writes z(x), z(ωx) for every product, and z(ω^last x) for all but the last one.
-pub fn evaluate<E, T>(
-    ctx: &Ctx<'_>,
-    committed: &Committed,
-    x: Fr,
-    transcript: &mut T,
-) -> Result<(), NativeError>
-where
-    E: EncodedChallenge<G1Affine>,
-    T: TranscriptWrite<G1Affine, E>,
-{
+/// The evaluations the proof carries, in its order: z(x), z(ωx) for every product, and
+/// z(ω^last x) for all but the last one.
+pub fn evaluations<'c>(ctx: &Ctx<'_>, committed: &'c Committed, x: Fr) -> Vec<(&'c Poly, Vec<Fr>)> {
     let x_next = ctx.rotate(x, Rotation::next());
     let x_last = ctx.rotate(x, Rotation(-((ctx.blinding_factors + 1) as i32)));
     let count = committed.products.len();
-    for (i, z) in committed.products.iter().enumerate() {
-        let points: &[Fr] = if i + 1 < count {
-            &[x, x_next, x_last]
-        } else {
-            &[x, x_next]
-        };
-        for v in eval_at(ctx, z, points)? {
-            transcript.write_scalar(v)?;
-        }
-    }
-    Ok(())
+    committed
+        .products
+        .iter()
+        .enumerate()
+        .map(|(i, z)| {
+            let points = if i + 1 < count {
+                vec![x, x_next, x_last]
+            } else {
+                vec![x, x_next]
+            };
+            (z, points)
+        })
+        .collect()
 }
