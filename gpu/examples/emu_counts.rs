@@ -1,6 +1,7 @@
 //! What one MSM or NTT of the CUDA backend costs on the emulated device, per kernel: launches,
-//! field multiplications (every thread's), the longest thread's and the chain (each launch's
-//! longest thread, summed). A GPU makes the same multiplications, so these are counts of its work
+//! field multiplications (every thread's), the longest thread's, the chain (each launch's
+//! longest thread, summed) and the field elements loaded and stored (32 bytes each, before any
+//! cache). A GPU makes the same multiplications, so these are counts of its work
 //! and of its dependent steps, not times; they let a change to the kernels be judged by count
 //! where no GPU is lent (label such figures "emulated").
 //!
@@ -136,8 +137,8 @@ fn report(emu: &Emulator, label: &str, took: Duration) -> Result<(), Box<dyn Err
         took.as_secs_f64()
     );
     println!(
-        "  {:<20} {:>8} {:>16} {:>10} {:>10}",
-        "kernel", "launches", "multiplications", "longest", "chain"
+        "  {:<20} {:>8} {:>16} {:>10} {:>10} {:>12}",
+        "kernel", "launches", "multiplications", "longest", "chain", "elements"
     );
     for (kernel, count) in &launches {
         let m = muls
@@ -149,8 +150,8 @@ fn report(emu: &Emulator, label: &str, took: Duration) -> Result<(), Box<dyn Err
                 ..KernelMuls::default()
             });
         println!(
-            "  {:<20} {:>8} {:>16} {:>10} {:>10}",
-            kernel, count, m.muls, m.longest, m.chain
+            "  {:<20} {:>8} {:>16} {:>10} {:>10} {:>12}",
+            kernel, count, m.muls, m.longest, m.chain, m.elements
         );
     }
     Ok(())

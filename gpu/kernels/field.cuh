@@ -216,6 +216,9 @@ struct Fp {
         r.l[4] = b.x; r.l[5] = b.y; r.l[6] = b.z; r.l[7] = b.w;
 #else
         field_check_aligned(src);
+#if defined(CUDA_EMU_KERNEL)
+        emu_count_element();  // the emulated device counts each thread's element accesses
+#endif
         for (int i = 0; i < 8; i++) r.l[i] = src[i];
 #endif
         return r;
@@ -229,6 +232,9 @@ struct Fp {
         reinterpret_cast<uint4*>(dst)[1] = b;
 #else
         field_check_aligned(dst);
+#if defined(CUDA_EMU_KERNEL)
+        emu_count_element();
+#endif
         for (int i = 0; i < 8; i++) dst[i] = l[i];
 #endif
     }

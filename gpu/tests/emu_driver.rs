@@ -205,7 +205,8 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         .expect("no sticky fault from refused launches");
 
     // Field multiplications are counted per thread and kernel: fr_op's product (op 2) makes one
-    // a thread, its inverse (op 4, Fermat) the same number in every thread.
+    // a thread, its inverse (op 4, Fermat) the same number in every thread; element accesses
+    // too (each thread loads two and stores one).
     let fr_op = module(&ctx, ARITH_CHECK).load_function("fr_op").unwrap();
     let vals = stream.clone_htod(&vec![3u32; 8 * 1000]).unwrap();
     let mut prod = stream.clone_htod(&vec![0u32; 8 * 1000]).unwrap();
@@ -226,13 +227,23 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         .expect("fr_op");
     };
     emu.reset().unwrap();
+    assert_eq!(
+        emu.counters().unwrap().device_ns,
+        0,
+        "device time after a reset"
+    );
     fr_launch(2, &mut prod);
     fr_launch(2, &mut prod);
+    assert!(
+        emu.counters().unwrap().device_ns > 0,
+        "no device time counted"
+    );
     let products = KernelMuls {
         kernel: "fr_op".into(),
         muls: 2000,
         longest: 1,
         chain: 2,
+        elements: 6000,
     };
     assert_eq!(emu.mul_counts().unwrap(), vec![products]);
     emu.reset().unwrap();
@@ -240,7 +251,10 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
     let inv = emu.mul_counts().unwrap();
     println!("fr inverse: {inv:?}");
     assert!(
-        inv.len() == 1 && inv[0].longest > 254 && inv[0].muls == 1000 * inv[0].longest,
+        inv.len() == 1
+            && inv[0].longest > 254
+            && inv[0].muls == 1000 * inv[0].longest
+            && inv[0].elements == 3000,
         "{inv:?}"
     );
 
@@ -379,6 +393,7 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
     drop(y);
 
     msm_launches(&emu);
+    evaluations_in_one_pass(&emu);
 
     // Page-locked host memory: an asynchronous copy from or into it runs when something waits
     // for it (as a GPU's copy engine runs it after the call returns). Last: the misuse at the
@@ -488,5 +503,52 @@ fn msm_launches(emu: &Emulator) {
             narrow || longest <= 32 * 14,
             "{what}: msm_bucket_sum {longest} multiplications in one thread"
         );
+    }
+}
+
+/// The evaluations of an opening in one pass: `evaluate_many` over polynomials of one length
+/// launches one `poly_eval_partial` and one `poly_eval_sum` and reads back once, whatever the
+/// number of polynomials and points (one evaluate per polynomial: two launches and one read
+/// each); a second length adds one pass and one read. The values are the CPU backend's.
+fn evaluations_in_one_pass(emu: &Emulator) {
+    let backend = CudaBackend::new(0).expect("backend on the emulated device");
+    let cpu = CpuBackend::new();
+    let mut rng = ChaCha20Rng::seed_from_u64(41);
+    let coeffs: Vec<Vec<Fr>> = [1000usize, 1000, 1000, 1000, 300]
+        .iter()
+        .map(|&n| (0..n).map(|_| Fr::random(&mut rng)).collect())
+        .collect();
+    let polys: Vec<gpu::Poly> = coeffs.iter().map(|c| backend.upload(c).unwrap()).collect();
+    let points: Vec<Vec<Fr>> = (0..5usize)
+        .map(|i| (0..1 + i % 3).map(|_| Fr::random(&mut rng)).collect())
+        .collect();
+    for (what, count, want_passes) in [("one length", 4usize, 1u64), ("two lengths", 5, 2)] {
+        let requests: Vec<(&gpu::Poly, &[Fr])> = polys[..count]
+            .iter()
+            .zip(&points)
+            .map(|(p, x)| (p, x.as_slice()))
+            .collect();
+        emu.reset().unwrap();
+        let got = backend.evaluate_many(&requests).unwrap();
+        let c = emu.counters().unwrap();
+        let launches: std::collections::BTreeMap<String, u64> =
+            emu.launch_counts().unwrap().into_iter().collect();
+        println!(
+            "evaluate_many, {what}: {launches:?}, {} reads",
+            c.dtoh_copies
+        );
+        assert_eq!(c.dtoh_copies, want_passes, "{what}: reads back");
+        assert_eq!(
+            launches.get("poly_eval_partial"),
+            Some(&want_passes),
+            "{what}"
+        );
+        assert_eq!(launches.get("poly_eval_sum"), Some(&want_passes), "{what}");
+        assert_eq!(c.launches, 2 * want_passes, "{what}: launches");
+        for (i, (values, x)) in got.iter().zip(&points).enumerate() {
+            let want = cpu.evaluate(&cpu.upload(&coeffs[i]).unwrap(), x).unwrap();
+            assert_eq!(values, &want, "{what}: polynomial {i}");
+        }
+        assert_eq!(got.len(), count, "{what}");
     }
 }

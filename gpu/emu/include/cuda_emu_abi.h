@@ -18,6 +18,9 @@ struct EmuThreadCtx {
     // The field multiplications this thread has made (emu_count_mul, called by the kernels'
     // field.cuh); the driver zeroes it when the thread starts and sums it per launch.
     unsigned long long mul_ops;
+    // The 32-byte field elements this thread has loaded or stored (emu_count_element, called by
+    // field.cuh's Fp::load and Fp::store); zeroed and summed like mul_ops.
+    unsigned long long element_ops;
 };
 
 // The operations of cuEmuWarpSync.

@@ -42,6 +42,13 @@ static inline void emu_count_mul() {
     ++const_cast<EmuThreadCtx*>(cuEmuThreadCtx())->mul_ops;
 }
 
+// One 32-byte field element loaded or stored by the calling thread, counted (field.cuh's
+// Fp::load and Fp::store call it on the emulated device): the per-kernel totals of
+// cuEmuGetMulCounts.
+static inline void emu_count_element() {
+    ++const_cast<EmuThreadCtx*>(cuEmuThreadCtx())->element_ops;
+}
+
 // The barrier: a real one (the calling fiber waits until every thread of the block reached it).
 // The driver tells the call sites apart by their return address, so threads meeting at different
 // barriers are reported as divergence.

@@ -276,6 +276,7 @@ void enqueue(Context* c, Pending p) {
 // Runs the queued copies of `c` up to `seq` (all of them by default), in order. The queue's lock
 // is held until they are done: a thread that finds the queue empty may rely on its copies.
 Result drain(Context* c, unsigned long long seq = ~0ull) {
+    DeviceTimer timed;
     std::string fault;
     {
         std::lock_guard<std::mutex> g(c->queue_mu);
@@ -677,6 +678,7 @@ EXPORT CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
 }
 
 EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
+    DeviceTimer timed;
     Context* c;
     if (Result r = current(&c)) return r;
     if (!p) return ERROR_INVALID_VALUE;
@@ -692,6 +694,7 @@ EXPORT CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, CUstream s) {
 }
 
 EXPORT CUresult cuMemFree_v2(CUdeviceptr p) {
+    DeviceTimer timed;
     Context* c;
     if (Result r = current_drained(&c)) return r;
     return memory().free((uintptr_t)p, c->device);
@@ -799,6 +802,7 @@ EXPORT CUresult cuMemFreeHost(void* p) {
 }
 
 EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
+    DeviceTimer timed;
     Context* c;
     if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
@@ -811,6 +815,7 @@ EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
 }
 
 EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
+    DeviceTimer timed;
     Context* c;
     if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
@@ -823,6 +828,7 @@ EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
 }
 
 EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+    DeviceTimer timed;
     Context* c;
     if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
@@ -836,6 +842,7 @@ EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
 // From page-locked memory: queued (see `drain`); from pageable memory the copy is done before
 // the call returns, as a GPU's driver does by staging it.
 EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, CUstream s) {
+    DeviceTimer timed;
     if (Result r = check_stream(s)) return r;
     if (n == 0 || !src || !is_pinned(src, n)) return cuMemcpyHtoD_v2(dst, src, n);
     Context* c;
@@ -851,6 +858,7 @@ EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n,
 
 // To page-locked memory: queued, the destination reading 0xA5 until the copy is done.
 EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, CUstream s) {
+    DeviceTimer timed;
     if (Result r = check_stream(s)) return r;
     if (n == 0 || !dst || !is_pinned(dst, n)) return cuMemcpyDtoH_v2(dst, src, n);
     Context* c;
@@ -869,6 +877,7 @@ EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n,
 }
 
 EXPORT CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) {
+    DeviceTimer timed;
     Context* c;
     if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
@@ -884,6 +893,7 @@ EXPORT CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUst
 }
 
 EXPORT CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned v, size_t n) {
+    DeviceTimer timed;
     Context* c;
     if (Result r = current_drained(&c)) return r;
     if (n == 0) return SUCCESS;
@@ -1349,6 +1359,7 @@ struct CuEmuCounters {
     unsigned long long htod_bytes, dtoh_bytes, dtod_bytes, memset_bytes;
     unsigned long long htod_copies, dtoh_copies, launches, allocations;
     unsigned long long live_allocations, bytes_in_use, peak_bytes, local_reserved;
+    unsigned long long device_ns;
 };
 }
 
@@ -1368,6 +1379,7 @@ EXPORT int cuEmuGetCounters(CuEmuCounters* out, size_t size) {
     out->bytes_in_use = memory().in_use();
     out->peak_bytes = memory().peak();
     out->local_reserved = memory().local_reserved();
+    out->device_ns = k.device_ns;
     return SUCCESS;
 }
 
@@ -1386,16 +1398,16 @@ EXPORT size_t cuEmuGetLaunchCounts(char* buf, size_t len) {
     return s.size() + 1;
 }
 
-// Writes "name muls longest chain\n" per kernel that made field multiplications into buf
-// (NUL-terminated; see MulStats); returns the length needed.
+// Writes "name muls longest chain elements\n" per kernel that made field multiplications or
+// element accesses into buf (NUL-terminated; see MulStats); returns the length needed.
 EXPORT size_t cuEmuGetMulCounts(char* buf, size_t len) {
     std::string s;
     {
         std::lock_guard<std::mutex> g(counters().mu);
         for (auto& kv : counters().muls_per_kernel) {
-            if (kv.second.muls == 0) continue;
+            if (kv.second.muls == 0 && kv.second.elements == 0) continue;
             s += kv.first + " " + std::to_string(kv.second.muls) + " " + std::to_string(kv.second.longest) +
-                 " " + std::to_string(kv.second.chain) + "\n";
+                 " " + std::to_string(kv.second.chain) + " " + std::to_string(kv.second.elements) + "\n";
         }
     }
     if (buf && len) {
@@ -1417,6 +1429,7 @@ EXPORT void cuEmuResetCounters(void) {
     k.dtoh_copies = 0;
     k.launches = 0;
     k.allocations = 0;
+    k.device_ns = 0;
     {
         std::lock_guard<std::mutex> g(k.mu);
         k.launches_per_kernel.clear();

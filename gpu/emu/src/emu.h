@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -134,21 +135,69 @@ void* guarded_map(size_t len, void** map, size_t* map_len);
 void guarded_unmap(void* map, size_t map_len);
 
 // ---- counters (memory.cpp) ---------------------------------------------------------------------
-// The field multiplications of one kernel's launches (counted per thread by the kernels).
+// The field multiplications of one kernel's launches (counted per thread by the kernels), and
+// the 32-byte field elements they loaded and stored.
 struct MulStats {
-    uint64_t muls = 0;     // every thread's, summed
-    uint64_t longest = 0;  // the most one thread made in one launch
-    uint64_t chain = 0;    // each launch's longest thread, summed over the launches
+    uint64_t muls = 0;      // every thread's, summed
+    uint64_t longest = 0;   // the most one thread made in one launch
+    uint64_t chain = 0;     // each launch's longest thread, summed over the launches
+    uint64_t elements = 0;  // every thread's element loads and stores, summed
 };
 
 struct Counters {
     std::atomic<uint64_t> htod_bytes{0}, dtoh_bytes{0}, dtod_bytes{0}, memset_bytes{0};
     std::atomic<uint64_t> htod_copies{0}, dtoh_copies{0}, launches{0}, allocations{0};
+    // Wall time (ns) during which the emulator was doing what a GPU and its copy engines would
+    // do: kernels, copies, memsets, filling and unmapping allocations (DeviceTimer).
+    std::atomic<uint64_t> device_ns{0};
     std::mutex mu;
     std::map<std::string, uint64_t> launches_per_kernel;
     std::map<std::string, MulStats> muls_per_kernel;
 };
 Counters& counters();
+
+// Marks its scope as device work: counters().device_ns grows by the wall time during which at
+// least one thread is inside such a scope (the union of the scopes, so calls on several host
+// threads at once count once; nested scopes on one thread, an entry point calling another,
+// count at the outermost).
+class DeviceTimer {
+public:
+    DeviceTimer() : outer_(depth()++ == 0) {
+        if (!outer_) return;
+        Busy& b = busy();
+        std::lock_guard<std::mutex> g(b.mu);
+        if (b.active++ == 0) b.since = std::chrono::steady_clock::now();
+    }
+    ~DeviceTimer() {
+        --depth();
+        if (!outer_) return;
+        Busy& b = busy();
+        std::lock_guard<std::mutex> g(b.mu);
+        if (--b.active == 0) {
+            counters().device_ns += (uint64_t)std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - b.since)
+                                        .count();
+        }
+    }
+    DeviceTimer(const DeviceTimer&) = delete;
+    DeviceTimer& operator=(const DeviceTimer&) = delete;
+
+private:
+    struct Busy {
+        std::mutex mu;
+        unsigned active = 0;
+        std::chrono::steady_clock::time_point since;
+    };
+    static Busy& busy() {
+        static Busy b;
+        return b;
+    }
+    static unsigned& depth() {
+        static thread_local unsigned d = 0;
+        return d;
+    }
+    bool outer_;
+};
 
 // ---- kernels and launches (exec.cpp) -----------------------------------------------------------
 struct Function {

@@ -424,7 +424,7 @@ struct Job {
     std::atomic<unsigned long long> next{0};
     std::atomic<bool> abort{false};
     // Field multiplications: every thread's, and the most of one thread (blocks that completed).
-    std::atomic<unsigned long long> muls{0}, longest{0};
+    std::atomic<unsigned long long> muls{0}, longest{0}, elements{0};
     std::mutex mu;
     Result error = SUCCESS;
     std::string detail;
@@ -648,6 +648,7 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
         f->ctx.blockDim = bdim;
         f->ctx.gridDim = gdim;
         f->ctx.mul_ops = 0;
+        f->ctx.element_ops = 0;
         f->state = State::Run;
         f->site = nullptr;
     }
@@ -691,14 +692,16 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
             }
         }
         if (waiting == 0) {
-            unsigned long long sum = 0, most = 0;
+            unsigned long long sum = 0, most = 0, elements = 0;
             for (unsigned t = 0; t < n; t++) {
                 unsigned long long m = w->fibers[t]->ctx.mul_ops;
                 sum += m;
                 most = std::max(most, m);
+                elements += w->fibers[t]->ctx.element_ops;
             }
             Job& j = const_cast<Job&>(job);
             j.muls.fetch_add(sum, std::memory_order_relaxed);
+            j.elements.fetch_add(elements, std::memory_order_relaxed);
             unsigned long long seen = j.longest.load(std::memory_order_relaxed);
             while (seen < most && !j.longest.compare_exchange_weak(seen, most)) {
             }
@@ -960,7 +963,11 @@ Result execute(const Function& f, const LaunchConfig& cfg, void** params) {
         } while (std::__gcd(job.perm_a, job.blocks) != 1);
         job.perm_b = rng() % job.blocks;
     }
-    Result r = pool().run(job);
+    Result r;
+    {
+        DeviceTimer timed;
+        r = pool().run(job);
+    }
     if (r != SUCCESS) return fail(r, job.detail);
     {
         std::lock_guard<std::mutex> g(counters().mu);
@@ -968,6 +975,7 @@ Result execute(const Function& f, const LaunchConfig& cfg, void** params) {
         m.muls += job.muls.load();
         m.longest = std::max<uint64_t>(m.longest, job.longest.load());
         m.chain += job.longest.load();
+        m.elements += job.elements.load();
     }
     return SUCCESS;
 }

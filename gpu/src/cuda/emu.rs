@@ -1,6 +1,6 @@
 //! The emulated CUDA device's own entry points (`gpu/emu/`): the host↔device transfer, launch,
-//! allocation and field-multiplication counters that tests and tools read. On a real driver
-//! these symbols do not exist and [`Emulator::open`] returns `None`.
+//! allocation, device-time, field-multiplication and element-access counters that tests and
+//! tools read. On a real driver these symbols do not exist and [`Emulator::open`] returns `None`.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int};
@@ -40,6 +40,11 @@ pub struct EmuCounters {
     /// context's default: counted in the free memory `cuMemGetInfo` reports, not in
     /// `bytes_in_use` or `peak_bytes`.
     pub local_reserved: u64,
+    /// Wall time (ns) during which the emulator was doing what a GPU and its copy engines
+    /// would do (kernels, copies, memsets, filling new and unmapping freed allocations), on any
+    /// thread: a stretch of host code's wall time less this is the time the host worked while
+    /// no device work was in progress.
+    pub device_ns: u64,
 }
 
 impl EmuCounters {
@@ -50,9 +55,10 @@ impl EmuCounters {
 }
 
 /// The field multiplications (BN254's base and scalar fields, Montgomery products and squares)
-/// one kernel's launches made on the emulated device since the last [`Emulator::reset`]. A GPU
-/// runs the same multiplications, so these are counts of its work, not times: `muls` is the
-/// throughput side, `chain` the latency side (each launch waits for its longest thread).
+/// one kernel's launches made on the emulated device since the last [`Emulator::reset`], and the
+/// field elements they loaded and stored. A GPU runs the same multiplications and accesses, so
+/// these are counts of its work, not times: `muls` is the throughput side, `chain` the latency
+/// side (each launch waits for its longest thread), `elements` the memory side.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelMuls {
     /// The kernel's name.
@@ -63,6 +69,11 @@ pub struct KernelMuls {
     pub longest: u64,
     /// Each launch's longest thread, summed over the launches.
     pub chain: u64,
+    /// 32-byte field elements loaded and stored (`Fp::load` / `Fp::store`: global memory, and
+    /// the few shared-memory segment sums of `poly_affine_carries`), summed over the threads,
+    /// before any cache. The kernels' u32 accesses (MSM entries, counts, scans) and the NTT's
+    /// shared-memory limbs are not counted.
+    pub elements: u64,
 }
 
 /// A handle on the emulator's extra entry points.
@@ -93,7 +104,7 @@ impl Emulator {
         let mut c = EmuCounters::default();
         // SAFETY: cuEmuGetCounters(CuEmuCounters*, size_t) has this signature (gpu/emu/src/
         // driver.cpp); `c` is a valid, writable struct of the size passed, with the same layout
-        // (twelve u64 fields, repr(C)); the emulator checks the size.
+        // (thirteen u64 fields, repr(C)); the emulator checks the size.
         let rc = unsafe {
             let f = self.sym::<F>(b"cuEmuGetCounters\0")?;
             f(&mut c, std::mem::size_of::<EmuCounters>())
@@ -118,8 +129,8 @@ impl Emulator {
             .collect())
     }
 
-    /// Field multiplications per kernel since the last reset (kernels that made none are left
-    /// out), sorted by name.
+    /// Field multiplications and element accesses per kernel since the last reset (kernels that
+    /// made neither are left out), sorted by name.
     pub fn mul_counts(&self) -> Result<Vec<KernelMuls>, BackendError> {
         // SAFETY: cuEmuGetMulCounts(char*, size_t) -> size_t is such an entry point.
         unsafe { self.text(b"cuEmuGetMulCounts\0") }?
@@ -134,6 +145,7 @@ impl Emulator {
                         muls: num()?,
                         longest: num()?,
                         chain: num()?,
+                        elements: num()?,
                     })
                 })();
                 parsed.ok_or_else(|| {

@@ -11,6 +11,14 @@
 //! `PROFILE_BACKEND=cuda` the native proofs run on CUDA (and print the emulator's counters when
 //! the device is the emulated one); `PROFILE_NO_REFERENCE=1` skips the reference proof; `PROFILE_OUT=DIR` writes each native proof
 //! there (`proof-{round}.json`).
+//!
+//! On the emulated device each native proof also gets a per-step table of the device's work by
+//! count (launches, reads back, bytes up, field multiplications, the chain of each launch's
+//! longest thread, field elements loaded and stored), the host's share of each step on this
+//! machine (the step's wall time less the emulator's device time: kernels, copies, memsets,
+//! new allocations filled), and a floor for each step on
+//! an H100/H200 worked out from those counts (see [`Floor`]): an estimate from counts, not a
+//! measurement of a GPU.
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_proofs::transcript::TranscriptWriterBuffer;
@@ -25,9 +33,16 @@ use snark_verifier_sdk::halo2::PoseidonTranscript;
 use snark_verifier_sdk::NativeLoader;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter("prover_core=debug")
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::EnvFilter::new("prover_core=debug")),
+        )
+        .with(StepLayer)
         .init();
     let all: Vec<String> = std::env::args().skip(1).collect();
     if all.first().is_some_and(|a| a.ends_with(".json")) {
@@ -135,8 +150,14 @@ fn profile_task(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let native_core = ProvingCore::new(config.clone());
     let emulator = gpu::Emulator::open();
     for round in 0..rounds {
+        if let Some(e) = &emulator {
+            steps::begin(e)?;
+        }
         let started = std::time::Instant::now();
         let proof = native_core.prove_task(&task, ChaCha20Rng::seed_from_u64(round as u64))?;
+        if emulator.is_some() {
+            steps::report(&Floor::from_env()?)?;
+        }
         native_core.verify(&proof)?;
         use sha2::Digest;
         eprintln!(
@@ -173,4 +194,265 @@ fn profile_task(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         proof.meta.prove_ms
     );
     Ok(())
+}
+
+/// Forwards the engine's step events ("native prover step", with `step` and `ms` fields) to
+/// [`steps::on_step`].
+struct StepLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StepLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        #[derive(Default)]
+        struct Fields {
+            step: Option<String>,
+            ms: Option<u64>,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "step" {
+                    self.step = Some(value.to_string());
+                }
+            }
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                if field.name() == "ms" {
+                    self.ms = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if let (Some(step), Some(_ms)) = (fields.step, fields.ms) {
+            steps::on_step(&step);
+        }
+    }
+}
+
+/// What one step of a proof would take at the least on an H100/H200, worked out from the
+/// emulated device's counts of the step (an estimate from counts, not a measurement):
+/// - arithmetic or memory, whichever is larger: the field multiplications at `imad_per_mul`
+///   32-bit multiply-add slots each on `imad_per_s` slots a second (`../shared/gpu.md`'s floor:
+///   132 SMs × 64 a clock × 1.98 GHz), or the field elements loaded and stored (32 B each, before
+///   any cache) plus the bytes set and copied on the device, at `memory_bytes_per_s`;
+/// - plus the chain of each launch's longest thread at `mul_ns` per dependent multiplication (a
+///   Montgomery product is a chain of carry-dependent multiply-adds);
+/// - plus `launch_us` per launch and `read_us` per read back (each read waits for the stream);
+/// - plus the bytes copied up at `pcie_bytes_per_s` and `copy_us` per copy.
+///
+/// The host's share (the step's wall time less the emulator's device time, on this machine) is
+/// shown beside it, not added: on a GPU the host runs while queued kernels run.
+struct Floor {
+    imad_per_s: f64,
+    imad_per_mul: f64,
+    memory_bytes_per_s: f64,
+    mul_ns: f64,
+    launch_us: f64,
+    read_us: f64,
+    copy_us: f64,
+    pcie_bytes_per_s: f64,
+}
+
+impl Floor {
+    /// The defaults (H200: 4.8 TB/s of HBM3e; PCIe Gen5 page-locked copies at about 50 GB/s),
+    /// each overridable: `FLOOR_MUL_NS`, `FLOOR_MEMORY_GBPS`, `FLOOR_LAUNCH_US`, `FLOOR_READ_US`,
+    /// `FLOOR_COPY_US`, `FLOOR_PCIE_GBPS`.
+    fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        let var = |name: &str, default: f64| -> Result<f64, Box<dyn std::error::Error>> {
+            match std::env::var(name) {
+                Ok(v) => Ok(v.parse().map_err(|e| format!("{name}={v}: {e}"))?),
+                Err(_) => Ok(default),
+            }
+        };
+        Ok(Self {
+            imad_per_s: 132.0 * 64.0 * 1.98e9,
+            imad_per_mul: 264.0,
+            memory_bytes_per_s: var("FLOOR_MEMORY_GBPS", 4800.0)? * 1e9,
+            mul_ns: var("FLOOR_MUL_NS", 300.0)?,
+            launch_us: var("FLOOR_LAUNCH_US", 3.0)?,
+            read_us: var("FLOOR_READ_US", 10.0)?,
+            copy_us: var("FLOOR_COPY_US", 5.0)?,
+            pcie_bytes_per_s: var("FLOOR_PCIE_GBPS", 50.0)? * 1e9,
+        })
+    }
+
+    /// (arithmetic or memory, chain, launches and reads, copies up) in ms for one step.
+    fn parts(&self, d: &steps::Delta) -> [f64; 4] {
+        let arithmetic = d.muls as f64 * self.imad_per_mul / self.imad_per_s;
+        let memory = (d.elements as f64 * 32.0 + d.device_bytes as f64) / self.memory_bytes_per_s;
+        let chain = d.chain as f64 * self.mul_ns * 1e-9;
+        let fixed = (d.launches as f64 * self.launch_us + d.reads as f64 * self.read_us) * 1e-6;
+        let up =
+            d.up_bytes as f64 / self.pcie_bytes_per_s + d.up_copies as f64 * self.copy_us * 1e-6;
+        [
+            arithmetic.max(memory) * 1e3,
+            chain * 1e3,
+            fixed * 1e3,
+            up * 1e3,
+        ]
+    }
+}
+
+/// The emulated device's counters at each of the engine's steps.
+mod steps {
+    use std::sync::Mutex;
+
+    /// What the device did during one step.
+    #[derive(Clone, Debug, Default)]
+    pub struct Delta {
+        pub launches: u64,
+        pub reads: u64,
+        pub up_copies: u64,
+        pub up_bytes: u64,
+        pub down_bytes: u64,
+        /// Bytes set (memsets) and copied (device to device: read and written) on the device.
+        pub device_bytes: u64,
+        pub muls: u64,
+        pub chain: u64,
+        pub elements: u64,
+        pub device_ns: u64,
+    }
+
+    impl Delta {
+        fn now(emu: &gpu::Emulator) -> Result<Self, gpu::BackendError> {
+            let c = emu.counters()?;
+            let m = emu.mul_counts()?;
+            Ok(Self {
+                launches: c.launches,
+                reads: c.dtoh_copies,
+                up_copies: c.htod_copies,
+                up_bytes: c.htod_bytes,
+                down_bytes: c.dtoh_bytes,
+                device_bytes: c.memset_bytes + 2 * c.dtod_bytes,
+                muls: m.iter().map(|k| k.muls).sum(),
+                chain: m.iter().map(|k| k.chain).sum(),
+                elements: m.iter().map(|k| k.elements).sum(),
+                device_ns: c.device_ns,
+            })
+        }
+
+        fn since(&self, before: &Self) -> Self {
+            Self {
+                launches: self.launches - before.launches,
+                reads: self.reads - before.reads,
+                up_copies: self.up_copies - before.up_copies,
+                up_bytes: self.up_bytes - before.up_bytes,
+                down_bytes: self.down_bytes - before.down_bytes,
+                device_bytes: self.device_bytes - before.device_bytes,
+                muls: self.muls - before.muls,
+                chain: self.chain - before.chain,
+                elements: self.elements - before.elements,
+                device_ns: self.device_ns - before.device_ns,
+            }
+        }
+
+        fn add(&mut self, d: &Self) {
+            self.launches += d.launches;
+            self.reads += d.reads;
+            self.up_copies += d.up_copies;
+            self.up_bytes += d.up_bytes;
+            self.down_bytes += d.down_bytes;
+            self.device_bytes += d.device_bytes;
+            self.muls += d.muls;
+            self.chain += d.chain;
+            self.elements += d.elements;
+            self.device_ns += d.device_ns;
+        }
+    }
+
+    struct State {
+        emu: gpu::Emulator,
+        last: Delta,
+        last_at: std::time::Instant,
+        rows: Vec<(String, u64, Delta)>,
+        error: Option<String>,
+    }
+
+    static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+    fn state() -> std::sync::MutexGuard<'static, Option<State>> {
+        STATE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a proof's table (the emulator's counters now are its zero).
+    pub fn begin(emu: &gpu::Emulator) -> Result<(), gpu::BackendError> {
+        let last = Delta::now(emu)?;
+        let emu = gpu::Emulator::open()
+            .ok_or_else(|| gpu::BackendError::Device("the emulator went away".into()))?;
+        *state() = Some(State {
+            emu,
+            last,
+            last_at: std::time::Instant::now(),
+            rows: Vec::new(),
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// One step ended. Its wall time is taken here, from the step before (the first step's
+    /// from [`begin`]: it includes the work before the engine starts, the circuit's witness and
+    /// the keys), not from the event's `ms`, so that it spans the same stretch as the counts.
+    pub fn on_step(step: &str) {
+        let mut guard = state();
+        let Some(s) = guard.as_mut() else { return };
+        match Delta::now(&s.emu) {
+            Ok(now) => {
+                let d = now.since(&s.last);
+                let at = std::time::Instant::now();
+                let ms = (at - s.last_at).as_millis() as u64;
+                s.rows.push((step.to_string(), ms, d));
+                s.last = now;
+                s.last_at = at;
+            }
+            Err(e) => s.error = Some(e.to_string()),
+        }
+    }
+
+    /// Prints the table of the proof begun last, and ends it.
+    pub fn report(floor: &super::Floor) -> Result<(), Box<dyn std::error::Error>> {
+        let Some(s) = state().take() else {
+            return Ok(());
+        };
+        if let Some(e) = s.error {
+            return Err(format!("reading the emulator's counters at a step: {e}").into());
+        }
+        println!(
+            "| step | wall here (ms) | host here (ms) | launches | reads | up (MiB) | multiplications (M) | chain | elements (M) | estimate on an H200 (ms): arithmetic or memory + chain + launches and reads + copies up = total |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        let mut total = Delta::default();
+        let mut total_ms = 0u64;
+        let mut total_parts = [0f64; 4];
+        let line = |name: &str, ms: u64, d: &Delta, parts: [f64; 4]| {
+            let host = (ms as f64 - d.device_ns as f64 / 1e6).max(0.0);
+            println!(
+                "| {name} | {ms} | {host:.0} | {} | {} | {:.1} | {:.1} | {} | {:.1} | {:.1} + {:.1} + {:.1} + {:.1} = {:.1} |",
+                d.launches,
+                d.reads,
+                d.up_bytes as f64 / (1u64 << 20) as f64,
+                d.muls as f64 / 1e6,
+                d.chain,
+                d.elements as f64 / 1e6,
+                parts[0],
+                parts[1],
+                parts[2],
+                parts[3],
+                parts.iter().sum::<f64>()
+            );
+        };
+        for (name, ms, d) in &s.rows {
+            let parts = floor.parts(d);
+            line(name, *ms, d, parts);
+            total.add(d);
+            total_ms += ms;
+            for (t, p) in total_parts.iter_mut().zip(parts) {
+                *t += p;
+            }
+        }
+        line("**all steps**", total_ms, &total, total_parts);
+        Ok(())
+    }
 }
