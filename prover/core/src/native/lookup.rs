@@ -3,9 +3,7 @@
 //! with the same table value, repeated rows with the leftover table values in order), and the
 //! grand product. The order of rng draws and transcript writes follows halo2-axiom's prover.
 
-use std::collections::BTreeMap;
-
-use ff::Field;
+use ff::{Field, PrimeField};
 use gpu::{BackendName, Poly, ProgramBuilder};
 use halo2_proofs::plonk::Expression;
 use halo2_proofs::poly::Rotation;
@@ -79,44 +77,70 @@ fn compress_resident(
 }
 
 /// Arranges (input, table) so that every input value equals the table value in its row or the
-/// input value in the row above. Only the usable rows are arranged.
+/// input value in the row above. Only the usable rows are arranged. The arrangement is halo2's:
+/// the input in ascending order (`Fr`'s `Ord`, the canonical value), each run's first row paired
+/// with one copy of its value from the table, the table's other entries, ascending, in the rows
+/// left.
 fn permute_pair(input: &[Fr], table: &[Fr]) -> Result<(Vec<Fr>, Vec<Fr>), NativeError> {
-    let mut sorted = input.to_vec();
-    sorted.par_sort();
-    let mut counts: BTreeMap<Fr, usize> = BTreeMap::new();
-    for t in table {
-        *counts.entry(*t).or_insert(0) += 1;
-    }
-    let mut permuted_table: Vec<Option<Fr>> = vec![None; sorted.len()];
+    let sorted = ascending(input);
+    let table = ascending(table);
+    let mut next = 0usize; // the first table entry not yet passed
+    let mut leftover: Vec<Fr> = Vec::with_capacity(table.len());
+    let mut paired: Vec<bool> = vec![false; sorted.len()];
     for row in 0..sorted.len() {
-        if row == 0 || sorted[row] != sorted[row - 1] {
-            match counts.get_mut(&sorted[row]) {
-                Some(c) if *c > 0 => {
-                    *c -= 1;
-                    permuted_table[row] = Some(sorted[row]);
-                }
-                _ => {
-                    return Err(NativeError::Unsatisfied(format!(
-                    "lookup input value {:?} (row {row} of the sorted input) is not in the table",
-                    sorted[row]
-                )))
-                }
-            }
+        if row > 0 && sorted[row].0 == sorted[row - 1].0 {
+            continue;
+        }
+        let key = sorted[row].0;
+        while next < table.len() && table[next].0 < key {
+            leftover.push(table[next].1);
+            next += 1;
+        }
+        if next < table.len() && table[next].0 == key {
+            paired[row] = true;
+            next += 1;
+        } else {
+            return Err(NativeError::Unsatisfied(format!(
+                "lookup input value {:?} (row {row} of the sorted input) is not in the table",
+                sorted[row].1
+            )));
         }
     }
-    let mut leftover = counts.into_iter().flat_map(|(v, c)| (0..c).map(move |_| v));
+    leftover.extend(table[next..].iter().map(|(_, v)| *v));
+    let mut leftover = leftover.into_iter();
     let mut table_out = Vec::with_capacity(sorted.len());
-    for slot in permuted_table {
-        match slot {
-            Some(v) => table_out.push(v),
-            None => table_out.push(
+    for (row, &(_, v)) in sorted.iter().enumerate() {
+        if paired[row] {
+            table_out.push(v);
+        } else {
+            table_out.push(
                 leftover
                     .next()
                     .ok_or_else(|| NativeError::Internal("lookup table ran short".into()))?,
-            ),
+            );
         }
     }
-    Ok((sorted, table_out))
+    Ok((sorted.into_iter().map(|(_, v)| v).collect(), table_out))
+}
+
+/// `values` in ascending order of `Fr`'s `Ord` (the canonical value's bytes, most significant
+/// first), each with its sort key: the canonical form is computed once per value, where sorting
+/// by `Ord` converts both operands out of Montgomery form on every comparison.
+fn ascending(values: &[Fr]) -> Vec<([u64; 4], Fr)> {
+    let mut keyed: Vec<([u64; 4], Fr)> = values
+        .par_iter()
+        .map(|v| {
+            let repr = v.to_repr();
+            let limb = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&repr.as_ref()[8 * i..8 * i + 8]);
+                u64::from_le_bytes(b)
+            };
+            ([limb(3), limb(2), limb(1), limb(0)], *v)
+        })
+        .collect();
+    keyed.par_sort_unstable_by_key(|(k, _)| *k);
+    keyed
 }
 
 /// Compresses, permutes, commits and writes the permuted input and table columns. The
@@ -263,4 +287,73 @@ pub fn evaluations<'c>(ctx: &Ctx<'_>, c: &'c Committed, x: Fr) -> Vec<(&'c Poly,
         (&c.permuted_input, vec![x, x_prev]),
         (&c.permuted_table, vec![x]),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ff::Field;
+    use halo2curves::bn256::Fr;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+
+    use super::permute_pair;
+
+    /// halo2's arrangement as halo2 writes it: sort by `Ord`, pair each run's first row through
+    /// a map of the table's counts, fill the other rows from the map's leftovers in order.
+    fn halo2_arrangement(input: &[Fr], table: &[Fr]) -> Option<(Vec<Fr>, Vec<Fr>)> {
+        let mut sorted = input.to_vec();
+        sorted.sort();
+        let mut counts: BTreeMap<Fr, usize> = BTreeMap::new();
+        for t in table {
+            *counts.entry(*t).or_insert(0) += 1;
+        }
+        let mut slots = vec![None; sorted.len()];
+        for row in 0..sorted.len() {
+            if row == 0 || sorted[row] != sorted[row - 1] {
+                let c = counts.get_mut(&sorted[row]).filter(|c| **c > 0)?;
+                *c -= 1;
+                slots[row] = Some(sorted[row]);
+            }
+        }
+        let mut left = counts.into_iter().flat_map(|(v, c)| (0..c).map(move |_| v));
+        let table_out = slots
+            .into_iter()
+            .map(|s| s.or_else(|| left.next()))
+            .collect::<Option<Vec<_>>>()?;
+        Some((sorted, table_out))
+    }
+
+    #[test]
+    fn the_arrangement_is_halo2s() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        for (n, distinct) in [
+            (1usize, 1usize),
+            (2, 1),
+            (17, 5),
+            (1000, 7),
+            (4099, 300),
+            (4096, 4096),
+        ] {
+            // Table values: small numbers, values near the modulus (large canonical values whose
+            // Montgomery forms are not ordered like them) and random ones.
+            let values: Vec<Fr> = (0..distinct)
+                .map(|i| match i % 3 {
+                    0 => Fr::from(i as u64),
+                    1 => -Fr::from(i as u64),
+                    _ => Fr::random(&mut rng),
+                })
+                .collect();
+            let table: Vec<Fr> = (0..n).map(|i| values[(i * 7 + 3) % distinct]).collect();
+            let input: Vec<Fr> = (0..n).map(|_| table[rng.gen_range(0..n)]).collect();
+            let got = permute_pair(&input, &table).expect("every input is in the table");
+            assert_eq!(Some(got), halo2_arrangement(&input, &table), "n = {n}");
+            // An input value missing from the table is refused, naming it.
+            let mut bad = input.clone();
+            bad[n / 2] = Fr::from(u64::MAX);
+            let err = permute_pair(&bad, &table).unwrap_err().to_string();
+            assert!(err.contains("is not in the table"), "{err}");
+        }
+    }
 }
