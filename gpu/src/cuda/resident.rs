@@ -458,21 +458,17 @@ impl CudaBackend {
         let mut by_len: std::collections::BTreeMap<usize, Vec<(usize, usize)>> =
             std::collections::BTreeMap::new();
         for (r, ((_, points), v)) in requests.iter().zip(&values).enumerate() {
-            if v.len == 0 {
-                continue;
+            if v.len > 0 && !points.is_empty() {
+                let pairs = by_len.entry(v.len).or_default();
+                pairs.extend((0..points.len()).map(|k| (r, k)));
             }
-            let pairs = by_len.entry(v.len).or_default();
-            pairs.extend((0..points.len()).map(|k| (r, k)));
         }
-        if by_len.values().all(Vec::is_empty) {
+        if by_len.is_empty() {
             return Ok(out);
         }
         let inner = self.lock()?;
         let s = &inner.stream;
         for (len, pairs) in &by_len {
-            if pairs.is_empty() {
-                continue;
-            }
             let n32 = to_u32(*len, "evaluate length")?;
             let chunk = EVAL_CHUNK as u32;
             let chunks = len.div_ceil(EVAL_CHUNK);

@@ -196,8 +196,8 @@ fn profile_task(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Forwards the engine's step events ("native prover step", with `step` and `ms` fields) to
-/// [`steps::on_step`].
+/// Forwards the engine's step events ("native prover step", the only ones with a `step` field)
+/// to [`steps::on_step`].
 struct StepLayer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StepLayer {
@@ -207,26 +207,18 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StepLayer {
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
         #[derive(Default)]
-        struct Fields {
-            step: Option<String>,
-            ms: Option<u64>,
-        }
-        impl tracing::field::Visit for Fields {
+        struct Step(Option<String>);
+        impl tracing::field::Visit for Step {
             fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
                 if field.name() == "step" {
-                    self.step = Some(value.to_string());
-                }
-            }
-            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-                if field.name() == "ms" {
-                    self.ms = Some(value);
+                    self.0 = Some(value.to_string());
                 }
             }
             fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
         }
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        if let (Some(step), Some(_ms)) = (fields.step, fields.ms) {
+        let mut step = Step::default();
+        event.record(&mut step);
+        if let Some(step) = step.0 {
             steps::on_step(&step);
         }
     }

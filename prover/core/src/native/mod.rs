@@ -444,9 +444,18 @@ where
     for l in &lookups {
         requests.extend(lookup::evaluations(&ctx, l, x));
     }
-    for value in eval_many(&ctx, &requests)? {
-        transcript.write_scalar(value)?;
+    let values = eval_many(&ctx, &requests)?;
+    for value in &values {
+        transcript.write_scalar(*value)?;
     }
+    // SHPLONK opens the same polynomials at the same points: it takes these values instead of
+    // evaluating them again.
+    let evaluated: Vec<(&gpu::Poly, Fr, Fr)> = requests
+        .iter()
+        .flat_map(|(poly, points)| points.iter().map(move |x| (*poly, *x)))
+        .zip(values)
+        .map(|((poly, x), v)| (poly, x, v))
+        .collect();
     drop(requests);
 
     // Queries, in halo2's order (their order decides SHPLONK's grouping and challenge powers).
@@ -536,7 +545,7 @@ where
     });
 
     step("evaluations");
-    open::shplonk(&ctx, &polys, &queries, transcript)?;
+    open::shplonk(&ctx, &polys, &queries, &evaluated, transcript)?;
     step("SHPLONK");
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,

@@ -97,10 +97,13 @@ fn add_low(ctx: &Ctx<'_>, poly: &mut Poly, low: &[Fr]) -> Result<(), NativeError
 }
 
 /// Runs SHPLONK over `polys` (resident coefficients, each `ctx.n` long) and `queries`.
+/// `evaluated` holds values already known, `(polynomial, point, value)` (the proof's
+/// evaluations, the same resident polynomials): only the others are evaluated here.
 pub fn shplonk<E, T>(
     ctx: &Ctx<'_>,
     polys: &[&Poly],
     queries: &[Query],
+    evaluated: &[(&Poly, Fr, Fr)],
     transcript: &mut T,
 ) -> Result<(), NativeError>
 where
@@ -138,16 +141,41 @@ where
             )));
         }
     }
-    // Every polynomial at its points, in one backend call.
+    // Every polynomial at its points: the values already known, the others in one backend call.
+    let known = |poly: &Poly, x: &Fr| {
+        evaluated
+            .iter()
+            .find(|(p, at, _)| std::ptr::eq(*p, poly) && at == x)
+            .map(|(_, _, v)| *v)
+    };
     let requests: Vec<(&Poly, Vec<Fr>)> = poly_points
         .iter()
-        .map(|(poly, points)| (polys[*poly], points.clone()))
+        .map(|(poly, points)| {
+            let p = polys[*poly];
+            (
+                p,
+                points
+                    .iter()
+                    .filter(|x| known(p, x).is_none())
+                    .copied()
+                    .collect(),
+            )
+        })
+        .filter(|(_, missing): &(&Poly, Vec<Fr>)| !missing.is_empty())
         .collect();
-    let mut values = eval_many(ctx, &requests)?.into_iter();
+    let mut fresh = eval_many(ctx, &requests)?.into_iter();
     drop(requests);
     let mut sets: Vec<RotationSet> = Vec::new();
     for (poly, points) in poly_points {
-        let evals: Vec<Fr> = values.by_ref().take(points.len()).collect();
+        let p = polys[poly];
+        let evals = points
+            .iter()
+            .map(|x| {
+                known(p, x)
+                    .or_else(|| fresh.next())
+                    .ok_or_else(|| NativeError::Internal("an evaluation is missing".into()))
+            })
+            .collect::<Result<Vec<Fr>, _>>()?;
         match sets.iter_mut().find(|s| same_set(&s.points, &points)) {
             Some(set) => {
                 // Keep the evaluations in the set's point order.
