@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use ff::Field;
+use ff::{BatchInvert, Field};
 use halo2_proofs::circuit::Value;
 use halo2_proofs::plonk::{
     Advice, Any, Assigned, Assignment, Challenge, Circuit, Column, ConstraintSystem, Error, Fixed,
@@ -22,7 +22,6 @@ use halo2_proofs::plonk::{
 use halo2_proofs::transcript::{EncodedChallenge, TranscriptWrite};
 use halo2curves::bn256::{Fr, G1Affine};
 use rand_core::RngCore;
-use rayon::prelude::*;
 
 use gpu::Poly;
 
@@ -47,7 +46,11 @@ where
 {
     ctx: &'c Ctx<'a>,
     instances: &'c [&'c [Fr]],
-    advice: Vec<Vec<Assigned<Fr>>>,
+    /// Advice values by column as assigned; a rational cell holds its numerator here and its
+    /// denominator in `denominators` until its phase is committed. A committed column is empty.
+    advice: Vec<Vec<Fr>>,
+    /// Denominators of the rational cells, by (column, row): inverted in one batch per phase.
+    denominators: HashMap<(usize, usize), Fr>,
     advice_values: Vec<Option<Values>>,
     advice_coeffs: Vec<Option<Poly>>,
     column_phase: Vec<u8>,
@@ -88,15 +91,28 @@ where
             .collect();
         let unusable = self.ctx.unusable_start();
         let n = self.ctx.n;
+        // The columns' values as assigned (moved, not copied: later synthesis passes no longer
+        // write them), with the rational cells divided out: n · d⁻¹, and 0 where d = 0, as
+        // `Assigned::evaluate`.
         let mut values: Vec<Vec<Fr>> = columns
             .iter()
-            .map(|&i| {
-                self.advice[i]
-                    .par_iter()
-                    .map(|a| a.evaluate())
-                    .collect::<Vec<Fr>>()
-            })
+            .map(|&i| std::mem::take(&mut self.advice[i]))
             .collect();
+        let mut rational: Vec<(usize, usize, Fr)> = self
+            .denominators
+            .iter()
+            .filter(|((col, _), _)| self.column_phase[*col] == phase)
+            .map(|(&(col, row), &d)| (col, row, d))
+            .collect();
+        if !rational.is_empty() {
+            rational.iter_mut().map(|(_, _, d)| d).batch_invert();
+            for (col, row, inv) in rational {
+                self.denominators.remove(&(col, row));
+                if let Some(k) = columns.iter().position(|&c| c == col) {
+                    values[k][row] *= inv;
+                }
+            }
+        }
         for col in values.iter_mut() {
             for cell in &mut col[unusable..n] {
                 *cell = Fr::random(&mut *self.rng);
@@ -184,8 +200,27 @@ where
         }
         let mut got = None;
         let _ = to.map(|v| got = Some(v));
-        match (got, self.advice.get_mut(column.index())) {
-            (Some(v), Some(col)) => col[row] = v,
+        let index = column.index();
+        match (got, self.advice.get_mut(index)) {
+            // A column of a phase already committed: synthesis runs again for every phase.
+            (Some(_), Some(col)) if col.is_empty() => {}
+            (Some(v), Some(col)) => {
+                let (value, denominator) = match v {
+                    Assigned::Zero => (Fr::ZERO, None),
+                    Assigned::Trivial(x) => (x, None),
+                    Assigned::Rational(x, d) => (x, Some(d)),
+                };
+                col[row] = value;
+                match denominator {
+                    Some(d) => {
+                        self.denominators.insert((index, row), d);
+                    }
+                    None if !self.denominators.is_empty() => {
+                        self.denominators.remove(&(index, row));
+                    }
+                    None => {}
+                }
+            }
             (None, _) => self.fail(NativeError::Synthesis(format!(
                 "advice column {} row {row} assigned an unknown value",
                 column.index()
@@ -266,7 +301,8 @@ where
     let mut w: Collector<'_, '_, E, T> = Collector {
         ctx,
         instances,
-        advice: vec![vec![Assigned::Zero; n]; num_advice],
+        advice: vec![vec![Fr::ZERO; n]; num_advice],
+        denominators: HashMap::new(),
         advice_values: (0..num_advice).map(|_| None).collect(),
         advice_coeffs: (0..num_advice).map(|_| None).collect(),
         column_phase,
