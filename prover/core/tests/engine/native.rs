@@ -461,6 +461,106 @@ fn native_refuses_a_witness_that_violates_a_copy_constraint() {
     assert!(matches!(err, native::NativeError::Unsatisfied(_)), "{err}");
 }
 
+/// For each input: its `is_zero` and whether it equals the next input, both pushed as instances.
+/// halo2-base assigns the inverse inside `is_zero` and `is_equal` as a fraction
+/// (`Assigned::Rational(1, x)`), which the witness collector keeps apart and inverts in a batch.
+fn is_zero_fill(builder: &mut BaseCircuitBuilder<Fr>, xs: &[Fr]) {
+    let gate = GateChip::<Fr>::default();
+    let ctx = builder.main(0);
+    let cells: Vec<_> = xs.iter().map(|x| ctx.load_witness(*x)).collect();
+    let mut out = Vec::new();
+    for (i, c) in cells.iter().enumerate() {
+        out.push(gate.is_zero(ctx, *c));
+        out.push(gate.is_equal(ctx, *c, cells[(i + 1) % cells.len()]));
+    }
+    builder.assigned_instances[0].extend(out);
+}
+
+#[test]
+fn fractions_assigned_by_is_zero_are_inverted_and_the_proof_verifies() {
+    use ff::Field;
+    let params = ParamsKZG::<Bn256>::setup(K as u32, ChaCha20Rng::seed_from_u64(7));
+    let shape = [Fr::ONE; 6];
+    let mut builder = BaseCircuitBuilder::<Fr>::from_stage(CircuitBuilderStage::Keygen)
+        .use_k(K)
+        .use_instance_columns(1);
+    is_zero_fill(&mut builder, &shape);
+    let config = builder.calculate_params(Some(9));
+    let vk = keygen_vk(&params, &builder).expect("keygen_vk");
+    let pk = keygen_pk(&params, vk, &builder).expect("keygen_pk");
+    let s = Setup {
+        params,
+        pk,
+        config,
+        break_points: builder.break_points(),
+    };
+    let bases = native::srs_bases(&s.params).unwrap();
+    let prove_on = |backend: &dyn gpu::ComputeBackend, xs: &[Fr], seed: u64| {
+        let mut circuit = BaseCircuitBuilder::prover(s.config.clone(), s.break_points.clone());
+        is_zero_fill(&mut circuit, xs);
+        let instances: Vec<Fr> = circuit.assigned_instances[0]
+            .iter()
+            .map(|c| *c.value())
+            .collect();
+        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+        native::create_proof(
+            backend,
+            &s.params,
+            &bases,
+            &s.pk,
+            None,
+            &circuit,
+            &[&instances],
+            &mut ChaCha20Rng::seed_from_u64(seed),
+            &mut transcript,
+        )
+        .map(|()| (transcript.finalize(), instances))
+    };
+    // Zeros and non-zeros side by side (fractions and plain cells in one column), equal
+    // neighbours, the largest field element (-1), and a fresh random value.
+    let random = Fr::random(rand::thread_rng());
+    let xs = [
+        Fr::ZERO,
+        Fr::from(5),
+        Fr::from(5),
+        -Fr::ONE,
+        Fr::ZERO,
+        random,
+    ];
+    let (proof, instances) = prove_on(&CpuBackend::new(), &xs, 3).expect("proof with fractions");
+    let expect: Vec<Fr> = xs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, x)| {
+            let next = xs[(i + 1) % xs.len()];
+            [
+                Fr::from(bool::from(x.is_zero()) as u64),
+                Fr::from((*x == next) as u64),
+            ]
+        })
+        .collect();
+    assert_eq!(instances, expect, "is_zero / is_equal outputs");
+    assert!(
+        verify(&s, &instances, &proof),
+        "proof with fractions rejected"
+    );
+    let mut wrong = instances.clone();
+    wrong[2] = Fr::ONE; // is_zero(5) claimed to be 1
+    assert!(
+        !verify(&s, &wrong, &proof),
+        "a wrong is_zero output accepted"
+    );
+    // No zero at all (every inverse a fraction), and every input zero (no fraction).
+    for xs in [[Fr::from(9); 6], [Fr::ZERO; 6]] {
+        let (proof, instances) = prove_on(&CpuBackend::new(), &xs, 4).expect("proof");
+        assert!(verify(&s, &instances, &proof), "proof for {xs:?} rejected");
+    }
+    if let Some(cuda) = cuda() {
+        let (on_cuda, _) = prove_on(&*cuda, &xs, 3).expect("proof with fractions on CUDA");
+        assert_eq!(on_cuda, proof, "CPU and CUDA proofs with fractions differ");
+    }
+}
+
 fn range_fill(builder: &mut BaseCircuitBuilder<Fr>, xs: &[u64]) {
     use halo2_base::gates::RangeInstructions;
     let range = builder.range_chip();
