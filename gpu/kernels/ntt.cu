@@ -10,7 +10,14 @@
 //     lo[j & (2^lo_bits - 1)] · hi[j >> lo_bits]). No separate bit-reversal pass.
 //   - The last pass fuses the output scaling: n^-1 for the inverse, n^-1·g^-i (split tables)
 //     for the inverse coset transform.
-// Twiddles: tw[k] = w^k for k < n/2 (w = omega or omega^-1), computed on the host from the Domain.
+// Twiddles are generated per block: before each stage a block puts the 2^jj twiddles it uses
+// into shared memory, from split powers of w = omega or omega^-1 computed on the host from the
+// Domain: w^e = tw_lo[e & (2^tw_bits - 1)] · tw_hi[e >> tw_bits], e < n/2, a product only where
+// both factors differ from 1. By default tw_lo holds all n/2 powers (tw_bits = log_n - 1, tw_hi =
+// [1]): each distinct twiddle is loaded once per block instead of once per butterfly, no product.
+// With GPU_NTT_SPLIT_TWIDDLES=1 the two tables hold about sqrt(n/2) each (at 2^24: 2^11 + 2^12
+// entries, 192 KiB, instead of 2^23, 256 MiB) and a block computes its twiddles: 2^s - 1 products
+// a block a pass where the block's low index is not 0, about 2/s more a butterfly.
 // Values are Fr in Montgomery form, 8 little-endian u32 limbs (halo2curves' raw layout).
 // STATUS: compiled by NVRTC (tests/nvrtc_compile.rs); not yet run on a GPU.
 #include "field.cuh"
@@ -51,13 +58,25 @@ static __device__ __forceinline__ fr_t ntt_input(const u32* src, const u32* data
     return v;
 }
 
+// w^e for e < n/2 from the split twiddle tables; no product when a factor is w^0 = 1.
+static __device__ __forceinline__ fr_t ntt_twiddle(const u32* tw_lo, const u32* tw_hi, u32 tw_bits,
+                                                   u32 e) {
+    u32 lo = e & ((1u << tw_bits) - 1u);
+    u32 hi = e >> tw_bits;
+    if (hi == 0u) return fr_t::load(tw_lo + 8u * lo);
+    if (lo == 0u) return fr_t::load(tw_hi + 8u * hi);
+    return fr_t::mul(fr_t::load(tw_lo + 8u * lo), fr_t::load(tw_hi + 8u * hi));
+}
+
 // Stages m..m+s-1 (stage j combines pairs at distance 2^j) on groups of 2^s elements; launched
-// with 2^(s-1) threads per block, 2^(log_n - s) blocks and 2^s * 32 bytes of shared memory.
+// with 2^(s-1) threads per block, 2^(log_n - s) blocks and 2^s * 48 bytes of shared memory (the
+// group, then the current stage's twiddles: 2^(s-1) elements, also limb-major).
 // `gather` (first pass only, m = 0): read from `src` (another buffer than `data`) in bit-reversed
 // order, scaled by `pre`; otherwise in place on `data` (`src` unread). `post` scales the output.
 extern "C" __global__ void ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s,
-                                    const u32* tw, u32 gather, u32 pre, u32 post,
-                                    const u32* scale, const u32* lo, const u32* hi, u32 lo_bits) {
+                                    const u32* tw_lo, const u32* tw_hi, u32 tw_bits, u32 gather,
+                                    u32 pre, u32 post, const u32* scale, const u32* lo,
+                                    const u32* hi, u32 lo_bits) {
     extern __shared__ u32 sh[];
     u32 t = threadIdx.x;
     u32 half = 1u << (s - 1u);
@@ -66,22 +85,31 @@ extern "C" __global__ void ntt_pass(const u32* src, u32* data, u32 log_n, u32 m,
     u32 low = b & ((1u << m) - 1u);
     u32 high = b >> m;
     u32 base = (high << (m + s)) | low;
+    u32* shw = sh + 8u * size;  // the stage's twiddles, `half` entries limb-major
 
     for (u32 e = t; e < size; e += half) {
         u32 idx = base | (e << m);
         ntt_sh_store(sh, size, e, ntt_input(src, data, gather, log_n, idx, pre, scale, lo, hi, lo_bits));
     }
-    __syncthreads();
 
     for (u32 jj = 0; jj < s; jj++) {
         u32 j = m + jj;
         u32 below = (1u << jj) - 1u;
+        // Twiddle i of this stage, i < 2^jj: w^(k·2^(log_n-j-1)) with k = (i << m) | low, the
+        // position inside the 2^(j+1)-block (< 2^j). The previous stage's readers are past the
+        // barrier that ended it; the barrier after the stores also ends the group's load (the
+        // twiddles are a region of their own), so the load needs none of its own.
+        if (t <= below) {
+            u32 e = ((t << m) | low) << (log_n - j - 1u);
+            ntt_sh_store(shw, half, t, ntt_twiddle(tw_lo, tw_hi, tw_bits, e));
+        }
+        __syncthreads();
         u32 a = ((t >> jj) << (jj + 1u)) | (t & below);
         u32 c = a | (1u << jj);
-        u32 k = ((a & below) << m) | low;  // position inside the 2^(j+1)-block, < 2^j
+        u32 i = a & below;
         fr_t u = ntt_sh_load(sh, size, a);
         fr_t v = ntt_sh_load(sh, size, c);
-        if (k != 0u) v = fr_t::mul(v, fr_t::load(tw + 8u * (k << (log_n - j - 1u))));
+        if (i != 0u || low != 0u) v = fr_t::mul(v, ntt_sh_load(shw, half, i));
         ntt_sh_store(sh, size, a, fr_t::add(u, v));
         ntt_sh_store(sh, size, c, fr_t::sub(u, v));
         __syncthreads();

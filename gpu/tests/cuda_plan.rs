@@ -8,7 +8,7 @@ use ff::{Field, PrimeField};
 use gpu::cuda::plan::{
     combine_windows, coset_tables, fold_levels, fr_to_limbs, limbs_to_fr, limbs_to_point,
     most_segments, num_windows, parts_sum_levels, pass_schedule, points_to_limbs, reduce_parts,
-    scalar_limbs, segment_len, signed_digits, twiddles, window_bits, SplitPowers, FOLD_GROUP,
+    scalar_limbs, segment_len, signed_digits, twiddle_tables, window_bits, SplitPowers, FOLD_GROUP,
     MAX_PASS_STAGES, PARTS_SUM_GROUP,
 };
 use gpu::{Bases, ComputeBackend, CpuBackend, Direction, Domain, Fr, G1Affine, G1};
@@ -273,14 +273,25 @@ fn twiddles_and_tables_match_domain() {
     for log_n in [0u32, 1, 2, 5, 11] {
         let d = Domain::new(log_n).unwrap();
         let n = d.size();
-        let tw = twiddles(d.omega(), log_n);
-        assert_eq!(tw.len(), (n / 2).max(1));
-        for (k, t) in tw.iter().enumerate() {
-            assert_eq!(*t, d.omega().pow_vartime([k as u64]));
-        }
-        let twi = twiddles(d.omega_inv(), log_n);
-        for (a, b) in tw.iter().zip(&twi) {
-            assert_eq!(*a * b, Fr::ONE);
+        for split in [false, true] {
+            let tw = twiddle_tables(d.omega(), log_n, split);
+            let twi = twiddle_tables(d.omega_inv(), log_n, split);
+            // Every exponent below n/2 (and 0 for n = 1): from one table of n/2 powers, or
+            // from about 2·sqrt(n/2) elements.
+            if split {
+                assert!(tw.lo.len() + tw.hi.len() <= 2 + 2 * (1usize << (log_n / 2)));
+            } else {
+                assert_eq!((tw.lo.len(), tw.hi.len()), ((n / 2).max(1), 1));
+            }
+            for k in 0..(n / 2).max(1) {
+                assert_eq!(tw.get(k), d.omega().pow_vartime([k as u64]));
+                assert_eq!(tw.get(k) * twi.get(k), Fr::ONE);
+            }
+            assert_eq!(
+                (tw.lo[0], tw.hi[0]),
+                (Fr::ONE, Fr::ONE),
+                "no product for w^0"
+            );
         }
         let fwd = coset_tables(&d, true);
         let inv = coset_tables(&d, false);
@@ -345,13 +356,17 @@ fn limb_layouts_round_trip() {
 
 /// The NTT exactly as `ntt_pass` indexes it (the first pass gathering in bit-reversed order), on
 /// the host.
-fn emulated_ntt(values: &mut [Fr], d: &Domain, forward: bool, coset: bool) {
+fn emulated_ntt(values: &mut [Fr], d: &Domain, forward: bool, coset: bool, split: bool) {
     let log_n = d.log_n();
     if log_n == 0 {
         return;
     }
     let n = d.size();
-    let tw = twiddles(if forward { d.omega() } else { d.omega_inv() }, log_n);
+    let tw = twiddle_tables(
+        if forward { d.omega() } else { d.omega_inv() },
+        log_n,
+        split,
+    );
     let tables = coset_tables(d, forward);
     let mut data = vec![Fr::ZERO; n];
     let schedule = pass_schedule(log_n);
@@ -379,13 +394,16 @@ fn emulated_ntt(values: &mut [Fr], d: &Domain, forward: bool, coset: bool) {
                 .collect();
             for jj in 0..s {
                 let j = m + jj;
+                let below = (1u32 << jj) - 1;
+                // The stage's twiddles, built by the block as the kernel does.
+                let stage: Vec<Fr> = (0..=below)
+                    .map(|i| tw.get((((i << m) | low) << (log_n - j - 1)) as usize))
+                    .collect();
                 for t in 0..half {
-                    let below = (1u32 << jj) - 1;
                     let a = ((t >> jj) << (jj + 1)) | (t & below);
                     let c = a | (1 << jj);
-                    let k = ((a & below) << m) | low;
                     let u = sh[a as usize];
-                    let v = sh[c as usize] * tw[(k << (log_n - j - 1)) as usize];
+                    let v = sh[c as usize] * stage[(a & below) as usize];
                     sh[a as usize] = u + v;
                     sh[c as usize] = u - v;
                 }
@@ -417,7 +435,7 @@ fn emulated_ntt_matches_cpu() {
             } else {
                 Direction::Inverse
             };
-            for coset in [false, true] {
+            for (coset, split) in [(false, false), (true, false), (false, true), (true, true)] {
                 let mut want = x.clone();
                 if coset {
                     cpu.coset_ntt(&mut want, &d, dir).unwrap();
@@ -425,8 +443,11 @@ fn emulated_ntt_matches_cpu() {
                     cpu.ntt(&mut want, &d, dir).unwrap();
                 }
                 let mut got = x.clone();
-                emulated_ntt(&mut got, &d, forward, coset);
-                assert!(got == want, "log_n {log_n} forward {forward} coset {coset}");
+                emulated_ntt(&mut got, &d, forward, coset, split);
+                assert!(
+                    got == want,
+                    "log_n {log_n} forward {forward} coset {coset} split {split}"
+                );
             }
         }
     }

@@ -1,8 +1,8 @@
 //! The emulated CUDA device proves that it can fail: bugs are planted into copies of the real
 //! kernels and each must be caught.
 //!
-//! - a removed `__syncthreads` in `ntt_pass` (after the shared-memory load): wrong NTT in every
-//!   thread order;
+//! - a removed `__syncthreads` in `ntt_pass` (the one after each stage's twiddles, which also
+//!   ends the shared-memory load before the first stage): wrong NTT in every thread order;
 //! - a removed `__syncthreads` in `scan_block` (the MSM's prefix sum): a race that changes the
 //!   MSM in at least one of the orders `CUDA_EMU_ORDER=forward|reverse|shuffle`;
 //! - half of `scan_block`'s threads returning before its barrier: barrier divergence;
@@ -13,7 +13,7 @@
 //! - an element read 4 bytes off its place in `ntt_pass` (a misaligned 128-bit load on a GPU): a
 //!   misaligned-address fault;
 //! - `__launch_bounds__(256)` on `ntt_pass`, launched with 512 threads: a launch error;
-//! - 48 KiB of static shared memory added to `ntt_pass` (plus its 32 KiB dynamic): a launch error.
+//! - 48 KiB of static shared memory added to `ntt_pass` (plus its 48 KiB dynamic): a launch error.
 //!
 //! Each plant runs in a child process (this test binary again, test `planted_child`, with
 //! `EMU_PLANT` set): the mutated kernel library is loaded through `CUDA_EMU_KERNELS`, the CUBIN is
@@ -45,8 +45,8 @@ const PLANTS: &[Plant] = &[
     Plant {
         name: "ntt_missing_barrier",
         unit: NTT,
-        from: "lo, hi, lo_bits));\n    }\n    __syncthreads();\n",
-        to: "lo, hi, lo_bits));\n    }\n",
+        from: "ntt_twiddle(tw_lo, tw_hi, tw_bits, e));\n        }\n        __syncthreads();\n",
+        to: "ntt_twiddle(tw_lo, tw_hi, tw_bits, e));\n        }\n",
     },
     Plant {
         name: "scan_missing_barrier",

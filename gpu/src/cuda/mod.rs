@@ -15,9 +15,11 @@
 //! - MSM: bases are uploaded once per [`Bases::id`] and kept resident (the most recently used
 //!   [`MAX_RESIDENT_BASES`] sets; [`CudaBackend::release_bases`] drops one). The kernel pipeline is
 //!   described in `kernels/msm.cu`; the window combination runs on the host ([`plan`]).
-//! - NTT: described in `kernels/ntt.cu`; twiddles and the coset/scaling power tables are computed
-//!   on the host from the [`Domain`] and cached on the device per (size, direction); at 2^24 the
-//!   twiddles take 256 MiB per direction.
+//! - NTT: described in `kernels/ntt.cu`; the twiddle tables and the coset/scaling power tables
+//!   are computed on the host from the [`Domain`] and cached on the device per (size,
+//!   direction); each block builds the twiddles it uses in shared memory, by default loading
+//!   them from one table of n/2 powers (256 MiB a direction at 2^24), with
+//!   `GPU_NTT_SPLIT_TWIDDLES=1` computing them from two tables of about sqrt(n/2) (192 KiB).
 //! - Vectors cross PCIe through two page-locked staging buffers per direction (`cuda/staging.rs`):
 //!   the host converts one chunk while the copy engine moves the other; uploads return with their
 //!   last copies queued on the stream.
@@ -133,8 +135,12 @@ struct Kernels {
 
 /// Per (log_n, direction) NTT tables on the device.
 struct NttTables {
-    /// `w^k`, k < n/2 (w = ω or ω^-1).
-    twiddles: CudaSlice<u32>,
+    /// `w^e`, e < n/2 (w = ω or ω^-1), as split powers: `w^e = lo[e & (2^bits - 1)] ·
+    /// hi[e >> bits]` ([`plan::twiddle_tables`]: by default `lo` holds all n/2 powers; with
+    /// [`split_twiddles`] about sqrt(n/2) each); the kernel builds each block's twiddles from them.
+    tw_lo: CudaSlice<u32>,
+    tw_hi: CudaSlice<u32>,
+    tw_bits: u32,
     /// `n^-1` (inverse) or 1 (forward), 8 limbs.
     scale: CudaSlice<u32>,
 }
@@ -160,7 +166,7 @@ struct Inner {
     kernels: Kernels,
     /// Most recently used last.
     bases: Vec<ResidentBases>,
-    ntt_tables: HashMap<(u32, bool), Arc<NttTables>>,
+    ntt_tables: HashMap<(u32, bool, bool), Arc<NttTables>>,
     /// Keyed by size, direction and the shift's bytes.
     shift_tables: HashMap<(u32, bool, [u8; 32]), Arc<ShiftTables>>,
     /// The NTT's out-of-place buffer, kept between calls of the same size.
@@ -644,6 +650,15 @@ fn portable_kernels() -> bool {
 /// timing on a GPU (the emulated device runs its host build, which this does not change).
 fn plain_msm_atomics() -> bool {
     std::env::var("GPU_MSM_PLAIN_ATOMICS").is_ok_and(|v| v == "1")
+}
+
+/// `GPU_NTT_SPLIT_TWIDDLES=1` gives the NTT two twiddle tables of about sqrt(n/2) elements
+/// instead of one of n/2 (192 KiB instead of 256 MiB a direction at 2^24), at one more field
+/// product per twiddle a block builds (about 2/s more a butterfly in a pass of s stages after
+/// the first): for a device short of memory, and for A/B timing on a GPU. Read when a size's
+/// tables are built (they are cached per mode).
+fn split_twiddles() -> bool {
+    std::env::var("GPU_NTT_SPLIT_TWIDDLES").is_ok_and(|v| v == "1")
 }
 
 /// `GPU_MSM_NARROW_REDUCE=1` runs the MSM's bucket reduction as before the twenty-fourth
@@ -1253,7 +1268,8 @@ fn ntt_tables(
     domain: &Domain,
     forward: bool,
 ) -> Result<Arc<NttTables>, BackendError> {
-    let key = (domain.log_n(), forward);
+    let split = split_twiddles();
+    let key = (domain.log_n(), forward, split);
     if let Some(t) = inner.ntt_tables.get(&key) {
         return Ok(t.clone());
     }
@@ -1263,14 +1279,16 @@ fn ntt_tables(
     } else {
         domain.omega_inv()
     };
-    let tw = plan::twiddles(w, log_n);
+    let tw = plan::twiddle_tables(w, log_n, split);
     let scale = if forward {
         ff::Field::ONE
     } else {
         domain.n_inv()
     };
     let tables = Arc::new(NttTables {
-        twiddles: upload_fr(&inner.stream, &tw, "uploading twiddles")?,
+        tw_lo: upload_fr(&inner.stream, &tw.lo, "uploading twiddles")?,
+        tw_hi: upload_fr(&inner.stream, &tw.hi, "uploading twiddles")?,
+        tw_bits: tw.lo_bits,
         scale: upload_fr(&inner.stream, &[scale], "uploading n^-1")?,
     });
     inner.ntt_tables.insert(key, tables.clone());
@@ -1326,7 +1344,7 @@ fn ntt_launch(
     // Without a shift the kernels never read the power tables; the twiddles stand in for them.
     let (lo, hi, lo_bits) = match powers {
         Some(p) => (&p.lo, &p.hi, p.lo_bits),
-        None => (&t.twiddles, &t.twiddles, 0u32),
+        None => (&t.tw_lo, &t.tw_lo, 0u32),
     };
     let schedule = plan::pass_schedule(log_n);
     let mut m = 0u32;
@@ -1342,15 +1360,16 @@ fn ntt_launch(
         let cfg = LaunchConfig {
             grid_dim: (1u32 << (log_n - stages), 1, 1),
             block_dim: (1u32 << (stages - 1), 1, 1),
-            shared_mem_bytes: 32u32 << stages,
+            shared_mem_bytes: 48u32 << stages,
         };
-        // SAFETY: ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s, const u32* tw,
-        // u32 gather, u32 pre, u32 post, const u32* scale, const u32* lo, const u32* hi,
-        // u32 lo_bits): stages m..m+s-1 of a transform of size 2^log_n into `scratch` (n·8
-        // limbs; `data`, a different buffer of the same length, is read only by the first pass,
-        // element bitrev(i) for element i, a bijection); 2^(log_n - s) blocks of 2^(s-1) threads
-        // each own a disjoint group of 2^s elements of `scratch`; 2^s·32 bytes of shared memory
-        // (≤ 32 KiB since s ≤ 10); the twiddle table has n/2 entries and the tables were built
+        // SAFETY: ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s,
+        // const u32* tw_lo, const u32* tw_hi, u32 tw_bits, u32 gather, u32 pre, u32 post,
+        // const u32* scale, const u32* lo, const u32* hi, u32 lo_bits): stages m..m+s-1 of a
+        // transform of size 2^log_n into `scratch` (n·8 limbs; `data`, a different buffer of the
+        // same length, is read only by the first pass, element bitrev(i) for element i, a
+        // bijection); 2^(log_n - s) blocks of 2^(s-1) threads each own a disjoint group of 2^s
+        // elements of `scratch`; 2^s·48 bytes of shared memory (≤ 48 KiB, the default limit,
+        // since s ≤ 10); the split twiddle tables cover every exponent below n/2 and were built
         // for this log_n and direction.
         unsafe {
             s.launch_builder(&k.ntt_pass)
@@ -1359,7 +1378,9 @@ fn ntt_launch(
                 .arg(&log_n)
                 .arg(&m)
                 .arg(&stages)
-                .arg(&t.twiddles)
+                .arg(&t.tw_lo)
+                .arg(&t.tw_hi)
+                .arg(&t.tw_bits)
                 .arg(&gather)
                 .arg(&pre)
                 .arg(&post_mode)

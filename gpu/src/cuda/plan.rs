@@ -301,10 +301,15 @@ pub fn powers(b: Fr, s: Fr, len: usize) -> Vec<Fr> {
     out
 }
 
-/// Twiddles of a transform of size `2^log_n` with root `w`: `w^k` for `k < n/2` (one element for
-/// `log_n = 0`, unused).
-pub fn twiddles(w: Fr, log_n: u32) -> Vec<Fr> {
-    powers(w, Fr::ONE, (1usize << log_n).div_ceil(2).max(1))
+/// Twiddles of a transform of size `2^log_n` with root `w`, `w^e` for `e < n/2`, as split
+/// powers (`ntt_twiddle` in ntt.cu reads `lo[e & (2^lo_bits - 1)] · hi[e >> lo_bits]`, with no
+/// product where a factor is `w^0`). `split = false`: one table of all `n/2` powers (`hi` is
+/// `[1]`), so a block's twiddles are loads only; `split = true`: two tables of about
+/// `sqrt(n/2)` elements each (192 KiB instead of 256 MiB at 2^24), at one product a twiddle.
+/// For `log_n ≤ 1` both tables hold only `w^0 = 1`.
+pub fn twiddle_tables(w: Fr, log_n: u32, split: bool) -> SplitPowers {
+    let bits = log_n.saturating_sub(1);
+    SplitPowers::with_lo_bits(w, Fr::ONE, bits, if split { bits / 2 } else { bits })
 }
 
 /// Split power tables for `s·b^i`, `i < 2^log_n`: `lo[i] = s·b^i` for `i < 2^lo_bits` and
@@ -323,7 +328,12 @@ pub struct SplitPowers {
 impl SplitPowers {
     /// The tables for `s·b^i` over a domain of size `2^log_n`.
     pub fn new(b: Fr, s: Fr, log_n: u32) -> Self {
-        let lo_bits = log_n / 2;
+        Self::with_lo_bits(b, s, log_n, log_n / 2)
+    }
+
+    /// The same with a low table of `2^lo_bits` entries (`lo_bits ≤ log_n`).
+    pub fn with_lo_bits(b: Fr, s: Fr, log_n: u32, lo_bits: u32) -> Self {
+        let lo_bits = lo_bits.min(log_n);
         let lo = powers(b, s, 1usize << lo_bits);
         let step = b.pow_vartime([1u64 << lo_bits]);
         let hi = powers(step, Fr::ONE, 1usize << (log_n - lo_bits));
@@ -414,10 +424,11 @@ pub fn msm_scratch_bytes(n: usize) -> usize {
         + 128 * (sums + windows)
 }
 
-/// Device bytes of the tables of one NTT size and direction: the twiddles `w^k`, k < n/2, and
-/// the split coset power tables.
+/// Device bytes of the tables of one NTT size and direction with the default twiddles (one
+/// table of `n/2` powers and `[1]`; less with split twiddles), the split coset power tables and
+/// `n^-1`.
 pub fn ntt_table_bytes(log_n: u32) -> usize {
     let n = 1usize << log_n;
     let lo_bits = log_n / 2;
-    32 * (n / 2 + (1 << lo_bits) + (1 << (log_n - lo_bits)) + 1)
+    32 * ((n / 2).max(1) + 1 + (1 << lo_bits) + (1 << (log_n - lo_bits)) + 1)
 }
