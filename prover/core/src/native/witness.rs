@@ -301,7 +301,11 @@ where
     let mut w: Collector<'_, '_, E, T> = Collector {
         ctx,
         instances,
-        advice: vec![vec![Fr::ZERO; n]; num_advice],
+        // One zeroed allocation per column (the compiler turns the zero fill of a fresh
+        // allocation into a zeroed one, which fresh pages satisfy without writing):
+        // `vec![column; num_advice]` would copy the first column into every other instead,
+        // reading and writing every page of every column before synthesis starts.
+        advice: (0..num_advice).map(|_| vec![Fr::ZERO; n]).collect(),
         denominators: HashMap::new(),
         advice_values: (0..num_advice).map(|_| None).collect(),
         advice_coeffs: (0..num_advice).map(|_| None).collect(),
