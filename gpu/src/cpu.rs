@@ -244,7 +244,7 @@ impl ComputeBackend for CpuBackend {
     }
 
     fn zeros(&self, len: usize) -> Result<Poly, BackendError> {
-        Ok(Poly::host(vec![Fr::ZERO; len]))
+        Ok(Poly::host(crate::host_zeros(len)))
     }
 
     fn download(&self, poly: &Poly) -> Result<Vec<Fr>, BackendError> {

@@ -34,7 +34,7 @@ pub use checked::CheckedBackend;
 pub use cpu::CpuBackend;
 pub use cuda::emu::{EmuCounters, Emulator, KernelMuls};
 pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues, LocalMemory};
-pub use poly::Poly;
+pub use poly::{host_zeros, Poly};
 pub use program::{Program, ProgramBuilder};
 pub use select::{
     cuda_driver_probe, select, select_devices, BackendChoice, DriverProbe, Selection,

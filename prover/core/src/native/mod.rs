@@ -304,7 +304,7 @@ where
     let mut instance_coeffs = Vec::with_capacity(instances.len());
     let mut instance_values = Vec::with_capacity(instances.len());
     for col in instances {
-        let mut values = vec![Fr::ZERO; n];
+        let mut values = gpu::host_zeros(n);
         values[..col.len()].copy_from_slice(col);
         let values = Values::new(&ctx, values)?;
         instance_coeffs.push(commit::coeffs_of(&ctx, values.poly())?);

@@ -726,7 +726,7 @@ pub fn check_gates(
         .flat_map(|g| g.polynomials().iter())
         .collect();
     let program = HostProgram::compile(&exprs, challenges, counts)?;
-    let mut folded = vec![Fr::ZERO; n];
+    let mut folded = gpu::host_zeros(n);
     folded.par_chunks_mut(CHUNK).enumerate().for_each_init(
         || program.scratch(),
         |scratch, (ci, out)| program.horner(cols, scratch, ci * CHUNK, out, factor),

@@ -44,7 +44,7 @@ where
 /// values) comes from ChaCha20 keyed by `seed` on stream `i`, so the values depend only on the
 /// seed, not on the number of threads.
 fn random_values(seed: [u8; 32], n: usize) -> Vec<Fr> {
-    let mut values = vec![Fr::ZERO; n];
+    let mut values = gpu::host_zeros(n);
     values
         .par_chunks_mut(RANDOM_CHUNK)
         .enumerate()
