@@ -141,6 +141,42 @@ fn verify(s: &Setup, instances: &[Fr], proof: &[u8]) -> bool {
     .is_ok()
 }
 
+/// A native proof of a plain halo2 circuit (no halo2-base builder) on `backend`, with the Blake2b
+/// transcript and the rng seeded with `seed`.
+fn prove_plain<C: halo2_proofs::plonk::Circuit<Fr>>(
+    backend: &dyn gpu::ComputeBackend,
+    params: &ParamsKZG<Bn256>,
+    bases: &native::SrsBases,
+    pk: &ProvingKey<G1Affine>,
+    circuit: &C,
+    instances: &[Fr],
+    seed: u64,
+) -> Result<Vec<u8>, native::NativeError> {
+    let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
+    native::create_proof(
+        backend,
+        params,
+        bases,
+        pk,
+        None,
+        circuit,
+        &[instances],
+        &mut ChaCha20Rng::seed_from_u64(seed),
+        &mut transcript,
+    )
+    .map(|()| transcript.finalize())
+}
+
+/// What [`verify`] needs of a plain halo2 circuit's keys.
+fn plain_setup(params: &ParamsKZG<Bn256>, pk: &ProvingKey<G1Affine>) -> Setup {
+    Setup {
+        params: params.clone(),
+        pk: pk.clone(),
+        config: BaseCircuitParams::default(),
+        break_points: Default::default(),
+    }
+}
+
 #[test]
 fn native_gate_circuit_verifies_rejects_tampering_and_is_deterministic() {
     let s = setup();
@@ -969,28 +1005,19 @@ fn native_two_phase_circuit_with_a_challenge_verifies() {
     };
     let instances = vec![Fr::from(5)];
     let attempt = |circuit: &rlc::RlcCircuit, seed: u64| {
-        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
-        native::create_proof(
+        prove_plain(
             &CpuBackend::new(),
             &params,
             &bases,
             &pk,
-            None,
             circuit,
-            &[&instances],
-            &mut ChaCha20Rng::seed_from_u64(seed),
-            &mut transcript,
+            &instances,
+            seed,
         )
-        .map(|()| transcript.finalize())
     };
     let prove = |seed: u64| attempt(&circuit, seed).expect("native two-phase proof");
     let proof = prove(21);
-    let s = Setup {
-        params: params.clone(),
-        pk: pk.clone(),
-        config: BaseCircuitParams::default(),
-        break_points: Default::default(),
-    };
+    let s = plain_setup(&params, &pk);
     assert!(
         verify(&s, &instances, &proof),
         "two-phase native proof rejected"
@@ -999,21 +1026,9 @@ fn native_two_phase_circuit_with_a_challenge_verifies() {
     assert_eq!(proof, prove(21));
     // The same proof on CUDA (the challenge becomes a constant of the device programs).
     if let Some(cuda) = cuda() {
-        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
-        native::create_proof(
-            &*cuda,
-            &params,
-            &bases,
-            &pk,
-            None,
-            &circuit,
-            &[&instances],
-            &mut ChaCha20Rng::seed_from_u64(21),
-            &mut transcript,
-        )
-        .expect("native two-phase proof on CUDA");
         assert_eq!(
-            transcript.finalize(),
+            prove_plain(&*cuda, &params, &bases, &pk, &circuit, &instances, 21)
+                .expect("native two-phase proof on CUDA"),
             proof,
             "CPU and CUDA two-phase proofs differ"
         );
@@ -1156,27 +1171,10 @@ fn cells_assigned_more_than_once_keep_their_last_value() {
     let bases = native::srs_bases(&params).unwrap();
     let instances = vec![Fr::from(3)];
     let prove = |backend: &dyn gpu::ComputeBackend| {
-        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
-        native::create_proof(
-            backend,
-            &params,
-            &bases,
-            &pk,
-            None,
-            &circuit,
-            &[&instances],
-            &mut ChaCha20Rng::seed_from_u64(5),
-            &mut transcript,
-        )
-        .map(|()| transcript.finalize())
+        prove_plain(backend, &params, &bases, &pk, &circuit, &instances, 5)
     };
     let proof = prove(&CpuBackend::new()).expect("proof of cells assigned more than once");
-    let s = Setup {
-        params: params.clone(),
-        pk: pk.clone(),
-        config: BaseCircuitParams::default(),
-        break_points: Default::default(),
-    };
+    let s = plain_setup(&params, &pk);
     assert!(verify(&s, &instances, &proof), "proof rejected");
     assert!(!verify(&s, &[Fr::from(4)], &proof));
     if let Some(cuda) = cuda() {
@@ -1227,27 +1225,10 @@ fn a_degree_6_circuit_is_proved_on_6_cosets_with_its_degree_checked() {
     let bases = native::srs_bases(&params).unwrap();
     let instances = vec![Fr::from(3)];
     let prove = |backend: &dyn gpu::ComputeBackend| {
-        let mut transcript = Blake2bWrite::<_, G1Affine, Challenge255<_>>::init(vec![]);
-        native::create_proof(
-            backend,
-            &params,
-            &bases,
-            &pk,
-            None,
-            &circuit,
-            &[&instances],
-            &mut ChaCha20Rng::seed_from_u64(31),
-            &mut transcript,
-        )
-        .map(|()| transcript.finalize())
+        prove_plain(backend, &params, &bases, &pk, &circuit, &instances, 31)
     };
     let proof = prove(&CpuBackend::new()).expect("degree-6 native proof");
-    let s = Setup {
-        params: params.clone(),
-        pk: pk.clone(),
-        config: BaseCircuitParams::default(),
-        break_points: Default::default(),
-    };
+    let s = plain_setup(&params, &pk);
     assert!(verify(&s, &instances, &proof), "degree-6 proof rejected");
     assert!(!verify(&s, &[Fr::from(4)], &proof));
     if let Some(cuda) = cuda() {
