@@ -87,8 +87,8 @@ fn compress_resident(
 /// The outputs are `len` long (`len` ≥ the input's length; the rows beyond are zero, for the
 /// caller's blinding). Every step after the sorts runs on all cores in chunks of [`ARRANGE`]
 /// rows. As one walk of the sorted columns it took a median 83 ms for 2^20 rows on the 2-core
-/// VM with one thread and 68 ms with two (plus the caller's reallocation to `len`); in chunks,
-/// 93 ms with one thread and 63 ms with two, and less with more cores.
+/// VM with one thread and 69 ms with two (plus the caller's reallocation to `len`); in chunks,
+/// 94 ms with one thread and 64 ms with two, and less with more cores.
 fn permute_pair(input: &[Fr], table: &[Fr], len: usize) -> Result<(Vec<Fr>, Vec<Fr>), NativeError> {
     if len < input.len() {
         return Err(NativeError::Internal(format!(

@@ -318,8 +318,8 @@ where
     let num_advice = cs.num_advice_columns();
     let n = ctx.n;
     let zeroed = std::time::Instant::now();
-    // Written on every core ([`gpu::host_zeros`]): `vec![Fr::ZERO; n]` took 190–250 ms of one
-    // thread for the batch circuit's 9 columns of 2^20 on the 2-core VM, these 120–135 ms on
+    // Written on every core ([`gpu::host_zeros`]): `vec![Fr::ZERO; n]` took 187–247 ms of one
+    // thread for the batch circuit's 9 columns of 2^20 on the 2-core VM, these 118–134 ms on
     // its 2 cores.
     let advice = (0..num_advice).map(|_| gpu::host_zeros(n)).collect();
     let zeros_ms = zeroed.elapsed().as_millis() as u64;
