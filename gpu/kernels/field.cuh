@@ -8,7 +8,10 @@
 // On the device, the carry chains (add, sub, and the multiply-accumulate row of the Montgomery
 // product) use PTX add.cc/addc/sub.cc/subc/mad.lo.cc/madc.hi.cc. Define FIELD_PORTABLE to use the
 // portable C++ paths on the device as well (for A/B checks). STATUS: the portable paths are tested
-// on the host; the PTX paths are compiled by NVRTC in CI but have not yet run on a GPU.
+// on the host; the PTX paths are compiled by NVRTC in CI and run on the emulated device, whose
+// build translates each PTX instruction into C++ by the PTX ISA's semantics (gpu/emu/tools/
+// gen_kernels.py): that checks the instruction sequences and their carry flow, not NVRTC's code
+// generation. They have not yet run on a GPU.
 #pragma once
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
@@ -22,7 +25,7 @@
 #define FIELD_NO_UNROLL
 #endif
 
-#if defined(__CUDA_ARCH__) && !defined(FIELD_PORTABLE)
+#if (defined(__CUDA_ARCH__) || defined(CUDA_EMU_KERNEL)) && !defined(FIELD_PORTABLE)
 #define FIELD_USE_PTX 1
 #endif
 

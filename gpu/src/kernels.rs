@@ -15,10 +15,7 @@ pub struct Source {
 
 /// Headers, included by name from the translation units.
 pub const HEADERS: &[Source] = &[
-    Source {
-        name: "field.cuh",
-        text: include_str!("../kernels/field.cuh"),
-    },
+    FIELD,
     Source {
         name: "curve.cuh",
         text: include_str!("../kernels/curve.cuh"),
@@ -28,6 +25,12 @@ pub const HEADERS: &[Source] = &[
         text: include_str!("../kernels/msm.cuh"),
     },
 ];
+
+/// The BN254 field arithmetic (its carry chains in inline PTX on the device).
+pub const FIELD: Source = Source {
+    name: "field.cuh",
+    text: include_str!("../kernels/field.cuh"),
+};
 
 /// Translation units (`*.cu`).
 pub const UNITS: &[Source] = &[ARITH_CHECK, MSM, NTT, POLY];

@@ -13,12 +13,19 @@
 //! - an element read 4 bytes off its place in `ntt_pass` (a misaligned 128-bit load on a GPU): a
 //!   misaligned-address fault;
 //! - `__launch_bounds__(256)` on `ntt_pass`, launched with 512 threads: a launch error;
-//! - 48 KiB of static shared memory added to `ntt_pass` (plus its 48 KiB dynamic): a launch error.
+//! - 48 KiB of static shared memory added to `ntt_pass` (plus its 48 KiB dynamic): a launch error;
+//! - the carry into the top limb of the Montgomery product's multiply-accumulate row dropped in
+//!   `field.cuh`'s inline PTX (`madc.hi.cc` made `mad.hi.cc`): a wrong NTT in every order. The
+//!   portable C++ path has no such instruction: this shows the emulator runs the PTX path (its
+//!   build translates the inline PTX into C++, `gpu/emu/tools/gen_kernels.py`).
 //!
 //! Each plant runs in a child process (this test binary again, test `planted_child`, with
 //! `EMU_PLANT` set): the mutated kernel library is loaded through `CUDA_EMU_KERNELS`, the CUBIN is
 //! compiled by NVRTC from the same mutated source (`CudaBackend::with_kernel_sources`), and a
-//! fault stays in that process. The unmodified kernels run the same checks as a control and must
+//! fault stays in that process. A header's plant (the PTX one) builds the NTT unit's library over
+//! the mutated header; its CUBINs are the unmodified ones (the plant changes no kernel's
+//! parameters or resources, which is what the emulator checks a launch against). Plants build
+//! and run on as many threads as there are cores (each compiles with NVRTC and the host compiler). The unmodified kernels run the same checks as a control and must
 //! pass in every order. Without a CUDA driver the test skips (fails with
 //! `PROVER_REQUIRE_GPU=1`); on a real GPU it skips (it is about the emulator).
 
@@ -26,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ff::Field;
-use gpu::kernels::{Source, MSM, NTT};
+use gpu::kernels::{Source, FIELD, HEADERS, MSM, NTT};
 use gpu::{
     Bases, ComputeBackend, CpuBackend, CudaBackend, Direction, Domain, Emulator, Fr, G1Affine, G1,
 };
@@ -96,6 +103,12 @@ const PLANTS: &[Plant] = &[
         from: "    extern __shared__ u32 sh[];\n",
         to: "    extern __shared__ u32 sh[];\n    __shared__ u32 planted[12288];\n    planted[threadIdx.x] = 0u;\n    if (planted[(threadIdx.x + 1u) % blockDim.x] == 7u) data[0] = 0u;\n",
     },
+    Plant {
+        name: "ptx_carry_dropped",
+        unit: FIELD,
+        from: r#""madc.hi.cc.u32 %8, %17, %18, %8;\n\t""#,
+        to: r#""mad.hi.cc.u32  %8, %17, %18, %8;\n\t""#,
+    },
 ];
 
 const ORDERS: &[&str] = &["forward", "reverse", "shuffle"];
@@ -133,7 +146,10 @@ fn planted_child() {
             name: p.unit.name,
             text,
         };
-        if p.unit.name == MSM.name {
+        if is_header(p) {
+            // NVRTC compiles the unmodified units; the emulated NTT runs the mutated header.
+            (MSM, NTT, false)
+        } else if p.unit.name == MSM.name {
             (src, NTT, true)
         } else {
             (MSM, src, false)
@@ -176,19 +192,37 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds the kernel library of a plant with gpu/emu/build (the mutated unit only).
+fn is_header(p: &Plant) -> bool {
+    p.unit.name.ends_with(".cuh")
+}
+
+/// Builds the kernel library of a plant with gpu/emu/build: the mutated unit only, or for a
+/// header the NTT unit over the headers with that one mutated.
 fn build_plant_lib(p: &Plant, dir: &Path) -> PathBuf {
     let unit_dir = dir.join(p.name);
     std::fs::create_dir_all(&unit_dir).expect("plant directory");
-    let src = unit_dir.join(p.unit.name);
-    std::fs::write(&src, mutated(p)).expect("write the mutated unit");
     let lib = unit_dir.join("libcuda_emu_kernels.so");
-    let out = Command::new(repo().join("gpu/emu/build"))
-        .arg("kernels")
-        .arg(&lib)
-        .arg(&src)
-        .output()
-        .expect("run gpu/emu/build");
+    let mut cmd = Command::new(repo().join("gpu/emu/build"));
+    cmd.arg("kernels");
+    let src = if is_header(p) {
+        for h in HEADERS {
+            let text = if h.name == p.unit.name {
+                mutated(p)
+            } else {
+                h.text.to_string()
+            };
+            std::fs::write(unit_dir.join(h.name), text).expect("write a header");
+        }
+        cmd.arg("--headers").arg(&unit_dir);
+        let src = unit_dir.join(NTT.name);
+        std::fs::write(&src, NTT.text).expect("write the NTT unit");
+        src
+    } else {
+        let src = unit_dir.join(p.unit.name);
+        std::fs::write(&src, mutated(p)).expect("write the mutated unit");
+        src
+    };
+    let out = cmd.arg(&lib).arg(&src).output().expect("run gpu/emu/build");
     assert!(
         out.status.success(),
         "building the kernel library of plant {}: {}",
@@ -247,10 +281,6 @@ fn planted_bugs_are_caught() {
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("emu-planted");
-    let libs: Vec<(&Plant, PathBuf)> = PLANTS
-        .iter()
-        .map(|p| (p, build_plant_lib(p, &dir)))
-        .collect();
 
     // Control: the real kernels pass the same checks in every order.
     for order in ORDERS {
@@ -262,12 +292,30 @@ fn planted_bugs_are_caught() {
             );
         }
     }
+    // Each plant: its library built, then its three orders run, on a free thread.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(PLANTS.len()));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = PLANTS.get(i) else { break };
+                let lib = build_plant_lib(p, &dir);
+                let results: Vec<(&str, String)> = ORDERS
+                    .iter()
+                    .map(|o| (*o, run_child(p.name, Some(&lib), o)))
+                    .collect();
+                done.lock().expect("a plant's thread panicked").push((i, results));
+            });
+        }
+    });
+    let mut done = done.into_inner().expect("a plant's thread panicked");
+    assert_eq!(done.len(), PLANTS.len(), "a plant's thread panicked");
+    done.sort_by_key(|(i, _)| *i);
     let mut table = Vec::new();
-    for (p, lib) in &libs {
-        let results: Vec<(&str, String)> = ORDERS
-            .iter()
-            .map(|o| (*o, run_child(p.name, Some(lib), o)))
-            .collect();
+    for (i, results) in done {
+        let p = &PLANTS[i];
         for (o, r) in &results {
             table.push(format!("{:<22} {:<8} {r}", p.name, o));
         }
@@ -348,6 +396,11 @@ fn planted_bugs_are_caught() {
             "ntt_static_shared" => {
                 for (o, r) in &results {
                     assert!(r.contains("dynamic shared memory"), "{} ({o}): {r}", p.name);
+                }
+            }
+            "ptx_carry_dropped" => {
+                for (o, r) in &results {
+                    assert_eq!(r, "mismatch", "{} ({o})", p.name);
                 }
             }
             other => panic!("no expectation for plant {other}"),
