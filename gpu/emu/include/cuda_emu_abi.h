@@ -51,7 +51,7 @@ struct EmuKernelEntry {
 extern "C" {
 // Provided by the emulator's driver (libcuda.so.1).
 const EmuThreadCtx* cuEmuThreadCtx(void);
-void cuEmuSyncthreads(void);
+void cuEmuSyncthreads(const char* file, unsigned line);
 void* cuEmuDynamicShared(void);
 void* cuEmuStaticShared(void* storage, size_t bytes, unsigned long long* generation);
 // A warp-synchronous call (the warp intrinsics of cuda_emu_kernel.h): the calling thread waits

@@ -50,9 +50,10 @@ static inline void emu_count_element() {
 }
 
 // The barrier: a real one (the calling fiber waits until every thread of the block reached it).
-// The driver tells the call sites apart by their return address, so threads meeting at different
-// barriers are reported as divergence.
-#define __syncthreads() cuEmuSyncthreads()
+// The driver tells barriers apart by source file and line (an optimising compiler may copy one
+// barrier into several places), so threads meeting at different barriers are reported as
+// divergence, naming both.
+#define __syncthreads() cuEmuSyncthreads(__FILE__, __LINE__)
 
 // `extern __shared__ T name[];` becomes `T* name = emu_dynamic_shared<T>();`
 template <class T>

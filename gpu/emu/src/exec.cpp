@@ -287,7 +287,8 @@ struct Worker;
 struct Fiber {
     EmuThreadCtx ctx;
     State state = State::Run;
-    void* site = nullptr;  // the __syncthreads call site it waits at
+    const char* bar_file = nullptr;  // the __syncthreads it waits at: source file and line
+    unsigned bar_line = 0;
     WarpCall call;                     // the warp call it waits at (state WarpWait)
     unsigned long long call_result = 0;  // its result, set when the warp's call completes
     Worker* w = nullptr;
@@ -305,6 +306,22 @@ struct Fiber {
 };
 
 struct Job;
+
+
+// Barriers are told apart by source line, not by call address: an optimising compiler may copy
+// one __syncthreads into several places (unswitched or peeled loops), all of them the same barrier.
+static bool same_barrier(const Fiber* a, const Fiber* b) {
+    return a->bar_line == b->bar_line &&
+           (a->bar_file == b->bar_file ||
+            (a->bar_file && b->bar_file && std::strcmp(a->bar_file, b->bar_file) == 0));
+}
+
+static std::string barrier_where(const Fiber* f) {
+    WarpCall c;
+    c.file = f->bar_file;
+    c.line = f->bar_line;
+    return c.where();
+}
 
 struct Worker {
     std::vector<Fiber*> fibers;
@@ -650,7 +667,8 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
         f->ctx.mul_ops = 0;
         f->ctx.element_ops = 0;
         f->state = State::Run;
-        f->site = nullptr;
+        f->bar_file = nullptr;
+        f->bar_line = 0;
     }
     w->order.resize(n);
     for (unsigned t = 0; t < n; t++) w->order[t] = job.order == Order::Reverse ? n - 1 - t : t;
@@ -672,9 +690,9 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
         if (!resolve_warp_calls(w, job, bidx, &released)) return false;
         if (released) continue;
         unsigned done = 0, waiting = 0;
-        void* site = nullptr;
         bool same_site = true;
         Fiber* first_waiting = nullptr;
+        Fiber* elsewhere = nullptr;  // a thread waiting at another barrier than first_waiting's
         Fiber* first_done = nullptr;
         for (unsigned t = 0; t < n; t++) {
             Fiber* f = w->fibers[t];
@@ -685,9 +703,9 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
                 waiting++;
                 if (!first_waiting) {
                     first_waiting = f;
-                    site = f->site;
-                } else if (f->site != site) {
+                } else if (same_site && !same_barrier(f, first_waiting)) {
                     same_site = false;
+                    elsewhere = f;
                 }
             }
         }
@@ -714,12 +732,16 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
                 why = "thread (" + std::to_string(d.x) + ", " + std::to_string(d.y) + ", " +
                       std::to_string(d.z) + ") has returned";
             } else {
-                why = "other threads wait at a different __syncthreads";
+                const uint3& e = elsewhere->ctx.threadIdx;
+                why = "thread (" + std::to_string(e.x) + ", " + std::to_string(e.y) + ", " +
+                      std::to_string(e.z) + ") waits at another __syncthreads (" +
+                      barrier_where(elsewhere) + ")";
             }
             const_cast<Job&>(job).set_error(
                 ERROR_LAUNCH_FAILED, "kernel " + job.f->name + ": barrier divergence: " +
                                          ids(bidx, first_waiting->ctx.threadIdx) +
-                                         " waits at __syncthreads while " + why);
+                                         " waits at __syncthreads (" + barrier_where(first_waiting) +
+                                         ") while " + why);
             restart_waiting(w, n);
             return false;
         }
@@ -995,14 +1017,16 @@ extern "C" __attribute__((visibility("default"))) const EmuThreadCtx* cuEmuThrea
     return &f->ctx;
 }
 
-extern "C" __attribute__((visibility("default"), noinline)) void cuEmuSyncthreads(void) {
+extern "C" __attribute__((visibility("default"), noinline)) void cuEmuSyncthreads(const char* file,
+                                                                                  unsigned line) {
     Fiber* f = tls_fiber;
     if (!f) {
         log("__syncthreads called outside a kernel");
         std::abort();
     }
     f->state = State::Wait;
-    f->site = __builtin_return_address(0);
+    f->bar_file = file;
+    f->bar_line = line;
     Worker* w = f->w;
     w->in_kernel = 0;
     switch_to_worker(f);
@@ -1024,7 +1048,8 @@ extern "C" __attribute__((visibility("default"), noinline)) unsigned long long c
     f->call.file = file;
     f->call.line = line;
     f->state = State::WarpWait;
-    f->site = nullptr;
+    f->bar_file = nullptr;
+    f->bar_line = 0;
     Worker* w = f->w;
     w->in_kernel = 0;
     switch_to_worker(f);
