@@ -306,7 +306,9 @@ fn planted_bugs_are_caught() {
                     .iter()
                     .map(|o| (*o, run_child(p.name, Some(&lib), o)))
                     .collect();
-                done.lock().expect("a plant's thread panicked").push((i, results));
+                done.lock()
+                    .expect("a plant's thread panicked")
+                    .push((i, results));
             });
         }
     });

@@ -51,7 +51,10 @@ fn a_carry_chain_is_translated_with_its_flag() {
         r#"asm("add.cc.u32 %0, %2, %3;\n\taddc.u32 %1, 0, 0;" : "=r"(r0), "=r"(r1) : "r"(a), "r"(b))"#,
     );
     assert!(ok, "{err}");
-    assert!(!code.contains("asm("), "the statement is still there:\n{code}");
+    assert!(
+        !code.contains("asm("),
+        "the statement is still there:\n{code}"
+    );
     // The carry out of the first addition is bit 32 of the wide sum, and the second reads it.
     assert!(
         code.contains("_w = (unsigned long long)_p2 + _p3; _p0 = (unsigned int)_w; _cf = (unsigned int)(_w >> 32);")
@@ -60,8 +63,14 @@ fn a_carry_chain_is_translated_with_its_flag() {
         "{code}"
     );
     // One line for the statement, its line count kept: the kernel's next line is still line 5.
-    let after = code.lines().position(|l| l.contains("p[2] = r0")).expect("next line");
-    let first = code.lines().position(|l| l.contains("#line 1")).expect("#line");
+    let after = code
+        .lines()
+        .position(|l| l.contains("p[2] = r0"))
+        .expect("next line");
+    let first = code
+        .lines()
+        .position(|l| l.contains("#line 1"))
+        .expect("#line");
     assert_eq!(after - first, 5, "{code}");
 }
 
