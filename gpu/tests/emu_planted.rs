@@ -6,6 +6,8 @@
 //! - a removed `__syncthreads` in `scan_block` (the MSM's prefix sum): a race that changes the
 //!   MSM in at least one of the orders `CUDA_EMU_ORDER=forward|reverse|shuffle`;
 //! - half of `scan_block`'s threads returning before its barrier: barrier divergence;
+//! - half of `scan_block`'s threads waiting at another barrier than the rest: barrier divergence,
+//!   both barriers' source lines named;
 //! - `msm_scatter`'s shuffle skipped by the lanes without a bucket (a zero digit), while its mask
 //!   names the whole warp: warp divergence, the shuffle's and the next match's source lines named;
 //! - `msm_histogram`'s match with a mask that leaves out lane 31: a malformed warp call;
@@ -66,6 +68,12 @@ const PLANTS: &[Plant] = &[
         unit: MSM,
         from: "    sh[t] = v;\n    __syncthreads();\n",
         to: "    sh[t] = v;\n    if (t >= 256u) return;\n    __syncthreads();\n",
+    },
+    Plant {
+        name: "scan_two_barriers",
+        unit: MSM,
+        from: "    sh[t] = v;\n    __syncthreads();\n",
+        to: "    sh[t] = v;\n    if (t >= 256u) {\n        __syncthreads();\n    } else {\n        __syncthreads();\n    }\n",
     },
     Plant {
         name: "msm_divergent_shuffle",
@@ -339,6 +347,17 @@ fn planted_bugs_are_caught() {
                 for (o, r) in &results {
                     assert!(
                         r.contains("barrier divergence") && r.contains("has returned"),
+                        "{} ({o}): {r}",
+                        p.name
+                    );
+                }
+            }
+            "scan_two_barriers" => {
+                for (o, r) in &results {
+                    assert!(
+                        r.contains("barrier divergence")
+                            && r.contains("waits at __syncthreads (msm.cu:")
+                            && r.contains("waits at another __syncthreads (msm.cu:"),
                         "{} ({o}): {r}",
                         p.name
                     );
