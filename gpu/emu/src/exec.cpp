@@ -262,17 +262,15 @@ constexpr size_t kFiberStack = 256 * 1024;
 
 enum class State { Run, Wait, WarpWait, Done };
 
-// A warp-synchronous call a fiber waits at (cuEmuWarpSync's arguments).
-struct WarpCall {
-    unsigned op = 0, mask = 0, arg = 0, width = 0;
-    unsigned long long value = 0;
-    const char* file = nullptr;  // the call's source file and line
+// Where a barrier or a warp call is in the kernel's source. Calls are told apart by source line,
+// not by call address: an optimising compiler may copy one call into several places (unswitched
+// or peeled loops, duplicated tails), all of them the same call.
+struct SourceLine {
+    const char* file = nullptr;
     unsigned line = 0;
 
-    // Whether `o` is the same call (source line, operation and mask), so they may complete together.
-    bool same_call(const WarpCall& o) const {
-        return line == o.line && op == o.op && mask == o.mask &&
-               (file == o.file || (file && o.file && std::strcmp(file, o.file) == 0));
+    bool same(const SourceLine& o) const {
+        return line == o.line && (file == o.file || (file && o.file && std::strcmp(file, o.file) == 0));
     }
     std::string where() const {
         std::string f = file ? file : "?";
@@ -282,13 +280,23 @@ struct WarpCall {
     }
 };
 
+// A warp-synchronous call a fiber waits at (cuEmuWarpSync's arguments).
+struct WarpCall {
+    unsigned op = 0, mask = 0, arg = 0, width = 0;
+    unsigned long long value = 0;
+    SourceLine at;
+
+    // Whether `o` is the same call (source line, operation and mask), so they may complete together.
+    bool same_call(const WarpCall& o) const { return op == o.op && mask == o.mask && at.same(o.at); }
+    std::string where() const { return at.where(); }
+};
+
 struct Worker;
 
 struct Fiber {
     EmuThreadCtx ctx;
     State state = State::Run;
-    const char* bar_file = nullptr;  // the __syncthreads it waits at: source file and line
-    unsigned bar_line = 0;
+    SourceLine barrier;  // the __syncthreads it waits at (state Wait)
     WarpCall call;                     // the warp call it waits at (state WarpWait)
     unsigned long long call_result = 0;  // its result, set when the warp's call completes
     Worker* w = nullptr;
@@ -306,22 +314,6 @@ struct Fiber {
 };
 
 struct Job;
-
-
-// Barriers are told apart by source line, not by call address: an optimising compiler may copy
-// one __syncthreads into several places (unswitched or peeled loops), all of them the same barrier.
-static bool same_barrier(const Fiber* a, const Fiber* b) {
-    return a->bar_line == b->bar_line &&
-           (a->bar_file == b->bar_file ||
-            (a->bar_file && b->bar_file && std::strcmp(a->bar_file, b->bar_file) == 0));
-}
-
-static std::string barrier_where(const Fiber* f) {
-    WarpCall c;
-    c.file = f->bar_file;
-    c.line = f->bar_line;
-    return c.where();
-}
 
 struct Worker {
     std::vector<Fiber*> fibers;
@@ -667,8 +659,7 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
         f->ctx.mul_ops = 0;
         f->ctx.element_ops = 0;
         f->state = State::Run;
-        f->bar_file = nullptr;
-        f->bar_line = 0;
+        f->barrier = SourceLine{};
     }
     w->order.resize(n);
     for (unsigned t = 0; t < n; t++) w->order[t] = job.order == Order::Reverse ? n - 1 - t : t;
@@ -703,7 +694,7 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
                 waiting++;
                 if (!first_waiting) {
                     first_waiting = f;
-                } else if (same_site && !same_barrier(f, first_waiting)) {
+                } else if (same_site && !f->barrier.same(first_waiting->barrier)) {
                     same_site = false;
                     elsewhere = f;
                 }
@@ -735,12 +726,12 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
                 const uint3& e = elsewhere->ctx.threadIdx;
                 why = "thread (" + std::to_string(e.x) + ", " + std::to_string(e.y) + ", " +
                       std::to_string(e.z) + ") waits at another __syncthreads (" +
-                      barrier_where(elsewhere) + ")";
+                      elsewhere->barrier.where() + ")";
             }
             const_cast<Job&>(job).set_error(
                 ERROR_LAUNCH_FAILED, "kernel " + job.f->name + ": barrier divergence: " +
                                          ids(bidx, first_waiting->ctx.threadIdx) +
-                                         " waits at __syncthreads (" + barrier_where(first_waiting) +
+                                         " waits at __syncthreads (" + first_waiting->barrier.where() +
                                          ") while " + why);
             restart_waiting(w, n);
             return false;
@@ -1025,8 +1016,7 @@ extern "C" __attribute__((visibility("default"), noinline)) void cuEmuSyncthread
         std::abort();
     }
     f->state = State::Wait;
-    f->bar_file = file;
-    f->bar_line = line;
+    f->barrier = SourceLine{file, line};
     Worker* w = f->w;
     w->in_kernel = 0;
     switch_to_worker(f);
@@ -1045,11 +1035,9 @@ extern "C" __attribute__((visibility("default"), noinline)) unsigned long long c
     f->call.value = value;
     f->call.arg = arg;
     f->call.width = width;
-    f->call.file = file;
-    f->call.line = line;
+    f->call.at = SourceLine{file, line};
     f->state = State::WarpWait;
-    f->bar_file = nullptr;
-    f->bar_line = 0;
+    f->barrier = SourceLine{};
     Worker* w = f->w;
     w->in_kernel = 0;
     switch_to_worker(f);
