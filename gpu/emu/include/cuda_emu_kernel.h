@@ -6,9 +6,10 @@
 // per block (threadIdx, shared memory, the barrier) comes from the driver (`libcuda.so.1` of the
 // emulator), which runs the threads of a block as fibers.
 //
-// Not emulated: inline PTX (the kernels' headers take their portable C++ paths here because
-// `__CUDA_ARCH__` is not defined), `__activemask`, the weak memory model, timing. The `_sync`
-// warp intrinsics are real exchanges between the block's fibers (below).
+// The headers' inline PTX arrives here translated into C++ (gen_kernels.py). Not emulated:
+// `__activemask`, the weak memory model, timing (the race checker of the racecheck build reports
+// code that relies on an order between threads that nothing enforces: src/racecheck.h). The
+// `_sync` warp intrinsics are real exchanges between the block's fibers (below).
 #pragma once
 
 // Kernel headers test this to check what only a GPU would enforce (vector-access alignment).
@@ -153,9 +154,15 @@ static __forceinline__ T warp_call(const char* file, unsigned line, unsigned op,
     std::memcpy(&v, &r, sizeof v);
     return v;
 }
-static __forceinline__ void syncwarp(const char* file, unsigned line, unsigned mask = 0xffffffffu) {
-    cuEmuWarpSync(EMU_WARP_SYNC, mask, 0, 0, warpSize, file, line);
-}
+// __syncwarp's call site; called with the optional mask (`__syncwarp()` and `__syncwarp(mask)`
+// both expand to a call of this, with no comma to drop in strict C++ modes).
+struct SyncwarpAt {
+    const char* file;
+    unsigned line;
+    __forceinline__ void operator()(unsigned mask = 0xffffffffu) const {
+        cuEmuWarpSync(EMU_WARP_SYNC, mask, 0, 0, warpSize, file, line);
+    }
+};
 template <class T>
 static __forceinline__ T shfl(const char* file, unsigned line, unsigned mask, T var, int src_lane,
                               int width = warpSize) {
@@ -186,7 +193,7 @@ static __forceinline__ unsigned match_any(const char* file, unsigned line, unsig
 }
 }  // namespace emu_detail
 
-#define __syncwarp(...) emu_detail::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
+#define __syncwarp(...) emu_detail::SyncwarpAt{__FILE__, __LINE__}(__VA_ARGS__)
 #define __shfl_sync(...) emu_detail::shfl(__FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_up_sync(...) emu_detail::shfl_up(__FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_down_sync(...) emu_detail::shfl_down(__FILE__, __LINE__, __VA_ARGS__)
