@@ -21,6 +21,14 @@
 //!   portable C++ path has no such instruction: this shows the emulator runs the PTX path (its
 //!   build translates the inline PTX into C++, `gpu/emu/tools/gen_kernels.py`).
 //!
+//! Under the race checker (the `racecheck` build of the emulator, `gpu/emu/src/racecheck.h`), in
+//! every order: the two removed barriers above (a data race naming both source lines, or a read
+//! of shared memory before any thread wrote it), `msm_segment_count`'s `atomicMax` made a plain
+//! read and write (a race on device memory that no thread order of the plain emulator shows),
+//! the scatter's leader handing its place to its lanes through shared memory without
+//! `__syncwarp` (a race between a warp's lanes), and the same exchange with `__syncwarp`, which
+//! must pass. The unmodified kernels must pass the race checker in every order too.
+//!
 //! Each plant runs in a child process (this test binary again, test `planted_child`, with
 //! `EMU_PLANT` set): the mutated kernel library is loaded through `CUDA_EMU_KERNELS`, the CUBIN is
 //! compiled by NVRTC from the same mutated source (`CudaBackend::with_kernel_sources`), and a
@@ -119,10 +127,50 @@ const PLANTS: &[Plant] = &[
     },
 ];
 
+/// Plants for the race checker only (the `racecheck` build of the emulator, which also runs the
+/// two missing-barrier plants above): races that no thread order of the plain emulator shows,
+/// because its threads run one at a time between barriers and warp calls.
+const RACE_PLANTS: &[Plant] = &[
+    // Each warp's lane 0 keeps the largest segment count with a plain read and write instead of
+    // atomicMax: a race between warps and blocks on device memory, whose result is right whenever
+    // the threads happen to run one after the other.
+    Plant {
+        name: "segment_max_not_atomic",
+        unit: MSM,
+        from: "    if ((threadIdx.x & 31u) == 0u && v > 0u) atomicMax(most, v);\n",
+        to: "    if ((threadIdx.x & 31u) == 0u && v > *most) *most = v;\n",
+    },
+    // The leader's place handed to its lanes through shared memory instead of a shuffle, with no
+    // __syncwarp between the write and the reads: the lanes of a warp do not run in lockstep.
+    Plant {
+        name: "scatter_exchange_without_syncwarp",
+        unit: MSM,
+        from: "        u32 pos = __shfl_sync(0xffffffffu, first, (int)leader)",
+        to: "        __shared__ u32 planted_first[1024];\n        if (lane == leader) planted_first[threadIdx.x] = first;\n        u32 pos = planted_first[(threadIdx.x & ~31u) + leader]",
+    },
+    // The same exchange with __syncwarp between: correct, and the race checker must say nothing
+    // (the next round's __match_any_sync orders the reads before the next write).
+    Plant {
+        name: "scatter_exchange_with_syncwarp",
+        unit: MSM,
+        from: "        u32 pos = __shfl_sync(0xffffffffu, first, (int)leader)",
+        to: "        __shared__ u32 planted_first[1024];\n        if (lane == leader) planted_first[threadIdx.x] = first;\n        __syncwarp();\n        u32 pos = planted_first[(threadIdx.x & ~31u) + leader]",
+    },
+];
+
+/// What runs under the race checker: the two missing barriers, then the race plants.
+const RACECHECK_RUNS: &[&str] = &[
+    "ntt_missing_barrier",
+    "scan_missing_barrier",
+    "segment_max_not_atomic",
+    "scatter_exchange_without_syncwarp",
+    "scatter_exchange_with_syncwarp",
+];
+
 const ORDERS: &[&str] = &["forward", "reverse", "shuffle"];
 
 fn plant(name: &str) -> Option<&'static Plant> {
-    PLANTS.iter().find(|p| p.name == name)
+    PLANTS.iter().chain(RACE_PLANTS).find(|p| p.name == name)
 }
 
 /// The mutated source of a plant (the pattern must occur exactly once).
@@ -205,13 +253,21 @@ fn is_header(p: &Plant) -> bool {
 }
 
 /// Builds the kernel library of a plant with gpu/emu/build: the mutated unit only, or for a
-/// header the NTT unit over the headers with that one mutated.
-fn build_plant_lib(p: &Plant, dir: &Path) -> PathBuf {
-    let unit_dir = dir.join(p.name);
+/// header the NTT unit over the headers with that one mutated; for the race checker when
+/// `racecheck`.
+fn build_plant_lib(p: &Plant, dir: &Path, racecheck: bool) -> PathBuf {
+    let unit_dir = dir.join(if racecheck {
+        format!("{}-racecheck", p.name)
+    } else {
+        p.name.to_string()
+    });
     std::fs::create_dir_all(&unit_dir).expect("plant directory");
     let lib = unit_dir.join("libcuda_emu_kernels.so");
     let mut cmd = Command::new(repo().join("gpu/emu/build"));
     cmd.arg("kernels");
+    if racecheck {
+        cmd.arg("--racecheck");
+    }
     let src = if is_header(p) {
         for h in HEADERS {
             let text = if h.name == p.unit.name {
@@ -257,10 +313,14 @@ fn child(plant: &str, kernels: Option<&Path>, order: &str) -> Command {
     cmd
 }
 
-fn run_child(plant: &str, kernels: Option<&Path>, order: &str) -> String {
-    let out = child(plant, kernels, order)
-        .output()
-        .expect("run the child test");
+/// The result line of a child run with the kernels `kernels` (default: the driver's), on the
+/// emulator build in `driver_dir` (default: the one this process loaded, LD_LIBRARY_PATH).
+fn run_child(plant: &str, kernels: Option<&Path>, order: &str, driver_dir: Option<&str>) -> String {
+    let mut cmd = child(plant, kernels, order);
+    if let Some(d) = driver_dir {
+        cmd.env("LD_LIBRARY_PATH", d);
+    }
+    let out = cmd.output().expect("run the child test");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stdout
@@ -293,26 +353,52 @@ fn planted_bugs_are_caught() {
     // Control: the real kernels pass the same checks in every order.
     for order in ORDERS {
         for control in ["control", "control_msm"] {
-            let r = run_child(control, None, order);
+            let r = run_child(control, None, order, None);
             assert_eq!(
                 r, "ok",
                 "{control} ({order}): the unmodified kernels failed: {r}"
             );
         }
     }
-    // Each plant: its library built, then its three orders run, on a free thread.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(PLANTS.len()));
+    // The drivers the plants' libraries link against, built (when stale) before those are built in
+    // parallel; the unmodified kernels must pass the race checker in every order.
+    build_emulator("release");
+    let racecheck_dir = build_emulator("racecheck");
+    for order in ORDERS {
+        for control in ["control", "control_msm"] {
+            let r = run_child(control, None, order, Some(&racecheck_dir));
+            assert_eq!(
+                r, "ok",
+                "{control} ({order}, race checker): the unmodified kernels failed: {r}"
+            );
+        }
+    }
+    // Each plant (then each race-checker run): its library built, then its three orders run, on
+    // a free thread.
+    let jobs: Vec<(&Plant, bool)> = PLANTS
+        .iter()
+        .map(|p| (p, false))
+        .chain(
+            RACECHECK_RUNS
+                .iter()
+                .map(|n| (plant(n).expect("a race-checker plant"), true)),
+        )
+        .collect();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(jobs.len()));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(p) = PLANTS.get(i) else { break };
-                let lib = build_plant_lib(p, &dir);
+                let Some(&(p, racecheck)) = jobs.get(i) else {
+                    break;
+                };
+                let lib = build_plant_lib(p, &dir, racecheck);
+                let driver = racecheck.then_some(racecheck_dir.as_str());
                 let results: Vec<(&str, String)> = ORDERS
                     .iter()
-                    .map(|o| (*o, run_child(p.name, Some(&lib), o)))
+                    .map(|o| (*o, run_child(p.name, Some(&lib), o, driver)))
                     .collect();
                 done.lock()
                     .expect("a plant's thread panicked")
@@ -321,11 +407,18 @@ fn planted_bugs_are_caught() {
         }
     });
     let mut done = done.into_inner().expect("a plant's thread panicked");
-    assert_eq!(done.len(), PLANTS.len(), "a plant's thread panicked");
+    assert_eq!(done.len(), jobs.len(), "a plant's thread panicked");
     done.sort_by_key(|(i, _)| *i);
     let mut table = Vec::new();
     for (i, results) in done {
-        let p = &PLANTS[i];
+        let (p, racecheck) = jobs[i];
+        if racecheck {
+            for (o, r) in &results {
+                table.push(format!("{:<22} {:<8} (race checker) {r}", p.name, o));
+            }
+            expect_racecheck(p.name, &results);
+            continue;
+        }
         for (o, r) in &results {
             table.push(format!("{:<22} {:<8} {r}", p.name, o));
         }
@@ -434,33 +527,79 @@ fn planted_bugs_are_caught() {
     }
 }
 
+/// What the race checker must say about each of its runs, in every order.
+fn expect_racecheck(name: &str, results: &[(&str, String)]) {
+    for (o, r) in results {
+        let ok = match name {
+            // Without the barrier a thread reads its partner's element before the partner wrote
+            // it (then: garbage), or a twiddle slot another thread writes in the same interval.
+            "ntt_missing_barrier" => {
+                r.contains("kernel ntt_pass")
+                    && (r.contains("before any thread of its block wrote it")
+                        || r.contains("data race on byte"))
+                    && r.contains("ntt.cu:")
+            }
+            "scan_missing_barrier" => {
+                r.contains("kernel scan_block")
+                    && r.contains("data race on byte")
+                    && r.contains("of a static __shared__ array of 2048 bytes")
+                    && r.matches("msm.cu:").count() == 2
+            }
+            "segment_max_not_atomic" => {
+                r.contains("kernel msm_segment_count")
+                    && r.contains("data race on device memory")
+                    && r.matches("msm.cu:").count() == 2
+            }
+            // Forward, the leader (the group's lowest lane) writes before its lanes read: a race
+            // within the warp; in another order a lane may read first: an uninitialised read.
+            "scatter_exchange_without_syncwarp" => {
+                r.contains("kernel msm_scatter")
+                    && ((r.contains("data race on byte")
+                        && r.contains("lanes do not run in lockstep"))
+                        || (*o != "forward"
+                            && r.contains("before any thread of its block wrote it")))
+            }
+            "scatter_exchange_with_syncwarp" => r == "ok",
+            other => panic!("no race-checker expectation for plant {other}"),
+        };
+        assert!(ok, "{name} ({o}, race checker): {r}");
+    }
+}
+
+/// Builds a variant of the emulator (`asan`, `racecheck`) and returns its directory.
+fn build_emulator(variant: &str) -> String {
+    run_build(&[variant])
+}
+
+/// Runs gpu/emu/build with `args` and returns the last line it printed (the output's path).
+fn run_build(args: &[&str]) -> String {
+    let out = Command::new(repo().join("gpu/emu/build"))
+        .args(args)
+        .output()
+        .expect("run gpu/emu/build");
+    assert!(
+        out.status.success(),
+        "gpu/emu/build {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The AddressSanitizer build of the emulator (no guard pages there: ASan's redzones) reports
 /// the planted out-of-bounds store by itself and stops the process.
 fn asan_catches_the_out_of_bounds_store(dir: &Path) -> String {
     let p = plant("ntt_out_of_bounds").expect("plant");
-    let build = |args: &[&str]| {
-        let out = Command::new(repo().join("gpu/emu/build"))
-            .args(args)
-            .output()
-            .expect("run gpu/emu/build");
-        assert!(
-            out.status.success(),
-            "gpu/emu/build {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let driver_dir = build(&["asan"]);
+    let driver_dir = build_emulator("asan");
     let unit_dir = dir.join("asan");
     std::fs::create_dir_all(&unit_dir).expect("plant directory");
     let src = unit_dir.join(p.unit.name);
     std::fs::write(&src, mutated(p)).expect("write the mutated unit");
     let lib = unit_dir.join("libcuda_emu_kernels.so");
-    build(&[
+    run_build(&[
         "kernels",
         "--asan",
         lib.to_str().expect("utf-8 path"),

@@ -97,6 +97,8 @@ class Memory {
     Result free(uintptr_t p, int device);
     // Checks that [p, p + len) lies inside one live allocation.
     bool contains(uintptr_t p, size_t len, std::string* why) const;
+    // Every live allocation, by base address (the race checker's view of device memory).
+    std::vector<Allocation> snapshot() const;
     // Describes an address relative to the nearest allocation (for fault messages).
     std::string describe(uintptr_t p) const;
     // Frees every allocation of `device` (context destroyed).
@@ -217,6 +219,9 @@ struct LaunchConfig {
 // Checks the configuration against the device's and the kernel's limits and the pointer
 // parameters against live allocations; returns the error (with detail) of a bad launch.
 Result check_launch(const Function& f, const LaunchConfig& cfg, void** params);
+// Called on a kernel's thread (inside a launch): fails the launch with `r` and `detail` (after
+// the kernel, block and thread), as a fault does; does not return.
+[[noreturn]] void kernel_fault(Result r, std::string detail);
 // Runs the kernel to completion. A fault inside it (illegal address, barrier divergence, stack
 // overflow) is returned as ERROR_ILLEGAL_ADDRESS / ERROR_LAUNCH_FAILED with the detail set.
 Result execute(const Function& f, const LaunchConfig& cfg, void** params);

@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "emu.h"
+#include "racecheck.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -332,6 +333,9 @@ struct Worker {
     int fault_sig = 0;
     // Set by cuEmuMisaligned before it jumps out: the access's required alignment (0: a signal).
     unsigned fault_align = 0;
+    // Set by kernel_fault before it jumps out (empty: a signal or a misaligned access).
+    std::string fault_detail;
+    Result fault_result = SUCCESS;
     char* dyn_shared = nullptr;
     size_t dyn_size = 0;
     void* dyn_map = nullptr;
@@ -621,6 +625,7 @@ bool resolve_warp_calls(Worker* w, const Job& job, const uint3& bidx, bool* rele
             g->call_result = warp_result(g->call, l, members, vals, w->rng);
             g->state = State::Run;
         }
+        race::warp_completed(base / 32u, members);
         released = true;
     }
     *released_any = released;
@@ -650,6 +655,7 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
     uint3 bdim{cfg.block[0], cfg.block[1], cfg.block[2]};
     uint3 gdim{cfg.grid[0], cfg.grid[1], cfg.grid[2]};
     const unsigned n = job.threads;
+    race::begin_block(w->generation, linear, n);
     for (unsigned t = 0; t < n; t++) {
         Fiber* f = w->fibers[t];
         f->ctx.threadIdx = unflatten(t, cfg.block);
@@ -670,9 +676,11 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
             if (f->state != State::Run) continue;
             w->current = f;
             tls_fiber = f;
+            race::set_thread((int)t, f->stack, f->stack_size);
             w->in_kernel = 1;
             switch_to_fiber(w, f);
             w->in_kernel = 0;
+            race::set_thread(-1);
             tls_fiber = nullptr;
             w->current = nullptr;
         }
@@ -737,6 +745,7 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
             return false;
         }
         for (unsigned t = 0; t < n; t++) w->fibers[t]->state = State::Run;
+        race::barrier();
     }
 }
 
@@ -745,6 +754,7 @@ bool run_block(Worker* w, const Job& job, unsigned long long linear) {
 __attribute__((noinline)) void report_fault(Worker* w, Job& job) {
     Fiber* f = w->current;
     w->in_kernel = 0;
+    race::set_thread(-1);
     tls_fiber = nullptr;
     w->current = nullptr;
     uintptr_t a = reinterpret_cast<uintptr_t>(w->fault_addr);
@@ -752,7 +762,10 @@ __attribute__((noinline)) void report_fault(Worker* w, Job& job) {
                         (f ? ids(f->ctx.blockIdx, f->ctx.threadIdx) : std::string("?")) + ": ";
     const unsigned align = w->fault_align;
     w->fault_align = 0;
-    if (align != 0) {
+    if (!w->fault_detail.empty()) {
+        job.set_error(w->fault_result, where + w->fault_detail);
+        w->fault_detail.clear();
+    } else if (align != 0) {
         job.set_error(ERROR_MISALIGNED_ADDRESS, where + std::to_string(align) +
                                                     "-byte access at a misaligned address (" +
                                                     memory().describe(a) + ")");
@@ -803,6 +816,7 @@ void run_job(Worker* w, Job& job) {
         }
         w->dyn_size = dyn;
     }
+    race::set_dynamic_shared(w->dyn_shared, w->dyn_size);
     if (sigsetjmp(w->jmp, 1) != 0) {
         // A fault inside the kernel: the signal handler jumped here.
         report_fault(w, job);
@@ -869,6 +883,7 @@ class Pool {
         if (const char* e = std::getenv("CUDA_EMU_THREADS")) n = (unsigned)std::strtoul(e, nullptr, 10);
         if (n == 0) n = 1;
         if (n > 256) n = 256;
+        if (race::kEnabled) n = 1;  // the race checker's shadow is not shared between workers
         install_fault_handler();
         for (unsigned i = 0; i < n; i++) {
             threads_.emplace_back([this, i] { loop(i); });
@@ -976,6 +991,7 @@ Result execute(const Function& f, const LaunchConfig& cfg, void** params) {
         } while (std::__gcd(job.perm_a, job.blocks) != 1);
         job.perm_b = rng() % job.blocks;
     }
+    race::begin_launch(g_generation.load(), cfg.block, cfg.grid);
     Result r;
     {
         DeviceTimer timed;
@@ -1058,6 +1074,21 @@ extern "C" [[noreturn]] __attribute__((visibility("default"), noinline)) void cu
     siglongjmp(w->jmp, 1);
 }
 
+[[noreturn]] void emu::kernel_fault(Result r, std::string detail) {
+    Worker* w = tls_worker;
+    if (!w || !w->in_kernel) {
+        log("a kernel fault outside a kernel: " + detail);
+        std::abort();
+    }
+    // As a fault: the worker's handler reports it and the launch fails with a sticky error.
+    w->fault_addr = nullptr;
+    w->fault_sig = 0;
+    w->fault_align = 0;
+    w->fault_result = r;
+    w->fault_detail = std::move(detail);
+    siglongjmp(w->jmp, 1);
+}
+
 extern "C" __attribute__((visibility("default"))) void* cuEmuDynamicShared(void) {
     Worker* w = tls_worker;
     return w ? w->dyn_shared : nullptr;
@@ -1070,5 +1101,6 @@ extern "C" __attribute__((visibility("default"))) void* cuEmuStaticShared(void* 
         fill_garbage(storage, bytes);
         *generation = w->generation;
     }
+    race::static_shared(storage, bytes);
     return storage;
 }

@@ -155,6 +155,14 @@ bool Memory::contains(uintptr_t p, size_t len, std::string* why) const {
     return false;
 }
 
+std::vector<Allocation> Memory::snapshot() const {
+    std::lock_guard<std::mutex> g(mu_);
+    std::vector<Allocation> v;
+    v.reserve(live_.size());
+    for (const auto& kv : live_) v.push_back(kv.second);
+    return v;
+}
+
 std::string Memory::describe(uintptr_t p) const {
     std::lock_guard<std::mutex> g(mu_);
     return describe_unlocked(p, 1);
