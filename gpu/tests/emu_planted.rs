@@ -22,12 +22,12 @@
 //!   build translates the inline PTX into C++, `gpu/emu/tools/gen_kernels.py`).
 //!
 //! Under the race checker (the `racecheck` build of the emulator, `gpu/emu/src/racecheck.h`), in
-//! every order: the two removed barriers above (a data race naming both source lines, or a read
+//! all three orders: the two removed barriers above (a data race naming both source lines, or a read
 //! of shared memory before any thread wrote it), `msm_segment_count`'s `atomicMax` made a plain
 //! read and write (a race on device memory that no thread order of the plain emulator shows),
 //! the scatter's leader handing its place to its lanes through shared memory without
 //! `__syncwarp` (a race between a warp's lanes), and the same exchange with `__syncwarp`, which
-//! must pass. The unmodified kernels must pass the race checker in every order too.
+//! must pass. The unmodified kernels must pass the race checker in all three orders too.
 //!
 //! Each plant runs in a child process (this test binary again, test `planted_child`, with
 //! `EMU_PLANT` set): the mutated kernel library is loaded through `CUDA_EMU_KERNELS`, the CUBIN is
@@ -148,6 +148,16 @@ const RACE_PLANTS: &[Plant] = &[
         from: "        u32 pos = __shfl_sync(0xffffffffu, first, (int)leader)",
         to: "        __shared__ u32 planted_first[1024];\n        if (lane == leader) planted_first[threadIdx.x] = first;\n        u32 pos = planted_first[(threadIdx.x & ~31u) + leader]",
     },
+    // Each thread of scan_add also reads the element one block below its own, which that block's
+    // thread of the same index reads and rewrites: a race between blocks on device memory. In
+    // reverse block order the upper block reads first; the checker must keep that read when the
+    // lower block's thread (same thread index) reads the element before writing it.
+    Plant {
+        name: "scan_add_reads_the_block_below",
+        unit: MSM,
+        from: "    data[i] += block_offsets[i >> 10];\n",
+        to: "    data[i] += block_offsets[i >> 10] + (i >= blockDim.x ? data[i - blockDim.x] : 0u);\n",
+    },
     // The same exchange with __syncwarp between: correct, and the race checker must say nothing
     // (the next round's __match_any_sync orders the reads before the next write).
     Plant {
@@ -163,6 +173,7 @@ const RACECHECK_RUNS: &[&str] = &[
     "ntt_missing_barrier",
     "scan_missing_barrier",
     "segment_max_not_atomic",
+    "scan_add_reads_the_block_below",
     "scatter_exchange_without_syncwarp",
     "scatter_exchange_with_syncwarp",
 ];
@@ -558,6 +569,11 @@ fn expect_racecheck(name: &str, results: &[(&str, String)]) {
                         && r.contains("lanes do not run in lockstep"))
                         || (*o != "forward"
                             && r.contains("before any thread of its block wrote it")))
+            }
+            "scan_add_reads_the_block_below" => {
+                r.contains("kernel scan_add")
+                    && r.contains("data race on device memory")
+                    && r.contains("blocks of one launch are not ordered")
             }
             "scatter_exchange_with_syncwarp" => r == "ok",
             other => panic!("no race-checker expectation for plant {other}"),

@@ -54,11 +54,20 @@ struct Region {
     Kind kind = Kind::Device;
 };
 
+// A zeroed shadow for `bytes` of memory (24 bytes of shadow per byte); null, said once, when the
+// host has no room for it: that memory is then not checked.
 Word* map_shadow(size_t bytes, size_t* len) {
     const size_t words = std::max<size_t>((bytes + 3) / 4, 1);
     *len = words * sizeof(Word);
     void* m = mmap(nullptr, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return m == MAP_FAILED ? nullptr : static_cast<Word*>(m);
+    if (m != MAP_FAILED) return static_cast<Word*>(m);
+    static bool said = false;
+    if (!said) {
+        said = true;
+        log("race checker: no host memory for the shadow of " + std::to_string(bytes) +
+            " bytes; memory without a shadow is not checked");
+    }
+    return nullptr;
 }
 
 struct State {
@@ -176,26 +185,31 @@ std::string what(const Region& r, uintptr_t a) {
 }
 
 [[noreturn]] void report_race(const Region& r, uintptr_t a, const Access& cur, const Access& prev) {
-    std::string why;
-    if (prev.gen != g.gen) {
-        why = "; blocks of one launch are not ordered";
-    } else if (prev.thread / 32u == cur.thread / 32u) {
-        why = " with no __syncthreads or warp-synchronous call of both between (a warp's lanes do not "
-              "run in lockstep)";
-    } else {
-        why = " with no __syncthreads between";
+    // kernel_fault does not return: every string but the moved-from message is destroyed first.
+    std::string msg;
+    {
+        const char* why = prev.gen != g.gen ? "; blocks of one launch are not ordered"
+                          : prev.thread / 32u == cur.thread / 32u
+                              ? " with no __syncthreads or warp-synchronous call of both between (a "
+                                "warp's lanes do not run in lockstep)"
+                              : " with no __syncthreads between";
+        msg = "data race on " + what(r, a) + ": this thread " + verb(cur, false) + " (" +
+              source_line(cur.pc) + ") and thread " + coords(prev.thread, g.block_dim) + " of block " +
+              coords(prev.block, g.grid_dim) + " " + verb(prev, true) + " (" + source_line(prev.pc) +
+              ")" + why;
     }
-    std::string msg = "data race on " + what(r, a) + ": this thread " + verb(cur, false) + " (" +
-                      source_line(cur.pc) + ") and thread " + coords(prev.thread, g.block_dim) +
-                      " of block " + coords(prev.block, g.grid_dim) + " " + verb(prev, true) + " (" +
-                      source_line(prev.pc) + ")" + why;
-    kernel_fault(ERROR_LAUNCH_FAILED, msg);
+    kernel_fault(ERROR_LAUNCH_FAILED, std::move(msg));
 }
 
 [[noreturn]] void report_uninitialised(const Region& r, uintptr_t a, const Access& cur) {
-    kernel_fault(ERROR_LAUNCH_FAILED, "reads " + what(r, a) + " (" + source_line(cur.pc) +
-                                          ") before any thread of its block wrote it: shared memory "
-                                          "starts undefined");
+    std::string msg = "reads " + what(r, a) + " (" + source_line(cur.pc) +
+                      ") before any thread of its block wrote it: shared memory starts undefined";
+    kernel_fault(ERROR_LAUNCH_FAILED, std::move(msg));
+}
+
+// Whether two accesses come from one warp of one block.
+bool same_warp(const Access& a, const Access& b) {
+    return a.gen == b.gen && a.thread / 32u == b.thread / 32u;
 }
 
 void check_word(const Region& r, Word& w, uintptr_t a, Access cur, bool reads) {
@@ -215,12 +229,14 @@ void check_word(const Region& r, Word& w, uintptr_t a, Access cur, bool reads) {
         w.r2 = Access{};
         return;
     }
-    // A read: kept as the first reader while that one is unordered with it (another thread in
-    // the same interval), else it replaces the first; the second slot holds the latest other.
-    if (relate(w.r1, shared) == Rel::Unordered && w.r1.thread != cur.thread) {
-        w.r2 = cur;
-    } else {
+    // A read. Unordered with the first reader (another block, or another thread of the interval),
+    // it goes to the second slot, else it replaces the first. The second slot keeps a reader of
+    // another warp than the first's over a new reader of the first's warp: a write that a warp
+    // call orders after the first warp's reads must still meet the other warp's.
+    if (relate(w.r1, shared) != Rel::Unordered) {
         w.r1 = cur;
+    } else if (!(relate(w.r2, shared) == Rel::Unordered && !same_warp(w.r2, w.r1) && same_warp(cur, w.r1))) {
+        w.r2 = cur;
     }
 }
 
@@ -394,7 +410,7 @@ EMU_TSAN void __tsan_write_range(void* p, unsigned long n) { on_access(p, n, kWr
         __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                        \
     }                                                                                                    \
     EMU_TSAN T __tsan_atomic##N##_exchange(volatile T* a, T v, int) {                                    \
-        on_access((const void*)a, sizeof(T), kAtomic | kWrite, false, EMU_PC);                           \
+        on_access((const void*)a, sizeof(T), kAtomic | kWrite, true, EMU_PC);                            \
         return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                              \
     }                                                                                                    \
     EMU_TSAN T __tsan_atomic##N##_fetch_add(volatile T* a, T v, int) {                                   \
