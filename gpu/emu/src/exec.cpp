@@ -331,9 +331,7 @@ struct Worker {
     volatile sig_atomic_t in_kernel = 0;
     void* fault_addr = nullptr;
     int fault_sig = 0;
-    // Set by cuEmuMisaligned before it jumps out: the access's required alignment (0: a signal).
-    unsigned fault_align = 0;
-    // Set by kernel_fault before it jumps out (empty: a signal or a misaligned access).
+    // Set by kernel_fault before it jumps out (empty: a signal).
     std::string fault_detail;
     Result fault_result = SUCCESS;
     char* dyn_shared = nullptr;
@@ -760,15 +758,9 @@ __attribute__((noinline)) void report_fault(Worker* w, Job& job) {
     uintptr_t a = reinterpret_cast<uintptr_t>(w->fault_addr);
     std::string where = "kernel " + job.f->name + ", " +
                         (f ? ids(f->ctx.blockIdx, f->ctx.threadIdx) : std::string("?")) + ": ";
-    const unsigned align = w->fault_align;
-    w->fault_align = 0;
     if (!w->fault_detail.empty()) {
         job.set_error(w->fault_result, where + w->fault_detail);
         w->fault_detail.clear();
-    } else if (align != 0) {
-        job.set_error(ERROR_MISALIGNED_ADDRESS, where + std::to_string(align) +
-                                                    "-byte access at a misaligned address (" +
-                                                    memory().describe(a) + ")");
     } else if (f && a >= reinterpret_cast<uintptr_t>(f->map) && a < reinterpret_cast<uintptr_t>(f->stack)) {
         job.set_error(ERROR_HARDWARE_STACK_ERROR, where + "stack overflow (the emulator gives each thread " +
                                                       std::to_string(kFiberStack / 1024) + " KiB)");
@@ -1062,16 +1054,10 @@ extern "C" __attribute__((visibility("default"), noinline)) unsigned long long c
 
 extern "C" [[noreturn]] __attribute__((visibility("default"), noinline)) void cuEmuMisaligned(
     const void* p, unsigned align) {
-    Worker* w = tls_worker;
-    if (!w || !w->in_kernel) {
-        log("misaligned vector access outside a kernel");
-        std::abort();
-    }
-    // As a fault: the worker's handler reports it and the launch fails with a sticky error.
-    w->fault_addr = const_cast<void*>(p);
-    w->fault_sig = 0;
-    w->fault_align = align;
-    siglongjmp(w->jmp, 1);
+    // kernel_fault does not return: the message is built (and its temporaries destroyed) first.
+    std::string msg = std::to_string(align) + "-byte access at a misaligned address (" +
+                      memory().describe(reinterpret_cast<uintptr_t>(p)) + ")";
+    kernel_fault(ERROR_MISALIGNED_ADDRESS, std::move(msg));
 }
 
 [[noreturn]] void emu::kernel_fault(Result r, std::string detail) {
@@ -1083,7 +1069,6 @@ extern "C" [[noreturn]] __attribute__((visibility("default"), noinline)) void cu
     // As a fault: the worker's handler reports it and the launch fails with a sticky error.
     w->fault_addr = nullptr;
     w->fault_sig = 0;
-    w->fault_align = 0;
     w->fault_result = r;
     w->fault_detail = std::move(detail);
     siglongjmp(w->jmp, 1);

@@ -214,15 +214,14 @@ bool same_warp(const Access& a, const Access& b) {
 
 void check_word(const Region& r, Word& w, uintptr_t a, Access cur, bool reads) {
     const bool shared = r.kind != Kind::Device;
+    const Rel rw = relate(w.w, shared);
+    if (rw == Rel::Unordered && conflicts(w.w, cur)) report_race(r, a, cur, w.w);
     if (cur.flags & kWrite) {
-        for (const Access* p : {&w.w, &w.r1, &w.r2}) {
+        for (const Access* p : {&w.r1, &w.r2}) {
             if (relate(*p, shared) == Rel::Unordered && conflicts(*p, cur)) report_race(r, a, cur, *p);
         }
-    } else {
-        const Rel rw = relate(w.w, shared);
-        if (rw == Rel::Unordered && conflicts(w.w, cur)) report_race(r, a, cur, w.w);
     }
-    if (reads && shared && relate(w.w, shared) == Rel::None) report_uninitialised(r, a, cur);
+    if (reads && shared && rw == Rel::None) report_uninitialised(r, a, cur);
     if (cur.flags & kWrite) {
         w.w = cur;
         w.r1 = Access{};
