@@ -8,7 +8,8 @@
 //! - The CUDA kernel sources live in `gpu/kernels/` ([`kernels::HEADERS`], [`kernels::UNITS`]).
 //!   They are checked on the host (the arithmetic headers compiled with the host C++ compiler and
 //!   compared with halo2curves, `tests/host_arith.rs`) and compiled with NVRTC for
-//!   `compute_80`/`compute_90`/`sm_90` (`tests/nvrtc_compile.rs`).
+//!   `compute_80`/`compute_90`/`sm_90` (`tests/nvrtc_compile.rs`, which also fails when ptxas
+//!   reports a kernel spilling registers on `sm_90`).
 //! - [`CudaBackend`] (module [`cuda`]) launches `msm.cu` and `ntt.cu` through cudarc, compiling
 //!   them with NVRTC at first use. It has not run on a GPU yet: `tests/cuda.rs` compares it with
 //!   the CPU backend when a device is present (required with `PROVER_REQUIRE_GPU=1`); CI runs it

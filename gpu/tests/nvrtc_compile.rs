@@ -5,6 +5,11 @@
 //! `compute_90`; `GPU_NVRTC_FULL=1` adds sm_80 and the variant's CUBINs. Headers are passed through
 //! `nvrtcCreateProgram`'s header arrays, so no include path is needed.
 //!
+//! Every CUBIN compile asks ptxas for its resource report (`--ptxas-options=-v`): each kernel's
+//! registers, the warps per SM they allow, local memory and shared memory are printed, and a
+//! function that spills registers fails the test (a spill is a local-memory access on a GPU, the
+//! one cost of the kernels that can be read without one).
+//!
 //! NVRTC comes from the `nvidia-cuda-nvrtc-cu12` wheel installed by `scripts/ensure-nvrtc` into
 //! `<repo>/.tools/nvrtc/nvidia/cuda_nvrtc/lib/libnvrtc.so.12`; `GPU_NVRTC_LIB` overrides the path.
 //! If the library is missing the test prints why and passes, unless `GPU_REQUIRE_NVRTC=1`.
@@ -65,7 +70,7 @@ impl Nvrtc {
     }
 
     /// Compiles `source` (with `headers` available by name). Returns the output size in bytes
-    /// (PTX, or CUBIN when `cubin`) or the error with the compiler log.
+    /// (PTX, or CUBIN when `cubin`) and the compiler log, or the error with the log.
     fn compile(
         &self,
         name: &str,
@@ -73,7 +78,7 @@ impl Nvrtc {
         headers: &[(&str, &str)],
         options: &[String],
         cubin: bool,
-    ) -> Result<usize, String> {
+    ) -> Result<(usize, String), String> {
         type Create = unsafe extern "C" fn(
             *mut NvrtcProgram,
             *const c_char,
@@ -165,10 +170,7 @@ impl Nvrtc {
             } else if n == 0 {
                 Err(format!("{name}: empty output"))
             } else {
-                if !log.trim().is_empty() {
-                    eprintln!("{name} {options:?} log:\n{log}");
-                }
-                Ok(n)
+                Ok((n, log))
             }
         };
         // SAFETY: `prog` is valid and destroyed exactly once.
@@ -233,7 +235,9 @@ fn units() -> Vec<(String, String)> {
 const VARIANT: &[&str] = &["-DFIELD_PORTABLE", "-DMSM_PLAIN_ATOMICS"];
 
 /// Compiles every unit for `target` (`compute_XX` gives PTX, `sm_XX` a CUBIN, which also runs
-/// ptxas over the inline assembly) with the options `defines`.
+/// ptxas over the inline assembly) with the options `defines`. For a CUBIN, ptxas reports each
+/// function's resources (`--ptxas-options=-v`): they are printed as a table, and a function that
+/// spills registers to local memory fails the test (see [`ptxas_report`]).
 fn compile_all(target: &str, defines: &[&str]) {
     let Some(nvrtc) = load_nvrtc() else {
         return;
@@ -241,26 +245,192 @@ fn compile_all(target: &str, defines: &[&str]) {
     let headers: Vec<(&str, &str)> = HEADERS.iter().map(|h| (h.name, h.text)).collect();
     let cubin = target.starts_with("sm_");
     let mut failures = Vec::new();
+    let mut resources = Vec::new();
     for (name, text) in &units() {
         let mut options = vec![
             format!("--gpu-architecture={target}"),
             "-std=c++17".to_string(),
         ];
         options.extend(defines.iter().map(|d| d.to_string()));
+        if cubin {
+            options.push("--ptxas-options=-v".to_string());
+        }
         let t = Instant::now();
         match nvrtc.compile(name, text, &headers, &options, cubin) {
-            Ok(bytes) => eprintln!(
-                "ok   {name:<18} {:<50} {bytes:>8} bytes {:>6.2} s",
-                options.join(" "),
-                t.elapsed().as_secs_f64()
-            ),
+            Ok((bytes, log)) => {
+                eprintln!(
+                    "ok   {name:<18} {:<50} {bytes:>8} bytes {:>6.2} s",
+                    options.join(" "),
+                    t.elapsed().as_secs_f64()
+                );
+                if cubin {
+                    match ptxas_report(&log) {
+                        Ok(functions) => resources.extend(functions),
+                        Err(e) => failures.push(format!("{name} {options:?}: {e}\n{log}")),
+                    }
+                } else if !log.trim().is_empty() {
+                    eprintln!("{name} {options:?} log:\n{log}");
+                }
+            }
             Err(e) => {
                 eprintln!("FAIL {name} {options:?}\n{e}");
                 failures.push(format!("{name} {options:?}"));
             }
         }
     }
+    if cubin {
+        print_resources(target, defines, &resources);
+        for f in resources
+            .iter()
+            .filter(|f| f.spill_stores + f.spill_loads > 0)
+        {
+            failures.push(format!(
+                "{} spills registers on {target} ({} bytes stored, {} loaded): on a GPU every \
+                 spill is a local-memory access",
+                f.name, f.spill_stores, f.spill_loads
+            ));
+        }
+    }
     assert!(failures.is_empty(), "NVRTC failures: {failures:#?}");
+}
+
+/// One function's resources as ptxas reports them (`--ptxas-options=-v`).
+#[derive(Debug, Default, PartialEq)]
+struct Resources {
+    name: String,
+    /// A kernel (`Compiling entry function`), not a called device function.
+    entry: bool,
+    /// Per-thread local memory (`bytes stack frame`): arrays indexed at run time, and spills.
+    stack: u32,
+    spill_stores: u32,
+    spill_loads: u32,
+    /// Registers per thread (entry functions only).
+    registers: u32,
+    /// Static shared memory per block.
+    smem: u32,
+}
+
+/// Reads ptxas's verbose report from an NVRTC log. Every function has a "Function properties"
+/// block; entry functions are announced by "Compiling entry function" and have a "Used N
+/// registers" line. An unreadable line in a properties block is an error, not a silent zero.
+fn ptxas_report(log: &str) -> Result<Vec<Resources>, String> {
+    let mut out: Vec<Resources> = Vec::new();
+    let mut entries: Vec<String> = Vec::new();
+    // The first number before `unit` in `text` ("12 bytes spill stores" -> 12).
+    fn number_before(text: &str, unit: &str) -> Option<u32> {
+        let at = text.find(unit)?;
+        text[..at].split_whitespace().last()?.parse().ok()
+    }
+    for line in log.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("ptxas info    : Compiling entry function '") {
+            let name = rest.split('\'').next().unwrap_or_default();
+            entries.push(name.to_string());
+        } else if let Some(rest) = line.strip_prefix("ptxas info    : Function properties for ") {
+            let name = rest.trim().to_string();
+            let entry = entries.contains(&name);
+            out.push(Resources {
+                name,
+                entry,
+                ..Resources::default()
+            });
+        } else if line.contains("bytes stack frame") {
+            let f = out
+                .last_mut()
+                .ok_or_else(|| format!("a stack line before any function: {line}"))?;
+            let read = |unit: &str| {
+                number_before(line, unit).ok_or_else(|| format!("no \"{unit}\" in: {line}"))
+            };
+            f.stack = read("bytes stack frame")?;
+            f.spill_stores = read("bytes spill stores")?;
+            f.spill_loads = read("bytes spill loads")?;
+        } else if line.starts_with("ptxas info    : Used ") {
+            let f = out
+                .last_mut()
+                .filter(|f| f.entry)
+                .ok_or_else(|| format!("a register line outside a kernel's block: {line}"))?;
+            f.registers =
+                number_before(line, "registers").ok_or_else(|| format!("no registers: {line}"))?;
+            f.smem = number_before(line, "bytes smem").unwrap_or(0);
+        }
+    }
+    if let Some(k) = out.iter().find(|f| f.entry && f.registers == 0) {
+        return Err(format!("no register count for kernel {}", k.name));
+    }
+    if out.iter().filter(|f| f.entry).count() != entries.len() {
+        return Err(format!("properties missing for some of {entries:?}"));
+    }
+    Ok(out)
+}
+
+/// Warps one SM of compute capability 8.0 or 9.0 can hold as far as registers go: 65,536
+/// registers, allocated per warp in units of 256 (registers per thread rounded up to 8), at most
+/// 64 warps. Block sizes and shared memory can lower it further.
+fn warps_by_registers(registers: u32) -> u32 {
+    let per_warp = (registers.div_ceil(8) * 8 * 32).div_ceil(256) * 256;
+    (65_536 / per_warp.max(1)).min(64)
+}
+
+fn print_resources(target: &str, defines: &[&str], resources: &[Resources]) {
+    eprintln!("ptxas resources, {target} {defines:?}:");
+    eprintln!(
+        "  {:<22} {:>9} {:>9} {:>10} {:>8} {:>9}",
+        "kernel", "registers", "warps/SM", "local (B)", "spills", "smem (B)"
+    );
+    for f in resources.iter().filter(|f| f.entry) {
+        eprintln!(
+            "  {:<22} {:>9} {:>9} {:>10} {:>8} {:>9}",
+            f.name,
+            f.registers,
+            warps_by_registers(f.registers),
+            f.stack,
+            f.spill_stores + f.spill_loads,
+            f.smem
+        );
+    }
+}
+
+#[test]
+fn ptxas_report_is_read() {
+    let log = "ptxas info    : 8 bytes gmem
+ptxas info    : Compiling entry function 'k1' for 'sm_90'
+ptxas info    : Function properties for k1
+ptxas         .     64 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads
+ptxas info    : Used 48 registers, used 1 barriers, 2048 bytes smem, 64 bytes cumulative stack size
+ptxas info    : Function properties for _ZN2FpI8FrParamsE3powERKS1_PKj
+ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Compiling entry function 'k2' for 'sm_90'
+ptxas info    : Function properties for k2
+ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 168 registers, used 0 barriers
+";
+    let r = ptxas_report(log).expect("a well-formed report");
+    assert_eq!(r.len(), 3);
+    assert_eq!(
+        r[0],
+        Resources {
+            name: "k1".into(),
+            entry: true,
+            stack: 64,
+            spill_stores: 8,
+            spill_loads: 4,
+            registers: 48,
+            smem: 2048,
+        }
+    );
+    assert!(!r[1].entry && r[1].spill_stores == 0);
+    assert_eq!((r[2].registers, r[2].smem), (168, 0));
+    // A kernel whose register line is missing is an error, not a zero.
+    let cut: String = log
+        .lines()
+        .filter(|l| !l.contains("168 registers"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(ptxas_report(&cut).is_err());
+    // Occupancy by registers: 168 -> 12 warps, 48 -> 42 (1,536 a warp), 32 -> 64.
+    assert_eq!(warps_by_registers(168), 12);
+    assert_eq!(warps_by_registers(48), 42);
+    assert_eq!(warps_by_registers(32), 64);
 }
 
 /// The slower combinations (CUBIN for sm_80 and of the variant) run only with
