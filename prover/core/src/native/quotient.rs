@@ -21,7 +21,7 @@
 use std::ops::Range;
 
 use ff::{Field, PrimeField};
-use gpu::program::Value;
+use gpu::program::{InstrKind, Value};
 use gpu::{Direction, Poly, Program, ProgramBuilder};
 use halo2_proofs::plonk::{Any, Expression, ProvingKey};
 use halo2curves::bn256::{Fr, G1Affine};
@@ -254,6 +254,25 @@ pub fn evaluate(
         challenges,
         [theta, beta, gamma],
     )?;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let count = |k: InstrKind| {
+            programs
+                .iter()
+                .flat_map(|p| p.code())
+                .filter(|i| i.kind == k)
+                .count()
+        };
+        tracing::debug!(
+            programs = programs.len(),
+            instructions = programs.iter().map(|p| p.code().len()).sum::<usize>(),
+            multiplications = count(InstrKind::Mul),
+            folds = count(InstrKind::Fold),
+            queries = programs.iter().map(|p| p.queries().len()).sum::<usize>(),
+            largest = programs.iter().map(|p| p.code().len()).max().unwrap_or(0),
+            slots = programs.iter().map(|p| p.slots()).max().unwrap_or(0),
+            "quotient programs"
+        );
+    }
 
     let n = ctx.n;
     if pieces == 0 || pieces > ratio {
