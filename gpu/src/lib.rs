@@ -33,7 +33,7 @@ mod select;
 pub use backend::{BackendError, BackendName, Bases, ComputeBackend, Direction, Domain};
 pub use checked::CheckedBackend;
 pub use cpu::CpuBackend;
-pub use cuda::emu::{EmuCounters, Emulator, KernelMuls};
+pub use cuda::emu::{EmuCounters, Emulator, KernelMuls, LaunchShape};
 pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues, LocalMemory};
 pub use poly::{host_zeros, Poly};
 pub use program::{Program, ProgramBuilder};

@@ -16,7 +16,10 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 use ff::Field;
 use gpu::kernels::{ARITH_CHECK, MSM, POLY};
-use gpu::{Bases, ComputeBackend, CpuBackend, CudaBackend, Emulator, Fr, G1Affine, KernelMuls, G1};
+use gpu::{
+    Bases, ComputeBackend, CpuBackend, CudaBackend, Emulator, Fr, G1Affine, KernelMuls,
+    LaunchShape, G1,
+};
 use group::prime::PrimeCurveAffine;
 use group::{Curve, Group};
 use rand::SeedableRng;
@@ -246,6 +249,47 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         elements: 6000,
     };
     assert_eq!(emu.mul_counts().unwrap(), vec![products]);
+    // Their shape on a 132-SM device: 4 blocks of 256 threads each, one wave each, the block
+    // places of a wave being the occupancy calculator's blocks per SM times 132.
+    let per_sm = u64::from(
+        fr_op
+            .occupancy_max_active_blocks_per_multiprocessor(256, 0, None)
+            .expect("occupancy"),
+    );
+    assert!(per_sm >= 1, "fr_op at 256 threads fits no SM");
+    let shape = LaunchShape {
+        kernel: "fr_op".into(),
+        launches: 2,
+        blocks: 8,
+        waves: 2,
+        slots: 2 * 132 * per_sm,
+        warps_min: 8 * per_sm,
+        warps_max: 8 * per_sm,
+    };
+    assert_eq!(emu.launch_shapes().unwrap(), vec![shape.clone()]);
+    assert!((shape.fill() - 8.0 / (264 * per_sm) as f64).abs() < 1e-12);
+    // One block more than a wave holds takes a second wave.
+    emu.reset().unwrap();
+    let blocks = 132 * per_sm + 1;
+    let (op, n) = (0i32, 1000u32);
+    // SAFETY: as in fr_launch: threads i >= n (all but the first 1000) return at once.
+    unsafe {
+        stream
+            .launch_builder(&fr_op)
+            .arg(&op)
+            .arg(&vals)
+            .arg(&vals)
+            .arg(&mut prod)
+            .arg(&n)
+            .launch(cfg((blocks as u32, 1, 1), (256, 1, 1)))
+    }
+    .expect("fr_op over two waves");
+    let two = &emu.launch_shapes().unwrap()[0];
+    assert_eq!(
+        (two.blocks, two.waves, two.slots),
+        (blocks, 2, 2 * 132 * per_sm),
+        "{two:?}"
+    );
     emu.reset().unwrap();
     fr_launch(4, &mut prod);
     let inv = emu.mul_counts().unwrap();

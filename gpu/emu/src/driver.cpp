@@ -1334,8 +1334,20 @@ EXPORT CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned
     }
     counters().launches++;
     {
+        // check_launch has refused a configuration no SM can hold, so per_sm >= 1.
+        uint64_t threads = (uint64_t)bx * by * bz;
+        uint64_t per_sm = std::max(1u, occupancy(*f, (unsigned)threads, shared));
+        uint64_t blocks = (uint64_t)gx * gy * gz;
+        uint64_t wave = per_sm * kSmCount;
+        uint64_t warps = per_sm * ((threads + kWarpSize - 1) / kWarpSize);
         std::lock_guard<std::mutex> g(counters().mu);
-        counters().launches_per_kernel[f->name]++;
+        LaunchStats& st = counters().launches_per_kernel[f->name];
+        st.warps_min = st.launches == 0 ? warps : std::min(st.warps_min, warps);
+        st.warps_max = std::max(st.warps_max, warps);
+        st.launches++;
+        st.blocks += blocks;
+        st.waves += (blocks + wave - 1) / wave;
+        st.slots += (blocks + wave - 1) / wave * wave;
     }
     unsigned long long nth = 0;
     Result r = injected_fault(f->name, &nth)
@@ -1388,7 +1400,30 @@ EXPORT size_t cuEmuGetLaunchCounts(char* buf, size_t len) {
     std::string s;
     {
         std::lock_guard<std::mutex> g(counters().mu);
-        for (auto& kv : counters().launches_per_kernel) s += kv.first + " " + std::to_string(kv.second) + "\n";
+        for (auto& kv : counters().launches_per_kernel) {
+            s += kv.first + " " + std::to_string(kv.second.launches) + "\n";
+        }
+    }
+    if (buf && len) {
+        size_t n = std::min(len - 1, s.size());
+        std::memcpy(buf, s.data(), n);
+        buf[n] = 0;
+    }
+    return s.size() + 1;
+}
+
+// Writes "name launches blocks waves slots warps_min warps_max\n" per launched kernel into buf
+// (NUL-terminated; see LaunchStats); returns the length needed.
+EXPORT size_t cuEmuGetLaunchShapes(char* buf, size_t len) {
+    std::string s;
+    {
+        std::lock_guard<std::mutex> g(counters().mu);
+        for (auto& kv : counters().launches_per_kernel) {
+            const LaunchStats& st = kv.second;
+            s += kv.first + " " + std::to_string(st.launches) + " " + std::to_string(st.blocks) + " " +
+                 std::to_string(st.waves) + " " + std::to_string(st.slots) + " " +
+                 std::to_string(st.warps_min) + " " + std::to_string(st.warps_max) + "\n";
+        }
     }
     if (buf && len) {
         size_t n = std::min(len - 1, s.size());

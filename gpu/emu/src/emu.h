@@ -146,6 +146,19 @@ struct MulStats {
     uint64_t elements = 0;  // every thread's element loads and stores, summed
 };
 
+// The shape of one kernel's launches against the device they would run on: how many blocks
+// one SM holds at the launch's configuration (registers, threads, shared memory: the occupancy
+// calculator's answer) and how many waves the grid takes over kSmCount SMs. What a GPU's
+// occupancy would be, from the real CUBIN's resources; not a time.
+struct LaunchStats {
+    uint64_t launches = 0;
+    uint64_t blocks = 0;      // every launch's grid, summed
+    uint64_t waves = 0;       // ceil(blocks / (per-SM blocks · kSmCount)), summed
+    uint64_t slots = 0;       // waves · per-SM blocks · kSmCount, summed: the block places offered
+    uint64_t warps_min = 0;   // fewest warps one SM holds at a launch's configuration
+    uint64_t warps_max = 0;   // most
+};
+
 struct Counters {
     std::atomic<uint64_t> htod_bytes{0}, dtoh_bytes{0}, dtod_bytes{0}, memset_bytes{0};
     std::atomic<uint64_t> htod_copies{0}, dtoh_copies{0}, launches{0}, allocations{0};
@@ -153,7 +166,7 @@ struct Counters {
     // do: kernels, copies, memsets, filling and unmapping allocations (DeviceTimer).
     std::atomic<uint64_t> device_ns{0};
     std::mutex mu;
-    std::map<std::string, uint64_t> launches_per_kernel;
+    std::map<std::string, LaunchStats> launches_per_kernel;
     std::map<std::string, MulStats> muls_per_kernel;
 };
 Counters& counters();

@@ -76,6 +76,41 @@ pub struct KernelMuls {
     pub elements: u64,
 }
 
+/// How one kernel's launches would sit on the device the emulator models (132 SMs of compute
+/// capability 9.0), from the real CUBIN's registers and shared memory and each launch's
+/// configuration: the occupancy calculator's blocks per SM, and the waves each grid takes. A GPU
+/// with that many SMs gets the same shapes; they say nothing of time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LaunchShape {
+    /// The kernel's name.
+    pub kernel: String,
+    /// Launches since the last reset.
+    pub launches: u64,
+    /// Blocks of every launch's grid, summed.
+    pub blocks: u64,
+    /// Waves: per launch, its blocks over the blocks all SMs hold at once (rounded up), summed.
+    pub waves: u64,
+    /// Block places those waves offer (waves · blocks per SM · SMs), summed: `blocks / slots` is
+    /// how full the device is, on average over the kernel's waves.
+    pub slots: u64,
+    /// Fewest warps one SM holds at one of the launches' configurations (of 64).
+    pub warps_min: u64,
+    /// Most warps one SM holds at one of the launches' configurations (of 64).
+    pub warps_max: u64,
+}
+
+impl LaunchShape {
+    /// The fraction of the device's block places the kernel's waves fill (1 when every wave is
+    /// full).
+    pub fn fill(&self) -> f64 {
+        if self.slots == 0 {
+            0.0
+        } else {
+            self.blocks as f64 / self.slots as f64
+        }
+    }
+}
+
 /// A handle on the emulator's extra entry points.
 pub struct Emulator {
     lib: Library,
@@ -127,6 +162,33 @@ impl Emulator {
                 Some((name.to_string(), n.parse().ok()?))
             })
             .collect())
+    }
+
+    /// Each launched kernel's [`LaunchShape`] since the last reset, sorted by name.
+    pub fn launch_shapes(&self) -> Result<Vec<LaunchShape>, BackendError> {
+        // SAFETY: cuEmuGetLaunchShapes(char*, size_t) -> size_t is such an entry point.
+        unsafe { self.text(b"cuEmuGetLaunchShapes\0") }?
+            .lines()
+            .map(|l| {
+                let mut it = l.split(' ');
+                let parsed = (|| {
+                    let kernel = it.next()?.to_string();
+                    let mut num = || it.next()?.parse::<u64>().ok();
+                    Some(LaunchShape {
+                        kernel,
+                        launches: num()?,
+                        blocks: num()?,
+                        waves: num()?,
+                        slots: num()?,
+                        warps_min: num()?,
+                        warps_max: num()?,
+                    })
+                })();
+                parsed.ok_or_else(|| {
+                    BackendError::Device(format!("cuEmuGetLaunchShapes: unreadable line {l:?}"))
+                })
+            })
+            .collect()
     }
 
     /// Field multiplications and element accesses per kernel since the last reset (kernels that

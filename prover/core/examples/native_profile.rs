@@ -18,7 +18,8 @@
 //! machine (the step's wall time less the emulator's device time: kernels, copies, memsets,
 //! new allocations filled), and a floor for each step on
 //! an H100/H200 worked out from those counts (see [`Floor`]): an estimate from counts, not a
-//! measurement of a GPU.
+//! measurement of a GPU. After it, a table of each kernel's launch shapes on that device (warps
+//! per SM at the launches' configurations, waves and how full they are).
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_proofs::transcript::TranscriptWriterBuffer;
@@ -155,8 +156,9 @@ fn profile_task(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         }
         let started = std::time::Instant::now();
         let proof = native_core.prove_task(&task, ChaCha20Rng::seed_from_u64(round as u64))?;
-        if emulator.is_some() {
+        if let Some(e) = &emulator {
             steps::report(&Floor::from_env()?)?;
+            print_shapes(e)?;
         }
         native_core.verify(&proof)?;
         use sha2::Digest;
@@ -193,6 +195,34 @@ fn profile_task(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed(),
         proof.meta.prove_ms
     );
+    Ok(())
+}
+
+/// Prints each kernel's launch shapes on the device the emulator models (132 SMs): the warps
+/// one SM holds at the launches' configurations (the occupancy calculator's, from the real
+/// CUBIN's registers and shared memory) and how full the grids' waves are. Not times: where a
+/// kernel holds few warps per SM or fills little of its waves, a GPU hides less latency.
+fn print_shapes(e: &gpu::Emulator) -> Result<(), Box<dyn std::error::Error>> {
+    let mut shapes = e.launch_shapes()?;
+    shapes.sort_by(|a, b| b.waves.cmp(&a.waves).then_with(|| a.kernel.cmp(&b.kernel)));
+    println!();
+    println!("| kernel | launches | blocks | waves | warps per SM (of 64) | waves filled |");
+    println!("|---|---|---|---|---|---|");
+    for s in &shapes {
+        let warps = if s.warps_min == s.warps_max {
+            s.warps_min.to_string()
+        } else {
+            format!("{}–{}", s.warps_min, s.warps_max)
+        };
+        println!(
+            "| {} | {} | {} | {} | {warps} | {:.1}% |",
+            s.kernel,
+            s.launches,
+            s.blocks,
+            s.waves,
+            100.0 * s.fill()
+        );
+    }
     Ok(())
 }
 
