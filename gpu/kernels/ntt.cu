@@ -73,7 +73,15 @@ static __device__ __forceinline__ fr_t ntt_twiddle(const u32* tw_lo, const u32* 
 // group, then the current stage's twiddles: 2^(s-1) elements, also limb-major).
 // `gather` (first pass only, m = 0): read from `src` (another buffer than `data`) in bit-reversed
 // order, scaled by `pre`; otherwise in place on `data` (`src` unread). `post` scales the output.
-extern "C" __global__ void ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s,
+// At most 512 threads a block (10 stages a pass, gpu/src/cuda/plan.rs MAX_PASS_STAGES), and
+// registers for NTT_MIN_BLOCKS such blocks on one SM: 2 caps ptxas at 64 registers a thread (61
+// used, no spills, NVRTC 12.6 sm_90; 72 without the bound, which lets an SM hold one 512-thread
+// block, so a __syncthreads there leaves the SM without a warp to run). GPU_NTT_MIN_BLOCKS=1
+// compiles the unbounded form, for A/B timing on a GPU.
+#ifndef NTT_MIN_BLOCKS
+#define NTT_MIN_BLOCKS 2
+#endif
+extern "C" __global__ void __launch_bounds__(512, NTT_MIN_BLOCKS) ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s,
                                     const u32* tw_lo, const u32* tw_hi, u32 tw_bits, u32 gather,
                                     u32 pre, u32 post, const u32* scale, const u32* lo,
                                     const u32* hi, u32 lo_bits) {

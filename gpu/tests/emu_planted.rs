@@ -110,8 +110,8 @@ const PLANTS: &[Plant] = &[
     Plant {
         name: "ntt_launch_bounds",
         unit: NTT,
-        from: "extern \"C\" __global__ void ntt_pass(",
-        to: "extern \"C\" __global__ void __launch_bounds__(256) ntt_pass(",
+        from: "__launch_bounds__(512, NTT_MIN_BLOCKS) ntt_pass(",
+        to: "__launch_bounds__(256, NTT_MIN_BLOCKS) ntt_pass(",
     },
     Plant {
         name: "ntt_static_shared",

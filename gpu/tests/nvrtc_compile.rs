@@ -1,7 +1,8 @@
 //! Compiles every kernel source in `gpu/kernels/` with NVRTC (no GPU needed) for `compute_80`
 //! (PTX), for `sm_90` (CUBIN: NVRTC's `compute_90` PTX, then ptxas over it and the inline PTX
 //! assembly, so a separate `compute_90` PTX compile would check nothing more), and the variant
-//! (`-DFIELD_PORTABLE -DMSM_PLAIN_ATOMICS`: portable carry chains, one MSM atomic per lane) for
+//! (`-DFIELD_PORTABLE -DMSM_PLAIN_ATOMICS -DNTT_MIN_BLOCKS=1`: portable carry chains, one MSM
+//! atomic per lane, `ntt_pass` without its register bound) for
 //! `compute_90`; `GPU_NVRTC_FULL=1` adds sm_80 and the variant's CUBINs. Headers are passed through
 //! `nvrtcCreateProgram`'s header arrays, so no include path is needed.
 //!
@@ -230,9 +231,14 @@ fn units() -> Vec<(String, String)> {
     units
 }
 
-/// The variant of the kernels the backend compiles with `GPU_KERNEL_PORTABLE=1` and
-/// `GPU_MSM_PLAIN_ATOMICS=1`: the portable carry chains, one MSM atomic per lane.
-const VARIANT: &[&str] = &["-DFIELD_PORTABLE", "-DMSM_PLAIN_ATOMICS"];
+/// The variant of the kernels the backend compiles with `GPU_KERNEL_PORTABLE=1`,
+/// `GPU_MSM_PLAIN_ATOMICS=1` and `GPU_NTT_MIN_BLOCKS=1`: the portable carry chains, one MSM
+/// atomic per lane, `ntt_pass` without its register bound.
+const VARIANT: &[&str] = &[
+    "-DFIELD_PORTABLE",
+    "-DMSM_PLAIN_ATOMICS",
+    "-DNTT_MIN_BLOCKS=1",
+];
 
 /// Compiles every unit for `target` (`compute_XX` gives PTX, `sm_XX` a CUBIN, which also runs
 /// ptxas over the inline assembly) with the options `defines`. For a CUBIN, ptxas reports each
