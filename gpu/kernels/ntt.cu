@@ -75,13 +75,19 @@ static __device__ __forceinline__ fr_t ntt_twiddle(const u32* tw_lo, const u32* 
 // order, scaled by `pre`; otherwise in place on `data` (`src` unread). `post` scales the output.
 // At most 512 threads a block (10 stages a pass, gpu/src/cuda/plan.rs MAX_PASS_STAGES), and
 // registers for NTT_MIN_BLOCKS such blocks on one SM: 2 caps ptxas at 64 registers a thread (61
-// used, no spills, NVRTC 12.6 sm_90; 72 without the bound, which lets an SM hold one 512-thread
-// block, so a __syncthreads there leaves the SM without a warp to run). GPU_NTT_MIN_BLOCKS=1
-// compiles the unbounded form, for A/B timing on a GPU.
+// used, no spills, NVRTC 12.6 sm_90). Without a bound ptxas takes 72, which lets an SM hold one
+// 512-thread block, so a __syncthreads there leaves the SM without a warp to run; with
+// __launch_bounds__(512, 1) it takes 96. GPU_NTT_MIN_BLOCKS=0 compiles the form without a bound
+// (as before the thirty-third session), for A/B timing on a GPU.
 #ifndef NTT_MIN_BLOCKS
 #define NTT_MIN_BLOCKS 2
 #endif
-extern "C" __global__ void __launch_bounds__(512, NTT_MIN_BLOCKS) ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s,
+#if NTT_MIN_BLOCKS > 0
+#define NTT_BOUNDS __launch_bounds__(512, NTT_MIN_BLOCKS)
+#else
+#define NTT_BOUNDS
+#endif
+extern "C" __global__ void NTT_BOUNDS ntt_pass(const u32* src, u32* data, u32 log_n, u32 m, u32 s,
                                     const u32* tw_lo, const u32* tw_hi, u32 tw_bits, u32 gather,
                                     u32 pre, u32 post, const u32* scale, const u32* lo,
                                     const u32* hi, u32 lo_bits) {

@@ -14,7 +14,8 @@
 //! - an out-of-bounds store in `ntt_pass`: an illegal-address fault naming the allocation;
 //! - an element read 4 bytes off its place in `ntt_pass` (a misaligned 128-bit load on a GPU): a
 //!   misaligned-address fault;
-//! - `__launch_bounds__(256)` on `ntt_pass`, launched with 512 threads: a launch error;
+//! - `ntt_pass`'s `__launch_bounds__` narrowed from 512 to 256 threads, launched with 512: a launch
+//!   error;
 //! - 48 KiB of static shared memory added to `ntt_pass` (plus its 48 KiB dynamic): a launch error;
 //! - the carry into the top limb of the Montgomery product's multiply-accumulate row dropped in
 //!   `field.cuh`'s inline PTX (`madc.hi.cc` made `mad.hi.cc`): a wrong NTT in every order. The
@@ -110,8 +111,8 @@ const PLANTS: &[Plant] = &[
     Plant {
         name: "ntt_launch_bounds",
         unit: NTT,
-        from: "__launch_bounds__(512, NTT_MIN_BLOCKS) ntt_pass(",
-        to: "__launch_bounds__(256, NTT_MIN_BLOCKS) ntt_pass(",
+        from: "#define NTT_BOUNDS __launch_bounds__(512, NTT_MIN_BLOCKS)",
+        to: "#define NTT_BOUNDS __launch_bounds__(256, NTT_MIN_BLOCKS)",
     },
     Plant {
         name: "ntt_static_shared",

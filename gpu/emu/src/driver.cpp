@@ -1227,8 +1227,8 @@ static unsigned occupancy(const Function& f, unsigned threads, size_t dyn) {
     if (threads == 0 || threads > f.max_threads()) return 0;
     unsigned warps = (threads + kWarpSize - 1) / kWarpSize;
     unsigned by_threads = kMaxThreadsPerSm / (warps * kWarpSize);
-    unsigned long long regs = block_registers(f.meta.num_regs, threads);
-    unsigned by_regs = regs ? (unsigned)(kRegistersPerSm / regs) : kMaxBlocksPerSm;
+    if (block_registers(f.meta.num_regs, threads) > kRegistersPerBlock) return 0;
+    unsigned by_regs = warps_by_registers(f.meta.num_regs) / warps;
     unsigned long long shared = dyn + f.meta.static_shared + 1024;  // 1 KiB reserved per block
     unsigned by_shared = (unsigned)(kSharedPerSm / shared);
     unsigned r = kMaxBlocksPerSm;
@@ -1395,6 +1395,16 @@ EXPORT int cuEmuGetCounters(CuEmuCounters* out, size_t size) {
     return SUCCESS;
 }
 
+// Copies `s` into buf (at most len bytes, NUL-terminated) and returns the length it needs.
+static size_t copy_text(const std::string& s, char* buf, size_t len) {
+    if (buf && len) {
+        size_t n = std::min(len - 1, s.size());
+        std::memcpy(buf, s.data(), n);
+        buf[n] = 0;
+    }
+    return s.size() + 1;
+}
+
 // Writes "name count\n" per launched kernel into buf (NUL-terminated); returns the length needed.
 EXPORT size_t cuEmuGetLaunchCounts(char* buf, size_t len) {
     std::string s;
@@ -1404,12 +1414,7 @@ EXPORT size_t cuEmuGetLaunchCounts(char* buf, size_t len) {
             s += kv.first + " " + std::to_string(kv.second.launches) + "\n";
         }
     }
-    if (buf && len) {
-        size_t n = std::min(len - 1, s.size());
-        std::memcpy(buf, s.data(), n);
-        buf[n] = 0;
-    }
-    return s.size() + 1;
+    return copy_text(s, buf, len);
 }
 
 // Writes "name launches blocks waves slots warps_min warps_max\n" per launched kernel into buf
@@ -1425,12 +1430,7 @@ EXPORT size_t cuEmuGetLaunchShapes(char* buf, size_t len) {
                  std::to_string(st.warps_min) + " " + std::to_string(st.warps_max) + "\n";
         }
     }
-    if (buf && len) {
-        size_t n = std::min(len - 1, s.size());
-        std::memcpy(buf, s.data(), n);
-        buf[n] = 0;
-    }
-    return s.size() + 1;
+    return copy_text(s, buf, len);
 }
 
 // Writes "name muls longest chain elements\n" per kernel that made field multiplications or
@@ -1445,12 +1445,7 @@ EXPORT size_t cuEmuGetMulCounts(char* buf, size_t len) {
                  " " + std::to_string(kv.second.chain) + " " + std::to_string(kv.second.elements) + "\n";
         }
     }
-    if (buf && len) {
-        size_t n = std::min(len - 1, s.size());
-        std::memcpy(buf, s.data(), n);
-        buf[n] = 0;
-    }
-    return s.size() + 1;
+    return copy_text(s, buf, len);
 }
 
 // Zeroes the counters and sets the peak to what is allocated now.

@@ -64,6 +64,7 @@ constexpr unsigned kRegistersPerSm = 65536;
 constexpr unsigned kMaxThreadsPerSm = 2048;
 constexpr unsigned kMaxBlocksPerSm = 32;
 constexpr unsigned kSmCount = 132;
+constexpr unsigned kSubPartitions = 4;  // an SM's register file is four sub-partitions
 constexpr unsigned kWarpSize = 32;
 // The stack size (local memory per thread) of a new context, as on a GPU.
 constexpr size_t kDefaultStack = 1024;
@@ -73,7 +74,10 @@ constexpr size_t kMaxStack = 512 * 1024;
 unsigned long long total_memory();
 
 // Registers a block of `threads` threads allocates (per-warp allocation in units of 256).
+// The registers the hardware's launch check counts for a block (its warps rounded up to the SM's
+// sub-partitions), and the warps one SM holds as far as registers go (memory.cpp).
 unsigned long long block_registers(unsigned regs_per_thread, unsigned threads);
+unsigned warps_by_registers(unsigned regs_per_thread);
 
 // ---- memory (memory.cpp) -----------------------------------------------------------------------
 struct Allocation {

@@ -123,8 +123,8 @@ unsigned Function::max_threads() const {
     unsigned m = kMaxThreadsPerBlock;
     if (meta.max_threads != 0) m = std::min(m, meta.max_threads);
     if (meta.num_regs != 0) {
-        unsigned long long per_warp = ((unsigned long long)meta.num_regs * kWarpSize + 255) / 256 * 256;
-        unsigned long long warps = kRegistersPerBlock / per_warp;
+        // The largest block the hardware's register check admits (block_registers).
+        unsigned long long warps = warps_by_registers(meta.num_regs);
         m = (unsigned)std::min<unsigned long long>(m, warps * kWarpSize);
     }
     return m;

@@ -274,10 +274,23 @@ Counters& counters() {
     return *c;
 }
 
+// Registers are allocated per warp in units of 256, each warp's from one of the SM's four
+// sub-partitions (16,384 registers each); the hardware's per-block check assumes a block's warps
+// rounded up to a multiple of four (NVIDIA's occupancy calculator, cuda_occupancy.h).
+static unsigned long long warp_registers(unsigned regs_per_thread) {
+    return ((unsigned long long)regs_per_thread * kWarpSize + 255) / 256 * 256;
+}
+
 unsigned long long block_registers(unsigned regs_per_thread, unsigned threads) {
     unsigned long long warps = (threads + kWarpSize - 1) / kWarpSize;
-    unsigned long long per_warp = ((unsigned long long)regs_per_thread * kWarpSize + 255) / 256 * 256;
-    return warps * per_warp;
+    return (warps + kSubPartitions - 1) / kSubPartitions * kSubPartitions * warp_registers(regs_per_thread);
+}
+
+unsigned warps_by_registers(unsigned regs_per_thread) {
+    unsigned long long per_warp = warp_registers(regs_per_thread);
+    if (per_warp == 0) return kMaxThreadsPerSm / kWarpSize;
+    unsigned long long w = kSubPartitions * (kRegistersPerSm / kSubPartitions / per_warp);
+    return (unsigned)std::min<unsigned long long>(w, kMaxThreadsPerSm / kWarpSize);
 }
 
 }  // namespace emu

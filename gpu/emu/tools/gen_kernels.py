@@ -17,7 +17,9 @@ import re
 import sys
 
 BOUNDS = r'(?:__launch_bounds__\s*\([^)]*\)\s*)?'
-KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+' + BOUNDS + r'void\s+' + BOUNDS + r'(\w+)\s*\(')
+# A bounds macro (an upper-case name such as NTT_BOUNDS) may stand between `void` and the name.
+KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+' + BOUNDS + r'void\s+' + BOUNDS +
+                    r'(?:[A-Z][A-Z0-9_]*\s+)?(\w+)\s*\(')
 ALIGN = r'(?:__align__\s*\(\s*(\d+)\s*\)\s*)?'
 DYNAMIC = re.compile(r'extern\s+__shared__\s+' + ALIGN + r'([\w:<>, ]+?)\s+(\w+)\s*\[\s*\]\s*;')
 STATIC = re.compile(r'__shared__\s+' + ALIGN + r'([\w:<>, ]+?)\s+(\w+)\s*((?:\[[^\]]+\])+)\s*;')

@@ -111,6 +111,31 @@ impl LaunchShape {
     }
 }
 
+/// Reads the lines "KERNEL N1 … NF" one of the emulator's per-kernel entry points (`source`)
+/// writes, each into a `T`; a line without exactly F numbers is an error.
+fn per_kernel<T, const F: usize>(
+    text: &str,
+    source: &str,
+    make: impl Fn(String, [u64; F]) -> T,
+) -> Result<Vec<T>, BackendError> {
+    text.lines()
+        .map(|l| {
+            let mut it = l.split(' ');
+            let parsed = (|| {
+                let kernel = it.next()?.to_string();
+                let mut nums = [0u64; F];
+                for n in &mut nums {
+                    *n = it.next()?.parse().ok()?;
+                }
+                it.next().is_none().then_some((kernel, nums))
+            })();
+            let (kernel, nums) = parsed
+                .ok_or_else(|| BackendError::Device(format!("{source}: unreadable line {l:?}")))?;
+            Ok(make(kernel, nums))
+        })
+        .collect()
+}
+
 /// A handle on the emulator's extra entry points.
 pub struct Emulator {
     lib: Library,
@@ -167,54 +192,36 @@ impl Emulator {
     /// Each launched kernel's [`LaunchShape`] since the last reset, sorted by name.
     pub fn launch_shapes(&self) -> Result<Vec<LaunchShape>, BackendError> {
         // SAFETY: cuEmuGetLaunchShapes(char*, size_t) -> size_t is such an entry point.
-        unsafe { self.text(b"cuEmuGetLaunchShapes\0") }?
-            .lines()
-            .map(|l| {
-                let mut it = l.split(' ');
-                let parsed = (|| {
-                    let kernel = it.next()?.to_string();
-                    let mut num = || it.next()?.parse::<u64>().ok();
-                    Some(LaunchShape {
-                        kernel,
-                        launches: num()?,
-                        blocks: num()?,
-                        waves: num()?,
-                        slots: num()?,
-                        warps_min: num()?,
-                        warps_max: num()?,
-                    })
-                })();
-                parsed.ok_or_else(|| {
-                    BackendError::Device(format!("cuEmuGetLaunchShapes: unreadable line {l:?}"))
-                })
-            })
-            .collect()
+        let text = unsafe { self.text(b"cuEmuGetLaunchShapes\0") }?;
+        per_kernel(
+            &text,
+            "cuEmuGetLaunchShapes",
+            |kernel, [a, b, c, d, e, f]| LaunchShape {
+                kernel,
+                launches: a,
+                blocks: b,
+                waves: c,
+                slots: d,
+                warps_min: e,
+                warps_max: f,
+            },
+        )
     }
 
     /// Field multiplications and element accesses per kernel since the last reset (kernels that
     /// made neither are left out), sorted by name.
     pub fn mul_counts(&self) -> Result<Vec<KernelMuls>, BackendError> {
         // SAFETY: cuEmuGetMulCounts(char*, size_t) -> size_t is such an entry point.
-        unsafe { self.text(b"cuEmuGetMulCounts\0") }?
-            .lines()
-            .map(|l| {
-                let mut it = l.split(' ');
-                let parsed = (|| {
-                    let kernel = it.next()?.to_string();
-                    let mut num = || it.next()?.parse::<u64>().ok();
-                    Some(KernelMuls {
-                        kernel,
-                        muls: num()?,
-                        longest: num()?,
-                        chain: num()?,
-                        elements: num()?,
-                    })
-                })();
-                parsed.ok_or_else(|| {
-                    BackendError::Device(format!("cuEmuGetMulCounts: unreadable line {l:?}"))
-                })
-            })
-            .collect()
+        let text = unsafe { self.text(b"cuEmuGetMulCounts\0") }?;
+        per_kernel(&text, "cuEmuGetMulCounts", |kernel, [a, b, c, d]| {
+            KernelMuls {
+                kernel,
+                muls: a,
+                longest: b,
+                chain: c,
+                elements: d,
+            }
+        })
     }
 
     /// The text one of the emulator's text entry points writes.

@@ -11,8 +11,8 @@
 //!   by sha256 of source + headers + options + arch + NVRTC version (`$PNODE_KERNEL_CACHE`, else
 //!   `~/.cache/pnode-kernels`), and loaded from the cache file ([`precompile`] fills the cache
 //!   without a GPU). `GPU_KERNEL_PORTABLE=1` builds them with `-DFIELD_PORTABLE`,
-//!   `GPU_MSM_PLAIN_ATOMICS=1` with `-DMSM_PLAIN_ATOMICS`, `GPU_NTT_MIN_BLOCKS=N` with
-//!   `-DNTT_MIN_BLOCKS=N` (`ntt_pass`'s register bound).
+//!   `GPU_MSM_PLAIN_ATOMICS=1` with `-DMSM_PLAIN_ATOMICS`, `GPU_NTT_MIN_BLOCKS=N` builds `ntt.cu` with
+//!   `-DNTT_MIN_BLOCKS=N` (`ntt_pass`'s register bound; 0: none).
 //! - MSM: bases are uploaded once per [`Bases::id`] and kept resident (the most recently used
 //!   [`MAX_RESIDENT_BASES`] sets; [`CudaBackend::release_bases`] drops one). The kernel pipeline is
 //!   described in `kernels/msm.cu` and launched from `cuda/msm.rs`; the window combination runs on
@@ -439,8 +439,10 @@ fn compile_cached(
     if plain_msm_atomics() {
         options.push("-DMSM_PLAIN_ATOMICS".to_string());
     }
-    if let Some(blocks) = ntt_min_blocks()? {
-        options.push(format!("-DNTT_MIN_BLOCKS={blocks}"));
+    if unit.name == NTT.name {
+        if let Some(blocks) = ntt_min_blocks()? {
+            options.push(format!("-DNTT_MIN_BLOCKS={blocks}"));
+        }
     }
     let key = nvrtc::cache_key((unit.name, unit.text), &headers, &options, nvrtc.version);
     let file_name = format!("{}-{key}.cubin", unit.name.trim_end_matches(".cu"));
@@ -634,16 +636,17 @@ fn plain_msm_atomics() -> bool {
     std::env::var("GPU_MSM_PLAIN_ATOMICS").is_ok_and(|v| v == "1")
 }
 
-/// `GPU_NTT_MIN_BLOCKS=N` (1 to 4) compiles `ntt_pass` with `-DNTT_MIN_BLOCKS=N`: registers for
-/// N blocks of 512 threads on one SM (the kernel's default is 2; 1 is the form without a register
-/// bound), for A/B timing on a GPU.
+/// `GPU_NTT_MIN_BLOCKS=N` (0, 1 or 2) compiles `ntt_pass` with `-DNTT_MIN_BLOCKS=N`: registers
+/// for N blocks of 512 threads on one SM, the kernel's default being 2; 0 is the form without a
+/// register bound (72 registers with NVRTC 12.6, where 1 gives 96), for A/B timing on a GPU.
+/// 3 and more make ptxas spill.
 fn ntt_min_blocks() -> Result<Option<u32>, BackendError> {
     match std::env::var("GPU_NTT_MIN_BLOCKS") {
         Err(_) => Ok(None),
         Ok(v) => match v.parse::<u32>() {
-            Ok(n @ 1..=4) => Ok(Some(n)),
+            Ok(n @ 0..=2) => Ok(Some(n)),
             _ => Err(BackendError::Unavailable(format!(
-                "GPU_NTT_MIN_BLOCKS={v}: expected 1, 2, 3 or 4"
+                "GPU_NTT_MIN_BLOCKS={v}: expected 0 (no register bound), 1 or 2"
             ))),
         },
     }
