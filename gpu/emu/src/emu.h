@@ -73,7 +73,6 @@ constexpr size_t kMaxStack = 512 * 1024;
 // The device's memory: 80 GiB, or CUDA_EMU_MEMORY bytes (read once).
 unsigned long long total_memory();
 
-// Registers a block of `threads` threads allocates (per-warp allocation in units of 256).
 // The registers the hardware's launch check counts for a block (its warps rounded up to the SM's
 // sub-partitions), and the warps one SM holds as far as registers go (memory.cpp).
 unsigned long long block_registers(unsigned regs_per_thread, unsigned threads);
