@@ -213,10 +213,11 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
     let fr_op = module(&ctx, ARITH_CHECK).load_function("fr_op").unwrap();
     let vals = stream.clone_htod(&vec![3u32; 8 * 1000]).unwrap();
     let mut prod = stream.clone_htod(&vec![0u32; 8 * 1000]).unwrap();
-    let fr_launch = |op: i32, prod: &mut cudarc::driver::CudaSlice<u32>| {
+    // `blocks` blocks of 256 threads (4 cover the 1000 elements).
+    let fr_launch = |op: i32, blocks: u32, prod: &mut cudarc::driver::CudaSlice<u32>| {
         let n = 1000u32;
         // SAFETY: fr_op(int op, const u32* a, const u32* b, u32* out, u32 n): a, b and out hold
-        // 8·n limbs; each thread i < n reads and writes element i only.
+        // 8·n limbs; each thread i < n reads and writes element i only, the others return.
         unsafe {
             stream
                 .launch_builder(&fr_op)
@@ -225,7 +226,7 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
                 .arg(&vals)
                 .arg(prod)
                 .arg(&n)
-                .launch(cfg((4, 1, 1), (256, 1, 1)))
+                .launch(cfg((blocks, 1, 1), (256, 1, 1)))
         }
         .expect("fr_op");
     };
@@ -235,8 +236,8 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         0,
         "device time after a reset"
     );
-    fr_launch(2, &mut prod);
-    fr_launch(2, &mut prod);
+    fr_launch(2, 4, &mut prod);
+    fr_launch(2, 4, &mut prod);
     assert!(
         emu.counters().unwrap().device_ns > 0,
         "no device time counted"
@@ -271,19 +272,7 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
     // One block more than a wave holds takes a second wave.
     emu.reset().unwrap();
     let blocks = 132 * per_sm + 1;
-    let (op, n) = (0i32, 1000u32);
-    // SAFETY: as in fr_launch: threads i >= n (all but the first 1000) return at once.
-    unsafe {
-        stream
-            .launch_builder(&fr_op)
-            .arg(&op)
-            .arg(&vals)
-            .arg(&vals)
-            .arg(&mut prod)
-            .arg(&n)
-            .launch(cfg((blocks as u32, 1, 1), (256, 1, 1)))
-    }
-    .expect("fr_op over two waves");
+    fr_launch(0, blocks as u32, &mut prod);
     let two = &emu.launch_shapes().unwrap()[0];
     assert_eq!(
         (two.blocks, two.waves, two.slots),
@@ -291,7 +280,7 @@ fn emulated_driver_reports_and_enforces_the_device_limits() {
         "{two:?}"
     );
     emu.reset().unwrap();
-    fr_launch(4, &mut prod);
+    fr_launch(4, 4, &mut prod);
     let inv = emu.mul_counts().unwrap();
     println!("fr inverse: {inv:?}");
     assert!(
