@@ -142,6 +142,11 @@ async fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    // Before any field arithmetic (the verifier's): a message, not SIGILL.
+    if let Err(e) = gpu::check_host_cpu() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
     if let Err(e) = run(Cli::parse()).await {
         eprintln!("error: {}", prover_core::report::causes_once(e.chain()));
         std::process::exit(1);

@@ -69,7 +69,8 @@ enum ProverStatus
   PROVER_STATUS_INVALID_INPUT = 7,
   /*
    Parameters or proving keys could not be loaded or generated (missing `kzg_bn254_{k}.srs`,
-   unreadable or corrupt key cache).
+   unreadable or corrupt key cache), or (`prover_init`) the host CPU lacks instructions this
+   build's field arithmetic uses (x86-64: BMI2 and ADX).
    */
   PROVER_STATUS_SETUP = 8,
   /*
@@ -126,7 +127,8 @@ const char *prover_version(void);
  `"keys_disk_reserve_mib"` (default 2048), is the free space the key and coset caches leave on
  `keys_dir`'s filesystem.
 
- Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory. Parameters and keys
+ Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory, and
+ (`PROVER_STATUS_SETUP`) on an x86-64 CPU without BMI2 and ADX. Parameters and keys
  are loaded (keys generated into `keys_dir` by `prover_prove`) on first use and kept for the
  handle's lifetime.
  `*out` is written only on success; free the handle with `prover_free`.

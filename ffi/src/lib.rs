@@ -48,7 +48,8 @@ pub enum ProverStatus {
     /// that fails its native checks, a batch whose chunk proofs do not verify or do not chain.
     InvalidInput = 7,
     /// Parameters or proving keys could not be loaded or generated (missing `kzg_bn254_{k}.srs`,
-    /// unreadable or corrupt key cache).
+    /// unreadable or corrupt key cache), or (`prover_init`) the host CPU lacks instructions this
+    /// build's field arithmetic uses (x86-64: BMI2 and ADX).
     Setup = 8,
     /// The proving engine failed on an accepted task.
     ProveFailed = 9,
@@ -83,6 +84,8 @@ pub enum FfiError {
     Config(String),
     #[error(transparent)]
     Core(#[from] CoreError),
+    #[error(transparent)]
+    HostCpu(#[from] gpu::HostCpuError),
     #[error("panic in the prover library: {0}")]
     Panic(String),
     #[error("internal error: {0}")]
@@ -99,6 +102,7 @@ impl FfiError {
             FfiError::Handle(_) => ProverStatus::InvalidHandle,
             FfiError::Config(_) => ProverStatus::InvalidConfig,
             FfiError::Core(e) => core_status(e),
+            FfiError::HostCpu(_) => ProverStatus::Setup,
             FfiError::Panic(_) => ProverStatus::Panic,
             FfiError::Internal(_) => ProverStatus::Internal,
         }
@@ -254,7 +258,8 @@ pub extern "C" fn prover_version() -> *const c_char {
 /// `"keys_disk_reserve_mib"` (default 2048), is the free space the key and coset caches leave on
 /// `keys_dir`'s filesystem.
 ///
-/// Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory. Parameters and keys
+/// Fails (`PROVER_STATUS_INVALID_CONFIG`) if `params_dir` is not a directory, and
+/// (`PROVER_STATUS_SETUP`) on an x86-64 CPU without BMI2 and ADX. Parameters and keys
 /// are loaded (keys generated into `keys_dir` by `prover_prove`) on first use and kept for the
 /// handle's lifetime.
 /// `*out` is written only on success; free the handle with `prover_free`.
@@ -270,6 +275,8 @@ pub unsafe extern "C" fn prover_init(config_json: *const c_char, out: *mut *mut 
         if out.is_null() {
             return Err(FfiError::Null("out"));
         }
+        // Before any field arithmetic: a CPU this build cannot run gets a status, not SIGILL.
+        gpu::check_host_cpu()?;
         let section: CoreConfig = serde_json::from_str(text).map_err(|source| FfiError::Json {
             what: "config",
             source,

@@ -4,6 +4,8 @@
 //! - [`ComputeBackend`] is the integration point; the engine holds an `Arc<dyn ComputeBackend>`
 //!   chosen once at start by [`select`].
 //! - [`CpuBackend`] runs on rayon and is the oracle every other backend is compared against;
+//!   on x86-64 its field arithmetic is halo2curves' assembly, which [`check_host_cpu`] makes sure
+//!   the CPU can run;
 //!   [`CheckedBackend`] runs two backends on every call and fails on any disagreement.
 //! - The CUDA kernel sources live in `gpu/kernels/` ([`kernels::HEADERS`], [`kernels::UNITS`]).
 //!   They are checked on the host (the arithmetic headers compiled with the host C++ compiler and
@@ -25,6 +27,7 @@ mod backend;
 mod checked;
 mod cpu;
 pub mod cuda;
+mod host;
 pub mod kernels;
 mod poly;
 pub mod program;
@@ -35,6 +38,7 @@ pub use checked::CheckedBackend;
 pub use cpu::CpuBackend;
 pub use cuda::emu::{EmuCounters, Emulator, KernelMuls, LaunchShape};
 pub use cuda::{ArithKernel, CudaBackend, DeviceScalars, DeviceValues, LocalMemory};
+pub use host::{check_host_cpu, HostCpuError, SKIP_CPU_CHECK_VAR};
 pub use poly::{host_zeros, Poly};
 pub use program::{Program, ProgramBuilder};
 pub use select::{
