@@ -134,6 +134,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -147,7 +148,7 @@ async fn main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
-    if let Err(e) = run(Cli::parse()).await {
+    if let Err(e) = run(cli).await {
         eprintln!("error: {}", prover_core::report::causes_once(e.chain()));
         std::process::exit(1);
     }
