@@ -13,7 +13,7 @@
 //! it); `ffi/tests/c_host.rs` runs the C host under memcheck that way. On a CPU that really
 //! lacks them, a skipped check leaves the illegal instruction at the first multiplication.
 
-/// The instructions the build needs, by the names `is_x86_feature_detected!` takes.
+/// The instruction sets the build needs, by the names `is_x86_feature_detected!` takes.
 #[cfg(target_arch = "x86_64")]
 const NEEDED: [&str; 2] = ["bmi2", "adx"];
 #[cfg(not(target_arch = "x86_64"))]
@@ -77,8 +77,8 @@ mod tests {
 
     #[test]
     fn this_cpu_runs_the_build() {
-        // The test process has done field arithmetic by now in other tests of this binary; the
-        // check must agree with that.
+        // This binary's other tests run the field arithmetic on this CPU; the check must agree
+        // that it can.
         check_host_cpu().expect("the test machine runs this build");
     }
 
