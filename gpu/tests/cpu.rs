@@ -1,6 +1,6 @@
 //! The CPU backend against naive references: MSM vs a plain sum of scalar multiplications,
-//! NTT vs the O(n²) DFT, coset NTT vs direct evaluation at g·ω^i, round trips, halo2 conventions,
-//! and argument validation.
+//! NTT vs the O(n²) DFT and halo2's FFT, coset NTT vs direct evaluation at g·ω^i, round trips,
+//! halo2 conventions, and argument validation.
 
 use ff::{Field, PrimeField};
 use gpu::{BackendError, Bases, ComputeBackend, CpuBackend, Direction, Domain, Fr, G1Affine, G1};
@@ -333,6 +333,87 @@ fn coset_ntt_matches_halo2_domain() {
         let mut got = a.clone();
         cpu.ntt(&mut got, &d, Direction::Inverse).unwrap();
         assert_eq!(&got[..], coeffs.values(), "lagrange_to_coeff k = {k}");
+    }
+}
+
+/// halo2-axiom's parallel FFT, what its prover runs on x86-64 (it ignores the `FFTData`).
+fn halo2_fft(values: &mut [Fr], omega: Fr, log_n: u32) {
+    let data = halo2_proofs::fft::recursive::FFTData::<Fr>::default();
+    halo2_proofs::fft::parallel::fft(values, omega, log_n, &data, false);
+}
+
+/// The CPU backend's own NTT against halo2-axiom's FFT at every size up to 2^18 (2^16 in the
+/// other pools), in rayon pools of 1, 2, 3 and 16 threads (its block layout depends on both):
+/// forward, inverse, coset both ways and a shifted transform, on random values with 0, 1 and −1
+/// mixed in.
+#[test]
+fn ntt_equals_halo2s_fft_at_every_size_and_pool_size() {
+    let mut r = rng(12);
+    for threads in [2usize, 1, 3, 16] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let max_log_n = if threads == 2 { 18 } else { 16 };
+        pool.install(|| {
+            let cpu = CpuBackend::new();
+            for log_n in 0..=max_log_n {
+                let d = Domain::new(log_n).unwrap();
+                let at = format!("log_n {log_n}, {threads} threads");
+                let a = with_edges(d.size(), &mut r);
+                let powers = |c: Fr, s: Fr| -> Vec<Fr> {
+                    std::iter::successors(Some(s), |p| Some(*p * c))
+                        .take(d.size())
+                        .collect()
+                };
+
+                let mut want = a.clone();
+                halo2_fft(&mut want, d.omega(), log_n);
+                let mut got = a.clone();
+                cpu.ntt(&mut got, &d, Direction::Forward).unwrap();
+                assert_eq!(got, want, "forward, {at}");
+
+                let mut want = a.clone();
+                halo2_fft(&mut want, d.omega_inv(), log_n);
+                want.iter_mut().for_each(|v| *v *= d.n_inv());
+                let mut got = a.clone();
+                cpu.ntt(&mut got, &d, Direction::Inverse).unwrap();
+                assert_eq!(got, want, "inverse, {at}");
+
+                let mut want: Vec<Fr> = a
+                    .iter()
+                    .zip(powers(d.coset_gen(), Fr::ONE))
+                    .map(|(v, p)| *v * p)
+                    .collect();
+                halo2_fft(&mut want, d.omega(), log_n);
+                let mut got = a.clone();
+                cpu.coset_ntt(&mut got, &d, Direction::Forward).unwrap();
+                assert_eq!(got, want, "coset forward, {at}");
+
+                let mut want = a.clone();
+                halo2_fft(&mut want, d.omega_inv(), log_n);
+                let factors = powers(d.coset_gen_inv(), d.n_inv());
+                want.iter_mut().zip(factors).for_each(|(v, p)| *v *= p);
+                let mut got = a.clone();
+                cpu.coset_ntt(&mut got, &d, Direction::Inverse).unwrap();
+                assert_eq!(got, want, "coset inverse, {at}");
+
+                let shift = Fr::random(&mut r);
+                let mut want: Vec<Fr> = a
+                    .iter()
+                    .zip(powers(shift, Fr::ONE))
+                    .map(|(v, p)| *v * p)
+                    .collect();
+                halo2_fft(&mut want, d.omega(), log_n);
+                let mut p = cpu.upload(&a).unwrap();
+                cpu.ntt_shifted(&mut p, &d, Direction::Forward, shift)
+                    .unwrap();
+                assert_eq!(cpu.download(&p).unwrap(), want, "shifted, {at}");
+                cpu.ntt_shifted(&mut p, &d, Direction::Inverse, shift)
+                    .unwrap();
+                assert_eq!(cpu.download(&p).unwrap(), a, "shifted back, {at}");
+            }
+        });
     }
 }
 
