@@ -56,7 +56,7 @@ fn naive_msm(points: &[G1Affine], scalars: &[Fr]) -> G1 {
 fn msm_matches_naive_sum() {
     let cpu = CpuBackend::new();
     let mut r = rng(1);
-    // Sizes cover msm_best's serial/parallel paths (c < 10) and its bucketed path (n ≥ 8104).
+    // Window sizes from 2 up; one and several tasks per window.
     for &n in &[1usize, 2, 3, 4, 5, 31, 32, 33, 100, 1023, 1024, 1025, 8200] {
         let pts = points(n, &mut r);
         let sc = scalars(n, &mut r);
@@ -68,8 +68,8 @@ fn msm_matches_naive_sum() {
 
 #[test]
 fn msm_large_without_identities() {
-    // msm_best's batch-affine path itself (no identity filtering): duplicates and negations of
-    // points, all kinds of scalars.
+    // Duplicates and negations of points (doublings and cancellations in the affine sums), all
+    // kinds of scalars.
     let cpu = CpuBackend::new();
     let mut r = rng(7);
     let n = 9000;
@@ -140,6 +140,60 @@ fn msm_edge_cases() {
     );
     assert_eq!(cpu.msm(&bases, &[]).unwrap(), G1::identity());
     assert_eq!(cpu.msm(&Bases::new(vec![]), &[]).unwrap(), G1::identity());
+}
+
+/// Past the MSM's 2^16-point sub-chunks, against halo2curves' `msm_parallel` (projective
+/// buckets, an independent algorithm that takes identities): random scalars with edges, 16-bit
+/// values, a column of 0s and 1s (every point in one bucket), one repeated value; bases with
+/// identities, negations and repeats; in rayon pools of 1, 2, 3 and 16 threads (the tasks'
+/// split depends on it).
+#[test]
+fn msm_equals_an_independent_msm_past_its_sub_chunks_in_every_pool() {
+    let mut r = rng(13);
+    for n in [(1usize << 16) + 3, (1 << 17) + 1] {
+        let step = G1::random(&mut r);
+        let mut acc = G1::random(&mut r);
+        let proj: Vec<G1> = (0..n)
+            .map(|i| {
+                acc += step;
+                match i % 97 {
+                    5 => G1::identity(),
+                    7 => -acc,
+                    11 => step,
+                    _ => acc,
+                }
+            })
+            .collect();
+        let mut pts = vec![G1Affine::identity(); n];
+        G1::batch_normalize(&proj, &mut pts);
+        let bases = Bases::new(pts.clone());
+        let repeated = Fr::random(&mut r);
+        let columns: [(&str, Vec<Fr>); 4] = [
+            ("random", scalars(n, &mut r)),
+            (
+                "16-bit",
+                (0..n)
+                    .map(|_| Fr::from(r.gen_range(0u64..1 << 16)))
+                    .collect(),
+            ),
+            (
+                "0s and 1s",
+                (0..n).map(|_| Fr::from(r.gen_bool(0.5))).collect(),
+            ),
+            ("one value", vec![repeated; n]),
+        ];
+        for (kind, sc) in columns {
+            let want = halo2curves::msm::msm_parallel(&sc, &pts).to_affine();
+            for threads in [1usize, 2, 3, 16] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| CpuBackend::new().msm(&bases, &sc)).unwrap();
+                assert_eq!(got.to_affine(), want, "n {n}, {kind}, {threads} threads");
+            }
+        }
+    }
 }
 
 #[test]

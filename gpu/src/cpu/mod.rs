@@ -1,9 +1,9 @@
-//! The CPU backend: rayon, delegating the heavy lifting to the exact code the reference prover uses.
+//! The CPU backend: rayon, over halo2curves' field and curve arithmetic.
 //!
-//! - MSM: `halo2curves::msm::msm_best` (what halo2-axiom's `best_multiexp` calls). Its batch-affine
-//!   path (n ≳ 8k) panics when a base is the identity ("Some edge case has not been handled
-//!   properly"); identities are therefore filtered out first (whether a `Bases` has any is scanned
-//!   once and cached), and any other panic from it falls back to `msm_parallel`.
+//! - MSM: our own ([`msm`]: signed-digit Pippenger, windows as many as the largest scalar needs,
+//!   (window, points) tasks, each bucket summed as a tree of affine additions with one inversion
+//!   per 1024). `tests/cpu.rs` compares it with plain sums and with halo2curves' `msm_best`
+//!   (what halo2-axiom's `best_multiexp` calls).
 //! - NTT: our own ([`ntt`]: radix 4, twiddles from a per-size table, the last stages in
 //!   cache-sized blocks, the coset shift, the inverse's index reversal and its 1/n fused into its
 //!   first and last passes). It gives halo2's results element for element (`tests/cpu.rs`
@@ -12,12 +12,9 @@
 //! Measured against halo2 on the same machine by `benches/cpu.rs` (`msm/halo2/*`,
 //! `ntt/halo2/forward/*`).
 
-use std::panic::AssertUnwindSafe;
-
 use ff::Field;
-use group::prime::PrimeCurveAffine;
 use group::Group;
-use halo2curves::bn256::{Fr, G1Affine, G1};
+use halo2curves::bn256::{Fr, G1};
 use rayon::prelude::*;
 
 use crate::backend::{
@@ -27,6 +24,7 @@ use crate::backend::{
 use crate::poly::Poly;
 use crate::program::Program;
 
+mod msm;
 mod ntt;
 
 /// Elements per rayon task for the element-wise passes (coset shift, 1/n scaling).
@@ -114,26 +112,6 @@ pub fn evaluate(coeffs: &[Fr], x: Fr) -> Fr {
         .fold(Fr::ZERO, |acc, p| acc * x_chunk + p)
 }
 
-/// `msm_best`, with `msm_parallel` (projective buckets, no edge cases) as a fallback should
-/// `msm_best`'s batch-affine addition hit a case it does not handle (it panics then).
-fn msm_checked(scalars: &[Fr], points: &[G1Affine]) -> G1 {
-    if scalars.is_empty() {
-        return G1::identity();
-    }
-    match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        halo2curves::msm::msm_best(scalars, points)
-    })) {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!(
-                n = scalars.len(),
-                "msm_best failed on an edge case; recomputing with msm_parallel"
-            );
-            halo2curves::msm::msm_parallel(scalars, points)
-        }
-    }
-}
-
 impl ComputeBackend for CpuBackend {
     fn name(&self) -> BackendName {
         BackendName::Cpu
@@ -144,19 +122,7 @@ impl ComputeBackend for CpuBackend {
         if scalars.is_empty() {
             return Ok(G1::identity());
         }
-        let points = &bases.points()[..scalars.len()];
-        if bases.has_identity() {
-            // msm_best's batch-affine path assumes no base is the identity (it panics on one);
-            // identities contribute nothing, so drop them with their scalars.
-            let (pts, sc): (Vec<G1Affine>, Vec<Fr>) = points
-                .par_iter()
-                .zip(scalars.par_iter())
-                .filter(|(p, _)| !bool::from(p.is_identity()))
-                .map(|(p, s)| (*p, *s))
-                .unzip();
-            return Ok(msm_checked(&sc, &pts));
-        }
-        Ok(msm_checked(scalars, points))
+        Ok(msm::msm(bases.points(), scalars))
     }
 
     fn ntt(
