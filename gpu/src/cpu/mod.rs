@@ -27,7 +27,7 @@ use crate::program::Program;
 mod msm;
 mod ntt;
 
-/// Elements per rayon task for the element-wise passes (coset shift, 1/n scaling).
+/// Elements per rayon task for batch inversion, prefix products and evaluation.
 const CHUNK: usize = 1 << 12;
 
 /// The rayon CPU backend (stateless; uses the global rayon pool).
