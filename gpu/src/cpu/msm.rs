@@ -23,7 +23,7 @@
 //! any other MSM's (`tests/cpu.rs` compares with plain sums and with halo2curves'
 //! `msm_parallel`).
 
-use ff::{Field, PrimeField};
+use ff::Field;
 use group::prime::PrimeCurveAffine;
 use group::Group;
 use halo2curves::bn256::{Fq, Fr, G1Affine, G1};
@@ -70,14 +70,8 @@ pub(super) fn msm(points: &[G1Affine], scalars: &[Fr]) -> G1 {
     for (w, s) in sums {
         per_window[w as usize] += s;
     }
-    let mut acc = G1::identity();
-    for s in per_window.iter().rev() {
-        for _ in 0..c {
-            acc = acc.double();
-        }
-        acc += s;
-    }
-    acc
+    // The CUDA backend's host-side combination (pure Rust): Horner over the windows.
+    crate::cuda::plan::combine_windows(&per_window, c)
 }
 
 /// The window size for `n` points: about 0.7·log2 n (halo2curves' choice), at least 2.
@@ -86,15 +80,9 @@ fn window_bits(n: usize) -> u32 {
     ((log_n * 7).div_ceil(10)).clamp(2, 16)
 }
 
+/// The canonical (non-Montgomery) little-endian limbs of `s`.
 fn to_limbs(s: &Fr) -> [u64; 4] {
-    let repr = s.to_repr();
-    let mut out = [0u64; 4];
-    for (o, b) in out.iter_mut().zip(repr.as_ref().chunks_exact(8)) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(b);
-        *o = u64::from_le_bytes(word);
-    }
-    out
+    (*s).into()
 }
 
 fn bit_length(l: &[u64; 4]) -> u32 {
