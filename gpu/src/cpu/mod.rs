@@ -2,8 +2,9 @@
 //!
 //! - MSM: our own ([`msm`]: signed-digit Pippenger, windows as many as the largest scalar needs,
 //!   (window, points) tasks, each bucket summed as a tree of affine additions with one inversion
-//!   per 1024). `tests/cpu.rs` compares it with plain sums and with halo2curves' `msm_best`
-//!   (what halo2-axiom's `best_multiexp` calls).
+//!   per 1024). `tests/cpu.rs` compares it with plain sums and with halo2curves'
+//!   `msm_parallel`; the bench times it against `msm_best` (what halo2-axiom's `best_multiexp`
+//!   calls).
 //! - NTT: our own ([`ntt`]: radix 4, twiddles from a per-size table, the last stages in
 //!   cache-sized blocks, the coset shift, the inverse's index reversal and its 1/n fused into its
 //!   first and last passes). It gives halo2's results element for element (`tests/cpu.rs`
