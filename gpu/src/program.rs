@@ -431,6 +431,11 @@ impl Program {
     }
 
     /// The CPU evaluation (the oracle of every other backend): `acc` is updated in place.
+    ///
+    /// Blocks of [`BLOCK`] rows are evaluated instruction by instruction: each instruction's
+    /// operands are resolved once per block (a query to its input's rows, a slot to its row
+    /// values, a constant to its value) and the row loop is specialised to their kinds, so that
+    /// the loop body is the field operation and its loads.
     pub fn eval_host(
         &self,
         inputs: &[&[Fr]],
@@ -441,48 +446,178 @@ impl Program {
         use rayon::prelude::*;
         let lens: Vec<usize> = inputs.iter().map(|c| c.len()).collect();
         self.check_args(&lens, acc.len(), ratio)?;
-        let size = acc.len();
-        let mask = size - 1;
-        let shifts = self.query_shifts(ratio, size);
+        let shifts = self.query_shifts(ratio, acc.len());
         acc.par_chunks_mut(BLOCK).enumerate().for_each_init(
-            || vec![Fr::ZERO; self.slots.max(1) * BLOCK],
-            |scratch, (bi, out)| {
-                let start = bi * BLOCK;
-                let rows = out.len();
-                let read = |o: Operand, r: usize, scratch: &[Fr]| -> Fr {
-                    match o {
-                        Operand::Slot(s) => scratch[s as usize * BLOCK + r],
-                        Operand::Query(q) => {
-                            let (input, _) = self.queries[q as usize];
-                            inputs[input as usize][(start + r + shifts[q as usize] as usize) & mask]
-                        }
-                        Operand::Const(c) => self.constants[c as usize],
-                    }
-                };
-                for ins in &self.code {
-                    match ins.kind {
-                        InstrKind::Fold => {
-                            for (r, v) in out.iter_mut().enumerate() {
-                                *v = *v * y + read(ins.a, r, scratch);
-                            }
-                        }
-                        kind => {
-                            for r in 0..rows {
-                                let a = read(ins.a, r, scratch);
-                                let v = match kind {
-                                    InstrKind::Add => a + read(ins.b, r, scratch),
-                                    InstrKind::Sub => a - read(ins.b, r, scratch),
-                                    InstrKind::Mul => a * read(ins.b, r, scratch),
-                                    _ => -a,
-                                };
-                                scratch[ins.dst as usize * BLOCK + r] = v;
-                            }
-                        }
-                    }
-                }
-            },
+            || Block::new(self.slots),
+            |block, (bi, out)| block.run(self, inputs, &shifts, bi * BLOCK, out, y),
         );
         Ok(())
+    }
+}
+
+/// One thread's buffers for [`Program::eval_host`]: the slots' row values and the rows of two
+/// queries whose block wraps around the end of their input.
+struct Block {
+    slots: Vec<Vec<Fr>>,
+    wrapped: [Vec<Fr>; 2],
+}
+
+/// An operand resolved for one block of rows.
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    /// Its value in every row of the block.
+    Rows(&'a [Fr]),
+    /// The instruction's own destination (an operation whose operand's slot it reuses).
+    Dst,
+    /// One value for every row.
+    Const(Fr),
+}
+
+/// Reads an operand of kind known at compile time in row `r`.
+trait Read: Copy {
+    fn at(self, r: usize, dst: &[Fr]) -> Fr;
+}
+
+#[derive(Clone, Copy)]
+struct FromRows<'a>(&'a [Fr]);
+#[derive(Clone, Copy)]
+struct FromDst;
+#[derive(Clone, Copy)]
+struct FromConst(Fr);
+
+impl Read for FromRows<'_> {
+    #[inline(always)]
+    fn at(self, r: usize, _: &[Fr]) -> Fr {
+        self.0[r]
+    }
+}
+
+impl Read for FromDst {
+    #[inline(always)]
+    fn at(self, r: usize, dst: &[Fr]) -> Fr {
+        dst[r]
+    }
+}
+
+impl Read for FromConst {
+    #[inline(always)]
+    fn at(self, _: usize, _: &[Fr]) -> Fr {
+        self.0
+    }
+}
+
+/// `dst[r] = f(a[r], b[r])` for every row, the operands' kinds fixed for the loop.
+#[inline(always)]
+fn rows<A: Read, B: Read>(dst: &mut [Fr], a: A, b: B, f: impl Fn(Fr, Fr) -> Fr) {
+    for r in 0..dst.len() {
+        let v = f(a.at(r, dst), b.at(r, dst));
+        dst[r] = v;
+    }
+}
+
+/// [`rows`] with each operand's kind dispatched once.
+#[inline(always)]
+fn apply(dst: &mut [Fr], a: Src<'_>, b: Src<'_>, f: impl Fn(Fr, Fr) -> Fr) {
+    match (a, b) {
+        (Src::Rows(a), Src::Rows(b)) => rows(dst, FromRows(a), FromRows(b), f),
+        (Src::Rows(a), Src::Dst) => rows(dst, FromRows(a), FromDst, f),
+        (Src::Rows(a), Src::Const(b)) => rows(dst, FromRows(a), FromConst(b), f),
+        (Src::Dst, Src::Rows(b)) => rows(dst, FromDst, FromRows(b), f),
+        (Src::Dst, Src::Dst) => rows(dst, FromDst, FromDst, f),
+        (Src::Dst, Src::Const(b)) => rows(dst, FromDst, FromConst(b), f),
+        (Src::Const(a), Src::Rows(b)) => rows(dst, FromConst(a), FromRows(b), f),
+        (Src::Const(a), Src::Dst) => rows(dst, FromConst(a), FromDst, f),
+        // Programs never compute on constants alone (the builder folds them); kept for
+        // completeness.
+        (Src::Const(a), Src::Const(b)) => dst.fill(f(a, b)),
+    }
+}
+
+impl Block {
+    fn new(slots: usize) -> Self {
+        Self {
+            slots: (0..slots).map(|_| vec![Fr::ZERO; BLOCK]).collect(),
+            wrapped: [Vec::with_capacity(BLOCK), Vec::with_capacity(BLOCK)],
+        }
+    }
+
+    /// Evaluates rows `start..start + out.len()` of `program`, folding into `out`.
+    fn run(
+        &mut self,
+        program: &Program,
+        inputs: &[&[Fr]],
+        shifts: &[u32],
+        start: usize,
+        out: &mut [Fr],
+        y: Fr,
+    ) {
+        let rows_n = out.len();
+        for ins in &program.code {
+            // Fill the wrapped rows of queries whose block crosses the end of their input.
+            let mut wrapped_used = 0;
+            let mut wrap = |o: Operand, wrapped: &mut [Vec<Fr>; 2]| -> Option<usize> {
+                let Operand::Query(q) = o else { return None };
+                let (input, _) = program.queries[q as usize];
+                let col = inputs[input as usize];
+                let size = col.len();
+                let first = (start + shifts[q as usize] as usize) & (size - 1);
+                if first + rows_n <= size {
+                    return None;
+                }
+                let w = &mut wrapped[wrapped_used];
+                wrapped_used += 1;
+                w.clear();
+                w.extend((0..rows_n).map(|r| col[(first + r) & (size - 1)]));
+                Some(wrapped_used - 1)
+            };
+            let wa = wrap(ins.a, &mut self.wrapped);
+            let wb = if ins.kind == InstrKind::Fold || ins.kind == InstrKind::Neg {
+                None
+            } else {
+                wrap(ins.b, &mut self.wrapped)
+            };
+            // The destination's row values are taken out of the slot table while the
+            // instruction runs, so the other slots can be read beside it.
+            let dst_slot = (ins.kind != InstrKind::Fold).then_some(ins.dst as usize);
+            let mut dst = dst_slot.map(|d| std::mem::take(&mut self.slots[d]));
+            let src = |o: Operand, w: Option<usize>| -> Src<'_> {
+                if let Some(i) = w {
+                    return Src::Rows(&self.wrapped[i]);
+                }
+                match o {
+                    Operand::Slot(s) if Some(s as usize) == dst_slot => Src::Dst,
+                    Operand::Slot(s) => Src::Rows(&self.slots[s as usize][..rows_n]),
+                    Operand::Query(q) => {
+                        let (input, _) = program.queries[q as usize];
+                        let col = inputs[input as usize];
+                        let first = (start + shifts[q as usize] as usize) & (col.len() - 1);
+                        Src::Rows(&col[first..first + rows_n])
+                    }
+                    Operand::Const(c) => Src::Const(program.constants[c as usize]),
+                }
+            };
+            let a = src(ins.a, wa);
+            match (ins.kind, dst.as_mut()) {
+                (InstrKind::Fold, _) => {
+                    // acc = acc·y + a (the accumulator is never a slot).
+                    apply(out, Src::Dst, a, |v, a| v * y + a);
+                }
+                (InstrKind::Add, Some(d)) => {
+                    apply(&mut d[..rows_n], a, src(ins.b, wb), |a, b| a + b)
+                }
+                (InstrKind::Sub, Some(d)) => {
+                    apply(&mut d[..rows_n], a, src(ins.b, wb), |a, b| a - b)
+                }
+                (InstrKind::Mul, Some(d)) => {
+                    apply(&mut d[..rows_n], a, src(ins.b, wb), |a, b| a * b)
+                }
+                (InstrKind::Neg, Some(d)) => apply(&mut d[..rows_n], a, a, |a, _| -a),
+                (_, None) => {}
+            }
+            if let (Some(d), Some(v)) = (dst_slot, dst) {
+                self.slots[d] = v;
+            }
+        }
     }
 }
 
@@ -517,7 +652,7 @@ mod tests {
     #[test]
     fn matches_a_naive_evaluation_and_reuses_slots() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
-        for (log_size, ratio) in [(0u32, 1usize), (3, 1), (6, 4), (10, 4)] {
+        for (log_size, ratio) in [(0u32, 1usize), (3, 1), (6, 4), (7, 1), (10, 4), (12, 8)] {
             let size = 1usize << log_size;
             let inputs: Vec<Vec<Fr>> = (0..3)
                 .map(|_| (0..size).map(|_| Fr::random(&mut rng)).collect())
@@ -538,10 +673,14 @@ mod tests {
             let o1 = b.neg(d);
             let sq = b.mul(p, p);
             let o2 = b.sub(sq, a2);
+            // A constant on the left, a negation reusing its operand's slot.
+            let o3 = b.sub(k, a0);
+            let o3 = b.neg(o3);
             b.output(o0);
             b.output(o1);
             b.output(o2);
             b.output(k);
+            b.output(o3);
             let prog = b.build().unwrap();
             assert!(prog.slots() <= 3, "{} slots", prog.slots());
             let init: Vec<Fr> = (0..size).map(|_| Fr::random(&mut rng)).collect();
@@ -551,7 +690,7 @@ mod tests {
             let mut want = init;
             naive(&inputs, &mut want, ratio, y, &|q| {
                 let p = q(0, 0) * q(1, 1);
-                vec![p + c, -(q(2, -3) - p), p * p - q(2, -3), c]
+                vec![p + c, -(q(2, -3) - p), p * p - q(2, -3), c, -(c - q(0, 0))]
             });
             assert_eq!(got, want, "size {size}, ratio {ratio}");
         }
