@@ -20,6 +20,13 @@
 //! an H100/H200 worked out from those counts (see [`Floor`]): an estimate from counts, not a
 //! measurement of a GPU. After it, a table of each kernel's launch shapes on that device (warps
 //! per SM at the launches' configurations, waves and how full they are).
+//!
+//! It allocates with jemalloc, as the `prover` binary does, so that its times, page faults and
+//! resident set are the node's (glibc's malloc hands each freed 32 MiB vector back to the kernel
+//! and faults in fresh zeroed pages for the next one).
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use halo2_base::gates::circuit::builder::BaseCircuitBuilder;
 use halo2_proofs::transcript::TranscriptWriterBuffer;
