@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use ff::{Field, PrimeField};
 use halo2curves::bn256::{Fr, G1Affine, G1};
@@ -127,8 +127,6 @@ static NEXT_BASES_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Bases {
     id: u64,
     points: Arc<Vec<G1Affine>>,
-    /// Whether any point is the identity; computed on first use, shared by clones.
-    has_identity: Arc<OnceLock<bool>>,
 }
 
 impl Bases {
@@ -141,20 +139,7 @@ impl Bases {
     /// different ids; clone a `Bases` to share its id).
     pub fn from_arc(points: Arc<Vec<G1Affine>>) -> Self {
         let id = NEXT_BASES_ID.fetch_add(1, Ordering::Relaxed);
-        Self {
-            id,
-            points,
-            has_identity: Arc::new(OnceLock::new()),
-        }
-    }
-
-    /// Whether any point is the identity (scanned once per `Bases`, then cached).
-    pub fn has_identity(&self) -> bool {
-        *self.has_identity.get_or_init(|| {
-            use group::prime::PrimeCurveAffine;
-            use rayon::prelude::*;
-            self.points.par_iter().any(|p| bool::from(p.is_identity()))
-        })
+        Self { id, points }
     }
 
     /// The stable id (unique in this process).

@@ -88,7 +88,7 @@ fn msm_large_without_identities() {
     G1::batch_normalize(&proj, &mut pts);
     let sc = scalars(n, &mut r);
     let bases = Bases::new(pts.clone());
-    assert!(!bases.has_identity());
+    assert!(pts.iter().all(|p| !bool::from(p.is_identity())));
     let got = cpu.msm(&bases, &sc).expect("msm");
     assert_eq!(got.to_affine(), naive_msm(&pts, &sc).to_affine());
 }
