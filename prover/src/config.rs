@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 /// Prefix of the environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "PROVER_";
 
+/// The largest `coordinator.max_reply_mib` (4 GiB): a reply is held in memory whole.
+pub const MAX_REPLY_MIB: u64 = 4096;
+
 /// CLI variables of other subcommands accepted as aliases: (variable, section, key).
 const ENV_ALIASES: &[(&str, &str, &str)] = &[
     ("PROVER_PARAMS_DIR", "prover", "params_dir"),
@@ -244,6 +247,8 @@ pub struct CoordinatorSection {
     pub poll_jitter_ms: u64,
     /// Timeout of one HTTP request.
     pub request_timeout_sec: u64,
+    /// Largest reply read from the coordinator, in MiB; a larger one is refused unread.
+    pub max_reply_mib: u64,
     /// First delay of the exponential backoff while the coordinator is unreachable.
     pub retry_initial_ms: u64,
     /// Largest delay of that backoff.
@@ -260,6 +265,7 @@ impl Default for CoordinatorSection {
             poll_interval_ms: 2000,
             poll_jitter_ms: 500,
             request_timeout_sec: 30,
+            max_reply_mib: 64,
             retry_initial_ms: 500,
             retry_max_ms: 30_000,
             prover_version: None,
@@ -440,6 +446,12 @@ impl NodeConfig {
         }
         if c.request_timeout_sec == 0 {
             return bad("coordinator.request_timeout_sec", "must be > 0".into());
+        }
+        if !(1..=MAX_REPLY_MIB).contains(&c.max_reply_mib) {
+            return bad(
+                "coordinator.max_reply_mib",
+                format!("{} is not in 1..={MAX_REPLY_MIB}", c.max_reply_mib),
+            );
         }
         if c.retry_initial_ms == 0 {
             return bad("coordinator.retry_initial_ms", "must be > 0".into());

@@ -110,6 +110,17 @@ pub enum TaskPayload {
     Bundle(BundleTaskData),
 }
 
+impl TaskPayload {
+    /// The circuit the payload is for.
+    pub fn spec(&self) -> CircuitSpec {
+        match self {
+            TaskPayload::Chunk(d) => CircuitSpec::Chunk { config: d.config },
+            TaskPayload::Batch(d) => CircuitSpec::Batch { config: d.config },
+            TaskPayload::Bundle(d) => CircuitSpec::Bundle { config: d.config },
+        }
+    }
+}
+
 impl Task {
     pub fn kind(&self) -> Result<TaskType, WireError> {
         TaskType::from_u8(self.task_type)
@@ -119,7 +130,9 @@ impl Task {
     pub fn payload(&self) -> Result<TaskPayload, WireError> {
         if self.hard_fork_name != HARD_FORK_NAME {
             return Err(WireError::HardFork {
-                found: self.hard_fork_name.clone(),
+                // A name is short; a long one is shown in part (the error reaches logs and the
+                // failure report).
+                found: self.hard_fork_name.chars().take(64).collect(),
                 supported: HARD_FORK_NAME,
             });
         }

@@ -12,6 +12,13 @@
 //! error (transport, HTTP error, garbage, errcode 50000-range internal error) the call moves on to
 //! the next URL at once, at most once round the list; the next call starts where the last one
 //! succeeded. Login tokens are accepted by every replica of one coordinator, so the token is kept.
+//!
+//! The coordinator is not trusted to be well-behaved: a reply larger than the client's limit
+//! ([`DEFAULT_MAX_REPLY_BYTES`] unless set) is refused before it is read whole (by its
+//! `Content-Length`, or as it arrives), redirects are not followed (a redirect would send the
+//! signed login or the bearer token elsewhere), and the `errmsg` of a reply is cut to
+//! [`MAX_ERRMSG_CHARS`] characters with its control characters escaped before it is logged or
+//! kept.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,6 +30,13 @@ use prover_core::wire::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
+
+/// The largest reply a client reads by default (64 MiB): a task carries its inputs (a batch task
+/// its chunk proofs), tens of kilobytes to a few megabytes.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 64 << 20;
+
+/// Characters of a coordinator's `errmsg` kept (the rest is cut, with a note of how much).
+pub const MAX_ERRMSG_CHARS: usize = 512;
 
 /// Errors of one coordinator call.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +105,8 @@ pub struct CoordinatorClient {
     current: AtomicUsize,
     login: LoginInfo,
     token: Mutex<Option<String>>,
+    /// Replies larger than this are refused (a transient error: the call is retried).
+    max_reply: usize,
 }
 
 impl CoordinatorClient {
@@ -121,6 +137,7 @@ impl CoordinatorClient {
         let http = reqwest::Client::builder()
             .timeout(request_timeout)
             .connect_timeout(request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|source| ClientError::Transport {
                 url: bases[0].clone(),
@@ -132,7 +149,14 @@ impl CoordinatorClient {
             current: AtomicUsize::new(0),
             login,
             token: Mutex::new(None),
+            max_reply: DEFAULT_MAX_REPLY_BYTES,
         })
+    }
+
+    /// Sets the largest reply this client reads (at least 1 byte).
+    pub fn with_max_reply_bytes(mut self, bytes: usize) -> Self {
+        self.max_reply = bytes.max(1);
+        self
     }
 
     /// The API root calls go to now.
@@ -184,7 +208,7 @@ impl CoordinatorClient {
     async fn login_at(&self, base: &str) -> Result<(), ClientError> {
         let url = format!("{base}/challenge");
         let challenge: Envelope<TokenReply> =
-            decode(&url, self.http.get(&url).send().await)?.await?;
+            decode(&url, self.http.get(&url).send().await, self.max_reply)?.await?;
         let challenge = match (challenge.errcode, challenge.data) {
             (errcode::SUCCESS, Some(data)) => data.token,
             (code, _) => {
@@ -213,6 +237,7 @@ impl CoordinatorClient {
                 .json(&body)
                 .send()
                 .await,
+            self.max_reply,
         )?
         .await?;
         match (reply.errcode, reply.data) {
@@ -330,6 +355,7 @@ impl CoordinatorClient {
                     .json(body)
                     .send()
                     .await,
+                self.max_reply,
             )?
             .await?;
             if (reply.errcode == errcode::JWT_EXPIRED || reply.errcode == errcode::JWT) && !relogged
@@ -359,12 +385,14 @@ impl CoordinatorClient {
     }
 }
 
-/// Checks the transport result and HTTP status; returns the body decoder.
+/// Checks the transport result, the HTTP status and the announced length; returns the body
+/// decoder, which reads at most `max` bytes and cleans the envelope's `errmsg`.
 fn decode<T: DeserializeOwned>(
     url: &str,
     sent: Result<reqwest::Response, reqwest::Error>,
+    max: usize,
 ) -> Result<impl std::future::Future<Output = Result<Envelope<T>, ClientError>>, ClientError> {
-    let response = sent.map_err(|source| ClientError::Transport {
+    let mut response = sent.map_err(|source| ClientError::Transport {
         url: url.into(),
         source,
     })?;
@@ -375,18 +403,55 @@ fn decode<T: DeserializeOwned>(
             status: status.as_u16(),
         });
     }
+    let too_large = move |url: &str, what: String| ClientError::Decode {
+        url: url.into(),
+        reason: format!("{what}, more than this node reads ({max} bytes)"),
+    };
+    if let Some(len) = response.content_length() {
+        if len > max as u64 {
+            return Err(too_large(url, format!("the reply announces {len} bytes")));
+        }
+    }
     let url = url.to_string();
     Ok(async move {
-        let bytes = response
-            .bytes()
+        let mut bytes = Vec::new();
+        while let Some(piece) = response
+            .chunk()
             .await
             .map_err(|source| ClientError::Transport {
                 url: url.clone(),
                 source,
+            })?
+        {
+            if bytes.len() + piece.len() > max {
+                return Err(too_large(&url, "the reply is larger".into()));
+            }
+            bytes.extend_from_slice(&piece);
+        }
+        let mut envelope: Envelope<T> =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+                url,
+                reason: e.to_string(),
             })?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url,
-            reason: e.to_string(),
-        })
+        envelope.errmsg = remote_text(&envelope.errmsg);
+        Ok(envelope)
     })
+}
+
+/// A coordinator's free text made safe to log: at most [`MAX_ERRMSG_CHARS`] characters, control
+/// characters (line breaks, terminal escapes) written as escapes.
+pub fn remote_text(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(MAX_ERRMSG_CHARS) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    let total = text.chars().count();
+    if total > MAX_ERRMSG_CHARS {
+        out.push_str(&format!("… ({} more characters)", total - MAX_ERRMSG_CHARS));
+    }
+    out
 }

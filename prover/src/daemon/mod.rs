@@ -96,6 +96,80 @@ impl TaskProver for ProvingCore {
     }
 }
 
+/// The daemon's prover: a task whose circuit is not one this node is configured for (its type
+/// not in `node.task_types`, or a configuration other than the `circuits` section's) is refused
+/// (reported as failure_type 2) before any key is loaded or generated for it, so a coordinator
+/// cannot make the node build and keep keys for circuits it never announced. A task whose type
+/// or payload does not decode goes on to the prover, which reports why.
+struct Configured {
+    inner: Arc<dyn TaskProver>,
+    /// One circuit per task type the node proves.
+    accepted: Vec<CircuitSpec>,
+}
+
+impl Configured {
+    fn check(&self, task: &Task) -> Result<(), ProveError> {
+        let Ok(kind) = task.kind() else {
+            return Ok(());
+        };
+        let Some(want) = self.accepted.iter().find(|s| s.task_type() == kind) else {
+            let types: Vec<u8> = self
+                .accepted
+                .iter()
+                .map(|s| s.task_type().as_u8())
+                .collect();
+            return Err(format!(
+                "task type {} ({}) is not one this node proves (node.task_types {types:?})",
+                task.task_type,
+                kind.name()
+            )
+            .into());
+        };
+        if let Ok(payload) = task.payload() {
+            let got = payload.spec();
+            if &got != want {
+                let show = |s: &CircuitSpec| serde_json::to_string(s).unwrap_or_default();
+                return Err(format!(
+                    "the task's circuit {} is not the one this node is configured for, {} (its \
+                     circuits section); it is not proved and no keys are made for it",
+                    show(&got),
+                    show(want)
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TaskProver for Configured {
+    fn prove(&self, task: &Task, rng: ChaCha20Rng) -> Result<ProofPayload, ProveError> {
+        self.check(task)?;
+        self.inner.prove(task, rng)
+    }
+    fn vk_digest(&self, spec: &CircuitSpec) -> Result<String, ProveError> {
+        self.inner.vk_digest(spec)
+    }
+    fn use_backend(&self, backend: Arc<dyn gpu::ComputeBackend>) {
+        self.inner.use_backend(backend)
+    }
+    fn device_need(
+        &self,
+        spec: &CircuitSpec,
+    ) -> Result<Option<prover_core::native::memory::DeviceNeed>, ProveError> {
+        self.inner.device_need(spec)
+    }
+    fn prove_on(
+        &self,
+        backend: Option<&Arc<dyn gpu::ComputeBackend>>,
+        task: &Task,
+        rng: ChaCha20Rng,
+    ) -> Result<ProofPayload, ProveError> {
+        self.check(task)?;
+        self.inner.prove_on(backend, task, rng)
+    }
+}
+
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -208,6 +282,15 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningDaemon, DaemonError> {
     config.validate()?;
+    let prover: Arc<dyn TaskProver> = Arc::new(Configured {
+        inner: prover,
+        accepted: config
+            .node
+            .task_types
+            .iter()
+            .filter_map(|&t| config.circuits.spec_for(t))
+            .collect(),
+    });
     let engine = config.node.engine;
     let choice = config.node.backend;
     let devices = config.node.devices.clone();
@@ -397,7 +480,10 @@ async fn supervise(
             &urls,
             Duration::from_secs(config.coordinator.request_timeout_sec),
             login,
-        )?;
+        )?
+        .with_max_reply_bytes(
+            usize::try_from(config.coordinator.max_reply_mib << 20).unwrap_or(usize::MAX),
+        );
         let index = id.index;
         let worker = Worker {
             identity: id,

@@ -19,7 +19,7 @@ use rand_core::SeedableRng;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::client::{CoordinatorClient, SubmitOutcome};
+use super::client::{remote_text, CoordinatorClient, SubmitOutcome};
 use super::identity::Identity;
 use super::metrics::Total;
 use super::server::{Shared, WorkerState};
@@ -107,6 +107,17 @@ impl Worker {
             _ = self.shutdown.cancelled() => return Ok(true),
         };
         match reply {
+            Ok(Some(task)) if !plain_ids(&task) => {
+                tracing::warn!(
+                    task_id = %remote_text(&task.task_id),
+                    uuid = %remote_text(&task.uuid),
+                    "the coordinator handed out a task whose uuid, task_id or hard_fork_name is \
+                     not short printable text; not stored, polling again after the interval"
+                );
+                self.status(WorkerState::Backoff, None, None);
+                self.sleep(self.poll_pause()).await;
+                Ok(true)
+            }
             Ok(Some(task)) => {
                 tracing::info!(task_id = %task.task_id, task_type = task.task_type, uuid = %task.uuid, "task received");
                 self.shared.metrics.count(Total::Pulled, task.task_type);
@@ -357,7 +368,26 @@ impl Worker {
     }
 }
 
-fn failure(task: &Task, kind: u8, msg: String) -> SubmitProofRequest {
+/// Longest identifier (`uuid`, `task_id`) a task may carry; Scroll's are hashes and numbers.
+pub const MAX_ID_BYTES: usize = 256;
+/// Longest `hard_fork_name` a task may carry.
+pub const MAX_FORK_NAME_BYTES: usize = 64;
+/// Characters of a failure message sent to the coordinator (the rest is cut).
+pub const MAX_FAILURE_MSG_CHARS: usize = 4096;
+
+/// Whether a task's identifiers are short and printable: they are logged, stored and sent back.
+fn plain_ids(task: &Task) -> bool {
+    let plain = |s: &str, max: usize| s.len() <= max && !s.chars().any(char::is_control);
+    plain(&task.uuid, MAX_ID_BYTES)
+        && plain(&task.task_id, MAX_ID_BYTES)
+        && plain(&task.hard_fork_name, MAX_FORK_NAME_BYTES)
+}
+
+fn failure(task: &Task, kind: u8, mut msg: String) -> SubmitProofRequest {
+    if let Some((cut, _)) = msg.char_indices().nth(MAX_FAILURE_MSG_CHARS) {
+        msg.truncate(cut);
+        msg.push_str(" …(cut)");
+    }
     SubmitProofRequest {
         uuid: task.uuid.clone(),
         task_id: task.task_id.clone(),
@@ -387,4 +417,42 @@ fn task_span(task: &Task, backend: &str) -> tracing::Span {
 
 fn short(key: &str) -> &str {
     key.get(..12).unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str) -> Task {
+        Task {
+            uuid: "u".into(),
+            task_id: id.into(),
+            task_type: 1,
+            task_data: "{}".into(),
+            hard_fork_name: prover_core::wire::HARD_FORK_NAME.into(),
+        }
+    }
+
+    #[test]
+    fn a_failure_message_is_cut_to_its_limit_on_a_character_boundary() {
+        let short = failure(&task("t"), failure_type::NO_PANIC, "bad".into());
+        assert_eq!(short.failure_msg, "bad");
+        let long = "é".repeat(MAX_FAILURE_MSG_CHARS + 10);
+        let cut = failure(&task("t"), failure_type::NO_PANIC, long);
+        assert!(cut.failure_msg.ends_with(" …(cut)"));
+        assert_eq!(
+            cut.failure_msg.chars().count(),
+            MAX_FAILURE_MSG_CHARS + " …(cut)".chars().count()
+        );
+    }
+
+    #[test]
+    fn identifiers_must_be_short_printable_text() {
+        assert!(plain_ids(&task("chunk-12")));
+        assert!(!plain_ids(&task("a\nb")));
+        assert!(!plain_ids(&task(&"x".repeat(MAX_ID_BYTES + 1))));
+        let mut t = task("t");
+        t.hard_fork_name = "x".repeat(MAX_FORK_NAME_BYTES + 1);
+        assert!(!plain_ids(&t));
+    }
 }

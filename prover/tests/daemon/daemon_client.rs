@@ -299,3 +299,104 @@ async fn when_every_replica_fails_the_last_error_is_returned_after_one_round() {
     let err = c.submit_proof(&submission()).await.unwrap_err();
     assert!(matches!(err, ClientError::Transport { .. }), "{err}");
 }
+
+/// A get_task reply of `len` bytes: a valid envelope whose errmsg pads it out.
+fn padded_reply(len: usize, chunked: bool) -> Reply {
+    let head = br#"{"errcode":20004,"errmsg":""#;
+    let tail = br#"","data":null}"#;
+    let mut body = head.to_vec();
+    body.resize(len - tail.len(), b'x');
+    body.extend_from_slice(tail);
+    assert_eq!(body.len(), len);
+    Reply::Raw {
+        status: 200,
+        headers: vec![("content-type", "application/json".into())],
+        body,
+        chunked,
+    }
+}
+
+#[tokio::test]
+async fn a_reply_over_the_limit_is_refused_whether_announced_or_streamed() {
+    let fake = Fake::start().await;
+    let c = client(&fake.base_url()).with_max_reply_bytes(100_000);
+    // At the limit, announced and streamed: read and decoded (errcode 20004: no work).
+    fake.script(
+        "get_task",
+        [
+            padded_reply(100_000, false),
+            padded_reply(100_000, true),
+            padded_reply(100_001, false),
+            padded_reply(300_000, true),
+        ],
+    );
+    assert_eq!(c.get_task().await.unwrap(), None);
+    assert_eq!(c.get_task().await.unwrap(), None);
+    for what in ["announces 100001 bytes", "the reply is larger"] {
+        let err = c.get_task().await.unwrap_err();
+        assert!(matches!(err, ClientError::Decode { .. }), "{err}");
+        assert!(err.is_transient(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(what) && text.contains("100000 bytes"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let fake = Fake::start().await;
+    let elsewhere = Fake::start().await;
+    let c = client(&fake.base_url());
+    fake.script(
+        "get_task",
+        [Reply::Raw {
+            status: 307,
+            headers: vec![(
+                "location",
+                format!("{}/coordinator/v1/get_task", elsewhere.base_url()),
+            )],
+            body: vec![],
+            chunked: false,
+        }],
+    );
+    let err = c.get_task().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Http { status: 307, .. }),
+        "{err}"
+    );
+    assert!(elsewhere.routes().is_empty(), "{:?}", elsewhere.routes());
+}
+
+#[tokio::test]
+async fn a_coordinators_errmsg_is_cut_and_its_control_characters_escaped() {
+    let fake = Fake::start().await;
+    let c = client(&fake.base_url());
+    let forged = "busy\n2026-12-05T00:00:00Z ERROR prover::daemon: FORGED \u{1b}[31m";
+    let long = "é".repeat(10_000);
+    fake.script(
+        "get_task",
+        [
+            Reply::err(errcode::GET_TASK_FAILURE, forged),
+            Reply::err(errcode::GET_TASK_FAILURE, &long),
+        ],
+    );
+    let ClientError::Refused { errmsg, .. } = c.get_task().await.unwrap_err() else {
+        panic!("not a refusal")
+    };
+    assert!(!errmsg.chars().any(char::is_control), "{errmsg:?}");
+    assert!(
+        errmsg.starts_with("busy\\n2026") && errmsg.contains("\\u{1b}[31m"),
+        "{errmsg}"
+    );
+    let ClientError::Refused { errmsg, .. } = c.get_task().await.unwrap_err() else {
+        panic!("not a refusal")
+    };
+    let kept = prover::daemon::client::MAX_ERRMSG_CHARS;
+    assert!(errmsg.starts_with(&"é".repeat(kept)), "{errmsg}");
+    assert!(
+        errmsg.ends_with(&format!("({} more characters)", 10_000 - kept)),
+        "{errmsg}"
+    );
+}

@@ -256,6 +256,12 @@ async fn a_proof_moved_to_the_cpu_by_a_device_fault_is_submitted_and_counted() {
 async fn a_bad_task_is_reported_as_failure_type_2_by_the_real_core() {
     let dir = tempfile::tempdir().unwrap();
     let mut fake = Fake::start().await;
+    // A chunk of another shape than the node's circuits section (k=18 by default), and a bundle
+    // task, a type the node does not prove (task_types [1, 2]): refused before any key is made.
+    let mut state = crate::common::genesis(crate::common::SMALL);
+    let data = state
+        .apply_chunk(crate::common::SMALL, &[crate::common::transfer(0, 1, 5, 0)])
+        .unwrap();
     fake.script(
         "get_task",
         [
@@ -264,9 +270,17 @@ async fn a_bad_task_is_reported_as_failure_type_2_by_the_real_core() {
                 task_type: 9,
                 ..task("bad-type", "{}")
             }),
+            Reply::task(&crate::common::chunk_task("other-shape", &data)),
+            Reply::task(&Task {
+                task_type: 3,
+                ..task("not-announced", "{}")
+            }),
         ],
     );
     let c = config(dir.path(), &fake.base_url());
+    assert_eq!(c.node.task_types, [1, 2]);
+    assert_ne!(c.circuits.chunk(), crate::common::SMALL);
+    let keys_dir = c.prover.keys_dir.clone();
     let core = ProvingCore::new(c.core_config());
     let running = daemon::start(c, Arc::new(RealCore(core)), CancellationToken::new())
         .await
@@ -274,6 +288,11 @@ async fn a_bad_task_is_reported_as_failure_type_2_by_the_real_core() {
     for (id, needle) in [
         ("bad-json", "malformed"),
         ("bad-type", "unknown task type 9"),
+        ("other-shape", "is not the one this node is configured for"),
+        (
+            "not-announced",
+            "task type 3 (bundle) is not one this node proves",
+        ),
     ] {
         let sub = submitted(&fake.next("submit_proof").await);
         assert_eq!(sub.task_id, id);
@@ -282,7 +301,45 @@ async fn a_bad_task_is_reported_as_failure_type_2_by_the_real_core() {
         assert!(sub.failure_msg.contains(needle), "{}", sub.failure_msg);
     }
     let summary = running.stop().await.unwrap();
-    assert_eq!(summary.tasks_failed, 2);
+    assert_eq!(summary.tasks_failed, 4);
+    assert_eq!(summary.left_in_stack, 0);
+    let made: Vec<_> = std::fs::read_dir(&keys_dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(made.is_empty(), "keys made for refused tasks: {made:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_identifiers_are_not_short_printable_text_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fake = Fake::start().await;
+    fake.script(
+        "get_task",
+        [
+            Reply::task(&task("forged\nERROR line", "{}")),
+            Reply::task(&Task {
+                uuid: "u".repeat(300),
+                ..task("long-uuid", "{}")
+            }),
+            Reply::task(&Task {
+                hard_fork_name: "\u{7f}".repeat(100),
+                ..task("long-fork", "{}")
+            }),
+            Reply::task(&task("fine", "{}")),
+        ],
+    );
+    let prover = Arc::new(StandIn::default());
+    let running = daemon::start(
+        config(dir.path(), &fake.base_url()),
+        prover.clone(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let sub = submitted(&fake.next("submit_proof").await);
+    assert_eq!(sub.task_id, "fine");
+    assert_eq!(prover.calls.load(Ordering::SeqCst), 1);
+    let summary = running.stop().await.unwrap();
     assert_eq!(summary.left_in_stack, 0);
 }
 

@@ -27,6 +27,14 @@ pub enum Reply {
         data: Value,
     },
     Http(u16),
+    /// Any status, headers and body; `chunked`: the body is streamed without a
+    /// `Content-Length`, in pieces of 64 KiB.
+    Raw {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        chunked: bool,
+    },
 }
 
 impl Reply {
@@ -156,6 +164,7 @@ fn record(state: &FakeState, route: &'static str, headers: &HeaderMap, body: Val
         answered: match reply {
             Reply::Envelope { errcode, .. } => *errcode as i64,
             Reply::Http(s) => *s as i64,
+            Reply::Raw { status, .. } => *status as i64,
         },
     };
     state.calls.lock().unwrap().push(call.clone());
@@ -170,6 +179,26 @@ fn respond(reply: Reply) -> Response {
             data,
         } => Json(json!({"errcode": errcode, "errmsg": errmsg, "data": data})).into_response(),
         Reply::Http(s) => StatusCode::from_u16(s).unwrap().into_response(),
+        Reply::Raw {
+            status,
+            headers,
+            body,
+            chunked,
+        } => {
+            let body = if chunked {
+                let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+                    body.chunks(64 << 10).map(|c| Ok(c.to_vec())).collect();
+                axum::body::Body::from_stream(futures_util::stream::iter(pieces))
+            } else {
+                axum::body::Body::from(body)
+            };
+            let mut r = Response::new(body);
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            for (k, v) in headers {
+                r.headers_mut().insert(k, v.parse().unwrap());
+            }
+            r
+        }
     }
 }
 
