@@ -162,7 +162,8 @@ impl Default for NodeSection {
 }
 
 /// The circuit shapes this node proves: their verifying-key digests are the login `vks`.
-/// (A task carries its own circuit configuration; these only decide what the node announces.)
+/// A task carries its own circuit configuration; the daemon proves only tasks whose circuit is
+/// the one configured here for their type (others are reported as failures, and no keys are made).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitsSection {

@@ -186,7 +186,16 @@ struct Proved {
 }
 
 impl ProvingCore {
+    /// Removes the temporary files an earlier process left in the keys directory when it was
+    /// killed during a write ([`crate::disk::remove_stale_temporaries`]).
     pub fn new(config: CoreConfig) -> Self {
+        for (file, bytes) in crate::disk::remove_stale_temporaries(&config.keys_dir) {
+            tracing::warn!(
+                file = %file.display(),
+                size = %crate::disk::size(bytes),
+                "removed a temporary file an earlier process left unfinished"
+            );
+        }
         let keys = KeyStore::new(config.keys_dir.clone())
             .with_disk_reserve(config.keys_disk_reserve_mib.saturating_mul(1 << 20));
         Self {

@@ -382,13 +382,12 @@ impl KeyStore {
 }
 
 /// Writes `path` through a temporary file, fsync and rename, so readers see all or nothing.
-/// The temporary name is unique per write (process id and a counter): two key stores of one
-/// process writing the same entry at once each rename their own complete file. On failure the
-/// temporary file is removed: a torn 1.5 GB key must not stay to fill the disk further.
+/// The temporary name is unique per write ([`crate::disk::temporary_path`]): two key stores of
+/// one process writing the same entry at once each rename their own complete file. On failure
+/// the temporary file is removed: a torn 1.5 GB key must not stay to fill the disk further (one
+/// a crash leaves is removed by the next process's [`crate::disk::remove_stale_temporaries`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+    let tmp = crate::disk::temporary_path(path);
     let file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
     let written = (|| {
         let mut w = BufWriter::new(file);

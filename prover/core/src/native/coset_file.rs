@@ -114,7 +114,7 @@ pub struct Writer {
 impl Writer {
     /// Starts the file for the key whose SHA-256 is `pk_sha256`.
     pub fn create(path: &Path, pk_sha256: &str, shape: Shape) -> Result<Self, CosetFileError> {
-        let tmp = path.with_extension(format!("coset.tmp{}", std::process::id()));
+        let tmp = crate::disk::temporary_path(path);
         let file = File::create(&tmp).map_err(io(&tmp))?;
         let mut w = Self {
             path: path.to_path_buf(),
