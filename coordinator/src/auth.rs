@@ -151,6 +151,11 @@ pub mod prover_type {
 ///
 /// A vk we do not know is refused unless the prover declared type 2 with batch disabled or type 3
 /// (it may hold keys for circuits we do not serve, as Scroll's coordinator allows for its own).
+/// Most `prover_types` a login may declare (there are three).
+pub const MAX_PROVER_TYPES: usize = 8;
+/// Most `vks` a login may present (a prover holds one or a few keys per type).
+pub const MAX_VKS: usize = 16;
+
 pub fn check_vks(
     accepted: &AcceptedVks,
     prover_types: &[u8],
@@ -158,6 +163,16 @@ pub fn check_vks(
 ) -> Result<Vec<u8>, String> {
     if prover_types.is_empty() {
         return Err("prover_types is empty".into());
+    }
+    // Bounded before anything is compared: each type looks through the vks.
+    if prover_types.len() > MAX_PROVER_TYPES {
+        return Err(format!(
+            "prover_types has {} entries; at most {MAX_PROVER_TYPES}",
+            prover_types.len()
+        ));
+    }
+    if vks.len() > MAX_VKS {
+        return Err(format!("vks has {} entries; at most {MAX_VKS}", vks.len()));
     }
     let has = |vk: &String| vks.contains(vk);
     let mut task_types = Vec::new();
@@ -280,5 +295,26 @@ mod tests {
         );
         let err = check_vks(&without, &[3], &strings(&["bundle-vk"])).unwrap_err();
         assert!(err.contains("must present the vk"), "{err}");
+    }
+
+    #[test]
+    fn long_lists_are_refused_before_they_are_compared() {
+        let accepted = vks(true);
+        let many_vks: Vec<String> = (0..=MAX_VKS).map(|i| format!("vk-{i}")).collect();
+        let err = check_vks(&accepted, &[1], &many_vks).unwrap_err();
+        assert!(err.contains("at most 16"), "{err}");
+        let many_types = vec![1u8; MAX_PROVER_TYPES + 1];
+        let err = check_vks(&accepted, &many_types, &strings(&["chunk-vk"])).unwrap_err();
+        assert!(err.contains("at most 8"), "{err}");
+        // At the limits: accepted, each task type once.
+        let types = vec![1u8; MAX_PROVER_TYPES];
+        let mut keys: Vec<String> = (1..MAX_VKS).map(|i| format!("vk-{i}")).collect();
+        keys.push("chunk-vk".into());
+        let err = check_vks(&accepted, &types, &keys).unwrap_err();
+        assert!(err.contains("not a verifying key"), "{err}");
+        assert_eq!(
+            check_vks(&accepted, &types, &strings(&["chunk-vk"])),
+            Ok(vec![1])
+        );
     }
 }
