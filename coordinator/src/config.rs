@@ -95,6 +95,10 @@ pub struct CoordinatorConfig {
     /// Largest accepted request body, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Bytes of `submit_proof` bodies over the small limit read at once, all provers together;
+    /// a submission that would go past it is told to retry later. At least `max_body_bytes`.
+    #[serde(default = "default_large_body_budget")]
+    pub large_body_budget_bytes: usize,
     /// Account state created when the store is empty.
     #[serde(default)]
     pub genesis: GenesisConfig,
@@ -129,6 +133,12 @@ fn default_prover_active() -> u64 {
 }
 fn default_max_body() -> usize {
     64 << 20
+}
+/// The largest `large_body_budget_bytes` (the budget is counted in KiB in a `u32`).
+pub const MAX_LARGE_BODY_BUDGET: usize = (u32::MAX as usize) << 10;
+
+fn default_large_body_budget() -> usize {
+    256 << 20
 }
 
 /// 32 random bytes as hex.
@@ -169,6 +179,7 @@ impl CoordinatorConfig {
             max_invalid_proofs: default_max_invalid(),
             prover_active_sec: default_prover_active(),
             max_body_bytes: default_max_body(),
+            large_body_budget_bytes: default_large_body_budget(),
             genesis: GenesisConfig::default(),
             admin_token: random_secret(),
             http: crate::serve::HttpLimits::default(),
@@ -221,6 +232,14 @@ impl CoordinatorConfig {
             return bad(format!(
                 "admin_token must be at least 16 characters ({HOW}), or \"\" to disable the \
                  admin API"
+            ));
+        }
+        if self.large_body_budget_bytes < self.max_body_bytes
+            || self.large_body_budget_bytes > MAX_LARGE_BODY_BUDGET
+        {
+            return bad(format!(
+                "large_body_budget_bytes {} must be at least max_body_bytes ({}) and at most {}",
+                self.large_body_budget_bytes, self.max_body_bytes, MAX_LARGE_BODY_BUDGET
             ));
         }
         if crate::auth::version_numbers(&self.min_prover_version).is_none() {

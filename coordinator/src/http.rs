@@ -38,6 +38,9 @@ type Body = axum::body::Body;
 /// bytes); only submit_proof and admin enqueue get `max_body_bytes`.
 pub const SMALL_BODY_LIMIT: usize = 64 << 10;
 
+/// Longest `uuid` or `task_id` a submission may carry (bytes): Scroll's are 36 and 66.
+pub const MAX_SUBMIT_ID: usize = 256;
+
 /// Longest `prover_name` accepted at login (bytes).
 pub const MAX_PROVER_NAME: usize = 128;
 
@@ -116,6 +119,51 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Leave to read one `submit_proof` body over [`SMALL_BODY_LIMIT`]: the key's only one at a
+/// time, and its bytes out of the coordinator's budget (`large_body_budget_bytes`). Released
+/// on drop.
+struct LargeBody<'a> {
+    app: &'a App,
+    key: String,
+    _budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<'a> LargeBody<'a> {
+    /// Leave for up to `bytes`; the reason to retry later when the key is sending one already
+    /// or the budget is spent (never waits).
+    fn claim(app: &'a App, key: &str, bytes: usize) -> Result<Self, &'static str> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let mut keys = app.large_bodies.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.contains(key) {
+            return Err("this key is sending another large submission; retry when it is done");
+        }
+        let budget = app
+            .large_body_budget
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| {
+                "the coordinator is reading as many large submissions as it may; retry later"
+            })?;
+        keys.insert(key.to_string());
+        Ok(Self {
+            app,
+            key: key.to_string(),
+            _budget: budget,
+        })
+    }
+}
+
+impl Drop for LargeBody<'_> {
+    fn drop(&mut self) {
+        let mut keys = self
+            .app
+            .large_bodies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        keys.remove(&self.key);
+    }
+}
+
 /// Why a submitted proof was not accepted.
 enum Refusal {
     /// The proof is at fault: counted against the prover, errcode 20003.
@@ -178,6 +226,20 @@ const OVERSIZE_DRAIN: usize = 256 * 1024;
 /// authenticated. A declared `Content-Length` over the limit by more than the slack (see
 /// [`OVERSIZE_DRAIN`]) is refused before anything is read; every failure (too large, unreadable, malformed, missing
 /// field) is 20001.
+/// The request's `Content-Length`, when it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// The most [`parse`] reads of a body limited to `limit` (an oversized body is drained up to
+/// this, to answer it).
+fn read_cap(limit: usize) -> usize {
+    limit.saturating_add(limit.min(OVERSIZE_DRAIN))
+}
+
 async fn parse<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
@@ -190,11 +252,8 @@ async fn parse<T: DeserializeOwned>(
             format!("request body too large (limit {limit} bytes)"),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let read_cap = limit.saturating_add(limit.min(OVERSIZE_DRAIN));
+    let declared = content_length(headers);
+    let read_cap = read_cap(limit);
     if declared.is_some_and(|n| n > read_cap as u64) {
         return Err(too_large());
     }
@@ -483,17 +542,50 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
         Ok(c) => c,
         Err(r) => return ("unauthorized", r.into_response()),
     };
-    let req: SubmitProofRequest = match parse(
-        headers,
-        body,
-        app.config.max_body_bytes,
-        app.config.http.body_timeout(),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(r) => return ("bad_request", r.into_response()),
+    // A body over the small limit is read only for a key holding a live assignment, one at a
+    // time a key, within the budget for large bodies: logging in costs nothing, so any key may
+    // send here, and its body is buffered before its uuid can be checked. (A late proof, whose
+    // assignment has timed out, is read if it fits the small limit.)
+    let key = claims.public_key.clone();
+    let a = app.clone();
+    let live = match blocking(move || a.store.holds_live_assignment(&key)).await {
+        Ok(live) => live,
+        Err(e) => return ("internal", internal(e)),
     };
+    let declared = content_length(headers);
+    let small_limit = SMALL_BODY_LIMIT.min(app.config.max_body_bytes);
+    let small = declared.is_some_and(|n| n <= small_limit as u64);
+    let (limit, _large) = if !live || small {
+        (small_limit, None)
+    } else {
+        let cap = read_cap(app.config.max_body_bytes);
+        let bytes = declared.map_or(cap, |n| usize::try_from(n).unwrap_or(cap).min(cap));
+        match LargeBody::claim(app, &claims.public_key, bytes) {
+            Ok(leave) => (app.config.max_body_bytes, Some(leave)),
+            Err(why) => return ("busy", retry_later(why)),
+        }
+    };
+    let req: SubmitProofRequest =
+        match parse(headers, body, limit, app.config.http.body_timeout()).await {
+            Ok(r) => r,
+            Err(ApiError(code, msg)) if !live && msg.starts_with("request body too large") => {
+                let msg = format!(
+                    "{msg}: this key holds no live assignment, and a submission over \
+                     {small_limit} bytes is read only while its assignment is live"
+                );
+                return ("bad_request", ApiError(code, msg).into_response());
+            }
+            Err(r) => return ("bad_request", r.into_response()),
+        };
+    if req.uuid.len() > MAX_SUBMIT_ID || req.task_id.len() > MAX_SUBMIT_ID {
+        return (
+            "bad_request",
+            err(
+                errcode::INVALID_PARAMETER,
+                format!("uuid and task_id are at most {MAX_SUBMIT_ID} bytes"),
+            ),
+        );
+    }
     if req.status != proof_status::OK && req.status != proof_status::ERROR {
         return (
             "bad_request",

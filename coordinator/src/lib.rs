@@ -102,6 +102,10 @@ pub(crate) struct App {
     pub submitting: Mutex<std::collections::HashSet<String>>,
     /// Bounds concurrent proof verifications (CPU-bound) to the machine's parallelism.
     pub verify_slots: tokio::sync::Semaphore,
+    /// Keys whose `submit_proof` body over the small limit is being read: one at a time a key.
+    pub large_bodies: Mutex<std::collections::HashSet<String>>,
+    /// KiB of such bodies that may be read at once (`large_body_budget_bytes`).
+    pub large_body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// The rollup state after the last enqueued chunk, and that chunk's successor's number.
@@ -363,6 +367,7 @@ impl Coordinator {
                 what: "reading the bound address".into(),
                 source,
             })?;
+        let kib = config.large_body_budget_bytes >> 10;
         let app = Arc::new(App {
             policy: Policy::from_config(&config),
             tokens: auth::Tokens::new(&config.auth.secret),
@@ -376,6 +381,8 @@ impl Coordinator {
             verify_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            large_bodies: Mutex::new(Default::default()),
+            large_body_budget: Arc::new(tokio::sync::Semaphore::new(kib)),
         });
         let cancel = CancellationToken::new();
         let router = http::router(app.clone());

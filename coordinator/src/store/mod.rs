@@ -296,6 +296,8 @@ pub trait Reads {
     fn task(&mut self, task_id: &str) -> R<Option<TaskRecord>>;
     fn assignment(&mut self, uuid: &str) -> R<Option<Assignment>>;
     fn payload(&mut self, task_id: &str) -> R<Option<String>>;
+    /// The uuid of the live assignment of `public_key`.
+    fn outstanding(&mut self, public_key: &str) -> R<Option<String>>;
 }
 
 /// The reads and writes of one write transaction: what the scheduler's rules are made of. A
@@ -323,8 +325,6 @@ pub trait Txn: Reads {
     fn put_assignment(&mut self, a: &Assignment) -> R<()>;
     /// The live assignments whose deadline is not after `now_ms`.
     fn expired(&mut self, now_ms: u64) -> R<Vec<Assignment>>;
-    /// The uuid of the live assignment of `public_key`.
-    fn outstanding(&mut self, public_key: &str) -> R<Option<String>>;
     fn set_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()>;
     /// Clears the outstanding entry of `public_key` if it is `uuid`.
     fn clear_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()>;
@@ -362,6 +362,12 @@ pub trait Txn: Reads {
 /// expire together (anyone can log in with a fresh key), and the rest go with the next logins.
 pub const PURGE_PER_LOGIN: usize = 1000;
 
+/// How long past its expiry a used challenge is kept before it may be purged. A token's `exp` is
+/// in whole seconds and is accepted through that second, and the login that checked it records
+/// its nonce a little later: a purge at the expiry itself let a used challenge be replayed in its
+/// last second (found by an audit, 2026-12-05).
+pub const CHALLENGE_PURGE_GRACE_MS: u64 = 60_000;
+
 /// A storage backend.
 pub trait Backend: Send + Sync {
     /// Runs `f` in one write transaction and commits it when `f` returns `Ok`. A backend shared
@@ -375,15 +381,15 @@ pub trait Backend: Send + Sync {
     /// The number of tasks (for `/health`; cheap).
     fn health(&self) -> R<u64>;
     fn load_accounts(&self) -> R<Vec<(u64, Account)>>;
-    /// Records a challenge nonce as used until `exp_ms`; false if it was already used. Expired
-    /// entries are purged, at most [`PURGE_PER_LOGIN`] per call, found through an index on the
-    /// expiry (not a scan of those still valid).
-    fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool>;
+    /// Records a challenge nonce as used until `exp_ms`; false if it was already used. Entries
+    /// that expired before `purge_before_ms` are purged, at most [`PURGE_PER_LOGIN`] per call,
+    /// found through an index on the expiry (not a scan of those still valid).
+    fn use_challenge(&self, nonce: &str, exp_ms: u64, purge_before_ms: u64) -> R<bool>;
     /// See [`Store::prune`].
     fn prune(&self, before_ms: u64, consumers: Consumers) -> R<Pruned>;
     /// Every task, in creation order, with the counts and the keys.
     fn status(&self) -> R<StatusReport>;
-    /// The counts and the keys, without the task list (cost independent of finished tasks).
+    /// The counts only (cost independent of finished tasks and of the keys ever seen).
     fn summary(&self) -> R<StatusReport>;
 }
 
@@ -568,10 +574,15 @@ impl Store {
         self.transaction(|tx| tx.proof(task_id))
     }
 
-    /// Records a challenge nonce as used until `exp_ms`; false if it was already used. Expired
-    /// entries are purged in the same transaction (at most [`PURGE_PER_LOGIN`]).
+    /// Records a challenge nonce as used until `exp_ms`; false if it was already used. Entries
+    /// expired more than [`CHALLENGE_PURGE_GRACE_MS`] before `now_ms` are purged in the same
+    /// transaction (at most [`PURGE_PER_LOGIN`]).
     pub fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
-        self.backend.use_challenge(nonce, exp_ms, now_ms)
+        self.backend.use_challenge(
+            nonce,
+            exp_ms,
+            now_ms.saturating_sub(CHALLENGE_PURGE_GRACE_MS),
+        )
     }
 
     /// Blocks a public key (its outstanding assignment stays until it times out or is submitted).
@@ -605,8 +616,8 @@ impl Store {
         self.backend.status()
     }
 
-    /// What `/metrics` shows: counts per task type and state, blocked keys and invalid-proof
-    /// counts, without the task list.
+    /// What `/metrics` shows: counts per task type and state, from indexes (neither the task
+    /// list nor the blocked keys and invalid-proof counts, tables any key can grow).
     pub fn summary(&self) -> R<StatusReport> {
         self.backend.summary()
     }
@@ -614,6 +625,17 @@ impl Store {
     /// The live assignment of a public key, if any.
     pub fn outstanding(&self, public_key: &str) -> R<Option<Assignment>> {
         self.transaction(|tx| scheduler::outstanding(tx, public_key))
+    }
+
+    /// Whether `public_key` holds a live assignment, as committed (a read: no transaction to
+    /// wait for, nothing locked).
+    pub fn holds_live_assignment(&self, public_key: &str) -> R<bool> {
+        let mut live = false;
+        self.backend.read(&mut |r| {
+            live = r.outstanding(public_key)?.is_some();
+            Ok(())
+        })?;
+        Ok(live)
     }
 }
 

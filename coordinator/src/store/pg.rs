@@ -292,8 +292,8 @@ impl PgBackend {
         query_on(self.rt(), &client, what, sql, params)
     }
 
-    /// The counts per type and state, the blocked keys and the invalid-proof counts.
-    fn counts_and_keys(&self, report: &mut StatusReport) -> R<()> {
+    /// The counts per type and state (indexed queries: none reads the finished tasks).
+    fn counts(&self, report: &mut StatusReport) -> R<()> {
         let unfinished = self.query(
             "count tasks",
             "SELECT task_type, state, count(*) FROM tasks WHERE state <> 'verified' \
@@ -324,6 +324,11 @@ impl PgBackend {
                 .or_default()
                 .insert(TaskState::Verified.name().to_string(), u64_of(n));
         }
+        Ok(())
+    }
+
+    /// The blocked keys and the invalid-proof counts (whole tables: for the admin status only).
+    fn keys(&self, report: &mut StatusReport) -> R<()> {
         for row in self.query(
             "read blocked",
             "SELECT public_key FROM blocked ORDER BY public_key",
@@ -446,6 +451,10 @@ impl Reads for PgReads<'_> {
     fn payload(&mut self, task_id: &str) -> R<Option<String>> {
         self.text("read payload", READ_PAYLOAD, task_id)
     }
+
+    fn outstanding(&mut self, public_key: &str) -> R<Option<String>> {
+        self.text("read outstanding", READ_OUTSTANDING, public_key)
+    }
 }
 
 /// A pooled connection that goes back to the pool only when it is known to be outside a
@@ -493,7 +502,7 @@ impl Backend for PgBackend {
 
     fn health(&self) -> R<u64> {
         let mut report = StatusReport::zeroed();
-        self.counts_and_keys(&mut report)?;
+        self.counts(&mut report)?;
         Ok(report.counts.values().flat_map(|m| m.values()).sum())
     }
 
@@ -512,7 +521,7 @@ impl Backend for PgBackend {
             .collect()
     }
 
-    fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
+    fn use_challenge(&self, nonce: &str, exp_ms: u64, purge_before_ms: u64) -> R<bool> {
         let mut out = false;
         self.run(|tx| {
             // At most `PURGE_PER_LOGIN` of the expired ones (through the `exp_ms` index), and
@@ -522,7 +531,7 @@ impl Backend for PgBackend {
                 "purge challenges",
                 "DELETE FROM challenges WHERE nonce IN (SELECT nonce FROM challenges \
                  WHERE exp_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                owned![i64_of(now_ms), PURGE_PER_LOGIN as i64],
+                owned![i64_of(purge_before_ms), PURGE_PER_LOGIN as i64],
             );
             let n = tx.exec(
                 "record challenge",
@@ -577,7 +586,8 @@ impl Backend for PgBackend {
 
     fn status(&self) -> R<StatusReport> {
         let mut report = StatusReport::zeroed();
-        self.counts_and_keys(&mut report)?;
+        self.counts(&mut report)?;
+        self.keys(&mut report)?;
         for row in self.query("read tasks", "SELECT record FROM tasks ORDER BY ord", &[])? {
             let text: String = col(&row, 0)?;
             report.tasks.push(task_row(from_json(&text)?));
@@ -587,7 +597,7 @@ impl Backend for PgBackend {
 
     fn summary(&self) -> R<StatusReport> {
         let mut report = StatusReport::zeroed();
-        self.counts_and_keys(&mut report)?;
+        self.counts(&mut report)?;
         Ok(report)
     }
 }
@@ -912,6 +922,13 @@ impl Reads for PgTxn<'_> {
         .transpose()
     }
 
+    fn outstanding(&mut self, public_key: &str) -> R<Option<String>> {
+        if let Some(c) = self.caller(public_key) {
+            return Ok(c.outstanding.clone());
+        }
+        self.one_text("read outstanding", READ_OUTSTANDING, &[&public_key])
+    }
+
     fn payload(&mut self, task_id: &str) -> R<Option<String>> {
         if let Some((_, payload)) = self.claimed.take_if(|(id, _)| id == task_id) {
             return Ok(Some(payload));
@@ -1061,13 +1078,6 @@ impl Txn for PgTxn<'_> {
         rows.iter()
             .map(|r| from_json(&col::<String>(r, 0)?))
             .collect()
-    }
-
-    fn outstanding(&mut self, public_key: &str) -> R<Option<String>> {
-        if let Some(c) = self.caller(public_key) {
-            return Ok(c.outstanding.clone());
-        }
-        self.one_text("read outstanding", READ_OUTSTANDING, &[&public_key])
     }
 
     fn set_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {

@@ -360,19 +360,19 @@ impl Backend for RedbBackend {
         Ok(out)
     }
 
-    fn use_challenge(&self, nonce: &str, exp_ms: u64, now_ms: u64) -> R<bool> {
+    fn use_challenge(&self, nonce: &str, exp_ms: u64, purge_before_ms: u64) -> R<bool> {
         let mut fresh = false;
         self.shared(&mut |txn| {
             let mut by_expiry = txn
                 .open_table(CHALLENGE_EXPIRY)
                 .ctx("open challenges_by_expiry")?;
             let mut t = txn.open_table(CHALLENGES).ctx("open challenges")?;
-            // The index's front, expired before `now_ms` ("" sorts before every nonce): the
-            // challenges still valid are not read.
+            // The index's front, expired before `purge_before_ms` ("" sorts before every
+            // nonce): the challenges still valid are not read.
             let expired: Vec<(u64, String)> = {
                 let mut v = Vec::new();
                 for item in by_expiry
-                    .range(..(now_ms, ""))
+                    .range(..(purge_before_ms, ""))
                     .ctx("iterate challenges_by_expiry")?
                     .take(PURGE_PER_LOGIN)
                 {
@@ -496,8 +496,6 @@ impl Backend for RedbBackend {
                 .or_default()
                 .insert(state.to_string(), v.value());
         }
-        drop(counts);
-        read_keys(&r, &mut report)?;
         Ok(report)
     }
 }
@@ -518,6 +516,11 @@ impl<X: Text> Reads for RedbTxn<'_, X> {
 
     fn payload(&mut self, task_id: &str) -> R<Option<String>> {
         self.txn.text(PAYLOADS, task_id, |v| Ok(v.to_string()))
+    }
+
+    fn outstanding(&mut self, public_key: &str) -> R<Option<String>> {
+        self.txn
+            .text(OUTSTANDING, public_key, |v| Ok(v.to_string()))
     }
 }
 
@@ -619,15 +622,6 @@ impl Txn for RedbTxn<'_> {
             }
         }
         Ok(out)
-    }
-
-    fn outstanding(&mut self, public_key: &str) -> R<Option<String>> {
-        let t = self.txn.open_table(OUTSTANDING).ctx("open outstanding")?;
-        let v = t
-            .get(public_key)
-            .ctx("read outstanding")?
-            .map(|g| g.value().to_string());
-        Ok(v)
     }
 
     fn set_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()> {

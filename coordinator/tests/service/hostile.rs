@@ -466,3 +466,101 @@ async fn an_openvm_prover_type_3_takes_the_task_types_it_asks_for() {
     );
     c.shutdown().await;
 }
+
+/// Sends the head of a POST declaring `declared` body bytes with `Expect: 100-continue`, and
+/// returns the open connection once the server has said to go on: its handler has started to
+/// read the body (and so holds whatever it takes before reading). No body byte is sent.
+async fn open_upload(base: &str, path: &str, bearer: &str, declared: u64) -> TcpStream {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {bearer}\r\nContent-Length: {declared}\r\n\
+         Expect: 100-continue\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.expect("write head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the server's answer to the upload's head");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 100"), "{text}");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_submission_needs_a_live_assignment_and_fits_one_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.max_body_bytes = 1 << 20;
+    cfg.large_body_budget_bytes = 3 << 19; // 1.5 MiB: one large body at a time
+    let c = start(cfg).await;
+    let base = c.base_url();
+    let path = "/coordinator/v1/submit_proof";
+    c.enqueue_random(4, 7).await.expect("enqueue");
+    let mut idle = Client::new(&c, "idle", 3);
+    let mut a = Client::new(&c, "alice", 1);
+    let mut b = Client::new(&c, "bob", 2);
+    for p in [&mut idle, &mut a, &mut b] {
+        p.login().await;
+    }
+    let ta = a.get_task().await.expect("task for alice");
+    let tb = b.get_task().await.expect("task for bob");
+
+    // A key without a live assignment: refused from its Content-Length, nothing read.
+    let reply = post_partial(&base, path, Some(&idle.token), 1 << 20, 10).await;
+    assert_eq!(
+        errcode_of(&reply),
+        errcode::INVALID_PARAMETER as i64,
+        "{reply}"
+    );
+    assert!(reply.contains("holds no live assignment"), "{reply}");
+
+    // Alice's large upload in progress: her second one, and Bob's, are told to retry later.
+    let upload = open_upload(&base, path, &a.token, 1 << 20).await;
+    let busy = |reply: String, why: &str| {
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+        assert!(reply.contains(why), "{reply}");
+    };
+    let reply = post_partial(&base, path, Some(&a.token), 1 << 20, 10).await;
+    busy(reply, "sending another large submission");
+    let reply = post_partial(&base, path, Some(&b.token), 1 << 20, 10).await;
+    busy(reply, "as many large submissions as it may");
+    // A small submission of Bob's is read: his failure report is recorded.
+    let env = b.report_failure(&tb).await;
+    assert_eq!(env.errcode, errcode::SUCCESS, "{}", env.errmsg);
+
+    // Alice's connection drops: her leave and the budget come back.
+    drop(upload);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = serde_json::json!({
+        "uuid": ta.uuid, "task_id": ta.task_id, "task_type": ta.task_type, "status": 0,
+        "proof": "x".repeat(200 << 10),
+    });
+    loop {
+        let env = submit_json(&a, body.clone()).await;
+        if env.errcode != errcode::INTERNAL {
+            // Read whole and judged: not a proof.
+            assert_eq!(env.errcode, errcode::PROOF_FAILURE, "{}", env.errmsg);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", env.errmsg);
+        tokio::time::sleep(Duration::from_millis(20)).await; // pacing, not ordering
+    }
+    // Identifiers are bounded.
+    let env = submit_json(
+        &a,
+        serde_json::json!({"uuid": "u".repeat(300), "task_id": "t", "task_type": 1, "status": 1}),
+    )
+    .await;
+    assert_eq!(env.errcode, errcode::INVALID_PARAMETER, "{}", env.errmsg);
+    assert!(env.errmsg.contains("at most 256 bytes"), "{}", env.errmsg);
+    c.shutdown().await;
+}

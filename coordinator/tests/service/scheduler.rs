@@ -134,9 +134,10 @@ fn counts_agree(store: &Store) {
         summary.counts, full.counts,
         "indexed counts differ from a scan"
     );
+    // Counts only: the task list and the tables of keys are read by the admin status alone.
     assert!(summary.tasks.is_empty());
-    assert_eq!(summary.blocked, full.blocked);
-    assert_eq!(summary.invalid_proofs, full.invalid_proofs);
+    assert!(summary.blocked.is_empty());
+    assert!(summary.invalid_proofs.is_empty());
 }
 
 fn task(outcome: AssignOutcome) -> (Task, bool) {
@@ -670,9 +671,10 @@ fn the_store_survives_reopening() {
         !store.use_challenge("nonce", 10_000, 20).expect("challenge"),
         "used challenge remembered"
     );
-    // Expired challenges are purged.
+    // Expired challenges are purged (once past the grace).
+    let grace = coordinator::store::CHALLENGE_PURGE_GRACE_MS;
     assert!(store
-        .use_challenge("nonce", 30_000, 20_000)
+        .use_challenge("nonce", 200_000, 10_001 + grace)
         .expect("challenge"));
 }
 
@@ -998,7 +1000,7 @@ fn used_challenges(f: Fixture) -> (Fixture, u64) {
 /// and leaves those still valid; a used challenge is refused until it is purged.
 #[test]
 fn a_login_purges_a_bounded_number_of_expired_challenges() {
-    use coordinator::store::PURGE_PER_LOGIN;
+    use coordinator::store::{CHALLENGE_PURGE_GRACE_MS, PURGE_PER_LOGIN};
     let f = fixture(1);
     let extra = 100;
     let n = PURGE_PER_LOGIN as u64 + extra;
@@ -1034,6 +1036,27 @@ fn a_login_purges_a_bounded_number_of_expired_challenges() {
             .expect("challenge"),
         "a purged challenge is forgotten"
     );
+    // A used challenge is kept past its expiry: its token is still accepted through the expiry's
+    // second, and a login checking it then must find it used (an audit replayed one at exp +
+    // 0.3 s when the purge ran at the expiry itself).
+    assert!(f
+        .store
+        .use_challenge("late", 700_000, 600_000)
+        .expect("challenge"));
+    assert!(!f
+        .store
+        .use_challenge("late", 700_000, 700_300)
+        .expect("challenge"));
+    assert!(!f
+        .store
+        .use_challenge("late", 700_000, 700_000 + CHALLENGE_PURGE_GRACE_MS)
+        .expect("challenge"));
+    assert!(
+        f.store
+            .use_challenge("late", 700_000, 700_001 + CHALLENGE_PURGE_GRACE_MS)
+            .expect("challenge"),
+        "purged once past the grace"
+    );
 }
 
 /// A store written before the challenges' expiry index (index version 3) gets it built when
@@ -1053,7 +1076,11 @@ fn a_store_from_before_the_challenge_index_still_purges_its_challenges() {
     let (f, stored) = used_challenges(f);
     assert_eq!(stored, 1);
     assert!(!f.store.use_challenge("old", 1000, 10).expect("challenge"));
-    assert!(f.store.use_challenge("new", 9000, 5000).expect("challenge"));
+    let grace = coordinator::store::CHALLENGE_PURGE_GRACE_MS;
+    assert!(f
+        .store
+        .use_challenge("new", 200_000, 1001 + grace)
+        .expect("challenge"));
     let (_, stored) = used_challenges(f);
     assert_eq!(stored, 1, "\"old\" purged once expired");
 }
