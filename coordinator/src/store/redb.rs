@@ -9,8 +9,9 @@
 //! `blocked` public key → reason; `invalid_proofs` public key → count; `proven` public key →
 //! verified proofs delivered; `provers` public key → [`ProverSeen`]; `accounts` index → account
 //! JSON (the rollup state); `counters` name → value; two indexes kept in step with `tasks` by every write of a task (`save_task`):
-//! `pending_by_order` creation order → task id of every pending task (what `get_task` walks,
-//! oldest first) and `task_counts` "type/state" → tasks in that state (what `/metrics` reads);
+//! `pending_by_type` (task type, creation order) → task id of every pending task (what `get_task`
+//! walks, oldest first, only in the types asked for; index version 4, before it
+//! `pending_by_order` held every type in one order) and `task_counts` "type/state" → tasks in that state (what `/metrics` reads);
 //! one kept in step with `assignments` (`put_assignment`): `live_by_deadline` (deadline, uuid) of
 //! every live assignment (what the timeout sweep of every `get_task` reads: only the expired
 //! ones). So none costs more as finished tasks or busy provers pile up; a store made before the
@@ -50,15 +51,18 @@ const PROVEN: TableDefinition<&str, u64> = TableDefinition::new("proven");
 const PROVERS: TableDefinition<&str, &str> = TableDefinition::new("provers");
 const ACCOUNTS: TableDefinition<u64, &str> = TableDefinition::new("accounts");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
-const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_by_order");
+const PENDING: TableDefinition<(u8, u64), &str> = TableDefinition::new("pending_by_type");
+/// The pending index of index versions 1 to 3 (all types in one order), removed at version 4.
+const PENDING_BY_ORDER: TableDefinition<u64, &str> = TableDefinition::new("pending_by_order");
 const TASK_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("task_counts");
 const SETTLEMENTS: TableDefinition<u64, &str> = TableDefinition::new("settlements");
 const LIVE: TableDefinition<(u64, &str), ()> = TableDefinition::new("live_by_deadline");
 const CHALLENGE_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("challenges_by_expiry");
 
-/// 1 once `pending_by_order` and `task_counts` hold every task; 2 once `live_by_deadline` holds
-/// every live assignment; 3 once `challenges_by_expiry` holds every used challenge.
+/// 1 once the pending index and `task_counts` hold every task; 2 once `live_by_deadline` holds
+/// every live assignment; 3 once `challenges_by_expiry` holds every used challenge; 4 once
+/// `pending_by_type` replaces `pending_by_order`.
 const INDEX_VERSION: &str = "index_version";
 
 /// Maps any displayable error to a store error naming the operation.
@@ -153,13 +157,14 @@ fn index_task(
     to: Option<TaskState>,
 ) -> R<()> {
     {
-        let mut p = txn.open_table(PENDING).ctx("open pending_by_order")?;
+        let mut p = txn.open_table(PENDING).ctx("open pending_by_type")?;
+        let key = (task.task_type, task.order);
         if from == Some(TaskState::Pending) {
-            p.remove(task.order).ctx("write pending_by_order")?;
+            p.remove(key).ctx("write pending_by_type")?;
         }
         if to == Some(TaskState::Pending) {
-            p.insert(task.order, task.task_id.as_str())
-                .ctx("write pending_by_order")?;
+            p.insert(key, task.task_id.as_str())
+                .ctx("write pending_by_type")?;
         }
     }
     for (state, up) in [(from, false), (to, true)] {
@@ -234,6 +239,32 @@ fn build_challenge_index(txn: &WriteTransaction) -> R<()> {
     put_u64(txn, COUNTERS, INDEX_VERSION, 3)
 }
 
+/// Fills `pending_by_type` from every pending task and drops `pending_by_order` (a store made
+/// before it; once, when opened).
+fn build_pending_by_type(txn: &WriteTransaction) -> R<()> {
+    let pending: Vec<TaskRecord> = {
+        let t = txn.open_table(TASKS).ctx("open tasks")?;
+        let mut v = Vec::new();
+        for item in t.iter().ctx("iterate tasks")? {
+            let (_, r) = item.ctx("iterate tasks")?;
+            let rec = from_json::<TaskRecord>(r.value())?;
+            if rec.state == TaskState::Pending {
+                v.push(rec);
+            }
+        }
+        v
+    };
+    let mut t = txn.open_table(PENDING).ctx("open pending_by_type")?;
+    for rec in &pending {
+        t.insert((rec.task_type, rec.order), rec.task_id.as_str())
+            .ctx("write pending_by_type")?;
+    }
+    drop(t);
+    txn.delete_table(PENDING_BY_ORDER)
+        .ctx("drop pending_by_order")?;
+    put_u64(txn, COUNTERS, INDEX_VERSION, 4)
+}
+
 /// Opens (or creates) the redb file; a damaged one is [`CoordinatorError::Damaged`], never a
 /// panic.
 fn open_redb(path: &Path) -> R<Database> {
@@ -279,7 +310,7 @@ impl RedbBackend {
             txn.open_table(PROVERS).ctx("create provers")?;
             txn.open_table(ACCOUNTS).ctx("create accounts")?;
             txn.open_table(COUNTERS).ctx("create counters")?;
-            txn.open_table(PENDING).ctx("create pending_by_order")?;
+            txn.open_table(PENDING).ctx("create pending_by_type")?;
             txn.open_table(TASK_COUNTS).ctx("create task_counts")?;
             txn.open_table(LIVE).ctx("create live_by_deadline")?;
             txn.open_table(CHALLENGE_EXPIRY)
@@ -294,6 +325,9 @@ impl RedbBackend {
         }
         if version < 3 {
             build_challenge_index(&txn)?;
+        }
+        if version < 4 {
+            build_pending_by_type(&txn)?;
         }
         txn.commit().ctx("commit")?;
         Ok(Self {
@@ -548,23 +582,35 @@ impl Txn for RedbTxn<'_> {
         after: Option<u64>,
         limit: usize,
     ) -> R<Vec<TaskRecord>> {
-        let p = self.txn.open_table(PENDING).ctx("open pending_by_order")?;
+        let p = self.txn.open_table(PENDING).ctx("open pending_by_type")?;
         let from = after.map_or(0, |o| o.saturating_add(1));
-        let mut out = Vec::new();
-        for item in p.range(from..).ctx("iterate pending_by_order")? {
-            let (_, id) = item.ctx("iterate pending_by_order")?;
-            let Some(task) = get_json::<TaskRecord>(self.txn, TASKS, id.value())? else {
+        // Up to `limit` of each type asked for, then the oldest `limit` of them: only the
+        // types asked for are read, and only the records handed back are decoded.
+        let mut types = task_types.to_vec();
+        types.sort_unstable();
+        types.dedup();
+        let mut ids: Vec<(u64, String)> = Vec::new();
+        for t in types {
+            for item in p
+                .range((t, from)..=(t, u64::MAX))
+                .ctx("iterate pending_by_type")?
+                .take(limit)
+            {
+                let (k, id) = item.ctx("iterate pending_by_type")?;
+                ids.push((k.value().1, id.value().to_string()));
+            }
+        }
+        ids.sort_unstable();
+        ids.truncate(limit);
+        let mut out = Vec::with_capacity(ids.len());
+        for (_, id) in ids {
+            let Some(task) = get_json::<TaskRecord>(self.txn, TASKS, &id)? else {
                 return Err(CoordinatorError::store(
                     "read task",
-                    format!("the pending index names a missing task {}", id.value()),
+                    format!("the pending index names a missing task {id}"),
                 ));
             };
-            if task_types.contains(&task.task_type) {
-                out.push(task);
-                if out.len() == limit {
-                    break;
-                }
-            }
+            out.push(task);
         }
         Ok(out)
     }

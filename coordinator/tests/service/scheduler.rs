@@ -886,8 +886,8 @@ fn index_version(txn: &redb::WriteTransaction, v: Option<u64>) {
     }
 }
 
-/// A store written before the indexes (no `pending_by_order`, no `task_counts`) gets them built
-/// when opened: the counts match a scan and the oldest pending task is handed out first.
+/// A store written before the indexes (no pending index, no `task_counts`) gets them built when
+/// opened: the counts match a scan and the oldest pending task is handed out first.
 #[test]
 fn a_store_from_before_the_indexes_gets_them_when_opened() {
     let f = redb_fixture(5);
@@ -900,10 +900,10 @@ fn a_store_from_before_the_indexes_gets_them_when_opened() {
     assert_eq!(t1.task_id, "chunk-1");
     // Back to the layout of a store from before the indexes.
     let f = reopen_edited(f, |txn| {
-        let pending: redb::TableDefinition<u64, &str> =
-            redb::TableDefinition::new("pending_by_order");
+        let pending: redb::TableDefinition<(u8, u64), &str> =
+            redb::TableDefinition::new("pending_by_type");
         let counts: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("task_counts");
-        assert!(txn.delete_table(pending).expect("delete pending_by_order"));
+        assert!(txn.delete_table(pending).expect("delete pending_by_type"));
         assert!(txn.delete_table(counts).expect("delete task_counts"));
         index_version(txn, None);
     });
@@ -916,6 +916,74 @@ fn a_store_from_before_the_indexes_gets_them_when_opened() {
     let c = prover("c", &[1]);
     let (t2, _) = task(assign(store, &c, &[1], &p, 40));
     assert_eq!(t2.task_id, "chunk-2", "the oldest pending task first");
+}
+
+/// A store of index version 3 (one pending index of every type, `pending_by_order`) gets the
+/// per-type one when opened and loses the old one: the pending tasks are handed out oldest first,
+/// the others are not.
+#[test]
+fn a_store_from_before_the_per_type_pending_index_gets_it_when_opened() {
+    let f = redb_fixture(4);
+    let p = policy();
+    let a = prover("a", &[1]);
+    let (t0, _) = task(assign(&f.store, &a, &[1], &p, 10));
+    verify(&f.store, &a, &t0, &p, 20).expect("verified");
+    let b = prover("b", &[1]);
+    let (t1, _) = task(assign(&f.store, &b, &[1], &p, 30));
+    assert_eq!(t1.task_id, "chunk-1");
+    let f = reopen_edited(f, |txn| {
+        let by_type: redb::TableDefinition<(u8, u64), &str> =
+            redb::TableDefinition::new("pending_by_type");
+        let by_order: redb::TableDefinition<u64, &str> =
+            redb::TableDefinition::new("pending_by_order");
+        let entries: Vec<(u64, String)> = {
+            use redb::ReadableTable;
+            let t = txn.open_table(by_type).expect("pending_by_type");
+            let v: Vec<(u64, String)> = t
+                .iter()
+                .expect("iterate")
+                .map(|e| {
+                    let (k, id) = e.expect("entry");
+                    (k.value().1, id.value().to_string())
+                })
+                .collect();
+            v
+        };
+        assert_eq!(entries.len(), 2, "chunk-2 and chunk-3 pending");
+        assert!(txn.delete_table(by_type).expect("delete pending_by_type"));
+        let mut old = txn.open_table(by_order).expect("pending_by_order");
+        for (order, id) in &entries {
+            old.insert(*order, id.as_str()).expect("write");
+        }
+        drop(old);
+        index_version(txn, Some(3));
+    });
+    let (f, old_left) = {
+        let mut left = true;
+        let f = reopen_edited(f, |txn| {
+            let by_order: redb::TableDefinition<u64, &str> =
+                redb::TableDefinition::new("pending_by_order");
+            left = txn.delete_table(by_order).expect("delete pending_by_order");
+        });
+        (f, left)
+    };
+    assert!(
+        !old_left,
+        "pending_by_order dropped when the store was opened"
+    );
+    let store = &f.store;
+    counts_agree(store);
+    let c = prover("c", &[1]);
+    let (t2, _) = task(assign(store, &c, &[1], &p, 40));
+    assert_eq!(t2.task_id, "chunk-2", "the oldest pending task first");
+    let d = prover("d", &[1]);
+    let (t3, _) = task(assign(store, &d, &[1], &p, 50));
+    assert_eq!(t3.task_id, "chunk-3");
+    let e = prover("e", &[1]);
+    assert!(matches!(
+        assign(store, &e, &[1], &p, 60),
+        AssignOutcome::NoTask
+    ));
 }
 
 /// A store written before the deadline index (`live_by_deadline`, index version 2) gets it built
