@@ -215,10 +215,15 @@ enum Command {
     },
     /// Print the coordinator login request body (message, public_key, signature) exactly as the
     /// daemon sends it: an operator's tool to debug logins.
+    #[command(group(clap::ArgGroup::new("key").required(true).args(["key_hex", "key_file"])))]
     SignLogin {
-        /// The worker's secp256k1 secret key, 32 bytes hex.
+        /// The worker's secp256k1 secret key, 32 bytes hex. Other users of the machine can read
+        /// a command line (`ps`, shell history): prefer --key-file.
         #[arg(long)]
-        key_hex: String,
+        key_hex: Option<String>,
+        /// A file holding the key as 64 hex digits, as the daemon's `identity_dir/worker-N.key`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
         #[arg(long)]
         challenge: String,
         #[arg(long)]
@@ -500,6 +505,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::SignLogin {
             key_hex,
+            key_file,
             challenge,
             prover_name,
             prover_version,
@@ -507,6 +513,14 @@ fn run(cli: Cli) -> Result<()> {
             vks,
             provider_type,
         } => {
+            let key_hex = match (key_hex, key_file) {
+                (Some(hex), _) => hex,
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the key file {}", path.display()))?
+                    .trim()
+                    .to_string(),
+                (None, None) => anyhow::bail!("give --key-hex or --key-file"),
+            };
             let key = prover::login::key_from_hex(&key_hex)?;
             let message = prover::wire::LoginMessage {
                 challenge,

@@ -150,14 +150,48 @@ fn tampered_logins_are_rejected() {
 
 #[test]
 fn cli_prints_the_same_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("worker-0.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    for key_args in [
+        ["--key-hex", KEY],
+        ["--key-file", key_file.to_str().unwrap()],
+    ] {
+        sign_login_cli(&key_args);
+    }
+    // Neither, or both: refused by the argument parser.
+    for key_args in [
+        &[][..],
+        &["--key-hex", KEY, "--key-file", key_file.to_str().unwrap()][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_prover"))
+            .arg("sign-login")
+            .args(key_args)
+            .args([
+                "--challenge",
+                "c",
+                "--prover-name",
+                "n",
+                "--prover-version",
+                "v",
+            ])
+            .args(["--prover-types", "1"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--key-hex") && err.contains("--key-file"),
+            "{err}"
+        );
+    }
+}
+
+fn sign_login_cli(key_args: &[&str]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_prover"))
-        .args([
-            "sign-login",
-            "--key-hex",
-            KEY,
-            "--challenge",
-            &message().challenge,
-        ])
+        .arg("sign-login")
+        .args(key_args)
+        .args(["--challenge", &message().challenge])
         .args([
             "--prover-name",
             "worker-0",
