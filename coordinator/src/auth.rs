@@ -141,6 +141,11 @@ pub mod prover_type {
     pub const OPENVM: u8 = 3;
 }
 
+/// Most `prover_types` a login may declare (there are three).
+pub const MAX_PROVER_TYPES: usize = 8;
+/// Most `vks` a login may present (a prover holds one or a few keys per type).
+pub const MAX_VKS: usize = 16;
+
 /// The vk rule at login; returns the task types this prover may be handed.
 ///
 /// - type 1 (chunk): our chunk vk must be among `vks`;
@@ -151,11 +156,6 @@ pub mod prover_type {
 ///
 /// A vk we do not know is refused unless the prover declared type 2 with batch disabled or type 3
 /// (it may hold keys for circuits we do not serve, as Scroll's coordinator allows for its own).
-/// Most `prover_types` a login may declare (there are three).
-pub const MAX_PROVER_TYPES: usize = 8;
-/// Most `vks` a login may present (a prover holds one or a few keys per type).
-pub const MAX_VKS: usize = 16;
-
 pub fn check_vks(
     accepted: &AcceptedVks,
     prover_types: &[u8],

@@ -222,10 +222,6 @@ async fn not_found() -> Response {
 /// refused at once (the connection closes under the client).
 const OVERSIZE_DRAIN: usize = 256 * 1024;
 
-/// Reads and decodes a JSON body of at most `limit` bytes. Call it only once the caller is
-/// authenticated. A declared `Content-Length` over the limit by more than the slack (see
-/// [`OVERSIZE_DRAIN`]) is refused before anything is read; every failure (too large, unreadable, malformed, missing
-/// field) is 20001.
 /// The request's `Content-Length`, when it has a valid one.
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -240,6 +236,10 @@ fn read_cap(limit: usize) -> usize {
     limit.saturating_add(limit.min(OVERSIZE_DRAIN))
 }
 
+/// Reads and decodes a JSON body of at most `limit` bytes. Call it only once the caller is
+/// authenticated. A declared `Content-Length` over the limit by more than the slack (see
+/// [`OVERSIZE_DRAIN`]) is refused before anything is read; every failure (too large, unreadable, malformed, missing
+/// field) is 20001.
 async fn parse<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
