@@ -5,7 +5,8 @@
 //! client (scroll-proving-sdk retries only on HTTP 5xx and drops its proof on any non-zero errcode
 //! in a 200) then keeps its proof and retries, and so does our node.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::State;
@@ -92,30 +93,27 @@ fn err(code: i32, msg: impl Into<String>) -> Response {
     Json(Envelope::<()>::err(code, msg)).into_response()
 }
 
-/// Marks an assignment's submission as in progress until dropped.
-struct InFlight<'a> {
-    app: &'a App,
-    uuid: String,
+/// Membership of one item in a set of items in progress (an assignment being submitted, a key
+/// sending a large body), until dropped: a second claim of the same item is refused.
+struct Member<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    item: String,
 }
 
-impl<'a> InFlight<'a> {
-    fn claim(app: &'a App, uuid: &str) -> Option<Self> {
-        let mut set = app.submitting.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(uuid.to_string()).then(|| InFlight {
-            app,
-            uuid: uuid.to_string(),
+impl<'a> Member<'a> {
+    fn claim(set: &'a Mutex<HashSet<String>>, item: &str) -> Option<Self> {
+        let mut items = set.lock().unwrap_or_else(|p| p.into_inner());
+        items.insert(item.to_string()).then(|| Member {
+            set,
+            item: item.to_string(),
         })
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for Member<'_> {
     fn drop(&mut self) {
-        let mut set = self
-            .app
-            .submitting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.uuid);
+        let mut items = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        items.remove(&self.item);
     }
 }
 
@@ -123,8 +121,7 @@ impl Drop for InFlight<'_> {
 /// time, and its bytes out of the coordinator's budget (`large_body_budget_bytes`). Released
 /// on drop.
 struct LargeBody<'a> {
-    app: &'a App,
-    key: String,
+    _key: Member<'a>,
     _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -133,10 +130,8 @@ impl<'a> LargeBody<'a> {
     /// or the budget is spent (never waits).
     fn claim(app: &'a App, key: &str, bytes: usize) -> Result<Self, &'static str> {
         let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        let mut keys = app.large_bodies.lock().unwrap_or_else(|p| p.into_inner());
-        if keys.contains(key) {
-            return Err("this key is sending another large submission; retry when it is done");
-        }
+        let key = Member::claim(&app.large_bodies, key)
+            .ok_or("this key is sending another large submission; retry when it is done")?;
         let budget = app
             .large_body_budget
             .clone()
@@ -144,23 +139,10 @@ impl<'a> LargeBody<'a> {
             .map_err(|_| {
                 "the coordinator is reading as many large submissions as it may; retry later"
             })?;
-        keys.insert(key.to_string());
         Ok(Self {
-            app,
-            key: key.to_string(),
+            _key: key,
             _budget: budget,
         })
-    }
-}
-
-impl Drop for LargeBody<'_> {
-    fn drop(&mut self) {
-        let mut keys = self
-            .app
-            .large_bodies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        keys.remove(&self.key);
     }
 }
 
@@ -598,7 +580,7 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
     let policy = app.policy;
     if req.status == proof_status::ERROR {
         // One transaction: `record_failure` makes the same checks as `submit_context`.
-        let Some(_in_flight) = InFlight::claim(app, &req.uuid) else {
+        let Some(_in_flight) = Member::claim(&app.submitting, &req.uuid) else {
             return (
                 "busy",
                 retry_later(
@@ -647,7 +629,7 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
     };
     // One submission per assignment at a time: a duplicate sent while the first is being verified
     // is told to retry (HTTP 503): by then it is "cannot submit proof twice", or accepted.
-    let Some(_in_flight) = InFlight::claim(app, &req.uuid) else {
+    let Some(_in_flight) = Member::claim(&app.submitting, &req.uuid) else {
         return (
             "busy",
             retry_later("a submission for this assignment is already being processed; retry later"),

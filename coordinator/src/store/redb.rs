@@ -177,17 +177,23 @@ fn index_task(
     Ok(())
 }
 
+/// Every record of a table of JSON records (to build an index once, when a store is opened).
+fn every_record<T: serde::de::DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&str, &str>,
+) -> R<Vec<T>> {
+    let t = txn.open_table(table).ctx("open a table to index")?;
+    let mut v = Vec::new();
+    for item in t.iter().ctx("iterate a table to index")? {
+        let (_, r) = item.ctx("iterate a table to index")?;
+        v.push(from_json(r.value())?);
+    }
+    Ok(v)
+}
+
 /// Fills the indexes from every task (a store made before them; once, when opened).
 fn build_indexes(txn: &WriteTransaction) -> R<()> {
-    let records: Vec<TaskRecord> = {
-        let t = txn.open_table(TASKS).ctx("open tasks")?;
-        let mut v = Vec::new();
-        for item in t.iter().ctx("iterate tasks")? {
-            let (_, r) = item.ctx("iterate tasks")?;
-            v.push(from_json::<TaskRecord>(r.value())?);
-        }
-        v
-    };
+    let records: Vec<TaskRecord> = every_record(txn, TASKS)?;
     for r in &records {
         index_task(txn, r, None, Some(r.state))?;
     }
@@ -196,18 +202,8 @@ fn build_indexes(txn: &WriteTransaction) -> R<()> {
 
 /// Fills `live_by_deadline` from every assignment (a store made before it; once, when opened).
 fn build_live_index(txn: &WriteTransaction) -> R<()> {
-    let live: Vec<Assignment> = {
-        let t = txn.open_table(ASSIGNMENTS).ctx("open assignments")?;
-        let mut v = Vec::new();
-        for item in t.iter().ctx("iterate assignments")? {
-            let (_, r) = item.ctx("iterate assignments")?;
-            let a = from_json::<Assignment>(r.value())?;
-            if a.state == AssignmentState::Live {
-                v.push(a);
-            }
-        }
-        v
-    };
+    let mut live: Vec<Assignment> = every_record(txn, ASSIGNMENTS)?;
+    live.retain(|a| a.state == AssignmentState::Live);
     let mut t = txn.open_table(LIVE).ctx("open live_by_deadline")?;
     for a in &live {
         t.insert((a.deadline_ms, a.uuid.as_str()), ())
@@ -242,18 +238,8 @@ fn build_challenge_index(txn: &WriteTransaction) -> R<()> {
 /// Fills `pending_by_type` from every pending task and drops `pending_by_order` (a store made
 /// before it; once, when opened).
 fn build_pending_by_type(txn: &WriteTransaction) -> R<()> {
-    let pending: Vec<TaskRecord> = {
-        let t = txn.open_table(TASKS).ctx("open tasks")?;
-        let mut v = Vec::new();
-        for item in t.iter().ctx("iterate tasks")? {
-            let (_, r) = item.ctx("iterate tasks")?;
-            let rec = from_json::<TaskRecord>(r.value())?;
-            if rec.state == TaskState::Pending {
-                v.push(rec);
-            }
-        }
-        v
-    };
+    let mut pending: Vec<TaskRecord> = every_record(txn, TASKS)?;
+    pending.retain(|t| t.state == TaskState::Pending);
     let mut t = txn.open_table(PENDING).ctx("open pending_by_type")?;
     for rec in &pending {
         t.insert((rec.task_type, rec.order), rec.task_id.as_str())
