@@ -416,25 +416,42 @@ fn may_take(
     }
     // Not to the same failed prover while another prover that can take it (declared the type,
     // asked for work recently or is busy with a live assignment — it asks again when done —, not
-    // blocked, not failed on it) exists. The provers are read a page at a time and the walk ends
-    // at the first such one.
-    let mut after: Option<String> = None;
+    // blocked, not failed on it) exists. Only those two groups are read (through indexes, a page
+    // at a time, the walk ending at the first such prover): keys that went quiet cost nothing.
+    let other = |tx: &mut dyn Txn, key: &str, seen: &ProverSeen| -> R<bool> {
+        Ok(key != who.public_key
+            && seen.prover_types.contains(&task.task_type)
+            && !task.failed_provers.iter().any(|f| f == key)
+            && tx.blocked(key)?.is_none())
+    };
+    let mut after = (
+        now_ms.saturating_sub(policy.prover_active_ms),
+        String::new(),
+    );
     loop {
-        let page = tx.provers(after.as_deref(), PROVERS_PAGE)?;
-        let last = page.len() < PROVERS_PAGE;
+        let page = tx.recent_provers((after.0, &after.1), PROVERS_PAGE)?;
+        let page_full = page.len() == PROVERS_PAGE;
         for (key, seen) in &page {
-            if key != &who.public_key
-                && seen.prover_types.contains(&task.task_type)
-                && (seen.last_seen_ms.saturating_add(policy.prover_active_ms) >= now_ms
-                    || tx.outstanding(key)?.is_some())
-                && !task.failed_provers.contains(key)
-                && tx.blocked(key)?.is_none()
-            {
+            if other(tx, key, seen)? {
                 return Ok(false);
             }
         }
         match page.into_iter().last() {
-            Some((key, _)) if !last => after = Some(key),
+            Some((key, seen)) if page_full => after = (seen.last_seen_ms, key),
+            _ => break,
+        }
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx.busy_provers(after.as_deref(), PROVERS_PAGE)?;
+        let page_full = page.len() == PROVERS_PAGE;
+        for (key, seen) in &page {
+            if other(tx, key, seen)? {
+                return Ok(false);
+            }
+        }
+        match page.into_iter().last() {
+            Some((key, _)) if page_full => after = Some(key),
             _ => return Ok(true),
         }
     }

@@ -328,9 +328,14 @@ pub trait Txn: Reads {
     fn set_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()>;
     /// Clears the outstanding entry of `public_key` if it is `uuid`.
     fn clear_outstanding(&mut self, public_key: &str, uuid: &str) -> R<()>;
+    /// Records `public_key`'s request (and moves it in the backend's last-seen index).
     fn seen(&mut self, public_key: &str, seen: &ProverSeen) -> R<()>;
-    /// Up to `limit` provers in key order, after key `after`.
-    fn provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>>;
+    /// Up to `limit` provers in (last seen, key) order whose (last seen, key) comes after
+    /// `after`: from `(t, "")`, those seen at or after `t`. Read through an index, so the keys
+    /// that went quiet before `t` cost nothing however many there are.
+    fn recent_provers(&mut self, after: (u64, &str), limit: usize) -> R<Vec<(String, ProverSeen)>>;
+    /// Up to `limit` provers holding a live assignment, in key order, after key `after`.
+    fn busy_provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>>;
     /// Whether the key has delivered a verified proof.
     fn proven(&mut self, public_key: &str) -> R<bool>;
     fn add_proven(&mut self, public_key: &str) -> R<()>;

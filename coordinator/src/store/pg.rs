@@ -24,7 +24,8 @@
 //!   proof with the task's state, every replica reads it, and one backup holds everything.
 //! - **Flat cost:** `get_task` walks a partial index of the pending tasks; `/metrics` counts the
 //!   unfinished tasks through a partial index and reads the verified counts from
-//!   `verified_counts`, kept by every write of a task.
+//!   `verified_counts`, kept by every write of a task; the failed-prover rule reads the provers
+//!   seen recently through `provers_by_seen` and the busy ones through `outstanding`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -63,6 +64,13 @@ const MIGRATION_LOCK: i64 = 0x636f_6f72_645f_6d69;
 /// with a finished history).
 pub const PENDING_WALK: &str = "SELECT ord, record FROM tasks WHERE state = 'pending' \
      AND task_type = $1 AND ord > $2 ORDER BY ord LIMIT $3";
+
+/// One page of the failed-prover rule's walk of the provers seen recently: those whose (last
+/// seen, key) comes after (`$1`, `$2`), in that order, at most `$3`. It must be planned as a walk
+/// of `provers_by_seen` (migration V5), which the keys that went quiet are not read through (a
+/// service test checks the plan).
+pub const RECENT_PROVERS: &str = "SELECT public_key, record, last_seen_ms FROM provers \
+     WHERE (last_seen_ms, public_key) > ($1, $2) ORDER BY last_seen_ms, public_key LIMIT $3";
 
 /// Locks the first task of `$1` (task ids, in the order to try them) that is pending and that
 /// no other transaction holds, and returns it with its payload. Rows are locked in that order,
@@ -127,6 +135,18 @@ fn i64_of(v: u64) -> i64 {
 
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
+}
+
+/// Provers as `RECENT_PROVERS` and the busy walk return them (key, record, last seen): the last
+/// seen is the indexed column's, which the walk's cursor continues from.
+fn prover_rows(rows: &[Row]) -> R<Vec<(String, ProverSeen)>> {
+    rows.iter()
+        .map(|r| {
+            let mut seen: ProverSeen = from_json(&col::<String>(r, 1)?)?;
+            seen.last_seen_ms = u64_of(col(r, 2)?);
+            Ok((col(r, 0)?, seen))
+        })
+        .collect()
 }
 
 fn assignment_state(s: AssignmentState) -> &'static str {
@@ -1113,9 +1133,14 @@ impl Txn for PgTxn<'_> {
         // read after the write (as separate calls would be).
         self.queue(
             "write prover",
-            "INSERT INTO provers (public_key, record) VALUES ($1, $2) \
-             ON CONFLICT (public_key) DO UPDATE SET record = EXCLUDED.record",
-            owned![public_key.to_string(), to_json(seen)?],
+            "INSERT INTO provers (public_key, record, last_seen_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (public_key) DO UPDATE \
+             SET record = EXCLUDED.record, last_seen_ms = EXCLUDED.last_seen_ms",
+            owned![
+                public_key.to_string(),
+                to_json(seen)?,
+                i64_of(seen.last_seen_ms)
+            ],
         );
         let client = self.client;
         let (blocked, outstanding) = self.send("read prover", async move {
@@ -1139,16 +1164,24 @@ impl Txn for PgTxn<'_> {
         Ok(())
     }
 
-    fn provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>> {
+    fn recent_provers(&mut self, after: (u64, &str), limit: usize) -> R<Vec<(String, ProverSeen)>> {
         let rows = self.q(
-            "read provers",
-            "SELECT public_key, record FROM provers WHERE public_key > $1 \
-             ORDER BY public_key LIMIT $2",
+            "read recent provers",
+            RECENT_PROVERS,
+            &[&i64_of(after.0), &after.1, &(limit as i64)],
+        )?;
+        prover_rows(&rows)
+    }
+
+    fn busy_provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>> {
+        let rows = self.q(
+            "read busy provers",
+            "SELECT o.public_key, p.record, p.last_seen_ms FROM outstanding o \
+             JOIN provers p ON p.public_key = o.public_key \
+             WHERE o.public_key > $1 ORDER BY o.public_key LIMIT $2",
             &[&after.unwrap_or(""), &(limit as i64)],
         )?;
-        rows.iter()
-            .map(|r| Ok((col(r, 0)?, from_json(&col::<String>(r, 1)?)?)))
-            .collect()
+        prover_rows(&rows)
     }
 
     fn proven(&mut self, public_key: &str) -> R<bool> {

@@ -14,8 +14,10 @@
 //! `pending_by_order` held every type in one order) and `task_counts` "type/state" → tasks in that state (what `/metrics` reads);
 //! one kept in step with `assignments` (`put_assignment`): `live_by_deadline` (deadline, uuid) of
 //! every live assignment (what the timeout sweep of every `get_task` reads: only the expired
-//! ones). So none costs more as finished tasks or busy provers pile up; a store made before the
-//! indexes gets them built once when opened.
+//! ones); one kept in step with `provers` (`seen`): `provers_by_seen` (last seen, key) of every
+//! prover (what the failed-prover rule walks: only the keys seen recently; index version 5). So
+//! none costs more as finished tasks, busy provers or quiet keys pile up; a store made before
+//! the indexes gets them built once when opened.
 //!
 //! Concurrent writes share one transaction and one durable commit ([`super::batch`]): each
 //! caller's closure runs in turn in the open transaction, and the caller returns once that
@@ -59,10 +61,11 @@ const SETTLEMENTS: TableDefinition<u64, &str> = TableDefinition::new("settlement
 const LIVE: TableDefinition<(u64, &str), ()> = TableDefinition::new("live_by_deadline");
 const CHALLENGE_EXPIRY: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("challenges_by_expiry");
+const PROVERS_BY_SEEN: TableDefinition<(u64, &str), ()> = TableDefinition::new("provers_by_seen");
 
 /// 1 once the pending index and `task_counts` hold every task; 2 once `live_by_deadline` holds
 /// every live assignment; 3 once `challenges_by_expiry` holds every used challenge; 4 once
-/// `pending_by_type` replaces `pending_by_order`.
+/// `pending_by_type` replaces `pending_by_order`; 5 once `provers_by_seen` holds every prover.
 const INDEX_VERSION: &str = "index_version";
 
 /// Maps any displayable error to a store error naming the operation.
@@ -251,6 +254,29 @@ fn build_pending_by_type(txn: &WriteTransaction) -> R<()> {
     put_u64(txn, COUNTERS, INDEX_VERSION, 4)
 }
 
+/// Fills `provers_by_seen` from `provers` (a store made before it; once, when opened).
+fn build_seen_index(txn: &WriteTransaction) -> R<()> {
+    let seen: Vec<(String, u64)> = {
+        let t = txn.open_table(PROVERS).ctx("open provers")?;
+        let mut v = Vec::new();
+        for item in t.iter().ctx("iterate provers")? {
+            let (key, r) = item.ctx("iterate provers")?;
+            let r: ProverSeen = from_json(r.value())?;
+            v.push((key.value().to_string(), r.last_seen_ms));
+        }
+        v
+    };
+    let mut t = txn
+        .open_table(PROVERS_BY_SEEN)
+        .ctx("open provers_by_seen")?;
+    for (key, ms) in &seen {
+        t.insert((*ms, key.as_str()), ())
+            .ctx("write provers_by_seen")?;
+    }
+    drop(t);
+    put_u64(txn, COUNTERS, INDEX_VERSION, 5)
+}
+
 /// Opens (or creates) the redb file; a damaged one is [`CoordinatorError::Damaged`], never a
 /// panic.
 fn open_redb(path: &Path) -> R<Database> {
@@ -301,6 +327,8 @@ impl RedbBackend {
             txn.open_table(LIVE).ctx("create live_by_deadline")?;
             txn.open_table(CHALLENGE_EXPIRY)
                 .ctx("create challenges_by_expiry")?;
+            txn.open_table(PROVERS_BY_SEEN)
+                .ctx("create provers_by_seen")?;
         }
         let version = get_u64(&txn, COUNTERS, INDEX_VERSION)?;
         if version < 1 {
@@ -314,6 +342,9 @@ impl RedbBackend {
         }
         if version < 4 {
             build_pending_by_type(&txn)?;
+        }
+        if version < 5 {
+            build_seen_index(&txn)?;
         }
         txn.commit().ctx("commit")?;
         Ok(Self {
@@ -675,21 +706,60 @@ impl Txn for RedbTxn<'_> {
     }
 
     fn seen(&mut self, public_key: &str, seen: &ProverSeen) -> R<()> {
+        let before: Option<ProverSeen> = get_json(self.txn, PROVERS, public_key)?;
+        let mut t = self
+            .txn
+            .open_table(PROVERS_BY_SEEN)
+            .ctx("open provers_by_seen")?;
+        if let Some(before) = before {
+            t.remove((before.last_seen_ms, public_key))
+                .ctx("write provers_by_seen")?;
+        }
+        t.insert((seen.last_seen_ms, public_key), ())
+            .ctx("write provers_by_seen")?;
+        drop(t);
         put_json(self.txn, PROVERS, public_key, seen)
     }
 
-    fn provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>> {
+    fn recent_provers(&mut self, after: (u64, &str), limit: usize) -> R<Vec<(String, ProverSeen)>> {
         use std::ops::Bound;
-        let t = self.txn.open_table(PROVERS).ctx("open provers")?;
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let index = self
+            .txn
+            .open_table(PROVERS_BY_SEEN)
+            .ctx("open provers_by_seen")?;
+        let provers = self.txn.open_table(PROVERS).ctx("open provers")?;
         let mut v = Vec::new();
-        for item in t
-            .range::<&str>((from, Bound::Unbounded))
-            .ctx("iterate provers")?
+        for item in index
+            .range::<(u64, &str)>((Bound::Excluded(after), Bound::Unbounded))
+            .ctx("iterate provers_by_seen")?
             .take(limit)
         {
-            let (k, p) = item.ctx("iterate provers")?;
-            v.push((k.value().to_string(), from_json::<ProverSeen>(p.value())?));
+            let (k, _) = item.ctx("iterate provers_by_seen")?;
+            let key = k.value().1;
+            let seen = text_in(&provers, key, from_json::<ProverSeen>)?
+                .ok_or_else(|| CoordinatorError::store("read provers", "indexed but absent"))?;
+            v.push((key.to_string(), seen));
+        }
+        Ok(v)
+    }
+
+    fn busy_provers(&mut self, after: Option<&str>, limit: usize) -> R<Vec<(String, ProverSeen)>> {
+        use std::ops::Bound;
+        let busy = self.txn.open_table(OUTSTANDING).ctx("open outstanding")?;
+        let provers = self.txn.open_table(PROVERS).ctx("open provers")?;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut v = Vec::new();
+        for item in busy
+            .range::<&str>((from, Bound::Unbounded))
+            .ctx("iterate outstanding")?
+            .take(limit)
+        {
+            let (k, _) = item.ctx("iterate outstanding")?;
+            let key = k.value();
+            // Every key asks (and is seen) before it is given an assignment.
+            let seen = text_in(&provers, key, from_json::<ProverSeen>)?
+                .ok_or_else(|| CoordinatorError::store("read provers", "busy but never seen"))?;
+            v.push((key.to_string(), seen));
         }
         Ok(v)
     }

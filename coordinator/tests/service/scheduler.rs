@@ -417,6 +417,86 @@ fn a_busy_prover_counts_as_available_even_if_it_has_not_asked_recently() {
     assert_eq!(again.task_id, "chunk-0");
 }
 
+/// The provers seen at or after `since` as the store's walk gives them, read `page` at a time:
+/// (key, last seen) in (last seen, key) order.
+fn recent(store: &Store, since: u64, page: usize) -> Vec<(String, u64)> {
+    store
+        .transaction(|tx| {
+            let mut all = Vec::new();
+            let mut after = (since, String::new());
+            loop {
+                let got = tx.recent_provers((after.0, &after.1), page)?;
+                assert!(got.len() <= page);
+                let full = got.len() == page;
+                all.extend(got.into_iter().map(|(k, s)| (k, s.last_seen_ms)));
+                match all.last() {
+                    Some((key, ms)) if full => after = (*ms, key.clone()),
+                    _ => return Ok(all),
+                }
+            }
+        })
+        .expect("walk the recent provers")
+}
+
+/// The provers holding a live assignment as the store's walk gives them, one page.
+fn busy(store: &Store, after: Option<&str>) -> Vec<String> {
+    store
+        .transaction(|tx| tx.busy_provers(after, 100))
+        .expect("walk the busy provers")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The failed-prover rule's two walks, as the store gives them: the provers seen at or after a
+/// time, in (last seen, key) order a page at a time, each key once at its latest request (a
+/// request moves it); and the provers with a live assignment, in key order.
+#[test]
+fn the_store_walks_the_provers_seen_recently_and_the_busy_ones() {
+    let f = fixture(2);
+    let p = Policy {
+        chunk_timeout_ms: 100_000,
+        ..policy()
+    };
+    // 40 keys asking for batch work (there is none) at 100 + i, in reverse key order.
+    for i in 0..40u64 {
+        let q = prover(&format!("q{:02}", 39 - i), &[2]);
+        assert_eq!(
+            assign(&f.store, &q, &[2], &p, 100 + i),
+            AssignOutcome::NoTask
+        );
+    }
+    let name = |i: u64| format!("key-q{:02}", 39 - i);
+    let expected: Vec<(String, u64)> = (20..40).map(|i| (name(i), 100 + i)).collect();
+    assert_eq!(recent(&f.store, 120, 32), expected);
+    assert_eq!(recent(&f.store, 120, 7), expected, "read a page at a time");
+    assert_eq!(recent(&f.store, 140, 7), vec![]);
+    // key-q39 (first seen at 100) and key-q30 (109) ask again at 500: each moves to the end.
+    for q in ["q39", "q30"] {
+        let q = prover(q, &[2]);
+        assert_eq!(assign(&f.store, &q, &[2], &p, 500), AssignOutcome::NoTask);
+    }
+    let mut expected: Vec<(String, u64)> = (0..40)
+        .filter(|&i| i != 0 && i != 9)
+        .map(|i| (name(i), 100 + i))
+        .collect();
+    expected.push(("key-q30".into(), 500));
+    expected.push(("key-q39".into(), 500));
+    assert_eq!(recent(&f.store, 0, 5), expected);
+    assert_eq!(recent(&f.store, 200, 5).len(), 2);
+    // The busy ones: those with a live assignment, until it ends.
+    let (a, b) = (prover("a", &[1]), prover("b", &[1]));
+    assert_eq!(busy(&f.store, None), Vec::<String>::new());
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 600));
+    let (tb, _) = task(assign(&f.store, &b, &[1], &p, 601));
+    assert_eq!(busy(&f.store, None), ["key-a", "key-b"]);
+    assert_eq!(busy(&f.store, Some("key-a")), ["key-b"]);
+    verify(&f.store, &a, &ta, &p, 602).expect("verified");
+    assert_eq!(busy(&f.store, None), ["key-b"]);
+    fail(&f.store, &b, &tb, false, &p, 603).expect("failure recorded");
+    assert_eq!(busy(&f.store, None), Vec::<String>::new());
+}
+
 #[test]
 fn invalid_proofs_block_the_key_at_the_cap_and_unblock_resets() {
     let f = fixture(3);
@@ -986,6 +1066,33 @@ fn a_store_from_before_the_per_type_pending_index_gets_it_when_opened() {
     ));
 }
 
+/// A store from before the last-seen index (`provers_by_seen`, index version 4) gets it built
+/// when opened: the failed-prover rule still finds the other prover that asked recently.
+#[test]
+fn a_store_from_before_the_last_seen_index_gets_it_when_opened() {
+    let f = redb_fixture(3);
+    let p = policy();
+    let (a, b) = (prover("a", &[1]), prover("b", &[1]));
+    prove_one_each(&f.store, &[&a, &b], &p, 0);
+    let (ta, _) = task(assign(&f.store, &a, &[1], &p, 10));
+    assert_eq!(assign(&f.store, &b, &[1], &p, 11), AssignOutcome::NoTask);
+    fail(&f.store, &a, &ta, false, &p, 20).expect("failure recorded");
+    let f = reopen_edited(f, |txn| {
+        let by_seen: redb::TableDefinition<(u64, &str), ()> =
+            redb::TableDefinition::new("provers_by_seen");
+        assert!(txn.delete_table(by_seen).expect("delete provers_by_seen"));
+        index_version(txn, Some(4));
+    });
+    assert_eq!(
+        recent(&f.store, 0, 32),
+        [("key-a".to_string(), 10), ("key-b".to_string(), 11)]
+    );
+    // b asked at 11 and has not failed on chunk-2: a is skipped, b gets it.
+    assert_eq!(assign(&f.store, &a, &[1], &p, 30), AssignOutcome::NoTask);
+    let (tb, _) = task(assign(&f.store, &b, &[1], &p, 40));
+    assert_eq!(tb.task_id, "chunk-2");
+}
+
 /// A store written before the deadline index (`live_by_deadline`, index version 2) gets it built
 /// when opened: an assignment made before then still times out and its task goes to another
 /// prover, and one that has not timed out stays.
@@ -1217,6 +1324,40 @@ fn prune_removes_only_finished_consumed_tasks_before_the_cutoff() {
     assert_eq!(left, ["chunk-4", "batch-1"]);
 }
 
+/// The plan of `statement` (prepared with parameter types `types`, run with `args`) on a fresh,
+/// migrated database after `seed` (SQL, ending with an ANALYZE): EXPLAIN ANALYZE's JSON, as text.
+fn pg_plan(url: &str, seed: &str, statement: &str, types: &str, args: &str) -> String {
+    // Migrates the fresh database.
+    drop(Store::open_postgres(url).expect("open PostgreSQL store"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client.batch_execute(seed).await.expect("seed");
+        // The statement as the store prepares it, with parameters (EXPLAIN's JSON column comes
+        // back as text through the simple protocol).
+        let messages = client
+            .simple_query(&format!(
+                "PREPARE walk ({types}) AS {statement}; \
+                 EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE walk ({args})"
+            ))
+            .await
+            .expect("explain");
+        let text = messages
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .expect("a plan row");
+        serde_json::from_str::<serde_json::Value>(&text)
+            .expect("a JSON plan")
+            .to_string()
+    })
+}
+
 /// PostgreSQL only: the pending walk is planned as a walk of the pending index when the finished
 /// history sorts before the pending tasks and the table has been analysed (the state of any
 /// coordinator that has run a while). With another index that gave the same order (the unique
@@ -1228,44 +1369,17 @@ fn the_pending_walk_reads_the_pending_index_behind_a_finished_history() {
         eprintln!("no COORDINATOR_TEST_POSTGRES: a PostgreSQL plan (scripts/test)");
         return;
     };
-    // Migrates the fresh database.
-    drop(Store::open_postgres(&url).expect("open PostgreSQL store"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let plan = rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(conn);
-        // 10,000 verified tasks, then 40,000 pending ones (the walk only needs the columns; the
-        // shape of the load example, where the planner misjudged: with few pending tasks it did not).
-        client
-            .batch_execute(
-                "INSERT INTO tasks (task_id, task_type, ord, state, updated_ms, record, payload) \
-                 SELECT 'h-' || i, 1, i, CASE WHEN i < 10000 THEN 'verified' ELSE 'pending' END, \
-                 0, '{}', '' FROM generate_series(0, 49999) AS i; ANALYZE tasks",
-            )
-            .await
-            .expect("seed");
-        // The statement as the store prepares it, with parameters (EXPLAIN's JSON column comes
-        // back as text through the simple protocol).
-        let messages = client
-            .simple_query(&format!(
-                "PREPARE walk (smallint, bigint, bigint) AS {}; \
-                 EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE walk (1, -1, 4)",
-                coordinator::store::pg::PENDING_WALK
-            ))
-            .await
-            .expect("explain");
-        let text = messages
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .expect("a plan row");
-        serde_json::from_str::<serde_json::Value>(&text).expect("a JSON plan")
-    });
-    let text = plan.to_string();
+    // 10,000 verified tasks, then 40,000 pending ones (the walk only needs the columns; the
+    // shape of the load example, where the planner misjudged: with few pending tasks it did not).
+    let text = pg_plan(
+        &url,
+        "INSERT INTO tasks (task_id, task_type, ord, state, updated_ms, record, payload) \
+         SELECT 'h-' || i, 1, i, CASE WHEN i < 10000 THEN 'verified' ELSE 'pending' END, \
+         0, '{}', '' FROM generate_series(0, 49999) AS i; ANALYZE tasks",
+        coordinator::store::pg::PENDING_WALK,
+        "smallint, bigint, bigint",
+        "1, -1, 4",
+    );
     assert!(
         text.contains("\"Index Name\":\"tasks_pending_by_type\""),
         "the pending walk is not planned on the pending index: {text}"
@@ -1273,5 +1387,37 @@ fn the_pending_walk_reads_the_pending_index_behind_a_finished_history() {
     assert!(
         !text.contains("Rows Removed by Filter"),
         "the pending walk filters rows: {text}"
+    );
+}
+
+/// PostgreSQL only: the failed-prover rule's walk of the provers seen recently reads the
+/// last-seen index from the first recent key on, not the keys that went quiet (50,000 of them
+/// here, as throwaway logins leave), and finds the recent ones.
+#[test]
+fn the_recent_provers_walk_reads_the_last_seen_index_past_quiet_keys() {
+    let Some(url) = common::fresh_database() else {
+        eprintln!("no COORDINATOR_TEST_POSTGRES: a PostgreSQL plan (scripts/test)");
+        return;
+    };
+    let text = pg_plan(
+        &url,
+        "INSERT INTO provers (public_key, record, last_seen_ms) \
+         SELECT 'q-' || i, '{}', CASE WHEN i < 50000 THEN i ELSE 1000000 + i END \
+         FROM generate_series(0, 50009) AS i; ANALYZE provers",
+        coordinator::store::pg::RECENT_PROVERS,
+        "bigint, text, bigint",
+        "1000000, '', 32",
+    );
+    assert!(
+        text.contains("\"Index Name\":\"provers_by_seen\""),
+        "the recent walk is not planned on the last-seen index: {text}"
+    );
+    assert!(
+        !text.contains("Rows Removed by Filter"),
+        "the recent walk filters rows: {text}"
+    );
+    assert!(
+        text.contains("\"Actual Rows\":10"),
+        "the recent walk does not find the 10 recent keys: {text}"
     );
 }
