@@ -9,15 +9,19 @@
 //!   silent connections are closed;
 //! - a **cap on open connections**: when it is reached, accepting pauses until one closes (new
 //!   clients wait in the kernel's backlog instead of costing a descriptor each);
+//! - a **cap on open connections per client address** (an IPv4 address or an IPv6 /64): a
+//!   connection past it is closed at once, so that one address's idle connections cannot hold
+//!   every slot of the cap above for the header timeout, again and again;
 //! - a **graceful stop with a deadline**: on shutdown the listener closes, idle connections close,
 //!   requests in flight get `grace` to finish, then their connections are dropped.
 //!
 //! The body-read timeout is applied where bodies are read (the coordinator's `parse`), since only
 //! the handler knows a request's body limit and whether its caller is authenticated.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -42,6 +46,10 @@ pub struct HttpLimits {
     pub body_timeout_ms: u64,
     /// Open connections at most; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections of one client address (IPv4 address, IPv6 /64) at most; a further one
+    /// is closed at once. 0: no such cap (behind a reverse proxy, where every client has the
+    /// proxy's address).
+    pub max_connections_per_client: usize,
     /// On shutdown, how long requests in flight may take to finish, ms.
     pub shutdown_grace_ms: u64,
 }
@@ -52,6 +60,7 @@ impl Default for HttpLimits {
             header_timeout_ms: 10_000,
             body_timeout_ms: 60_000,
             max_connections: 1024,
+            max_connections_per_client: 128,
             shutdown_grace_ms: 10_000,
         }
     }
@@ -80,6 +89,79 @@ impl HttpLimits {
     }
 }
 
+/// The part of a client's address the per-client cap counts by: an IPv4 address (also when
+/// mapped into IPv6), or an IPv6 address's /64 (one host is commonly given a whole /64).
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Open connections per client (see [`client_of`]), and whether the client was told of reaching
+/// the cap since its count was last zero (one warning per episode, not one per connection).
+#[derive(Default)]
+struct Clients {
+    open: Mutex<HashMap<IpAddr, (usize, bool)>>,
+}
+
+/// One open connection of a client; its count goes down when this is dropped.
+struct ClientSlot {
+    clients: Arc<Clients>,
+    client: IpAddr,
+}
+
+impl Clients {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (usize, bool)>> {
+        // The map is consistent after every statement, so a panic elsewhere leaves it usable.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for one more connection from `ip`, or `None` when its client holds `cap` already
+    /// (`cap` 0: no cap).
+    fn enter(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<ClientSlot> {
+        let client = client_of(ip);
+        let mut open = self.lock();
+        let (n, warned) = open.entry(client).or_insert((0, false));
+        if cap > 0 && *n >= cap {
+            if !*warned {
+                *warned = true;
+                tracing::warn!(
+                    %client,
+                    cap,
+                    "a client reached http.max_connections_per_client; its further \
+                     connections are closed until some of its open ones close (behind a \
+                     reverse proxy set the cap to 0)"
+                );
+            }
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: Arc::clone(self),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.lock();
+        if let Some((n, _)) = open.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops as described in the
 /// module documentation. Handlers can extract `ConnectInfo<SocketAddr>`. The returned task ends
 /// at the latest `limits.shutdown_grace` after the cancellation.
@@ -99,6 +181,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Arc::new(Clients::default());
     let mut conns = JoinSet::new();
     loop {
         // Reap finished connections so the set does not grow with the server's lifetime.
@@ -124,10 +207,15 @@ async fn accept_loop(
                 }
             },
         };
+        let Some(slot) = clients.enter(remote.ip(), limits.max_connections_per_client) else {
+            // Closed at once: the slot of the overall cap goes back with it.
+            tracing::debug!(%remote, "connection over the per-client cap closed");
+            continue;
+        };
         let router = router.clone();
         let stop = shutdown.clone();
         conns.spawn(async move {
-            let _permit = permit;
+            let _held = (permit, slot);
             serve_connection(stream, remote, router, limits, stop).await;
         });
     }
@@ -175,5 +263,69 @@ async fn serve_connection(
     if let Err(e) = result {
         // Timeouts, resets and malformed requests: the client's problem, not worth a warning.
         tracing::debug!(%remote, error = %e, "connection closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        assert_eq!(client_of(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(client_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(
+            client_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_of(ip("2001:db8:1:2::1")),
+            client_of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            client_of(ip("2001:db8:1:2::1")),
+            client_of(ip("2001:db8:1:3::1"))
+        );
+    }
+
+    #[test]
+    fn the_per_client_cap_counts_open_connections_and_frees_them_when_closed() {
+        let clients = Arc::new(Clients::default());
+        let mut a: Vec<ClientSlot> = (0..3)
+            .map(|_| clients.enter(ip("10.0.0.1"), 3).expect("within the cap"))
+            .collect();
+        assert!(clients.enter(ip("10.0.0.1"), 3).is_none(), "past the cap");
+        // Another client has its own count; one IPv6 /64 is one client.
+        let b = clients.enter(ip("10.0.0.2"), 3).expect("another client");
+        let v6: Vec<ClientSlot> = (1..=3)
+            .map(|i| {
+                clients
+                    .enter(ip(&format!("2001:db8::{i}")), 3)
+                    .expect("within the cap")
+            })
+            .collect();
+        assert!(clients.enter(ip("2001:db8::ffff"), 3).is_none());
+        // A closed connection frees its place; a client with none left is forgotten.
+        drop(a.pop());
+        let again = clients.enter(ip("10.0.0.1"), 3).expect("a place freed");
+        drop(again);
+        drop(b);
+        drop(v6);
+        assert_eq!(
+            clients.lock().len(),
+            1,
+            "only 10.0.0.1 still has connections"
+        );
+        // Cap 0: no cap.
+        let many: Vec<ClientSlot> = (0..1000)
+            .map(|_| clients.enter(ip("10.0.0.3"), 0).expect("no cap"))
+            .collect();
+        assert_eq!(clients.lock()[&ip("10.0.0.3")].0, 1000);
+        drop(many);
+        assert!(!clients.lock().contains_key(&ip("10.0.0.3")));
     }
 }

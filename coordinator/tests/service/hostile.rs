@@ -6,7 +6,7 @@
 //! - text from provers is bounded and escaped; admin input is checked; overflowing versions are
 //!   refused;
 //! - slow, silent and idle connections are closed, and a connection cap keeps the server
-//!   answering; a body that stops arriving is refused;
+//!   answering, with a share per client address; a body that stops arriving is refused;
 //! - fresh keys reporting failures cannot fail a task; only a failed task can be requeued;
 //! - a duplicate submission during verification is a retry-later HTTP 503, not a refusal.
 
@@ -380,6 +380,65 @@ async fn slow_silent_and_idle_connections_are_closed_and_the_server_keeps_answer
         "{reply}"
     );
     assert!(reply.contains("not received within 500 ms"), "{reply}");
+    c.shutdown().await;
+}
+
+/// One address's idle connections cannot hold the server: past `http.max_connections_per_client`
+/// its further connections are closed at once, and a client at another address is served
+/// (before: 1,024 silent connections from one address held every slot for the header timeout,
+/// again and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_share_of_the_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    // Long enough that an idle connection still open at the checks below is held, not timed out.
+    cfg.http.header_timeout_ms = 60_000;
+    cfg.http.max_connections = 6;
+    cfg.http.max_connections_per_client = 4;
+    let c = start(cfg).await;
+    let addr = c.addr();
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The fifth from 127.0.0.1 is closed at once, not held for the minute of the header timeout.
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        closed_by_server(
+            &mut s,
+            Duration::from_secs(5),
+            "a fifth connection of one address",
+        )
+        .await;
+    }
+    // Another address is served, over the slots the refused ones did not keep.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let health: serde_json::Value = tokio::time::timeout(Duration::from_secs(10), async {
+        other
+            .get(format!("{}/health", c.base_url()))
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json")
+    })
+    .await
+    .expect("/health from 127.0.0.2 answered while 127.0.0.1 holds its four connections");
+    assert_eq!(health["errcode"], 0);
+    // The four held ones are still open (only the connections past the cap were closed).
+    for s in &mut silent {
+        let mut probe = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), s.read(&mut probe))
+                .await
+                .is_err(),
+            "a connection within the cap was closed"
+        );
+    }
     c.shutdown().await;
 }
 
