@@ -7,8 +7,11 @@
 //! has delivered at least one verified proof. A failure from an unproven key puts the task back
 //! to pending and is recorded (`unproven_failures`), and that key is not given the task again
 //! until it has proven itself on another. Throwaway keys can therefore delay a task by at most
-//! one assignment each, never fail it. A failed task goes back to pending only through the
-//! operator's `requeue`.
+//! one assignment each, never fail it; once [`MAX_UNPROVEN_REMEMBERED`] keys have failed a task
+//! (as many as its record remembers) it goes to proven keys only, so a swarm of fresh keys
+//! cannot take it in turn for ever. An unproven key that has failed [`MAX_FAILED_PASSED`] of the
+//! pending tasks gets no more (its walk past them would grow with each). A failed task goes
+//! back to pending only through the operator's `requeue`, which clears its failed set.
 //!
 //! The other rules: one live assignment per public key (a `get_task` while one is live re-sends
 //! it, same uuid); assignments time out (`sweep`, run by every `get_task` and by a timer); a task
@@ -48,8 +51,13 @@ const FIRST_PENDING_PAGE: usize = 4;
 /// Provers read at a time by the failed-prover rule.
 const PROVERS_PAGE: usize = 32;
 
-/// Most entries unproven keys may add to a task's failed set (see [`fail_once`]).
+/// Most entries unproven keys may add to a task's failed set (see [`fail_once`]); a task whose
+/// set is that large goes to proven keys only.
 pub const MAX_UNPROVEN_REMEMBERED: usize = 64;
+
+/// Pending tasks an unproven key's walk passes over because it failed them before the walk gives
+/// up (no task): however many tasks a throwaway key fails, its get_task reads a bounded number.
+pub const MAX_FAILED_PASSED: usize = 64;
 
 /// The scheduler's parameters (from the configuration).
 #[derive(Clone, Copy, Debug)]
@@ -200,7 +208,7 @@ pub fn fail_once(
 ) -> bool {
     // Unproven keys are free: they are remembered only while the failed set is smaller than
     // MAX_UNPROVEN_REMEMBERED, so a swarm of them cannot grow a task's record (and every scan of
-    // it) without bound. A key past the limit may get the task again: a delay, never a failure.
+    // it) without bound. From then on the task goes to proven keys only (`may_take`).
     if !task.failed_provers.iter().any(|p| p == prover)
         && (proven || task.failed_provers.len() < MAX_UNPROVEN_REMEMBERED)
     {
@@ -337,6 +345,8 @@ fn assign_in(
     // The first page is small: the oldest candidate is usually the one taken, and each one read
     // is a record decoded inside the write transaction.
     let mut limit = FIRST_PENDING_PAGE;
+    let mut proven = None;
+    let mut passed = 0;
     'walk: loop {
         let page = tx.pending(&types, after, limit)?;
         let last = page.len() < limit;
@@ -344,7 +354,16 @@ fn assign_in(
         let mut eligible = Vec::with_capacity(page.len());
         for candidate in &page {
             after = Some(candidate.order);
-            if may_take(tx, candidate, who, policy, now_ms)? {
+            if candidate.failed_provers.contains(&who.public_key)
+                && !is_proven(tx, &who.public_key, &mut proven)?
+            {
+                passed += 1;
+                if passed >= MAX_FAILED_PASSED {
+                    break 'walk;
+                }
+                continue;
+            }
+            if may_take(tx, candidate, who, &mut proven, policy, now_ms)? {
                 eligible.push(candidate.task_id.as_str());
             }
         }
@@ -352,7 +371,7 @@ fn assign_in(
         // ones are often held by concurrent get_tasks, or taken since the page was read. The
         // rules are checked again on the task as it is now.
         while let Some(task) = tx.claim(&eligible)? {
-            if may_take(tx, &task, who, policy, now_ms)? {
+            if may_take(tx, &task, who, &mut proven, policy, now_ms)? {
                 chosen = Some(task);
                 break 'walk;
             }
@@ -396,11 +415,23 @@ fn assign_in(
     })
 }
 
-/// Whether pending task `task` may be given to `who` (the failed-prover rule).
+/// Whether `public_key` has delivered a verified proof, read once per request (`cache`).
+fn is_proven(tx: &mut dyn Txn, public_key: &str, cache: &mut Option<bool>) -> R<bool> {
+    if let Some(p) = *cache {
+        return Ok(p);
+    }
+    let p = tx.proven(public_key)?;
+    *cache = Some(p);
+    Ok(p)
+}
+
+/// Whether pending task `task` may be given to `who` (the failed-prover rule; `proven` caches
+/// whether `who` is proven).
 fn may_take(
     tx: &mut dyn Txn,
     task: &TaskRecord,
     who: &ProverIdentity,
+    proven: &mut Option<bool>,
     policy: &Policy,
     now_ms: u64,
 ) -> R<bool> {
@@ -408,10 +439,12 @@ fn may_take(
         return Ok(false);
     }
     if !task.failed_provers.contains(&who.public_key) {
-        return Ok(true);
+        // As many keys failed it as its record remembers: proven keys only (module doc).
+        return Ok(task.failed_provers.len() < MAX_UNPROVEN_REMEMBERED
+            || is_proven(tx, &who.public_key, proven)?);
     }
     // An unproven key that failed this task does not get it again (module doc).
-    if !tx.proven(&who.public_key)? {
+    if !is_proven(tx, &who.public_key, proven)? {
         return Ok(false);
     }
     // Not to the same failed prover while another prover that can take it (declared the type,

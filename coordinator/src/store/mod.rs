@@ -27,7 +27,7 @@ use prover_core::rollup::Account;
 use prover_core::wire::{ProofPayload, Task, TaskType};
 use serde::{Deserialize, Serialize};
 
-pub use crate::scheduler::{Consumers, Policy, MAX_UNPROVEN_REMEMBERED};
+pub use crate::scheduler::{Consumers, Policy, MAX_FAILED_PASSED, MAX_UNPROVEN_REMEMBERED};
 use crate::{scheduler, CoordinatorError};
 
 type R<T> = Result<T, CoordinatorError>;
