@@ -14,7 +14,7 @@ use std::time::Instant;
 use clap::Parser;
 use coordinator::store::{AssignOutcome, Policy, ProverIdentity, ProverSeen, Store};
 use prover_core::rollup::{Account, RollupState};
-use prover_core::wire::{ChunkConfig, Transfer};
+use prover_core::wire::{ChunkConfig, ChunkTaskData, Transfer};
 
 const CONFIG: ChunkConfig = ChunkConfig {
     k: 13,
@@ -48,8 +48,11 @@ fn fresh(postgres: Option<&str>) -> Result<(Store, tempfile::TempDir), Error> {
     Ok((store, dir))
 }
 
+/// Chunk tasks and the rollup's accounts after them.
+type Chain = (Vec<ChunkTaskData>, Vec<(u64, Account)>);
+
 /// `n` chained chunks and the rollup's accounts after them.
-fn chunks(n: usize) -> Result<(Vec<prover_core::wire::ChunkTaskData>, Vec<(u64, Account)>), Error> {
+fn chunks(n: usize) -> Result<Chain, Error> {
     let mut state = RollupState::genesis(CONFIG.tree_depth, 4, 1_000_000)?;
     let mut chunks = Vec::with_capacity(n);
     for i in 0..n as u64 {
