@@ -325,6 +325,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     config.http.max_connections = 4096;
+    // Every simulated prover connects from 127.0.0.1, as if behind one proxy.
+    config.http.max_connections_per_client = 0;
     if let Some(n) = args.session_attempts {
         config.session_attempts = n;
     }
