@@ -87,6 +87,14 @@ struct Args {
     /// Directory for parameters and keys (dev parameters are made there when missing).
     #[arg(long, default_value = "target/load-env")]
     env_dir: std::path::PathBuf,
+    /// Unauthenticated clients at 127.0.0.2 logging in back to back during the run (challenge,
+    /// signature, login, with one key), beside the provers at 127.0.0.1.
+    #[arg(long, default_value_t = 0)]
+    login_flood: usize,
+    /// `http.logins_per_minute_per_client` of the coordinators (default: 0, no limit, since all
+    /// the provers log in from 127.0.0.1 at the start).
+    #[arg(long, default_value_t = 0)]
+    login_limit: u32,
 }
 
 fn key(i: usize) -> SigningKey {
@@ -327,6 +335,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.http.max_connections = 4096;
     // Every simulated prover connects from 127.0.0.1, as if behind one proxy.
     config.http.max_connections_per_client = 0;
+    config.logins_per_minute_per_client = args.login_limit;
     if let Some(n) = args.session_attempts {
         config.session_attempts = n;
     }
@@ -442,6 +451,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s
         }));
     }
+    // The flood: logins from another address until the deadline; accepted and refused counted.
+    let mut flood = Vec::new();
+    if args.login_flood > 0 {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()?;
+        for i in 0..args.login_flood {
+            let (client, base, vk) = (
+                client.clone(),
+                running[i % running.len()].base_url(),
+                vk.clone(),
+            );
+            flood.push(tokio::spawn(async move {
+                let k = key(1_000_000 + i);
+                let (mut ok, mut refused) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    match login::signed_login(&client, &base, &k, "flood", &vk).await {
+                        Ok(_) => ok += 1,
+                        Err(_) => refused += 1,
+                    }
+                }
+                (ok, refused)
+            }));
+        }
+    }
     let mut all = Samples::default();
     for h in handles {
         let s = h.await?;
@@ -451,6 +485,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         all.errors += s.errors;
     }
     let took = started.elapsed().as_secs_f64();
+    let (mut flood_ok, mut flood_refused) = (0, 0);
+    for h in flood {
+        let (ok, refused) = h.await?;
+        flood_ok += ok;
+        flood_refused += refused;
+    }
+    if args.login_flood > 0 {
+        println!(
+            "login flood from 127.0.0.2 ({} clients): {flood_ok} logins accepted ({:.0}/s), {flood_refused} refused ({:.0}/s)",
+            args.login_flood,
+            flood_ok as f64 / took,
+            flood_refused as f64 / took
+        );
+    }
     let mut texts = Vec::new();
     for c in &running {
         texts.push(

@@ -99,6 +99,11 @@ pub struct CoordinatorConfig {
     /// a submission that would go past it is told to retry later. At least `max_body_bytes`.
     #[serde(default = "default_large_body_budget")]
     pub large_body_budget_bytes: usize,
+    /// Logins accepted from one client address (an IPv4 address, an IPv6 /64) a minute, in a
+    /// burst or spread; past it a login is told to retry later. 0: no limit (behind a reverse
+    /// proxy, where every client has the proxy's address).
+    #[serde(default = "default_logins_per_minute")]
+    pub logins_per_minute_per_client: u32,
     /// Account state created when the store is empty.
     #[serde(default)]
     pub genesis: GenesisConfig,
@@ -130,6 +135,9 @@ fn default_max_invalid() -> u32 {
 }
 fn default_prover_active() -> u64 {
     120
+}
+fn default_logins_per_minute() -> u32 {
+    60
 }
 fn default_max_body() -> usize {
     64 << 20
@@ -180,6 +188,7 @@ impl CoordinatorConfig {
             prover_active_sec: default_prover_active(),
             max_body_bytes: default_max_body(),
             large_body_budget_bytes: default_large_body_budget(),
+            logins_per_minute_per_client: default_logins_per_minute(),
             genesis: GenesisConfig::default(),
             admin_token: random_secret(),
             http: crate::serve::HttpLimits::default(),

@@ -6,10 +6,11 @@
 //! in a 200) then keeps its proof and retries, and so does our node.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -161,13 +162,18 @@ impl From<String> for Refusal {
 }
 
 /// Seconds a client is asked to wait before retrying a transient failure.
-const RETRY_AFTER_SEC: &str = "5";
+const RETRY_AFTER_SEC: u64 = 5;
 
 /// A transient failure: HTTP 503 with `Retry-After` and errcode 500 (see the module doc).
 fn retry_later(msg: impl Into<String>) -> Response {
+    retry_after(RETRY_AFTER_SEC, msg)
+}
+
+/// The same, asking the client to wait `secs` seconds.
+fn retry_after(secs: u64, msg: impl Into<String>) -> Response {
     (
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, RETRY_AFTER_SEC)],
+        [(header::RETRY_AFTER, secs.to_string())],
         Json(Envelope::<()>::err(errcode::INTERNAL, msg)),
     )
         .into_response()
@@ -361,7 +367,24 @@ async fn challenge(State(app): AppState) -> Response {
     }
 }
 
-async fn login(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
+async fn login(
+    State(app): AppState,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // Before anything else: a client past its allowance costs no signature check, no write.
+    if let Err(wait) = app.login_limit.check(remote.ip()) {
+        Metrics::inc(&app.metrics.logins, &[("result", "limited")]);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return retry_after(
+            secs.max(1),
+            format!(
+                "too many logins from this address ({} a minute); retry in {secs} s",
+                app.config.logins_per_minute_per_client
+            ),
+        );
+    }
     let r = login_inner(&app, &headers, body).await;
     let result = if r.is_ok() { "ok" } else { "refused" };
     Metrics::inc(&app.metrics.logins, &[("result", result)]);

@@ -12,6 +12,7 @@ pub mod config;
 mod error;
 mod http;
 pub mod l1;
+mod login_limit;
 pub mod metrics;
 pub mod scheduler;
 pub mod serve;
@@ -106,6 +107,8 @@ pub(crate) struct App {
     pub large_bodies: Mutex<std::collections::HashSet<String>>,
     /// KiB of such bodies that may be read at once (`large_body_budget_bytes`).
     pub large_body_budget: Arc<tokio::sync::Semaphore>,
+    /// Logins per client address (`logins_per_minute_per_client`).
+    pub login_limit: login_limit::LoginLimit,
 }
 
 /// The rollup state after the last enqueued chunk, and that chunk's successor's number.
@@ -368,6 +371,7 @@ impl Coordinator {
                 source,
             })?;
         let kib = config.large_body_budget_bytes >> 10;
+        let login_limit = login_limit::LoginLimit::new(config.logins_per_minute_per_client);
         let app = Arc::new(App {
             policy: Policy::from_config(&config),
             tokens: auth::Tokens::new(&config.auth.secret),
@@ -383,6 +387,7 @@ impl Coordinator {
             ),
             large_bodies: Mutex::new(Default::default()),
             large_body_budget: Arc::new(tokio::sync::Semaphore::new(kib)),
+            login_limit,
         });
         let cancel = CancellationToken::new();
         let router = http::router(app.clone());
@@ -425,6 +430,7 @@ async fn sweep_loop(app: Arc<App>, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
+        app.login_limit.forget_idle();
         let a = app.clone();
         match blocking(move || a.store.sweep(&a.policy, now_ms())).await {
             Ok(effects) => {

@@ -79,7 +79,11 @@ impl Metrics {
             "Duration of proof verification",
             verify_seconds.clone(),
         );
-        registry.register("logins", "Login attempts by result", logins.clone());
+        registry.register(
+            "logins",
+            "Login attempts by result (ok, refused, limited: past the address's allowance)",
+            logins.clone(),
+        );
         registry.register(
             "request_seconds",
             "Time from a request's arrival at its route to its response (the body sent after), \

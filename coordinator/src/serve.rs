@@ -91,7 +91,7 @@ impl HttpLimits {
 
 /// The part of a client's address the per-client cap counts by: an IPv4 address (also when
 /// mapped into IPv6), or an IPv6 address's /64 (one host is commonly given a whole /64).
-fn client_of(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -442,6 +442,51 @@ async fn one_address_cannot_hold_more_than_its_share_of_the_connections() {
     c.shutdown().await;
 }
 
+/// Logins from one address past `logins_per_minute_per_client` are told to retry later (HTTP 503
+/// with `Retry-After`, which stock clients and our node retry) before any signature check or
+/// store write: the refused request, sent again from another address, logs in with the same
+/// challenge (before: one address could log in back to back, a durable write each, slowing
+/// every prover's requests; see `login_limit.rs`).
+#[tokio::test]
+async fn logins_from_one_address_are_limited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.logins_per_minute_per_client = 3;
+    let c = start(cfg).await;
+    let mut a = Client::new(&c, "flood", 31);
+    for _ in 0..3 {
+        a.login().await;
+    }
+    let ch = a.challenge().await;
+    let req = a.login_request(&ch, "0.1.0");
+    // `post_raw` checks that an errcode 500 comes as HTTP 503 with Retry-After.
+    let env = a.send_login(&ch, &req).await;
+    assert_eq!(env.errcode, errcode::INTERNAL, "{}", env.errmsg);
+    assert!(
+        env.errmsg
+            .contains("too many logins from this address (3 a minute); retry in"),
+        "{}",
+        env.errmsg
+    );
+    let mut b = Client::new(&c, "elsewhere", 32);
+    b.http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let env = b.send_login(&ch, &req).await;
+    assert_eq!(
+        env.errcode, 0,
+        "the refused login's challenge was not used: {}",
+        env.errmsg
+    );
+    let metrics = a.get_text("/metrics").await;
+    assert!(
+        metrics.contains("coordinator_logins_total{result=\"limited\"} 1"),
+        "{metrics}"
+    );
+    c.shutdown().await;
+}
+
 #[tokio::test]
 async fn fresh_keys_reporting_failures_cannot_fail_a_task() {
     let dir = tempfile::tempdir().expect("tempdir");
