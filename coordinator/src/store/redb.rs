@@ -752,14 +752,17 @@ impl Txn for RedbTxn<'_> {
         for item in busy
             .range::<&str>((from, Bound::Unbounded))
             .ctx("iterate outstanding")?
-            .take(limit)
         {
+            if v.len() == limit {
+                break;
+            }
             let (k, _) = item.ctx("iterate outstanding")?;
             let key = k.value();
-            // Every key asks (and is seen) before it is given an assignment.
-            let seen = text_in(&provers, key, from_json::<ProverSeen>)?
-                .ok_or_else(|| CoordinatorError::store("read provers", "busy but never seen"))?;
-            v.push((key.to_string(), seen));
+            // Every key asks (and is seen) before it is given an assignment; one that was not
+            // has no declared types to count it by and is passed over, as PostgreSQL's join does.
+            if let Some(seen) = text_in(&provers, key, from_json::<ProverSeen>)? {
+                v.push((key.to_string(), seen));
+            }
         }
         Ok(v)
     }

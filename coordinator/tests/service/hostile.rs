@@ -288,6 +288,31 @@ async fn closed_by_server(s: &mut TcpStream, within: Duration, what: &str) {
     );
 }
 
+/// An HTTP client whose connections come from `ip` (a loopback address other than 127.0.0.1
+/// stands for another client).
+fn client_at(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .expect("client")
+}
+
+/// `/health` through `http` answers errcode 0 within 10 s (`when` says under what).
+async fn health_within(http: &reqwest::Client, base: &str, when: &str) {
+    let health: serde_json::Value = tokio::time::timeout(Duration::from_secs(10), async {
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/health not answered within 10 s {when}"));
+    assert_eq!(health["errcode"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_silent_and_idle_connections_are_closed_and_the_server_keeps_answering() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -313,17 +338,12 @@ async fn slow_silent_and_idle_connections_are_closed_and_the_server_keeps_answer
     // A real client still gets an answer: the silent connections holding the cap are closed by
     // the header timeout and the waiting ones are then served.
     let started = std::time::Instant::now();
-    let health: serde_json::Value = tokio::time::timeout(Duration::from_secs(10), async {
-        reqwest::get(format!("{}/health", c.base_url()))
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("json")
-    })
-    .await
-    .expect("/health answered within 10 s with 32 hostile connections open");
-    assert_eq!(health["errcode"], 0);
+    health_within(
+        &reqwest::Client::new(),
+        &c.base_url(),
+        "with 32 hostile connections open",
+    )
+    .await;
     eprintln!(
         "/health answered after {:?} with 24 silent and 8 slow connections",
         started.elapsed()
@@ -412,23 +432,12 @@ async fn one_address_cannot_hold_more_than_its_share_of_the_connections() {
         .await;
     }
     // Another address is served, over the slots the refused ones did not keep.
-    let other = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
-        .expect("client");
-    let health: serde_json::Value = tokio::time::timeout(Duration::from_secs(10), async {
-        other
-            .get(format!("{}/health", c.base_url()))
-            .send()
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("json")
-    })
-    .await
-    .expect("/health from 127.0.0.2 answered while 127.0.0.1 holds its four connections");
-    assert_eq!(health["errcode"], 0);
+    health_within(
+        &client_at([127, 0, 0, 2]),
+        &c.base_url(),
+        "from 127.0.0.2 while 127.0.0.1 holds its four connections",
+    )
+    .await;
     // The four held ones are still open (only the connections past the cap were closed).
     for s in &mut silent {
         let mut probe = [0u8; 1];
@@ -469,10 +478,7 @@ async fn logins_from_one_address_are_limited() {
         env.errmsg
     );
     let mut b = Client::new(&c, "elsewhere", 32);
-    b.http = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
-        .expect("client");
+    b.http = client_at([127, 0, 0, 2]);
     let env = b.send_login(&ch, &req).await;
     assert_eq!(
         env.errcode, 0,
