@@ -551,16 +551,22 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
     // time a key, within the budget for large bodies: logging in costs nothing, so any key may
     // send here, and its body is buffered before its uuid can be checked. (A late proof, whose
     // assignment has timed out, is read if it fits the small limit.)
-    let key = claims.public_key.clone();
-    let a = app.clone();
-    let live = match blocking(move || a.store.holds_live_assignment(&key)).await {
-        Ok(live) => live,
-        Err(e) => return ("internal", internal(e)),
-    };
     let declared = content_length(headers);
     let small_limit = SMALL_BODY_LIMIT.min(app.config.max_body_bytes);
     let small = declared.is_some_and(|n| n <= small_limit as u64);
-    let (limit, _large) = if !live || small {
+    // Only a body that may be large needs the store's word on the key's assignment (most
+    // submissions declare a small one and cost no read here).
+    let live = if small {
+        None
+    } else {
+        let key = claims.public_key.clone();
+        let a = app.clone();
+        match blocking(move || a.store.holds_live_assignment(&key)).await {
+            Ok(live) => Some(live),
+            Err(e) => return ("internal", internal(e)),
+        }
+    };
+    let (limit, _large) = if live != Some(true) {
         (small_limit, None)
     } else {
         let cap = read_cap(app.config.max_body_bytes);
@@ -573,7 +579,9 @@ async fn submit_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> (&'sta
     let req: SubmitProofRequest =
         match parse(headers, body, limit, app.config.http.body_timeout()).await {
             Ok(r) => r,
-            Err(ApiError(code, msg)) if !live && msg.starts_with("request body too large") => {
+            Err(ApiError(code, msg))
+                if live == Some(false) && msg.starts_with("request body too large") =>
+            {
                 let msg = format!(
                     "{msg}: this key holds no live assignment, and a submission over \
                      {small_limit} bytes is read only while its assignment is live"

@@ -176,10 +176,13 @@ pub fn remove_stale_temporaries(dir: &Path) -> Vec<(PathBuf, u64)> {
         } else {
             running(writer.pid) == Some(false)
         };
+        if !stale {
+            continue;
+        }
         let Ok(meta) = entry.metadata() else {
             continue;
         };
-        if stale && meta.is_file() && std::fs::remove_file(entry.path()).is_ok() {
+        if meta.is_file() && std::fs::remove_file(entry.path()).is_ok() {
             removed.push((entry.path(), meta.len()));
         }
     }
