@@ -18,7 +18,8 @@
 //! - The provers share one HTTP client with a connection pool: the point is the coordinator's
 //!   cost per request, and 1,000 sockets would measure the kernel.
 //! - With `--postgres URL` (a server, as `scripts/pg-cluster url` prints it) the run creates a
-//!   fresh database there; redb in a temporary directory without.
+//!   fresh database there, vacuums and checkpoints it after the seeding, and drops it at the
+//!   end; redb in a temporary directory without.
 //! - The coordinators run in this process on a tokio runtime of their own (two worker threads),
 //!   the provers on another, all on the same cores: the figures are the cost per request on one
 //!   machine, not a cluster's capacity.
@@ -95,6 +96,15 @@ struct Args {
     /// the provers log in from 127.0.0.1 at the start).
     #[arg(long, default_value_t = 0)]
     login_limit: u32,
+    /// New chunk tasks a second during the run, each enqueued through `/admin/v1/enqueue` (as a
+    /// sequencer would), the coordinators taken in turn. With `--pending 0` and a `--prove-ms`,
+    /// most requests are idle polls, as on a network with more provers than work.
+    #[arg(long, default_value_t = 0.0)]
+    arrivals: f64,
+    /// How long a prover that got a task works on it before reporting it failed (it asks for
+    /// nothing meanwhile, as a node proving does).
+    #[arg(long, default_value_t = 0)]
+    prove_ms: u64,
 }
 
 fn key(i: usize) -> SigningKey {
@@ -240,6 +250,8 @@ impl Prover {
 #[derive(Default)]
 struct Samples {
     get_task: Vec<f64>,
+    /// The get_tasks that handed out a task (also in `get_task`).
+    handed_out: Vec<f64>,
     submit: Vec<f64>,
     no_task: u64,
     errors: u64,
@@ -356,6 +368,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await??;
     }
+    if let Some(url) = &config.database_url {
+        // The seeding vacuumed, analysed and checkpointed now, not by autovacuum and a
+        // checkpoint in the measured run (a history accrues over months, not in a minute).
+        let t = Instant::now();
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        let conn = tokio::spawn(conn);
+        client.batch_execute("VACUUM ANALYZE").await?;
+        client.batch_execute("CHECKPOINT").await?;
+        drop(client);
+        conn.await??;
+        eprintln!(
+            "vacuum, analyse and checkpoint after the seeding: {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     // The coordinators run on a runtime of their own, as they would in their own process: on
     // the provers' runtime a request would also wait behind the provers' own tasks.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -398,6 +425,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let pause = Duration::from_millis(args.pause_ms);
+    let prove = Duration::from_millis(args.prove_ms);
     let mut handles = Vec::new();
     for (i, p) in provers.into_iter().enumerate() {
         // Spread the first requests over one pause, as independent nodes would be.
@@ -421,7 +449,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         continue;
                     }
                 };
-                s.get_task.push(t0.elapsed().as_secs_f64() * 1e3);
+                let took = t0.elapsed().as_secs_f64() * 1e3;
+                s.get_task.push(took);
                 if env.errcode == errcode::NO_TASK {
                     s.no_task += 1;
                     continue;
@@ -433,6 +462,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     s.errors += 1;
                     continue;
                 };
+                s.handed_out.push(took);
                 let req = SubmitProofRequest {
                     uuid: task.uuid.clone(),
                     task_id: task.task_id.clone(),
@@ -442,6 +472,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     failure_type: 2,
                     failure_msg: "load test".into(),
                 };
+                if !prove.is_zero() {
+                    // Work on it; a task still in work at the deadline is left unreported.
+                    if Instant::now() + prove >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(prove).await;
+                }
                 let t1 = Instant::now();
                 match p.post("/coordinator/v1/submit_proof", &p.token, &req).await {
                     Ok(e) if e.errcode == 0 => s.submit.push(t1.elapsed().as_secs_f64() * 1e3),
@@ -476,15 +513,57 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }));
         }
     }
+    // The arrivals: one chunk task (`max_txs` random transfers) at each tick until the deadline.
+    let feeder = (args.arrivals > 0.0).then(|| {
+        let (http, token) = (http.clone(), config.admin_token.clone());
+        let bases: Vec<String> = running.iter().map(|c| c.base_url()).collect();
+        let every = Duration::from_secs_f64(1.0 / args.arrivals);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (mut latency, mut errors) = (Vec::new(), 0u64);
+            let body = serde_json::json!({ "random": CONFIG.max_txs });
+            while Instant::now() < deadline {
+                tick.tick().await;
+                let base = &bases[latency.len() % bases.len()];
+                let t0 = Instant::now();
+                let r = http
+                    .post(format!("{base}/admin/v1/enqueue"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) => match r.json::<Envelope<serde_json::Value>>().await {
+                        Ok(e) if e.errcode == 0 => latency.push(t0.elapsed().as_secs_f64() * 1e3),
+                        _ => errors += 1,
+                    },
+                    Err(_) => errors += 1,
+                }
+            }
+            (latency, errors)
+        })
+    });
     let mut all = Samples::default();
     for h in handles {
         let s = h.await?;
         all.get_task.extend(s.get_task);
+        all.handed_out.extend(s.handed_out);
         all.submit.extend(s.submit);
         all.no_task += s.no_task;
         all.errors += s.errors;
     }
     let took = started.elapsed().as_secs_f64();
+    if let Some(feeder) = feeder {
+        let (mut latency, errors) = feeder.await?;
+        println!(
+            "arrivals: {} chunk tasks enqueued ({:.1}/s) p50 {:.2} ms p99 {:.2} ms; errors {errors}",
+            latency.len(),
+            latency.len() as f64 / took,
+            pct(&mut latency, 0.5),
+            pct(&mut latency, 0.99),
+        );
+    }
     let (mut flood_ok, mut flood_refused) = (0, 0);
     for h in flood {
         let (ok, refused) = h.await?;
@@ -538,9 +617,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         submit_served.0,
         submit_served.1,
     );
+    println!(
+        "get_task that handed out a task: {} p50 {:.2} ms p99 {:.2} ms",
+        all.handed_out.len(),
+        pct(&mut all.handed_out, 0.5),
+        pct(&mut all.handed_out, 0.99),
+    );
     for c in running {
         server_rt.spawn(c.shutdown()).await?;
     }
     server_rt.shutdown_background();
+    if let (Some(server), Some(url)) = (&args.postgres, &config.database_url) {
+        // The run's database, from the server's: they are hundreds of MB at 100,000 tasks.
+        let name = url.rsplit('/').next().unwrap_or_default();
+        let (client, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls).await?;
+        let conn = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await?;
+        drop(client);
+        conn.await??;
+    }
     Ok(())
 }

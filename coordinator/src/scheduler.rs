@@ -300,6 +300,15 @@ pub fn assign(
     Ok((outcome, effects))
 }
 
+/// Whether [`assign`] gave `outcome` and `effects` as an idle poll: nothing handed out, nothing
+/// timed out, only the caller's last-seen time written. A crash that loses that write costs
+/// nothing (the reply does not depend on it), so a transaction that did only that need not wait
+/// for the disk ([`Txn::commit_lazily`]). A new assignment must: a prover would otherwise prove
+/// a task the coordinator forgot it gave.
+pub fn idle_poll(outcome: &AssignOutcome, effects: &Effects) -> bool {
+    !matches!(outcome, AssignOutcome::Task { resent: false, .. }) && effects.timed_out == 0
+}
+
 fn assign_in(
     tx: &mut dyn Txn,
     who: &ProverIdentity,

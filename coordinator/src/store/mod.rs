@@ -361,6 +361,15 @@ pub trait Txn: Reads {
     /// rest of the transaction where the backend locks rows.
     fn settlement(&mut self, index: u64) -> R<Option<String>>;
     fn put_settlement(&mut self, index: u64, record: &str) -> R<()>;
+    /// Says that losing this transaction in a crash would cost nothing: its reply depends on
+    /// nothing it wrote (a `get_task` that handed nothing out and only noted the caller as
+    /// seen: [`scheduler::idle_poll`]; said by whoever knows everything the transaction holds).
+    /// The backend may then commit it without waiting for the disk. PostgreSQL does
+    /// (`synchronous_commit = off` for this transaction: atomic and in order, and made durable
+    /// by the next durable commit or within the WAL writer's delay). redb does not: its grouped
+    /// commit already shares one fsync among concurrent callers, and it frees pages only in
+    /// durable commits, so an idle network committing only lazily would grow its file.
+    fn commit_lazily(&mut self) {}
 }
 
 /// Expired challenges removed by one login at most: a login's cost stays bounded however many
@@ -396,6 +405,10 @@ pub trait Backend: Send + Sync {
     fn status(&self) -> R<StatusReport>;
     /// The counts only (cost independent of finished tasks and of the keys ever seen).
     fn summary(&self) -> R<StatusReport>;
+    /// See [`Store::lazy_commits`].
+    fn lazy_commits(&self) -> u64 {
+        0
+    }
 }
 
 /// The store: a backend and the scheduler's operations over it.
@@ -441,6 +454,12 @@ impl Store {
     /// A cheap read of the store (for `/health`): the number of tasks.
     pub fn health(&self) -> R<u64> {
         self.backend.health()
+    }
+
+    /// Write transactions committed without waiting for the disk ([`Txn::commit_lazily`]) since
+    /// the store was opened (always 0 on redb).
+    pub fn lazy_commits(&self) -> u64 {
+        self.backend.lazy_commits()
     }
 
     /// The persisted rollup accounts (empty for a new store).
@@ -490,6 +509,7 @@ impl Store {
     }
 
     /// `get_task`: sweep timeouts, then re-send the caller's outstanding task or assign a new one.
+    /// One transaction; an idle poll's is committed lazily ([`scheduler::idle_poll`]).
     pub fn assign(
         &self,
         who: &ProverIdentity,
@@ -497,7 +517,15 @@ impl Store {
         policy: &Policy,
         now_ms: u64,
     ) -> R<(AssignOutcome, Effects)> {
-        self.transaction(|tx| scheduler::assign(tx, who, task_types, policy, now_ms))
+        self.transaction(|tx| {
+            let (outcome, effects) = scheduler::assign(tx, who, task_types, policy, now_ms)?;
+            // The transaction holds this decision only, so the decision alone says whether it
+            // may be lost.
+            if scheduler::idle_poll(&outcome, &effects) {
+                tx.commit_lazily();
+            }
+            Ok((outcome, effects))
+        })
     }
 
     /// Checks a submission before verification: the assignment exists, is the caller's, is not

@@ -30,6 +30,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -212,6 +213,8 @@ pub fn create_database(server_url: &str, prefix: &str) -> R<String> {
 /// The PostgreSQL backend.
 pub struct PgBackend {
     pool: Pool,
+    /// Transactions committed without waiting for the WAL flush (see [`Txn::commit_lazily`]).
+    lazy_commits: AtomicU64,
     /// Drives the pool's connections; `None` only while dropping.
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -259,7 +262,11 @@ impl PgBackend {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| CoordinatorError::store("create the connection pool", e))?;
-        let backend = Self { pool, rt: Some(rt) };
+        let backend = Self {
+            pool,
+            lazy_commits: AtomicU64::new(0),
+            rt: Some(rt),
+        };
         backend.migrate()?;
         Ok(backend)
     }
@@ -382,6 +389,9 @@ impl PgBackend {
                 match f(&mut txn).and_then(|v| txn.finish().map(|()| v)) {
                     Ok(v) => match txn.commit() {
                         Ok(()) => {
+                            if txn.lazy {
+                                self.lazy_commits.fetch_add(1, Ordering::Relaxed);
+                            }
                             conn.idle = true;
                             (Ok(v), None)
                         }
@@ -620,6 +630,10 @@ impl Backend for PgBackend {
         self.counts(&mut report)?;
         Ok(report)
     }
+
+    fn lazy_commits(&self) -> u64 {
+        self.lazy_commits.load(Ordering::Relaxed)
+    }
 }
 
 /// One PostgreSQL transaction, with its own BEGIN and COMMIT so that both travel with other
@@ -646,6 +660,8 @@ struct PgTxn<'a> {
     /// inserted), as this transaction has left it: what `save_task` needs to know of the row
     /// it replaces, so that its write can be queued.
     locked: HashMap<String, TaskState>,
+    /// Commit without waiting for the WAL flush ([`Txn::commit_lazily`]).
+    lazy: bool,
 }
 
 /// A write sent later (see [`PgTxn`]).
@@ -691,6 +707,7 @@ impl<'a> PgTxn<'a> {
             caller: None,
             claimed: None,
             locked: HashMap::new(),
+            lazy: false,
         }
     }
 
@@ -1338,5 +1355,19 @@ impl Txn for PgTxn<'_> {
             owned![i64_of(index), record.to_string()],
         );
         Ok(())
+    }
+
+    fn commit_lazily(&mut self) {
+        if !self.lazy {
+            // For the rest of this transaction only (`is_local`): its COMMIT returns without
+            // waiting for the WAL flush. Queued like a write, so it travels with the COMMIT, and
+            // a COMMIT after it still ends the transaction if it failed.
+            self.queue(
+                "commit lazily",
+                "SELECT set_config('synchronous_commit', 'off', true)",
+                owned![],
+            );
+            self.lazy = true;
+        }
     }
 }

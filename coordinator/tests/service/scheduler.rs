@@ -417,6 +417,42 @@ fn a_busy_prover_counts_as_available_even_if_it_has_not_asked_recently() {
     assert_eq!(again.task_id, "chunk-0");
 }
 
+/// An idle poll (nothing handed out, nothing timed out) is committed without waiting for the
+/// disk on PostgreSQL, and is still committed; a hand-out, and a poll whose sweep timed out an
+/// assignment, wait for it. redb commits everything durably.
+#[test]
+fn only_idle_polls_commit_without_waiting_for_the_disk() {
+    let f = fixture(1);
+    let p = policy();
+    let (a, b, c) = (prover("a", &[1]), prover("b", &[1]), prover("c", &[2]));
+    let postgres = matches!(f.backing, Backing::Postgres(_));
+    let lazy = |before: u64| f.store.lazy_commits() - before;
+    let start = f.store.lazy_commits();
+    let (t, _) = task(assign(&f.store, &a, &[1], &p, 0));
+    assert_eq!(lazy(start), 0, "a hand-out waits for the disk");
+    let (again, resent) = task(assign(&f.store, &a, &[1], &p, 10));
+    assert!(resent);
+    assert_eq!(again, t);
+    assert_eq!(assign(&f.store, &b, &[1], &p, 20), AssignOutcome::NoTask);
+    assert_eq!(lazy(start), if postgres { 2 } else { 0 });
+    assert_eq!(
+        recent(&f.store, 0, 10),
+        [("key-a".to_string(), 10), ("key-b".to_string(), 20)],
+        "the lazily committed writes are committed"
+    );
+    // Past the deadline: c's poll times out a's assignment (and hands nothing out, since c
+    // asks for batches): what it changed is more than a last-seen time, so it waits.
+    let before = f.store.lazy_commits();
+    assert_eq!(assign(&f.store, &c, &[2], &p, 5_000), AssignOutcome::NoTask);
+    assert_eq!(
+        lazy(before),
+        0,
+        "a sweep that timed out an assignment waits for the disk"
+    );
+    let s = f.store.status().expect("status");
+    assert_eq!(s.count("chunk", TaskState::Pending), 1);
+}
+
 /// The provers seen at or after `since` as the store's walk gives them, read `page` at a time:
 /// (key, last seen) in (last seen, key) order.
 fn recent(store: &Store, since: u64, page: usize) -> Vec<(String, u64)> {
