@@ -523,9 +523,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let (mut latency, mut errors) = (Vec::new(), 0u64);
             let body = serde_json::json!({ "random": CONFIG.max_txs });
+            let mut turn = bases.iter().cycle();
             while Instant::now() < deadline {
                 tick.tick().await;
-                let base = &bases[latency.len() % bases.len()];
+                let Some(base) = turn.next() else { break };
                 let t0 = Instant::now();
                 let r = http
                     .post(format!("{base}/admin/v1/enqueue"))
