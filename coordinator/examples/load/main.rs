@@ -25,12 +25,20 @@
 //!   machine, not a cluster's capacity.
 //! - With `--replicas N` (PostgreSQL only), N coordinators share the database and the provers
 //!   are spread over them.
+//! - With `--replica-cpu C` (Linux, root, the cgroup v1 `cpu` controller) each replica runs on a
+//!   runtime of its own whose threads may use C cores' time (a CFS quota), as if each had a
+//!   machine of that size: on a small machine this is how to see whether a second replica adds
+//!   throughput when the database is not the bottleneck. Threads the replica starts join its
+//!   group too (the PostgreSQL client's runtime thread, the blocking pool). The run then prints
+//!   the CPU time used by each replica, by PostgreSQL's processes and by the rest of this
+//!   process (the provers).
 //! - Latency is printed twice: as the provers saw it (from sending a request to reading its
 //!   reply, which includes the wait of the provers' own tasks for a core), and as the
 //!   coordinators measured it (`coordinator_request_seconds` from their `/metrics`, summed over
 //!   the replicas, quantiles interpolated within a bucket as Prometheus does).
 
-#[path = "../tests/service/common/login.rs"]
+mod cgroup;
+#[path = "../../tests/service/common/login.rs"]
 mod login;
 
 use std::sync::Arc;
@@ -105,6 +113,10 @@ struct Args {
     /// nothing meanwhile, as a node proving does).
     #[arg(long, default_value_t = 0)]
     prove_ms: u64,
+    /// CPU time each replica may use, in cores (e.g. 0.3), through a cgroup quota on its own
+    /// runtime's threads; without it the replicas share one runtime and the machine.
+    #[arg(long)]
+    replica_cpu: Option<f64>,
 }
 
 fn key(i: usize) -> SigningKey {
@@ -320,12 +332,33 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
+/// CPU seconds used so far: per replica group (with its throttled periods), by PostgreSQL's
+/// processes, by this whole process.
+struct CpuUse {
+    replicas: Vec<(f64, u64)>,
+    postgres: f64,
+    process: f64,
+}
+
+fn cpu_use(groups: &[Arc<cgroup::CpuGroup>]) -> Result<CpuUse, String> {
+    let mut replicas = Vec::new();
+    for g in groups {
+        replicas.push((g.cpu_seconds()?, g.throttled_periods()?));
+    }
+    Ok(CpuUse {
+        replicas,
+        postgres: cgroup::cpu_seconds_of("postgres"),
+        process: cgroup::own_cpu_seconds(),
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if args.replicas > 1 && args.postgres.is_none() {
         return Err("--replicas needs --postgres (redb is one process's file)".into());
     }
+    let failed_groups = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let params_dir = args.env_dir.join("params");
     params::ensure_dev(&params_dir, CONFIG.k, false)?;
     let core = Arc::new(ProvingCore::new(CoreConfig::new(
@@ -384,20 +417,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // The coordinators run on a runtime of their own, as they would in their own process: on
-    // the provers' runtime a request would also wait behind the provers' own tasks.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("coordinator")
-        .enable_all()
-        .build()?;
+    // the provers' runtime a request would also wait behind the provers' own tasks. With a CPU
+    // allowance, each replica on its own runtime, its threads in its own group.
+    let mut groups = Vec::new();
+    let mut runtimes = Vec::new();
+    let each = args.replica_cpu.is_some();
+    for i in 0..if each { args.replicas } else { 1 } {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder
+            .worker_threads(2)
+            .thread_name(format!("coordinator-{i}"))
+            .enable_all();
+        if let Some(cores) = args.replica_cpu {
+            let group = Arc::new(cgroup::CpuGroup::new(
+                &format!("pnode-load-{}-{i}", std::process::id()),
+                cores,
+            )?);
+            let (g, failed) = (group.clone(), failed_groups.clone());
+            builder.on_thread_start(move || {
+                if let Err(e) = g.add_current_thread() {
+                    eprintln!("{e}");
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            groups.push(group);
+        }
+        runtimes.push(builder.build()?);
+    }
     let mut running = Vec::new();
-    for _ in 0..args.replicas {
+    for i in 0..args.replicas {
         let (config, core) = (config.clone(), core.clone());
         running.push(
-            server_rt
+            runtimes[i % runtimes.len()]
                 .spawn(async move { Coordinator::start(config, core).await })
                 .await??,
         );
+    }
+    if failed_groups.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err("a replica's thread could not join its CPU group (above)".into());
     }
     let vk = running[0].accepted_vks().chunk;
     let http = reqwest::Client::builder()
@@ -422,6 +479,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         provers.len(),
         login_started.elapsed().as_secs_f64()
     );
+    let cpu_before = cpu_use(&groups)?;
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let pause = Duration::from_millis(args.pause_ms);
@@ -555,6 +613,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         all.errors += s.errors;
     }
     let took = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_use(&groups)?;
     if let Some(feeder) = feeder {
         let (mut latency, errors) = feeder.await?;
         println!(
@@ -624,10 +683,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(&mut all.handed_out, 0.5),
         pct(&mut all.handed_out, 0.99),
     );
-    for c in running {
-        server_rt.spawn(c.shutdown()).await?;
+    if each {
+        let cores = |a: f64, b: f64| (b - a) / took;
+        let replicas: Vec<String> = cpu_before
+            .replicas
+            .iter()
+            .zip(&cpu_after.replicas)
+            .zip(&running)
+            .map(|((&(s0, t0), &(s1, t1)), c)| {
+                format!(
+                    "{} {:.2} cores ({} periods throttled)",
+                    c.base_url(),
+                    cores(s0, s1),
+                    t1 - t0
+                )
+            })
+            .collect();
+        let in_replicas: f64 = cpu_after.replicas.iter().map(|r| r.0).sum::<f64>()
+            - cpu_before.replicas.iter().map(|r| r.0).sum::<f64>();
+        println!(
+            "CPU over the run: replicas {}; postgres processes {:.2} cores; the rest of this process (provers) {:.2} cores",
+            replicas.join(", "),
+            cores(cpu_before.postgres, cpu_after.postgres),
+            (cpu_after.process - cpu_before.process - in_replicas) / took,
+        );
     }
-    server_rt.shutdown_background();
+    for (i, c) in running.into_iter().enumerate() {
+        runtimes[i % runtimes.len()].spawn(c.shutdown()).await?;
+    }
+    // Their threads gone before the groups are removed (a group's drop moves any left to the
+    // root); waiting for them is blocking, so not on this runtime's thread.
+    tokio::task::spawn_blocking(move || {
+        for rt in runtimes {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    })
+    .await?;
+    drop(groups);
     if let (Some(server), Some(url)) = (&args.postgres, &config.database_url) {
         // The run's database, from the server's: they are hundreds of MB at 100,000 tasks.
         let name = url.rsplit('/').next().unwrap_or_default();
