@@ -55,6 +55,11 @@ pub struct CoordinatorConfig {
     /// `db_path`, and several coordinator replicas can share it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// Connections to PostgreSQL this process keeps at most (with `database_url`). About twice
+    /// the database server's cores over all the replicas together: more make the server's
+    /// processes wait for cores while holding locks, and the tail grows.
+    #[serde(default = "default_pool_size")]
+    pub database_pool_size: usize,
     /// Directory of `kzg_bn254_{k}.srs` files (for verification and vk digests).
     pub params_dir: PathBuf,
     /// Proving/verifying key cache directory.
@@ -118,6 +123,9 @@ pub struct CoordinatorConfig {
     pub settlement: Option<crate::settle::SettlementConfig>,
 }
 
+fn default_pool_size() -> usize {
+    crate::store::pg::DEFAULT_POOL_SIZE
+}
 fn default_chunk_timeout() -> u64 {
     180
 }
@@ -142,6 +150,9 @@ fn default_logins_per_minute() -> u32 {
 fn default_max_body() -> usize {
     64 << 20
 }
+/// The largest `database_pool_size` (PostgreSQL's own default `max_connections` is 100).
+pub const MAX_POOL_SIZE: usize = 1000;
+
 /// The largest `large_body_budget_bytes` (the budget is counted in KiB in a `u32`).
 pub const MAX_LARGE_BODY_BUDGET: usize = (u32::MAX as usize) << 10;
 
@@ -169,6 +180,7 @@ impl CoordinatorConfig {
             listen: "127.0.0.1:0".into(),
             db_path: dir.join("coordinator.redb"),
             database_url: None,
+            database_pool_size: default_pool_size(),
             params_dir: params_dir.into(),
             keys_dir: keys_dir.into(),
             auth: AuthConfig {
@@ -277,6 +289,12 @@ impl CoordinatorConfig {
         }
         if self.max_invalid_proofs == 0 {
             return bad("max_invalid_proofs must be at least 1".into());
+        }
+        if !(1..=MAX_POOL_SIZE).contains(&self.database_pool_size) {
+            return bad(format!(
+                "database_pool_size {} must be in 1..={MAX_POOL_SIZE}",
+                self.database_pool_size
+            ));
         }
         if self.session_attempts == 0 {
             return bad("session_attempts must be at least 1".into());

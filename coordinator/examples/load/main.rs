@@ -117,6 +117,9 @@ struct Args {
     /// runtime's threads; without it the replicas share one runtime and the machine.
     #[arg(long)]
     replica_cpu: Option<f64>,
+    /// `database_pool_size` of each replica (default: the coordinator's).
+    #[arg(long)]
+    pool: Option<usize>,
 }
 
 fn key(i: usize) -> SigningKey {
@@ -383,6 +386,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.logins_per_minute_per_client = args.login_limit;
     if let Some(n) = args.session_attempts {
         config.session_attempts = n;
+    }
+    if let Some(n) = args.pool {
+        config.database_pool_size = n;
     }
     let keys: Vec<SigningKey> = (0..args.provers).map(key).collect();
     let public: Vec<String> = keys.iter().map(public_key_hex).collect();

@@ -424,10 +424,16 @@ impl Store {
         })
     }
 
-    /// Connects to a PostgreSQL database (`postgresql://…` URL) and applies its migrations.
+    /// Connects to a PostgreSQL database (`postgresql://…` URL) with the default pool
+    /// ([`pg::DEFAULT_POOL_SIZE`]) and applies its migrations.
     pub fn open_postgres(url: &str) -> R<Self> {
+        Self::open_postgres_pooled(url, pg::DEFAULT_POOL_SIZE)
+    }
+
+    /// As [`Store::open_postgres`], with at most `pool_size` connections.
+    pub fn open_postgres_pooled(url: &str, pool_size: usize) -> R<Self> {
         Ok(Self {
-            backend: Box::new(pg::PgBackend::connect(url)?),
+            backend: Box::new(pg::PgBackend::connect(url, pool_size)?),
         })
     }
 
@@ -435,7 +441,7 @@ impl Store {
     /// redb file `db_path`.
     pub fn from_config(config: &crate::CoordinatorConfig) -> R<Self> {
         match &config.database_url {
-            Some(url) => Self::open_postgres(url),
+            Some(url) => Self::open_postgres_pooled(url, config.database_pool_size),
             None => Self::open(&config.db_path),
         }
     }

@@ -52,8 +52,12 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
-/// Connections per coordinator process.
-const POOL_SIZE: usize = 16;
+/// Connections per coordinator process unless configured (`database_pool_size`). Few: each
+/// request holds one only for its transaction, and more server processes than the database
+/// server has cores to run them wait for a core holding locks (a commit waits behind others
+/// for the WAL): on a 2-core server, 16 connections gave a p99 get_task of 12–25 ms where 4 gave
+/// 4–16 ms (`benches/RESULTS.md`, fortieth session).
+pub const DEFAULT_POOL_SIZE: usize = 8;
 /// Runs of one transaction after conflicts before giving up.
 const MAX_RUNS: u32 = 20;
 /// Arbitrary key of the advisory lock held while migrating.
@@ -229,8 +233,14 @@ impl Drop for PgBackend {
 }
 
 impl PgBackend {
-    /// Connects, checks the server is reachable, and applies the migrations.
-    pub fn connect(url: &str) -> R<Self> {
+    /// Connects with a pool of at most `pool_size` connections, checks the server is
+    /// reachable, and applies the migrations.
+    pub fn connect(url: &str, pool_size: usize) -> R<Self> {
+        if pool_size == 0 {
+            return Err(CoordinatorError::Config(
+                "database_pool_size must be at least 1".into(),
+            ));
+        }
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| CoordinatorError::Config(format!("database_url: {}", describe(&e))))?;
         if config.get_connect_timeout().is_none() {
@@ -256,7 +266,7 @@ impl PgBackend {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)))

@@ -360,6 +360,14 @@ fn the_example_config_parses_and_refuses_its_placeholders() {
         .to_string();
     assert!(e.contains("min_prover_version"), "{e}");
     cfg.min_prover_version = "0.1.0".into();
+    assert_eq!(cfg.database_pool_size, 8, "the default pool");
+    for bad in [0, coordinator::config::MAX_POOL_SIZE + 1] {
+        cfg.database_pool_size = bad;
+        let e = cfg.validate().expect_err("pool size refused").to_string();
+        assert!(e.contains(&format!("database_pool_size {bad}")), "{e}");
+    }
+    cfg.database_pool_size = 1;
+    cfg.validate().expect("one connection is enough");
     assert_eq!(cfg.chunk_timeout_sec, 180);
     assert!(cfg.batch_enabled().is_some());
     let err =

@@ -159,3 +159,45 @@ async fn logins_and_assignments_are_shared_by_the_replicas() {
         c.shutdown().await;
     }
 }
+
+/// A replica with a pool of one connection serves provers at once: no request holds a second
+/// connection while it has one (it would wait for itself until the pool's timeout), whatever
+/// `database_pool_size` an operator sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_provers_at_once() {
+    if !have_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.database_pool_size = 1;
+    let c = start(cfg).await;
+    let ids = c.enqueue_random(12, 3).await.expect("enqueue");
+    assert!(ids.len() >= 6, "{ids:?}");
+    let rounds: Vec<_> = (0..6u8)
+        .map(|i| {
+            let mut p = Client::new(&c, &format!("p{i}"), 10 + i);
+            async move {
+                p.login().await;
+                let task = p.get_task().await.expect("a task");
+                let again = p.get_task().await.expect("the same task again");
+                assert_eq!(task.uuid, again.uuid);
+                let reply = p.report_failure(&task).await;
+                assert_eq!(reply.errcode, 0, "{}", reply.errmsg);
+                let health = p.get_json("/health").await;
+                assert_eq!(health["data"]["status"], "ok", "{health}");
+                assert!(p.get_text("/metrics").await.contains("coordinator_tasks"));
+                task.task_id
+            }
+        })
+        .map(tokio::spawn)
+        .collect();
+    let mut got = Vec::new();
+    for r in rounds {
+        got.push(r.await.expect("a prover's round"));
+    }
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 6, "six provers, six different tasks: {got:?}");
+    c.shutdown().await;
+}
