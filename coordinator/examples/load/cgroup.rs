@@ -51,16 +51,10 @@ impl CpuGroup {
         fs::read_to_string(&path).map_err(|e| io("reading", &path, e))
     }
 
-    /// Moves the calling thread into the group (v1 takes thread ids in `tasks`).
-    pub fn add_current_thread(&self) -> Result<(), String> {
-        let link = fs::read_link("/proc/thread-self")
-            .map_err(|e| io("reading", Path::new("/proc/thread-self"), e))?;
-        let tid = link
-            .file_name()
-            .and_then(|t| t.to_str())
-            .ok_or_else(|| format!("/proc/thread-self -> {}: no thread id", link.display()))?
-            .to_string();
-        self.write("tasks", &tid)
+    /// The group's `tasks` file, for [`join`] (a path, so that a runtime's thread-start hook
+    /// does not keep the group alive past its drop).
+    pub fn tasks_file(&self) -> PathBuf {
+        self.dir.join("tasks")
     }
 
     /// The threads in the group.
@@ -97,6 +91,17 @@ impl CpuGroup {
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| format!("{}/cpu.stat: no nr_throttled", self.dir.display()))
     }
+}
+
+/// Moves the calling thread into the group whose `tasks` file this is (v1 takes thread ids).
+pub fn join(tasks: &Path) -> Result<(), String> {
+    let link = fs::read_link("/proc/thread-self")
+        .map_err(|e| io("reading", Path::new("/proc/thread-self"), e))?;
+    let tid = link
+        .file_name()
+        .and_then(|t| t.to_str())
+        .ok_or_else(|| format!("/proc/thread-self -> {}: no thread id", link.display()))?;
+    fs::write(tasks, tid).map_err(|e| io("writing", tasks, e))
 }
 
 impl Drop for CpuGroup {

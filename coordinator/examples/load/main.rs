@@ -335,6 +335,19 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
+/// The coordinators' runtimes. Dropped on an error return, in this async `main`, where a
+/// runtime's own drop (which waits for its threads) would panic and hide the error: there they
+/// are shut down without waiting.
+struct Runtimes(Vec<tokio::runtime::Runtime>);
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        for rt in self.0.drain(..) {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// CPU seconds used so far: per replica group (with its throttled periods), by PostgreSQL's
 /// processes, by this whole process.
 struct CpuUse {
@@ -343,7 +356,7 @@ struct CpuUse {
     process: f64,
 }
 
-fn cpu_use(groups: &[Arc<cgroup::CpuGroup>]) -> Result<CpuUse, String> {
+fn cpu_use(groups: &[cgroup::CpuGroup]) -> Result<CpuUse, String> {
     let mut replicas = Vec::new();
     for g in groups {
         replicas.push((g.cpu_seconds()?, g.throttled_periods()?));
@@ -426,7 +439,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the provers' runtime a request would also wait behind the provers' own tasks. With a CPU
     // allowance, each replica on its own runtime, its threads in its own group.
     let mut groups = Vec::new();
-    let mut runtimes = Vec::new();
+    let mut runtimes = Runtimes(Vec::new());
     let each = args.replica_cpu.is_some();
     for i in 0..if each { args.replicas } else { 1 } {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -435,26 +448,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .thread_name(format!("coordinator-{i}"))
             .enable_all();
         if let Some(cores) = args.replica_cpu {
-            let group = Arc::new(cgroup::CpuGroup::new(
-                &format!("pnode-load-{}-{i}", std::process::id()),
-                cores,
-            )?);
-            let (g, failed) = (group.clone(), failed_groups.clone());
+            let group =
+                cgroup::CpuGroup::new(&format!("pnode-load-{}-{i}", std::process::id()), cores)?;
+            let (tasks, failed) = (group.tasks_file(), failed_groups.clone());
             builder.on_thread_start(move || {
-                if let Err(e) = g.add_current_thread() {
+                if let Err(e) = cgroup::join(&tasks) {
                     eprintln!("{e}");
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             });
             groups.push(group);
         }
-        runtimes.push(builder.build()?);
+        runtimes.0.push(builder.build()?);
     }
     let mut running = Vec::new();
     for i in 0..args.replicas {
         let (config, core) = (config.clone(), core.clone());
         running.push(
-            runtimes[i % runtimes.len()]
+            runtimes.0[i % runtimes.0.len()]
                 .spawn(async move { Coordinator::start(config, core).await })
                 .await??,
         );
@@ -715,12 +726,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     for (i, c) in running.into_iter().enumerate() {
-        runtimes[i % runtimes.len()].spawn(c.shutdown()).await?;
+        runtimes.0[i % runtimes.0.len()].spawn(c.shutdown()).await?;
     }
     // Their threads gone before the groups are removed (a group's drop moves any left to the
     // root); waiting for them is blocking, so not on this runtime's thread.
+    let rts = std::mem::take(&mut runtimes.0);
     tokio::task::spawn_blocking(move || {
-        for rt in runtimes {
+        for rt in rts {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
     })
