@@ -56,7 +56,7 @@ mod embedded {
 /// request holds one only for its transaction, and more server processes than the database
 /// server has cores to run them wait for a core holding locks (a commit waits behind others
 /// for the WAL): on a 2-core server, 16 connections gave a p99 get_task of 12–25 ms where 4 gave
-/// 4–16 ms (`benches/RESULTS.md`, fortieth session).
+/// 6.8–16 ms at 100 finished tasks (`benches/RESULTS.md`, fortieth session).
 pub const DEFAULT_POOL_SIZE: usize = 8;
 /// Runs of one transaction after conflicts before giving up.
 const MAX_RUNS: u32 = 20;
